@@ -1,0 +1,65 @@
+"""The shape every local service follows: prepare (cached, may run in a thread) → spawn (main thread) → wait_ready."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from harness.stack.process import ManagedProcess, ServiceStartError
+
+
+class LocalService:
+    name: str = "service"
+    ready_timeout: float = 30.0
+
+    def __init__(self, workdir: Path, port: int):
+        self.workdir = workdir
+        self.port = port
+        self.process: ManagedProcess | None = None
+        self.cancel = threading.Event()  # set by the provider when a sibling failed: stop waiting
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "logs" / f"{self.name}.log"
+
+    def prepare(self) -> None:
+        """Slow, cacheable work (templates, venvs). Safe to run off the main thread."""
+
+    def spawn(self) -> None:
+        raise NotImplementedError
+
+    def probe(self) -> None:
+        """One real round trip; raises until the service answers."""
+        raise NotImplementedError
+
+    def after_ready(self) -> None:
+        """Create what the stack promises to exist (buckets, queues, databases)."""
+
+    def wait_ready(self) -> float:
+        assert self.process is not None
+        seconds = self.process.wait_ready(self.probe, self.ready_timeout, cancel=self.cancel)
+        try:
+            self.after_ready()
+        except Exception as exc:
+            raise ServiceStartError(
+                self.name, f"ready, but setting up failed: {exc!r}", self.log_path, self.process.log_tail()
+            ) from exc
+        return seconds
+
+    def endpoint(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def leftovers(self) -> list[int]:
+        return self.process.leftovers() if self.process else []
+
+
+def require_binary(name: str, install_hint: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise ServiceStartError(name, f"`{name}` is not installed. Install it with: {install_hint}")
+    return path

@@ -1,0 +1,141 @@
+"""PostgreSQL from the machine's binaries: initdb once into a cached template, copy per session, run unprivileged."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from harness.cache import cache_dir, cache_lock
+from harness.stack.endpoints import PostgresEndpoint
+from harness.stack.local.base import LocalService
+from harness.stack.process import ManagedProcess, ServiceStartError
+
+USER = "verisim"
+PASSWORD = "verisim"
+DATABASE = "verisim"
+INSTALL_HINT = "apt-get install -y postgresql   (or set VERISIM_PG_BIN to a directory holding initdb and postgres)"
+
+
+def find_pg_bin() -> Path:
+    explicit = os.environ.get("VERISIM_PG_BIN")
+    candidates = [explicit] if explicit else []
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    for c in candidates:
+        if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
+            return Path(c)
+    raise ServiceStartError("postgres", f"no PostgreSQL server binaries found. Install them with: {INSTALL_HINT}")
+
+
+def server_identity() -> tuple[int | None, int | None]:
+    """Postgres refuses root: run as ``nobody`` then (or ``$VERISIM_PG_USER``)."""
+    if os.geteuid() != 0:
+        return None, None
+    pw = pwd.getpwnam(os.environ.get("VERISIM_PG_USER", "nobody"))
+    return pw.pw_uid, pw.pw_gid
+
+
+def _run_as(argv, uid, gid, **kwargs):
+    extra = {"user": uid, "group": gid, "extra_groups": []} if uid is not None else {}
+    return subprocess.run(argv, capture_output=True, text=True, **extra, **kwargs)
+
+
+def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
+    if uid is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, gid)
+        for f in files:
+            os.lchown(os.path.join(root, f), uid, gid)
+
+
+class PostgresService(LocalService):
+    name = "postgres"
+    ready_timeout = 30.0
+
+    def __init__(self, workdir: Path, port: int, extra_args: list[str] | None = None):
+        super().__init__(workdir, port)
+        self.extra_args = extra_args or []
+        self.bin = find_pg_bin()
+        self.uid, self.gid = server_identity()
+        self.rundir: Path | None = None
+
+    @property
+    def version(self) -> str:
+        return self.bin.parent.name
+
+    @property
+    def template(self) -> Path:
+        return cache_dir() / f"postgres-{self.version}-template"
+
+    def prepare(self) -> None:
+        with cache_lock("postgres-template"):
+            if (self.template / "PG_VERSION").exists():
+                return
+            self._build_template()
+
+    def _build_template(self) -> None:
+        # initdb must write as the unprivileged user, into a directory that user can reach
+        build = Path(tempfile.mkdtemp(prefix="verisim-pg-initdb-"))
+        os.chmod(build, 0o755)
+        data = build / "data"
+        data.mkdir(mode=0o700)
+        _chown_tree(build, self.uid, self.gid)
+        r = _run_as(
+            [str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-sync"],
+            self.uid, self.gid, cwd=build,
+        )
+        if r.returncode != 0:
+            shutil.rmtree(build, ignore_errors=True)
+            raise ServiceStartError("postgres", f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-2000:]}")
+        r = _run_as(
+            [str(self.bin / "postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"],
+            self.uid, self.gid, cwd=build, input=f"CREATE DATABASE {DATABASE};\n",
+        )
+        if r.returncode != 0:
+            shutil.rmtree(build, ignore_errors=True)
+            raise ServiceStartError("postgres", f"creating the database failed: {r.stderr.strip()[-2000:]}")
+        tmp_target = self.template.with_suffix(".tmp")
+        shutil.rmtree(tmp_target, ignore_errors=True)
+        shutil.copytree(data, tmp_target, symlinks=True)
+        os.replace(tmp_target, self.template)
+        shutil.rmtree(build, ignore_errors=True)
+
+    def spawn(self) -> None:
+        # /tmp, not the session dir: the unprivileged server user must be able to reach it
+        self.rundir = Path(tempfile.mkdtemp(prefix="verisim-pg-"))
+        os.chmod(self.rundir, 0o755)
+        data = self.rundir / "data"
+        shutil.copytree(self.template, data, symlinks=True)
+        os.chmod(data, 0o700)
+        _chown_tree(self.rundir, self.uid, self.gid)
+        argv = [
+            str(self.bin / "postgres"), "-D", str(data),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.rundir),
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "max_connections=300", "-c", "log_min_messages=warning",
+            *self.extra_args,
+        ]
+        self.process = ManagedProcess(
+            self.name, argv, self.log_path, user=self.uid, group=self.gid, cwd=self.rundir,
+            stop_signal=2,  # SIGINT = fast shutdown
+        ).start()
+
+    def probe(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.endpoint().dsn, connect_timeout=2) as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def endpoint(self) -> PostgresEndpoint:
+        return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.rundir:
+            shutil.rmtree(self.rundir, ignore_errors=True)

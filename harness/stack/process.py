@@ -1,0 +1,245 @@
+"""Child processes the stack owns: started with their own log file, killed with their parent, never left behind.
+
+Every process is started
+
+* in a new session (so a Ctrl-C aimed at pytest does not race our own orderly shutdown),
+* with ``PR_SET_PDEATHSIG=SIGKILL`` (so even a SIGKILLed pytest takes its servers with it), and
+* from the main thread: the death signal fires when the *thread* that forked dies, so never spawn from a pool.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ServiceStartError(RuntimeError):
+    """A service did not become ready: carries its name, the reason and the tail of its log."""
+
+    def __init__(self, service: str, reason: str, log_path: Path | None = None, log_tail: str = ""):
+        self.service = service
+        self.reason = reason
+        self.log_path = log_path
+        self.log_tail = log_tail
+        msg = f"{service} failed to start: {reason}"
+        if log_path:
+            msg += f"\n--- last lines of {log_path} ---\n{log_tail or '(log is empty)'}"
+        super().__init__(msg)
+
+
+def _die_with_parent() -> None:
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free TCP ports on ``host`` (sockets held until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs of live (non-zombie) processes whose session id is ``sid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # fields after the parenthesised command name: state ppid pgrp session ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        if int(fields[3]) == sid:
+            pids.append(pid)
+    return pids
+
+
+class ManagedProcess:
+    """One server process with a log file, a bounded readiness wait and a stop that leaves nothing behind."""
+
+    _registry: list[ManagedProcess] = []
+    _registry_lock = threading.Lock()
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: int | None = None,
+        group: int | None = None,
+        stop_signal: int = signal.SIGTERM,
+        stop_grace: float = 5.0,
+    ):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.group = group
+        self.stop_signal = stop_signal
+        self.stop_grace = stop_grace
+        self.proc: subprocess.Popen | None = None
+        self.started_at: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> ManagedProcess:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("ManagedProcess.start() must run on the main thread (PR_SET_PDEATHSIG is per thread)")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        kwargs = {}
+        if self.user is not None:
+            kwargs.update(user=self.user, group=self.group, extra_groups=[])
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise ServiceStartError(self.name, f"cannot execute {self.argv[0]}: {exc}", self.log_path) from exc
+        finally:
+            log.close()
+        self.started_at = time.monotonic()
+        with self._registry_lock:
+            self._registry.append(self)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
+
+    def wait_ready(
+        self,
+        probe: Callable[[], object],
+        timeout: float,
+        interval: float = 0.05,
+        cancel: threading.Event | None = None,
+    ) -> float:
+        """Call ``probe`` until it returns without raising; seconds since start. Bounded by ``timeout``
+        (and given up at once when ``cancel`` is set, e.g. because a sibling service failed)."""
+        assert self.proc is not None and self.started_at is not None
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServiceStartError(self.name, f"process exited with code {code}", self.log_path, self.log_tail())
+            try:
+                probe()
+                return time.monotonic() - self.started_at
+            except Exception as exc:  # the probe's failure is the reason we keep waiting
+                last_error = exc
+            if cancel is not None and cancel.is_set():
+                raise ServiceStartError(self.name, "start abandoned: another service failed")
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    self.name,
+                    f"not ready after {timeout:.0f}s (last probe error: {last_error!r})",
+                    self.log_path,
+                    self.log_tail(),
+                )
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        """Signal the whole session, wait ``stop_grace``, then SIGKILL whatever is left."""
+        if self.proc is None:
+            return
+        sid = self.proc.pid  # start_new_session: the child is its session's leader, sid == pid
+        if self.proc.poll() is None:
+            _signal_session(sid, self.stop_signal)
+            try:
+                self.proc.wait(self.stop_grace)
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + self.stop_grace
+        while session_members(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_session(sid, signal.SIGKILL)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        with self._registry_lock:
+            if self in self._registry:
+                self._registry.remove(self)
+
+    def leftovers(self) -> list[int]:
+        return session_members(self.proc.pid) if self.proc else []
+
+    @classmethod
+    def kill_all(cls) -> None:
+        """Last-resort cleanup (atexit, signal handlers): SIGKILL every process still registered."""
+        with cls._registry_lock:
+            procs = list(cls._registry)
+            cls._registry.clear()
+        for p in procs:
+            if p.proc is not None:
+                _signal_session(p.proc.pid, signal.SIGKILL)
+                try:
+                    p.proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def _signal_session(sid: int, sig: int) -> None:
+    for pid in session_members(sid):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(ManagedProcess.kill_all)

@@ -1,0 +1,1 @@
+"""The system under test: operation server, worker, pipelines, storage, simulators and the mock OpenAI service."""

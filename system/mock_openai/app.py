@@ -1,0 +1,262 @@
+"""``/v1/chat/completions`` and ``/v1/models`` in OpenAI's wire format, with knobs for the faults a real API shows.
+
+Knobs start from the environment (``SIMULATE_DELAY_SECONDS``, ``SIMULATE_ERROR_RATE``, ``SIMULATE_RATE_LIMIT_RPM``, …)
+and change at run time through ``PATCH /admin/config``. Every chat request is recorded (``GET /admin/requests``),
+including the SDK's ``x-stainless-retry-count``. Decisions draw from one ``random.Random(seed)`` in arrival order,
+so a seed and a request sequence give the same answers every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_RECORDS = 10_000
+
+
+class Knobs(BaseSettings):
+    """Fault knobs. Env names are ``SIMULATE_<FIELD>`` (e.g. ``SIMULATE_DELAY_SECONDS=2``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIMULATE_", extra="ignore", validate_assignment=True)
+
+    delay_seconds: float = Field(0.0, ge=0, le=600, description="fixed delay before every response")
+    jitter_seconds: float = Field(0.0, ge=0, le=600, description="extra uniform random delay in [0, jitter]")
+    error_rate: float = Field(0.0, ge=0, le=1, description="share of requests answered with error_status")
+    error_status: int = Field(500, ge=400, le=599, description="status for error_rate failures (500, 503, …)")
+    rate_limit_rpm: int = Field(0, ge=0, description="requests per rolling minute before 429 (0 = unlimited)")
+    retry_after_seconds: float | None = Field(
+        None, ge=0, description="Retry-After sent with 429 (default: seconds until the window frees a slot)"
+    )
+    seed: int = Field(0, description="seed for every random decision")
+    response_prefix: str = Field("[mock] ", description="the reply is this prefix plus the last user message")
+    models: str = Field("gpt-4o-mini,gpt-4o", description="comma-separated model ids served by /v1/models")
+
+
+class KnobUpdate(BaseModel):
+    """A partial change of knobs: only the fields given are changed."""
+
+    model_config = {"extra": "forbid"}
+
+    delay_seconds: float | None = Field(None, ge=0, le=600)
+    jitter_seconds: float | None = Field(None, ge=0, le=600)
+    error_rate: float | None = Field(None, ge=0, le=1)
+    error_status: int | None = Field(None, ge=400, le=599)
+    rate_limit_rpm: int | None = Field(None, ge=0)
+    retry_after_seconds: float | None = Field(None, ge=0)
+    seed: int | None = None
+    response_prefix: str | None = None
+
+
+class ScriptedResponse(BaseModel):
+    status: int = Field(..., ge=200, le=599)
+    retry_after: float | None = Field(None, ge=0)
+
+
+class Script(BaseModel):
+    responses: list[ScriptedResponse]
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None, headers: dict | None = None):
+    return JSONResponse(
+        {"error": {"message": message, "type": type_, "param": None, "code": code}}, status_code=status, headers=headers
+    )
+
+
+class MockState:
+    def __init__(self, knobs: Knobs):
+        self.initial = knobs.model_copy()
+        self.lock = threading.Lock()
+        self._reset()
+
+    def reset(self) -> None:
+        """Back to the start-up knobs, a re-seeded generator and no history."""
+        with self.lock:
+            self._reset()
+
+    def _reset(self) -> None:
+        self.knobs = self.initial.model_copy()
+        self.rng = random.Random(self.knobs.seed)
+        self.window: deque[float] = deque()
+        self.records: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
+        self.script: deque[ScriptedResponse] = deque()
+        self.seq = 0
+
+    def decide(self, now: float) -> dict[str, Any]:
+        """One atomic decision per request, in arrival order: delay, and which status to answer."""
+        with self.lock:
+            self.seq += 1
+            k = self.knobs
+            jitter = self.rng.uniform(0, k.jitter_seconds) if k.jitter_seconds else 0.0
+            roll = self.rng.random()
+            decision: dict[str, Any] = {"seq": self.seq, "delay": k.delay_seconds + jitter, "status": 200}
+            if self.script:
+                s = self.script.popleft()
+                decision.update(status=s.status, retry_after=s.retry_after, reason="scripted")
+                return decision
+            if k.rate_limit_rpm:
+                while self.window and now - self.window[0] >= 60.0:
+                    self.window.popleft()
+                if len(self.window) >= k.rate_limit_rpm:
+                    free_in = 60.0 - (now - self.window[0])
+                    retry = k.retry_after_seconds if k.retry_after_seconds is not None else math.ceil(free_in)
+                    decision.update(status=429, retry_after=retry, reason="rate_limit",
+                                    remaining=0, reset=free_in)
+                    return decision
+                self.window.append(now)
+                decision["remaining"] = k.rate_limit_rpm - len(self.window)
+            if roll < k.error_rate:
+                decision.update(status=k.error_status, reason="error_rate")
+            return decision
+
+
+def _reply_text(prefix: str, messages: list[dict[str, Any]]) -> str:
+    user = [m for m in messages if m.get("role") == "user"]
+    last = (user or messages)[-1].get("content", "")
+    if isinstance(last, list):  # content parts
+        last = " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+    return f"{prefix}{last}"
+
+
+def create_app(knobs: Knobs | None = None) -> FastAPI:
+    state = MockState(knobs or Knobs())
+    app = FastAPI(title="Verisim mock OpenAI", version="1.0")
+    app.state.mock = state
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    def models():
+        now = int(time.time())
+        ids = [m.strip() for m in state.knobs.models.split(",") if m.strip()]
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "verisim"} for m in ids]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        received = time.time()
+        try:
+            body = await request.json()
+        except Exception:
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        retry_count = request.headers.get("x-stainless-retry-count")
+        record: dict[str, Any] = {
+            "received_at": received,
+            "retry_count": int(retry_count) if retry_count and retry_count.isdigit() else None,
+            "model": body.get("model") if isinstance(body, dict) else None,
+            "idempotency_key": request.headers.get("idempotency-key"),
+            "user_agent": request.headers.get("user-agent"),
+        }
+        problem = _validate(body)
+        decision = state.decide(time.monotonic())
+        record.update(seq=decision["seq"], delay=round(decision["delay"], 4))
+        if decision["delay"]:
+            await asyncio.sleep(decision["delay"])
+        if problem:
+            status, resp = 400, _error(400, problem, "invalid_request_error")
+        elif decision["status"] == 429:
+            retry = decision.get("retry_after")
+            headers = {"x-ratelimit-limit-requests": str(state.knobs.rate_limit_rpm),
+                       "x-ratelimit-remaining-requests": "0"}
+            if retry is not None:
+                headers["Retry-After"] = _fmt_seconds(retry)
+                headers["retry-after-ms"] = str(int(retry * 1000))
+            status, resp = 429, _error(429, "Rate limit reached for requests (simulated).", "requests",
+                                       "rate_limit_exceeded", headers)
+        elif decision["status"] >= 400:
+            status = decision["status"]
+            resp = _error(status, f"The server had an error while processing your request (simulated {status}).",
+                          "server_error")
+        else:
+            status, resp = 200, JSONResponse(_completion(body, decision["seq"], state.knobs.response_prefix))
+        record.update(status=status, reason=decision.get("reason"), answered_at=time.time())
+        with state.lock:
+            state.records.append(record)
+        return resp
+
+    # -- admin: knobs, scripted responses, the request record ------------------------------------------------
+    @app.get("/admin/config")
+    def get_config():
+        return state.knobs.model_dump()
+
+    @app.patch("/admin/config")
+    def patch_config(update: KnobUpdate):
+        changes = update.model_dump(exclude_unset=True)
+        with state.lock:
+            for key, value in changes.items():
+                setattr(state.knobs, key, value)
+            if "seed" in changes:
+                state.rng = random.Random(state.knobs.seed)
+            if "rate_limit_rpm" in changes:
+                state.window.clear()
+        return state.knobs.model_dump()
+
+    @app.post("/admin/script")
+    def script(s: Script):
+        with state.lock:
+            state.script.extend(s.responses)
+            return {"queued": len(state.script)}
+
+    @app.post("/admin/reset")
+    def reset():
+        state.reset()
+        return state.knobs.model_dump()
+
+    @app.get("/admin/requests")
+    def requests_(since: int = 0):
+        with state.lock:
+            rows = [r for r in state.records if r["seq"] > since]
+        return {"count": len(rows), "requests": rows}
+
+    return app
+
+
+def _fmt_seconds(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _validate(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "you must provide a model parameter"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        return "'messages' must be a non-empty array"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m:
+            return f"messages[{i}] must be an object with a 'role'"
+    return None
+
+
+def _completion(body: dict[str, Any], seq: int, prefix: str) -> dict[str, Any]:
+    text = _reply_text(prefix, body["messages"])
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    completion_tokens = len(text.split())
+    digest = hashlib.sha1(f"{seq}:{text}".encode()).hexdigest()[:12]
+    return {
+        "id": f"chatcmpl-mock-{digest}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "system_fingerprint": "verisim-mock",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
