@@ -1,0 +1,157 @@
+"""pytest wiring for the stack: ``--stack``, the session ``stack`` fixture and the per-test isolation factories.
+
+Loaded from the root ``conftest.py``. The stack starts lazily, the first time a test asks for it, so unit tests
+never pay for it. A backend that cannot start fails the session with its log tail; nothing is ever skipped
+because a backend is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.stack import Stack, choose_provider
+from harness.stack.isolation import KafkaTopics, PgSchema, RedisNamespace, S3Prefix, SqsQueues
+
+REPORTS = Path(os.environ.get("VERISIM_REPORTS_DIR", "reports"))
+_started: dict = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("verisim")
+    group.addoption(
+        "--stack",
+        choices=("auto", "local", "containers"),
+        default=os.environ.get("VERISIM_STACK", "auto"),
+        help="where the backing services run: auto (containers when a Docker daemon answers and the images "
+        "exist, else local processes), local, or containers. Env: VERISIM_STACK. Default: auto.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI cancelling a job, `timeout`) must run fixture teardown like Ctrl-C does, so nothing is left behind
+    def _term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _term)
+
+
+def _say(config: pytest.Config):
+    """Print progress to the terminal even while pytest captures output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None:
+            print(line)
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(f"[verisim] {line}")
+        else:
+            reporter.write_line(f"[verisim] {line}")
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """Every backing service (Postgres, Redis, Kafka, SQS+S3, mock OpenAI), real and throwaway, for this session."""
+    say = _say(request.config)
+    say("")
+    provider = choose_provider(request.config.getoption("--stack"), progress=say)
+    started = time.monotonic()
+    try:
+        s = provider.start()
+    except BaseException:
+        provider.stop()
+        raise
+    _started.update(provider=provider.name, total_seconds=round(time.monotonic() - started, 3),
+                    ready_seconds=s.ready_seconds)
+    try:
+        yield s
+    finally:
+        provider.stop()
+        left = provider.leftovers()
+        if left:
+            raise AssertionError(f"stack teardown left processes behind: {left}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if not _started:
+        return
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    history = REPORTS / "stack-history.jsonl"
+    previous = None
+    if history.exists():
+        lines = history.read_text().strip().splitlines()
+        previous = json.loads(lines[-1]) if lines else None
+    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **_started}
+    with history.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    terminalreporter.section("verisim stack")
+    parts = ", ".join(f"{k} {v:.2f}s" for k, v in _started["ready_seconds"].items())
+    line = f"{_started['provider']} stack up in {_started['total_seconds']:.2f}s ({parts})"
+    if previous:
+        line += f"; previous run {previous['total_seconds']:.2f}s"
+    terminalreporter.write_line(line)
+    terminalreporter.write_line(f"timings appended to {history}")
+
+
+# -- per-test isolation ---------------------------------------------------------------------------------------
+@pytest.fixture
+def sqs_queues(stack: Stack):
+    """Factory: ``sqs_queues.create(dlq=True, max_receive_count=2)`` → a fresh queue (deleted afterwards)."""
+    queues = SqsQueues(stack.aws)
+    yield queues
+    queues.cleanup()
+
+
+@pytest.fixture
+def s3_prefix(stack: Stack):
+    """A key prefix of this test's own in the stack's bucket (emptied afterwards)."""
+    prefix = S3Prefix(stack.aws)
+    yield prefix
+    prefix.cleanup()
+
+
+@pytest.fixture
+def kafka_topics(stack: Stack):
+    """Factory: ``kafka_topics.create()`` → a fresh topic; ``group_id()``, ``consumer_config()`` for consumers."""
+    topics = KafkaTopics(stack.kafka)
+    yield topics
+    topics.cleanup()
+
+
+@pytest.fixture
+def redis_ns(stack: Stack):
+    """A Redis key prefix of this test's own, with a client (``decode_responses=True``)."""
+    ns = RedisNamespace(stack.redis)
+    yield ns
+    ns.cleanup()
+
+
+@pytest.fixture
+def pg_schema(stack: Stack):
+    """A Postgres schema of this test's own; ``pg_schema.dsn`` has ``search_path`` set to it. Dropped afterwards."""
+    schema = PgSchema(stack.postgres)
+    yield schema
+    schema.cleanup()
+
+
+@pytest.fixture
+def mock_openai(stack: Stack):
+    """Control of the mock OpenAI service, reset before and after the test so knobs never leak between tests."""
+    from harness.faults import MockOpenAIControl
+
+    control = MockOpenAIControl(stack.openai)
+    control.reset()
+    yield control
+    control.reset()
+    control.close()

@@ -1,0 +1,61 @@
+"""``python -m harness.stack up``: start the stack, print every endpoint, run until Ctrl-C (or SIGTERM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from harness.stack import SERVICES, choose_provider
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack and keep it running until Ctrl-C")
+    up.add_argument("--provider", choices=("auto", "local", "containers"), default=None,
+                    help="auto (default; env VERISIM_STACK), local or containers")
+    up.add_argument("--services", default=",".join(SERVICES),
+                    help=f"comma-separated subset of: {', '.join(SERVICES)} (default: all)")
+    up.add_argument("--json", metavar="PATH", help="also write the endpoints (and server PIDs) to PATH as JSON")
+    args = parser.parse_args(argv)
+
+    services = [s.strip() for s in args.services.split(",") if s.strip()]
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        parser.error(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    provider = choose_provider(args.provider, progress=lambda m: print(m, flush=True))
+    try:
+        stack = provider.start(services)
+        env = stack.to_env()
+        print("\nendpoints (as the system's environment):")
+        for k, v in env.items():
+            print(f"  export {k}={v}")
+        print(f"  mock OpenAI admin: {stack.openai.admin_url}" if stack.openai else "", flush=True)
+        if args.json:
+            pids = {n: s.process.pid for n, s in getattr(provider, "services", {}).items() if s.process}
+            with open(args.json, "w") as fh:
+                json.dump({"stack": stack.as_dict(), "env": env, "pids": pids}, fh, indent=2)
+        print("\nrunning; Ctrl-C to stop", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping the stack …", flush=True)
+        provider.stop()
+        left = provider.leftovers()
+        if left:
+            print(f"processes left behind: {left}", file=sys.stderr)
+            return 1
+        print("stopped; no process left behind", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
