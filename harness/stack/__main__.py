@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("stopping the stack …", flush=True)
         provider.stop()
-        left = provider.leftovers()
-        if left:
-            print(f"processes left behind: {left}", file=sys.stderr)
-            return 1
-        print("stopped; no process left behind", flush=True)
+    left = provider.leftovers()
+    if left:
+        print(f"processes left behind: {left}", file=sys.stderr)
+        return 1
+    print("stopped; no process left behind", flush=True)
     return 0
 
 

@@ -67,25 +67,48 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-def session_members(sid: int) -> list[int]:
-    """PIDs of live (non-zombie) processes whose session id is ``sid``."""
-    pids = []
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, session id) for every live, non-zombie process."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        pid = int(entry)
         try:
-            with open(f"/proc/{pid}/stat") as fh:
+            with open(f"/proc/{entry}/stat") as fh:
                 stat = fh.read()
         except OSError:
             continue
         # fields after the parenthesised command name: state ppid pgrp session ...
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        if int(fields[3]) == sid:
-            pids.append(pid)
-    return pids
+        if fields[0] != "Z":
+            table[int(entry)] = (int(fields[1]), int(fields[3]))
+    return table
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs of live (non-zombie) processes whose session id is ``sid``."""
+    return sorted(pid for pid, (_, s) in _process_table().items() if s == sid)
+
+
+def family(leader: int) -> list[int]:
+    """The leader, its descendants (Postgres' backends call setsid themselves) and the rest of its session."""
+    table = _process_table()
+    members = {pid for pid, (_, sid) in table.items() if sid == leader}
+    if leader in table:
+        members.add(leader)
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in table.items():
+            if ppid in members and pid not in members:
+                members.add(pid)
+                grew = True
+    return sorted(members)
+
+
+def alive(pids) -> list[int]:
+    table = _process_table()
+    return sorted(p for p in pids if p in table)
 
 
 class ManagedProcess:
@@ -118,6 +141,7 @@ class ManagedProcess:
         self.stop_grace = stop_grace
         self.proc: subprocess.Popen | None = None
         self.started_at: float | None = None
+        self._seen: set[int] = set()  # every pid ever seen in this process's family
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> ManagedProcess:
@@ -191,21 +215,28 @@ class ManagedProcess:
                 )
             time.sleep(interval)
 
+    def members(self) -> list[int]:
+        """Live pids of this process's family (remembered, so orphans re-parented to init still count)."""
+        if self.proc is None:
+            return []
+        self._seen.update(family(self.proc.pid))
+        return alive(self._seen)
+
     def stop(self) -> None:
-        """Signal the whole session, wait ``stop_grace``, then SIGKILL whatever is left."""
+        """Signal the leader (it shuts its own children down), wait ``stop_grace``, then SIGKILL what is left."""
         if self.proc is None:
             return
-        sid = self.proc.pid  # start_new_session: the child is its session's leader, sid == pid
+        self.members()  # snapshot the family before anyone is re-parented
         if self.proc.poll() is None:
-            _signal_session(sid, self.stop_signal)
             try:
+                self.proc.send_signal(self.stop_signal)
                 self.proc.wait(self.stop_grace)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, ProcessLookupError):
                 pass
         deadline = time.monotonic() + self.stop_grace
-        while session_members(sid) and time.monotonic() < deadline:
+        while self.members() and time.monotonic() < deadline:
             time.sleep(0.05)
-        _signal_session(sid, signal.SIGKILL)
+        _kill(self.members(), signal.SIGKILL)
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
@@ -215,7 +246,7 @@ class ManagedProcess:
                 self._registry.remove(self)
 
     def leftovers(self) -> list[int]:
-        return session_members(self.proc.pid) if self.proc else []
+        return self.members()
 
     @classmethod
     def kill_all(cls) -> None:
@@ -225,15 +256,15 @@ class ManagedProcess:
             cls._registry.clear()
         for p in procs:
             if p.proc is not None:
-                _signal_session(p.proc.pid, signal.SIGKILL)
+                _kill(p.members(), signal.SIGKILL)
                 try:
                     p.proc.wait(2)
                 except subprocess.TimeoutExpired:
                     pass
 
 
-def _signal_session(sid: int, sig: int) -> None:
-    for pid in session_members(sid):
+def _kill(pids, sig: int) -> None:
+    for pid in pids:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

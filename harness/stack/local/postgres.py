@@ -47,7 +47,7 @@ def _run_as(argv, uid, gid, **kwargs):
 def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
     if uid is None:
         return
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         os.chown(root, uid, gid)
         for f in files:
             os.lchown(os.path.join(root, f), uid, gid)

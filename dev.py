@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Verisim's entry point on a fresh machine that has only python3 (standard library only).
+
+    python3 dev.py demo     the main job: stack + system up, a bounded mixed load, a summary
+    python3 dev.py test     the tests CI runs (lint, unit, integration, …) — what .ci/run runs
+    python3 dev.py setup    only install: system packages, the project venv (.venv), the LocalStack venv
+    python3 dev.py nox ...  any nox session, e.g. `python3 dev.py nox -s integration`
+
+Setup is idempotent and quick when nothing changed (it hashes pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PY = VENV / "bin" / "python"
+# Debian packages the local stack runs (binary to look for -> package that provides it)
+SYSTEM_PACKAGES = {
+    "redis-server": "redis-server",
+    "/usr/lib/postgresql/*/bin/initdb": "postgresql",
+}
+
+
+def say(msg: str) -> None:
+    print(f"[setup] {msg}", flush=True)
+
+
+def missing_system_packages() -> list[str]:
+    missing = []
+    for probe, package in SYSTEM_PACKAGES.items():
+        found = glob.glob(probe) if probe.startswith("/") else shutil.which(probe)
+        if not found:
+            missing.append(package)
+    return missing
+
+
+def ensure_system_packages() -> None:
+    missing = missing_system_packages()
+    if not missing:
+        return
+    cmd = f"apt-get install -y {' '.join(missing)}"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"[setup] missing system packages: {', '.join(missing)}. Install them with: sudo {cmd}")
+    say(f"installing {', '.join(missing)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
+    still = missing_system_packages()
+    if still:
+        sys.exit(f"[setup] apt-get ran but these are still missing: {', '.join(still)}")
+
+
+def ensure_venv() -> None:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    marker = VENV / ".verisim-setup"
+    if VENV_PY.exists() and marker.exists() and marker.read_text() == digest:
+        return
+    started = time.monotonic()
+    if not VENV_PY.exists():
+        say(f"creating {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    say("installing the project and its dev tools into .venv (first time: a few minutes)")
+    pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
+    subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]"], check=True)
+    marker.write_text(digest)
+    say(f".venv ready in {time.monotonic() - started:.0f}s")
+
+
+def ensure_tool_venvs() -> None:
+    """The LocalStack venv lives in the shared cache (~/.cache/verisim) so every checkout reuses it."""
+    subprocess.run(
+        [str(VENV_PY), "-c",
+         "from harness.stack.local.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))"],
+        check=True, cwd=ROOT,
+    )
+
+
+def setup() -> None:
+    ensure_system_packages()
+    ensure_venv()
+    ensure_tool_venvs()
+
+
+def nox(*args: str) -> int:
+    env = {**os.environ, "PATH": f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VERISIM_SETUP_DONE": "1"}
+    return subprocess.call([str(VENV_PY), "-m", "nox", "--noxfile", str(ROOT / "noxfile.py"), *args], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in ("setup", "test", "demo", "up", "nox"):
+        print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+        return 2
+    setup()
+    if command == "setup":
+        return 0
+    if command == "test":
+        return nox("-s", "ci", "--", *rest)
+    if command in ("demo", "up"):
+        return nox("-s", command, "--", *rest)
+    return nox(*rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

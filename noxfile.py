@@ -1,0 +1,90 @@
+"""nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
+
+    nox -s lint | unit | integration | chaos | load | bench | ci | up | demo
+Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+nox.options.sessions = ["lint", "unit", "integration"]
+nox.options.default_venv_backend = "none"
+
+
+def _setup(session: nox.Session) -> None:
+    if not os.environ.get("VERISIM_SETUP_DONE"):
+        session.run(sys.executable, str(ROOT / "dev.py"), "setup", external=True)
+
+
+def _pytest(session: nox.Session, *args: str, success_codes=(0,)) -> None:
+    _setup(session)
+    session.run(PY, "-m", "pytest", *args, *session.posargs, external=True, success_codes=list(success_codes))
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over everything."""
+    _setup(session)
+    session.run(PY, "-m", "ruff", "check", ".", external=True)
+
+
+@nox.session(python=False)
+def unit(session: nox.Session) -> None:
+    """Unit tests: no backing services."""
+    _pytest(session, "tests/unit")
+
+
+@nox.session(python=False)
+def integration(session: nox.Session) -> None:
+    """Integration tests against the real stack (--stack=auto|local|containers)."""
+    _pytest(session, "tests/integration")
+
+
+@nox.session(python=False)
+def chaos(session: nox.Session) -> None:
+    """Fault-injection tests (tests/chaos; select a fault with -- -k rate_limit)."""
+    # exit code 5 = no tests collected: the chaos suite is still being built (issue #7)
+    _pytest(session, "tests/chaos", success_codes=(0, 5))
+
+
+@nox.session(python=False)
+def load(session: nox.Session) -> None:
+    """Locust load + SLO gates (tests/load)."""
+    _pytest(session, "tests/load", success_codes=(0, 5))  # exit 5 until the load suite lands (issue #8)
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark benchmarks, JSON saved under .benchmarks/ for --benchmark-compare."""
+    _pytest(session, "tests", "-m", "bench", "--benchmark-only", "--benchmark-autosave", success_codes=(0, 5))
+
+
+@nox.session(python=False)
+def ci(session: nox.Session) -> None:
+    """Everything that gates a merge: lint, then every test except benchmarks, in one pytest session."""
+    _setup(session)
+    session.run(PY, "-m", "ruff", "check", ".", external=True)
+    Path(ROOT / "reports").mkdir(exist_ok=True)
+    session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--junitxml=reports/junit.xml", *session.posargs,
+                external=True)
+
+
+@nox.session(python=False)
+def up(session: nox.Session) -> None:
+    """Start the stack (and the system, as it lands), print every URL, run until Ctrl-C."""
+    _setup(session)
+    session.run(PY, "-m", "harness.stack", "up", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def demo(session: nox.Session) -> None:
+    """The main job: everything up on the local stack, a bounded mixed load with live progress, then a summary."""
+    _setup(session)
+    session.run(PY, "-m", "harness.demo", *session.posargs, external=True)

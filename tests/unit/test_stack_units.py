@@ -1,0 +1,103 @@
+"""Stack building blocks that need no backing service: ports, process lifecycle, provider choice, endpoints."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from harness.stack import Stack, StackUnavailable, choose_provider, provider
+from harness.stack.endpoints import AwsEndpoint, PostgresEndpoint
+from harness.stack.process import ManagedProcess, ServiceStartError, alive, free_ports
+
+
+def test_free_ports_are_distinct_and_bindable():
+    import socket
+
+    ports = free_ports(20)
+    assert len(set(ports)) == 20
+    for p in ports[:3]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
+
+
+def test_process_that_exits_fails_at_once_with_its_log(tmp_path):
+    p = ManagedProcess("crasher", [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"],
+                       tmp_path / "crasher.log").start()
+    started = time.monotonic()
+    with pytest.raises(ServiceStartError) as info:
+        p.wait_ready(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=30)
+    assert time.monotonic() - started < 5
+    assert "exited with code 3" in str(info.value) and "boom: bad config" in str(info.value)
+
+
+def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
+    # a parent that ignores SIGTERM and has a child in its own new session: stop must still clean both up
+    code = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True);"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    p = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "s.log", stop_grace=0.5).start()
+    with pytest.raises(ServiceStartError, match="not ready after 1s"):
+        p.wait_ready(lambda: (_ for _ in ()).throw(TimeoutError("nope")), timeout=0.6)
+    deadline = time.monotonic() + 5
+    while len(p.members()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = p.members()
+    assert len(pids) == 2
+    p.stop()
+    assert alive(pids) == [] and p.leftovers() == []
+
+
+def test_spawning_off_the_main_thread_is_refused(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = ManagedProcess("x", ["true"], tmp_path / "x.log")
+    with ThreadPoolExecutor(1) as pool, pytest.raises(RuntimeError, match="main thread"):
+        pool.submit(p.start).result()
+
+
+def test_containers_without_a_daemon_fails_at_once_and_says_how(monkeypatch):
+    monkeypatch.setattr(provider, "docker_daemon_answers", lambda timeout=5.0: (False, "Cannot connect to the Docker daemon"))
+    with pytest.raises(StackUnavailable, match="needs a Docker daemon") as info:
+        choose_provider("containers", progress=lambda _: None)
+    assert "dockerd" in str(info.value) and "--stack=local" in str(info.value)
+
+
+def test_auto_falls_back_to_local_and_says_so(monkeypatch):
+    monkeypatch.setattr(provider, "docker_daemon_answers", lambda timeout=5.0: (False, "no daemon"))
+    said = []
+    chosen = choose_provider("auto", progress=said.append)
+    assert chosen.name == "local"
+    assert said and "local" in said[0] and "no daemon" in said[0]
+
+
+def test_env_selects_the_provider(monkeypatch):
+    monkeypatch.setenv("VERISIM_STACK", "local")
+    said = []
+    assert choose_provider(None, progress=said.append).name == "local"
+    monkeypatch.setenv("VERISIM_STACK", "kubernetes")
+    with pytest.raises(StackUnavailable, match="unknown stack provider"):
+        choose_provider(None)
+
+
+def test_docker_detection_is_a_real_daemon_call():
+    ok, why = provider.docker_daemon_answers(timeout=10)
+    assert isinstance(ok, bool) and why  # never just "the binary exists"
+    if not ok:
+        assert "Docker" in why or "docker" in why
+
+
+def test_stack_env_uses_the_systems_variable_names():
+    s = Stack(
+        provider="local",
+        postgres=PostgresEndpoint("127.0.0.1", 5433, "u", "p", "d"),
+        aws=AwsEndpoint("http://127.0.0.1:4566"),
+    )
+    env = s.to_env()
+    assert env["POSTGRES_PORT"] == "5433" and env["DATABASE_URL"] == "postgresql://u:p@127.0.0.1:5433/d"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert env["SQS_QUEUE_NAME"] == "verisim-jobs" and env["S3_BUCKET_NAME"] == "verisim-artifacts"
+    assert PostgresEndpoint("h", 1, "u", "p", "d").dsn_for(search_path="t_1").endswith("options=-csearch_path%3Dt_1")
