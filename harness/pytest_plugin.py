@@ -73,7 +73,7 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         provider.stop()
         raise
     _started.update(provider=provider.name, total_seconds=round(time.monotonic() - started, 3),
-                    ready_seconds=s.ready_seconds)
+                    ready_seconds=s.ready_seconds, prepare_seconds=s.prepare_seconds)
     try:
         yield s
     finally:

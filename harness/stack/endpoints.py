@@ -92,6 +92,7 @@ class Stack:
     aws: AwsEndpoint | None = None
     openai: OpenAIEndpoint | None = None
     ready_seconds: dict[str, float] = field(default_factory=dict)
+    prepare_seconds: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -21,6 +21,15 @@ from harness.stack.process import ServiceStartError, free_ports
 from harness.stack.provider import SERVICES, StackProvider
 
 
+def _timed(fn: Callable[[], object]) -> Callable[[], float]:
+    def run() -> float:
+        t0 = time.monotonic()
+        fn()
+        return time.monotonic() - t0
+
+    return run
+
+
 class LocalProvider(StackProvider):
     name = "local"
 
@@ -59,7 +68,7 @@ class LocalProvider(StackProvider):
             for name, port in zip(names, ports, strict=True):
                 self.services[name] = self._make(name, port)
             # 1. cached preparation (templates, venvs) in parallel
-            self._parallel({n: s.prepare for n, s in self.services.items()})
+            prepared = self._parallel({n: _timed(s.prepare) for n, s in self.services.items()})
             # 2. spawn on the main thread (PR_SET_PDEATHSIG belongs to the spawning thread)
             for svc in self.services.values():
                 svc.spawn()
@@ -69,7 +78,8 @@ class LocalProvider(StackProvider):
             self.stop()
             raise
         for name, seconds in ready.items():
-            self.progress(f"  {name:<12} ready in {seconds:5.2f}s")
+            extra = f" (+{prepared[name]:.2f}s preparing caches)" if prepared[name] > 0.05 else ""
+            self.progress(f"  {name:<12} ready in {seconds:5.2f}s{extra}")
         self.progress(f"stack ready in {time.monotonic() - started:.2f}s (logs in {self.workdir / 'logs'})")
         s = self.services
         return Stack(
@@ -80,6 +90,7 @@ class LocalProvider(StackProvider):
             aws=s["localstack"].endpoint() if "localstack" in s else None,
             openai=s["mock_openai"].endpoint() if "mock_openai" in s else None,
             ready_seconds={k: round(v, 3) for k, v in ready.items()},
+            prepare_seconds={k: round(v, 3) for k, v in prepared.items()},
             logs={n: str(svc.log_path) for n, svc in s.items()},
         )
 

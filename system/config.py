@@ -1,0 +1,76 @@
+"""Settings from the environment (or a ``.env`` file), using the original design's variable names."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PATTERNS = ("linear", "seasonal", "exponential", "cyclical", "random_walk")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    log_level: str = "INFO"
+
+    # Postgres: DATABASE_URL wins; otherwise built from the POSTGRES_* parts
+    database_url: str | None = None
+    postgres_host: str = "localhost"
+    postgres_port: int = 5432
+    postgres_user: str = "myuser"
+    postgres_password: str = "mypassword"
+    postgres_db: str = "mydatabase"
+    db_pool_size: int = Field(10, ge=1)
+
+    redis_url: str = "redis://localhost:6379/0"
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_topic_inference: str = "inference_results"
+    kafka_topic_scores: str = "score_results"
+    kafka_topic_job_events: str = "job_events"
+
+    aws_endpoint_url: str | None = "http://localhost:4566"
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str = "test"
+    aws_secret_access_key: str = "test"
+    sqs_queue_name: str = "personal-data-assistant-queue"
+    sqs_dlq_name: str | None = None  # default: "<queue>-dlq"
+    sqs_visibility_timeout: int = Field(30, ge=1, le=43200)
+    sqs_max_receive_count: int = Field(3, ge=1, le=1000)
+    sqs_wait_seconds: int = Field(5, ge=0, le=20)
+    s3_bucket_name: str = "my-local-s3-bucket"
+    presign_expires_seconds: int = 3600
+
+    openai_api_base: str = "http://localhost:8089/v1"
+    openai_api_key: str = "sk-local"
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout_seconds: float = 30.0
+    openai_max_retries: int = 2
+    default_target_language: str = "English"
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_series_length: int = Field(10_000, ge=2)
+    max_batch_size: int = Field(100, ge=1)
+    moving_average_window: int = Field(5, ge=1)
+
+    worker_concurrency: int = Field(4, ge=1, le=64)
+    worker_retry_base_seconds: float = Field(1.0, ge=0)
+
+    @property
+    def dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return (
+            f"postgresql://{self.postgres_user}:{self.postgres_password}@{self.postgres_host}:"
+            f"{self.postgres_port}/{self.postgres_db}"
+        )
+
+    @property
+    def dlq_name(self) -> str:
+        return self.sqs_dlq_name or f"{self.sqs_queue_name}-dlq"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Job pipelines: what a worker does with a job of each kind."""

@@ -1,0 +1,61 @@
+"""What every pipeline shares: its errors, its result, and per-stage timing (Postgres + structured log)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("system.pipeline")
+
+
+class JobError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class PermanentJobError(JobError):
+    """Retrying cannot help (bad input, unsupported format): the job fails now, with this reason."""
+
+
+class TransientJobError(JobError):
+    """A dependency hiccup: release the message with backoff; the queue's redrive policy bounds the retries."""
+
+
+@dataclass
+class PipelineResult:
+    status: str  # completed | completed_with_warnings
+    result: dict[str, Any]
+    model_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StageTimer:
+    """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage."""
+
+    def __init__(self, store, job_id, attempt: int):
+        self.store = store
+        self.job_id = job_id
+        self.attempt = attempt
+        self.durations_ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, detail: dict | None = None):
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        status = "ok"
+        try:
+            yield detail if detail is not None else {}
+        except BaseException as exc:
+            status = f"error: {type(exc).__name__}"
+            raise
+        finally:
+            ms = (time.perf_counter() - t0) * 1000
+            self.durations_ms[name] = round(ms, 3)
+            self.store.record_stage(self.job_id, name, self.attempt, started, datetime.now(UTC), ms, status, detail)
+            log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
+                                          "stage_status": status, "attempt": self.attempt})

@@ -1,0 +1,80 @@
+"""Inference on one time series: every configured model forecasts the next values.
+
+Models here are the moving average and a least-squares linear trend; the LSTM joins with issue #6. When the job
+carries held-out ``actual`` values, each model's MAE/RMSE against them is stored, so the dashboard compares accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer
+
+
+def moving_average(values: list[float], horizon: int, window: int) -> list[float]:
+    history = list(values)
+    out = []
+    for _ in range(horizon):
+        w = history[-window:]
+        nxt = sum(w) / len(w)
+        out.append(nxt)
+        history.append(nxt)
+    return out
+
+
+def linear_trend(values: list[float], horizon: int, window: int) -> list[float]:
+    ys = values[-max(window * 4, 2):]
+    n = len(ys)
+    if n == 1:
+        return [ys[0]] * horizon
+    mx = (n - 1) / 2
+    my = sum(ys) / n
+    var = sum((i - mx) ** 2 for i in range(n))
+    slope = sum((i - mx) * (y - my) for i, y in enumerate(ys)) / var
+    return [my + slope * (n - 1 + k - mx) for k in range(1, horizon + 1)]
+
+
+MODELS: dict[str, Callable[[list[float], int, int], list[float]]] = {
+    "moving_average": moving_average,
+    "linear_trend": linear_trend,
+}
+DEFAULT_MODELS = ["moving_average", "linear_trend"]
+
+
+def errors(pred: list[float], actual: list[float]) -> tuple[float | None, float | None]:
+    pairs = list(zip(pred, actual, strict=False))
+    if not pairs:
+        return None, None
+    mae = sum(abs(p - a) for p, a in pairs) / len(pairs)
+    rmse = math.sqrt(sum((p - a) ** 2 for p, a in pairs) / len(pairs))
+    return mae, rmse
+
+
+def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
+    params = job["params"]
+    with timer.stage("validate"):
+        values = params.get("values")
+        if not isinstance(values, list) or not values or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        ):
+            raise PermanentJobError("invalid_series", "values must be a non-empty list of finite numbers")
+        horizon = int(params.get("horizon", 1))
+        actual = params.get("actual") or []
+        models = params.get("models") or DEFAULT_MODELS
+        unknown = [m for m in models if m not in MODELS]
+        if unknown:
+            raise PermanentJobError("unknown_model", f"unknown model(s): {', '.join(unknown)}")
+    model_results = []
+    for name in models:
+        with timer.stage(f"model:{name}"):
+            t0 = time.perf_counter()
+            pred = MODELS[name](values, horizon, window)
+            ms = (time.perf_counter() - t0) * 1000
+        mae, rmse = errors(pred, actual)
+        model_results.append({"model": name, "pattern": params.get("pattern"), "prediction": pred,
+                              "inference_ms": round(ms, 4), "mae": mae, "rmse": rmse})
+    result = {"models": {m["model"]: {"prediction": m["prediction"], "inference_ms": m["inference_ms"],
+                                      "mae": m["mae"], "rmse": m["rmse"]} for m in model_results}}
+    return PipelineResult("completed", result, model_results)

@@ -1,0 +1,52 @@
+"""Postgres: a connection pool and versioned SQL migrations applied at start-up (idempotent, safe to race)."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+_MIGRATION_LOCK = 0x7665726973696D  # pg_advisory_lock key: "verisim"
+
+
+def migrations() -> list[tuple[str, str]]:
+    files = sorted(
+        (p for p in resources.files("system.storage.migrations").iterdir() if p.name.endswith(".sql")),
+        key=lambda p: p.name,
+    )
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+
+
+def migrate(dsn: str) -> list[str]:
+    """Apply every migration not yet applied, in order; returns the versions applied now."""
+    applied_now = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migrations():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied_now.append(version)
+                log.info("applied migration %s", version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied_now
+
+
+def make_pool(dsn: str, size: int) -> ConnectionPool:
+    pool = ConnectionPool(dsn, min_size=1, max_size=size, kwargs={"row_factory": dict_row}, open=False,
+                          timeout=10)
+    pool.open(wait=True, timeout=15)
+    return pool

@@ -1,0 +1,198 @@
+"""The job record in Postgres: every state change in one transaction, with its Kafka events in the outbox."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+TERMINAL = ("completed", "completed_with_warnings", "failed")
+
+
+@dataclass
+class Claim:
+    """What a worker gets when it may run a job: the row, and which attempt this is."""
+
+    job: dict[str, Any]
+    attempt: int
+
+
+class JobStore:
+    def __init__(self, pool: ConnectionPool, topics: dict[str, str]):
+        self.pool = pool
+        self.topics = topics  # {"inference": ..., "score": ..., "events": ...}
+
+    # -- writes --------------------------------------------------------------------------------------------------
+    def create(self, kind: str, params: dict[str, Any], input_key: str | None = None,
+               job_id: uuid.UUID | None = None) -> dict[str, Any]:
+        job_id = job_id or uuid.uuid4()
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "INSERT INTO jobs (id, kind, status, params, input_key) VALUES (%s, %s, 'queued', %s, %s) "
+                "RETURNING *",
+                (job_id, kind, Jsonb(params), input_key),
+            ).fetchone()
+            self._event(conn, row, "queued")
+        return row
+
+    def create_many(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = []
+        with self.pool.connection() as conn, conn.transaction():
+            for params in items:
+                row = conn.execute(
+                    "INSERT INTO jobs (id, kind, status, params) VALUES (%s, %s, 'queued', %s) RETURNING *",
+                    (uuid.uuid4(), kind, Jsonb(params)),
+                ).fetchone()
+                self._event(conn, row, "queued")
+                rows.append(row)
+        return rows
+
+    def fail_unsent(self, job_ids: list[uuid.UUID], reason: str) -> None:
+        """The queue refused the message: the job can never run, so it ends failed rather than stuck."""
+        with self.pool.connection() as conn, conn.transaction():
+            for jid in job_ids:
+                row = conn.execute(
+                    "UPDATE jobs SET status='failed', error_code='enqueue_failed', error_message=%s, "
+                    "finished_at=now(), updated_at=now() WHERE id=%s AND status='queued' RETURNING *",
+                    (reason, jid),
+                ).fetchone()
+                if row:
+                    self._terminal_events(conn, row, [])
+
+    def claim(self, job_id: uuid.UUID) -> Claim | None:
+        """Mark the job running (again, after a redelivery). None if it is unknown or already terminal."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET status='running', attempts=attempts+1, started_at=coalesce(started_at, now()), "
+                "updated_at=now() WHERE id=%s AND status IN ('queued','running') RETURNING *",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            self._event(conn, row, "running")
+        return Claim(row, row["attempts"])
+
+    def record_stage(self, job_id: uuid.UUID, stage: str, attempt: int, started_at, finished_at,
+                     duration_ms: float, status: str, detail: dict | None = None) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, detail) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (job_id, stage, attempt) DO UPDATE SET "
+                "finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, status=excluded.status, "
+                "detail=excluded.detail",
+                (job_id, stage, attempt, started_at, finished_at, duration_ms, status,
+                 Jsonb(detail) if detail is not None else None),
+            )
+
+    def finish(self, job_id: uuid.UUID, status: str, result: dict[str, Any] | None,
+               model_results: list[dict[str, Any]] | None = None, error_code: str | None = None,
+               error_message: str | None = None) -> dict[str, Any] | None:
+        """The one terminal transition. Returns the row if this call made it, None if the job was already terminal
+        (a redelivered message finishing second writes nothing: no second result, no second event)."""
+        assert status in TERMINAL
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE jobs SET status=%s, result=%s, error_code=%s, error_message=%s, finished_at=now(), "
+                "updated_at=now() WHERE id=%s AND status IN ('queued','running') RETURNING *",
+                (status, Jsonb(result) if result is not None else None, error_code, error_message, job_id),
+            ).fetchone()
+            if row is None:
+                return None
+            for m in model_results or []:
+                conn.execute(
+                    "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    (job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"], m.get("mae"),
+                     m.get("rmse")),
+                )
+            self._terminal_events(conn, row, model_results or [])
+        return row
+
+    def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "
+                         "AND status IN ('queued','running')", (code, message[:2000], job_id))
+
+    # -- outbox --------------------------------------------------------------------------------------------------
+    def _event(self, conn, row: dict[str, Any], status: str) -> None:
+        conn.execute(
+            "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+            (row["id"], self.topics["events"], str(row["id"]),
+             Jsonb({"job_id": str(row["id"]), "kind": row["kind"], "status": status,
+                    "attempts": row["attempts"], "at": row["updated_at"].isoformat()})),
+        )
+
+    def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
+        self._event(conn, row, row["status"])
+        base = {"job_id": str(row["id"]), "status": row["status"], "error_code": row["error_code"],
+                "error_message": row["error_message"], "finished_at": row["finished_at"].isoformat()}
+        if row["kind"] == "inference":
+            models = model_results or [{"model": m} for m in row["params"].get("models", [])]
+            for m in models:
+                payload = {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
+                           "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"),
+                           "mae": m.get("mae"), "rmse": m.get("rmse")}
+                conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                             (row["id"], self.topics["inference"], str(row["id"]), Jsonb(payload)))
+        else:
+            payload = {**base, "result": row["result"]}
+            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                         (row["id"], self.topics["score"], str(row["id"]), Jsonb(payload)))
+
+    def unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0, limit: int = 500):
+        with self.pool.connection() as conn:
+            if job_id is not None:
+                return conn.execute("SELECT * FROM outbox WHERE published_at IS NULL AND job_id=%s ORDER BY id",
+                                    (job_id,)).fetchall()
+            return conn.execute(
+                "SELECT * FROM outbox WHERE published_at IS NULL AND created_at < now() - make_interval(secs => %s) "
+                "ORDER BY id LIMIT %s", (older_than_seconds, limit)).fetchall()
+
+    def mark_published(self, ids: list[int]) -> None:
+        if ids:
+            with self.pool.connection() as conn:
+                conn.execute("UPDATE outbox SET published_at=now() WHERE id = ANY(%s) AND published_at IS NULL",
+                             (ids,))
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:
+        with self.pool.connection() as conn:
+            job = conn.execute("SELECT * FROM jobs WHERE id=%s", (job_id,)).fetchone()
+            if job is None:
+                return None
+            job["stages"] = conn.execute(
+                "SELECT stage, attempt, started_at, finished_at, duration_ms, status, detail FROM job_stages "
+                "WHERE job_id=%s ORDER BY started_at", (job_id,)).fetchall()
+            job["models"] = conn.execute(
+                "SELECT model_name, pattern, prediction, inference_ms, mae, rmse, created_at FROM inference_results "
+                "WHERE job_id=%s ORDER BY model_name", (job_id,)).fetchall()
+        return job
+
+
+def job_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The JSON kept in Redis ``job:status:<id>`` and pushed over pub/sub."""
+    def iso(v):
+        return v.isoformat() if v is not None else None
+
+    return {
+        "job_id": str(row["id"]),
+        "kind": row["kind"],
+        "status": row["status"],
+        "pattern": row["params"].get("pattern") if row["kind"] == "inference" else None,
+        "attempts": row["attempts"],
+        "error_code": row["error_code"],
+        "error_message": row["error_message"],
+        "enqueued_at": iso(row["enqueued_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "result": row["result"],
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str, separators=(",", ":"))
