@@ -54,6 +54,7 @@ class OutboxPublisher:
             else:
                 failed.append(str(err))
 
+        rows = sorted(rows, key=lambda r: r["id"])
         with self._lock:
             for row in rows:
                 payload = {**row["payload"], "event_id": row["id"]}
@@ -62,15 +63,16 @@ class OutboxPublisher:
             self.producer.flush(30)
         self.store.mark_published(acked)
         if failed:
+            self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)])
             log.warning("kafka refused %d event(s): %s", len(failed), failed[0])
         return len(acked)
 
     def publish_job(self, job_id) -> int:
-        return self.publish(self.store.unpublished(job_id))
+        return self.publish(self.store.claim_unpublished(job_id))
 
     def sweep(self, older_than_seconds: float = 10) -> int:
-        """Events a dead worker committed but never published."""
-        return self.publish(self.store.unpublished(older_than_seconds=older_than_seconds))
+        """Events a dead worker committed but never published (or whose publisher's lease ran out)."""
+        return self.publish(self.store.claim_unpublished(older_than_seconds=older_than_seconds))
 
     def close(self) -> None:
         self.producer.flush(10)

@@ -143,14 +143,26 @@ class JobStore:
             conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
                          (row["id"], self.topics["score"], str(row["id"]), Jsonb(payload)))
 
-    def unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0, limit: int = 500):
+    def claim_unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0,
+                          limit: int = 500, lease_seconds: float = 30):
+        """Unpublished events, leased to this caller so two publishers never send the same one (a lease that
+        expires, because its publisher died, makes the events claimable again)."""
+        where = "job_id = %(job)s" if job_id is not None else "created_at < now() - make_interval(secs => %(age)s)"
         with self.pool.connection() as conn:
-            if job_id is not None:
-                return conn.execute("SELECT * FROM outbox WHERE published_at IS NULL AND job_id=%s ORDER BY id",
-                                    (job_id,)).fetchall()
             return conn.execute(
-                "SELECT * FROM outbox WHERE published_at IS NULL AND created_at < now() - make_interval(secs => %s) "
-                "ORDER BY id LIMIT %s", (older_than_seconds, limit)).fetchall()
+                f"""UPDATE outbox SET claimed_until = now() + make_interval(secs => %(lease)s)
+                    WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND {where}
+                                 AND (claimed_until IS NULL OR claimed_until < now())
+                                 ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                    RETURNING *""",
+                {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit},
+            ).fetchall()
+
+    def release_claims(self, ids: list[int]) -> None:
+        if ids:
+            with self.pool.connection() as conn:
+                conn.execute("UPDATE outbox SET claimed_until = NULL WHERE id = ANY(%s) AND published_at IS NULL",
+                             (ids,))
 
     def mark_published(self, ids: list[int]) -> None:
         if ids:

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     key          text NOT NULL,
     payload      jsonb NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
+    claimed_until timestamptz,  -- a publisher is on it until then (a dead publisher's claim expires)
     published_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;

@@ -1,0 +1,49 @@
+"""Read back what the system published to Kafka, without a consumer group (fast on tansu: no group join)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+
+def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: float = 30) -> list[dict]:
+    """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verisim-reader", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return []
+        parts = list(md.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        out, eof = [], set()
+        deadline = time.monotonic() + timeout
+        last_msg = time.monotonic()
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if len(eof) == len(parts) and time.monotonic() - last_msg > idle_seconds:
+                    break
+                continue
+            if msg.error():
+                if msg.error().code() == msg.error()._PARTITION_EOF:
+                    eof.add(msg.partition())
+                    continue
+                raise RuntimeError(msg.error())
+            last_msg = time.monotonic()
+            eof.discard(msg.partition())
+            out.append({"key": msg.key().decode() if msg.key() else None, "value": json.loads(msg.value()),
+                        "partition": msg.partition(), "offset": msg.offset()})
+        return out
+    finally:
+        consumer.close()
+
+
+def by_key(messages: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for m in messages:
+        grouped[m["key"]].append(m["value"])
+    return grouped

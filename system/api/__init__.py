@@ -1,0 +1,1 @@
+"""The operation server (FastAPI): ``python -m system.api``."""

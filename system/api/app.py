@@ -1,0 +1,191 @@
+"""The operation server: uploads and inference jobs in, job status and dashboard data out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import PurePath
+from typing import Annotated
+
+import psycopg
+import redis
+from botocore.exceptions import BotoCoreError
+from fastapi import BackgroundTasks, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from system.api import dashboard
+from system.api.deps import Deps
+from system.api.metrics import make_registry
+from system.api.schemas import InferenceIn
+from system.config import Settings, get_settings
+from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff
+from system.pipelines.inference import DEFAULT_MODELS
+from system.storage.aws import upload_key
+from system.storage.events import OutboxPublisher
+from system.storage.jobs import job_summary
+
+log = logging.getLogger("system.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        deps = Deps.connect(settings)
+        app.state.deps = deps
+        app.state.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, deps.store)
+        app.state.registry = make_registry(deps)
+        log.info("api ready", extra={"queue": settings.sqs_queue_name})
+        yield
+        app.state.publisher.close()
+        deps.close()
+
+    app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)
+    app.include_router(dashboard.router)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(redis.ConnectionError)
+    @app.exception_handler(BotoCoreError)
+    async def dependency_down(request: Request, exc: Exception):
+        log.warning("dependency unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return JSONResponse({"detail": f"a dependency is unavailable: {type(exc).__name__}"}, status_code=503)
+
+    def publish_later(background: BackgroundTasks, job_ids) -> None:
+        def run():
+            for jid in job_ids:
+                try:
+                    app.state.publisher.publish_job(jid)
+                except Exception as exc:  # the worker's outbox sweep publishes it later
+                    log.warning("event publish deferred", extra={"job_id": str(jid), "error": str(exc)})
+        background.add_task(run)
+
+    def enqueue(rows, background: BackgroundTasks) -> tuple[list, list]:
+        deps: Deps = app.state.deps
+        refused = set(deps.queue.send([{"job_id": str(r["id"]), "kind": r["kind"], "v": 1} for r in rows]))
+        if refused:
+            deps.store.fail_unsent([uuid.UUID(j) for j in refused], "the queue refused the message")
+        ok = [r for r in rows if str(r["id"]) not in refused]
+        for r in ok:
+            deps.cache.put(r)
+        publish_later(background, [r["id"] for r in rows])
+        return ok, sorted(refused)
+
+    # -- jobs in -----------------------------------------------------------------------------------------------
+    @app.post("/api/v1/scores", status_code=202, tags=["jobs"])
+    def upload_score(
+        background: BackgroundTasks,
+        file: Annotated[UploadFile, File(description=f"the score: {ACCEPTED_HUMAN}")],
+        title: Annotated[str | None, Form(max_length=300)] = None,
+        target_language: Annotated[str | None, Form(max_length=50)] = None,
+    ):
+        limit = settings.max_upload_bytes
+        data = file.file.read(limit + 1)
+        if not data:
+            raise HTTPException(400, "the uploaded file is empty")
+        if len(data) > limit:
+            raise HTTPException(413, f"the upload is larger than the limit of {limit} bytes")
+        fmt = sniff(data)
+        if fmt is None:
+            raise HTTPException(415, f"unsupported file content (the name is not trusted); accepted: {ACCEPTED_HUMAN}")
+        deps: Deps = app.state.deps
+        job_id = uuid.uuid4()
+        key = upload_key(job_id)
+        stem = PurePath(file.filename or "").stem[:200] or None
+        deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})
+        row = deps.store.create("score", {"format": fmt, "bytes": len(data), "title": title, "filename_stem": stem,
+                                          "target_language": target_language}, input_key=key, job_id=job_id)
+        ok, refused = enqueue([row], background)
+        if refused:
+            raise HTTPException(503, "the job queue refused the job; it was recorded as failed")
+        return {"job_id": str(job_id), "status": "queued", "format": fmt}
+
+    @app.post("/api/v1/inference", status_code=202, tags=["jobs"])
+    def submit_inference(body: InferenceIn, background: BackgroundTasks):
+        deps: Deps = app.state.deps
+        items = []
+        for s in body.series:
+            if len(s.values) > settings.max_series_length:
+                raise HTTPException(413, f"a series is longer than {settings.max_series_length} values")
+            params = s.model_dump()
+            params["models"] = params["models"] or list(DEFAULT_MODELS)
+            items.append(params)
+        rows = deps.store.create_many("inference", items)
+        ok, refused = enqueue(rows, background)
+        if not ok:
+            raise HTTPException(503, "the job queue refused every job; they were recorded as failed")
+        return {"job_ids": [str(r["id"]) for r in ok], "count": len(ok), "refused": refused}
+
+    # -- jobs out ----------------------------------------------------------------------------------------------
+    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])
+    def get_job(job_id: uuid.UUID):
+        deps: Deps = app.state.deps
+        cached = deps.cache.get(job_id)
+        if cached is not None:
+            out = json.loads(cached)
+            out["source"] = "redis"
+            if out["status"] in ("completed", "completed_with_warnings", "failed") or out["kind"] == "score":
+                row = deps.store.get(job_id)
+                if row is not None:
+                    out["artifacts"] = artifact_links(deps, row)
+            return out
+        row = deps.store.get(job_id)
+        if row is None:
+            raise HTTPException(404, f"no job with id {job_id}")
+        out = job_summary(row)
+        out.update(source="postgres", stages=row["stages"], models=row["models"],
+                   artifacts=artifact_links(deps, row))
+        return out
+
+    def artifact_links(deps: Deps, row) -> dict[str, str]:
+        links = {}
+        if row.get("input_key"):
+            links["input"] = deps.artifacts.presign(row["input_key"])
+        for name, key in ((row.get("result") or {}).get("artifacts") or {}).items():
+            links[name] = deps.artifacts.presign(key)
+        return links
+
+    # -- operations --------------------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz():
+        deps: Deps = app.state.deps
+        checks = {}
+
+        def check(name, fn):
+            try:
+                fn()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+
+        def pg():
+            with deps.store.pool.connection(timeout=3) as conn:
+                conn.execute("SELECT 1")
+
+        check("postgres", pg)
+        check("redis", deps.cache.ping)
+        check("sqs", deps.queue.depth)
+        check("s3", lambda: deps.artifacts.s3.head_bucket(Bucket=deps.artifacts.bucket))
+        check("kafka", lambda: app.state.publisher.producer.list_topics(timeout=3))
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    def metrics():
+        return Response(generate_latest(app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", tags=["ops"])
+    def index():
+        return {"service": "verisim operation server", "docs": "/docs", "health": "/healthz", "ready": "/readyz",
+                "metrics": "/metrics", "dashboard_api": "/api/v1/dashboard/live-stats"}
+
+    return app
+

@@ -1,0 +1,101 @@
+"""Dashboard API: recent results, live statistics, model comparison, pattern distribution, and a WebSocket feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+
+from system.storage.status_cache import CHANNEL
+
+router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+log = logging.getLogger("system.api.dashboard")
+
+
+def _rows(request: Request, sql: str, params=()):
+    with request.app.state.deps.store.pool.connection() as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@router.get("/recent")
+def recent(request: Request, limit: int = Query(20, ge=1, le=500)):
+    """Latest finished jobs: one row per inference model result, one per score job."""
+    rows = _rows(request, """
+        SELECT j.finished_at AS time, j.id AS job_id, j.kind, r.model_name AS model, j.params->>'pattern' AS pattern,
+               j.status, r.prediction, r.inference_ms, j.error_code, j.params->>'title' AS title
+        FROM jobs j LEFT JOIN inference_results r ON r.job_id = j.id
+        WHERE j.finished_at IS NOT NULL
+        ORDER BY j.finished_at DESC, r.model_name LIMIT %s""", (limit,))
+    return {"results": rows}
+
+
+@router.get("/live-stats")
+def live_stats(request: Request):
+    [row] = _rows(request, """
+        SELECT count(*) AS total,
+               count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'queued') AS queued,
+               count(*) FILTER (WHERE status = 'running') AS running,
+               count(*) FILTER (WHERE finished_at > now() - interval '60 seconds') AS finished_last_minute
+        FROM jobs""")
+    finished = row["completed"] + row["failed"]
+    row["success_rate"] = round(row["completed"] / finished, 4) if finished else None
+    row["throughput_per_minute"] = row.pop("finished_last_minute")
+    return row
+
+
+@router.get("/model-comparison")
+def model_comparison(request: Request):
+    rows = _rows(request, """
+        SELECT model_name AS model, pattern, count(*) AS count,
+               avg(inference_ms) AS avg_inference_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY inference_ms) AS p95_inference_ms,
+               avg(mae) AS mae, sqrt(avg(rmse * rmse)) AS rmse
+        FROM inference_results GROUP BY GROUPING SETS ((model_name), (model_name, pattern))
+        ORDER BY model_name, pattern NULLS FIRST""")
+    overall = [{k: v for k, v in r.items() if k != "pattern"} for r in rows if r["pattern"] is None]
+    return {"models": overall, "by_pattern": [r for r in rows if r["pattern"] is not None]}
+
+
+@router.get("/patterns")
+def patterns(request: Request):
+    rows = _rows(request, """
+        SELECT params->>'pattern' AS pattern, count(*) AS jobs,
+               count(*) FILTER (WHERE status = 'completed') AS completed,
+               count(*) FILTER (WHERE status = 'failed') AS failed
+        FROM jobs WHERE kind = 'inference' GROUP BY 1 ORDER BY 1""")
+    return {"patterns": rows}
+
+
+@router.websocket("/ws")
+async def feed(ws: WebSocket):
+    """Every job state change, as the JSON kept in ``job:status:<id>``, pushed as it happens (Redis pub/sub)."""
+    await ws.accept()
+    client = aioredis.Redis.from_url(ws.app.state.deps.settings.redis_url, decode_responses=True)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    await ws.send_json({"type": "hello", "channel": CHANNEL})
+
+    async def pump():
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                await ws.send_text(message["data"])
+
+    async def watch_client():
+        while True:
+            await ws.receive_text()  # raises WebSocketDisconnect when the client goes
+
+    tasks = [asyncio.create_task(pump()), asyncio.create_task(watch_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for t in tasks:
+            t.cancel()
+        await pubsub.unsubscribe(CHANNEL)
+        await pubsub.aclose()
+        await client.aclose()

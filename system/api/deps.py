@@ -1,0 +1,32 @@
+"""Connections the API holds for its lifetime, built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from system.config import Settings
+from system.storage.aws import Artifacts, JobQueue
+from system.storage.db import make_pool, migrate
+from system.storage.jobs import JobStore
+from system.storage.status_cache import StatusCache
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    store: JobStore
+    cache: StatusCache
+    queue: JobQueue
+    artifacts: Artifacts
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Deps:
+        migrate(settings.dsn)
+        pool = make_pool(settings.dsn, settings.db_pool_size)
+        store = JobStore(pool, {"inference": settings.kafka_topic_inference, "score": settings.kafka_topic_scores,
+                                "events": settings.kafka_topic_job_events})
+        return cls(settings, store, StatusCache(settings.redis_url), JobQueue(settings), Artifacts(settings))
+
+    def close(self) -> None:
+        self.store.pool.close()
+        self.cache.client.close()

@@ -1,0 +1,63 @@
+"""Request bodies: what the API accepts, with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from system.config import PATTERNS
+from system.pipelines.inference import MODELS
+
+Pattern = Literal["linear", "seasonal", "exponential", "cyclical", "random_walk"]
+assert set(Pattern.__args__) == set(PATTERNS)
+
+
+class SeriesIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    pattern: Pattern = Field(..., description=f"one of: {', '.join(PATTERNS)}")
+    values: list[float] = Field(..., min_length=2, max_length=10_000, description="the observed series, oldest first")
+    actual: list[float] | None = Field(None, max_length=1_000,
+                                       description="held-out true next values, to score each model's error")
+    horizon: int = Field(1, ge=1, le=100, description="how many next values to forecast")
+    models: list[str] | None = Field(None, description=f"models to run (default all: {', '.join(MODELS)})")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("values", "actual")
+    @classmethod
+    def finite(cls, v):
+        if v is not None and not all(math.isfinite(x) for x in v):
+            raise ValueError("values must be finite numbers (no NaN or infinity)")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def known_models(cls, v):
+        if v is not None:
+            unknown = sorted(set(v) - set(MODELS))
+            if unknown or not v:
+                raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
+        return v
+
+
+class InferenceIn(BaseModel):
+    """Either one series (its fields at the top level) or a batch under ``series``."""
+
+    model_config = {"extra": "allow"}
+
+    series: list[SeriesIn] | None = Field(None, min_length=1, max_length=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def one_or_batch(cls, data):
+        if isinstance(data, dict) and "series" not in data:
+            return {"series": [data]}
+        return data
+
+    @model_validator(mode="after")
+    def no_extras(self):
+        if self.model_extra:
+            raise ValueError(f"unexpected field(s) next to 'series': {sorted(self.model_extra)}")
+        return self

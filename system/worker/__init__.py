@@ -1,0 +1,1 @@
+"""The SQS worker: ``python -m system.worker --processes N``."""

@@ -1,0 +1,68 @@
+"""``python -m system.worker [--processes N] [--concurrency C] [--grace S]`` — settings from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m system.worker",
+        description="Verisim worker: long-polls SQS (SQS_QUEUE_NAME at AWS_ENDPOINT_URL) and runs score and "
+        "inference jobs. Settings come from the environment or .env (POSTGRES_*, REDIS_URL, "
+        "KAFKA_BOOTSTRAP_SERVERS, S3_BUCKET_NAME, OPENAI_API_BASE, …).",
+    )
+    ap.add_argument("--processes", type=int, default=1, help="worker processes to run (default 1)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="jobs each process runs at once (default WORKER_CONCURRENCY, 4)")
+    ap.add_argument("--grace", type=float, default=20.0,
+                    help="seconds to let in-flight jobs finish on SIGTERM before releasing them (default 20)")
+    args = ap.parse_args(argv)
+    if args.processes < 1:
+        ap.error("--processes must be at least 1")
+    if args.processes > 1:
+        return supervise(args)
+
+    from system.config import get_settings
+    from system.logs import setup_logging
+    from system.worker.runner import Worker, install_signal_handlers
+
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    worker = Worker(settings, concurrency=args.concurrency, grace=args.grace)
+    install_signal_handlers(worker)
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # job threads that outlived the grace period must not hold the process open
+
+
+def supervise(args) -> int:
+    """N single-process workers; SIGTERM/SIGINT are passed on, and the supervisor waits for all of them."""
+    cmd = [sys.executable, "-m", "system.worker", "--processes", "1", "--grace", str(args.grace)]
+    if args.concurrency:
+        cmd += ["--concurrency", str(args.concurrency)]
+    children = [subprocess.Popen(cmd) for _ in range(args.processes)]
+
+    def forward(signum, frame):
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while any(c.poll() is None for c in children):
+        time.sleep(0.2)
+    return max(c.returncode or 0 for c in children)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

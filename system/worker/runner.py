@@ -1,0 +1,245 @@
+"""One worker process: long-polls SQS, runs up to ``concurrency`` jobs at once, and never loses or doubles a result.
+
+* Visibility is extended while a job runs; a message is deleted only after the job's terminal state is committed in
+  Postgres, its events acknowledged by Kafka and its status written to Redis.
+* Idempotent by job id: a redelivered message for a finished job publishes anything left unpublished and is deleted.
+* Transient errors release the message with exponential backoff; on the last attempt the queue's redrive policy
+  allows, the job is marked failed with the reason and the message is left to move to the DLQ.
+* SIGTERM: stop receiving, let in-flight jobs finish within ``grace`` seconds, release the rest to the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+
+from system.config import Settings
+from system.pipelines import inference, score
+from system.pipelines.base import JobError, PermanentJobError, StageTimer
+from system.storage.aws import Artifacts, JobQueue
+from system.storage.db import make_pool, migrate
+from system.storage.events import OutboxPublisher, ensure_topics
+from system.storage.jobs import JobStore
+from system.storage.status_cache import StatusCache
+
+log = logging.getLogger("system.worker")
+MAX_BACKOFF_SECONDS = 300
+
+
+class Worker:
+    def __init__(self, settings: Settings, concurrency: int | None = None, grace: float = 20.0):
+        self.settings = settings
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.grace = grace
+        migrate(settings.dsn)
+        ensure_topics(settings.kafka_bootstrap_servers, [settings.kafka_topic_inference, settings.kafka_topic_scores,
+                                                         settings.kafka_topic_job_events])
+        self.pool = make_pool(settings.dsn, self.concurrency + 2)
+        self.store = JobStore(self.pool, {"inference": settings.kafka_topic_inference,
+                                          "score": settings.kafka_topic_scores,
+                                          "events": settings.kafka_topic_job_events})
+        self.cache = StatusCache(settings.redis_url)
+        self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store)
+        self.queue = JobQueue(settings)
+        self.max_receives = self.queue.max_receive_count()
+        self.artifacts = Artifacts(settings)
+        self.llm = openai.OpenAI(base_url=settings.openai_api_base, api_key=settings.openai_api_key,
+                                 timeout=settings.openai_timeout_seconds, max_retries=settings.openai_max_retries)
+        self.stop_event = threading.Event()
+        self.inflight: dict[str, dict] = {}  # receipt handle -> message
+        self.inflight_lock = threading.Lock()
+        self.processed = 0
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        parent = os.getppid()
+        threading.Thread(target=self._heartbeat, name="visibility", daemon=True).start()
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        log.info("worker ready", extra={"queue": self.settings.sqs_queue_name, "concurrency": self.concurrency,
+                                        "max_receives": self.max_receives})
+        while not self.stop_event.is_set():
+            if os.getppid() != parent:  # our supervisor died: behave as if told to stop
+                log.warning("parent process gone; stopping")
+                break
+            free = self._free_slots()
+            if free == 0:
+                time.sleep(0.02)
+                continue
+            try:
+                messages = self.queue.sqs.receive_message(
+                    QueueUrl=self.queue.url, MaxNumberOfMessages=min(10, free),
+                    WaitTimeSeconds=self.settings.sqs_wait_seconds,
+                    AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                ).get("Messages", [])
+            except Exception as exc:
+                log.warning("receive failed; retrying", extra={"error": str(exc)})
+                self.stop_event.wait(1.0)
+                continue
+            for m in messages:
+                with self.inflight_lock:
+                    self.inflight[m["ReceiptHandle"]] = m
+                executor.submit(self._run_one, m)
+        self._drain(executor)
+
+    def _free_slots(self) -> int:
+        with self.inflight_lock:
+            return self.concurrency - len(self.inflight)
+
+    def _drain(self, executor: ThreadPoolExecutor) -> None:
+        deadline = time.monotonic() + self.grace
+        while self._free_slots() < self.concurrency and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.inflight_lock:
+            left = list(self.inflight)
+        for handle in left:  # unfinished: hand the message back for another worker now
+            try:
+                self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=handle,
+                                                         VisibilityTimeout=0)
+            except Exception as exc:
+                log.warning("could not release a message", extra={"error": str(exc)})
+        log.info("worker stopped", extra={"processed": self.processed, "released": len(left)})
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def _heartbeat(self) -> None:
+        """Keep in-flight messages invisible while their jobs run; announce this worker in Redis; sweep the outbox."""
+        period = max(1.0, self.settings.sqs_visibility_timeout / 3)
+        last_sweep = 0.0
+        while not self.stop_event.wait(period):
+            with self.inflight_lock:
+                handles = list(self.inflight)
+            for handle in handles:
+                try:
+                    self.queue.sqs.change_message_visibility(
+                        QueueUrl=self.queue.url, ReceiptHandle=handle,
+                        VisibilityTimeout=self.settings.sqs_visibility_timeout)
+                except Exception as exc:
+                    log.debug("visibility extension failed", extra={"error": str(exc)})
+            try:
+                self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
+                    {"pid": os.getpid(), "inflight": len(handles), "processed": self.processed}), ex=int(period * 3))
+                if time.monotonic() - last_sweep > 10:
+                    last_sweep = time.monotonic()
+                    self.publisher.sweep(older_than_seconds=10)
+            except Exception as exc:
+                log.warning("heartbeat failed", extra={"error": str(exc)})
+
+    # -- one message --------------------------------------------------------------------------------------------
+    def _run_one(self, message: dict) -> None:
+        handle = message["ReceiptHandle"]
+        try:
+            self._handle(message)
+        except Exception:
+            log.exception("unhandled error around a message; it will be redelivered")
+        finally:
+            with self.inflight_lock:
+                self.inflight.pop(handle, None)
+
+    def _delete(self, message: dict) -> None:
+        self.queue.sqs.delete_message(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _release(self, message: dict, delay: int) -> None:
+        self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"],
+                                                 VisibilityTimeout=max(0, min(delay, 43200)))
+
+    def _publish(self, row: dict) -> None:
+        self.publisher.publish_job(row["id"])
+        self.cache.put(row)
+
+    def _handle(self, message: dict) -> None:
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            body = json.loads(message["Body"])
+            job_id = uuid.UUID(str(body["job_id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            # nothing to mark failed: leave it to the redrive policy, which moves it to the DLQ
+            log.error("poison message: not a job message; leaving it for the DLQ",
+                      extra={"error": str(exc), "receives": receives, "body": message["Body"][:200]})
+            self._release(message, 0 if receives >= self.max_receives else self._backoff(receives))
+            return
+
+        claim = self.store.claim(job_id)
+        if claim is None:
+            job = self.store.get(job_id)
+            if job is None:
+                log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
+                self._release(message, 0 if receives >= self.max_receives else self._backoff(receives))
+                return
+            # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
+            self.publisher.publish_job(job_id)
+            self.cache.put(job)
+            self._delete(message)
+            log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
+                                                                             "status": job["status"]})
+            return
+
+        job = claim.job
+        self._publish(job)
+        timer = StageTimer(self.store, job_id, claim.attempt)
+        started = time.perf_counter()
+        try:
+            if job["kind"] == "inference":
+                outcome = inference.run(job, timer, self.settings.moving_average_window)
+            else:
+                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings.openai_model,
+                                    self.settings.default_target_language)
+        except PermanentJobError as exc:
+            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message)
+            if row:
+                self._publish(row)
+            self._delete(message)
+            log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
+            return
+        except Exception as exc:
+            code = exc.code if isinstance(exc, JobError) else "unexpected_error"
+            text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+            if receives >= self.max_receives:
+                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded",
+                                        error_message=f"{code}: {text} (after {receives} attempts)")
+                if row:
+                    self._publish(row)
+                self._release(message, 0)  # the redrive policy moves it to the DLQ on its next receive
+                log.error("job failed on its last attempt; message goes to the DLQ",
+                          extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives})
+            else:
+                self.store.note_attempt_error(job_id, code, text)
+                delay = self._backoff(receives)
+                self._release(message, delay)
+                log.warning("attempt failed; retrying with backoff",
+                            extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives,
+                                   "retry_in_s": delay})
+            return
+        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results)
+        if row:
+            self._publish(row)
+        else:
+            self.publisher.publish_job(job_id)
+        self._delete(message)
+        self.processed += 1
+        log.info("job done", extra={"job_id": str(job_id), "kind": job["kind"], "status": outcome.status,
+                                    "attempt": claim.attempt, "stage_ms": timer.durations_ms,
+                                    "total_ms": round((time.perf_counter() - started) * 1000, 3),
+                                    "duplicate": row is None})
+
+    def _backoff(self, receives: int) -> int:
+        return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.pool.close()
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    def stop(signum, frame):
+        log.info("signal received; finishing in-flight jobs", extra={"signal": signum})
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
