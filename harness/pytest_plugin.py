@@ -155,3 +155,48 @@ def mock_openai(stack: Stack):
     yield control
     control.reset()
     control.close()
+
+
+# -- the system under test ------------------------------------------------------------------------------------
+SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "SQS_VISIBILITY_TIMEOUT": "20"}
+
+
+@pytest.fixture(scope="session")
+def system(stack: Stack, request: pytest.FixtureRequest):
+    """The operation server and two worker processes on the session's stack (the stack's default queue)."""
+    from harness.system_under_test import SystemUnderTest
+
+    say = _say(request.config)
+    sut = SystemUnderTest(stack, env=SYSTEM_ENV, progress=say)
+    try:
+        sut.start_api()
+        sut.start_worker()
+        sut.start_worker()
+        yield sut
+    except BaseException:
+        say(sut.logs())
+        raise
+    finally:
+        sut.stop()
+        left = sut.leftovers()
+        if left:
+            raise AssertionError(f"system processes left behind: {left}")
+
+
+@pytest.fixture
+def system_factory(stack: Stack):
+    """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``.
+    Start its API and workers yourself; everything it started is stopped afterwards."""
+    from harness.system_under_test import SystemUnderTest
+
+    made = []
+
+    def make(env: dict[str, str] | None = None) -> SystemUnderTest:
+        sut = SystemUnderTest(stack, env={**SYSTEM_ENV, **(env or {})}, isolated=True)
+        made.append(sut)
+        return sut
+
+    yield make
+    for sut in made:
+        sut.stop()
+        assert sut.leftovers() == []

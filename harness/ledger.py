@@ -1,0 +1,77 @@
+"""The ledger: after a run, every accepted job is in exactly one terminal state, and every store agrees.
+
+For each job id: Postgres (the record) holds a terminal status; Redis ``job:status:<id>`` shows the same status;
+Kafka holds exactly one result event per job and model (inference) or per job (score), with that status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+import redis
+from psycopg.rows import dict_row
+
+from harness.events import by_key, read_topic
+from harness.stack.endpoints import Stack
+
+TERMINAL = {"completed", "completed_with_warnings", "failed"}
+RESULT_TOPICS = {"inference": "inference_results", "score": "score_results"}
+
+
+@dataclass
+class LedgerReport:
+    jobs: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        head = f"{self.jobs} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
+        if self.ok:
+            return head + "; every store agrees"
+        return head + f"; {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems[:50])
+
+
+def check(stack: Stack, job_ids, topics: dict[str, str] | None = None) -> LedgerReport:
+    topics = topics or RESULT_TOPICS
+    ids = [str(j) for j in job_ids]
+    report = LedgerReport(jobs=len(ids))
+    with psycopg.connect(stack.postgres.dsn, row_factory=dict_row) as conn:
+        rows = {str(r["id"]): r for r in conn.execute(
+            "SELECT id, kind, status, params, error_code FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))}
+    r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    cached = dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
+    r.close()
+    events = {kind: by_key(read_topic(stack.kafka.bootstrap_servers, topic)) for kind, topic in topics.items()}
+    for jid in ids:
+        row = rows.get(jid)
+        if row is None:
+            report.problems.append(f"{jid}: accepted but not in Postgres (lost)")
+            continue
+        report.by_status[row["status"]] += 1
+        if row["status"] not in TERMINAL:
+            report.problems.append(f"{jid}: not terminal in Postgres ({row['status']})")
+            continue
+        if row["status"] == "failed" and not row["error_code"]:
+            report.problems.append(f"{jid}: failed without a recorded reason")
+        status = json.loads(cached[jid])["status"] if cached.get(jid) else None
+        if status != row["status"]:
+            report.problems.append(f"{jid}: Redis says {status!r}, Postgres says {row['status']!r}")
+        got = events[row["kind"]].get(jid, [])
+        if row["kind"] == "inference":
+            per_model = Counter(e.get("model") for e in got)
+            for model in row["params"].get("models") or []:
+                if per_model.get(model, 0) != 1:
+                    report.problems.append(f"{jid}: {per_model.get(model, 0)} Kafka result events for {model}, want 1")
+        elif len(got) != 1:
+            report.problems.append(f"{jid}: {len(got)} Kafka result events, want 1")
+        for e in got:
+            if e.get("status") != row["status"]:
+                report.problems.append(f"{jid}: Kafka event says {e.get('status')!r}, Postgres {row['status']!r}")
+    return report

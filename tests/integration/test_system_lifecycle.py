@@ -1,0 +1,221 @@
+"""The system under test end to end: both job kinds through one lifecycle, visible alike in Postgres, Redis, Kafka."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from harness import ledger
+from harness.events import by_key, read_topic
+from harness.system_under_test import wait_for
+
+TERMINAL = ("completed", "completed_with_warnings", "failed")
+MUSICXML = (b'<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="4.0"><part-list>'
+            b'<score-part id="P1"><part-name>Voice</part-name></score-part></part-list><part id="P1"/></score-partwise>')
+
+
+def wait_terminal(client, job_id, timeout=30):
+    def done():
+        body = client.get(f"/api/v1/jobs/{job_id}").json()
+        return body if body.get("status") in TERMINAL else None
+
+    return wait_for(done, timeout, what=f"job {job_id} terminal")
+
+
+def series(pattern="linear", n=20):
+    return {"pattern": pattern, "values": [float(i) for i in range(n)], "actual": [float(n), float(n + 1)],
+            "horizon": 2, "metadata": {"source": "test"}}
+
+
+def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, stack):
+    with system.client() as c:
+        r = c.post("/api/v1/inference", json=series())
+        assert r.status_code == 202, r.text
+        [job_id] = r.json()["job_ids"]
+        body = wait_terminal(c, job_id)
+    assert body["status"] == "completed"
+    assert set(body["result"]["models"]) == {"moving_average", "linear_trend"}
+    trend = body["result"]["models"]["linear_trend"]
+    assert trend["prediction"] == pytest.approx([20.0, 21.0]) and trend["mae"] == pytest.approx(0, abs=1e-9)
+
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        status, started, finished, enqueued = conn.execute(
+            "SELECT status, started_at, finished_at, enqueued_at FROM jobs WHERE id=%s", (job_id,)).fetchone()
+        models = conn.execute("SELECT model_name FROM inference_results WHERE job_id=%s ORDER BY 1",
+                              (job_id,)).fetchall()
+        stages = {s for (s,) in conn.execute("SELECT stage FROM job_stages WHERE job_id=%s", (job_id,))}
+    assert status == "completed" and enqueued <= started <= finished
+    assert models == [("linear_trend",), ("moving_average",)]
+    assert {"validate", "model:moving_average", "model:linear_trend"} <= stages
+
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()
+    events = by_key(read_topic(stack.kafka.bootstrap_servers, "job_events"))[job_id]
+    assert [e["status"] for e in sorted(events, key=lambda e: e["event_id"])] == ["queued", "running", "completed"]
+
+
+def test_score_job_is_completed_with_its_upload_in_s3(system, stack):
+    with system.client() as c:
+        r = c.post("/api/v1/scores", files={"file": ("ave.musicxml", MUSICXML, "application/xml")},
+                   data={"title": "Ave Maria", "target_language": "Korean"})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        assert r.json()["format"] == "musicxml"
+        body = wait_terminal(c, job_id)
+    assert body["status"] == "completed", body
+    assert body["result"]["translation"] == {"language": "Korean", "title": "[mock] Ave Maria"}
+    s3 = stack.aws.client("s3")
+    stored = s3.get_object(Bucket=stack.aws.bucket, Key=f"uploads/{job_id}/input")
+    assert stored["Body"].read() == MUSICXML
+    import httpx
+    assert httpx.get(body["artifacts"]["input"]).content == MUSICXML  # the presigned link works
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()
+
+
+def test_a_batch_shows_up_on_the_dashboard_api(system):
+    patterns = ["linear", "seasonal", "exponential", "cyclical", "random_walk"]
+    with system.client() as c:
+        before = c.get("/api/v1/dashboard/live-stats").json()
+        r = c.post("/api/v1/inference", json={"series": [series(p) for p in patterns]})
+        assert r.status_code == 202 and r.json()["count"] == 5
+        for jid in r.json()["job_ids"]:
+            wait_terminal(c, jid)
+        stats = c.get("/api/v1/dashboard/live-stats").json()
+        assert stats["total"] >= before["total"] + 5 and stats["completed"] >= before["completed"] + 5
+        assert stats["throughput_per_minute"] >= 5 and 0 < stats["success_rate"] <= 1
+        seen = {p["pattern"] for p in c.get("/api/v1/dashboard/patterns").json()["patterns"]}
+        assert set(patterns) <= seen
+        comparison = c.get("/api/v1/dashboard/model-comparison").json()
+        assert {m["model"] for m in comparison["models"]} >= {"moving_average", "linear_trend"}
+        assert all(m["avg_inference_ms"] > 0 for m in comparison["models"])
+        recent = c.get("/api/v1/dashboard/recent", params={"limit": 10}).json()["results"]
+        assert len(recent) == 10 and {r["job_id"] for r in recent} & set(r.json()["job_ids"])
+        metrics = c.get("/metrics").text
+        assert 'verisim_jobs{kind="inference",state="completed"}' in metrics
+        assert "verisim_queue_messages" in metrics and "verisim_stage_duration_milliseconds_bucket" in metrics
+        ready = c.get("/readyz").json()
+        assert ready["status"] == "ready" and set(ready["checks"]) == {"postgres", "redis", "sqs", "s3", "kafka"}
+
+
+def test_websocket_pushes_every_state_change(system):
+    url = system.api_url.replace("http://", "ws://") + "/api/v1/dashboard/ws"
+    seen: list[dict] = []
+    with ws_connect(url, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+        with system.client() as c:
+            job_id = c.post("/api/v1/inference", json=series("seasonal")).json()["job_ids"][0]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv(timeout=30))
+            if msg.get("job_id") == job_id:
+                seen.append(msg)
+                if msg["status"] in TERMINAL:
+                    break
+    statuses = [m["status"] for m in seen]
+    assert statuses[-1] == "completed" and "running" in statuses
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        ({"pattern": "sawtooth", "values": [1, 2, 3]}, "pattern"),
+        ({"pattern": "linear", "values": []}, "values"),
+        ({"pattern": "linear", "values": [1, "two", 3]}, "valid number"),
+        ({"pattern": "linear"}, "values"),
+        ({"pattern": "linear", "values": [1, 2], "models": ["oracle"]}, "unknown model"),
+        ({"series": []}, "series"),
+    ],
+    ids=["unknown-pattern", "empty-series", "non-numeric", "missing-values", "unknown-model", "empty-batch"],
+)
+def test_bad_inference_input_gets_a_4xx_with_a_message(system, payload, fragment):
+    with system.client() as c:
+        r = c.post("/api/v1/inference", json=payload)
+    assert r.status_code == 422, r.text
+    assert fragment in r.text
+
+
+@pytest.mark.parametrize(
+    "name, content, status, fragment",
+    [
+        ("empty.musicxml", b"", 400, "empty"),
+        ("big.musicxml", b"<score-partwise>" + b" " * 1_000_001, 413, "larger than"),
+        ("photo.musicxml", b"\x00\x01 definitely not a score" * 10, 415, "accepted"),
+        ("score.pdf.exe", b"MZ\x90\x00" + b"\x00" * 100, 415, "MusicXML"),
+    ],
+    ids=["empty", "oversize", "unsupported-content", "lying-extension"],
+)
+def test_bad_uploads_get_a_4xx_with_a_message(system, name, content, status, fragment):
+    with system.client() as c:
+        r = c.post("/api/v1/scores", files={"file": (name, content)})
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["detail"]
+
+
+def test_unknown_job_ids_get_404_and_malformed_ones_422(system):
+    with system.client() as c:
+        assert c.get(f"/api/v1/jobs/{uuid.uuid4()}").status_code == 404
+        assert c.get("/api/v1/jobs/not-a-uuid").status_code == 422
+
+
+def test_s3_keys_come_from_job_ids_never_from_filenames(system, stack):
+    with system.client() as c:
+        r = c.post("/api/v1/scores", files={"file": ("../../etc/passwd.musicxml", MUSICXML)})
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    keys = [o["Key"] for o in stack.aws.client("s3").list_objects_v2(
+        Bucket=stack.aws.bucket, Prefix="uploads/").get("Contents", [])]
+    assert f"uploads/{job_id}/input" in keys
+    assert not [k for k in keys if "passwd" in k or ".." in k]
+
+
+def test_a_redelivered_message_never_produces_a_second_result(system, stack):
+    with system.client() as c:
+        job_id = c.post("/api/v1/inference", json=series("cyclical")).json()["job_ids"][0]
+        first = wait_terminal(c, job_id)
+        # the same message again, as SQS may deliver it (at-least-once)
+        sqs = stack.aws.client("sqs")
+        url = sqs.get_queue_url(QueueName=system.queue_name)["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
+        wait_for(lambda: _queue_empty(sqs, url), 30, what="duplicate consumed")
+        again = c.get(f"/api/v1/jobs/{job_id}").json()
+    assert again["finished_at"] == first["finished_at"] and again["attempts"] == first["attempts"]
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()
+
+
+def _queue_empty(sqs, url) -> bool:
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                               "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def test_concurrent_submissions_all_end_terminal_with_nothing_lost(system, stack):
+    job_ids: list[str] = []
+    lock = threading.Lock()
+
+    def submit(k):
+        with system.client() as c:
+            r = c.post("/api/v1/inference", json={"series": [series("random_walk", 10 + k) for _ in range(4)]})
+            assert r.status_code == 202
+            with lock:
+                job_ids.extend(r.json()["job_ids"])
+
+    threads = [threading.Thread(target=submit, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(job_ids) == 40
+    with system.client() as c:
+        for jid in job_ids:
+            wait_terminal(c, jid, timeout=60)
+    report = ledger.check(stack, job_ids)
+    assert report.ok, report.summary()
+    assert report.by_status == {"completed": 40}
