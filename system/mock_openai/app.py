@@ -160,7 +160,9 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
         }
         problem = _validate(body)
         decision = state.decide(time.monotonic())
-        record.update(seq=decision["seq"], delay=round(decision["delay"], 4))
+        record.update(seq=decision["seq"], delay=round(decision["delay"], 4), status=None, answered_at=None)
+        with state.lock:  # recorded on arrival (status None until answered), so tests can see in-flight requests
+            state.records.append(record)
         if decision["delay"]:
             await asyncio.sleep(decision["delay"])
         if problem:
@@ -181,8 +183,6 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
         else:
             status, resp = 200, JSONResponse(_completion(body, decision["seq"], state.knobs.response_prefix))
         record.update(status=status, reason=decision.get("reason"), answered_at=time.time())
-        with state.lock:
-            state.records.append(record)
         return resp
 
     # -- admin: knobs, scripted responses, the request record ------------------------------------------------
@@ -215,8 +215,9 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
 
     @app.get("/admin/requests")
     def requests_(since: int = 0):
+        """Every chat request, oldest first; ``status`` is null while the request is still being answered."""
         with state.lock:
-            rows = [r for r in state.records if r["seq"] > since]
+            rows = [dict(r) for r in state.records if r["seq"] > since]
         return {"count": len(rows), "requests": rows}
 
     return app

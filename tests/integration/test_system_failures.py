@@ -1,0 +1,119 @@
+"""Workers dying, poison messages, graceful shutdown: every accepted job still ends in exactly one terminal state."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from harness import ledger
+from harness.events import by_key, read_topic
+from harness.system_under_test import wait_for
+
+MUSICXML = b'<?xml version="1.0"?><score-partwise version="4.0"><part-list/></score-partwise>'
+
+
+def job_row(stack, job_id):
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        return conn.execute("SELECT status, attempts, error_code, error_message FROM jobs WHERE id=%s",
+                            (job_id,)).fetchone()
+
+
+def drain(sqs, url, wait=2) -> list[dict]:
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get("Messages", [])
+        if not got:
+            return out
+        out += got
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_worker_killed_mid_job_redelivers_without_a_duplicate(system_factory, stack, mock_openai):
+    # a short visibility timeout so the redelivery comes quickly once nobody extends it
+    sut = system_factory(env={"SQS_VISIBILITY_TIMEOUT": "3"})
+    sut.start_api()
+    doomed = sut.start_worker(concurrency=1)
+    mock_openai.configure(delay_seconds=3)  # the translation stage is slow: the kill lands mid-job
+    with sut.client() as c:
+        job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}, data={"title": "Kyrie"}
+                        ).json()["job_id"]
+        wait_for(lambda: mock_openai.requests(), 20, what="translation request in flight")
+        assert job_row(stack, job_id)[0] == "running"
+        sut.kill_worker(doomed)
+        mock_openai.configure(delay_seconds=0)
+        sut.start_worker(concurrency=1)
+        wait_for(lambda: job_row(stack, job_id)[0] == "completed", 60, what="completed after redelivery")
+    status, attempts, _, _ = job_row(stack, job_id)
+    assert attempts == 2  # the killed attempt, then the one that finished
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()  # exactly one score_results event, Redis agrees
+    assert len(mock_openai.requests()) >= 2
+
+
+def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_factory, stack):
+    sut = system_factory(env={"SQS_MAX_RECEIVE_COUNT": "2", "WORKER_RETRY_BASE_SECONDS": "0.2"})
+    sut.start_worker()
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=sut.dlq_name)["QueueUrl"]
+    # a job an older API version wrote, that crashes this worker every time (horizon is not a number)
+    job_id = str(uuid.uuid4())
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        conn.execute("INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
+                     (job_id, Jsonb({"pattern": "linear", "values": [1, 2, 3], "horizon": "soon",
+                                     "models": ["moving_average"]})))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
+    sqs.send_message(QueueUrl=url, MessageBody="this is not a job message")
+
+    wait_for(lambda: job_row(stack, job_id)[0] == "failed", 60, what="poison job failed")
+    status, attempts, code, message = job_row(stack, job_id)
+    assert code == "max_attempts_exceeded" and "ValueError" in message and "after 2 attempts" in message
+    assert attempts == 2
+    dead: list[dict] = []
+    deadline = time.monotonic() + 60
+    while len(dead) < 2 and time.monotonic() < deadline:
+        dead += drain(sqs, dlq_url, wait=1)
+    assert sorted(m["Body"] for m in dead) == sorted(
+        [json.dumps({"job_id": job_id, "kind": "inference", "v": 1}), "this is not a job message"])
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()  # failed in Postgres, Redis and one Kafka event per model
+
+
+def test_sigterm_lets_the_in_flight_job_finish(system_factory, stack, mock_openai):
+    sut = system_factory()
+    sut.start_api()
+    worker = sut.start_worker(concurrency=1, grace=15)
+    mock_openai.configure(delay_seconds=2)
+    with sut.client() as c:
+        job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}).json()["job_id"]
+        wait_for(lambda: mock_openai.requests(), 20, what="translation in flight")
+        started = time.monotonic()
+        code = sut.terminate_worker(worker, timeout=30)
+    assert code == 0
+    assert time.monotonic() - started < 15
+    assert job_row(stack, job_id)[0] == "completed"  # finished, not abandoned
+    report = ledger.check(stack, [job_id])
+    assert report.ok, report.summary()
+
+
+def test_permanent_failure_fails_once_without_retries(system_factory, stack):
+    sut = system_factory()
+    sut.start_worker()
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
+    job_id = str(uuid.uuid4())
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        conn.execute("INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
+                     (job_id, Jsonb({"pattern": "linear", "values": [], "models": ["moving_average"]})))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
+    wait_for(lambda: job_row(stack, job_id)[0] == "failed", 30, what="job failed")
+    _, attempts, code, message = job_row(stack, job_id)
+    assert (attempts, code) == (1, "invalid_series") and "non-empty" in message
+    events = by_key(read_topic(stack.kafka.bootstrap_servers, "inference_results"))[job_id]
+    assert [(e["model"], e["status"], e["error_code"]) for e in events] == [("moving_average", "failed",
+                                                                             "invalid_series")]
