@@ -78,9 +78,9 @@ def ci(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def up(session: nox.Session) -> None:
-    """Start the stack (and the system, as it lands), print every URL, run until Ctrl-C."""
+    """Start the stack, the API and 2 workers, print every URL, run until Ctrl-C (-- --workers 4 …)."""
     _setup(session)
-    session.run(PY, "-m", "harness.stack", "up", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.up", *session.posargs, external=True)
 
 
 @nox.session(python=False)

@@ -1,0 +1,166 @@
+"""Throughput measurements shared by the demo and the benchmarks: the raw SQS ceiling, and jobs through the system."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import psycopg
+
+from harness.stack.endpoints import AwsEndpoint, Stack
+
+TERMINAL = ("completed", "completed_with_warnings", "failed")
+
+
+def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200) -> dict:
+    """send_message_batch(10) then receive(10) + delete_message_batch on a throwaway queue: the emulator's ceiling."""
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"ceiling-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    try:
+        body = "x" * body_bytes
+        t0 = time.perf_counter()
+        for start in range(0, n, 10):
+            sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body}
+                                                          for i in range(min(10, n - start))])
+        t1 = time.perf_counter()
+        got = 0
+        deadline = time.monotonic() + 120
+        while got < n and time.monotonic() < deadline:
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if msgs:
+                sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                                for i, m in enumerate(msgs)])
+                got += len(msgs)
+        t2 = time.perf_counter()
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+    return {"messages": n, "received": got, "send_per_s": round(n / (t1 - t0), 1),
+            "receive_delete_per_s": round(got / (t2 - t1), 1),
+            "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def job_figures(stack: Stack, job_ids: list[str]) -> dict:
+    """Figures from the jobs' own timestamps in Postgres (queue-native: not what a client saw)."""
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        rows = conn.execute(
+            "SELECT status, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
+            "extract(epoch FROM finished_at) FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchall()
+    done = [r for r in rows if r[0] in TERMINAL and r[3] is not None]
+    if not done:
+        return {"jobs": len(job_ids), "terminal": 0}
+    first_enqueued = min(float(r[1]) for r in done)
+    last_finished = max(float(r[3]) for r in done)
+    waits = [(float(r[2]) - float(r[1])) * 1000 for r in done if r[2] is not None]
+    totals = [(float(r[3]) - float(r[1])) * 1000 for r in done]
+    by_status: dict[str, int] = {}
+    for r in rows:
+        by_status[r[0]] = by_status.get(r[0], 0) + 1
+    return {
+        "jobs": len(job_ids), "terminal": len(done), "by_status": by_status,
+        "jobs_per_s": round(len(done) / max(last_finished - first_enqueued, 1e-6), 1),
+        "queue_wait_ms_p50": round(percentile(waits, 50), 1), "queue_wait_ms_p95": round(percentile(waits, 95), 1),
+        "enqueue_to_done_ms_p50": round(percentile(totals, 50), 1),
+        "enqueue_to_done_ms_p95": round(percentile(totals, 95), 1),
+        "span_s": round(last_finished - first_enqueued, 3),
+    }
+
+
+def count_terminal(stack: Stack, job_ids: list[str]) -> tuple[int, int]:
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        done, failed = conn.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('completed','completed_with_warnings','failed')), "
+            "count(*) FILTER (WHERE status = 'failed') FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchone()
+    return done, failed
+
+
+class ProgressLine:
+    """One live line: ``label  done/total  failed  rate``; a newline when finished."""
+
+    def __init__(self, label: str, total: int, stream=sys.stdout, started: float | None = None):
+        self.label, self.total, self.stream = label, total, stream
+        self.started = started if started is not None else time.monotonic()
+        self.tty = stream.isatty()
+        self._last_print = 0.0
+
+    def update(self, done: int, failed: int = 0, extra: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_print < (0.25 if self.tty else 5.0):
+            return
+        self._last_print = now
+        rate = done / max(now - self.started, 1e-9)
+        line = f"  {self.label:<34} {done:>6}/{self.total:<6} failed {failed:<5} {rate:8.1f}/s {extra}"
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+
+    def finish(self, done: int, failed: int = 0, extra: str = "") -> None:
+        self.update(done, failed, extra, force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def submit_and_wait(api_url: str, stack: Stack, submissions: list[Callable[[httpx.Client], list[str]]],
+                    label: str, timeout: float = 300) -> tuple[list[str], dict]:
+    """Run every submission (each returns the job ids it got accepted), then wait until all are terminal."""
+    job_ids: list[str] = []
+    rejected = 0
+    started = time.monotonic()
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        p = ProgressLine(f"{label}: submit", len(submissions), started=started)
+        for i, submit in enumerate(submissions, 1):
+            try:
+                job_ids += submit(client)
+            except httpx.HTTPError:
+                rejected += 1
+            p.update(i, rejected)
+        p.finish(len(submissions), rejected)
+    p = ProgressLine(f"{label}: done", len(job_ids), started=started)
+    deadline = time.monotonic() + timeout
+    done = failed = 0
+    while time.monotonic() < deadline:
+        done, failed = count_terminal(stack, job_ids)
+        p.update(done, failed)
+        if done >= len(job_ids):
+            break
+        time.sleep(0.2)
+    p.finish(done, failed)
+    figures = job_figures(stack, job_ids)
+    figures["rejected_submissions"] = rejected
+    return job_ids, figures
+
+
+def inference_batch(patterns: list[str], n_values: int = 32, seed: int = 0):
+    def submit(client: httpx.Client) -> list[str]:
+        series = [{"pattern": p, "values": [float((i * 7 + seed) % 13 + i) for i in range(n_values)],
+                   "actual": [float(n_values)]} for p in patterns]
+        r = client.post("/api/v1/inference", json={"series": series})
+        r.raise_for_status()
+        return r.json()["job_ids"]
+
+    return submit
+
+
+def score_upload(content: bytes, title: str):
+    def submit(client: httpx.Client) -> list[str]:
+        r = client.post("/api/v1/scores", files={"file": ("score.musicxml", content)}, data={"title": title})
+        r.raise_for_status()
+        return [r.json()["job_id"]]
+
+    return submit
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,76 @@
+"""``nox -s up``: the stack, the operation server and N workers, running until Ctrl-C; prints every URL."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+
+from harness.stack import choose_provider
+from harness.system_under_test import SystemUnderTest
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.up", description=__doc__)
+    ap.add_argument("--stack", default=None, choices=("auto", "local", "containers"),
+                    help="where the backing services run (default auto; env VERISIM_STACK)")
+    ap.add_argument("--port", type=int, default=8000, help="API port (default 8000; a free one if taken)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--concurrency", type=int, default=4, help="jobs per worker at once (default 4)")
+    args = ap.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    provider = choose_provider(args.stack, progress=lambda m: print(m, flush=True))
+    sut = None
+    try:
+        stack = provider.start()
+        sut = SystemUnderTest(stack, progress=lambda m: print(m, flush=True))
+        port = args.port if port_free(args.port) else None
+        api = sut.start_api(port)
+        for _ in range(args.workers):
+            sut.start_worker(concurrency=args.concurrency)
+        print(f"""
+Verisim is up.
+  API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
+  dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace('http', 'ws')}/api/v1/dashboard/ws
+  mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config)
+  logs            {sut.workdir / 'logs'}  and  {stack.logs.get('postgres', '').rsplit('/', 1)[0]}
+
+Try:
+  curl -s -X POST {api}/api/v1/inference -H 'content-type: application/json' \\
+       -d '{{"pattern": "linear", "values": [1, 2, 3, 4, 5]}}'
+  curl -s {api}/api/v1/jobs/<job_id>
+  python data_simulator.py --url {api}            (when the simulator lands)
+
+The system's environment, to run more workers by hand (python -m system.worker):""", flush=True)
+        for k, v in sut.env.items():
+            if k in stack.to_env() or k.startswith("SQS_"):
+                print(f"  export {k}={v}")
+        print("\nrunning; Ctrl-C to stop", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping …", flush=True)
+        if sut:
+            sut.stop()
+        provider.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
