@@ -241,6 +241,9 @@ class ManagedProcess:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        deadline = time.monotonic() + 5  # SIGKILL is asynchronous: give the kernel a moment to finish them
+        while self.members() and time.monotonic() < deadline:
+            time.sleep(0.02)
         with self._registry_lock:
             if self in self._registry:
                 self._registry.remove(self)

@@ -65,12 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def enqueue(rows, background: BackgroundTasks) -> tuple[list, list]:
         deps: Deps = app.state.deps
+        for r in rows:  # "queued" is visible before any worker can touch the job
+            deps.cache.put(r)
         refused = set(deps.queue.send([{"job_id": str(r["id"]), "kind": r["kind"], "v": 1} for r in rows]))
         if refused:
-            deps.store.fail_unsent([uuid.UUID(j) for j in refused], "the queue refused the message")
+            for row in deps.store.fail_unsent([uuid.UUID(j) for j in refused], "the queue refused the message"):
+                deps.cache.put(row)
         ok = [r for r in rows if str(r["id"]) not in refused]
-        for r in ok:
-            deps.cache.put(r)
         publish_later(background, [r["id"] for r in rows])
         return ok, sorted(refused)
 

@@ -51,8 +51,9 @@ class JobStore:
                 rows.append(row)
         return rows
 
-    def fail_unsent(self, job_ids: list[uuid.UUID], reason: str) -> None:
+    def fail_unsent(self, job_ids: list[uuid.UUID], reason: str) -> list[dict[str, Any]]:
         """The queue refused the message: the job can never run, so it ends failed rather than stuck."""
+        failed = []
         with self.pool.connection() as conn, conn.transaction():
             for jid in job_ids:
                 row = conn.execute(
@@ -62,6 +63,8 @@ class JobStore:
                 ).fetchone()
                 if row:
                     self._terminal_events(conn, row, [])
+                    failed.append(row)
+        return failed
 
     def claim(self, job_id: uuid.UUID) -> Claim | None:
         """Mark the job running (again, after a redelivery). None if it is unknown or already terminal."""

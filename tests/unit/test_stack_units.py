@@ -48,7 +48,7 @@ def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
     pids = p.members()
     assert len(pids) == 2
     p.stop()
-    assert alive(pids) == [] and p.leftovers() == []
+    assert p.leftovers() == [] and alive(pids) == []
 
 
 def test_spawning_off_the_main_thread_is_refused(tmp_path):
