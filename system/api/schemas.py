@@ -22,7 +22,9 @@ class SeriesIn(BaseModel):
     actual: list[float] | None = Field(None, max_length=1_000,
                                        description="held-out true next values, to score each model's error")
     horizon: int = Field(1, ge=1, le=100, description="how many next values to forecast")
-    models: list[str] | None = Field(None, description=f"models to run (default all: {', '.join(MODELS)})")
+    models: list[str] | None = Field(None, description=f"models to run, from {', '.join(MODELS)} "
+                                     "(default: lstm and moving_average)")
+    window: int | None = Field(None, ge=1, le=1000, description="moving-average window (default MOVING_AVERAGE_WINDOW)")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("values", "actual")

@@ -1,12 +1,14 @@
 """Inference on one time series: every configured model forecasts the next values.
 
-Models here are the moving average and a least-squares linear trend; the LSTM joins with issue #6. When the job
-carries held-out ``actual`` values, each model's MAE/RMSE against them is stored, so the dashboard compares accuracy.
+Every job runs the LSTM (``system.pipelines.lstm``, micro-batched across the jobs a worker has in hand) and the
+moving average by default; a least-squares linear trend is available on request. When the job carries held-out
+``actual`` values, each model's MAE/RMSE against them is stored, so the dashboard compares real accuracy.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,11 +38,31 @@ def linear_trend(values: list[float], horizon: int, window: int) -> list[float]:
     return [my + slope * (n - 1 + k - mx) for k in range(1, horizon + 1)]
 
 
+_batcher = None
+_batcher_lock = threading.Lock()
+
+
+def lstm_batcher():
+    """One model and one micro-batcher per process, made on first use."""
+    global _batcher
+    with _batcher_lock:
+        if _batcher is None:
+            from system.pipelines import lstm
+
+            _batcher = lstm.MicroBatcher(lstm.load())
+        return _batcher
+
+
+def lstm_forecast(values: list[float], horizon: int, window: int) -> list[float]:
+    return lstm_batcher().forecast(values, horizon)[0]
+
+
 MODELS: dict[str, Callable[[list[float], int, int], list[float]]] = {
+    "lstm": lstm_forecast,
     "moving_average": moving_average,
     "linear_trend": linear_trend,
 }
-DEFAULT_MODELS = ["moving_average", "linear_trend"]
+DEFAULT_MODELS = ["lstm", "moving_average"]
 
 
 def errors(pred: list[float], actual: list[float]) -> tuple[float | None, float | None]:
@@ -66,11 +88,16 @@ def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
         unknown = [m for m in models if m not in MODELS]
         if unknown:
             raise PermanentJobError("unknown_model", f"unknown model(s): {', '.join(unknown)}")
+    window = int(params.get("window") or window)
     model_results = []
     for name in models:
-        with timer.stage(f"model:{name}"):
+        with timer.stage(f"model:{name}") as detail:
             t0 = time.perf_counter()
-            pred = MODELS[name](values, horizon, window)
+            if name == "lstm":
+                pred, batch_ms, batch_size = lstm_batcher().forecast(values, horizon)
+                detail.update(batch_size=batch_size, batch_forward_ms=round(batch_ms, 4))
+            else:
+                pred = MODELS[name](values, horizon, window)
             ms = (time.perf_counter() - t0) * 1000
         mae, rmse = errors(pred, actual)
         model_results.append({"model": name, "pattern": params.get("pattern"), "prediction": pred,

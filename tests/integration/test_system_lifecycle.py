@@ -28,21 +28,25 @@ def wait_terminal(client, job_id, timeout=30):
     return wait_for(done, timeout, what=f"job {job_id} terminal")
 
 
-def series(pattern="linear", n=20):
+def series(pattern="linear", n=20, **extra):
     return {"pattern": pattern, "values": [float(i) for i in range(n)], "actual": [float(n), float(n + 1)],
-            "horizon": 2, "metadata": {"source": "test"}}
+            "horizon": 2, "metadata": {"source": "test"}, **extra}
 
 
 def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, stack):
     with system.client() as c:
-        r = c.post("/api/v1/inference", json=series())
+        r = c.post("/api/v1/inference", json=series(models=["lstm", "moving_average", "linear_trend"], window=4))
         assert r.status_code == 202, r.text
         [job_id] = r.json()["job_ids"]
         body = wait_terminal(c, job_id)
     assert body["status"] == "completed"
-    assert set(body["result"]["models"]) == {"moving_average", "linear_trend"}
+    assert set(body["result"]["models"]) == {"lstm", "moving_average", "linear_trend"}
     trend = body["result"]["models"]["linear_trend"]
     assert trend["prediction"] == pytest.approx([20.0, 21.0]) and trend["mae"] == pytest.approx(0, abs=1e-9)
+    ma = body["result"]["models"]["moving_average"]
+    assert ma["prediction"][0] == pytest.approx(17.5)  # mean of 16..19: the job's own window was used
+    lstm = body["result"]["models"]["lstm"]
+    assert len(lstm["prediction"]) == 2 and lstm["mae"] < 2.0  # a trained model follows a clean line
 
     with psycopg.connect(stack.postgres.dsn) as conn:
         status, started, finished, enqueued = conn.execute(
@@ -51,8 +55,8 @@ def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, st
                               (job_id,)).fetchall()
         stages = {s for (s,) in conn.execute("SELECT stage FROM job_stages WHERE job_id=%s", (job_id,))}
     assert status == "completed" and enqueued <= started <= finished
-    assert models == [("linear_trend",), ("moving_average",)]
-    assert {"validate", "model:moving_average", "model:linear_trend"} <= stages
+    assert models == [("linear_trend",), ("lstm",), ("moving_average",)]
+    assert {"validate", "model:lstm", "model:moving_average", "model:linear_trend"} <= stages
 
     report = ledger.check(stack, [job_id])
     assert report.ok, report.summary()
@@ -93,7 +97,7 @@ def test_a_batch_shows_up_on_the_dashboard_api(system):
         seen = {p["pattern"] for p in c.get("/api/v1/dashboard/patterns").json()["patterns"]}
         assert set(patterns) <= seen
         comparison = c.get("/api/v1/dashboard/model-comparison").json()
-        assert {m["model"] for m in comparison["models"]} >= {"moving_average", "linear_trend"}
+        assert {m["model"] for m in comparison["models"]} >= {"lstm", "moving_average"}
         assert all(m["avg_inference_ms"] > 0 for m in comparison["models"])
         recent = c.get("/api/v1/dashboard/recent", params={"limit": 10}).json()["results"]
         assert len(recent) == 10 and {r["job_id"] for r in recent} & set(r.json()["job_ids"])

@@ -1,0 +1,1 @@
+"""Forecasting models: the committed LSTM checkpoint and its loader."""

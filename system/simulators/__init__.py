@@ -1,0 +1,1 @@
+"""Traffic generators for the system: series patterns, the data simulator, the score load generator."""
