@@ -62,8 +62,10 @@ def load(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """pytest-benchmark benchmarks, JSON saved under .benchmarks/ for --benchmark-compare."""
-    _pytest(session, "tests", "-m", "bench", "--benchmark-only", "--benchmark-autosave", success_codes=(0, 5))
+    """pytest-benchmark benchmarks; JSON saved under .benchmarks/ (compare runs with -- --benchmark-compare)."""
+    Path(ROOT / "reports").mkdir(exist_ok=True)
+    _pytest(session, "tests", "-m", "bench", "--benchmark-only", "--benchmark-autosave",
+            "--benchmark-json=reports/bench-latest.json")
 
 
 @nox.session(python=False)

@@ -42,6 +42,18 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _term)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Benchmarks run only when asked for (``-m bench``, ``--benchmark-only``, ``nox -s bench``): reported as skipped
+    otherwise, so a plain ``pytest`` stays quick."""
+    asked = "bench" in (config.getoption("markexpr") or "") and "not bench" not in (config.getoption("markexpr") or "")
+    if asked or config.getoption("benchmark_only", default=False):
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with `nox -s bench` (or pytest -m bench)")
+    for item in items:
+        if item.get_closest_marker("bench"):
+            item.add_marker(skip)
+
+
 def _say(config: pytest.Config):
     """Print progress to the terminal even while pytest captures output."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")

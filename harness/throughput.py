@@ -142,10 +142,15 @@ def submit_and_wait(api_url: str, stack: Stack, submissions: list[Callable[[http
     return job_ids, figures
 
 
-def inference_batch(patterns: list[str], n_values: int = 32, seed: int = 0):
+def inference_batch(patterns: list[str], n_values: int = 48, seed: int = 0, horizon: int = 3):
+    """One request carrying a series of each pattern (from the shared generators), with held-out true values."""
+    from system.simulators.patterns import split
+
     def submit(client: httpx.Client) -> list[str]:
-        series = [{"pattern": p, "values": [float((i * 7 + seed) % 13 + i) for i in range(n_values)],
-                   "actual": [float(n_values)]} for p in patterns]
+        series = []
+        for p in patterns:
+            values, actual = split(p, n_values, horizon, seed=seed)
+            series.append({"pattern": p, "values": values, "actual": actual, "horizon": horizon})
         r = client.post("/api/v1/inference", json={"series": series})
         r.raise_for_status()
         return r.json()["job_ids"]

@@ -111,12 +111,12 @@ class _Request:
 class MicroBatcher:
     """Jobs in different threads ask for forecasts; whoever arrives while a batch is forming joins it.
 
-    A caller that finds no batch being run becomes the leader: it waits up to ``max_wait_s`` for company (or until
-    ``max_batch`` requests are in), runs one forward pass for all of them and wakes them. With one job in hand that
-    costs at most ``max_wait_s``.
+    A caller that finds no batch being run becomes the leader: it takes what is pending (waiting up to
+    ``max_wait_s`` for company, none by default), runs one forward pass for all of them and wakes them. Requests that
+    arrive meanwhile form the next batch, so a lone job pays nothing and a busy worker batches by itself.
     """
 
-    def __init__(self, model: LSTMForecaster, max_batch: int = 8, max_wait_s: float = 0.002):
+    def __init__(self, model: LSTMForecaster, max_batch: int = 8, max_wait_s: float = 0.0):
         self.model = model
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s

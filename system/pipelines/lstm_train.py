@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import platform
 import random
 import time
@@ -17,8 +16,17 @@ import time
 import torch
 from torch import nn
 
-from system.pipelines.inference import moving_average
-from system.pipelines.lstm import CARD, CHECKPOINT, HIDDEN, HORIZON, WINDOW, LSTMForecaster, forecast_batch, to_window
+from system.pipelines.inference import errors, moving_average
+from system.pipelines.lstm import (
+    CARD,
+    CHECKPOINT,
+    HIDDEN,
+    HORIZON,
+    WINDOW,
+    LSTMForecaster,
+    forecast_batch,
+    to_window,
+)
 from system.simulators.patterns import PATTERNS, generate
 
 
@@ -45,18 +53,11 @@ def evaluate(model: LSTMForecaster, seeds: range, window_ma: int = 5, n: int = 6
             s = generate(pattern, n + 1, seed)
             hist.append(s[:n])
             actual.append(s[n])
-        lstm = [p[0] for p in forecast_batch(model, hist, 1)]
-        ma = [moving_average(h, 1, window_ma)[0] for h in hist]
-
-        def mae(pred):
-            return sum(abs(p - a) for p, a in zip(pred, actual, strict=True)) / len(actual)
-
-        def rmse(pred):
-            return math.sqrt(sum((p - a) ** 2 for p, a in zip(pred, actual, strict=True)) / len(actual))
-
-        out[pattern] = {"lstm_mae": round(mae(lstm), 4), "moving_average_mae": round(mae(ma), 4),
-                        "lstm_rmse": round(rmse(lstm), 4), "moving_average_rmse": round(rmse(ma), 4),
-                        "lstm_better": mae(lstm) < mae(ma)}
+        lstm_mae, lstm_rmse = errors([p[0] for p in forecast_batch(model, hist, 1)], actual)
+        ma_mae, ma_rmse = errors([moving_average(h, 1, window_ma)[0] for h in hist], actual)
+        out[pattern] = {"lstm_mae": round(lstm_mae, 4), "moving_average_mae": round(ma_mae, 4),
+                        "lstm_rmse": round(lstm_rmse, 4), "moving_average_rmse": round(ma_rmse, 4),
+                        "lstm_better": lstm_mae < ma_mae}
     return out
 
 

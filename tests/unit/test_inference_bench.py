@@ -1,0 +1,83 @@
+"""Model benchmarks (``nox -s bench``): the LSTM through the worker's code vs a raw torch forward, batching, the MA.
+
+Figures land in .benchmarks/ and reports/bench-latest.json. The gates at the end compare figures of this same run,
+with headroom, never a bare wall-clock number.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from system.pipelines import lstm
+from system.pipelines.inference import moving_average
+from system.simulators.patterns import PATTERNS, generate
+
+pytestmark = pytest.mark.bench
+MEDIANS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return lstm.load()
+
+
+@pytest.fixture(scope="module")
+def windows():
+    return [generate(PATTERNS[i % 5], 48, seed=i) for i in range(8)]
+
+
+def _record(name, benchmark):
+    MEDIANS[name] = benchmark.stats.stats.median
+
+
+def test_lstm_single_window_worker_path(benchmark, model, windows):
+    batcher = lstm.MicroBatcher(model)
+    pred, _, size = benchmark(batcher.forecast, windows[0], 1)
+    assert len(pred) == 1 and size == 1
+    _record("worker_single", benchmark)
+
+
+def test_lstm_single_window_raw_torch(benchmark, model, windows):
+    w, _, _ = lstm.to_window(windows[0])
+    x = torch.tensor([w], dtype=torch.float32).unsqueeze(-1)
+
+    def forward():
+        with torch.no_grad():
+            return model(x)
+
+    assert benchmark(forward).shape == (1, lstm.HORIZON)
+    _record("raw_single", benchmark)
+
+
+def test_lstm_batch_of_8(benchmark, model, windows):
+    out = benchmark(lstm.forecast_batch, model, windows, 1)
+    assert len(out) == 8
+    _record("batch_8", benchmark)
+
+
+def test_lstm_8_singles(benchmark, model, windows):
+    out = benchmark(lambda: [lstm.forecast_batch(model, [w], 1) for w in windows])
+    assert len(out) == 8
+    _record("singles_8", benchmark)
+
+
+def test_moving_average(benchmark, windows):
+    assert len(benchmark(moving_average, windows[0], 1, 5)) == 1
+    _record("moving_average", benchmark)
+
+
+@pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
+def test_gates_from_this_run(benchmark):  # requests the fixture so --benchmark-only keeps it; times nothing
+    """Headroom gates on ratios measured in this run: batching must pay, the worker path must stay near raw torch."""
+    needed = {"worker_single", "raw_single", "batch_8", "singles_8", "moving_average"}
+    if not needed <= MEDIANS.keys():
+        pytest.skip("needs the benchmarks above in the same run")
+    speedup = MEDIANS["singles_8"] / MEDIANS["batch_8"]
+    overhead = MEDIANS["worker_single"] / MEDIANS["raw_single"]
+    print(f"\nLSTM p50: worker path {MEDIANS['worker_single'] * 1e6:.0f} µs, raw torch "
+          f"{MEDIANS['raw_single'] * 1e6:.0f} µs (x{overhead:.2f}); batch of 8 {MEDIANS['batch_8'] * 1e6:.0f} µs vs "
+          f"8 singles {MEDIANS['singles_8'] * 1e6:.0f} µs (speed-up x{speedup:.2f}); moving average "
+          f"{MEDIANS['moving_average'] * 1e6:.1f} µs")
+    assert speedup > 1.5, f"batch of 8 only x{speedup:.2f} faster than 8 singles (gate: > 1.5)"
+    assert overhead < 3.0, f"worker path x{overhead:.2f} of a raw forward (gate: < 3)"
