@@ -15,24 +15,24 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 def test_postgres_sql_roundtrip_in_own_schema(pg_schema, stack):
     with psycopg.connect(pg_schema.dsn) as conn:
-        conn.execute("CREATE TABLE jobs (id uuid PRIMARY KEY, state text NOT NULL, n int)")
+        conn.execute("CREATE TABLE roundtrip_jobs (id uuid PRIMARY KEY, state text NOT NULL, n int)")
         ids = [uuid.uuid4() for _ in range(5)]
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO jobs VALUES (%s, 'queued', %s)", [(i, n) for n, i in enumerate(ids)])
+            cur.executemany("INSERT INTO roundtrip_jobs VALUES (%s, 'queued', %s)", [(i, n) for n, i in enumerate(ids)])
         conn.commit()
         # a rolled-back transaction leaves no trace
         with pytest.raises(psycopg.errors.UniqueViolation):
             with conn.transaction():
-                conn.execute("UPDATE jobs SET state = 'done' WHERE n = 0")
-                conn.execute("INSERT INTO jobs VALUES (%s, 'dup', 0)", (ids[1],))
-        rows = conn.execute("SELECT state, count(*), sum(n) FROM jobs GROUP BY state").fetchall()
+                conn.execute("UPDATE roundtrip_jobs SET state = 'done' WHERE n = 0")
+                conn.execute("INSERT INTO roundtrip_jobs VALUES (%s, 'dup', 0)", (ids[1],))
+        rows = conn.execute("SELECT state, count(*), sum(n) FROM roundtrip_jobs GROUP BY state").fetchall()
         assert rows == [("queued", 5, 10)]
         schema = conn.execute("SELECT current_schema()").fetchone()[0]
         assert schema == pg_schema.name
     # the table lives only in this test's schema
     with psycopg.connect(stack.postgres.dsn) as conn:
         found = conn.execute(
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'jobs'"
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'roundtrip_jobs'"
         ).fetchall()
     assert (pg_schema.name,) in found and ("public",) not in found
 
