@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
 # Debian packages the local stack runs (binary to look for -> package that provides it)
+# installed without their declared dependencies (see pyproject.toml for why)
+NO_DEPS_PACKAGES = ["tinysoundfont==0.3.7"]
 SYSTEM_PACKAGES = {
     "redis-server": "redis-server",
     "/usr/lib/postgresql/*/bin/initdb": "postgresql",
@@ -60,7 +62,7 @@ def ensure_system_packages() -> None:
 
 
 def ensure_venv() -> None:
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(NO_DEPS_PACKAGES).encode()).hexdigest()
     marker = VENV / ".verisim-setup"
     if VENV_PY.exists() and marker.exists() and marker.read_text() == digest:
         return
@@ -72,6 +74,7 @@ def ensure_venv() -> None:
     pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
     subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
     marker.write_text(digest)
     say(f".venv ready in {time.monotonic() - started:.0f}s")
 

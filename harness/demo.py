@@ -17,10 +17,10 @@ from harness.faults import MockOpenAIControl
 from harness.stack import choose_provider
 from harness.system_under_test import SystemUnderTest
 from harness.throughput import dumps, inference_batch, score_upload, sqs_ceiling, submit_and_wait
+from system.simulators import scores
 
 PATTERNS = ["linear", "seasonal", "exponential", "cyclical", "random_walk"]
-MUSICXML = (b'<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="4.0"><part-list>'
-            b'<score-part id="P1"><part-name>Voice</part-name></score-part></part-list><part id="P1"/></score-partwise>')
+MUSICXML = scores.musicxml()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     openai_max_retries: int = 2
     default_target_language: str = "English"
 
+    score_omr_command: str | None = Field(None, description="OMR command template with {input} and {outdir}")
+    score_omr_timeout_seconds: float = Field(120.0, gt=0)
+    score_soundfont: str | None = Field(None, description="SoundFont for audio (default: pretty_midi's TimGM6mb.sf2)")
+    score_max_audio_seconds: float = Field(600.0, gt=0, description="longest score (as played) rendered to audio")
+    score_mp3_bitrate: int = Field(128, ge=32, le=320)
+
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_series_length: int = Field(10_000, ge=2)
     max_batch_size: int = Field(100, ge=1)

@@ -34,5 +34,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "openai", "s3transfer"):
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "openai", "s3transfer", "music21"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # the SDK's retry decisions ("Retrying request to /chat/completions in 0.4 seconds") stay visible
+    logging.getLogger("openai._base_client").setLevel(root.level)

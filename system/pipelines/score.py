@@ -1,11 +1,14 @@
-"""The score pipeline: ingest → analysis → translation → audio.
+"""The score pipeline: ingest → analysis (music21) → translation (OpenAI SDK) → audio (MIDI → SoundFont → MP3).
 
-Ingest and translation are real here (the upload is read back from S3 and sniffed; the title is translated through
-the OpenAI SDK at ``OPENAI_API_BASE``). Analysis and audio are placeholders until issue #5 brings music21 and MP3
-rendering; the result says so in ``placeholders``.
-
-Translation failing after the SDK's retries leaves the job ``completed_with_warnings``: the score's analysis (and
-audio) are still worth having, and the warning says why the translation is missing.
+* Ingest reads the upload back from S3 and parses it (``score_ingest``): symbolic formats directly, a PDF through its
+  embedded MusicXML/MXL, other PDFs and images through ``SCORE_OMR_COMMAND`` — or the job fails ``omr_unavailable``.
+* Analysis is music21's (``score_analysis``) and is stored as JSON on the job.
+* Translation sends the title, each part's lyrics and the text expressions through the OpenAI SDK at
+  ``OPENAI_API_BASE`` (retries and timeouts are the SDK's; each retry is logged). **Decision:** when a text still
+  fails after the SDK's retries, the job ends ``completed_with_warnings`` — analysis and audio are kept, and the
+  warning names what is missing and why. A translation failure never costs the user their audio.
+* Audio (``score_audio``) renders at most ``SCORE_MAX_AUDIO_SECONDS`` of music (as played, repeats expanded); a longer
+  score fails ``score_too_long`` before any rendering. The MP3 goes to S3 at ``artifacts/<job id>/audio.mp3``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,16 @@ import logging
 
 import openai
 
+from system.config import Settings
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
-from system.pipelines.formats import ACCEPTED_HUMAN, sniff
+from system.pipelines.formats import sniff
+from system.pipelines.score_analysis import analyse, performed
+from system.pipelines.score_audio import render
+from system.pipelines.score_ingest import ingest
+from system.storage.aws import artifact_key
 
 log = logging.getLogger("system.pipeline.score")
+MAX_TRANSLATION_CHARS = 4000
 
 
 def translate(client: openai.OpenAI, model: str, text: str, target: str) -> str:
@@ -31,35 +40,71 @@ def translate(client: openai.OpenAI, model: str, text: str, target: str) -> str:
     return (reply.choices[0].message.content or "").strip()
 
 
-def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, model: str, default_language: str
-        ) -> PipelineResult:
+def translate_all(client, model, job_id, items: dict[str, str], target: str) -> tuple[dict, list[dict]]:
+    done, warnings = {}, []
+    for name, text in items.items():
+        try:
+            done[name] = translate(client, model, text[:MAX_TRANSLATION_CHARS], target)
+        except openai.APIError as exc:
+            status = getattr(exc, "status_code", None)
+            warnings.append({"stage": "translation", "code": "translation_failed", "item": name,
+                             "message": f"{type(exc).__name__}"
+                                        f"{f' (HTTP {status})' if status else ''} after the SDK's retries: {exc}"[:500]})
+            log.warning("translation failed after retries",
+                        extra={"job_id": str(job_id), "item": name, "error": type(exc).__name__, "http_status": status})
+    return done, warnings
+
+
+def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: Settings) -> PipelineResult:
     params = job["params"]
+    job_id = job["id"]
     with timer.stage("ingest") as detail:
         try:
             data = artifacts.get(job["input_key"])
         except Exception as exc:  # S3 hiccup: try again later
             raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc
         fmt = sniff(data)
-        detail.update(format=fmt, bytes=len(data))
-        if fmt is None:
-            raise PermanentJobError("unsupported_format", f"the upload is not a score; accepted: {ACCEPTED_HUMAN}")
+        ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
+        detail.update(format=fmt, bytes=len(data), source=ingested.source)
     with timer.stage("analysis"):
-        analysis = {"format": fmt, "bytes": len(data)}
-    warnings = []
-    title = params.get("title") or params.get("filename_stem") or "Untitled"
-    target = params.get("target_language") or default_language
-    translation = None
+        analysis = analyse(ingested.score)
+        analysis["source"] = ingested.source
+    if analysis["duration_seconds"] > settings.score_max_audio_seconds:
+        raise PermanentJobError(
+            "score_too_long", f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
+                              f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)")
+
+    target = params.get("target_language") or settings.default_target_language
+    title = params.get("title") or analysis["title"] or params.get("filename_stem") or "Untitled"
+    items = {"title": title}
+    for part, words in analysis["lyrics"].items():
+        items[f"lyrics:{part}"] = words
+    if analysis["text_expressions"]:
+        items["expressions"] = " | ".join(analysis["text_expressions"])
     with timer.stage("translation") as detail:
+        translated, warnings = translate_all(llm, settings.openai_model, job_id, items, target)
+        detail.update(items=len(items), translated=len(translated), failed=len(warnings))
+    translation = {"language": target, "title": translated.get("title"),
+                   "lyrics": {k.split(":", 1)[1]: v for k, v in translated.items() if k.startswith("lyrics:")},
+                   "expressions": translated.get("expressions")}
+
+    with timer.stage("audio") as detail:
         try:
-            translation = {"language": target, "title": translate(llm, model, title, target)}
-        except openai.APIError as exc:
-            status = getattr(exc, "status_code", None)
-            warnings.append({"stage": "translation", "code": "translation_failed",
-                             "message": f"{type(exc).__name__} (HTTP {status}): {exc}"[:500]})
-            detail.update(error=type(exc).__name__, http_status=status)
-            log.warning("translation failed after retries", extra={"job_id": str(job["id"]), "error": str(exc)})
-    with timer.stage("audio"):
-        audio = None
-    result = {"analysis": analysis, "translation": translation, "audio": audio, "warnings": warnings,
-              "placeholders": ["analysis", "audio"]}
+            audio = render(performed(ingested.score), settings.score_soundfont, settings.score_mp3_bitrate)
+        except FileNotFoundError as exc:
+            raise PermanentJobError("soundfont_missing", str(exc)) from exc
+        key = artifact_key(job_id, "audio.mp3")
+        try:
+            artifacts.put(key, audio.mp3, "audio/mpeg", {"job-id": str(job_id)})
+        except Exception as exc:
+            raise TransientJobError("artifact_unavailable", f"cannot store the MP3: {exc}") from exc
+        detail.update(seconds=audio.seconds, bytes=len(audio.mp3))
+    result = {
+        "analysis": analysis,
+        "translation": translation,
+        "audio": {"key": key, "seconds": audio.seconds, "bytes": len(audio.mp3), "format": "mp3",
+                  "sample_rate": audio.sample_rate, "bitrate_kbps": settings.score_mp3_bitrate},
+        "artifacts": {"audio": key},
+        "warnings": warnings,
+    }
     return PipelineResult("completed_with_warnings" if warnings else "completed", result)

@@ -53,10 +53,19 @@ class Worker:
         self.artifacts = Artifacts(settings)
         self.llm = openai.OpenAI(base_url=settings.openai_api_base, api_key=settings.openai_api_key,
                                  timeout=settings.openai_timeout_seconds, max_retries=settings.openai_max_retries)
+        self._warm_up()
         self.stop_event = threading.Event()
         self.inflight: dict[str, dict] = {}  # receipt handle -> message
         self.inflight_lock = threading.Lock()
         self.processed = 0
+
+    def _warm_up(self) -> None:
+        """Load the model and the heavy libraries now, so the first job does not pay for them."""
+        t0 = time.perf_counter()
+        inference.lstm_batcher()
+        import music21  # noqa: F401  (0.5-1 s to import)
+
+        log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -188,8 +197,7 @@ class Worker:
             if job["kind"] == "inference":
                 outcome = inference.run(job, timer, self.settings.moving_average_window)
             else:
-                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings.openai_model,
-                                    self.settings.default_target_language)
+                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
         except PermanentJobError as exc:
             row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message)
             if row:

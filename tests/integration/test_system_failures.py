@@ -12,8 +12,9 @@ from psycopg.types.json import Jsonb
 from harness import ledger
 from harness.events import by_key, read_topic
 from harness.system_under_test import wait_for
+from system.simulators import scores
 
-MUSICXML = b'<?xml version="1.0"?><score-partwise version="4.0"><part-list/></score-partwise>'
+MUSICXML = scores.musicxml()
 
 
 def job_row(stack, job_id):

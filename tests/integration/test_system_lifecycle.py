@@ -14,10 +14,10 @@ from websockets.sync.client import connect as ws_connect
 from harness import ledger
 from harness.events import by_key, read_topic
 from harness.system_under_test import wait_for
+from system.simulators import scores
 
 TERMINAL = ("completed", "completed_with_warnings", "failed")
-MUSICXML = (b'<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="4.0"><part-list>'
-            b'<score-part id="P1"><part-name>Voice</part-name></score-part></part-list><part id="P1"/></score-partwise>')
+MUSICXML = scores.musicxml()
 
 
 def wait_terminal(client, job_id, timeout=30):
@@ -73,7 +73,8 @@ def test_score_job_is_completed_with_its_upload_in_s3(system, stack):
         assert r.json()["format"] == "musicxml"
         body = wait_terminal(c, job_id)
     assert body["status"] == "completed", body
-    assert body["result"]["translation"] == {"language": "Korean", "title": "[mock] Ave Maria"}
+    assert body["result"]["translation"]["language"] == "Korean"
+    assert body["result"]["translation"]["title"] == "[mock] Ave Maria"
     s3 = stack.aws.client("s3")
     stored = s3.get_object(Bucket=stack.aws.bucket, Key=f"uploads/{job_id}/input")
     assert stored["Body"].read() == MUSICXML

@@ -1,0 +1,73 @@
+"""Score → MIDI (960 ticks per quarter) → SoundFont synthesis (tinysoundfont) → peak-normalised MP3 (lameenc).
+
+music21 writes MIDI at 10,080 ticks per quarter by default, which tinysoundfont mistimes when the tempo changes
+(shared/research/music.md §2a); 960 is exact. The SoundFont defaults to the TimGM6mb.sf2 that pretty_midi ships.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE_RATE = 44100
+RELEASE_SECONDS = 0.25  # let the last notes ring out briefly
+_midi_lock = threading.Lock()  # music21.defaults is process-global
+
+
+@dataclass
+class Rendered:
+    mp3: bytes
+    seconds: float
+    sample_rate: int
+    peak_before_normalising: float
+
+
+def default_soundfont() -> Path:
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+
+
+def to_midi(score) -> bytes:
+    from music21 import defaults
+    from music21.midi import translate
+
+    with _midi_lock:
+        saved = defaults.ticksPerQuarter, defaults.ticksAtStart
+        defaults.ticksPerQuarter = defaults.ticksAtStart = 960
+        try:
+            return translate.music21ObjectToMidiFile(score).writestr()
+        finally:
+            defaults.ticksPerQuarter, defaults.ticksAtStart = saved
+
+
+def render(score, soundfont: Path | None = None, bitrate: int = 128) -> Rendered:
+    import lameenc
+    import numpy as np
+    import tinysoundfont
+
+    sf2 = Path(soundfont) if soundfont else default_soundfont()
+    if not sf2.exists():
+        raise FileNotFoundError(f"SoundFont {sf2} not found (SCORE_SOUNDFONT)")
+    midi_bytes = to_midi(score)
+    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    synth.sfload(str(sf2))
+    seq = tinysoundfont.Sequencer(synth)
+    seq.add(tinysoundfont.midi.load_memory(midi_bytes, persistent=False))
+    chunks = []
+    while not seq.is_empty():
+        chunks.append(np.frombuffer(synth.generate(1024), dtype=np.float32).copy())
+    chunks.append(np.frombuffer(synth.generate(int(RELEASE_SECONDS * SAMPLE_RATE)), dtype=np.float32).copy())
+    audio = np.concatenate(chunks)  # interleaved stereo float32
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    gain = 0.89 / peak if peak > 0 else 1.0  # -1 dBFS peak
+    pcm = (np.clip(audio * gain, -1, 1) * 32767).astype("<i2")
+    enc = lameenc.Encoder()
+    enc.set_bit_rate(bitrate)
+    enc.set_in_sample_rate(SAMPLE_RATE)
+    enc.set_channels(2)
+    enc.set_quality(5)
+    mp3 = enc.encode(pcm.tobytes()) + enc.flush()
+    return Rendered(mp3=bytes(mp3), seconds=round(len(pcm) / 2 / SAMPLE_RATE, 3), sample_rate=SAMPLE_RATE,
+                    peak_before_normalising=round(peak, 4))
