@@ -29,6 +29,7 @@ NO_DEPS_PACKAGES = ["tinysoundfont==0.3.7"]
 SYSTEM_PACKAGES = {
     "redis-server": "redis-server",
     "/usr/lib/postgresql/*/bin/initdb": "postgresql",
+    "chromium": "chromium",  # the dashboard's browser test (driven by Playwright, no browser download)
 }
 
 

@@ -60,6 +60,14 @@ class SystemUnderTest:
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
         return self.api_url
 
+    def restart_api(self, down_seconds: float = 0.0) -> str:
+        """Stop the API (SIGTERM) and start it again on the same port, as a deploy would."""
+        assert self.api and self.api_url
+        port = int(self.api_url.rsplit(":", 1)[1])
+        self.api.stop()
+        time.sleep(down_seconds)
+        return self.start_api(port)
+
     def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60) -> ManagedProcess:
         n = len(self.workers)
         log = self.workdir / "logs" / f"worker-{n}.log"

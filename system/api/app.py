@@ -6,14 +6,15 @@ import json
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Annotated
 
 import psycopg
 import redis
 from botocore.exceptions import BotoCoreError
 from fastapi import BackgroundTasks, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from system.api import dashboard
@@ -28,6 +29,7 @@ from system.storage.events import OutboxPublisher
 from system.storage.jobs import job_summary
 
 log = logging.getLogger("system.api")
+DASHBOARD_HTML = Path(__file__).parent / "static" / "dashboard.html"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)
     app.include_router(dashboard.router)
+    # the dashboard may be opened as a file (origin "null"): let it read the API
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(redis.ConnectionError)
@@ -183,10 +187,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics():
         return Response(generate_latest(app.state.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", tags=["ops"])
+    @app.get("/", include_in_schema=False)
+    def dashboard_page():
+        """The live dashboard (the same file works opened from disk, pointed at http://localhost:8000)."""
+        return FileResponse(DASHBOARD_HTML, media_type="text/html")
+
+    @app.get("/api", tags=["ops"])
     def index():
-        return {"service": "verisim operation server", "docs": "/docs", "health": "/healthz", "ready": "/readyz",
-                "metrics": "/metrics", "dashboard_api": "/api/v1/dashboard/live-stats"}
+        return {"service": "verisim operation server", "dashboard": "/", "docs": "/docs", "health": "/healthz",
+                "ready": "/readyz", "metrics": "/metrics", "dashboard_api": "/api/v1/dashboard/live-stats"}
 
     return app
 

@@ -70,6 +70,41 @@ def patterns(request: Request):
     return {"patterns": rows}
 
 
+@router.get("/throughput")
+def throughput(request: Request, minutes: int = Query(10, ge=1, le=1440), bucket_seconds: int = Query(10, ge=1, le=3600)):
+    """Jobs finished per time bucket (completed / failed), oldest first, for the last ``minutes``."""
+    rows = _rows(request, """
+        SELECT to_timestamp(floor(extract(epoch FROM finished_at) / %(b)s) * %(b)s) AS t,
+               count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
+               count(*) FILTER (WHERE status = 'failed') AS failed
+        FROM jobs WHERE finished_at > now() - make_interval(mins => %(m)s)
+        GROUP BY 1 ORDER BY 1""", {"b": bucket_seconds, "m": minutes})
+    return {"bucket_seconds": bucket_seconds, "buckets": rows}
+
+
+@router.get("/queue")
+def queue(request: Request):
+    """The job queue right now: visible, in flight, delayed, and in the DLQ."""
+    return request.app.state.deps.queue.depth()
+
+
+@router.get("/scores")
+def scores(request: Request, limit: int = Query(10, ge=1, le=100)):
+    """Latest score jobs: title, key, where they are, and their MP3 when there is one."""
+    deps = request.app.state.deps
+    rows = _rows(request, """
+        SELECT j.id AS job_id, j.status, j.error_code, j.enqueued_at, j.finished_at,
+               coalesce(j.params->>'title', j.result->'analysis'->>'title', j.params->>'filename_stem') AS title,
+               j.result->'analysis'->'key'->>'name' AS key, j.result->'audio'->>'key' AS audio_key,
+               (j.result->'audio'->>'seconds')::float AS audio_seconds,
+               (SELECT stage FROM job_stages s WHERE s.job_id = j.id ORDER BY s.started_at DESC LIMIT 1) AS stage
+        FROM jobs j WHERE j.kind = 'score' ORDER BY j.enqueued_at DESC LIMIT %s""", (limit,))
+    for r in rows:
+        key = r.pop("audio_key")
+        r["audio_url"] = deps.artifacts.presign(key) if key else None
+    return {"scores": rows}
+
+
 @router.websocket("/ws")
 async def feed(ws: WebSocket):
     """Every job state change, as the JSON kept in ``job:status:<id>``, pushed as it happens (Redis pub/sub)."""
