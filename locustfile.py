@@ -1,28 +1,131 @@
-"""Locust load for Verisim. Until the system's API lands (issue #4/#8) it exercises the mock OpenAI service.
+"""Locust load for Verisim's operation server.
 
-    locust -f locustfile.py --host http://127.0.0.1:8089 --users 20 --headless -t 30s
+    locust -f locustfile.py --users 20                       # web UI at http://localhost:8089, against nox -s up
+    locust -f locustfile.py --users 20 --headless -t 60s --host http://127.0.0.1:8000
+
+Users (weights): inference submitters (3) send 1-5 series of the simulator's patterns; dashboard readers (2) poll the
+REST endpoints and watch the WebSocket; score uploaders (1) upload a Bach chorale. ``--host`` defaults to
+``$VERISIM_API`` or http://127.0.0.1:8000 (where ``nox -s up`` puts the API). Distributed: ``nox -s load-distributed``
+(a master and 2 workers), or ``locust --master`` / ``locust --worker`` by hand.
 """
 
 from __future__ import annotations
 
-from locust import HttpUser, between, task
+import json
+import os
+import random
+import time
+from collections import deque
+
+from locust import HttpUser, between, events, task
+
+from system.simulators.patterns import PATTERNS, split
+
+DEFAULT_HOST = os.environ.get("VERISIM_API", "http://127.0.0.1:8000")
+RECENT_JOBS: deque[str] = deque(maxlen=500)  # job ids seen, for status reads
+_SCORE: bytes | None = None
 
 
-class ChatCompletionUser(HttpUser):
-    """Chat completions against an OpenAI-compatible endpoint (the mock service by default)."""
+def score_bytes() -> bytes:
+    global _SCORE
+    if _SCORE is None:
+        path = os.environ.get("VERISIM_LOAD_SCORE")
+        if path:
+            _SCORE = open(path, "rb").read()
+        else:
+            from system.simulators.scores import musicxml
 
-    wait_time = between(0.05, 0.2)
-    host = "http://127.0.0.1:8089"
+            _SCORE = musicxml()
+    return _SCORE
+
+
+class InferenceSubmitter(HttpUser):
+    """Time series in the five patterns, 1-5 per request, with held-out values so every model is scored."""
+
+    weight = 3
+    wait_time = between(0.5, 1.5)
+    host = DEFAULT_HOST
 
     @task
-    def chat(self) -> None:
-        with self.client.post(
-            "/v1/chat/completions",
-            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Translate: Ave Maria"}]},
-            catch_response=True,
-            name="/v1/chat/completions",
-        ) as r:
-            if r.status_code == 429:
-                r.failure(f"rate limited (Retry-After {r.headers.get('retry-after')})")
-            elif r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}")
+    def submit(self) -> None:
+        series = []
+        for _ in range(random.randint(1, 5)):
+            pattern = random.choice(PATTERNS)
+            values, actual = split(pattern, 48, 3, seed=random.randrange(2**31))
+            series.append({"pattern": pattern, "values": values, "actual": actual, "horizon": 3})
+        with self.client.post("/api/v1/inference", json={"series": series}, catch_response=True,
+                              name="POST /api/v1/inference") as r:
+            if r.status_code == 202:
+                RECENT_JOBS.extend(r.json()["job_ids"])
+            else:
+                r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+
+
+class ScoreUploader(HttpUser):
+    """Score uploads (the chorale, or $VERISIM_LOAD_SCORE): heavy jobs, so fewer and slower."""
+
+    weight = 1
+    wait_time = between(2, 5)
+    host = DEFAULT_HOST
+
+    @task
+    def upload(self) -> None:
+        with self.client.post("/api/v1/scores", files={"file": ("chorale.musicxml", score_bytes())},
+                              data={"title": "Christus, der ist mein Leben"}, catch_response=True,
+                              name="POST /api/v1/scores") as r:
+            if r.status_code == 202:
+                RECENT_JOBS.append(r.json()["job_id"])
+            else:
+                r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+
+
+class DashboardReader(HttpUser):
+    """Someone watching the dashboard: the REST endpoints, job status, and the WebSocket feed."""
+
+    weight = 2
+    wait_time = between(1, 3)
+    host = DEFAULT_HOST
+
+    @task(4)
+    def stats(self) -> None:
+        self.client.get("/api/v1/dashboard/live-stats", name="GET /api/v1/dashboard/live-stats")
+        self.client.get("/api/v1/dashboard/recent?limit=20", name="GET /api/v1/dashboard/recent")
+
+    @task(2)
+    def charts(self) -> None:
+        self.client.get("/api/v1/dashboard/model-comparison", name="GET /api/v1/dashboard/model-comparison")
+        self.client.get("/api/v1/dashboard/patterns", name="GET /api/v1/dashboard/patterns")
+        self.client.get("/api/v1/dashboard/throughput", name="GET /api/v1/dashboard/throughput")
+
+    @task(3)
+    def job_status(self) -> None:
+        if RECENT_JOBS:
+            job = random.choice(RECENT_JOBS)
+            with self.client.get(f"/api/v1/jobs/{job}", name="GET /api/v1/jobs/{id}", catch_response=True) as r:
+                if r.status_code != 200:
+                    r.failure(f"HTTP {r.status_code}")
+
+    @task(1)
+    def websocket(self) -> None:
+        """Connect, get the hello, then wait for a job event (up to 5 s); timed as one 'WS' request."""
+        from websockets.sync.client import connect
+
+        url = self.host.replace("http", "ws", 1) + "/api/v1/dashboard/ws"
+        started = time.perf_counter()
+        received, exc = 0, None
+        try:
+            with connect(url, open_timeout=5, close_timeout=1) as ws:
+                if json.loads(ws.recv(timeout=5)).get("type") != "hello":
+                    raise RuntimeError("no hello from the dashboard WebSocket")
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and received == 0:
+                    try:
+                        ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+                        received += 1
+                    except TimeoutError:
+                        break
+        except Exception as e:  # reported to Locust as a failed request
+            exc = e
+        events.request.fire(request_type="WS", name="/api/v1/dashboard/ws",
+                            response_time=(time.perf_counter() - started) * 1000, response_length=received,
+                            exception=exc, context={})

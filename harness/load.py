@@ -1,0 +1,237 @@
+"""Load runs: Locust as a subprocess (never in-process: it monkey-patches with gevent), queue-depth sampling,
+queue-native figures from Postgres, SLO verdicts and one report per run.
+
+    python -m harness.load                         # its own stack + system, 20 users for 60 s, then the report
+    python -m harness.load --host http://127.0.0.1:8000 --users 20 --duration 60
+    python -m harness.load --workers 2             # distributed: a Locust master and 2 workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from harness import report, slo
+from harness.stack.endpoints import Stack
+from harness.throughput import percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class QueueSampler:
+    """SQS depth every ``period`` seconds, in a thread, while the load runs (and while the backlog drains)."""
+
+    def __init__(self, stack: Stack, queue_name: str, dlq_name: str, period: float = 1.0):
+        self.sqs = stack.aws.client("sqs")
+        self.urls = (self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
+                     self.sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
+        self.period = period
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        while not self._stop.is_set():
+            try:
+                a = self.sqs.get_queue_attributes(QueueUrl=self.urls[0], AttributeNames=names)["Attributes"]
+                d = self.sqs.get_queue_attributes(QueueUrl=self.urls[1], AttributeNames=names[:1])["Attributes"]
+                self.samples.append({"t": time.time(), "waiting": int(a[names[0]]), "in_flight": int(a[names[1]]),
+                                     "dlq": int(d[names[0]])})
+            except Exception:  # a sample lost is not a run lost
+                pass
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run_locust(host: str, users: int, spawn_rate: float, duration_s: int, out_dir: Path, workers: int = 0,
+               extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
+    base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--host", host]
+    common = ["--headless", "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration_s}s", "--stop-timeout", "5",
+              "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
+              "--html", str(out_dir / "locust.html")]
+    timeout = duration_s + 120
+    if not workers:
+        return subprocess.run(base + common, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    master_port = _free_port()
+    master = subprocess.Popen(base + common + ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                                               str(master_port), "--expect-workers", str(workers)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    helpers = [subprocess.Popen(base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+               for _ in range(workers)]
+    try:
+        out, err = master.communicate(timeout=timeout)
+    finally:
+        for h in helpers:
+            try:
+                h.wait(15)
+            except subprocess.TimeoutExpired:
+                h.kill()
+                h.wait(5)
+    return subprocess.CompletedProcess(master.args, master.returncode, out, err)
+
+
+def _free_port() -> int:
+    from harness.stack.process import free_ports
+
+    return free_ports(1)[0]
+
+
+def api_figures(out_dir: Path) -> tuple[dict, list[dict]]:
+    """Per-endpoint figures from Locust's stats CSV, and the aggregated history (latency/RPS over time)."""
+    api = {}
+    with open(out_dir / "locust_stats.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] == "Aggregated":
+                continue
+            name = row["Name"]
+            n, failed = int(row["Request Count"]), int(row["Failure Count"])
+            api[name] = {"requests": n, "failures": failed, "error_rate": round(failed / n, 5) if n else 0.0,
+                         "p50_ms": _num(row["50%"]), "p95_ms": _num(row["95%"]), "p99_ms": _num(row["99%"]),
+                         "rps": _num(row["Requests/s"])}
+    history = []
+    with open(out_dir / "locust_stats_history.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] != "Aggregated":
+                continue
+            history.append({"t": int(row["Timestamp"]), "users": int(row["User Count"]),
+                            "rps": _num(row["Requests/s"]), "p50_ms": _num(row["50%"]), "p95_ms": _num(row["95%"]),
+                            "failures_per_s": _num(row["Failures/s"])})
+    return api, history
+
+
+def _num(v: str) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: float = 300) -> dict:
+    """Wait for every job accepted during the run to end, then the queue-native figures from their timestamps."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        while True:
+            left = conn.execute("SELECT count(*) FROM jobs WHERE enqueued_at >= %s AND status IN ('queued','running')",
+                                (started,)).fetchone()[0]
+            if left == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        rows = conn.execute(
+            "SELECT kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
+            "extract(epoch FROM finished_at) FROM jobs WHERE enqueued_at >= %s", (started,)).fetchall()
+        models = conn.execute(
+            "SELECT r.model_name, r.inference_ms FROM inference_results r JOIN jobs j ON j.id = r.job_id "
+            "WHERE j.enqueued_at >= %s", (started,)).fetchall()
+    per_kind: dict = {}
+    for kind in {r[0] for r in rows}:
+        ks = [r for r in rows if r[0] == kind and r[5] is not None]
+        waits = [(float(r[4]) - float(r[3])) * 1000 for r in ks if r[4] is not None]
+        dones = [(float(r[5]) - float(r[3])) * 1000 for r in ks]
+        per_kind[kind] = {"jobs": len([r for r in rows if r[0] == kind]), "finished": len(ks),
+                          "wait_p50_ms": _r(percentile(waits, 50)), "wait_p95_ms": _r(percentile(waits, 95)),
+                          "done_p50_ms": _r(percentile(dones, 50)), "done_p95_ms": _r(percentile(dones, 95))}
+    finished = [float(r[5]) for r in rows if r[5] is not None]
+    first = min((float(r[3]) for r in rows), default=None)
+    by_model: dict = {}
+    for name, ms in models:
+        by_model.setdefault(name, []).append(ms)
+    return {
+        "jobs": len(rows),
+        "unfinished_jobs": len(rows) - len(finished),
+        "by_status": {s: sum(1 for r in rows if r[1] == s) for s in {r[1] for r in rows}},
+        "queue": per_kind,
+        "throughput_jobs_per_s": round(len(finished) / max(max(finished) - first, 1e-6), 3) if finished else 0.0,
+        "drain_s": round(max(0.0, max(finished) - load_ended), 3) if finished else None,
+        "failed_jobs": sum(1 for r in rows if r[1] == "failed"),
+        "redelivered_jobs": sum(1 for r in rows if r[2] > 1),
+        "models": {m: {"count": len(v), "p50_ms": _r(percentile(v, 50)), "p95_ms": _r(percentile(v, 95))}
+                   for m, v in by_model.items()},
+        "finished_times": sorted(finished),
+    }
+
+
+def _r(v):
+    return None if v is None else round(v, 3)
+
+
+def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int, duration_s: int,
+            out_dir: Path, workers: int = 0, spawn_rate: float | None = None) -> dict:
+    """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take)."""
+    started = datetime.now(UTC)
+    with QueueSampler(stack, queue_name, dlq_name) as sampler:
+        run = run_locust(host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers)
+        load_ended = time.time()
+        figures = queue_figures(stack, started, load_ended)
+        time.sleep(1.1)  # one more depth sample after the drain
+    (out_dir / "locust.log").write_text(run.stdout + run.stderr)
+    if not (out_dir / "locust_stats.csv").exists():
+        raise RuntimeError(f"Locust produced no stats (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")
+    api, history = api_figures(out_dir)
+    figures.update(api=api, api_history=history, queue_depth=sampler.samples, users=users, duration_s=duration_s,
+                   locust_workers=workers, locust_exit=run.returncode, started=started.isoformat(),
+                   load_ended=load_ended, dlq_messages=max((s["dlq"] for s in sampler.samples), default=0))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.load", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default=None, help="a running API (its stack must be this machine's: see --stack-json)")
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
+    ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
+    ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
+    ap.add_argument("--slo", type=Path, default=None, help="SLO file (default slo.toml)")
+    args = ap.parse_args(argv)
+    if args.host:
+        ap.error("--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
+                 "a stack and system of its own (or use `locust -f locustfile.py` for API-only load)")
+    from harness.stack import choose_provider
+    from harness.system_under_test import SystemUnderTest
+
+    provider = choose_provider("local")
+    sut = None
+    try:
+        stack = provider.start()
+        sut = SystemUnderTest(stack, progress=print)
+        api = sut.start_api()
+        for _ in range(args.system_workers):
+            sut.start_worker()
+        run_dir = report.new_run_dir()
+        print(f"\nLocust: {args.users} users for {args.duration}s against {api}"
+              f"{f' ({args.workers} Locust workers)' if args.workers else ''} …", flush=True)
+        figures = measure(stack, api, sut.queue_name, sut.dlq_name, args.users, args.duration, run_dir,
+                          workers=args.workers)
+    finally:
+        if sut:
+            sut.stop()
+        provider.stop()
+    verdicts = slo.evaluate(slo.load(args.slo), figures)
+    path = report.write(run_dir, figures, verdicts)
+    print("\n".join(v.line() for v in verdicts))
+    print(f"\nreport: {path}")
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Locust (as a subprocess) against the session's system for a bounded time, then the SLO gates and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from harness import load, report, slo
+
+USERS = int(os.environ.get("VERISIM_LOAD_USERS", "10"))
+DURATION = int(os.environ.get("VERISIM_LOAD_SECONDS", "30"))
+
+
+def test_load_holds_the_slos(system, stack, report_paths):
+    run_dir = report.new_run_dir()
+    figures = load.measure(stack, system.api_url, system.queue_name, system.dlq_name, USERS, DURATION, run_dir)
+    verdicts = slo.evaluate(slo.load(), figures)
+    path = report.write(run_dir, figures, verdicts)
+    report_paths.append(str(path))
+
+    assert figures["locust_exit"] in (0, 1), (run_dir / "locust.log").read_text()[-2000:]
+    assert figures["jobs"] > 0 and figures["unfinished_jobs"] == 0
+    assert {"POST /api/v1/inference", "POST /api/v1/scores", "/api/v1/dashboard/ws"} <= set(figures["api"])
+    assert len(figures["queue_depth"]) >= DURATION // 2  # sampled all along
+    doc = json.loads((run_dir / "report.json").read_text())
+    assert doc["slo"] and doc["diff"]
+    failed = [v.line() for v in verdicts if not v.ok]
+    assert not failed, "SLOs missed (report: %s):\n%s" % (path, "\n".join(failed))

@@ -1,0 +1,72 @@
+"""SLO evaluation and the report, on figures made up for the purpose (no stack)."""
+
+from __future__ import annotations
+
+import json
+
+from harness import report, slo
+
+SLOS = {
+    "api": {"p95_ms": 100, "error_rate": 0.01, "POST /x": {"p95_ms": 50}},
+    "queue": {"inference": {"wait_p95_ms": 1000, "done_p95_ms": 2000}, "score": {"wait_p95_ms": 1, "done_p95_ms": 1}},
+    "throughput": {"min_jobs_per_s": 5},
+    "backlog": {"drain_max_s": 10},
+    "delivery": {"max_dlq_messages": 0, "max_redelivered_jobs": 0, "max_failed_jobs": 0},
+    "models": {"lstm": {"p95_ms": 20}},
+}
+
+
+def figures(**over):
+    f = {
+        "api": {"POST /x": {"requests": 100, "failures": 0, "error_rate": 0.0, "p50_ms": 10, "p95_ms": 40,
+                            "p99_ms": 60, "rps": 10},
+                "GET /y": {"requests": 100, "failures": 2, "error_rate": 0.02, "p50_ms": 10, "p95_ms": 90,
+                           "p99_ms": 95, "rps": 10}},
+        "queue": {"inference": {"jobs": 10, "wait_p50_ms": 10, "wait_p95_ms": 500, "done_p50_ms": 20,
+                                "done_p95_ms": 2500}},
+        "throughput_jobs_per_s": 7.5, "drain_s": 3.0, "dlq_messages": 0, "redelivered_jobs": 1, "failed_jobs": 0,
+        "models": {"lstm": {"count": 10, "p50_ms": 2, "p95_ms": 5}}, "jobs": 10, "by_status": {"completed": 10},
+        "api_history": [{"t": 100, "users": 5, "rps": 10, "p50_ms": 10, "p95_ms": 40, "failures_per_s": 0},
+                        {"t": 101, "users": 5, "rps": 12, "p50_ms": 11, "p95_ms": 45, "failures_per_s": 0}],
+        "queue_depth": [{"t": 100.5, "waiting": 3, "in_flight": 2, "dlq": 0}], "finished_times": [100.2, 101.7],
+        "users": 5, "duration_s": 2,
+    }
+    f.update(over)
+    return f
+
+
+def test_every_slo_is_judged_with_its_measured_value():
+    verdicts = {v.slo: v for v in slo.evaluate(SLOS, figures())}
+    assert verdicts["api POST /x p95 ms"].ok and verdicts["api POST /x p95 ms"].target == "<= 50"
+    assert not verdicts["api GET /y error rate"].ok and verdicts["api GET /y error rate"].measured == 0.02
+    assert verdicts["api GET /y p95 ms"].ok  # the default applies to endpoints not listed
+    assert not verdicts["queue inference enqueue->done p95 ms"].ok
+    assert "queue score enqueue->start p95 ms" not in verdicts  # a kind the load did not send is not judged
+    assert verdicts["throughput jobs/s"].ok and verdicts["throughput jobs/s"].target == ">= 5"
+    assert not verdicts["redelivered jobs"].ok and verdicts["model lstm latency p95 ms"].ok
+    assert "FAIL" in verdicts["redelivered jobs"].line() and "measured 1" in verdicts["redelivered jobs"].line()
+
+
+def test_a_missing_figure_fails_rather_than_passes():
+    verdicts = {v.slo: v for v in slo.evaluate(SLOS, figures(drain_s=None))}
+    assert not verdicts["backlog drain s"].ok and verdicts["backlog drain s"].measured is None
+
+
+def test_the_shipped_slo_file_parses():
+    shipped = slo.load()
+    assert shipped["api"]["POST /api/v1/inference"]["p95_ms"] > 0 and "lstm" in shipped["models"]
+
+
+def test_report_has_plots_verdicts_and_the_diff_to_the_previous_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "REPORTS", tmp_path)
+    first = report.new_run_dir()
+    report.write(first, figures(), slo.evaluate(SLOS, figures()))
+    second = report.new_run_dir()
+    faults = [{"name": "rate_limit", "start": 100.5, "end": 101.0}]
+    path = report.write(second, figures(throughput_jobs_per_s=3.0), slo.evaluate(SLOS, figures()), faults)
+    doc = json.loads((second / "report.json").read_text())
+    row = next(d for d in doc["diff"] if d["figure"] == "throughput jobs/s")
+    assert (row["now"], row["previous"], row["change_pct"], row["worse"]) == (3.0, 7.5, -60.0, True)
+    page = path.read_text()
+    assert page.count("<svg") == 3 and 'class="fault"' in page and "rate_limit" in page
+    assert "SLO verdicts" in page and "FAIL" in page and "Against the previous run" in page
