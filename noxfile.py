@@ -1,6 +1,6 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | load | bench | ci | up | demo
+    nox -s lint | unit | integration | chaos | load | load-distributed | bench | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -56,16 +56,28 @@ def chaos(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def load(session: nox.Session) -> None:
-    """Locust load + SLO gates (tests/load)."""
-    _pytest(session, "tests/load", success_codes=(0, 5))  # exit 5 until the load suite lands (issue #8)
+    """Locust (20 users, 60 s) against the system on the stack, gated on slo.toml; writes reports/<timestamp>/."""
+    session.env.setdefault("VERISIM_LOAD_USERS", "20")
+    session.env.setdefault("VERISIM_LOAD_SECONDS", "60")
+    _pytest(session, "tests/load", "-m", "not bench")
+
+
+@nox.session(name="load-distributed", python=False)
+def load_distributed(session: nox.Session) -> None:
+    """The same load from a Locust master and 2 workers (-- --users 40 --duration 120 …)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.load", "--workers", "2", *session.posargs, external=True)
 
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """pytest-benchmark benchmarks; JSON saved under .benchmarks/ (compare runs with -- --benchmark-compare)."""
     Path(ROOT / "reports").mkdir(exist_ok=True)
+    compare = []
+    if list((ROOT / ".benchmarks").glob("*/*.json")):  # a previous run to compare with: regressions fail
+        compare = ["--benchmark-compare", "--benchmark-compare-fail=median:40%"]
     _pytest(session, "tests", "-m", "bench", "--benchmark-only", "--benchmark-autosave",
-            "--benchmark-json=reports/bench-latest.json")
+            "--benchmark-json=reports/bench-latest.json", *compare)
 
 
 @nox.session(python=False)

@@ -11,7 +11,7 @@ USERS = int(os.environ.get("VERISIM_LOAD_USERS", "10"))
 DURATION = int(os.environ.get("VERISIM_LOAD_SECONDS", "30"))
 
 
-def test_load_holds_the_slos(system, stack, report_paths):
+def test_load_holds_the_slos(system, stack, report_paths, browser):
     run_dir = report.new_run_dir()
     figures = load.measure(stack, system.api_url, system.queue_name, system.dlq_name, USERS, DURATION, run_dir)
     verdicts = slo.evaluate(slo.load(), figures)
@@ -24,5 +24,12 @@ def test_load_holds_the_slos(system, stack, report_paths):
     assert len(figures["queue_depth"]) >= DURATION // 2  # sampled all along
     doc = json.loads((run_dir / "report.json").read_text())
     assert doc["slo"] and doc["diff"]
-    failed = [v.line() for v in verdicts if not v.ok]
-    assert not failed, "SLOs missed (report: %s):\n%s" % (path, "\n".join(failed))
+    # the report opens in a real browser and draws its plots
+    page = browser.new_page(viewport={"width": 1300, "height": 1200})
+    page.goto(path.resolve().as_uri())
+    assert page.locator("svg").count() == 3 and page.locator("svg path").count() >= 7
+    assert page.locator("table.slo tbody tr").count() == len(verdicts)
+    page.screenshot(path=str(run_dir / "report.png"), full_page=True)
+    page.close()
+    failed = "\n".join(v.line() for v in verdicts if not v.ok)
+    assert not failed, f"SLOs missed (report: {path}):\n{failed}"

@@ -1,0 +1,34 @@
+"""Throughput benchmark (``nox -s bench``): enqueue N jobs, time until the real workers drained them, next to the
+raw SQS ceiling measured in the same run. Saved JSON is compared with the previous run's (regressions fail)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.throughput import inference_batch, sqs_ceiling, submit_and_wait
+from system.simulators.patterns import PATTERNS
+
+pytestmark = pytest.mark.bench
+BATCHES = 40  # x5 series = 200 jobs per round
+
+
+def test_drain_200_inference_jobs(benchmark, system, stack):
+    ceiling = sqs_ceiling(stack.aws, 1000)
+    rounds: list[dict] = []
+
+    def drain():
+        _, fig = submit_and_wait(system.api_url, stack,
+                                 [inference_batch(PATTERNS, seed=1000 * len(rounds) + i) for i in range(BATCHES)],
+                                 "bench")
+        rounds.append(fig)
+        return fig
+
+    fig = benchmark.pedantic(drain, rounds=3, iterations=1, warmup_rounds=0)
+    assert fig["terminal"] == fig["jobs"] == BATCHES * 5
+    best = max(r["jobs_per_s"] for r in rounds)
+    benchmark.extra_info.update(
+        jobs_per_s=best, sqs_ceiling_msgs_per_s=ceiling["send_receive_delete_per_s"],
+        share_of_ceiling=round(best / ceiling["send_receive_delete_per_s"], 4),
+        enqueue_to_done_p95_ms=fig["enqueue_to_done_ms_p95"], workers=len(system.workers))
+    print(f"\n{best} jobs/s with {len(system.workers)} workers; raw SQS ceiling "
+          f"{ceiling['send_receive_delete_per_s']} msg/s ({best / ceiling['send_receive_delete_per_s']:.1%})")
