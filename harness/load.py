@@ -178,6 +178,9 @@ def _r(v):
 def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int, duration_s: int,
             out_dir: Path, workers: int = 0, spawn_rate: float | None = None) -> dict:
     """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take)."""
+    from harness.throughput import sqs_ceiling
+
+    ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     started = datetime.now(UTC)
     with QueueSampler(stack, queue_name, dlq_name) as sampler:
         run = run_locust(host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers)
@@ -190,7 +193,9 @@ def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int,
     api, history = api_figures(out_dir)
     figures.update(api=api, api_history=history, queue_depth=sampler.samples, users=users, duration_s=duration_s,
                    locust_workers=workers, locust_exit=run.returncode, started=started.isoformat(),
-                   load_ended=load_ended, dlq_messages=max((s["dlq"] for s in sampler.samples), default=0))
+                   load_ended=load_ended, dlq_messages=max((s["dlq"] for s in sampler.samples), default=0),
+                   sqs_ceiling=ceiling, share_of_sqs_ceiling=round(
+                       figures["throughput_jobs_per_s"] / ceiling["send_receive_delete_per_s"], 5))
     return figures
 
 

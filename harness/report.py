@@ -165,7 +165,8 @@ th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad
 </style></head><body>
 <header><h1>Verisim run {html.escape(doc['created'])}<span class="verdict {verdict}">{verdict}: {passed}/{len(doc['slo'])} SLOs</span></h1>
 <p>{f.get('users')} Locust users for {f.get('duration_s')} s{f" ({f.get('locust_workers')} Locust workers)" if f.get('locust_workers') else ''};
-{f.get('jobs')} jobs accepted, {f.get('by_status')}; throughput {f.get('throughput_jobs_per_s')} jobs/s; backlog drained {f.get('drain_s')} s after the load stopped.
+{f.get('jobs')} jobs accepted, {f.get('by_status')}; throughput {f.get('throughput_jobs_per_s')} jobs/s
+(raw SQS ceiling of the same run: {_get(f, ('sqs_ceiling', 'send_receive_delete_per_s'))} msg/s); backlog drained {f.get('drain_s')} s after the load stopped.
 Previous run: {html.escape(str(doc.get('previous') or 'none'))}.</p>{fault_note}</header>
 <main><div class="grid3">{''.join(charts)}</div>
 <section><h2>SLO verdicts</h2>{_table(['verdict', 'SLO', 'measured', 'target'], slo_rows, 'slo')}</section>
