@@ -39,6 +39,16 @@ def score_bytes() -> bytes:
     return _SCORE
 
 
+def submit_job(client, path: str, **kwargs) -> None:
+    """POST a job; anything but 202 is a failure; accepted job ids are remembered for status reads."""
+    with client.post(path, catch_response=True, name=f"POST {path}", **kwargs) as r:
+        if r.status_code != 202:
+            r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+            return
+        body = r.json()
+        RECENT_JOBS.extend(body.get("job_ids") or [body["job_id"]])
+
+
 class InferenceSubmitter(HttpUser):
     """Time series in the five patterns, 1-5 per request, with held-out values so every model is scored."""
 
@@ -53,12 +63,7 @@ class InferenceSubmitter(HttpUser):
             pattern = random.choice(PATTERNS)
             values, actual = split(pattern, 48, 3, seed=random.randrange(2**31))
             series.append({"pattern": pattern, "values": values, "actual": actual, "horizon": 3})
-        with self.client.post("/api/v1/inference", json={"series": series}, catch_response=True,
-                              name="POST /api/v1/inference") as r:
-            if r.status_code == 202:
-                RECENT_JOBS.extend(r.json()["job_ids"])
-            else:
-                r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+        submit_job(self.client, "/api/v1/inference", json={"series": series})
 
 
 class ScoreUploader(HttpUser):
@@ -70,13 +75,8 @@ class ScoreUploader(HttpUser):
 
     @task
     def upload(self) -> None:
-        with self.client.post("/api/v1/scores", files={"file": ("chorale.musicxml", score_bytes())},
-                              data={"title": "Christus, der ist mein Leben"}, catch_response=True,
-                              name="POST /api/v1/scores") as r:
-            if r.status_code == 202:
-                RECENT_JOBS.append(r.json()["job_id"])
-            else:
-                r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+        submit_job(self.client, "/api/v1/scores", files={"file": ("chorale.musicxml", score_bytes())},
+                   data={"title": "Christus, der ist mein Leben"})
 
 
 class DashboardReader(HttpUser):
