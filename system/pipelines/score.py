@@ -45,7 +45,7 @@ def translate_all(client, model, job_id, items: dict[str, str], target: str) -> 
     for name, text in items.items():
         try:
             done[name] = translate(client, model, text[:MAX_TRANSLATION_CHARS], target)
-        except openai.APIError as exc:
+        except (openai.APIError, ValueError) as exc:  # ValueError: a reply that is not JSON
             status = getattr(exc, "status_code", None)
             warnings.append({"stage": "translation", "code": "translation_failed", "item": name,
                              "message": f"{type(exc).__name__}"
