@@ -84,6 +84,7 @@ def stack(request: pytest.FixtureRequest) -> Stack:
     except BaseException:
         provider.stop()
         raise
+    _started["_provider"] = provider
     _started.update(provider=provider.name, total_seconds=round(time.monotonic() - started, 3),
                     ready_seconds=s.ready_seconds, prepare_seconds=s.prepare_seconds)
     try:
@@ -104,7 +105,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if history.exists():
         lines = history.read_text().strip().splitlines()
         previous = json.loads(lines[-1]) if lines else None
-    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **_started}
+    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **{k: v for k, v in _started.items() if k != "_provider"}}
     with history.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
     terminalreporter.section("verisim stack")
@@ -114,6 +115,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         line += f"; previous run {previous['total_seconds']:.2f}s"
     terminalreporter.write_line(line)
     terminalreporter.write_line(f"timings appended to {history}")
+
+
+@pytest.fixture(scope="session")
+def stack_provider(stack: Stack):
+    """The provider that started the session's stack: what process faults stop, pause and restart."""
+    return _started["_provider"]
 
 
 # -- per-test isolation ---------------------------------------------------------------------------------------

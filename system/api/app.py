@@ -67,14 +67,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     log.warning("event publish deferred", extra={"job_id": str(jid), "error": str(exc)})
         background.add_task(run)
 
+    def cache_best_effort(deps: Deps, row) -> None:
+        """Redis is a cache: a job is accepted without it (the worker writes the later states)."""
+        try:
+            deps.cache.put(row)
+        except redis.RedisError as exc:
+            log.warning("status cache unavailable", extra={"job_id": str(row["id"]), "error": str(exc)})
+
     def enqueue(rows, background: BackgroundTasks) -> tuple[list, list]:
         deps: Deps = app.state.deps
         for r in rows:  # "queued" is visible before any worker can touch the job
-            deps.cache.put(r)
+            cache_best_effort(deps, r)
         refused = set(deps.queue.send([{"job_id": str(r["id"]), "kind": r["kind"], "v": 1} for r in rows]))
         if refused:
             for row in deps.store.fail_unsent([uuid.UUID(j) for j in refused], "the queue refused the message"):
-                deps.cache.put(row)
+                cache_best_effort(deps, row)
         ok = [r for r in rows if str(r["id"]) not in refused]
         publish_later(background, [r["id"] for r in rows])
         return ok, sorted(refused)
@@ -128,7 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: uuid.UUID):
         deps: Deps = app.state.deps
-        cached = deps.cache.get(job_id)
+        try:
+            cached = deps.cache.get(job_id)
+        except redis.RedisError:  # the cache is down: Postgres still knows
+            cached = None
         if cached is not None:
             out = json.loads(cached)
             out["source"] = "redis"

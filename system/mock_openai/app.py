@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -34,6 +34,7 @@ class Knobs(BaseSettings):
     jitter_seconds: float = Field(0.0, ge=0, le=600, description="extra uniform random delay in [0, jitter]")
     error_rate: float = Field(0.0, ge=0, le=1, description="share of requests answered with error_status")
     error_status: int = Field(500, ge=400, le=599, description="status for error_rate failures (500, 503, …)")
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="share of 200 answers whose body is not JSON")
     rate_limit_rpm: int = Field(0, ge=0, description="requests per rolling minute before 429 (0 = unlimited)")
     retry_after_seconds: float | None = Field(
         None, ge=0, description="Retry-After sent with 429 (default: seconds until the window frees a slot)"
@@ -52,6 +53,7 @@ class KnobUpdate(BaseModel):
     jitter_seconds: float | None = Field(None, ge=0, le=600)
     error_rate: float | None = Field(None, ge=0, le=1)
     error_status: int | None = Field(None, ge=400, le=599)
+    malformed_rate: float | None = Field(None, ge=0, le=1)
     rate_limit_rpm: int | None = Field(None, ge=0)
     retry_after_seconds: float | None = Field(None, ge=0)
     seed: int | None = None
@@ -117,6 +119,8 @@ class MockState:
                 decision["remaining"] = k.rate_limit_rpm - len(self.window)
             if roll < k.error_rate:
                 decision.update(status=k.error_status, reason="error_rate")
+            elif roll > 1 - k.malformed_rate:
+                decision.update(reason="malformed")
             return decision
 
 
@@ -180,6 +184,8 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             status = decision["status"]
             resp = _error(status, f"The server had an error while processing your request (simulated {status}).",
                           "server_error")
+        elif decision.get("reason") == "malformed":
+            status, resp = 200, Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
         else:
             status, resp = 200, JSONResponse(_completion(body, decision["seq"], state.knobs.response_prefix))
         record.update(status=status, reason=decision.get("reason"), answered_at=time.time())

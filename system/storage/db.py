@@ -46,7 +46,8 @@ def migrate(dsn: str) -> list[str]:
 
 
 def make_pool(dsn: str, size: int) -> ConnectionPool:
+    # check: a connection that died with a Postgres restart is replaced, not handed out
     pool = ConnectionPool(dsn, min_size=1, max_size=size, kwargs={"row_factory": dict_row}, open=False,
-                          timeout=10)
+                          timeout=10, check=ConnectionPool.check_connection)
     pool.open(wait=True, timeout=15)
     return pool

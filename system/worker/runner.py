@@ -57,6 +57,7 @@ class Worker:
         self.stop_event = threading.Event()
         self.inflight: dict[str, dict] = {}  # receipt handle -> message
         self.inflight_lock = threading.Lock()
+        self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
 
     def _warm_up(self) -> None:
@@ -119,7 +120,7 @@ class Worker:
 
     def _heartbeat(self) -> None:
         """Keep in-flight messages invisible while their jobs run; announce this worker in Redis; sweep the outbox."""
-        period = max(1.0, self.settings.sqs_visibility_timeout / 3)
+        period = max(0.5, min(5.0, self.settings.sqs_visibility_timeout / 3))
         last_sweep = 0.0
         while not self.stop_event.wait(period):
             with self.inflight_lock:
@@ -132,8 +133,9 @@ class Worker:
                 except Exception as exc:
                     log.debug("visibility extension failed", extra={"error": str(exc)})
             try:
+                self._repair_cache()
                 self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
-                    {"pid": os.getpid(), "inflight": len(handles), "processed": self.processed}), ex=int(period * 3))
+                    {"pid": os.getpid(), "inflight": len(handles), "processed": self.processed}), ex=max(2, int(period * 3)))
                 if time.monotonic() - last_sweep > 10:
                     last_sweep = time.monotonic()
                     self.publisher.sweep(older_than_seconds=10)
@@ -160,7 +162,23 @@ class Worker:
 
     def _publish(self, row: dict) -> None:
         self.publisher.publish_job(row["id"])
-        self.cache.put(row)
+        self._cache(row)
+
+    def _cache(self, row: dict) -> None:
+        """Redis is a cache: when it is down the job goes on, and the heartbeat rewrites the status from Postgres."""
+        try:
+            self.cache.put(row)
+            self.cache_backlog.discard(row["id"])
+        except Exception as exc:
+            self.cache_backlog.add(row["id"])
+            log.warning("status cache unavailable; will repair", extra={"job_id": str(row["id"]), "error": str(exc)})
+
+    def _repair_cache(self) -> None:
+        for job_id in list(self.cache_backlog):
+            row = self.store.get(job_id)
+            if row is not None:
+                self.cache.put(row)  # raises while Redis is still down: the next beat tries again
+            self.cache_backlog.discard(job_id)
 
     def _handle(self, message: dict) -> None:
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
@@ -183,7 +201,7 @@ class Worker:
                 return
             # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
             self.publisher.publish_job(job_id)
-            self.cache.put(job)
+            self._cache(job)
             self._delete(message)
             log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
                                                                              "status": job["status"]})

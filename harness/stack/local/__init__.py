@@ -123,5 +123,10 @@ class LocalProvider(StackProvider):
             if self._own_workdir and not self.leftovers():
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def service(self, name: str) -> LocalService:
+        if name not in self.services:
+            raise KeyError(f"{name!r} is not running in this stack; running: {', '.join(self.services)}")
+        return self.services[name]
+
     def leftovers(self) -> dict[str, list[int]]:
         return {n: pids for n, s in self.services.items() if (pids := s.leftovers())}

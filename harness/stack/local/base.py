@@ -54,6 +54,28 @@ class LocalService:
         if self.process is not None:
             self.process.stop()
 
+    # -- faults: the same process, on the same port ---------------------------------------------------------------
+    def halt(self) -> None:
+        """Stop the server but keep what a restart needs (data directory, port)."""
+        if self.process is not None:
+            self.process.stop()
+
+    def start_again(self) -> float:
+        """Start it again on the same port (main thread) and wait for a real round trip."""
+        self.cancel.clear()
+        self.spawn()
+        return self.wait_ready()
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process family (SIGSTOP/SIGCONT pause and resume it, SIGKILL kills it)."""
+        import os
+
+        for pid in self.process.members():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def leftovers(self) -> list[int]:
         return self.process.leftovers() if self.process else []
 

@@ -107,13 +107,14 @@ class PostgresService(LocalService):
         shutil.rmtree(build, ignore_errors=True)
 
     def spawn(self) -> None:
-        # /tmp, not the session dir: the unprivileged server user must be able to reach it
-        self.rundir = Path(tempfile.mkdtemp(prefix="verisim-pg-"))
-        os.chmod(self.rundir, 0o755)
+        if self.rundir is None:  # a restart keeps its data directory
+            # /tmp, not the session dir: the unprivileged server user must be able to reach it
+            self.rundir = Path(tempfile.mkdtemp(prefix="verisim-pg-"))
+            os.chmod(self.rundir, 0o755)
+            shutil.copytree(self.template, self.rundir / "data", symlinks=True)
+            os.chmod(self.rundir / "data", 0o700)
+            _chown_tree(self.rundir, self.uid, self.gid)
         data = self.rundir / "data"
-        shutil.copytree(self.template, data, symlinks=True)
-        os.chmod(data, 0o700)
-        _chown_tree(self.rundir, self.uid, self.gid)
         argv = [
             str(self.bin / "postgres"), "-D", str(data),
             "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.rundir),
@@ -139,3 +140,4 @@ class PostgresService(LocalService):
         super().stop()
         if self.rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
+            self.rundir = None

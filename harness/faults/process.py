@@ -1,0 +1,73 @@
+"""Process faults: kill (SIGKILL), pause (SIGSTOP/SIGCONT) and restart, for a worker and for each backing service.
+
+Local processes get signals; the containers provider (issue #3) will map the same operations to docker
+kill/pause/restart. Each operation lands on the fault timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+
+from harness.faults.timeline import FaultTimeline
+from harness.stack.process import ManagedProcess
+
+
+class ProcessFaults:
+    def __init__(self, timeline: FaultTimeline, provider=None):
+        self.timeline = timeline
+        self.provider = provider  # a LocalProvider, for backing services
+
+    # -- workers (any ManagedProcess) ---------------------------------------------------------------------------
+    def kill(self, proc: ManagedProcess, name: str = "worker_kill") -> None:
+        with self.timeline.window(name, "process", target=proc.name, signal="SIGKILL"):
+            proc.proc.send_signal(signal.SIGKILL)
+            proc.proc.wait(10)
+
+    @contextlib.contextmanager
+    def pause(self, proc: ManagedProcess, name: str = "worker_pause") -> Iterator[None]:
+        with self.timeline.window(name, "process", target=proc.name, signal="SIGSTOP"):
+            pids = proc.members()
+            _signal(pids, signal.SIGSTOP)
+            try:
+                yield
+            finally:
+                _signal(pids, signal.SIGCONT)
+
+    # -- backing services ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def service_down(self, service: str, name: str | None = None) -> Iterator[None]:
+        """The service is stopped for the block, then started again on the same port (data kept where it has any)."""
+        svc = self.provider.service(service)
+        with self.timeline.window(name or f"{service}_restart", "process", target=service, action="stop+start") as w:
+            svc.halt()
+            try:
+                yield
+            finally:
+                w.params["ready_after_restart_s"] = round(svc.start_again(), 3)
+
+    def restart(self, service: str, down_seconds: float = 0.0) -> None:
+        with self.service_down(service):
+            time.sleep(down_seconds)
+
+    @contextlib.contextmanager
+    def service_paused(self, service: str) -> Iterator[None]:
+        svc = self.provider.service(service)
+        with self.timeline.window(f"{service}_pause", "process", target=service, signal="SIGSTOP"):
+            svc.signal(signal.SIGSTOP)
+            try:
+                yield
+            finally:
+                svc.signal(signal.SIGCONT)
+
+
+def _signal(pids, sig) -> None:
+    import os
+
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,72 @@
+"""Process faults while a bounded stream of jobs runs: workers killed or frozen, Redis and Postgres restarted.
+
+Select by fault: ``-k worker_kill``, ``worker_pause``, ``redis_restart``, ``postgres_restart``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.system_under_test import wait_for
+
+
+def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults):
+    sut = chaos_system(workers=2, concurrency=4)
+    jobs = jobs_for(sut)
+    for i in range(4):
+        jobs.inference(5, seed=i * 10)
+        jobs.score(f"Chorale {i}")
+    time.sleep(0.5)
+    process_faults.kill(sut.workers[0])
+    for i in range(4, 8):
+        jobs.inference(5, seed=i * 10)
+    sut.start_worker(concurrency=4, grace=5)  # the replacement, as an orchestrator would start it
+    rows = jobs.wait(timeout=120)
+    assert len(rows) == 44 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()  # exactly one result event per job (and model), Redis agrees
+
+
+def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, process_faults, http_faults):
+    sut = chaos_system(workers=2, concurrency=2)
+    jobs = jobs_for(sut)
+    with http_faults.delay(1.0):  # translations take a while: the frozen worker holds jobs mid-flight
+        for i in range(4):
+            jobs.score(f"Chorale {i}")
+        time.sleep(1.5)
+        with process_faults.pause(sut.workers[0]):
+            time.sleep(6)  # > SQS_VISIBILITY_TIMEOUT (4 s): its messages go to the other worker
+        rows = jobs.wait(timeout=120)
+    assert {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()  # even when both workers finished the same job, one result counts
+
+
+def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
+    sut = chaos_system(workers=2, concurrency=4)
+    jobs = jobs_for(sut)
+    with process_faults.service_down("redis"):
+        for i in range(4):
+            jobs.inference(5, seed=i)  # accepted: Redis is a cache, not a dependency of accepting a job
+            time.sleep(0.5)
+    assert jobs.rejected == 0
+    jobs.inference(5, seed=100)
+    rows = jobs.wait(timeout=90)
+    assert {r[0] for r in rows.values()} == {"completed"}
+    # the statuses Redis missed while it was down are repaired from Postgres by the workers
+    wait_for(lambda: __import__("harness.ledger", fromlist=["check"]).check(stack, jobs.accepted).ok, 30,
+             interval=1, what="Redis repaired")
+    jobs.assert_ledger()
+
+
+def test_postgres_restart_while_jobs_run(chaos_system, jobs_for, process_faults):
+    sut = chaos_system(workers=2, concurrency=4)
+    jobs = jobs_for(sut)
+    jobs.inference(5, seed=1)
+    with process_faults.service_down("postgres"):
+        time.sleep(2)
+        jobs.inference(5, seed=2)  # refused with a 503 while the system of record is down: not accepted
+    assert jobs.rejected == 1
+    for i in range(3):
+        jobs.inference(5, seed=10 + i)
+    rows = jobs.wait(timeout=120)
+    assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()
