@@ -75,3 +75,19 @@ def check(stack: Stack, job_ids, topics: dict[str, str] | None = None) -> Ledger
             if e.get("status") != row["status"]:
                 report.problems.append(f"{jid}: Kafka event says {e.get('status')!r}, Postgres {row['status']!r}")
     return report
+
+
+def settle(stack: Stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None) -> LedgerReport:
+    """``check`` until every store agrees or ``timeout`` passes; the last report either way.
+
+    Postgres commits first, then Kafka is told, then Redis: right after a job turns terminal in Postgres the other
+    two may lag by a moment (longer while a fault slows them), so a verdict waits for them, boundedly.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        report = check(stack, job_ids, topics)
+        if report.ok or time.monotonic() > deadline:
+            return report
+        time.sleep(interval)

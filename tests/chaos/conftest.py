@@ -109,8 +109,8 @@ class Jobs:
                  what=f"{len(self.accepted)} jobs terminal")
         return self.rows()
 
-    def assert_ledger(self) -> None:
-        report = ledger.check(self.stack, self.accepted)
+    def assert_ledger(self, timeout: float = 30) -> None:
+        report = ledger.settle(self.stack, self.accepted, timeout=timeout)
         assert report.ok, report.summary()
 
 

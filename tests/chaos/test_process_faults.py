@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 
-from harness.system_under_test import wait_for
-
 
 def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults):
     sut = chaos_system(workers=2, concurrency=4)
@@ -37,6 +35,7 @@ def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, proces
             time.sleep(6)  # > SQS_VISIBILITY_TIMEOUT (4 s): its messages go to the other worker
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"}
+    assert any(r[1] >= 2 for r in rows.values())  # the frozen worker's jobs were redelivered and run again
     jobs.assert_ledger()  # even when both workers finished the same job, one result counts
 
 
@@ -52,9 +51,7 @@ def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"}
     # the statuses Redis missed while it was down are repaired from Postgres by the workers
-    wait_for(lambda: __import__("harness.ledger", fromlist=["check"]).check(stack, jobs.accepted).ok, 30,
-             interval=1, what="Redis repaired")
-    jobs.assert_ledger()
+    jobs.assert_ledger(timeout=30)
 
 
 def test_postgres_restart_while_jobs_run(chaos_system, jobs_for, process_faults):

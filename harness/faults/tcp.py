@@ -1,0 +1,136 @@
+"""A small TCP proxy to put between the system and a backing service, with Toxiproxy's toxics, switchable at run time:
+
+* ``latency`` (ms, optional jitter) on every chunk, both ways
+* ``bandwidth`` (KB/s) cap, both ways
+* ``reset_peer``: every open connection is reset (RST) and new ones are reset on arrival
+* ``timeout`` (Toxiproxy's blackhole): data is swallowed, nothing comes back, connections stay open
+
+    proxy = TcpProxy("127.0.0.1", stack.redis.port).start()      # proxy.port is what the system connects to
+    with proxy.toxic("latency", timeline, latency_ms=100): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+from harness.faults.timeline import FaultTimeline
+
+TOXICS = ("latency", "bandwidth", "reset_peer", "timeout")
+
+
+class TcpProxy:
+    def __init__(self, upstream_host: str, upstream_port: int, name: str = "", seed: int = 0):
+        self.upstream = (upstream_host, upstream_port)
+        self.name = name or f"{upstream_host}:{upstream_port}"
+        self.toxics: dict[str, dict] = {}
+        self.port: int | None = None
+        self.rng = random.Random(seed)
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self.name}", daemon=True)
+        self.connections = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop)
+        self._server = fut.result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close():
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # -- toxics ---------------------------------------------------------------------------------------------------
+    def set_toxic(self, name: str, **attrs) -> None:
+        if name not in TOXICS:
+            raise ValueError(f"unknown toxic {name!r}; choose from {', '.join(TOXICS)}")
+        self.toxics[name] = attrs
+        if name == "reset_peer":
+            asyncio.run_coroutine_threadsafe(self._reset_all(), self._loop).result(10)
+
+    def clear(self, name: str | None = None) -> None:
+        if name:
+            self.toxics.pop(name, None)
+        else:
+            self.toxics.clear()
+
+    @contextlib.contextmanager
+    def toxic(self, name: str, timeline: FaultTimeline | None = None, **attrs) -> Iterator[None]:
+        window = timeline.window(f"tcp_{name}", "tcp", target=self.name, **attrs) if timeline else \
+            contextlib.nullcontext()
+        with window:
+            self.set_toxic(name, **attrs)
+            try:
+                yield
+            finally:
+                self.clear(name)
+
+    # -- the proxy ------------------------------------------------------------------------------------------------
+    async def _reset_all(self) -> None:
+        for w in list(self._writers):
+            _rst(w)
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if "reset_peer" in self.toxics:
+            _rst(client_w)
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            _rst(client_w)
+            return
+        self._writers.update((client_w, up_w))
+        try:
+            await asyncio.gather(self._pump(client_r, up_w), self._pump(up_r, client_w), return_exceptions=True)
+        finally:
+            for w in (client_w, up_w):
+                self._writers.discard(w)
+                w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                writer.close()
+                return
+            if "timeout" in self.toxics:
+                continue  # swallowed: the peer waits for an answer that never comes
+            lat = self.toxics.get("latency")
+            if lat:
+                jitter = lat.get("jitter_ms", 0)
+                await asyncio.sleep(max(0.0, lat.get("latency_ms", 0) + self.rng.uniform(-jitter, jitter)) / 1000)
+            bw = self.toxics.get("bandwidth")
+            if bw:
+                await asyncio.sleep(len(data) / (bw["rate_kbps"] * 1024))
+            writer.write(data)
+            await writer.drain()
+
+
+def _rst(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a crashed or firewalled peer would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
