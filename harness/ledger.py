@@ -91,3 +91,40 @@ def settle(stack: Stack, job_ids, timeout: float = 30, interval: float = 0.5, to
         if report.ok or time.monotonic() > deadline:
             return report
         time.sleep(interval)
+
+
+def explain_dlq(stack: Stack, dlq_name: str) -> tuple[dict[str, int], list[str]]:
+    """Every message in the DLQ, explained: a job marked failed with its reason, or a body that is no job at all.
+
+    Messages are peeked (received with visibility 0), not removed. Returns (counts by explanation, problems).
+    """
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+    seen: dict[str, str] = {}
+    for _ in range(20):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0,
+                                  AttributeNames=["All"]).get("Messages", [])
+        new = [m for m in got if m["MessageId"] not in seen]
+        if not new:
+            break
+        for m in new:
+            seen[m["MessageId"]] = m["Body"]
+    counts: Counter = Counter()
+    problems = []
+    ids = {}
+    for mid, body in seen.items():
+        try:
+            ids[mid] = str(json.loads(body)["job_id"])
+        except (ValueError, KeyError, TypeError):
+            counts["not a job message"] += 1
+    if ids:
+        with psycopg.connect(stack.postgres.dsn) as conn:
+            rows = {str(r[0]): r[1:] for r in conn.execute(
+                "SELECT id, status, error_code FROM jobs WHERE id = ANY(%s::uuid[])", (list(ids.values()),))}
+        for mid, jid in ids.items():
+            status, code = rows.get(jid, (None, None))
+            if status == "failed" and code:
+                counts[f"job failed: {code}"] += 1
+            else:
+                problems.append(f"DLQ message {mid} for job {jid}, which is {status or 'unknown'} — unexplained")
+    return dict(counts), problems

@@ -75,6 +75,9 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
     status, attempts, code, message = job_row(stack, job_id)
     assert code == "max_attempts_exceeded" and "ValueError" in message and "after 2 attempts" in message
     assert attempts == 2
+    wait_for(lambda: sum(ledger.explain_dlq(stack, sut.dlq_name)[0].values()) == 2, 60, what="both in the DLQ")
+    explained, problems = ledger.explain_dlq(stack, sut.dlq_name)
+    assert explained == {"job failed: max_attempts_exceeded": 1, "not a job message": 1} and problems == []
     dead: list[dict] = []
     deadline = time.monotonic() + 60
     while len(dead) < 2 and time.monotonic() < deadline:
