@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,16 +31,29 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> Non
 
 
 class OutboxPublisher:
-    def __init__(self, bootstrap: str, store: JobStore):
+    """Publishes outbox rows. When Kafka fails, a breaker opens for ``cool_down`` seconds: job threads stop waiting
+    on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it, re-creating the topics
+    a restarted in-memory broker lost."""
+
+    def __init__(self, bootstrap: str, store: JobStore, topics: list[str] | None = None, timeout_s: float = 10,
+                 cool_down: float = 5):
         self.store = store
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap,
+        self.bootstrap = bootstrap
+        self.topics = topics or []
+        self.timeout_s = timeout_s
+        self.cool_down = cool_down
+        self.open_until = 0.0
+        self.producer = self._new_producer()
+        self._lock = threading.Lock()
+
+    def _new_producer(self) -> Producer:
+        return Producer({
+            "bootstrap.servers": self.bootstrap,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "message.timeout.ms": 30000,
+            "message.timeout.ms": int(self.timeout_s * 1000),
         })
-        self._lock = threading.Lock()
 
     def publish(self, rows) -> int:
         """Produce ``rows`` (outbox rows), wait for the broker, mark the acknowledged ones published."""
@@ -60,19 +74,38 @@ class OutboxPublisher:
                 payload = {**row["payload"], "event_id": row["id"]}
                 self.producer.produce(row["topic"], key=row["key"], value=json.dumps(payload, default=str),
                                       on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid))
-            self.producer.flush(30)
+            self.producer.flush(self.timeout_s + 5)
         self.store.mark_published(acked)
-        if failed:
+        if len(acked) < len(rows):
             self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)])
-            log.warning("kafka refused %d event(s): %s", len(failed), failed[0])
+            self.open_until = time.monotonic() + self.cool_down
+            with self._lock:  # a broker that came back empty does not know this producer's id: start afresh
+                self.producer.purge()
+                self.producer = self._new_producer()
+            log.warning("kafka refused %d event(s); they stay in the outbox: %s", len(rows) - len(acked),
+                        failed[0] if failed else "no delivery report")
         return len(acked)
 
     def publish_job(self, job_id) -> int:
+        """Inline, right after a state change; skipped while the breaker is open (the sweep delivers later)."""
+        if time.monotonic() < self.open_until:
+            return 0
         return self.publish(self.store.claim_unpublished(job_id))
 
     def sweep(self, older_than_seconds: float = 10) -> int:
-        """Events a dead worker committed but never published (or whose publisher's lease ran out)."""
-        return self.publish(self.store.claim_unpublished(older_than_seconds=older_than_seconds))
+        """Events a dead worker committed but never published, or that Kafka refused: also the breaker's probe."""
+        rows = self.store.claim_unpublished(older_than_seconds=older_than_seconds)
+        if rows and self.topics and time.monotonic() < self.open_until + 60:
+            try:  # a restarted in-memory broker has forgotten its topics
+                ensure_topics(self.bootstrap, self.topics)
+            except Exception as exc:
+                self.store.release_claims([r["id"] for r in rows])
+                log.warning("kafka still unavailable: %s", exc)
+                return 0
+        delivered = self.publish(rows)
+        if rows and delivered == len(rows):
+            self.open_until = 0.0
+        return delivered
 
     def close(self) -> None:
         self.producer.flush(10)

@@ -40,14 +40,14 @@ class Worker:
         self.concurrency = concurrency or settings.worker_concurrency
         self.grace = grace
         migrate(settings.dsn)
-        ensure_topics(settings.kafka_bootstrap_servers, [settings.kafka_topic_inference, settings.kafka_topic_scores,
-                                                         settings.kafka_topic_job_events])
+        topics = [settings.kafka_topic_inference, settings.kafka_topic_scores, settings.kafka_topic_job_events]
+        ensure_topics(settings.kafka_bootstrap_servers, topics)
         self.pool = make_pool(settings.dsn, self.concurrency + 2)
         self.store = JobStore(self.pool, {"inference": settings.kafka_topic_inference,
                                           "score": settings.kafka_topic_scores,
                                           "events": settings.kafka_topic_job_events})
         self.cache = StatusCache(settings.redis_url)
-        self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store)
+        self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
         self.queue = JobQueue(settings)
         self.max_receives = self.queue.max_receive_count()
         self.artifacts = Artifacts(settings)
@@ -136,9 +136,11 @@ class Worker:
                 self._repair_cache()
                 self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
                     {"pid": os.getpid(), "inflight": len(handles), "processed": self.processed}), ex=max(2, int(period * 3)))
-                if time.monotonic() - last_sweep > 10:
+                # every 10 s; every beat while Kafka is failing, so events flow as soon as it is back
+                failing = time.monotonic() < self.publisher.open_until + 60
+                if time.monotonic() - last_sweep > (period if failing else 10):
                     last_sweep = time.monotonic()
-                    self.publisher.sweep(older_than_seconds=10)
+                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
             except Exception as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
 

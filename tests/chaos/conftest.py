@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -59,11 +60,14 @@ def chaos_system(system_factory):
     return make
 
 
+MATRIX: list[dict] = []
+
+
 class Jobs:
     """Submit a bounded stream of jobs and wait for them: the accepted ids are what the ledger checks."""
 
-    def __init__(self, sut, stack):
-        self.sut, self.stack = sut, stack
+    def __init__(self, sut, stack, name: str = "", timeline: FaultTimeline | None = None):
+        self.sut, self.stack, self.name, self.timeline = sut, stack, name, timeline
         self.accepted: list[str] = []
         self.rejected = 0
 
@@ -111,9 +115,44 @@ class Jobs:
 
     def assert_ledger(self, timeout: float = 30) -> None:
         report = ledger.settle(self.stack, self.accepted, timeout=timeout)
+        self._record(report)
         assert report.ok, report.summary()
+
+    def _record(self, report) -> None:
+        """One row of the fault matrix: jobs sent / completed / failed with a reason / lost / duplicated / recovery."""
+        with psycopg.connect(self.stack.postgres.dsn) as conn:
+            last = conn.execute("SELECT extract(epoch FROM max(finished_at)) FROM jobs WHERE id = ANY(%s::uuid[])",
+                                (self.accepted,)).fetchone()[0]
+        fault_end = max((w.end or 0 for w in (self.timeline.windows if self.timeline else [])), default=None)
+        MATRIX.append({
+            "test": self.name,
+            "faults": sorted({w.name for w in self.timeline.windows}) if self.timeline else [],
+            "sent": len(self.accepted) + self.rejected, "accepted": len(self.accepted), "rejected": self.rejected,
+            "completed": report.by_status.get("completed", 0) + report.by_status.get("completed_with_warnings", 0),
+            "with_warnings": report.by_status.get("completed_with_warnings", 0),
+            "failed": report.by_status.get("failed", 0),
+            "lost": sum(1 for p in report.problems if "lost" in p or "not terminal" in p),
+            "duplicated": sum(1 for p in report.problems if "want 1" in p and not p.split(": ")[1].startswith("0 ")),
+            "recovery_s": round(max(0.0, float(last) - fault_end), 2) if last and fault_end else None,
+        })
 
 
 @pytest.fixture
-def jobs_for(stack):
-    return lambda sut: Jobs(sut, stack)
+def jobs_for(stack, request, timeline):
+    return lambda sut: Jobs(sut, stack, request.node.name, timeline)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MATRIX:
+        return
+    out = Path("reports") / "chaos" / "matrix.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(MATRIX, indent=2))
+    terminalreporter.section("fault matrix")
+    head = f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
+    terminalreporter.write_line(head)
+    for r in MATRIX:
+        terminalreporter.write_line(
+            f"{r['test'][:58]:<58} {r['sent']:>5} {r['completed']:>5} {r['with_warnings']:>5} {r['failed']:>5} "
+            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10}")
+    terminalreporter.write_line(f"(saved to {out})")
