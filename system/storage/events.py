@@ -36,7 +36,7 @@ class OutboxPublisher:
     a restarted in-memory broker lost."""
 
     def __init__(self, bootstrap: str, store: JobStore, topics: list[str] | None = None, timeout_s: float = 10,
-                 cool_down: float = 5):
+                 cool_down: float = 30):
         self.store = store
         self.bootstrap = bootstrap
         self.topics = topics or []
@@ -69,19 +69,22 @@ class OutboxPublisher:
                 failed.append(str(err))
 
         rows = sorted(rows, key=lambda r: r["id"])
-        with self._lock:
-            for row in rows:
-                payload = {**row["payload"], "event_id": row["id"]}
-                self.producer.produce(row["topic"], key=row["key"], value=json.dumps(payload, default=str),
-                                      on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid))
-            self.producer.flush(self.timeout_s + 5)
+        producer = self.producer  # thread-safe; each caller waits for its own messages only
+        for row in rows:
+            payload = {**row["payload"], "event_id": row["id"]}
+            producer.produce(row["topic"], key=row["key"], value=json.dumps(payload, default=str),
+                             on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid))
+        deadline = time.monotonic() + self.timeout_s + 2
+        while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:
+            producer.poll(0.05)
         self.store.mark_published(acked)
         if len(acked) < len(rows):
             self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)])
             self.open_until = time.monotonic() + self.cool_down
             with self._lock:  # a broker that came back empty does not know this producer's id: start afresh
-                self.producer.purge()
-                self.producer = self._new_producer()
+                if self.producer is producer:
+                    producer.purge()
+                    self.producer = self._new_producer()
             log.warning("kafka refused %d event(s); they stay in the outbox: %s", len(rows) - len(acked),
                         failed[0] if failed else "no delivery report")
         return len(acked)

@@ -72,6 +72,7 @@ class Worker:
     def run(self) -> None:
         parent = os.getppid()
         threading.Thread(target=self._heartbeat, name="visibility", daemon=True).start()
+        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         log.info("worker ready", extra={"queue": self.settings.sqs_queue_name, "concurrency": self.concurrency,
                                         "max_receives": self.max_receives})
@@ -119,9 +120,9 @@ class Worker:
         executor.shutdown(wait=False, cancel_futures=True)
 
     def _heartbeat(self) -> None:
-        """Keep in-flight messages invisible while their jobs run; announce this worker in Redis; sweep the outbox."""
+        """Keep in-flight messages invisible while their jobs run. Nothing here may block on a slow dependency:
+        a missed extension hands a running job to another worker."""
         period = max(0.5, min(5.0, self.settings.sqs_visibility_timeout / 3))
-        last_sweep = 0.0
         while not self.stop_event.wait(period):
             with self.inflight_lock:
                 handles = list(self.inflight)
@@ -132,17 +133,25 @@ class Worker:
                         VisibilityTimeout=self.settings.sqs_visibility_timeout)
                 except Exception as exc:
                     log.debug("visibility extension failed", extra={"error": str(exc)})
+
+    def _housekeeping(self) -> None:
+        """Repair Redis statuses, announce this worker, sweep the outbox (every 10 s; every second while Kafka is
+        failing, so events flow as soon as it is back). Its own thread: these may wait on a dependency that is down."""
+        last_sweep = 0.0
+        while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
                 self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
-                    {"pid": os.getpid(), "inflight": len(handles), "processed": self.processed}), ex=max(2, int(period * 3)))
-                # every 10 s; every beat while Kafka is failing, so events flow as soon as it is back
-                failing = time.monotonic() < self.publisher.open_until + 60
-                if time.monotonic() - last_sweep > (period if failing else 10):
-                    last_sweep = time.monotonic()
-                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
+                    {"pid": os.getpid(), "inflight": len(self.inflight), "processed": self.processed}), ex=5)
             except Exception as exc:
-                log.warning("heartbeat failed", extra={"error": str(exc)})
+                log.warning("status cache still unavailable", extra={"error": str(exc)})
+            failing = time.monotonic() < self.publisher.open_until + 60
+            if time.monotonic() - last_sweep > (1.0 if failing else 10.0):
+                last_sweep = time.monotonic()
+                try:
+                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
+                except Exception as exc:
+                    log.warning("outbox sweep failed", extra={"error": str(exc)})
 
     # -- one message --------------------------------------------------------------------------------------------
     def _run_one(self, message: dict) -> None:
