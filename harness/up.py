@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             sut.start_worker(concurrency=args.concurrency)
         print(f"""
 Verisim is up.
+  dashboard       {api}/
   API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
   dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace('http', 'ws')}/api/v1/dashboard/ws
   mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config)
@@ -52,7 +53,9 @@ Try:
   curl -s -X POST {api}/api/v1/inference -H 'content-type: application/json' \\
        -d '{{"pattern": "linear", "values": [1, 2, 3, 4, 5]}}'
   curl -s {api}/api/v1/jobs/<job_id>
-  python data_simulator.py --url {api}            (when the simulator lands)
+  python data_simulator.py --url {api} --interval 1
+  python simulate_load.py --url {api} --requests 20 --concurrency 5
+  locust -f locustfile.py --host {api} --users 20
 
 The system's environment, to run more workers by hand (python -m system.worker):""", flush=True)
         for k, v in sut.env.items():
