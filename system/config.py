@@ -62,6 +62,7 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(4, ge=1, le=64)
     worker_retry_base_seconds: float = Field(1.0, ge=0)
+    requeue_after_seconds: float = Field(300.0, gt=0, description="re-send jobs still queued after this long")
 
     @property
     def dsn(self) -> str:

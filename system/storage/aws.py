@@ -57,6 +57,14 @@ class JobQueue:
             },
         )["QueueUrl"]
 
+    def recreate_if_gone(self, exc: Exception) -> bool:
+        """An emulator restarted without persistence forgets its queues: make them again. True if it did."""
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if "NonExistentQueue" in code or "QueueDoesNotExist" in code:
+            self.url = self._ensure()
+            return True
+        return False
+
     def max_receive_count(self) -> int:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])["Attributes"]
         policy = attrs.get("RedrivePolicy")
@@ -64,6 +72,14 @@ class JobQueue:
 
     def send(self, messages: list[dict[str, Any]]) -> list[str]:
         """Send in batches of 10; returns the job ids SQS refused."""
+        try:
+            return self._send(messages)
+        except Exception as exc:
+            if self.recreate_if_gone(exc):
+                return self._send(messages)
+            raise
+
+    def _send(self, messages: list[dict[str, Any]]) -> list[str]:
         refused = []
         for start in range(0, len(messages), 10):
             chunk = messages[start:start + 10]

@@ -115,6 +115,17 @@ class JobStore:
             self._terminal_events(conn, row, model_results or [])
         return row
 
+    def stale_queued(self, older_than_seconds: float, limit: int = 500) -> list[dict[str, Any]]:
+        """Jobs queued and untouched for longer than ``older_than_seconds``; their clock restarts (one worker takes
+        them: SKIP LOCKED), so each is re-sent at most once per period."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """UPDATE jobs SET updated_at = now() WHERE id IN (
+                       SELECT id FROM jobs WHERE status = 'queued'
+                       AND updated_at < now() - make_interval(secs => %s)
+                       ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                   RETURNING id, kind""", (older_than_seconds, limit)).fetchall()
+
     def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
         with self.pool.connection() as conn:
             conn.execute("UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "

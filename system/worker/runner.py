@@ -91,6 +91,12 @@ class Worker:
                     AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 ).get("Messages", [])
             except Exception as exc:
+                try:
+                    if self.queue.recreate_if_gone(exc):
+                        log.warning("the queue was gone (emulator restarted?); recreated it")
+                        continue
+                except Exception:
+                    pass
                 log.warning("receive failed; retrying", extra={"error": str(exc)})
                 self.stop_event.wait(1.0)
                 continue
@@ -137,7 +143,7 @@ class Worker:
     def _housekeeping(self) -> None:
         """Repair Redis statuses, announce this worker, sweep the outbox (every 10 s; every second while Kafka is
         failing, so events flow as soon as it is back). Its own thread: these may wait on a dependency that is down."""
-        last_sweep = 0.0
+        last_sweep = last_requeue = 0.0
         while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
@@ -145,6 +151,12 @@ class Worker:
                     {"pid": os.getpid(), "inflight": len(self.inflight), "processed": self.processed}), ex=5)
             except Exception as exc:
                 log.warning("status cache still unavailable", extra={"error": str(exc)})
+            if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
+                last_requeue = time.monotonic()
+                try:
+                    self._requeue_stale()
+                except Exception as exc:
+                    log.warning("requeue sweep failed", extra={"error": str(exc)})
             failing = time.monotonic() < self.publisher.open_until + 60
             if time.monotonic() - last_sweep > (1.0 if failing else 10.0):
                 last_sweep = time.monotonic()
@@ -152,6 +164,15 @@ class Worker:
                     self.publisher.sweep(older_than_seconds=0 if failing else 10)
                 except Exception as exc:
                     log.warning("outbox sweep failed", extra={"error": str(exc)})
+
+    def _requeue_stale(self) -> None:
+        """A job still queued long after it was accepted has lost its message (an emulator restarted without
+        persistence, a send that never arrived): send it again. Redelivery is harmless: jobs are idempotent by id."""
+        stale = self.store.stale_queued(self.settings.requeue_after_seconds)
+        if stale:
+            refused = self.queue.send([{"job_id": str(j["id"]), "kind": j["kind"], "v": 1} for j in stale])
+            log.warning("re-sent jobs that sat queued too long", extra={"count": len(stale) - len(refused),
+                                                                        "after_s": self.settings.requeue_after_seconds})
 
     # -- one message --------------------------------------------------------------------------------------------
     def _run_one(self, message: dict) -> None:

@@ -81,3 +81,21 @@ def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults):
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and jobs.rejected == 0
     jobs.assert_ledger(timeout=60)
+
+
+def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_for, process_faults):
+    """The emulator keeps queues in memory: a restart loses every waiting message. The system recreates its queue
+    and re-sends jobs that sat queued too long (REQUEUE_AFTER_SECONDS), so every accepted job still completes."""
+    sut = chaos_system(workers=0, REQUEUE_AFTER_SECONDS="5")
+    jobs = jobs_for(sut)
+    jobs.inference(5, seed=300)
+    jobs.inference(5, seed=305)  # no worker yet: these wait in the queue
+    with process_faults.service_down("localstack"):
+        time.sleep(1)
+        jobs.inference(5, seed=310)  # refused (503) while the emulator is down
+    assert jobs.rejected == 1 and len(jobs.accepted) == 10
+    sut.start_worker(concurrency=4, grace=5)
+    jobs.inference(5, seed=315)  # accepted again once it is back (the queue is recreated on the way)
+    rows = jobs.wait(timeout=90)
+    assert len(rows) == 15 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()
