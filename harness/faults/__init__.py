@@ -1,6 +1,6 @@
 """Named fault operations usable from any test, each recorded on a fault timeline (``FaultTimeline``).
 
-- ``HttpFaults``: delay, jitter, error rate, 429 + Retry-After, malformed JSON (through the mock OpenAI service)
+- ``HttpFaults``: delay, jitter, error rate, 429 + Retry-After, malformed JSON, connection drop (through the mock OpenAI service)
 - ``ProcessFaults``: kill / pause a worker; stop+start, restart or pause a backing service
 """
 

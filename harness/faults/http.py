@@ -41,6 +41,10 @@ class HttpFaults:
     def malformed_json(self, rate: float = 1.0):
         return self._knobs("malformed_json", malformed_rate=rate)
 
+    def connection_drop(self, rate: float = 1.0):
+        """Answers start, then the connection drops mid-body (the SDK sees a connection error and retries)."""
+        return self._knobs("connection_drop", drop_rate=rate)
+
     def rate_limit_rpm(self, rpm: int, retry_after: float | None = None):
         return self._knobs("rate_limit", rate_limit_rpm=rpm, retry_after_seconds=retry_after)
 

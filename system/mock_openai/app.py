@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +35,7 @@ class Knobs(BaseSettings):
     error_rate: float = Field(0.0, ge=0, le=1, description="share of requests answered with error_status")
     error_status: int = Field(500, ge=400, le=599, description="status for error_rate failures (500, 503, …)")
     malformed_rate: float = Field(0.0, ge=0, le=1, description="share of 200 answers whose body is not JSON")
+    drop_rate: float = Field(0.0, ge=0, le=1, description="share of answers cut off mid-body (connection dropped)")
     rate_limit_rpm: int = Field(0, ge=0, description="requests per rolling minute before 429 (0 = unlimited)")
     retry_after_seconds: float | None = Field(
         None, ge=0, description="Retry-After sent with 429 (default: seconds until the window frees a slot)"
@@ -54,6 +55,7 @@ class KnobUpdate(BaseModel):
     error_rate: float | None = Field(None, ge=0, le=1)
     error_status: int | None = Field(None, ge=400, le=599)
     malformed_rate: float | None = Field(None, ge=0, le=1)
+    drop_rate: float | None = Field(None, ge=0, le=1)
     rate_limit_rpm: int | None = Field(None, ge=0)
     retry_after_seconds: float | None = Field(None, ge=0)
     seed: int | None = None
@@ -101,6 +103,7 @@ class MockState:
             k = self.knobs
             jitter = self.rng.uniform(0, k.jitter_seconds) if k.jitter_seconds else 0.0
             roll = self.rng.random()
+            drop_roll = self.rng.random() if k.drop_rate else 1.0  # no extra draw: old seeds keep their answers
             decision: dict[str, Any] = {"seq": self.seq, "delay": k.delay_seconds + jitter, "status": 200}
             if self.script:
                 s = self.script.popleft()
@@ -117,7 +120,9 @@ class MockState:
                     return decision
                 self.window.append(now)
                 decision["remaining"] = k.rate_limit_rpm - len(self.window)
-            if roll < k.error_rate:
+            if drop_roll < k.drop_rate:
+                decision.update(reason="drop")
+            elif roll < k.error_rate:
                 decision.update(status=k.error_status, reason="error_rate")
             elif roll > 1 - k.malformed_rate:
                 decision.update(reason="malformed")
@@ -184,6 +189,8 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             status = decision["status"]
             resp = _error(status, f"The server had an error while processing your request (simulated {status}).",
                           "server_error")
+        elif decision.get("reason") == "drop":
+            status, resp = 200, StreamingResponse(_cut_off(), media_type="application/json")
         elif decision.get("reason") == "malformed":
             status, resp = 200, Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
         else:
@@ -227,6 +234,12 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
         return {"count": len(rows), "requests": rows}
 
     return app
+
+
+async def _cut_off():
+    """Headers and the first bytes go out, then the server drops the connection mid-body."""
+    yield b'{"id": "chatcmpl-cut", "choices": ['
+    raise ConnectionAbortedError("simulated connection drop")
 
 
 def _fmt_seconds(v: float) -> str:

@@ -94,3 +94,18 @@ def test_malformed_json_is_a_warning_and_not_retried(chaos_system, jobs_for, htt
     assert result["warnings"][0]["code"] == "translation_failed" and result["analysis"]["key"]["name"] == "F# minor"
     assert len(mock_openai.requests()) == 1  # a 200 with a broken body is not retried
     jobs.assert_ledger()
+
+
+def test_connection_drop_mid_answer_is_retried(chaos_system, jobs_for, http_faults, mock_openai):
+    sut = chaos_system(workers=1, concurrency=1)
+    jobs = jobs_for(sut)
+    with http_faults.connection_drop(1.0):  # every answer is cut off: the SDK retries twice, then a warning
+        jobs.score("Cut off")
+        [row] = jobs.wait().values()
+    status, attempts, _, result = row
+    assert status == "completed_with_warnings" and attempts == 1
+    assert "APIConnectionError" in result["warnings"][0]["message"]
+    assert [r["retry_count"] for r in mock_openai.requests()] == [0, 1, 2]
+    jobs.score("Whole again")  # cleared: the next answer arrives whole
+    assert sorted(r[0] for r in jobs.wait().values()) == ["completed", "completed_with_warnings"]
+    jobs.assert_ledger()
