@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m system.mock_openai",
         description="Mock OpenAI-compatible API with fault knobs. Knobs come from SIMULATE_* environment variables "
-        "(SIMULATE_DELAY_SECONDS, SIMULATE_JITTER_SECONDS, SIMULATE_ERROR_RATE, SIMULATE_ERROR_STATUS, SIMULATE_MALFORMED_RATE, "
+        "(SIMULATE_DELAY_SECONDS, SIMULATE_JITTER_SECONDS, SIMULATE_ERROR_RATE, SIMULATE_ERROR_STATUS, SIMULATE_MALFORMED_RATE, SIMULATE_DROP_RATE, "
         "SIMULATE_RATE_LIMIT_RPM, SIMULATE_RETRY_AFTER_SECONDS, SIMULATE_SEED) and change at run time with "
         "PATCH /admin/config.",
     )
