@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         control.reset()
 
         say("\nledger: every accepted job in exactly one terminal state, alike in Postgres, Redis and Kafka …")
-        report = ledger.check(stack, all_jobs)
+        report = ledger.settle(stack, all_jobs)
         summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems}
         say("  " + report.summary())
         code = 0 if report.ok else 1

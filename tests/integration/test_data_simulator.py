@@ -46,7 +46,7 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
             "FROM inference_results WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id", (ids,)).fetchall()
     assert len(per_job) == 50
     assert all(models == ["lstm", "moving_average"] and scored for _, models, scored in per_job)
-    report = ledger.check(stack, ids)  # one Kafka inference_results event per job and model, Redis agrees
+    report = ledger.settle(stack, ids)  # one Kafka inference_results event per job and model, Redis agrees
     assert report.ok, report.summary()
 
     with system.client() as c:

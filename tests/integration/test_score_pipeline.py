@@ -68,7 +68,7 @@ def test_chorale_upload_is_analysed_translated_and_rendered(system, stack, mock_
     assert mp3_seconds(body["artifacts"]["audio"]) == pytest.approx(a["duration_seconds"], abs=0.5)
     obj = stack.aws.client("s3").head_object(Bucket=stack.aws.bucket, Key=result["audio"]["key"])
     assert obj["ContentType"] == "audio/mpeg"
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
 
 
@@ -122,7 +122,7 @@ def test_inputs_that_cannot_be_read_fail_with_their_reason(system, stack, label,
     job_id, body = run_job(system, {"file": (label, content())})
     assert body["status"] == "failed"
     assert body["error_code"] == code and phrase in body["error_message"]
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
 
 
@@ -168,5 +168,5 @@ def test_translation_failing_after_retries_keeps_analysis_and_audio(system, stac
                                                                     abs=0.5)
     seen = [r for r in mock_openai.requests() if r["status"] == 503]
     assert [r["retry_count"] for r in seen] == [0, 1, 2]  # the SDK's two retries, then the warning
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()

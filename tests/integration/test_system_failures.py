@@ -51,7 +51,7 @@ def test_worker_killed_mid_job_redelivers_without_a_duplicate(system_factory, st
         wait_for(lambda: job_row(stack, job_id)[0] == "completed", 60, what="completed after redelivery")
     status, attempts, _, _ = job_row(stack, job_id)
     assert attempts == 2  # the killed attempt, then the one that finished
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()  # exactly one score_results event, Redis agrees
     assert len(mock_openai.requests()) >= 2
 
@@ -84,7 +84,7 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
         dead += drain(sqs, dlq_url, wait=1)
     assert sorted(m["Body"] for m in dead) == sorted(
         [json.dumps({"job_id": job_id, "kind": "inference", "v": 1}), "this is not a job message"])
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()  # failed in Postgres, Redis and one Kafka event per model
 
 
@@ -101,7 +101,7 @@ def test_sigterm_lets_the_in_flight_job_finish(system_factory, stack, mock_opena
     assert code == 0
     assert time.monotonic() - started < 15
     assert job_row(stack, job_id)[0] == "completed"  # finished, not abandoned
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
 
 

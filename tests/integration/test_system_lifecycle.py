@@ -58,7 +58,7 @@ def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, st
     assert models == [("linear_trend",), ("lstm",), ("moving_average",)]
     assert {"validate", "model:lstm", "model:moving_average", "model:linear_trend"} <= stages
 
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
     events = by_key(read_topic(stack.kafka.bootstrap_servers, "job_events"))[job_id]
     assert [e["status"] for e in sorted(events, key=lambda e: e["event_id"])] == ["queued", "running", "completed"]
@@ -80,7 +80,7 @@ def test_score_job_is_completed_with_its_upload_in_s3(system, stack):
     assert stored["Body"].read() == MUSICXML
     import httpx
     assert httpx.get(body["artifacts"]["input"]).content == MUSICXML  # the presigned link works
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
 
 
@@ -191,7 +191,7 @@ def test_a_redelivered_message_never_produces_a_second_result(system, stack):
         wait_for(lambda: _queue_empty(sqs, url), 30, what="duplicate consumed")
         again = c.get(f"/api/v1/jobs/{job_id}").json()
     assert again["finished_at"] == first["finished_at"] and again["attempts"] == first["attempts"]
-    report = ledger.check(stack, [job_id])
+    report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
 
 
@@ -221,6 +221,6 @@ def test_concurrent_submissions_all_end_terminal_with_nothing_lost(system, stack
     with system.client() as c:
         for jid in job_ids:
             wait_terminal(c, jid, timeout=60)
-    report = ledger.check(stack, job_ids)
+    report = ledger.settle(stack, job_ids)
     assert report.ok, report.summary()
     assert report.by_status == {"completed": 40}
