@@ -4,6 +4,7 @@
     python3 dev.py demo     the main job: stack + system up, a bounded mixed load, a summary
     python3 dev.py test     the tests CI runs (lint, unit, integration, …) — what .ci/run runs
     python3 dev.py setup    only install: system packages, the project venv (.venv), the LocalStack venv
+    python3 dev.py docker   Docker for the containers stack: Debian's docker.io + mmdebstrap, dockerd, offline images
     python3 dev.py nox ...  any nox session, e.g. `python3 dev.py nox -s integration`
 
 Setup is idempotent and quick when nothing changed (it hashes pyproject.toml).
@@ -50,16 +51,20 @@ def ensure_system_packages() -> None:
     missing = missing_system_packages()
     if not missing:
         return
-    cmd = f"apt-get install -y {' '.join(missing)}"
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        sys.exit(f"[setup] missing system packages: {', '.join(missing)}. Install them with: sudo {cmd}")
-    say(f"installing {', '.join(missing)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
+    apt_install(missing)
     still = missing_system_packages()
     if still:
         sys.exit(f"[setup] apt-get ran but these are still missing: {', '.join(still)}")
+
+
+def apt_install(packages: list[str]) -> None:
+    cmd = f"apt-get install -y {' '.join(packages)}"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"[setup] missing system packages: {', '.join(packages)}. Install them with: sudo {cmd}")
+    say(f"installing {', '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
 
 
 def ensure_venv() -> None:
@@ -89,6 +94,19 @@ def ensure_tool_venvs() -> None:
     )
 
 
+# what the containers stack needs: Debian's engine and mmdebstrap (the base image, built with no registry)
+DOCKER_PACKAGES = {"dockerd": "docker.io", "mmdebstrap": "mmdebstrap"}
+
+
+def ensure_docker() -> None:
+    """Install Debian's docker.io when no dockerd exists, start it when none answers, build the offline images."""
+    missing = [pkg for binary, pkg in DOCKER_PACKAGES.items() if not shutil.which(binary)]
+    if missing:
+        apt_install(missing)
+    subprocess.run([str(VENV_PY), "-m", "harness.docker.daemon"], check=True, cwd=ROOT)
+    subprocess.run([str(VENV_PY), "-m", "harness.docker.build"], check=True, cwd=ROOT)
+
+
 def setup() -> None:
     ensure_system_packages()
     ensure_venv()
@@ -105,13 +123,17 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in ("setup", "test", "demo", "up", "nox"):
+    if command not in ("setup", "docker", "test", "demo", "up", "nox"):
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
     setup()
     if command == "setup":
         return 0
+    if command == "docker":
+        ensure_docker()
+        return 0
     if command == "test":
+        ensure_docker()  # CI runs the integration tests on the containers stack too
         return nox("-s", "ci", "--", *rest)
     if command in ("demo", "up"):
         return nox("-s", command, "--", *rest)

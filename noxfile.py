@@ -1,6 +1,6 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | load | load-distributed | bench | ci | up | demo
+    nox -s lint | unit | integration | chaos | load | load-distributed | bench | images | containers | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -79,14 +79,39 @@ def bench(session: nox.Session) -> None:
             "--benchmark-json=reports/bench-latest.json", *compare)
 
 
+# on the containers stack CI runs the integration tests and the process and HTTP chaos tests (issue #3 / #7)
+CONTAINERS_CI_TESTS = ["tests/integration", "tests/chaos/test_process_faults.py", "tests/chaos/test_http_faults.py"]
+
+
+@nox.session(python=False)
+def images(session: nox.Session) -> None:
+    """Start dockerd if none answers, build the offline images (cached by build hash; -- --force, -- system …)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.docker.build", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def containers(session: nox.Session) -> None:
+    """The integration tests and the process/HTTP chaos tests on the Testcontainers stack (builds images first)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.docker.build", external=True)
+    Path(ROOT / "reports").mkdir(exist_ok=True)
+    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "--stack=containers",
+                "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint, then every test except benchmarks, in one pytest session."""
+    """Everything that gates a merge: lint; every test but benchmarks on the local stack; then the integration,
+    process- and HTTP-fault tests again on the containers stack (dockerd started and images built when needed)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--junitxml=reports/junit.xml", *session.posargs,
-                external=True)
+    session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--stack=local", "--junitxml=reports/junit.xml",
+                *session.posargs, external=True)
+    session.run(PY, "-m", "harness.docker.build", external=True)
+    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "-m", "not bench", "--stack=containers",
+                "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
 
 
 @nox.session(python=False)

@@ -238,7 +238,7 @@ class Builder:
             if spec.stage:
                 spec.stage(ctx)
             shutil.copy2(spec.dockerfile, ctx / "Dockerfile")
-            args = ["build", "--network", "host", "-t", spec.tag, "--label", f"{HASH_LABEL}={want}"]
+            args = ["build", "--force-rm", "--network", "host", "-t", spec.tag, "--label", f"{HASH_LABEL}={want}"]
             if spec.parent:
                 args += ["--build-arg", f"BASE={self.all[spec.parent].tag}"]
             for k, v in spec.build_args.items():

@@ -1,7 +1,7 @@
 """Process faults: kill (SIGKILL), pause (SIGSTOP/SIGCONT) and restart, for a worker and for each backing service.
 
-Local processes get signals; the containers provider (issue #3) will map the same operations to docker
-kill/pause/restart. Each operation lands on the fault timeline.
+Local processes get signals; on the containers stack the same operations are Docker's kill/pause/unpause/stop/start
+(``harness.stack.containers.ContainerService``). Each operation lands on the fault timeline.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from harness.stack.process import ManagedProcess
 class ProcessFaults:
     def __init__(self, timeline: FaultTimeline, provider=None):
         self.timeline = timeline
-        self.provider = provider  # a LocalProvider, for backing services
+        self.provider = provider  # the stack's provider (local or containers), for backing services
 
     # -- workers (any ManagedProcess) ---------------------------------------------------------------------------
     def kill(self, proc: ManagedProcess, name: str = "worker_kill") -> None:
@@ -43,6 +43,17 @@ class ProcessFaults:
         svc = self.provider.service(service)
         with self.timeline.window(name or f"{service}_restart", "process", target=service, action="stop+start") as w:
             svc.halt()
+            try:
+                yield
+            finally:
+                w.params["ready_after_restart_s"] = round(svc.start_again(), 3)
+
+    @contextlib.contextmanager
+    def service_killed(self, service: str) -> Iterator[None]:
+        """SIGKILL (``docker kill``) the service — no shutdown, no flush — then start it again after the block."""
+        svc = self.provider.service(service)
+        with self.timeline.window(f"{service}_kill", "process", target=service, signal="SIGKILL") as w:
+            svc.signal(signal.SIGKILL)
             try:
                 yield
             finally:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import abc
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable
 
 from harness.stack.endpoints import Stack
@@ -39,28 +37,15 @@ class StackProvider(abc.ABC):
         self.stop()
 
 
-def docker_daemon_answers(timeout: float = 5.0) -> tuple[bool, str]:
-    """A real daemon call (``docker info``), not a look for the binary: the client is on this machine, a daemon isn't."""
-    docker = shutil.which("docker")
-    if not docker:
-        return False, "no docker client on PATH"
-    try:
-        r = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False, f"`docker info` did not answer within {timeout:.0f}s"
-    if r.returncode != 0:
-        return False, (r.stderr.strip().splitlines() or ["docker info failed"])[-1]
-    return True, f"Docker {r.stdout.strip()}"
-
-
 def choose_provider(kind: str | None, progress: Callable[[str], None] = print, **kwargs) -> StackProvider:
     """``kind`` (or ``$VERISIM_STACK``): ``auto`` = containers when a daemon answers and the images exist, else local."""
     kind = (kind or os.environ.get("VERISIM_STACK") or "auto").lower()
     if kind not in ("auto", "local", "containers"):
         raise StackUnavailable(f"unknown stack provider {kind!r}: choose auto, local or containers")
     if kind in ("auto", "containers"):
-        ok, why = docker_daemon_answers()
+        from harness.docker.daemon import daemon_answers
+
+        ok, why = daemon_answers()
         if ok:
             from harness.stack.containers import ContainersProvider, missing_images
 
@@ -72,7 +57,9 @@ def choose_provider(kind: str | None, progress: Callable[[str], None] = print, *
         if kind == "containers":
             raise StackUnavailable(
                 f"--stack=containers needs a Docker daemon with Verisim's images, but: {why}. "
-                "Start a daemon (`dockerd &` after `apt-get install docker.io`), or use --stack=local."
+                "Get one with `python3 dev.py docker` (installs Debian's docker.io if needed, starts dockerd, builds the "
+                "images offline; or `apt-get install -y docker.io && python -m harness.docker.daemon && nox -s images`), "
+                "or use --stack=local."
             )
         progress(f"stack: local processes (containers not used: {why})")
     else:

@@ -1,6 +1,8 @@
 """Process faults while a bounded stream of jobs runs: workers killed or frozen, Redis and Postgres restarted.
 
-Select by fault: ``-k worker_kill``, ``worker_pause``, ``redis_restart``, ``postgres_restart``.
+Select by fault: ``-k worker_kill``, ``worker_pause``, ``redis_restart``, ``redis_pause``, ``postgres_restart``,
+``postgres_kill``, ``kafka_restart``, ``localstack_restart``. The same tests run on both stack providers: signals for
+local processes, Docker kill/pause/stop/start for containers.
 """
 
 from __future__ import annotations
@@ -66,6 +68,37 @@ def test_postgres_restart_while_jobs_run(chaos_system, jobs_for, process_faults)
         jobs.inference(5, seed=10 + i)
     rows = jobs.wait(timeout=120)
     assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()
+
+
+def test_redis_pause_freezes_the_cache_but_loses_no_job(chaos_system, jobs_for, process_faults):
+    """A frozen Redis (SIGSTOP / docker pause) accepts connections and never answers: the system must time out on
+    it, fall back to Postgres, and repair the cache once it thaws."""
+    sut = chaos_system(workers=2, concurrency=4)
+    jobs = jobs_for(sut)
+    with process_faults.service_paused("redis"):
+        for i in range(3):
+            jobs.inference(5, seed=400 + i)
+            time.sleep(0.5)
+    jobs.inference(5, seed=410)
+    rows = jobs.wait(timeout=90)
+    assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 20
+    jobs.assert_ledger(timeout=30)
+
+
+def test_postgres_kill_recovers_and_loses_no_committed_job(chaos_system, jobs_for, process_faults):
+    """SIGKILL, no shutdown: Postgres runs crash recovery on the next start; every job it acknowledged survives."""
+    sut = chaos_system(workers=2, concurrency=4)
+    jobs = jobs_for(sut)
+    jobs.inference(5, seed=500)
+    jobs.wait(timeout=60)
+    with process_faults.service_killed("postgres"):
+        time.sleep(1)
+        jobs.inference(5, seed=505)  # refused (503) while it is gone
+    assert jobs.rejected == 1
+    jobs.inference(5, seed=510)
+    rows = jobs.wait(timeout=120)
+    assert len(rows) == 10 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()
 
 

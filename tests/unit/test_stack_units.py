@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from harness.stack import Stack, StackUnavailable, choose_provider, provider
+from harness.docker import daemon
+from harness.stack import Stack, StackUnavailable, choose_provider
 from harness.stack.endpoints import AwsEndpoint, PostgresEndpoint
 from harness.stack.process import ManagedProcess, ServiceStartError, alive, free_ports
 
@@ -60,18 +61,57 @@ def test_spawning_off_the_main_thread_is_refused(tmp_path):
 
 
 def test_containers_without_a_daemon_fails_at_once_and_says_how(monkeypatch):
-    monkeypatch.setattr(provider, "docker_daemon_answers", lambda timeout=5.0: (False, "Cannot connect to the Docker daemon"))
+    monkeypatch.setattr(daemon, "daemon_answers", lambda timeout=5.0: (False, "Cannot connect to the Docker daemon"))
     with pytest.raises(StackUnavailable, match="needs a Docker daemon") as info:
         choose_provider("containers", progress=lambda _: None)
     assert "dockerd" in str(info.value) and "--stack=local" in str(info.value)
+    assert "dev.py docker" in str(info.value)
 
 
 def test_auto_falls_back_to_local_and_says_so(monkeypatch):
-    monkeypatch.setattr(provider, "docker_daemon_answers", lambda timeout=5.0: (False, "no daemon"))
+    monkeypatch.setattr(daemon, "daemon_answers", lambda timeout=5.0: (False, "no daemon"))
     said = []
     chosen = choose_provider("auto", progress=said.append)
     assert chosen.name == "local"
     assert said and "local" in said[0] and "no daemon" in said[0]
+
+
+def test_auto_falls_back_to_local_when_images_are_missing(monkeypatch):
+    from harness.stack import containers
+
+    monkeypatch.setattr(daemon, "daemon_answers", lambda timeout=5.0: (True, "Docker 20.10"))
+    monkeypatch.setattr(containers, "missing_images", lambda: ["verisim/redis:7-bookworm"])
+    said = []
+    assert choose_provider("auto", progress=said.append).name == "local"
+    assert "images not built" in said[0] and "nox -s images" in said[0]
+    with pytest.raises(StackUnavailable, match="verisim/redis:7-bookworm"):
+        choose_provider("containers", progress=said.append)
+
+
+def test_image_choice_offline_upstream_and_explicit(monkeypatch):
+    from harness.stack import containers
+
+    monkeypatch.setattr(containers, "_image_exists", lambda image: False)
+    monkeypatch.setenv("VERISIM_IMAGES", "auto")
+    assert containers.image_for("postgres") == "postgres:16"  # no offline build: the registry image
+    monkeypatch.setattr(containers, "_image_exists", lambda image: True)
+    assert containers.image_for("postgres") == "verisim/postgres:15-bookworm"
+    monkeypatch.setenv("VERISIM_IMAGES", "upstream")
+    assert containers.image_for("kafka") == "confluentinc/cp-kafka:7.6.0"
+    monkeypatch.setenv("VERISIM_IMAGE_KAFKA", "my/kafka:1")
+    assert containers.image_for("kafka") == "my/kafka:1"
+
+
+def test_container_owner_tag_tells_a_live_process_from_a_dead_one():
+    import subprocess
+
+    from harness.stack import containers
+
+    assert containers.owner_alive(containers.owner_tag())
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert not containers.owner_alive(f"{p.pid}:{containers._process_start_ticks(1)}")
+    assert not containers.owner_alive("")
 
 
 def test_env_selects_the_provider(monkeypatch):
@@ -84,7 +124,7 @@ def test_env_selects_the_provider(monkeypatch):
 
 
 def test_docker_detection_is_a_real_daemon_call():
-    ok, why = provider.docker_daemon_answers(timeout=10)
+    ok, why = daemon.daemon_answers(timeout=10)
     assert isinstance(ok, bool) and why  # never just "the binary exists"
     if not ok:
         assert "Docker" in why or "docker" in why

@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+from harness.stack import probes
 from harness.stack.endpoints import KafkaEndpoint
 from harness.stack.local.base import LocalService
 from harness.stack.process import ManagedProcess, ServiceStartError
@@ -42,12 +43,7 @@ class KafkaService(LocalService):
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, stop_grace=1.0).start()
 
     def probe(self) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.endpoint().bootstrap_servers, "socket.timeout.ms": 1000})
-        md = admin.list_topics(timeout=2)
-        if not md.brokers:
-            raise RuntimeError("metadata lists no brokers")
+        probes.kafka(self.endpoint())
 
     def endpoint(self) -> KafkaEndpoint:
         return KafkaEndpoint(f"127.0.0.1:{self.port}")

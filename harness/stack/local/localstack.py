@@ -6,16 +6,15 @@ its dependencies drifted (cbor2 6, pyOpenSSL 25+, missing service-identity).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
+from harness.stack import probes
 from harness.stack.endpoints import AwsEndpoint
 from harness.stack.local.base import LocalService
 from harness.stack.process import ManagedProcess, ServiceStartError
@@ -106,26 +105,7 @@ class LocalStackService(LocalService):
         return AwsEndpoint(endpoint_url=f"http://127.0.0.1:{self.port}")
 
     def probe(self) -> None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_localstack/health", timeout=2) as r:
-            services = json.load(r).get("services", {})
-        for svc in ("sqs", "s3"):
-            if services.get(svc) not in ("available", "running"):
-                raise RuntimeError(f"{svc} is {services.get(svc)!r}")
-        ep = self.endpoint()
-        ep.client("sqs").list_queues()
-        ep.client("s3").list_buckets()
+        probes.aws(self.endpoint())
 
     def after_ready(self) -> None:
-        ep = self.endpoint()
-        sqs = ep.client("sqs")
-        s3 = ep.client("s3")
-        s3.create_bucket(Bucket=ep.bucket)
-        dlq_url = sqs.create_queue(QueueName=ep.dlq_name)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sqs.create_queue(
-            QueueName=ep.queue_name,
-            Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-            },
-        )
+        probes.create_aws_resources(self.endpoint())

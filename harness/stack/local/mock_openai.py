@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.request
 
+from harness.stack import probes
 from harness.stack.endpoints import OpenAIEndpoint
 from harness.stack.local.base import LocalService
 from harness.stack.process import ManagedProcess
@@ -26,10 +25,7 @@ class MockOpenAIService(LocalService):
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, stop_grace=5).start()
 
     def probe(self) -> None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/models", timeout=2) as r:
-            models = json.load(r)
-        if not models.get("data"):
-            raise RuntimeError("/v1/models listed no model")
+        probes.openai(self.endpoint())
 
     def endpoint(self) -> OpenAIEndpoint:
         base = f"http://127.0.0.1:{self.port}"

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
+from harness.stack import probes
 from harness.stack.endpoints import PostgresEndpoint
 from harness.stack.local.base import LocalService
 from harness.stack.process import ManagedProcess, ServiceStartError
@@ -128,10 +129,7 @@ class PostgresService(LocalService):
         ).start()
 
     def probe(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.endpoint().dsn, connect_timeout=2) as conn:
-            conn.execute("SELECT 1").fetchone()
+        probes.postgres(self.endpoint())
 
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.stack import probes
 from harness.stack.endpoints import RedisEndpoint
 from harness.stack.local.base import LocalService, require_binary
 from harness.stack.process import ManagedProcess
@@ -24,13 +25,7 @@ class RedisService(LocalService):
         self.process = ManagedProcess(self.name, argv, self.log_path, stop_grace=3).start()
 
     def probe(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.endpoint().url, socket_connect_timeout=1, socket_timeout=2)
-        try:
-            assert client.ping()
-        finally:
-            client.close()
+        probes.redis(self.endpoint())
 
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint("127.0.0.1", self.port)

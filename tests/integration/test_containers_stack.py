@@ -1,0 +1,94 @@
+"""The containers provider's own promises: a killed session's containers are gone once the next session starts
+(cleanup by label, no Ryuk), a container that fails to start reports its log, a restart keeps the host port.
+
+These start their own containers, so they run with ``--stack=containers`` (CI does; see ``nox -s ci``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from harness.stack.process import ServiceStartError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(autouse=True)
+def _only_on_the_containers_stack(request):
+    if (request.config.getoption("--stack") or "") != "containers":
+        pytest.skip("starts its own containers: runs with --stack=containers (nox -s containers, CI)")
+
+
+def _containers(label_value: str) -> list[str]:
+    r = subprocess.run(["docker", "ps", "-a", "--filter", f"label=verisim.stack={label_value}", "--format",
+                        "{{.Names}}"], capture_output=True, text=True, check=True)
+    return r.stdout.split()
+
+
+def test_a_killed_session_leaves_no_containers_once_the_next_one_starts(tmp_path):
+    from harness.stack.containers import ContainersProvider
+
+    # a session that is SIGKILLed after its stack is up: no teardown, no atexit, no Ryuk
+    script = textwrap.dedent("""
+        import os, signal
+        from harness.stack.containers import ContainersProvider
+        p = ContainersProvider(progress=lambda _: None)
+        p.start(["redis"])
+        print(p.session, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    killed_session = r.stdout.strip()
+    assert _containers(killed_session), "the killed session's container should still be there before cleanup"
+
+    said: list[str] = []
+    provider = ContainersProvider(workdir=tmp_path, progress=said.append)
+    try:
+        stack = provider.start(["redis"])
+        assert _containers(killed_session) == []
+        assert any("left by a session that did not stop" in line for line in said), said
+        import redis
+
+        assert redis.Redis.from_url(stack.redis.url).ping()
+        assert _containers(provider.session)  # the live session's own container is untouched
+    finally:
+        provider.stop()
+    assert provider.leftovers() == {} and _containers(provider.session) == []
+
+
+def test_a_container_that_fails_to_start_reports_its_log_and_is_removed(tmp_path):
+    from harness.stack.containers import ContainersProvider
+
+    provider = ContainersProvider(workdir=tmp_path, progress=lambda _: None,
+                                  overrides={"redis": {"extra_args": ["--no-such-option", "yes"]}})
+    with pytest.raises(ServiceStartError) as info:
+        provider.start(["redis"])
+    assert "no-such-option" in str(info.value)  # redis' own complaint, from the container's log
+    assert provider.leftovers() == {} and _containers(provider.session) == []
+
+
+def test_a_restarted_container_comes_back_on_the_same_port_with_its_data(tmp_path):
+    import psycopg
+
+    from harness.stack.containers import ContainersProvider
+
+    provider = ContainersProvider(workdir=tmp_path, progress=lambda _: None)
+    try:
+        stack = provider.start(["postgres"])
+        with psycopg.connect(stack.postgres.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+        pg = provider.service("postgres")
+        pg.halt()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(stack.postgres.dsn, connect_timeout=2)
+        assert pg.start_again() > 0
+        with psycopg.connect(stack.postgres.dsn) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchone() == (42,)
+    finally:
+        provider.stop()
+    assert provider.leftovers() == {}
