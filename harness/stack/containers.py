@@ -279,7 +279,9 @@ class PostgresContainerService(ContainerService):
     def make(self):
         from testcontainers.community.postgres import PostgresContainer
 
-        command = ["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        # fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster
+        # loses commits it already acknowledged — the postgres_kill chaos test caught exactly that
+        command = ["postgres", "-c", "fsync=off", "-c", "full_page_writes=off",
                    "-c", "max_connections=300", *self.extra_args]
         c = (PostgresContainer(self.image, username=PG_USER, password=PG_PASSWORD, dbname=PG_DATABASE, driver=None)
              .with_env("POSTGRES_INITDB_ARGS", "--no-sync").with_command(command))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from system.storage.jobs import dumps, job_summary
 
@@ -31,19 +34,45 @@ def status_key(job_id) -> str:
     return f"job:status:{job_id}"
 
 
+class CacheUnavailable(redis.ConnectionError):
+    """Skipped without a network call: Redis failed moments ago (the breaker is open)."""
+
+
 class StatusCache:
-    def __init__(self, url: str):
-        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5,
-                                           health_check_interval=30)
+    """Best effort by design: callers catch ``redis.RedisError`` and go on from Postgres.
+
+    A Redis that is down refuses at once, but a frozen one (paused, blackholed) lets every call wait for its socket
+    timeout — and redis-py retries three times by default. So: short timeouts, one retry, and a breaker: after a
+    connection error or timeout, calls fail at once for ``open_seconds`` (the redis_pause chaos test measured
+    25 s per API request on a frozen Redis before this).
+    """
+
+    def __init__(self, url: str, timeout: float = 2.0, open_seconds: float = 5.0):
+        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                           socket_connect_timeout=timeout, health_check_interval=30,
+                                           retry=Retry(NoBackoff(), 1))
         self._put_forward = self.client.register_script(_PUT_FORWARD)
+        self.open_seconds = open_seconds
+        self._open_until = 0.0
+
+    def _call(self, fn, *args, **kwargs):
+        wait = self._open_until - time.monotonic()
+        if wait > 0:
+            raise CacheUnavailable(f"status cache skipped for {wait:.1f}s more after a failure")
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._open_until = time.monotonic() + self.open_seconds
+            raise
 
     def put(self, row: dict[str, Any]) -> bool:
         """Write the job's summary and publish it, unless Redis already holds a later state. True if written."""
         data = dumps(job_summary(row))
-        return bool(self._put_forward(keys=[status_key(row["id"])], args=[data, STATUS_TTL_SECONDS, CHANNEL]))
+        return bool(self._call(self._put_forward, keys=[status_key(row["id"])],
+                               args=[data, STATUS_TTL_SECONDS, CHANNEL]))
 
     def get(self, job_id) -> str | None:
-        return self.client.get(status_key(job_id))
+        return self._call(self.client.get, status_key(job_id))
 
     def ping(self) -> bool:
-        return bool(self.client.ping())
+        return bool(self._call(self.client.ping))

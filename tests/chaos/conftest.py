@@ -108,9 +108,26 @@ class Jobs:
 
     def wait(self, timeout: float = 90) -> dict[str, tuple]:
         """Until every accepted job is terminal (bounded); returns their rows."""
-        wait_for(lambda: all(r[0] in TERMINAL for r in self.rows().values())
-                 and len(self.rows()) == len(self.accepted), timeout, interval=0.3,
-                 what=f"{len(self.accepted)} jobs terminal")
+        try:
+            wait_for(lambda: all(r[0] in TERMINAL for r in self.rows().values())
+                     and len(self.rows()) == len(self.accepted), timeout, interval=0.3,
+                     what=f"{len(self.accepted)} jobs terminal")
+        except TimeoutError as exc:
+            rows = self.rows()
+            missing = [i for i in self.accepted if i not in rows]
+            states: dict[str, int] = {}
+            for r in rows.values():
+                states[r[0]] = states.get(r[0], 0) + 1
+            stuck = [i for i, r in rows.items() if r[0] not in TERMINAL][:3]
+            trail = []
+            for p in [self.sut.api, *self.sut.workers]:
+                if p is None or not Path(p.log_path).exists():
+                    continue
+                for line in Path(p.log_path).read_text(errors="replace").splitlines():
+                    if any(i in line for i in stuck):
+                        trail.append(f"{p.name}: {line[:400]}")
+            raise AssertionError(f"{exc}: states {states}; accepted (202) but not in Postgres: {len(missing)} "
+                                 f"{missing[:5]}; not terminal: {stuck}\n" + "\n".join(trail[-40:])) from None
         return self.rows()
 
     def assert_ledger(self, timeout: float = 30) -> None:

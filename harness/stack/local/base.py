@@ -69,12 +69,21 @@ class LocalService:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the whole process family (SIGSTOP/SIGCONT pause and resume it, SIGKILL kills it)."""
         import os
+        import signal as signals
+        import time
 
-        for pid in self.process.members():
+        pids = self.process.members()
+        for pid in pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+        if sig == signals.SIGKILL:
+            # reap it: a zombie still "exists", and Postgres refuses to start while its lock file names a live PID
+            self.process.proc.wait(10)
+            deadline = time.monotonic() + 10
+            while self.process.leftovers() and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def leftovers(self) -> list[int]:
         return self.process.leftovers() if self.process else []
