@@ -94,9 +94,13 @@ def images(session: nox.Session) -> None:
 def containers(session: nox.Session) -> None:
     """The integration tests and the process/HTTP chaos tests on the Testcontainers stack (builds images first)."""
     _setup(session)
+    _containers_pass(session)
+
+
+def _containers_pass(session: nox.Session) -> None:
     session.run(PY, "-m", "harness.docker.build", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "--stack=containers",
+    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "-m", "not bench", "--stack=containers",
                 "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
 
 
@@ -109,9 +113,7 @@ def ci(session: nox.Session) -> None:
     Path(ROOT / "reports").mkdir(exist_ok=True)
     session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--stack=local", "--junitxml=reports/junit.xml",
                 *session.posargs, external=True)
-    session.run(PY, "-m", "harness.docker.build", external=True)
-    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "-m", "not bench", "--stack=containers",
-                "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
+    _containers_pass(session)
 
 
 @nox.session(python=False)

@@ -35,6 +35,7 @@ from harness.stack.endpoints import (
     PostgresEndpoint,
     RedisEndpoint,
     Stack,
+    assemble,
 )
 from harness.stack.process import ServiceStartError, free_ports
 from harness.stack.provider import SERVICES, StackProvider
@@ -425,18 +426,7 @@ class ContainersProvider(StackProvider):
         for name, seconds in ready.items():
             self.progress(f"  {name:<12} ready in {seconds:5.2f}s ({self.services[name].image})")
         self.progress(f"stack ready in {time.monotonic() - started:.2f}s (containers verisim-{self.session}-*)")
-        s = self.services
-        return Stack(
-            provider=self.name,
-            postgres=s["postgres"].endpoint() if "postgres" in s else None,
-            redis=s["redis"].endpoint() if "redis" in s else None,
-            kafka=s["kafka"].endpoint() if "kafka" in s else None,
-            aws=s["localstack"].endpoint() if "localstack" in s else None,
-            openai=s["mock_openai"].endpoint() if "mock_openai" in s else None,
-            ready_seconds={k: round(v, 3) for k, v in ready.items()},
-            prepare_seconds={k: 0.0 for k in ready},
-            logs={n: str(svc.log_path) for n, svc in s.items()},
-        )
+        return assemble(self.name, self.services, ready)
 
     def stop(self) -> None:
         with self._lock:

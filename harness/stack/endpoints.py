@@ -130,3 +130,20 @@ class Stack:
         if self.openai:
             env.update(OPENAI_API_BASE=self.openai.base_url, OPENAI_API_KEY=self.openai.api_key)
         return env
+
+
+def assemble(provider: str, services: dict[str, Any], ready: dict[str, float],
+             prepared: dict[str, float] | None = None) -> Stack:
+    """The :class:`Stack` a provider hands out: each service's ``endpoint()`` and ``log_path``, and the timings."""
+    s = services
+    return Stack(
+        provider=provider,
+        postgres=s["postgres"].endpoint() if "postgres" in s else None,
+        redis=s["redis"].endpoint() if "redis" in s else None,
+        kafka=s["kafka"].endpoint() if "kafka" in s else None,
+        aws=s["localstack"].endpoint() if "localstack" in s else None,
+        openai=s["mock_openai"].endpoint() if "mock_openai" in s else None,
+        ready_seconds={k: round(v, 3) for k, v in ready.items()},
+        prepare_seconds={k: round(v, 3) for k, v in (prepared or dict.fromkeys(ready, 0.0)).items()},
+        logs={n: str(svc.log_path) for n, svc in s.items()},
+    )

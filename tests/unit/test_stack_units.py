@@ -68,6 +68,19 @@ def test_containers_without_a_daemon_fails_at_once_and_says_how(monkeypatch):
     assert "dev.py docker" in str(info.value)
 
 
+def test_containers_with_an_unreachable_daemon_fails_fast_for_real(monkeypatch, tmp_path):
+    """No monkeypatched answer: the docker CLI really dials a socket nobody serves."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
+    t0 = time.monotonic()
+    with pytest.raises(StackUnavailable, match="needs a Docker daemon") as info:
+        choose_provider("containers", progress=lambda _: None)
+    assert time.monotonic() - t0 < 10
+    assert "no-daemon.sock" in str(info.value) or "Cannot connect" in str(info.value)
+    said = []
+    assert choose_provider("auto", progress=said.append).name == "local"
+    assert "containers not used" in said[0]
+
+
 def test_auto_falls_back_to_local_and_says_so(monkeypatch):
     monkeypatch.setattr(daemon, "daemon_answers", lambda timeout=5.0: (False, "no daemon"))
     said = []

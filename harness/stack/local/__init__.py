@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from harness.stack.endpoints import Stack
+from harness.stack.endpoints import Stack, assemble
 from harness.stack.local.base import LocalService
 from harness.stack.local.kafka import KafkaService
 from harness.stack.local.localstack import LocalStackService
@@ -81,18 +81,7 @@ class LocalProvider(StackProvider):
             extra = f" (+{prepared[name]:.2f}s preparing caches)" if prepared[name] > 0.05 else ""
             self.progress(f"  {name:<12} ready in {seconds:5.2f}s{extra}")
         self.progress(f"stack ready in {time.monotonic() - started:.2f}s (logs in {self.workdir / 'logs'})")
-        s = self.services
-        return Stack(
-            provider=self.name,
-            postgres=s["postgres"].endpoint() if "postgres" in s else None,
-            redis=s["redis"].endpoint() if "redis" in s else None,
-            kafka=s["kafka"].endpoint() if "kafka" in s else None,
-            aws=s["localstack"].endpoint() if "localstack" in s else None,
-            openai=s["mock_openai"].endpoint() if "mock_openai" in s else None,
-            ready_seconds={k: round(v, 3) for k, v in ready.items()},
-            prepare_seconds={k: round(v, 3) for k, v in prepared.items()},
-            logs={n: str(svc.log_path) for n, svc in s.items()},
-        )
+        return assemble(self.name, self.services, ready, prepared)
 
     def _parallel(self, calls: dict[str, Callable[[], object]]) -> dict[str, object]:
         """Run every call; when one fails, tell the others to give up, then raise the first real failure."""
