@@ -1,6 +1,6 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | load | load-distributed | bench | images | containers | ci | up | demo
+    nox -s lint | unit | integration | chaos | load | load-distributed | bench | images | containers | compose | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -88,6 +88,13 @@ def images(session: nox.Session) -> None:
     """Start dockerd if none answers, build the offline images (cached by build hash; -- --force, -- system …)."""
     _setup(session)
     session.run(PY, "-m", "harness.docker.build", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def compose(session: nox.Session) -> None:
+    """docker-compose.yml end to end: up (offline images), a bounded mix of jobs, all completed, down (-- --keep)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.docker.compose_check", *session.posargs, external=True)
 
 
 @nox.session(python=False)
