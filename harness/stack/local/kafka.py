@@ -34,9 +34,15 @@ class KafkaService(LocalService):
     name = "kafka"
     ready_timeout = 15.0
 
+    def __init__(self, workdir: Path, port: int, advertised_port: int | None = None):
+        super().__init__(workdir, port)
+        # a broker tells clients where to connect next: put a TCP proxy's port here and every client goes through it
+        self.advertised_port = advertised_port or port
+
     def spawn(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [str(find_tansu()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
+        argv = [str(find_tansu()), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                 "--storage-engine", "memory://tansu/"]
         env = {**os.environ, "RUST_LOG": os.environ.get("VERISIM_TANSU_LOG", "warn")}
         # tansu drains for 5 s on SIGTERM while clients are connected; its storage is memory, so be brief
@@ -46,4 +52,4 @@ class KafkaService(LocalService):
         probes.kafka(self.endpoint())
 
     def endpoint(self) -> KafkaEndpoint:
-        return KafkaEndpoint(f"127.0.0.1:{self.port}")
+        return KafkaEndpoint(f"127.0.0.1:{self.advertised_port}")
