@@ -99,7 +99,7 @@ def compose(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def containers(session: nox.Session) -> None:
-    """The integration tests and the process/HTTP chaos tests on the Testcontainers stack (builds images first)."""
+    """The integration and chaos tests on the Testcontainers stack (starts dockerd, builds images first)."""
     _setup(session)
     _containers_pass(session)
 
@@ -113,8 +113,8 @@ def _containers_pass(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint; every test but benchmarks on the local stack; then the integration,
-    process- and HTTP-fault tests again on the containers stack (dockerd started and images built when needed)."""
+    """Everything that gates a merge: lint; every test but benchmarks on the local stack; then the integration and
+    chaos tests again on the containers stack (dockerd started and images built when needed)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
