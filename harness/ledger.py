@@ -26,6 +26,7 @@ class LedgerReport:
     jobs: int = 0
     by_status: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    checked_at: float | None = None  # wall clock when the check that produced this report began reading
 
     @property
     def ok(self) -> bool:
@@ -87,7 +88,9 @@ def settle(stack: Stack, job_ids, timeout: float = 30, interval: float = 0.5, to
 
     deadline = time.monotonic() + timeout
     while True:
+        began = time.time()
         report = check(stack, job_ids, topics)
+        report.checked_at = began
         if report.ok or time.monotonic() > deadline:
             return report
         time.sleep(interval)

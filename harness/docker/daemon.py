@@ -3,8 +3,10 @@
     python -m harness.docker.daemon          start one if none answers, print what answers
     python -m harness.docker.daemon --check  only say whether one answers (exit 1 if not)
 
-Flags (shared/research/docker-path.md §4): ``--ip=127.0.0.1`` publishes ports on loopback only; ``--mtu=1400`` is the
-host's MTU (bridged egress). Its log is ``~/.cache/verisim/dockerd.log``.
+Flags (shared/research/docker-path.md §4): ``--ip=127.0.0.1`` publishes ports on loopback only;
+``--userland-proxy=false`` sends published ports through iptables instead of a docker-proxy process per port — the
+demo measured 1 worker 46.2 → 56.1 jobs/s and 2 workers 64.5 → 76.7 jobs/s with it (local processes: 57.0 / 85.0);
+``--mtu=1400`` is the host's MTU (bridged egress). Its log is ``~/.cache/verisim/dockerd.log``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from harness.cache import cache_dir, cache_lock
 
 INSTALL_HINT = "apt-get install -y docker.io   (Debian's engine; then `python -m harness.docker.daemon` starts it)"
-DOCKERD_FLAGS = ["--ip=127.0.0.1", "--mtu=1400"]
+DOCKERD_FLAGS = ["--ip=127.0.0.1", "--userland-proxy=false", "--mtu=1400"]
 
 
 def daemon_answers(timeout: float = 5.0) -> tuple[bool, str]:

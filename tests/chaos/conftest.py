@@ -132,11 +132,14 @@ class Jobs:
 
     def assert_ledger(self, timeout: float = 30) -> None:
         report = ledger.settle(self.stack, self.accepted, timeout=timeout)
-        self._record(report)
+        self._record(report, agreed_at=report.checked_at if report.ok else None)
         assert report.ok, report.summary()
 
-    def _record(self, report) -> None:
-        """One row of the fault matrix: jobs sent / completed / failed with a reason / lost / duplicated / recovery."""
+    def _record(self, report, agreed_at: float | None = None) -> None:
+        """One row of the fault matrix: jobs sent / completed / failed with a reason / lost / duplicated / recovery
+        (last job finished, after the fault window closed) / agree (the ledger's first check that found Postgres,
+        Redis and Kafka agreeing began this long after the window closed; checks run every 0.5 s plus a Kafka read,
+        and only once the jobs have ended, so it is coarse)."""
         with psycopg.connect(self.stack.postgres.dsn) as conn:
             last = conn.execute("SELECT extract(epoch FROM max(finished_at)) FROM jobs WHERE id = ANY(%s::uuid[])",
                                 (self.accepted,)).fetchone()[0]
@@ -151,6 +154,7 @@ class Jobs:
             "lost": sum(1 for p in report.problems if "lost" in p or "not terminal" in p),
             "duplicated": sum(1 for p in report.problems if "want 1" in p and not p.split(": ")[1].startswith("0 ")),
             "recovery_s": round(max(0.0, float(last) - fault_end), 2) if last and fault_end else None,
+            "agree_s": round(max(0.0, agreed_at - fault_end), 2) if agreed_at and fault_end else None,
         })
 
 
@@ -166,10 +170,11 @@ def pytest_terminal_summary(terminalreporter):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(MATRIX, indent=2))
     terminalreporter.section("fault matrix")
-    head = f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
+    head = (f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
+            f" {'agree s':>8}")
     terminalreporter.write_line(head)
     for r in MATRIX:
         terminalreporter.write_line(
             f"{r['test'][:58]:<58} {r['sent']:>5} {r['completed']:>5} {r['with_warnings']:>5} {r['failed']:>5} "
-            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10}")
+            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10} {str(r['agree_s']):>8}")
     terminalreporter.write_line(f"(saved to {out})")
