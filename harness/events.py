@@ -9,8 +9,20 @@ from collections import defaultdict
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 
+class TopicReadIncomplete(TimeoutError):
+    """The read hit its deadline before every partition reached its end: what was read is in ``partial``."""
+
+    def __init__(self, topic: str, partial: list[dict], timeout: float, partitions_done: int, partitions: int):
+        super().__init__(f"read of {topic!r} hit its {timeout:g}s deadline after {len(partial)} message(s), "
+                         f"{partitions_done}/{partitions} partition(s) at their end: the read is incomplete")
+        self.topic, self.partial = topic, partial
+
+
 def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: float = 30) -> list[dict]:
-    """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``."""
+    """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``.
+
+    Raises ``TopicReadIncomplete`` when ``timeout`` passes before every partition reached its end: a cut-short read
+    could hide a duplicate or a missing event, so it is never returned as if it were whole."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verisim-reader", "enable.auto.commit": False,
                          "enable.partition.eof": True})
     try:
@@ -37,6 +49,9 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
             eof.discard(msg.partition())
             out.append({"key": msg.key().decode() if msg.key() else None, "value": json.loads(msg.value()),
                         "partition": msg.partition(), "offset": msg.offset()})
+        else:
+            if len(eof) < len(parts):
+                raise TopicReadIncomplete(topic, out, timeout, len(eof), len(parts))
         return out
     finally:
         consumer.close()

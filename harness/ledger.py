@@ -1,24 +1,76 @@
 """The ledger: after a run, every accepted job is in exactly one terminal state, and every store agrees.
 
-For each job id: Postgres (the record) holds a terminal status; Redis ``job:status:<id>`` shows the same status;
-Kafka holds exactly one result event per job and model (inference) or per job (score), with that status.
+Two halves, so each verdict can be shown to fail on a recorded state without a stack:
+
+* ``gather(stack, job_ids, …)`` reads the stores into a ``StoreState``: the Postgres rows, Redis
+  ``job:status:<id>``, the Kafka topics (results and ``job_events``), the refused submissions and the DLQ;
+* ``judge(state)`` turns a ``StoreState`` into a ``LedgerReport`` whose problems each carry a kind (``PROBLEMS``).
+
+What must hold, per accepted job:
+
+* Postgres (the record) holds it, in a terminal status; a failed job has its reason (``error_code``).
+* Redis ``job:status:<id>`` shows the same status (Redis is a cache that may lag, never disagree, once settled).
+* Kafka result events: an inference job lists the models it runs and has exactly one event per model, none for a
+  model it did not run and none without a model; a score job exactly one event. Every event carries the record's
+  status.
+* Kafka ``job_events``: one forward path — ``queued``, then ``running`` once per attempt, then exactly one terminal
+  event, the record's status, last — with no event twice.
+* A topic read that hit its deadline is a problem (a cut-short read could hide a duplicate), never a pass.
+
+Across the run: a refused submission (the API did not answer 2xx) never became a job; every DLQ message is a job
+that failed with its reason, or a body that is no job at all. An empty job list is an error: it proves nothing.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-import psycopg
-import redis
-from psycopg.rows import dict_row
-
-from harness.events import by_key, read_topic
-from harness.stack.endpoints import Stack
+from harness.events import TopicReadIncomplete, by_key, read_topic
 
 TERMINAL = {"completed", "completed_with_warnings", "failed"}
 RESULT_TOPICS = {"inference": "inference_results", "score": "score_results"}
+EVENTS_TOPIC = "job_events"
+
+# every kind of problem the ledger reports, with what it means
+PROBLEMS = {
+    "lost": "accepted (2xx) but not in Postgres",
+    "not_terminal": "in Postgres but not in a terminal status",
+    "failed_without_reason": "failed with no error_code",
+    "redis_disagrees": "Redis job:status differs from Postgres",
+    "no_models": "an inference job that lists no models",
+    "result_missing": "no Kafka result event for a model the job ran (or for a score job)",
+    "result_duplicate": "more than one Kafka result event for the same job and model",
+    "result_unexpected": "a Kafka result event for a model the job did not run, or with no model",
+    "result_status": "a Kafka result event whose status differs from Postgres",
+    "events_missing": "job_events lacks the queued, running or terminal transition",
+    "events_duplicate": "the same job_events transition published twice",
+    "events_order": "job_events do not form one forward path ending in the terminal status",
+    "topic_incomplete": "a Kafka topic read hit its deadline: the verdict would rest on a partial read",
+    "refused_ran": "a submission the API refused became a job anyway",
+    "dlq_unexplained": "a DLQ message for a job that is not failed with a reason",
+}
+
+
+class EmptyLedger(ValueError):
+    """``check`` was given no job ids: a verdict over nothing proves nothing."""
+
+
+@dataclass
+class StoreState:
+    """What the stores held when ``gather`` read them (recordable: unit tests build these by hand)."""
+
+    job_ids: list[str]
+    rows: dict[str, dict[str, Any]]  # Postgres: id -> {kind, status, params, error_code}
+    cached: dict[str, str | None]  # Redis job:status:<id> (raw JSON) per id
+    results: dict[str, dict[str, list[dict]]]  # kind -> job id -> result events (values)
+    job_events: dict[str, list[dict]]  # job id -> job_events values
+    read_errors: list[str] = field(default_factory=list)
+    refused_rows: dict[str, list[dict]] = field(default_factory=dict)  # refused token -> jobs that carry it
+    dlq: list[dict] = field(default_factory=list)  # {"message_id", "job_id" | None, "status", "error_code"}
 
 
 @dataclass
@@ -26,85 +78,77 @@ class LedgerReport:
     jobs: int = 0
     by_status: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    kinds: Counter = field(default_factory=Counter)  # problem kind -> count
+    dlq: dict[str, int] = field(default_factory=dict)  # DLQ messages by explanation
     checked_at: float | None = None  # wall clock when the check that produced this report began reading
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def add(self, kind: str, subject: str, text: str) -> None:
+        assert kind in PROBLEMS, kind
+        self.kinds[kind] += 1
+        self.problems.append(f"{subject}: [{kind}] {text}")
+
     def summary(self) -> str:
         head = f"{self.jobs} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
         if self.ok:
             return head + "; every store agrees"
-        return head + f"; {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems[:50])
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
+        return (head + f"; {len(self.problems)} problem(s) ({kinds}):\n  " + "\n  ".join(self.problems[:50]))
 
 
-def check(stack: Stack, job_ids, topics: dict[str, str] | None = None) -> LedgerReport:
+# -- reading the stores ------------------------------------------------------------------------------------------
+def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[str] | tuple = (),
+           dlq_name: str | None = None, events_topic: str = EVENTS_TOPIC) -> StoreState:
+    import psycopg
+    import redis
+    from psycopg.rows import dict_row
+
     topics = topics or RESULT_TOPICS
     ids = [str(j) for j in job_ids]
-    report = LedgerReport(jobs=len(ids))
+    errors: list[str] = []
     with psycopg.connect(stack.postgres.dsn, row_factory=dict_row) as conn:
         rows = {str(r["id"]): r for r in conn.execute(
-            "SELECT id, kind, status, params, error_code FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))}
+            "SELECT id, kind, status, params, error_code, attempts FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))}
+        refused_rows: dict[str, list[dict]] = {}
+        if refused:
+            for r in conn.execute(
+                    "SELECT id, status, attempts, params->'metadata'->>'submission' AS token, "
+                    "params->>'filename_stem' AS stem FROM jobs "
+                    "WHERE params->'metadata'->>'submission' = ANY(%s) OR params->>'filename_stem' = ANY(%s)",
+                    (list(refused), list(refused))):
+                token = r["token"] if r["token"] in refused else r["stem"]
+                refused_rows.setdefault(token, []).append({"id": str(r["id"]), "status": r["status"],
+                                                           "attempts": r["attempts"]})
     r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    cached = dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
-    r.close()
-    events = {kind: by_key(read_topic(stack.kafka.bootstrap_servers, topic)) for kind, topic in topics.items()}
-    for jid in ids:
-        row = rows.get(jid)
-        if row is None:
-            report.problems.append(f"{jid}: accepted but not in Postgres (lost)")
-            continue
-        report.by_status[row["status"]] += 1
-        if row["status"] not in TERMINAL:
-            report.problems.append(f"{jid}: not terminal in Postgres ({row['status']})")
-            continue
-        if row["status"] == "failed" and not row["error_code"]:
-            report.problems.append(f"{jid}: failed without a recorded reason")
-        status = json.loads(cached[jid])["status"] if cached.get(jid) else None
-        if status != row["status"]:
-            report.problems.append(f"{jid}: Redis says {status!r}, Postgres says {row['status']!r}")
-        got = events[row["kind"]].get(jid, [])
-        if row["kind"] == "inference":
-            per_model = Counter(e.get("model") for e in got)
-            for model in row["params"].get("models") or []:
-                if per_model.get(model, 0) != 1:
-                    report.problems.append(f"{jid}: {per_model.get(model, 0)} Kafka result events for {model}, want 1")
-        elif len(got) != 1:
-            report.problems.append(f"{jid}: {len(got)} Kafka result events, want 1")
-        for e in got:
-            if e.get("status") != row["status"]:
-                report.problems.append(f"{jid}: Kafka event says {e.get('status')!r}, Postgres {row['status']!r}")
-    return report
+    try:
+        cached = dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
+    finally:
+        r.close()
+
+    def read(topic: str) -> dict[str, list[dict]]:
+        try:
+            return by_key(read_topic(stack.kafka.bootstrap_servers, topic))
+        except TopicReadIncomplete as exc:
+            errors.append(str(exc))
+            return by_key(exc.partial)
+
+    results = {kind: read(topic) for kind, topic in topics.items()}
+    job_events = read(events_topic) if events_topic else {}
+    dlq = _read_dlq(stack, dlq_name) if dlq_name else []
+    return StoreState(ids, rows, cached, results, job_events, errors, refused_rows, dlq)
 
 
-def settle(stack: Stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None) -> LedgerReport:
-    """``check`` until every store agrees or ``timeout`` passes; the last report either way.
+def _read_dlq(stack, dlq_name: str) -> list[dict]:
+    """Every message in the DLQ, peeked (received with visibility 0, not removed), with its job's record."""
+    import psycopg
 
-    Postgres commits first, then Kafka is told, then Redis: right after a job turns terminal in Postgres the other
-    two may lag by a moment (longer while a fault slows them), so a verdict waits for them, boundedly.
-    """
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        began = time.time()
-        report = check(stack, job_ids, topics)
-        report.checked_at = began
-        if report.ok or time.monotonic() > deadline:
-            return report
-        time.sleep(interval)
-
-
-def explain_dlq(stack: Stack, dlq_name: str) -> tuple[dict[str, int], list[str]]:
-    """Every message in the DLQ, explained: a job marked failed with its reason, or a body that is no job at all.
-
-    Messages are peeked (received with visibility 0), not removed. Returns (counts by explanation, problems).
-    """
     sqs = stack.aws.client("sqs")
     url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
     seen: dict[str, str] = {}
-    for _ in range(20):
+    for _ in range(50):
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0,
                                   AttributeNames=["All"]).get("Messages", [])
         new = [m for m in got if m["MessageId"] not in seen]
@@ -112,22 +156,153 @@ def explain_dlq(stack: Stack, dlq_name: str) -> tuple[dict[str, int], list[str]]
             break
         for m in new:
             seen[m["MessageId"]] = m["Body"]
-    counts: Counter = Counter()
-    problems = []
-    ids = {}
+    out = []
     for mid, body in seen.items():
         try:
-            ids[mid] = str(json.loads(body)["job_id"])
+            jid = str(json.loads(body)["job_id"])
         except (ValueError, KeyError, TypeError):
-            counts["not a job message"] += 1
+            jid = None
+        out.append({"message_id": mid, "job_id": jid, "status": None, "error_code": None})
+    ids = [m["job_id"] for m in out if m["job_id"]]
     if ids:
         with psycopg.connect(stack.postgres.dsn) as conn:
             rows = {str(r[0]): r[1:] for r in conn.execute(
-                "SELECT id, status, error_code FROM jobs WHERE id = ANY(%s::uuid[])", (list(ids.values()),))}
-        for mid, jid in ids.items():
-            status, code = rows.get(jid, (None, None))
-            if status == "failed" and code:
-                counts[f"job failed: {code}"] += 1
-            else:
-                problems.append(f"DLQ message {mid} for job {jid}, which is {status or 'unknown'} — unexplained")
-    return dict(counts), problems
+                "SELECT id, status, error_code FROM jobs WHERE id::text = ANY(%s)", (ids,))}
+        for m in out:
+            if m["job_id"] in rows:
+                m["status"], m["error_code"] = rows[m["job_id"]]
+    return out
+
+
+# -- the verdict -------------------------------------------------------------------------------------------------
+def judge(state: StoreState) -> LedgerReport:
+    if not state.job_ids:
+        raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
+    report = LedgerReport(jobs=len(state.job_ids))
+    for err in state.read_errors:
+        report.add("topic_incomplete", "kafka", err)
+    for jid in state.job_ids:
+        row = state.rows.get(jid)
+        if row is None:
+            report.add("lost", jid, "accepted but not in Postgres (lost)")
+            continue
+        report.by_status[row["status"]] += 1
+        if row["status"] not in TERMINAL:
+            report.add("not_terminal", jid, f"not terminal in Postgres ({row['status']}): lost unless still running")
+            continue
+        if row["status"] == "failed" and not row.get("error_code"):
+            report.add("failed_without_reason", jid, "failed without a recorded reason")
+        _judge_cache(report, jid, row, state.cached.get(jid))
+        _judge_results(report, jid, row, state.results.get(row["kind"], {}).get(jid, []))
+        _judge_job_events(report, jid, row, state.job_events.get(jid, []))
+    for token, jobs in sorted(state.refused_rows.items()):
+        for j in jobs:
+            report.add("refused_ran", token, f"refused by the API, yet recorded as job {j['id']} ({j['status']}, "
+                                             f"{j['attempts']} attempt(s)): a client told 'no' may see it run")
+    _judge_dlq(report, state.dlq)
+    return report
+
+
+def _judge_dlq(report: LedgerReport, dlq: list[dict]) -> None:
+    for m in dlq:
+        if m["job_id"] is None:
+            why = "not a job message"
+        elif m["status"] == "failed" and m["error_code"]:
+            why = f"job failed: {m['error_code']}"
+        else:
+            report.add("dlq_unexplained", f"DLQ message {m['message_id']}",
+                       f"for job {m['job_id']}, which is {m['status'] or 'unknown'} — unexplained")
+            continue
+        report.dlq[why] = report.dlq.get(why, 0) + 1
+
+
+def _judge_cache(report: LedgerReport, jid: str, row: dict, cached: str | None) -> None:
+    try:
+        status = json.loads(cached)["status"] if cached else None
+    except (ValueError, KeyError, TypeError):
+        status = f"unreadable {cached[:40]!r}"
+    if status != row["status"]:
+        report.add("redis_disagrees", jid, f"Redis says {status!r}, Postgres says {row['status']!r}")
+
+
+def _judge_results(report: LedgerReport, jid: str, row: dict, got: list[dict]) -> None:
+    for e in got:
+        if e.get("status") != row["status"]:
+            report.add("result_status", jid, f"Kafka event says {e.get('status')!r}, Postgres {row['status']!r}")
+    if row["kind"] != "inference":
+        if len(got) == 0:
+            report.add("result_missing", jid, "0 Kafka result events, want 1")
+        elif len(got) > 1:
+            report.add("result_duplicate", jid, f"{len(got)} Kafka result events, want 1")
+        return
+    models = list((row.get("params") or {}).get("models") or [])
+    if not models:
+        report.add("no_models", jid, "an inference job whose params list no models (nothing was run)")
+    per_model = Counter(e.get("model") for e in got)
+    for model in models:
+        n = per_model.get(model, 0)
+        if n == 0:
+            report.add("result_missing", jid, f"0 Kafka result events for {model}, want 1")
+        elif n > 1:
+            report.add("result_duplicate", jid, f"{n} Kafka result events for {model}, want 1")
+    for model, n in sorted(per_model.items(), key=lambda kv: str(kv[0])):
+        if model is None:
+            report.add("result_unexpected", jid, f"{n} Kafka result event(s) with no model")
+        elif model not in models:
+            report.add("result_unexpected", jid, f"{n} Kafka result event(s) for {model!r}, which the job did not run")
+
+
+def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]) -> None:
+    """queued, running per attempt, one terminal (the record's status) last; nothing twice. Ordered by the outbox
+    id the event carries (two publishers may deliver a job's events to Kafka in either order)."""
+    got = sorted(got, key=lambda e: (e.get("event_id") is None, e.get("event_id") or 0))
+    seen = Counter((e.get("status"), e.get("attempts")) for e in got)
+    for (status, attempts), n in sorted(seen.items(), key=str):
+        if n > 1:
+            report.add("events_duplicate", jid, f"job_events has {status!r} (attempt {attempts}) {n} times")
+    statuses = [e.get("status") for e in got]
+    terminal = [s for s in statuses if s in TERMINAL]
+    missing = [s for s in ("queued", "running") if s not in statuses]
+    if not terminal:
+        missing.append(row["status"])
+    if missing:
+        report.add("events_missing", jid, f"job_events lacks {', '.join(missing)} (has {statuses})")
+        return
+    unique = list(dict.fromkeys(zip(statuses, [e.get("attempts") for e in got], strict=True)))
+    path = [s for s, _ in unique]
+    forward = (path[0] == "queued" and path[-1] == row["status"] and len([s for s in path if s in TERMINAL]) == 1
+               and all(s == "running" for s in path[1:-1]))
+    if not forward:
+        report.add("events_order", jid, f"job_events path {path} is not queued → running… → {row['status']}")
+
+
+def check(stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None) -> LedgerReport:
+    ids = [str(j) for j in job_ids]
+    if not ids:
+        raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
+    return judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name))
+
+
+def settle(stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(),
+           dlq_name: str | None = None) -> LedgerReport:
+    """``check`` until every store agrees or ``timeout`` passes; the last report either way.
+
+    Postgres commits first, then Kafka is told, then Redis: right after a job turns terminal in Postgres the other
+    two may lag by a moment (longer while a fault slows them), so a verdict waits for them, boundedly.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        began = time.time()
+        report = check(stack, job_ids, topics, refused=refused, dlq_name=dlq_name)
+        report.checked_at = began
+        if report.ok or time.monotonic() > deadline:
+            return report
+        time.sleep(interval)
+
+
+def explain_dlq(stack, dlq_name: str) -> tuple[dict[str, int], list[str]]:
+    """Every message in the DLQ, explained: a job marked failed with its reason, or a body that is no job at all.
+    Returns (counts by explanation, problems)."""
+    report = LedgerReport()
+    _judge_dlq(report, _read_dlq(stack, dlq_name))
+    return report.dlq, report.problems

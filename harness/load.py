@@ -61,14 +61,15 @@ class QueueSampler:
 
 
 def run_locust(host: str, users: int, spawn_rate: float, duration_s: int, out_dir: Path, workers: int = 0,
-               extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``."""
+               extra_env: dict | None = None, user_classes: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``. ``user_classes``
+    limits the run to those users of the locustfile (default: all three)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
     base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--host", host]
     common = ["--headless", "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration_s}s", "--stop-timeout", "5",
               "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
-              "--html", str(out_dir / "locust.html")]
+              "--html", str(out_dir / "locust.html"), *(user_classes or [])]
     timeout = duration_s + 120
     if not workers:
         return subprocess.run(base + common, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -175,18 +176,36 @@ def _r(v):
     return None if v is None else round(v, 3)
 
 
+def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: str = "capacity") -> dict:
+    """Jobs/s while a backlog exists: a burst of ``requests`` × 5 inference jobs sent faster than the workers take
+    them, timed from the jobs' own timestamps, and its share of the raw SQS ceiling measured in the same run."""
+    from harness.throughput import inference_batch, submit_and_wait
+    from system.simulators.patterns import PATTERNS
+
+    _, fig = submit_and_wait(host, stack, [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)],
+                             label)
+    share = fig.get("jobs_per_s", 0) / ceiling["send_receive_delete_per_s"]
+    return {"jobs": fig["jobs"], "terminal": fig["terminal"], "jobs_per_s": fig.get("jobs_per_s"),
+            "enqueue_to_done_p95_ms": fig.get("enqueue_to_done_ms_p95"), "share_of_ceiling": round(share, 5)}
+
+
 def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int, duration_s: int,
-            out_dir: Path, workers: int = 0, spawn_rate: float | None = None) -> dict:
-    """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take)."""
+            out_dir: Path, workers: int = 0, spawn_rate: float | None = None,
+            user_classes: list[str] | None = None, burst_requests: int = 60) -> dict:
+    """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take): the raw SQS
+    ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none)."""
     from harness.throughput import sqs_ceiling
 
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     started = datetime.now(UTC)
     with QueueSampler(stack, queue_name, dlq_name) as sampler:
-        run = run_locust(host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers)
+        run = run_locust(host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers,
+                         user_classes=user_classes)
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)
         time.sleep(1.1)  # one more depth sample after the drain
+    if burst_requests:
+        figures["capacity"] = capacity(stack, host, ceiling, burst_requests)
     (out_dir / "locust.log").write_text(run.stdout + run.stderr)
     if not (out_dir / "locust_stats.csv").exists():
         raise RuntimeError(f"Locust produced no stats (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")

@@ -37,26 +37,29 @@ def _min(name: str, measured, limit) -> Verdict:
 
 
 def evaluate(slos: dict, figures: dict) -> list[Verdict]:
-    """``figures`` as ``harness.load.measure`` makes them."""
+    """``figures`` as ``harness.load.measure`` makes them. Every SLO the file names gets a verdict: one with no
+    measurement (an endpoint Locust never hit, a queue kind or model with no finished job) fails as "n/a"."""
     out: list[Verdict] = []
-    default = {k: v for k, v in slos.get("api", {}).items() if not isinstance(v, dict)}
-    for name, stats in sorted(figures.get("api", {}).items()):
-        target = {**default, **slos.get("api", {}).get(name, {})}
-        if "p95_ms" in target:
-            out.append(_max(f"api {name} p95 ms", stats["p95_ms"], target["p95_ms"]))
-        if "p99_ms" in target:
-            out.append(_max(f"api {name} p99 ms", stats["p99_ms"], target["p99_ms"]))
-        if "error_rate" in target:
-            out.append(_max(f"api {name} error rate", stats["error_rate"], target["error_rate"]))
+    api_slos = slos.get("api", {})
+    default = {k: v for k, v in api_slos.items() if not isinstance(v, dict)}
+    measured_api = figures.get("api", {})
+    named = {k for k, v in api_slos.items() if isinstance(v, dict)}
+    for name in sorted(set(measured_api) | named):
+        stats = measured_api.get(name) or {}
+        target = {**default, **api_slos.get(name, {})}
+        for key, label in (("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("error_rate", "error rate")):
+            if key in target:
+                out.append(_max(f"api {name} {label}", stats.get(key), target[key]))
     for kind, target in slos.get("queue", {}).items():
-        q = figures.get("queue", {}).get(kind)
-        if q is None:
-            continue  # this kind was not part of the load
-        out.append(_max(f"queue {kind} enqueue->start p95 ms", q["wait_p95_ms"], target["wait_p95_ms"]))
-        out.append(_max(f"queue {kind} enqueue->done p95 ms", q["done_p95_ms"], target["done_p95_ms"]))
-    if "throughput" in slos:
-        out.append(_min("throughput jobs/s", figures.get("throughput_jobs_per_s"),
-                        slos["throughput"]["min_jobs_per_s"]))
+        q = figures.get("queue", {}).get(kind) or {}
+        out.append(_max(f"queue {kind} enqueue->start p95 ms", q.get("wait_p95_ms"), target["wait_p95_ms"]))
+        out.append(_max(f"queue {kind} enqueue->done p95 ms", q.get("done_p95_ms"), target["done_p95_ms"]))
+    t = slos.get("throughput", {})
+    if "min_jobs_per_s" in t:
+        out.append(_min("throughput jobs/s", figures.get("throughput_jobs_per_s"), t["min_jobs_per_s"]))
+    if "min_capacity_share_of_sqs_ceiling" in t:
+        out.append(_min("capacity jobs/s / raw SQS ceiling", (figures.get("capacity") or {}).get("share_of_ceiling"),
+                        t["min_capacity_share_of_sqs_ceiling"]))
     if "backlog" in slos:
         out.append(_max("backlog drain s", figures.get("drain_s"), slos["backlog"]["drain_max_s"]))
     d = slos.get("delivery", {})
@@ -67,10 +70,14 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
     if "max_failed_jobs" in d:
         out.append(_max("failed jobs", figures.get("failed_jobs"), d["max_failed_jobs"]))
     for model, target in slos.get("models", {}).items():
-        m = figures.get("models", {}).get(model)
-        if m is not None:
-            out.append(_max(f"model {model} latency p95 ms", m["p95_ms"], target["p95_ms"]))
+        m = figures.get("models", {}).get(model) or {}
+        out.append(_max(f"model {model} latency p95 ms", m.get("p95_ms"), target["p95_ms"]))
     return out
+
+
+def section(slos: dict, *names: str) -> dict:
+    """Only the named sections of an SLO file (a run that measured only those, e.g. a capacity burst)."""
+    return {k: v for k, v in slos.items() if k in names}
 
 
 def as_dicts(verdicts: list[Verdict]) -> list[dict]:

@@ -46,9 +46,10 @@ class SystemUnderTest:
     def dlq_name(self) -> str:
         return self.env.get("SQS_DLQ_NAME") or f"{self.queue_name}-dlq"
 
-    def start_api(self, port: int | None = None, timeout: float = 60) -> str:
+    def start_api(self, port: int | None = None, timeout: float = 60, sabotage: str | None = None) -> str:
+        """``sabotage``: defects of ``harness.sabotage`` to plant in this API process (the sabotage tests)."""
         port = port or free_ports(1)[0]
-        self.api = ManagedProcess("api", [sys.executable, "-m", "system.api", "--host", "127.0.0.1", "--port",
+        self.api = ManagedProcess("api", [*_entry("system.api", sabotage), "--host", "127.0.0.1", "--port",
                                           str(port)], self.workdir / "logs" / "api.log", env=self.env,
                                   stop_grace=10).start()
         self.api_url = f"http://127.0.0.1:{port}"
@@ -60,18 +61,12 @@ class SystemUnderTest:
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
         return self.api_url
 
-    def restart_api(self, down_seconds: float = 0.0) -> str:
-        """Stop the API (SIGTERM) and start it again on the same port, as a deploy would."""
-        assert self.api and self.api_url
-        port = int(self.api_url.rsplit(":", 1)[1])
-        self.api.stop()
-        time.sleep(down_seconds)
-        return self.start_api(port)
-
-    def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60) -> ManagedProcess:
+    def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60,
+                     sabotage: str | None = None) -> ManagedProcess:
+        """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests)."""
         n = len(self.workers)
         log = self.workdir / "logs" / f"worker-{n}.log"
-        proc = ManagedProcess(f"worker-{n}", [sys.executable, "-m", "system.worker", "--concurrency",
+        proc = ManagedProcess(f"worker-{n}", [*_entry("system.worker", sabotage), "--concurrency",
                                               str(concurrency), "--grace", str(grace)],
                               log, env=self.env, stop_grace=grace + 5).start()
         self.workers.append(proc)
@@ -112,6 +107,12 @@ class SystemUnderTest:
             if p:
                 out.append(f"--- {p.name} ({p.log_path}) ---\n{p.log_tail(60)}")
         return "\n".join(out)
+
+
+def _entry(module: str, sabotage: str | None) -> list[str]:
+    if sabotage:
+        return [sys.executable, "-m", "harness.sabotage", sabotage, module]
+    return [sys.executable, "-m", module]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "condition"):

@@ -26,7 +26,7 @@ from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
 from system.storage.events import OutboxPublisher
-from system.storage.jobs import job_summary
+from system.storage.jobs import job_message, job_summary
 
 log = logging.getLogger("system.api")
 DASHBOARD_HTML = Path(__file__).parent / "static" / "dashboard.html"
@@ -74,17 +74,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except redis.RedisError as exc:
             log.warning("status cache unavailable", extra={"job_id": str(row["id"]), "error": str(exc)})
 
-    def enqueue(rows, background: BackgroundTasks) -> tuple[list, list]:
+    def enqueue(rows, background: BackgroundTasks) -> list[str]:
+        """The rows are committed: the jobs are accepted whatever the queue does now. Messages the queue does not
+        take are flagged ``send_pending`` and sent by a worker's sweep; returns the ids left pending."""
         deps: Deps = app.state.deps
         for r in rows:  # "queued" is visible before any worker can touch the job
             cache_best_effort(deps, r)
-        refused = set(deps.queue.send([{"job_id": str(r["id"]), "kind": r["kind"], "v": 1} for r in rows]))
-        if refused:
-            for row in deps.store.fail_unsent([uuid.UUID(j) for j in refused], "the queue refused the message"):
-                cache_best_effort(deps, row)
-        ok = [r for r in rows if str(r["id"]) not in refused]
+        try:
+            pending = sorted(set(deps.queue.send([job_message(r) for r in rows])))
+        except Exception as exc:  # the queue is down or slow: the sweep sends them once it answers
+            log.warning("queue unavailable; jobs accepted, messages deferred", extra={"error": str(exc)})
+            pending = [str(r["id"]) for r in rows]
+        if pending:
+            try:
+                deps.store.mark_send_pending([uuid.UUID(j) for j in pending])
+            except psycopg.Error as exc:  # the stale-job sweep (REQUEUE_AFTER_SECONDS) still sends them
+                log.warning("could not flag deferred jobs", extra={"error": str(exc), "count": len(pending)})
         publish_later(background, [r["id"] for r in rows])
-        return ok, sorted(refused)
+        return pending
 
     # -- jobs in -----------------------------------------------------------------------------------------------
     @app.post("/api/v1/scores", status_code=202, tags=["jobs"])
@@ -110,10 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})
         row = deps.store.create("score", {"format": fmt, "bytes": len(data), "title": title, "filename_stem": stem,
                                           "target_language": target_language}, input_key=key, job_id=job_id)
-        ok, refused = enqueue([row], background)
-        if refused:
-            raise HTTPException(503, "the job queue refused the job; it was recorded as failed")
-        return {"job_id": str(job_id), "status": "queued", "format": fmt}
+        deferred = enqueue([row], background)
+        return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
 
     @app.post("/api/v1/inference", status_code=202, tags=["jobs"])
     def submit_inference(body: InferenceIn, background: BackgroundTasks):
@@ -126,10 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             params["models"] = params["models"] or list(DEFAULT_MODELS)
             items.append(params)
         rows = deps.store.create_many("inference", items)
-        ok, refused = enqueue(rows, background)
-        if not ok:
-            raise HTTPException(503, "the job queue refused every job; they were recorded as failed")
-        return {"job_ids": [str(r["id"]) for r in ok], "count": len(ok), "refused": refused}
+        deferred = enqueue(rows, background)
+        return {"job_ids": [str(r["id"]) for r in rows], "count": len(rows), "deferred": deferred}
 
     # -- jobs out ----------------------------------------------------------------------------------------------
     @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])

@@ -49,7 +49,7 @@ class InferenceIn(BaseModel):
 
     model_config = {"extra": "allow"}
 
-    series: list[SeriesIn] | None = Field(None, min_length=1, max_length=100)
+    series: list[SeriesIn] = Field(..., min_length=1, max_length=100)  # null is not a batch: a 422, never a 500
 
     @model_validator(mode="before")
     @classmethod

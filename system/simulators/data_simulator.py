@@ -94,7 +94,6 @@ class Simulator:
         if r.status_code == 202:
             body = r.json()
             self.accepted += body["count"]
-            self.failed_jobs += len(body.get("refused", []))
             self.job_ids += body["job_ids"]
             self.by_pattern.update(s["pattern"] for s in series)
         else:

@@ -51,20 +51,24 @@ class JobStore:
                 rows.append(row)
         return rows
 
-    def fail_unsent(self, job_ids: list[uuid.UUID], reason: str) -> list[dict[str, Any]]:
-        """The queue refused the message: the job can never run, so it ends failed rather than stuck."""
-        failed = []
+    def mark_send_pending(self, job_ids: list[uuid.UUID]) -> None:
+        """The queue did not take these jobs' messages: they stay accepted and a worker's sweep sends them."""
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE jobs SET send_pending = true WHERE id = ANY(%s) AND status = 'queued'", (job_ids,))
+
+    def send_pending(self, send, limit: int = 500) -> int:
+        """Send the jobs whose messages the queue did not take (``send(messages) -> refused job ids``, may raise).
+        The rows stay locked (SKIP LOCKED for other workers) until the queue answered; refused ones stay pending."""
         with self.pool.connection() as conn, conn.transaction():
-            for jid in job_ids:
-                row = conn.execute(
-                    "UPDATE jobs SET status='failed', error_code='enqueue_failed', error_message=%s, "
-                    "finished_at=now(), updated_at=now() WHERE id=%s AND status='queued' RETURNING *",
-                    (reason, jid),
-                ).fetchone()
-                if row:
-                    self._terminal_events(conn, row, [])
-                    failed.append(row)
-        return failed
+            rows = conn.execute(
+                "SELECT id, kind FROM jobs WHERE send_pending AND status = 'queued' ORDER BY enqueued_at "
+                "LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+            if not rows:
+                return 0
+            refused = set(send([job_message(r) for r in rows]))
+            sent = [r["id"] for r in rows if str(r["id"]) not in refused]
+            conn.execute("UPDATE jobs SET send_pending = false, updated_at = now() WHERE id = ANY(%s)", (sent,))
+        return len(sent)
 
     def claim(self, job_id: uuid.UUID) -> Claim | None:
         """Mark the job running (again, after a redelivery). None if it is unknown or already terminal."""
@@ -197,6 +201,11 @@ class JobStore:
                 "SELECT model_name, pattern, prediction, inference_ms, mae, rmse, created_at FROM inference_results "
                 "WHERE job_id=%s ORDER BY model_name", (job_id,)).fetchall()
         return job
+
+
+def job_message(row: dict[str, Any]) -> dict[str, Any]:
+    """The SQS message body of a job (the API, the pending sweep and the stale sweep all send this)."""
+    return {"job_id": str(row["id"]), "kind": row["kind"], "v": 1}
 
 
 def job_summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from system.pipelines.base import JobError, PermanentJobError, StageTimer
 from system.storage.aws import Artifacts, JobQueue
 from system.storage.db import make_pool, migrate
 from system.storage.events import OutboxPublisher, ensure_topics
-from system.storage.jobs import JobStore
+from system.storage.jobs import JobStore, job_message
 from system.storage.status_cache import StatusCache
 
 log = logging.getLogger("system.worker")
@@ -151,6 +151,12 @@ class Worker:
                     {"pid": os.getpid(), "inflight": len(self.inflight), "processed": self.processed}), ex=5)
             except Exception as exc:
                 log.warning("status cache still unavailable", extra={"error": str(exc)})
+            try:
+                sent = self.store.send_pending(self.queue.send)
+                if sent:
+                    log.warning("sent jobs the queue had not taken at submission", extra={"count": sent})
+            except Exception as exc:
+                log.warning("pending-send sweep failed", extra={"error": str(exc)})
             if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
                 last_requeue = time.monotonic()
                 try:
@@ -170,7 +176,7 @@ class Worker:
         persistence, a send that never arrived): send it again. Redelivery is harmless: jobs are idempotent by id."""
         stale = self.store.stale_queued(self.settings.requeue_after_seconds)
         if stale:
-            refused = self.queue.send([{"job_id": str(j["id"]), "kind": j["kind"], "v": 1} for j in stale])
+            refused = self.queue.send([job_message(j) for j in stale])
             log.warning("re-sent jobs that sat queued too long", extra={"count": len(stale) - len(refused),
                                                                         "after_s": self.settings.requeue_after_seconds})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
@@ -70,31 +71,38 @@ class Jobs:
         self.sut, self.stack, self.name, self.timeline = sut, stack, name, timeline
         self.accepted: list[str] = []
         self.rejected = 0
+        self.refused_tokens: list[str] = []  # each refused submission's token: the ledger checks none of them ran
+        self.deferred = 0  # accepted while the queue did not take the message (sent later by the pending sweep)
 
     def inference(self, n: int = 5, seed: int = 0) -> list[str]:
         from system.simulators.patterns import PATTERNS, split
 
+        token = uuid.uuid4().hex
         series = []
         for i in range(n):
             values, actual = split(PATTERNS[i % 5], 48, 3, seed=seed + i)
-            series.append({"pattern": PATTERNS[i % 5], "values": values, "actual": actual, "horizon": 3})
-        return self._post("/api/v1/inference", json={"series": series}, key="job_ids")
+            series.append({"pattern": PATTERNS[i % 5], "values": values, "actual": actual, "horizon": 3,
+                           "metadata": {"submission": token}})
+        return self._post("/api/v1/inference", token, json={"series": series}, key="job_ids")
 
     def score(self, title: str = "Chorale") -> list[str]:
         from system.simulators.scores import musicxml
 
-        return self._post("/api/v1/scores", files={"file": ("c.musicxml", musicxml())}, data={"title": title},
-                          key="job_id")
+        token = uuid.uuid4().hex  # the file's name: the API keeps its stem with the job
+        return self._post("/api/v1/scores", token, files={"file": (f"{token}.musicxml", musicxml())},
+                          data={"title": title}, key="job_id")
 
-    def _post(self, path, key, **kw) -> list[str]:
+    def _post(self, path, token, key, **kw) -> list[str]:
         try:
             r = httpx.post(self.sut.api_url + path, timeout=30, **kw)
         except httpx.HTTPError:
+            r = None
+        if r is None or r.status_code != 202:
             self.rejected += 1
+            self.refused_tokens.append(token)
             return []
-        if r.status_code != 202:
-            self.rejected += 1
-            return []
+        deferred = r.json().get("deferred")
+        self.deferred += len(deferred) if isinstance(deferred, list) else int(bool(deferred))
         ids = r.json()[key]
         ids = ids if isinstance(ids, list) else [ids]
         self.accepted += ids
@@ -131,7 +139,8 @@ class Jobs:
         return self.rows()
 
     def assert_ledger(self, timeout: float = 30) -> None:
-        report = ledger.settle(self.stack, self.accepted, timeout=timeout)
+        report = ledger.settle(self.stack, self.accepted, timeout=timeout, refused=self.refused_tokens,
+                               dlq_name=self.sut.dlq_name)
         self._record(report, agreed_at=report.checked_at if report.ok else None)
         assert report.ok, report.summary()
 
@@ -151,8 +160,9 @@ class Jobs:
             "completed": report.by_status.get("completed", 0) + report.by_status.get("completed_with_warnings", 0),
             "with_warnings": report.by_status.get("completed_with_warnings", 0),
             "failed": report.by_status.get("failed", 0),
-            "lost": sum(1 for p in report.problems if "lost" in p or "not terminal" in p),
-            "duplicated": sum(1 for p in report.problems if "want 1" in p and not p.split(": ")[1].startswith("0 ")),
+            "lost": report.kinds["lost"] + report.kinds["not_terminal"],
+            "duplicated": report.kinds["result_duplicate"] + report.kinds["events_duplicate"],
+            "deferred": self.deferred,
             "recovery_s": round(max(0.0, float(last) - fault_end), 2) if last and fault_end else None,
             "agree_s": round(max(0.0, agreed_at - fault_end), 2) if agreed_at and fault_end else None,
         })

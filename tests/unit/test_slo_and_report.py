@@ -41,7 +41,9 @@ def test_every_slo_is_judged_with_its_measured_value():
     assert not verdicts["api GET /y error rate"].ok and verdicts["api GET /y error rate"].measured == 0.02
     assert verdicts["api GET /y p95 ms"].ok  # the default applies to endpoints not listed
     assert not verdicts["queue inference enqueue->done p95 ms"].ok
-    assert "queue score enqueue->start p95 ms" not in verdicts  # a kind the load did not send is not judged
+    # a kind the SLO file names but the run never measured is a failed verdict, never a silent pass
+    assert not verdicts["queue score enqueue->start p95 ms"].ok
+    assert verdicts["queue score enqueue->start p95 ms"].measured is None
     assert verdicts["throughput jobs/s"].ok and verdicts["throughput jobs/s"].target == ">= 5"
     assert not verdicts["redelivered jobs"].ok and verdicts["model lstm latency p95 ms"].ok
     assert "FAIL" in verdicts["redelivered jobs"].line() and "measured 1" in verdicts["redelivered jobs"].line()
@@ -50,6 +52,28 @@ def test_every_slo_is_judged_with_its_measured_value():
 def test_a_missing_figure_fails_rather_than_passes():
     verdicts = {v.slo: v for v in slo.evaluate(SLOS, figures(drain_s=None))}
     assert not verdicts["backlog drain s"].ok and verdicts["backlog drain s"].measured is None
+
+
+def test_every_named_slo_without_a_measurement_fails():
+    """An endpoint, queue kind or model the SLO file names and the run never measured fails as n/a."""
+    slos = {**SLOS, "api": {**SLOS["api"], "/ws": {"p95_ms": 1000, "error_rate": 0.01}},
+            "models": {"lstm": {"p95_ms": 20}, "moving_average": {"p95_ms": 1}}}
+    verdicts = {v.slo: v for v in slo.evaluate(slos, figures())}
+    for name in ("api /ws p95 ms", "api /ws error rate", "model moving_average latency p95 ms",
+                 "queue score enqueue->done p95 ms"):
+        assert not verdicts[name].ok and verdicts[name].measured is None, name
+        assert "FAIL" in verdicts[name].line() and "n/a" in verdicts[name].line()
+
+
+def test_capacity_is_judged_against_the_same_runs_sqs_ceiling():
+    slos = slo.section({"throughput": {"min_capacity_share_of_sqs_ceiling": 0.04}, "api": {"p95_ms": 1}},
+                       "throughput")
+    ok = slo.evaluate(slos, {"capacity": {"jobs_per_s": 60, "share_of_ceiling": 0.05}})
+    slow = slo.evaluate(slos, {"capacity": {"jobs_per_s": 12, "share_of_ceiling": 0.01}})
+    missing = slo.evaluate(slos, {})
+    assert [v.ok for v in ok] == [True] and len(ok) == 1  # section() kept only the throughput SLO
+    assert [v.ok for v in slow] == [False] and slow[0].slo == "capacity jobs/s / raw SQS ceiling"
+    assert [v.ok for v in missing] == [False]
 
 
 def test_the_shipped_slo_file_parses():

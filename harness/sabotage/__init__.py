@@ -1,0 +1,217 @@
+"""Planted defects: the suite's own proof that its verdicts can turn red.
+
+Each defect is planted from the suite's side — ``system/`` has no sabotage switch. Process defects patch the
+system's classes inside a real worker or API process started through this package's entry point::
+
+    python -m harness.sabotage <defect>[,<defect>…] system.worker --concurrency 4
+    python -m harness.sabotage slow_api system.api --port 8000
+
+(``SystemUnderTest.start_worker(sabotage=…)`` / ``start_api(sabotage=…)`` do that). Store defects
+(a row corrupted after the fact, a stray DLQ message) are written straight into the stores by the tests.
+``python -m harness.sabotage --list`` prints the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("harness.sabotage")
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    target: str  # "worker" or "api": the process it is planted in
+    what: str
+    plant: Callable[[], None]
+
+
+CATALOG: dict[str, Defect] = {}
+
+
+def defect(name: str, target: str, what: str):
+    def register(fn: Callable[[], None]) -> Callable[[], None]:
+        CATALOG[name] = Defect(name, target, what, fn)
+        return fn
+
+    return register
+
+
+def plant(names: str) -> list[Defect]:
+    """Plant every defect named in ``names`` (comma-separated) in this process; unknown names are an error."""
+    planted = []
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        if name not in CATALOG:
+            raise SystemExit(f"unknown defect {name!r}; the catalog: {', '.join(sorted(CATALOG))}")
+        CATALOG[name].plant()
+        planted.append(CATALOG[name])
+        log.warning("SABOTAGE planted: %s — %s", name, CATALOG[name].what)
+    return planted
+
+
+# -- in the worker -------------------------------------------------------------------------------------------------
+@defect("ack_before_commit", "worker", "deletes the SQS message as soon as it is received, before any commit")
+def _ack_before_commit() -> None:
+    from system.worker.runner import Worker
+
+    handle = Worker._handle
+
+    def acked_first(self, message):
+        self._delete(message)  # the defect: the job is now only in this process's memory
+        return handle(self, message)
+
+    Worker._handle = acked_first
+
+
+@defect("double_publish", "worker", "produces every outbox event to Kafka twice")
+def _double_publish() -> None:
+    from system.storage.events import OutboxPublisher
+
+    publish = OutboxPublisher.publish
+
+    def twice(self, rows):
+        done = publish(self, rows)
+        for row in rows:
+            self.producer.produce(row["topic"], key=row["key"],
+                                  value=json.dumps({**row["payload"], "event_id": row["id"]}, default=str))
+        self.producer.flush(10)
+        return done
+
+    OutboxPublisher.publish = twice
+
+
+@defect("skip_redis", "worker", "never writes a terminal status to Redis")
+def _skip_redis() -> None:
+    from system.storage.status_cache import StatusCache
+
+    put = StatusCache.put
+
+    def put_unless_terminal(self, row):
+        if row["status"] in ("completed", "completed_with_warnings", "failed"):
+            return None
+        return put(self, row)
+
+    StatusCache.put = put_unless_terminal
+
+
+@defect("never_finish", "worker", "an inference job's pipeline never returns (the job stays running)")
+def _never_finish() -> None:
+    from system.pipelines import inference
+
+    def hang(job, timer, window):
+        while True:
+            time.sleep(3600)
+
+    inference.run = hang
+
+
+@defect("drop_terminal_event", "worker", "writes no job_events row for a job's terminal transition")
+def _drop_terminal_event() -> None:
+    from system.storage.jobs import TERMINAL, JobStore
+
+    event = JobStore._event
+
+    def without_terminal(self, conn, row, status):
+        if status in TERMINAL:
+            return None
+        return event(self, conn, row, status)
+
+    JobStore._event = without_terminal
+
+
+@defect("ghost_model_event", "worker", "adds an inference_results event for a model the job never ran")
+def _ghost_model_event() -> None:
+    from psycopg.types.json import Jsonb
+
+    from system.storage.jobs import JobStore
+
+    terminal_events = JobStore._terminal_events
+
+    def with_ghost(self, conn, row, model_results):
+        terminal_events(self, conn, row, model_results)
+        if row["kind"] == "inference":
+            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                         (row["id"], self.topics["inference"], str(row["id"]),
+                          Jsonb({"job_id": str(row["id"]), "status": row["status"], "model": "ghost"})))
+
+    JobStore._terminal_events = with_ghost
+
+
+@defect("slow_worker", "worker", "every job takes 0.25 s longer (a throughput drop far beyond the noise band)")
+def _slow_worker() -> None:
+    from system.pipelines import inference
+
+    run = inference.run
+
+    def slow(job, timer, window):
+        time.sleep(0.25)
+        return run(job, timer, window)
+
+    inference.run = slow
+
+
+# -- in the API ----------------------------------------------------------------------------------------------------
+def _wrap_app(change: Callable) -> None:
+    import system.api.app as app_module
+
+    create_app = app_module.create_app
+
+    def create_sabotaged_app(settings=None):
+        app = create_app(settings)
+        change(app)
+        return app
+
+    app_module.create_app = create_sabotaged_app  # uvicorn's factory string resolves to this attribute
+
+
+@defect("slow_api", "api", "POST /api/v1/inference answers 0.4 s late")
+def _slow_api() -> None:
+    import asyncio
+
+    def change(app):
+        @app.middleware("http")
+        async def late(request, call_next):
+            if request.method == "POST" and request.url.path == "/api/v1/inference":
+                await asyncio.sleep(0.4)
+            return await call_next(request)
+
+    _wrap_app(change)
+
+
+@defect("refuse_after_accepting", "api", "answers 503 to job submissions it has already committed and enqueued")
+def _refuse_after_accepting() -> None:
+    from fastapi.responses import JSONResponse
+
+    def change(app):
+        @app.middleware("http")
+        async def lie(request, call_next):
+            response = await call_next(request)
+            if request.method == "POST" and request.url.path.startswith("/api/v1/") and response.status_code == 202:
+                return JSONResponse({"detail": "a dependency is unavailable"}, status_code=503)
+            return response
+
+    _wrap_app(change)
+
+
+@defect("ws_silent", "api", "the dashboard WebSocket says hello and then never pushes an event")
+def _ws_silent() -> None:
+    from fastapi import WebSocket, WebSocketDisconnect
+
+    def change(app):
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/api/v1/dashboard/ws"]
+
+        @app.websocket("/api/v1/dashboard/ws")
+        async def silent(ws: WebSocket):
+            await ws.accept()
+            await ws.send_json({"type": "hello", "channel": "jobs:events"})
+            try:
+                while True:
+                    await ws.receive_text()
+            except WebSocketDisconnect:
+                pass
+
+    _wrap_app(change)
