@@ -175,9 +175,11 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
 
 
 # -- the verdict -------------------------------------------------------------------------------------------------
-def judge(state: StoreState) -> LedgerReport:
-    if not state.job_ids:
-        raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
+def judge(state: StoreState, refused: int = 0) -> LedgerReport:
+    """``refused``: how many refused submissions ``state`` was gathered for (a run of refusals only is judged too)."""
+    if not state.job_ids and not refused:
+        raise EmptyLedger("the ledger was given no job ids and no refused submissions: a run that sent nothing "
+                          "proves nothing")
     report = LedgerReport(jobs=len(state.job_ids))
     for err in state.read_errors:
         report.add("topic_incomplete", "kafka", err)
@@ -278,9 +280,9 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
 
 def check(stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None) -> LedgerReport:
     ids = [str(j) for j in job_ids]
-    if not ids:
+    if not ids and not refused:
         raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
-    return judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name))
+    return judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name), refused=len(refused))
 
 
 def settle(stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(),

@@ -1,0 +1,76 @@
+"""Fixtures the chaos and sabotage tests share: a fault timeline per test (saved under reports/chaos/), the fault
+families, a system of the test's own, and ``jobs_for`` (harness.jobs.Jobs bound to it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.faults import FaultTimeline, HttpFaults, ProcessFaults
+from harness.jobs import Jobs
+
+CHAOS_ENV = {
+    "SQS_VISIBILITY_TIMEOUT": "4",  # a dead or frozen worker's message comes back quickly
+    "SQS_MAX_RECEIVE_COUNT": "8",
+    "WORKER_RETRY_BASE_SECONDS": "0.5",
+    "OPENAI_TIMEOUT_SECONDS": "2",
+}
+MATRIX: list[dict] = []  # one row per chaos test that ran the ledger: printed at the end of the session
+
+
+@pytest.fixture
+def timeline(request):
+    tl = FaultTimeline(seed=7)
+    yield tl
+    out = Path("reports") / "chaos"
+    out.mkdir(parents=True, exist_ok=True)
+    tl.save(out / f"{request.node.name}.json")
+
+
+@pytest.fixture
+def http_faults(mock_openai, timeline):
+    return HttpFaults(mock_openai, timeline)
+
+
+@pytest.fixture
+def process_faults(stack_provider, timeline):
+    return ProcessFaults(timeline, stack_provider)
+
+
+@pytest.fixture
+def chaos_system(system_factory):
+    """A system of the test's own (own queue), tuned so faults resolve in seconds: API + workers started on demand."""
+    def make(workers: int = 2, concurrency: int = 4, sabotage: str | None = None, api_sabotage: str | None = None,
+             **env):
+        sut = system_factory(env={**CHAOS_ENV, **env})
+        sut.start_api(sabotage=api_sabotage)
+        for _ in range(workers):
+            sut.start_worker(concurrency=concurrency, grace=5, sabotage=sabotage)
+        return sut
+
+    return make
+
+
+@pytest.fixture
+def jobs_for(stack, request, timeline):
+    matrix = MATRIX if "tests/chaos/" in str(request.node.fspath) else None
+    return lambda sut: Jobs(sut, stack, request.node.name, timeline, matrix)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MATRIX:
+        return
+    out = Path("reports") / "chaos" / "matrix.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(MATRIX, indent=2))
+    terminalreporter.section("fault matrix")
+    head = (f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
+            f" {'agree s':>8}")
+    terminalreporter.write_line(head)
+    for r in MATRIX:
+        terminalreporter.write_line(
+            f"{r['test'][:58]:<58} {r['sent']:>5} {r['completed']:>5} {r['with_warnings']:>5} {r['failed']:>5} "
+            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10} {str(r['agree_s']):>8}")
+    terminalreporter.write_line(f"(saved to {out})")

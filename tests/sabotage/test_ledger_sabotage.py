@@ -1,0 +1,152 @@
+"""The ledger's teeth, on the real stack: each test plants one defect (``harness.sabotage`` in a real worker or API
+process, or a direct write to a store) and passes only when the ledger names that exact violation. A ledger that
+stays green here fails the test.
+
+Select one with ``-k``: ``ack_before_commit``, ``double_publish``, ``skip_redis``, ``never_finish``,
+``drop_terminal_event``, ``ghost_model_event``, ``refuse_after_accepting``, ``corrupt_failed_row``,
+``dlq_message_for_a_completed_job``, ``deleted_row``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+
+from harness.system_under_test import wait_for
+
+
+def red(report, kind: str, min_count: int = 1) -> list[str]:
+    """The report is red, with at least ``min_count`` problems of ``kind``; returns those problems."""
+    assert not report.ok, f"the ledger stayed green over a planted defect ({kind} expected): {report.summary()}"
+    hits = [p for p in report.problems if f"[{kind}]" in p]
+    assert len(hits) >= min_count, f"want >= {min_count} [{kind}] problem(s), got: {report.summary()}"
+    return hits
+
+
+def running_jobs(stack, ids) -> list[str]:
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        return [str(r[0]) for r in conn.execute(
+            "SELECT id FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'", (ids,))]
+
+
+def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(chaos_system, jobs_for, process_faults, http_faults,
+                                                            stack):
+    sut = chaos_system(workers=1, concurrency=4, sabotage="ack_before_commit")
+    jobs = jobs_for(sut)
+    with http_faults.delay(3.0):  # translations hang: the jobs are mid-flight when the worker dies
+        ids = [i for n in range(3) for i in jobs.score(f"Doomed {n}")]
+        in_flight = wait_for(lambda: running_jobs(stack, ids), 30, what="a score job running")
+        process_faults.kill(sut.workers[0])
+    sut.start_worker(concurrency=4, grace=5)  # a healthy replacement: it never sees the deleted messages
+    time.sleep(6)  # > SQS_VISIBILITY_TIMEOUT (4 s): any message still in the queue would be back by now
+    hits = red(jobs.verdict(timeout=3), "not_terminal", len(in_flight))
+    assert all(any(j in p for p in hits) for j in in_flight), hits  # the lost jobs are named
+    assert all("running" in p for p in hits)
+
+
+def test_double_publish_is_a_duplicate(chaos_system, jobs_for):
+    sut = chaos_system(workers=1, sabotage="double_publish")
+    jobs = jobs_for(sut)
+    jobs.inference(3, seed=1)
+    jobs.wait(timeout=60)
+    report = jobs.verdict(timeout=5)
+    hits = red(report, "result_duplicate", 3 * 2)  # 3 jobs x 2 models
+    assert all("2 Kafka result events" in p for p in hits)
+    red(report, "events_duplicate")
+
+
+def test_a_worker_that_skips_redis_is_a_disagreement(chaos_system, jobs_for):
+    sut = chaos_system(workers=1, sabotage="skip_redis")
+    jobs = jobs_for(sut)
+    jobs.inference(2, seed=2)
+    jobs.wait(timeout=60)
+    hits = red(jobs.verdict(timeout=3), "redis_disagrees", 2)
+    assert all("Postgres says 'completed'" in p and "Redis says 'running'" in p for p in hits)
+
+
+def test_a_job_that_never_finishes_is_not_terminal(chaos_system, jobs_for, stack):
+    sut = chaos_system(workers=1, sabotage="never_finish")
+    jobs = jobs_for(sut)
+    ids = jobs.inference(2, seed=3)
+    wait_for(lambda: len(running_jobs(stack, ids)) == 2, 30, what="both jobs running")
+    time.sleep(5)  # past the visibility timeout: the heartbeat keeps them, nothing finishes them
+    hits = red(jobs.verdict(timeout=2), "not_terminal", 2)
+    assert all("not terminal in Postgres (running)" in p for p in hits)
+
+
+def test_a_dropped_terminal_transition_is_missing_from_job_events(chaos_system, jobs_for):
+    sut = chaos_system(workers=1, sabotage="drop_terminal_event")
+    jobs = jobs_for(sut)
+    jobs.inference(2, seed=4)
+    jobs.wait(timeout=60)
+    hits = red(jobs.verdict(timeout=5), "events_missing", 2)
+    assert all("job_events lacks completed" in p for p in hits)
+
+
+def test_an_event_for_a_model_not_run_is_unexpected(chaos_system, jobs_for):
+    sut = chaos_system(workers=1, sabotage="ghost_model_event")
+    jobs = jobs_for(sut)
+    jobs.inference(2, seed=5)
+    jobs.wait(timeout=60)
+    hits = red(jobs.verdict(timeout=5), "result_unexpected", 2)
+    assert all("'ghost', which the job did not run" in p for p in hits)
+
+
+def test_a_refused_submission_that_runs_anyway_is_caught(chaos_system, jobs_for, stack):
+    """The API answers 503 after it committed and enqueued: the client was told no, the job runs."""
+    sut = chaos_system(workers=1, api_sabotage="refuse_after_accepting")
+    jobs = jobs_for(sut)
+    jobs.inference(2, seed=6)
+    jobs.score("Refused")
+    assert jobs.rejected == 2 and not jobs.accepted
+    wait_for(lambda: _tokens_terminal(stack, jobs.refused_tokens), 60, what="the refused jobs ran")
+    hits = red(jobs.verdict(timeout=3), "refused_ran", 3)
+    assert all("refused by the API, yet recorded as job" in p for p in hits)
+
+
+def test_a_failed_row_without_its_reason_is_flagged(chaos_system, jobs_for, stack):
+    sut = chaos_system(workers=1)
+    jobs = jobs_for(sut)
+    [victim, _] = jobs.inference(2, seed=7)
+    jobs.wait(timeout=60)
+    assert jobs.verdict(timeout=10).ok  # green before the corruption: the defect is what turns it red
+    with psycopg.connect(stack.postgres.dsn) as conn:  # corrupted after the fact, behind the system's back
+        conn.execute("UPDATE jobs SET status = 'failed', error_code = NULL WHERE id = %s", (victim,))
+    report = jobs.verdict(timeout=1)
+    [hit] = red(report, "failed_without_reason")
+    assert victim in hit
+    red(report, "redis_disagrees")  # and the cache no longer agrees with the record
+
+
+def test_a_dlq_message_for_a_completed_job_is_unexplained(chaos_system, jobs_for, stack):
+    sut = chaos_system(workers=1)
+    jobs = jobs_for(sut)
+    [done] = jobs.inference(1, seed=8)
+    jobs.wait(timeout=60)
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=sut.dlq_name)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": done, "kind": "inference", "v": 1}))
+    [hit] = red(jobs.verdict(timeout=3), "dlq_unexplained")
+    assert done in hit and "which is completed — unexplained" in hit
+
+
+def test_a_row_deleted_after_acceptance_is_lost(chaos_system, jobs_for, stack):
+    sut = chaos_system(workers=1)
+    jobs = jobs_for(sut)
+    [victim, _] = jobs.inference(2, seed=9)
+    jobs.wait(timeout=60)
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        conn.execute("DELETE FROM jobs WHERE id = %s", (victim,))
+    [hit] = red(jobs.verdict(timeout=1), "lost")
+    assert victim in hit and "accepted but not in Postgres" in hit
+
+
+def _tokens_terminal(stack, tokens) -> bool:
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        n = conn.execute(
+            "SELECT count(*) FROM jobs WHERE (params->'metadata'->>'submission' = ANY(%s) "
+            "OR params->>'filename_stem' = ANY(%s)) AND status IN ('completed','completed_with_warnings','failed')",
+            (tokens, tokens)).fetchone()[0]
+    return n >= 3
