@@ -1,6 +1,7 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | load | load-distributed | bench | images | containers | compose | ci | up | demo
+    nox -s lint | unit | integration | chaos | sabotage | load | load-distributed | bench | images | containers |
+           compose | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -51,6 +52,12 @@ def integration(session: nox.Session) -> None:
 def chaos(session: nox.Session) -> None:
     """Fault-injection tests (tests/chaos; select a fault with -- -k rate_limit)."""
     _pytest(session, "tests/chaos")
+
+
+@nox.session(python=False)
+def sabotage(session: nox.Session) -> None:
+    """Planted defects (tests/sabotage): each verdict of the suite must turn red, naming the violation."""
+    _pytest(session, "tests/sabotage", "-m", "sabotage")
 
 
 @nox.session(python=False)
@@ -113,14 +120,21 @@ def _containers_pass(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint; every test but benchmarks on the local stack; then the integration and
-    chaos tests again on the containers stack (dockerd started and images built when needed)."""
+    """Everything that gates a merge: lint; every test but benchmarks on the local stack (sabotage included); the
+    ratio benchmarks; then the integration and chaos tests again on the containers stack (dockerd started and
+    images built when needed)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
     session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--stack=local", "--junitxml=reports/junit.xml",
                 *session.posargs, external=True)
+    # the ratio benchmarks (same-run ratios, so a fresh clone needs no saved baseline); history in reports/
+    session.run(PY, "-m", "pytest", *RATIO_BENCHMARKS, "-m", "bench", "--stack=local",
+                "--benchmark-json=reports/bench-latest.json", "--junitxml=reports/junit-bench.xml", external=True)
     _containers_pass(session)
+
+
+RATIO_BENCHMARKS = ["tests/unit/test_inference_bench.py", "tests/load/test_throughput_bench.py"]
 
 
 @nox.session(python=False)

@@ -30,6 +30,7 @@ class Jobs:
         self.accepted: list[str] = []
         self.rejected = 0
         self.refused_tokens: list[str] = []  # each refused submission's token: the ledger checks none of them ran
+        self.last_status: int | None = None  # of the latest submission (None: no answer at all)
         self.deferred = 0  # accepted while the queue did not take the message (sent later by the pending sweep)
 
     def inference(self, n: int = 5, seed: int = 0) -> list[str]:
@@ -55,6 +56,7 @@ class Jobs:
             r = httpx.post(self.sut.api_url + path, timeout=30, **kw)
         except httpx.HTTPError:
             r = None
+        self.last_status = r.status_code if r is not None else None
         if r is None or r.status_code != 202:
             self.rejected += 1
             self.refused_tokens.append(token)

@@ -282,7 +282,29 @@ def check(stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_
     ids = [str(j) for j in job_ids]
     if not ids and not refused:
         raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
-    return judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name), refused=len(refused))
+    report = judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name), refused=len(refused))
+    if report.kinds["events_missing"] or report.kinds["result_missing"]:
+        _explain_missing(stack, report)
+    return report
+
+
+def _explain_missing(stack, report: LedgerReport) -> None:
+    """For each missing Kafka event, what the outbox says: never written, still waiting, or published (acknowledged
+    by the broker) yet absent from the topic — three different bugs."""
+    import psycopg
+
+    missing = [i for i, p in enumerate(report.problems) if "[events_missing]" in p or "[result_missing]" in p]
+    ids = list({report.problems[i].split(":", 1)[0] for i in missing})
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        rows = conn.execute("SELECT job_id::text, topic, payload->>'status', payload->>'model', published_at "
+                            "FROM outbox WHERE job_id = ANY(%s::uuid[]) ORDER BY id", (ids,)).fetchall()
+    by_job: dict[str, list[str]] = {}
+    for jid, topic, status, model, published in rows:
+        where = f"published {published:%H:%M:%S.%f}"[:-3] if published else "unpublished"
+        by_job.setdefault(jid, []).append(f"{topic}:{status}{'/' + model if model else ''} {where}")
+    for i in missing:
+        jid = report.problems[i].split(":", 1)[0]
+        report.problems[i] += f"; outbox: {', '.join(by_job.get(jid, [])) or 'no rows'}"
 
 
 def settle(stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(),

@@ -12,6 +12,7 @@ from pathlib import Path
 REPORTS = Path(os.environ.get("VERISIM_REPORTS_DIR", "reports"))
 KEY_FIGURES = [  # (label, path into report.json, lower is better)
     ("throughput jobs/s", ("figures", "throughput_jobs_per_s"), False),
+    ("capacity / SQS ceiling", ("figures", "capacity", "share_of_ceiling"), False),
     ("backlog drain s", ("figures", "drain_s"), True),
     ("inference enqueue->done p95 ms", ("figures", "queue", "inference", "done_p95_ms"), True),
     ("inference enqueue->start p95 ms", ("figures", "queue", "inference", "wait_p95_ms"), True),
@@ -46,15 +47,27 @@ def _get(doc: dict | None, path):
     return doc
 
 
-def diff(current: dict, previous: dict | None) -> list[dict]:
+def noise_bands() -> dict[str, float]:
+    """Run-to-run noise per key figure (percent), measured over repeated runs on this machine (slo.toml)."""
+    from harness import slo
+
+    return slo.load().get("noise_band_pct", {})
+
+
+def diff(current: dict, previous: dict | None, bands: dict[str, float] | None = None) -> list[dict]:
+    """Each key figure against the previous run; ``worse`` only when it moved the wrong way beyond its noise band
+    (``bands``: label -> percent; default: slo.toml's ``[noise_band_pct]``, else 10 %)."""
+    bands = noise_bands() if bands is None else bands
     rows = []
     for label, path, lower_better in KEY_FIGURES:
         now, before = _get(current, path), _get(previous, path)
         change = None
         if isinstance(now, int | float) and isinstance(before, int | float) and before:
             change = round((now - before) / abs(before) * 100, 1)
-        worse = change is not None and ((change > 0) == lower_better) and abs(change) >= 10
-        rows.append({"figure": label, "now": now, "previous": before, "change_pct": change, "worse": worse})
+        band = float(bands.get(label, 10))
+        worse = change is not None and ((change > 0) == lower_better) and abs(change) > band
+        rows.append({"figure": label, "now": now, "previous": before, "change_pct": change, "worse": worse,
+                     "noise_band_pct": band})
     return rows
 
 

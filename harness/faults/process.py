@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import time
 from collections.abc import Iterator
 
-from harness.faults.timeline import FaultTimeline
+from harness.faults.timeline import FaultTimeline, FaultWindow
 from harness.stack.process import ManagedProcess
 
 
@@ -27,49 +26,45 @@ class ProcessFaults:
             proc.proc.wait(10)
 
     @contextlib.contextmanager
-    def pause(self, proc: ManagedProcess, name: str = "worker_pause") -> Iterator[None]:
-        with self.timeline.window(name, "process", target=proc.name, signal="SIGSTOP"):
+    def pause(self, proc: ManagedProcess, name: str = "worker_pause") -> Iterator[FaultWindow]:
+        with self.timeline.window(name, "process", target=proc.name, signal="SIGSTOP") as w:
             pids = proc.members()
             _signal(pids, signal.SIGSTOP)
             try:
-                yield
+                yield w
             finally:
                 _signal(pids, signal.SIGCONT)
 
     # -- backing services ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def service_down(self, service: str, name: str | None = None) -> Iterator[None]:
+    def service_down(self, service: str, name: str | None = None) -> Iterator[FaultWindow]:
         """The service is stopped for the block, then started again on the same port (data kept where it has any)."""
         svc = self.provider.service(service)
         with self.timeline.window(name or f"{service}_restart", "process", target=service, action="stop+start") as w:
             svc.halt()
             try:
-                yield
+                yield w
             finally:
                 w.params["ready_after_restart_s"] = round(svc.start_again(), 3)
 
     @contextlib.contextmanager
-    def service_killed(self, service: str) -> Iterator[None]:
+    def service_killed(self, service: str) -> Iterator[FaultWindow]:
         """SIGKILL (``docker kill``) the service — no shutdown, no flush — then start it again after the block."""
         svc = self.provider.service(service)
         with self.timeline.window(f"{service}_kill", "process", target=service, signal="SIGKILL") as w:
             svc.signal(signal.SIGKILL)
             try:
-                yield
+                yield w
             finally:
                 w.params["ready_after_restart_s"] = round(svc.start_again(), 3)
 
-    def restart(self, service: str, down_seconds: float = 0.0) -> None:
-        with self.service_down(service):
-            time.sleep(down_seconds)
-
     @contextlib.contextmanager
-    def service_paused(self, service: str) -> Iterator[None]:
+    def service_paused(self, service: str) -> Iterator[FaultWindow]:
         svc = self.provider.service(service)
-        with self.timeline.window(f"{service}_pause", "process", target=service, signal="SIGSTOP"):
+        with self.timeline.window(f"{service}_pause", "process", target=service, signal="SIGSTOP") as w:
             svc.signal(signal.SIGSTOP)
             try:
-                yield
+                yield w
             finally:
                 svc.signal(signal.SIGCONT)
 

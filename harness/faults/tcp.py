@@ -17,6 +17,7 @@ import random
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 from harness.faults.timeline import FaultTimeline
@@ -36,6 +37,7 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self.name}", daemon=True)
         self.connections = 0
+        self.hits: Counter = Counter()  # per toxic: connections reset, or chunks delayed, throttled or swallowed
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> TcpProxy:
@@ -78,21 +80,26 @@ class TcpProxy:
     def toxic(self, name: str, timeline: FaultTimeline | None = None, **attrs) -> Iterator[None]:
         window = timeline.window(f"tcp_{name}", "tcp", target=self.name, **attrs) if timeline else \
             contextlib.nullcontext()
-        with window:
+        with window as w:
+            before = self.hits[name]
             self.set_toxic(name, **attrs)
             try:
                 yield
             finally:
                 self.clear(name)
+                if w is not None:  # evidence that the toxic met real traffic
+                    w.evidence["hits"] = self.hits[name] - before
 
     # -- the proxy ------------------------------------------------------------------------------------------------
     async def _reset_all(self) -> None:
         for w in list(self._writers):
+            self.hits["reset_peer"] += 1
             _rst(w)
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
         if "reset_peer" in self.toxics:
+            self.hits["reset_peer"] += 1
             _rst(client_w)
             return
         try:
@@ -115,13 +122,16 @@ class TcpProxy:
                 writer.close()
                 return
             if "timeout" in self.toxics:
+                self.hits["timeout"] += 1
                 continue  # swallowed: the peer waits for an answer that never comes
             lat = self.toxics.get("latency")
             if lat:
+                self.hits["latency"] += 1
                 jitter = lat.get("jitter_ms", 0)
                 await asyncio.sleep(max(0.0, lat.get("latency_ms", 0) + self.rng.uniform(-jitter, jitter)) / 1000)
             bw = self.toxics.get("bandwidth")
             if bw:
+                self.hits["bandwidth"] += 1
                 await asyncio.sleep(len(data) / (bw["rate_kbps"] * 1024))
             writer.write(data)
             await writer.drain()

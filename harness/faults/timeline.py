@@ -17,6 +17,7 @@ class FaultWindow:
     params: dict
     start: float
     end: float | None = None
+    evidence: dict = field(default_factory=dict)  # what the fault did to the system (counted by whoever injected it)
 
 
 @dataclass

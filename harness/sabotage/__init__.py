@@ -141,14 +141,14 @@ def _ghost_model_event() -> None:
     JobStore._terminal_events = with_ghost
 
 
-@defect("slow_worker", "worker", "every job takes 0.25 s longer (a throughput drop far beyond the noise band)")
+@defect("slow_worker", "worker", "every inference job takes 0.6 s longer (capacity falls more than 5x)")
 def _slow_worker() -> None:
     from system.pipelines import inference
 
     run = inference.run
 
     def slow(job, timer, window):
-        time.sleep(0.25)
+        time.sleep(0.6)
         return run(job, timer, window)
 
     inference.run = slow

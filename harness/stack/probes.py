@@ -51,18 +51,23 @@ def aws(ep: AwsEndpoint) -> None:
 
 
 def create_aws_resources(ep: AwsEndpoint) -> None:
-    """The bucket, the job queue and its dead-letter queue (3 receives, then the DLQ)."""
+    """The bucket, the job queue and its dead-letter queue (3 receives, then the DLQ), unless they exist."""
     sqs = ep.client("sqs")
     ep.client("s3").create_bucket(Bucket=ep.bucket)
     dlq_url = sqs.create_queue(QueueName=ep.dlq_name)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs.create_queue(
-        QueueName=ep.queue_name,
-        Attributes={
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-        },
-    )
+    try:
+        sqs.create_queue(
+            QueueName=ep.queue_name,
+            Attributes={
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+            },
+        )
+    except sqs.exceptions.QueueNameExists:
+        # after an emulator restart, a running system may have recreated its queue first, with its own settings:
+        # the queue is there, which is all the stack promises
+        pass
 
 
 def openai(ep: OpenAIEndpoint) -> None:

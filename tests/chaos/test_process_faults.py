@@ -8,21 +8,50 @@ local processes, Docker kill/pause/stop/start for containers.
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import psycopg
+
+from harness.system_under_test import wait_for
 
 
-def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults):
+def running(stack, ids) -> int:
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        return conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+                            (ids,)).fetchone()[0]
+
+
+def unpublished(stack, ids) -> int:
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        return conn.execute("SELECT count(*) FROM outbox WHERE job_id = ANY(%s::uuid[]) AND published_at IS NULL",
+                            (ids,)).fetchone()[0]
+
+
+def log_lines(sut, text: str) -> int:
+    """Lines of the system's own logs (API and workers) that carry ``text``: evidence a fault reached it."""
+    return sum(Path(p.log_path).read_text(errors="replace").count(text) for p in [sut.api, *sut.workers] if p)
+
+
+def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults, http_faults, stack,
+                                                           timeline):
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
-    for i in range(4):
-        jobs.inference(5, seed=i * 10)
-        jobs.score(f"Chorale {i}")
-    time.sleep(0.5)
-    process_faults.kill(sut.workers[0])
-    for i in range(4, 8):
-        jobs.inference(5, seed=i * 10)
-    sut.start_worker(concurrency=4, grace=5)  # the replacement, as an orchestrator would start it
-    rows = jobs.wait(timeout=120)
-    assert len(rows) == 44 and {r[0] for r in rows.values()} == {"completed"}
+    with http_faults.delay(1.5):  # translations take a while: score jobs are mid-flight in both workers
+        for i in range(6):
+            jobs.score(f"Chorale {i}")
+        for i in range(4):
+            jobs.inference(5, seed=i * 10)
+        # more than 4 running (each worker takes at most 4): the worker about to die holds jobs mid-flight
+        wait_for(lambda: running(stack, jobs.accepted) > 4, 30, what="both workers busy")
+        process_faults.kill(sut.workers[0])
+        for i in range(4, 8):
+            jobs.inference(5, seed=i * 10)
+        sut.start_worker(concurrency=4, grace=5)  # the replacement, as an orchestrator would start it
+        rows = jobs.wait(timeout=120)
+    assert len(rows) == 46 and {r[0] for r in rows.values()} == {"completed"}
+    redelivered = [i for i, r in rows.items() if r[1] >= 2]
+    assert redelivered, "no job was redelivered: the kill never hit a job in flight"
+    next(w for w in timeline.windows if w.name == "worker_kill").evidence["redelivered_jobs"] = len(redelivered)
     jobs.assert_ledger()  # exactly one result event per job (and model), Redis agrees
 
 
@@ -44,7 +73,7 @@ def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, proces
 def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
-    with process_faults.service_down("redis"):
+    with process_faults.service_down("redis") as window:
         for i in range(4):
             jobs.inference(5, seed=i)  # accepted: Redis is a cache, not a dependency of accepting a job
             time.sleep(0.5)
@@ -52,6 +81,9 @@ def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
     jobs.inference(5, seed=100)
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"}
+    # the outage reached the system: status writes failed while Redis was down (the API's, the workers')
+    window.evidence["failed_cache_writes"] = log_lines(sut, "status cache unavailable")
+    assert window.evidence["failed_cache_writes"] > 0
     # the statuses Redis missed while it was down are repaired from Postgres by the workers
     jobs.assert_ledger(timeout=30)
 
@@ -60,10 +92,11 @@ def test_postgres_restart_while_jobs_run(chaos_system, jobs_for, process_faults)
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
     jobs.inference(5, seed=1)
-    with process_faults.service_down("postgres"):
+    with process_faults.service_down("postgres") as window:
         time.sleep(2)
         jobs.inference(5, seed=2)  # refused with a 503 while the system of record is down: not accepted
-    assert jobs.rejected == 1
+        window.evidence["refused"] = jobs.rejected
+    assert jobs.rejected == 1 and jobs.last_status == 503  # the ledger checks the refused submission never ran
     for i in range(3):
         jobs.inference(5, seed=10 + i)
     rows = jobs.wait(timeout=120)
@@ -95,22 +128,25 @@ def test_postgres_kill_recovers_and_loses_no_committed_job(chaos_system, jobs_fo
     with process_faults.service_killed("postgres"):
         time.sleep(1)
         jobs.inference(5, seed=505)  # refused (503) while it is gone
-    assert jobs.rejected == 1
+    assert jobs.rejected == 1 and jobs.last_status == 503
     jobs.inference(5, seed=510)
     rows = jobs.wait(timeout=120)
     assert len(rows) == 10 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()
 
 
-def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults):
+def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
     """tansu keeps topics in memory: a restart empties it. Events committed meanwhile wait in the outbox (or in the
     producer's retry queue) and arrive once the broker is back; none is lost, none doubled."""
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
-    with process_faults.service_down("kafka"):
+    with process_faults.service_down("kafka") as window:
         for i in range(3):
             jobs.inference(5, seed=200 + i)
             time.sleep(1)
+        # the outage reached the system: the jobs' events wait in the outbox, unpublished
+        window.evidence["outbox_backlog"] = unpublished(stack, jobs.accepted)
+    assert window.evidence["outbox_backlog"] > 0
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and jobs.rejected == 0
     jobs.assert_ledger(timeout=60)
@@ -118,7 +154,9 @@ def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults):
 
 def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_for, process_faults):
     """The emulator keeps queues in memory: a restart loses every waiting message. The system recreates its queue
-    and re-sends jobs that sat queued too long (REQUEUE_AFTER_SECONDS), so every accepted job still completes."""
+    and re-sends jobs that sat queued too long (REQUEUE_AFTER_SECONDS), so every accepted job still completes. While
+    it is down, jobs are still accepted (the row is the promise): their messages wait in the SQS outbox
+    (``send_pending``) and a worker sends them once the queue answers."""
     sut = chaos_system(workers=0, REQUEUE_AFTER_SECONDS="5")
     jobs = jobs_for(sut)
     jobs.inference(5, seed=300)
@@ -130,5 +168,6 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     sut.start_worker(concurrency=4, grace=5)
     jobs.inference(5, seed=315)  # sent at once again once it is back (the queue is recreated on the way)
     rows = jobs.wait(timeout=90)
+    assert log_lines(sut, "sent jobs the queue had not taken") > 0  # the deferred jobs went out through the outbox
     assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()

@@ -76,7 +76,7 @@ def test_tcp_latency_on_kafka(kafka_proxied, kafka_proxy, timeline):
             jobs.inference(5, seed=600 + i)
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 15
-    assert kafka_proxy.connections > 0  # the producers really went through the proxy
+    assert kafka_proxy.connections > 0 and timeline.windows[-1].evidence["hits"] > 5  # produce requests were slowed
     jobs.assert_ledger(timeout=60)  # one result event per job and model, read back through the proxy
 
 
@@ -93,6 +93,7 @@ def test_tcp_reset_peer_on_kafka(kafka_proxied, kafka_proxy, timeline):
         rows = jobs.wait(timeout=90)  # Postgres is the system of record: jobs complete while Kafka is unreachable
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 20
     assert kafka_proxy.connections > before + 1  # the clients kept reconnecting and were reset each time
+    assert timeline.windows[-1].evidence["hits"] > 1
     jobs.assert_ledger(timeout=90)
 
 
@@ -107,7 +108,8 @@ def test_tcp_latency_on_postgres(proxied_system, jobs_for, proxies, timeline):
         rows = jobs.wait(timeout=120)
         slow = time.monotonic() - started
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 20
-    assert slow > 0.5 and proxies["postgres"].connections >= before  # the system really went through the proxy
+    assert slow > 0.5 and proxies["postgres"].connections >= before
+    assert timeline.windows[-1].evidence["hits"] > 20  # the system's queries really crossed the slowed link
     jobs.assert_ledger()
 
 
@@ -121,6 +123,7 @@ def test_tcp_reset_peer_on_redis(proxied_system, jobs_for, proxies, timeline, st
             time.sleep(0.5)
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and jobs.rejected == 0
+    assert timeline.windows[-1].evidence["hits"] > 0  # connections to Redis really were reset
     jobs.assert_ledger(timeout=30)
 
 
@@ -132,6 +135,7 @@ def test_tcp_timeout_blackholes_redis(proxied_system, jobs_for, proxies, timelin
         time.sleep(2)
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"}
+    assert timeline.windows[-1].evidence["hits"] > 0  # requests to Redis really vanished into the blackhole
     jobs.assert_ledger(timeout=45)
 
 
@@ -144,4 +148,5 @@ def test_tcp_bandwidth_on_localstack(proxied_system, jobs_for, proxies, timeline
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"}
     assert all(r[3]["audio"]["bytes"] > 100_000 for r in rows.values())
+    assert timeline.windows[-1].evidence["hits"] > 10  # the uploads and MP3s were throttled on the way
     jobs.assert_ledger()

@@ -68,6 +68,9 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
         conn.execute("INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
                      (job_id, Jsonb({"pattern": "linear", "values": [1, 2, 3], "horizon": "soon",
                                      "models": ["moving_average"]})))
+        conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s, 'job_events', %s, %s)",
+                     (job_id, job_id, Jsonb({"job_id": job_id, "kind": "inference", "status": "queued",
+                                             "attempts": 0})))  # its 'queued' event, as that API wrote it too
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
     sqs.send_message(QueueUrl=url, MessageBody="this is not a job message")
 

@@ -136,8 +136,11 @@ def test_websocket_pushes_every_state_change(system):
         ({"pattern": "linear"}, "values"),
         ({"pattern": "linear", "values": [1, 2], "models": ["oracle"]}, "unknown model"),
         ({"series": []}, "series"),
+        ({"series": None}, "valid list"),
+        ({"series": [None]}, "series"),
     ],
-    ids=["unknown-pattern", "empty-series", "non-numeric", "missing-values", "unknown-model", "empty-batch"],
+    ids=["unknown-pattern", "empty-series", "non-numeric", "missing-values", "unknown-model", "empty-batch",
+         "null-batch", "null-series"],
 )
 def test_bad_inference_input_gets_a_4xx_with_a_message(system, payload, fragment):
     with system.client() as c:

@@ -1,10 +1,12 @@
 """Throughput benchmark (``nox -s bench``): enqueue N jobs, time until the real workers drained them, next to the
-raw SQS ceiling measured in the same run. Saved JSON is compared with the previous run's (regressions fail)."""
+raw SQS ceiling measured in the same run, gated on their ratio (slo.toml [throughput]). Each run is appended to
+reports/bench-history.jsonl; ``nox -s bench`` also compares the saved JSON with the previous run's."""
 
 from __future__ import annotations
 
 import pytest
 
+from harness import history, slo
 from harness.throughput import inference_batch, sqs_ceiling, submit_and_wait
 from system.simulators.patterns import PATTERNS
 
@@ -26,9 +28,16 @@ def test_drain_200_inference_jobs(benchmark, system, stack):
     fig = benchmark.pedantic(drain, rounds=3, iterations=1, warmup_rounds=0)
     assert fig["terminal"] == fig["jobs"] == BATCHES * 5
     best = max(r["jobs_per_s"] for r in rounds)
+    share = best / ceiling["send_receive_delete_per_s"]
     benchmark.extra_info.update(
         jobs_per_s=best, sqs_ceiling_msgs_per_s=ceiling["send_receive_delete_per_s"],
-        share_of_ceiling=round(best / ceiling["send_receive_delete_per_s"], 4),
-        enqueue_to_done_p95_ms=fig["enqueue_to_done_ms_p95"], workers=len(system.workers))
+        share_of_ceiling=round(share, 4), enqueue_to_done_p95_ms=fig["enqueue_to_done_ms_p95"],
+        workers=len(system.workers))
+    history.append("throughput", {"jobs_per_s": [r["jobs_per_s"] for r in rounds], "best_jobs_per_s": best,
+                                  "sqs_ceiling_msgs_per_s": ceiling["send_receive_delete_per_s"],
+                                  "share_of_ceiling": round(share, 5), "workers": len(system.workers)})
     print(f"\n{best} jobs/s with {len(system.workers)} workers; raw SQS ceiling "
-          f"{ceiling['send_receive_delete_per_s']} msg/s ({best / ceiling['send_receive_delete_per_s']:.1%})")
+          f"{ceiling['send_receive_delete_per_s']} msg/s ({share:.1%})")
+    # the same gate as the load runs' capacity SLO: a ratio of this run's figures, never a bare jobs/s
+    [verdict] = slo.evaluate(slo.section(slo.load(), "throughput"), {"capacity": {"share_of_ceiling": share}})
+    assert verdict.ok, verdict.line()

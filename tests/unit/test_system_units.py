@@ -67,6 +67,7 @@ def test_inference_body_takes_one_series_or_a_batch():
     batch = InferenceIn.model_validate({"series": [{"pattern": "seasonal", "values": [1, 2]}] * 3})
     assert len(one.series) == 1 and len(batch.series) == 3
     for bad in ({"pattern": "linear", "values": [1, float("nan")]}, {"pattern": "linear", "values": [1, 2], "x": 1},
-                {"series": [{"pattern": "linear", "values": [1, 2]}], "extra": True}):
+                {"series": [{"pattern": "linear", "values": [1, 2]}], "extra": True}, {"series": None},
+                {"series": [None]}):
         with pytest.raises(ValidationError):
             InferenceIn.model_validate(bad)
