@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
     ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
     ap.add_argument("--slo", type=Path, default=None, help="SLO file (default slo.toml)")
+    ap.add_argument("--sabotage", default="", metavar="DEFECT[,…]",
+                    help="plant defects of harness.sabotage in the API / workers (e.g. slow_api): the gate must fail")
     args = ap.parse_args(argv)
     if args.host:
         ap.error("--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
@@ -238,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = provider.start()
         sut = SystemUnderTest(stack, progress=print)
-        api = sut.start_api()
+        api_defects, worker_defects = _split_defects(args.sabotage)
+        api = sut.start_api(sabotage=api_defects)
         for _ in range(args.system_workers):
-            sut.start_worker()
+            sut.start_worker(sabotage=worker_defects)
         run_dir = report.new_run_dir()
         print(f"\nLocust: {args.users} users for {args.duration}s against {api}"
               f"{f' ({args.workers} Locust workers)' if args.workers else ''} …", flush=True)
@@ -255,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(v.line() for v in verdicts))
     print(f"\nreport: {path}")
     return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _split_defects(names: str) -> tuple[str | None, str | None]:
+    """``a,b,c`` -> (the API's defects, the workers'), each comma-joined or None."""
+    from harness.sabotage import CATALOG
+
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in CATALOG]
+    if unknown:
+        raise SystemExit(f"unknown defect(s) {unknown}; choose from {', '.join(sorted(CATALOG))}")
+    api = ",".join(n for n in chosen if CATALOG[n].target == "api") or None
+    worker = ",".join(n for n in chosen if CATALOG[n].target == "worker") or None
+    return api, worker
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def test_gates_from_this_run(benchmark):  # requests the fixture so --benchmark-
           f"{MEDIANS['raw_single'] * 1e6:.0f} µs (x{overhead:.2f}); batch of 8 {MEDIANS['batch_8'] * 1e6:.0f} µs vs "
           f"8 singles {MEDIANS['singles_8'] * 1e6:.0f} µs (speed-up x{speedup:.2f}); moving average "
           f"{MEDIANS['moving_average'] * 1e6:.1f} µs")
+    before = history.previous("lstm")
+    if before:
+        print(f"previous run ({before['at']}): x{before['worker_over_raw']:.2f} worker/raw, "
+              f"x{before['batch8_speedup']:.2f} batch speed-up")
     history.append("lstm", {**{k: round(v * 1e6, 2) for k, v in MEDIANS.items()},
                             "worker_over_raw": round(overhead, 3), "batch8_speedup": round(speedup, 3)})
     verdicts = [slo.Verdict("LSTM batch of 8 speed-up over 8 singles", f">= {gates['lstm_batch8_speedup_min']}",

@@ -94,3 +94,15 @@ def test_report_has_plots_verdicts_and_the_diff_to_the_previous_run(tmp_path, mo
     page = path.read_text()
     assert page.count("<svg") == 3 and 'class="fault"' in page and "rate_limit" in page
     assert "SLO verdicts" in page and "FAIL" in page and "Against the previous run" in page
+
+
+def test_the_diff_marks_only_moves_beyond_the_noise_band():
+    before = {"figures": {"throughput_jobs_per_s": 100.0, "drain_s": 10.0}}
+    now = {"figures": {"throughput_jobs_per_s": 93.0, "drain_s": 13.0}}
+    rows = {r["figure"]: r for r in report.diff(now, before, bands={"throughput jobs/s": 8, "backlog drain s": 25})}
+    assert rows["throughput jobs/s"]["change_pct"] == -7.0 and not rows["throughput jobs/s"]["worse"]  # noise
+    assert rows["backlog drain s"]["change_pct"] == 30.0 and rows["backlog drain s"]["worse"]  # beyond its band
+    assert rows["backlog drain s"]["noise_band_pct"] == 25
+    faster = {"figures": {"throughput_jobs_per_s": 150.0, "drain_s": 1.0}}
+    assert not any(r["worse"] for r in report.diff(faster, before, bands={}))  # better is never "worse"
+
