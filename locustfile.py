@@ -4,7 +4,8 @@
     locust -f locustfile.py --users 20 --headless -t 60s --host http://127.0.0.1:8000
 
 Users (weights): inference submitters (3) send 1-5 series of the simulator's patterns; dashboard readers (2) poll the
-REST endpoints and watch the WebSocket; score uploaders (1) upload a Bach chorale. ``--host`` defaults to
+REST endpoints and read job statuses; score uploaders (1) upload a Bach chorale; feed watchers (1) keep the
+dashboard's WebSocket open and time each connection until its first job event. ``--host`` defaults to
 ``$VERISIM_API`` or http://127.0.0.1:8000 (where ``nox -s up`` puts the API). Distributed: ``nox -s load-distributed``
 (a master and 2 workers), or ``locust --master`` / ``locust --worker`` by hand.
 """
@@ -81,7 +82,7 @@ class ScoreUploader(HttpUser):
 
 
 class DashboardReader(HttpUser):
-    """Someone watching the dashboard: the REST endpoints, job status, and the WebSocket feed."""
+    """Someone reading the dashboard: the REST endpoints and job statuses (the live feed: ``FeedWatcher``)."""
 
     weight = 2
     wait_time = between(1, 3)
@@ -106,10 +107,18 @@ class DashboardReader(HttpUser):
                 if r.status_code != 200:
                     r.failure(f"HTTP {r.status_code}")
 
-    @task(1)
+
+class FeedWatcher(HttpUser):
+    """Someone with the dashboard open: its live feed. Each request is connect + hello + the first job event,
+    timed as one 'WS' request; no event within ``WS_EVENT_TIMEOUT_S`` of the hello is a *failure* (a feed that
+    greets and then stays silent is broken, however fast it greeted)."""
+
+    weight = 1
+    wait_time = between(1, 3)
+    host = DEFAULT_HOST
+
+    @task
     def websocket(self) -> None:
-        """Connect, get the hello, then the first job event: timed as one 'WS' request. No event within
-        ``WS_EVENT_TIMEOUT_S`` of the hello is a *failure* (a feed that greets and then stays silent is broken)."""
         from websockets.sync.client import connect
 
         url = self.host.replace("http", "ws", 1) + "/api/v1/dashboard/ws"

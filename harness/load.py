@@ -177,13 +177,14 @@ def _r(v):
 
 
 def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: str = "capacity") -> dict:
-    """Jobs/s while a backlog exists: a burst of ``requests`` × 5 inference jobs sent faster than the workers take
-    them, timed from the jobs' own timestamps, and its share of the raw SQS ceiling measured in the same run."""
+    """Jobs/s while a backlog exists: a burst of ``requests`` × 5 inference jobs sent from 8 client threads, faster
+    than the workers take them (even through a slow API), timed from the jobs' own timestamps, and its share of the
+    raw SQS ceiling measured in the same run."""
     from harness.throughput import inference_batch, submit_and_wait
     from system.simulators.patterns import PATTERNS
 
     _, fig = submit_and_wait(host, stack, [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)],
-                             label)
+                             label, concurrency=8)
     share = fig.get("jobs_per_s", 0) / ceiling["send_receive_delete_per_s"]
     return {"jobs": fig["jobs"], "terminal": fig["terminal"], "jobs_per_s": fig.get("jobs_per_s"),
             "enqueue_to_done_p95_ms": fig.get("enqueue_to_done_ms_p95"), "share_of_ceiling": round(share, 5)}

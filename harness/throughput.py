@@ -113,19 +113,31 @@ class ProgressLine:
 
 
 def submit_and_wait(api_url: str, stack: Stack, submissions: list[Callable[[httpx.Client], list[str]]],
-                    label: str, timeout: float = 300) -> tuple[list[str], dict]:
-    """Run every submission (each returns the job ids it got accepted), then wait until all are terminal."""
+                    label: str, timeout: float = 300, concurrency: int = 1) -> tuple[list[str], dict]:
+    """Run every submission (each returns the job ids it got accepted) from ``concurrency`` client threads, then
+    wait until all are terminal."""
+    from concurrent.futures import ThreadPoolExecutor
+
     job_ids: list[str] = []
     rejected = 0
     started = time.monotonic()
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(base_url=api_url, timeout=30,
+                      limits=httpx.Limits(max_connections=max(10, concurrency))) as client:
         p = ProgressLine(f"{label}: submit", len(submissions), started=started)
-        for i, submit in enumerate(submissions, 1):
+
+        def one(submit) -> list[str] | None:
             try:
-                job_ids += submit(client)
+                return submit(client)
             except httpx.HTTPError:
-                rejected += 1
-            p.update(i, rejected)
+                return None
+
+        with ThreadPoolExecutor(max(1, concurrency)) as pool:
+            for i, got in enumerate(pool.map(one, submissions), 1):
+                if got is None:
+                    rejected += 1
+                else:
+                    job_ids += got
+                p.update(i, rejected)
         p.finish(len(submissions), rejected)
     p = ProgressLine(f"{label}: done", len(job_ids), started=started)
     deadline = time.monotonic() + timeout

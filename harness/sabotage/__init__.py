@@ -202,8 +202,6 @@ def _ws_silent() -> None:
     from fastapi import WebSocket, WebSocketDisconnect
 
     def change(app):
-        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/api/v1/dashboard/ws"]
-
         @app.websocket("/api/v1/dashboard/ws")
         async def silent(ws: WebSocket):
             await ws.accept()
@@ -213,5 +211,8 @@ def _ws_silent() -> None:
                     await ws.receive_text()
             except WebSocketDisconnect:
                 pass
+
+        # routes match in order, and the dashboard's own router may be one nested entry: go first
+        app.router.routes.insert(0, app.router.routes.pop())
 
     _wrap_app(change)

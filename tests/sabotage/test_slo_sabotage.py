@@ -27,8 +27,8 @@ def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
 
 def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
     sut = chaos_system(workers=1, api_sabotage="ws_silent")
-    figures = load.measure(stack, sut.api_url, sut.queue_name, sut.dlq_name, 6, SECONDS, report.new_run_dir(),
-                           user_classes=["InferenceSubmitter", "DashboardReader"], burst_requests=0)
+    figures = load.measure(stack, sut.api_url, sut.queue_name, sut.dlq_name, 8, SECONDS, report.new_run_dir(),
+                           user_classes=["InferenceSubmitter", "FeedWatcher"], burst_requests=0)
     ws = figures["api"]["/api/v1/dashboard/ws"]
     assert ws["requests"] >= 3 and figures["jobs"] > 0  # jobs ran, so an honest feed would have pushed events
     v = verdicts("api", figures)["api /api/v1/dashboard/ws error rate"]
