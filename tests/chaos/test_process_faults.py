@@ -109,13 +109,16 @@ def test_redis_pause_freezes_the_cache_but_loses_no_job(chaos_system, jobs_for, 
     it, fall back to Postgres, and repair the cache once it thaws."""
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
-    with process_faults.service_paused("redis"):
+    with process_faults.service_paused("redis") as window:
         for i in range(3):
             jobs.inference(5, seed=400 + i)
             time.sleep(0.5)
     jobs.inference(5, seed=410)
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 20
+    # the freeze reached the system: its status writes timed out (or met the open breaker) and were repaired later
+    window.evidence["failed_cache_writes"] = log_lines(sut, "status cache unavailable")
+    assert window.evidence["failed_cache_writes"] > 0
     jobs.assert_ledger(timeout=30)
 
 
