@@ -24,7 +24,7 @@ class Deps:
         migrate(settings.dsn)
         pool = make_pool(settings.dsn, settings.db_pool_size)
         store = JobStore(pool, {"inference": settings.kafka_topic_inference, "score": settings.kafka_topic_scores,
-                                "events": settings.kafka_topic_job_events})
+                                "events": settings.kafka_topic_job_events}, queue=settings.sqs_queue_name)
         return cls(settings, store, StatusCache(settings.redis_url), JobQueue(settings), Artifacts(settings))
 
     def close(self) -> None:

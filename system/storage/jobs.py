@@ -22,9 +22,10 @@ class Claim:
 
 
 class JobStore:
-    def __init__(self, pool: ConnectionPool, topics: dict[str, str]):
+    def __init__(self, pool: ConnectionPool, topics: dict[str, str], queue: str | None = None):
         self.pool = pool
         self.topics = topics  # {"inference": ..., "score": ..., "events": ...}
+        self.queue = queue  # the SQS queue this deployment sends to: its jobs are the only ones its sweeps touch
 
     # -- writes --------------------------------------------------------------------------------------------------
     def create(self, kind: str, params: dict[str, Any], input_key: str | None = None,
@@ -32,9 +33,9 @@ class JobStore:
         job_id = job_id or uuid.uuid4()
         with self.pool.connection() as conn:
             row = conn.execute(
-                "INSERT INTO jobs (id, kind, status, params, input_key) VALUES (%s, %s, 'queued', %s, %s) "
+                "INSERT INTO jobs (id, kind, status, params, input_key, queue) VALUES (%s, %s, 'queued', %s, %s, %s) "
                 "RETURNING *",
-                (job_id, kind, Jsonb(params), input_key),
+                (job_id, kind, Jsonb(params), input_key, self.queue),
             ).fetchone()
             self._event(conn, row, "queued")
         return row
@@ -44,8 +45,8 @@ class JobStore:
         with self.pool.connection() as conn, conn.transaction():
             for params in items:
                 row = conn.execute(
-                    "INSERT INTO jobs (id, kind, status, params) VALUES (%s, %s, 'queued', %s) RETURNING *",
-                    (uuid.uuid4(), kind, Jsonb(params)),
+                    "INSERT INTO jobs (id, kind, status, params, queue) VALUES (%s, %s, 'queued', %s, %s) RETURNING *",
+                    (uuid.uuid4(), kind, Jsonb(params), self.queue),
                 ).fetchone()
                 self._event(conn, row, "queued")
                 rows.append(row)
@@ -61,8 +62,8 @@ class JobStore:
         The rows stay locked (SKIP LOCKED for other workers) until the queue answered; refused ones stay pending."""
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
-                "SELECT id, kind FROM jobs WHERE send_pending AND status = 'queued' ORDER BY enqueued_at "
-                "LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+                "SELECT id, kind FROM jobs WHERE send_pending AND status = 'queued' AND (queue = %s OR queue IS NULL) "
+                "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED", (self.queue, limit)).fetchall()
             if not rows:
                 return 0
             refused = set(send([job_message(r) for r in rows]))
@@ -125,10 +126,10 @@ class JobStore:
         with self.pool.connection() as conn:
             return conn.execute(
                 """UPDATE jobs SET updated_at = now() WHERE id IN (
-                       SELECT id FROM jobs WHERE status = 'queued'
+                       SELECT id FROM jobs WHERE status = 'queued' AND (queue = %s OR queue IS NULL)
                        AND updated_at < now() - make_interval(secs => %s)
                        ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)
-                   RETURNING id, kind""", (older_than_seconds, limit)).fetchall()
+                   RETURNING id, kind""", (self.queue, older_than_seconds, limit)).fetchall()
 
     def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
         with self.pool.connection() as conn:
@@ -165,7 +166,9 @@ class JobStore:
                           limit: int = 500, lease_seconds: float = 30):
         """Unpublished events, leased to this caller so two publishers never send the same one (a lease that
         expires, because its publisher died, makes the events claimable again)."""
-        where = "job_id = %(job)s" if job_id is not None else "created_at < now() - make_interval(secs => %(age)s)"
+        where = "job_id = %(job)s" if job_id is not None else (
+            "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
+            "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))")  # a sweep: this deployment's jobs
         with self.pool.connection() as conn:
             return conn.execute(
                 f"""UPDATE outbox SET claimed_until = now() + make_interval(secs => %(lease)s)
@@ -173,7 +176,7 @@ class JobStore:
                                  AND (claimed_until IS NULL OR claimed_until < now())
                                  ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
                     RETURNING *""",
-                {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit},
+                {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
             ).fetchall()
 
     def release_claims(self, ids: list[int]) -> None:

@@ -45,7 +45,8 @@ class Worker:
         self.pool = make_pool(settings.dsn, self.concurrency + 2)
         self.store = JobStore(self.pool, {"inference": settings.kafka_topic_inference,
                                           "score": settings.kafka_topic_scores,
-                                          "events": settings.kafka_topic_job_events})
+                                          "events": settings.kafka_topic_job_events},
+                              queue=settings.sqs_queue_name)
         self.cache = StatusCache(settings.redis_url)
         self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
         self.queue = JobQueue(settings)

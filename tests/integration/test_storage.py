@@ -74,3 +74,24 @@ def test_two_publishers_never_claim_the_same_outbox_event(pg_schema):
         assert [r["id"] for r in store.claim_unpublished(older_than_seconds=0)] == [leased[0]["id"]]
     finally:
         pool.close()
+
+
+def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
+    """Two deployments sharing a database (each with its own queue) never send each other's jobs or publish each
+    other's events: each sweep — pending sends, stale re-sends, unpublished events — keeps to its own queue."""
+    migrate(pg_schema.dsn)
+    pool = make_pool(pg_schema.dsn, 4)
+    topics = {"inference": "i", "score": "s", "events": "e"}
+    try:
+        a, b = JobStore(pool, topics, queue="queue-a"), JobStore(pool, topics, queue="queue-b")
+        mine = a.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+        a.mark_send_pending([mine["id"]])
+        sent_by: dict[str, list] = {"a": [], "b": []}
+        assert b.send_pending(lambda msgs: sent_by["b"].extend(msgs) or []) == 0
+        assert b.stale_queued(0) == [] and b.claim_unpublished(older_than_seconds=0) == []
+        assert a.send_pending(lambda msgs: sent_by["a"].extend(msgs) or []) == 1
+        assert sent_by == {"a": [{"job_id": str(mine["id"]), "kind": "inference", "v": 1}], "b": []}
+        assert [r["id"] for r in a.stale_queued(0)] == [mine["id"]]
+        assert len(a.claim_unpublished(older_than_seconds=0)) == 1  # its 'queued' event
+    finally:
+        pool.close()

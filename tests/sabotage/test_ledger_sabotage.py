@@ -3,8 +3,7 @@ process, or a direct write to a store) and passes only when the ledger names tha
 stays green here fails the test.
 
 Select one with ``-k``: ``ack_before_commit``, ``double_publish``, ``skip_redis``, ``never_finish``,
-``drop_terminal_event``, ``ghost_model_event``, ``refuse_after_accepting``, ``corrupt_failed_row``,
-``dlq_message_for_a_completed_job``, ``deleted_row``.
+``drop_terminal_event``, ``ghost_model_event``, ``refused``, ``failed_row``, ``dlq``, ``deleted``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import json
 import time
 
 import psycopg
+import pytest
 
 from harness.system_under_test import wait_for
 
@@ -46,26 +46,6 @@ def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(chaos_system, jobs_f
     assert all("running" in p for p in hits)
 
 
-def test_double_publish_is_a_duplicate(chaos_system, jobs_for):
-    sut = chaos_system(workers=1, sabotage="double_publish")
-    jobs = jobs_for(sut)
-    jobs.inference(3, seed=1)
-    jobs.wait(timeout=60)
-    report = jobs.verdict(timeout=5)
-    hits = red(report, "result_duplicate", 3 * 2)  # 3 jobs x 2 models
-    assert all("2 Kafka result events" in p for p in hits)
-    red(report, "events_duplicate")
-
-
-def test_a_worker_that_skips_redis_is_a_disagreement(chaos_system, jobs_for):
-    sut = chaos_system(workers=1, sabotage="skip_redis")
-    jobs = jobs_for(sut)
-    jobs.inference(2, seed=2)
-    jobs.wait(timeout=60)
-    hits = red(jobs.verdict(timeout=3), "redis_disagrees", 2)
-    assert all("Postgres says 'completed'" in p and "Redis says 'running'" in p for p in hits)
-
-
 def test_a_job_that_never_finishes_is_not_terminal(chaos_system, jobs_for, stack):
     sut = chaos_system(workers=1, sabotage="never_finish")
     jobs = jobs_for(sut)
@@ -76,22 +56,28 @@ def test_a_job_that_never_finishes_is_not_terminal(chaos_system, jobs_for, stack
     assert all("not terminal in Postgres (running)" in p for p in hits)
 
 
-def test_a_dropped_terminal_transition_is_missing_from_job_events(chaos_system, jobs_for):
-    sut = chaos_system(workers=1, sabotage="drop_terminal_event")
-    jobs = jobs_for(sut)
-    jobs.inference(2, seed=4)
-    jobs.wait(timeout=60)
-    hits = red(jobs.verdict(timeout=5), "events_missing", 2)
-    assert all("job_events lacks completed" in p for p in hits)
+# a defect planted in the worker -> (the problem kind it must produce per job, how many per job, words of the message,
+# other kinds it must produce too)
+WORKER_DEFECTS = {
+    "double_publish": ("result_duplicate", 2, "2 Kafka result events", ["events_duplicate"]),  # 2 models per job
+    "skip_redis": ("redis_disagrees", 1, "Redis says 'running', Postgres says 'completed'", []),
+    "drop_terminal_event": ("events_missing", 1, "job_events lacks completed", []),
+    "ghost_model_event": ("result_unexpected", 1, "'ghost', which the job did not run", []),
+}
 
 
-def test_an_event_for_a_model_not_run_is_unexpected(chaos_system, jobs_for):
-    sut = chaos_system(workers=1, sabotage="ghost_model_event")
+@pytest.mark.parametrize("defect", sorted(WORKER_DEFECTS))
+def test_a_worker_defect_is_named_by_the_ledger(defect, chaos_system, jobs_for):
+    kind, per_job, words, also = WORKER_DEFECTS[defect]
+    sut = chaos_system(workers=1, sabotage=defect)
     jobs = jobs_for(sut)
-    jobs.inference(2, seed=5)
+    jobs.inference(2, seed=len(defect))
     jobs.wait(timeout=60)
-    hits = red(jobs.verdict(timeout=5), "result_unexpected", 2)
-    assert all("'ghost', which the job did not run" in p for p in hits)
+    report = jobs.verdict(timeout=5)
+    hits = red(report, kind, 2 * per_job)
+    assert all(words in p for p in hits), hits
+    for other in also:
+        red(report, other)
 
 
 def test_a_refused_submission_that_runs_anyway_is_caught(chaos_system, jobs_for, stack):
