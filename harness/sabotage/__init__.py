@@ -141,14 +141,14 @@ def _ghost_model_event() -> None:
     JobStore._terminal_events = with_ghost
 
 
-@defect("slow_worker", "worker", "every inference job takes 0.6 s longer (capacity falls more than 5x)")
+@defect("slow_worker", "worker", "every inference job takes 1 s longer (capacity falls more than 5x)")
 def _slow_worker() -> None:
     from system.pipelines import inference
 
     run = inference.run
 
     def slow(job, timer, window):
-        time.sleep(0.6)
+        time.sleep(1.0)
         return run(job, timer, window)
 
     inference.run = slow
