@@ -68,8 +68,44 @@ def test_moving_average(benchmark, windows):
     _record("moving_average", benchmark)
 
 
+def interleaved_ratios(model, windows, rounds: int = 300) -> dict[str, float]:
+    """The two gate ratios again, with each pair's calls alternating in one loop, so both sides of a ratio meet the
+    same moments of contention (the benchmarks above run minutes apart). Medians of per-call times."""
+    import statistics
+    import time
+
+    batcher = lstm.MicroBatcher(model)
+    w, _, _ = lstm.to_window(windows[0])
+    x = torch.tensor([w], dtype=torch.float32).unsqueeze(-1)
+
+    def raw():
+        with torch.no_grad():
+            return model(x)
+
+    pairs = {"worker_over_raw": (lambda: batcher.forecast(windows[0], 1), raw),
+             "batch8_speedup": (lambda: [lstm.forecast_batch(model, [v], 1) for v in windows],
+                                lambda: lstm.forecast_batch(model, windows, 1))}
+    out = {}
+    for name, (num, den) in pairs.items():
+        a, b = [], []
+        for _ in range(rounds):
+            for fn, times in ((num, a), (den, b)):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(a) / statistics.median(b)
+    return out
+
+
+def _gate_verdicts(gates: dict, speedup: float, overhead: float) -> list[slo.Verdict]:
+    return [slo.Verdict("LSTM batch of 8 speed-up over 8 singles", f">= {gates['lstm_batch8_speedup_min']}",
+                        round(speedup, 3), speedup >= gates["lstm_batch8_speedup_min"]),
+            slo.Verdict("LSTM worker path / raw torch forward", f"<= {gates['lstm_worker_over_raw_max']}",
+                        round(overhead, 3), overhead <= gates["lstm_worker_over_raw_max"])]
+
+
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
-def test_gates_from_this_run(benchmark):  # requests the fixture so --benchmark-only keeps it; times nothing
+def test_gates_from_this_run(benchmark, model, windows):  # requests the fixture so --benchmark-only keeps it
     """Gates on ratios measured in this run (slo.toml [bench]): batching must pay, the worker path must stay near
     raw torch. Each run's figures are appended to reports/bench-history.jsonl."""
     needed = {"worker_single", "raw_single", "batch_8", "singles_8", "moving_average"}
@@ -88,9 +124,29 @@ def test_gates_from_this_run(benchmark):  # requests the fixture so --benchmark-
               f"x{before['batch8_speedup']:.2f} batch speed-up")
     history.append("lstm", {**{k: round(v * 1e6, 2) for k, v in MEDIANS.items()},
                             "worker_over_raw": round(overhead, 3), "batch8_speedup": round(speedup, 3)})
-    verdicts = [slo.Verdict("LSTM batch of 8 speed-up over 8 singles", f">= {gates['lstm_batch8_speedup_min']}",
-                            round(speedup, 3), speedup >= gates["lstm_batch8_speedup_min"]),
-                slo.Verdict("LSTM worker path / raw torch forward", f"<= {gates['lstm_worker_over_raw_max']}",
-                            round(overhead, 3), overhead <= gates["lstm_worker_over_raw_max"])]
+    verdicts = _gate_verdicts(gates, speedup, overhead)
+    if not all(v.ok for v in verdicts):
+        # a ratio of two benchmarks run minutes apart can be skewed by a burst of contention on one side only: a gate
+        # that fails is measured again with both sides interleaved, and the run fails only if it fails again
+        again = interleaved_ratios(model, windows)
+        print("gate missed on the benchmarks (" + "; ".join(v.line() for v in verdicts if not v.ok) + "); interleaved "
+              f"re-measure: x{again['worker_over_raw']:.2f} worker/raw, x{again['batch8_speedup']:.2f} speed-up")
+        verdicts = _gate_verdicts(gates, again["batch8_speedup"], again["worker_over_raw"])
     failed = [v.line() for v in verdicts if not v.ok]
     assert not failed, "\n".join(failed)
+
+
+def test_the_interleaved_gate_catches_a_slowed_worker_path(model, windows, monkeypatch):
+    """The confirmation step has teeth: a worker path slowed by 0.5 ms per call misses the gate there too."""
+    import time
+
+    forecast = lstm.MicroBatcher.forecast
+
+    def slowed(self, values, horizon):
+        time.sleep(0.0005)
+        return forecast(self, values, horizon)
+
+    monkeypatch.setattr(lstm.MicroBatcher, "forecast", slowed)
+    again = interleaved_ratios(model, windows, rounds=60)
+    [_, worker] = _gate_verdicts(slo.load()["bench"], again["batch8_speedup"], again["worker_over_raw"])
+    assert not worker.ok and worker.measured > 3, worker.line()
