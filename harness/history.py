@@ -4,13 +4,14 @@ compare. ``previous(kind)`` gives the last line of a kind."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
+from harness import report
+
 
 def path() -> Path:
-    return Path(os.environ.get("VERISIM_REPORTS_DIR", "reports")) / "bench-history.jsonl"
+    return report.REPORTS / "bench-history.jsonl"  # the one reports folder (VERISIM_REPORTS_DIR)
 
 
 def append(kind: str, figures: dict) -> dict:

@@ -58,6 +58,10 @@ PROBLEMS = {
 class EmptyLedger(ValueError):
     """``check`` was given no job ids: a verdict over nothing proves nothing."""
 
+    def __init__(self):
+        super().__init__("the ledger was given no job ids and no refused submissions: a run that sent nothing "
+                         "proves nothing")
+
 
 @dataclass
 class StoreState:
@@ -178,8 +182,7 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
 def judge(state: StoreState, refused: int = 0) -> LedgerReport:
     """``refused``: how many refused submissions ``state`` was gathered for (a run of refusals only is judged too)."""
     if not state.job_ids and not refused:
-        raise EmptyLedger("the ledger was given no job ids and no refused submissions: a run that sent nothing "
-                          "proves nothing")
+        raise EmptyLedger()
     report = LedgerReport(jobs=len(state.job_ids))
     for err in state.read_errors:
         report.add("topic_incomplete", "kafka", err)
@@ -281,7 +284,7 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
 def check(stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None) -> LedgerReport:
     ids = [str(j) for j in job_ids]
     if not ids and not refused:
-        raise EmptyLedger("the ledger was given no job ids: a run that accepted nothing proves nothing")
+        raise EmptyLedger()  # before touching any store
     report = judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name), refused=len(refused))
     if report.kinds["events_missing"] or report.kinds["result_missing"]:
         _explain_missing(stack, report)
