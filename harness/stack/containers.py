@@ -303,8 +303,9 @@ class RedisContainerService(ContainerService):
     def make(self):
         from testcontainers.community.redis import RedisContainer
 
-        c = RedisContainer(self.image).with_command(["redis-server", "--save", "", "--appendonly", "no",
-                                                     *self.extra_args])
+        from harness.stack.local.redis import REDIS_PERSISTENCE
+
+        c = RedisContainer(self.image).with_command(["redis-server", *REDIS_PERSISTENCE, *self.extra_args])
         c._wait_strategy = None  # its PING poll never notices an exited container; our probe (PING) does
         return c
 

@@ -25,7 +25,9 @@ class Deps:
         pool = make_pool(settings.dsn, settings.db_pool_size)
         store = JobStore(pool, {"inference": settings.kafka_topic_inference, "score": settings.kafka_topic_scores,
                                 "events": settings.kafka_topic_job_events}, queue=settings.sqs_queue_name)
-        return cls(settings, store, StatusCache(settings.redis_url), JobQueue(settings), Artifacts(settings))
+        queue = JobQueue(settings)
+        store.note_queue_epoch(queue.created())  # the queue as it is now: a recreated one is noticed against this
+        return cls(settings, store, StatusCache(settings.redis_url), queue, Artifacts(settings))
 
     def close(self) -> None:
         self.store.pool.close()

@@ -65,6 +65,16 @@ class JobQueue:
             return True
         return False
 
+    def created(self) -> str:
+        """The queue's CreatedTimestamp: a new value means the queue was recreated (its messages are gone)."""
+        try:
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["CreatedTimestamp"])
+        except Exception as exc:
+            if not self.recreate_if_gone(exc):
+                raise
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["CreatedTimestamp"])
+        return attrs["Attributes"]["CreatedTimestamp"]
+
     def max_receive_count(self) -> int:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])["Attributes"]
         policy = attrs.get("RedrivePolicy")

@@ -1,4 +1,11 @@
-"""Kafka: publish the outbox (idempotent producer, key = job id) and mark what the broker acknowledged."""
+"""Kafka: publish the outbox (idempotent producer, key = job id) and mark what the broker acknowledged.
+
+The Kafka log is kept across a broker that loses it. Production Kafka keeps its log on disk; a broker that keeps it in
+memory (the local tansu) forgets every topic when it restarts. Postgres keeps every event in the outbox, so the
+publishers restore the log: each deployment keeps a marker topic on the broker (``verisim.log-epoch.<queue>``); when
+it is gone, the broker has lost its log, and one worker (an advisory lock) reads what the broker holds now and marks
+every event it lacks unpublished again — the outbox sends those once more, in order, and nothing twice.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from system.storage.jobs import JobStore
@@ -28,6 +35,44 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> Non
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
             log.debug("topic %s already exists", topic)
+
+
+def event_ids_in(bootstrap: str, topics: list[str], timeout_s: float = 60) -> set[int]:
+    """The outbox ids of every event the broker holds now in ``topics``, read from the start to the end of each
+    partition. Raises rather than return part of them (a partial read would make events look lost)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verisim-log-restore",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        existing = consumer.list_topics(timeout=10).topics
+        ends: dict[tuple[str, int], int] = {}
+        assign = []
+        for topic in topics:
+            for p in (existing[topic].partitions if topic in existing else {}):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    ends[(topic, p)] = high
+                    assign.append(TopicPartition(topic, p, low))
+        ids: set[int] = set()
+        if not assign:
+            return ids
+        consumer.assign(assign)
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read only part of {topics} within {timeout_s:.0f}s; {len(ends)} partition(s) left")
+            for m in consumer.consume(1000, 0.5):
+                if m.error():
+                    continue
+                try:
+                    ids.add(int(json.loads(m.value())["event_id"]))
+                except (ValueError, KeyError, TypeError):
+                    pass  # not an outbox event
+                key = (m.topic(), m.partition())
+                if key in ends and m.offset() + 1 >= ends[key]:
+                    del ends[key]
+        return ids
+    finally:
+        consumer.close()
 
 
 class OutboxPublisher:
@@ -109,6 +154,23 @@ class OutboxPublisher:
         if rows and delivered == len(rows):
             self.open_until = 0.0
         return delivered
+
+    def restore_lost_log(self) -> int:
+        """If the broker lost its log (the deployment's marker topic is gone), republish what it lost from the
+        outbox. Cheap when nothing was lost: one metadata request. Returns the number of events restored."""
+        marker = f"verisim.log-epoch.{self.store.queue or 'default'}"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        if marker in admin.list_topics(timeout=5).topics:
+            return 0
+        restored = self.store.restore_unpublished(marker, lambda topics: event_ids_in(self.bootstrap, topics))
+        if restored is None:  # another worker is restoring
+            return 0
+        ensure_topics(self.bootstrap, [marker], partitions=1)
+        if restored:
+            log.warning("the broker lost its log (restarted without persistence?): restoring events from the outbox",
+                        extra={"count": restored})
+            self.sweep(older_than_seconds=0)
+        return restored
 
     def close(self) -> None:
         self.producer.flush(10)

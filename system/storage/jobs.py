@@ -131,6 +131,46 @@ class JobStore:
                        ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, kind""", (self.queue, older_than_seconds, limit)).fetchall()
 
+    def note_queue_epoch(self, created: str) -> int:
+        """The queue's creation stamp as a worker sees it now. When it differs from the one recorded, the queue was
+        recreated (the emulator lost its messages): this deployment's queued jobs are flagged for re-sending in the
+        same transaction — by exactly one worker, whichever gets the row first. Returns how many were flagged."""
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s FOR UPDATE",
+                               (self.queue,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO queue_epochs (queue, created) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                             (self.queue, created))
+                return 0
+            if row["created"] == created:
+                return 0
+            conn.execute("UPDATE queue_epochs SET created = %s, changed_at = now() WHERE queue = %s",
+                         (created, self.queue))
+            return conn.execute(
+                "UPDATE jobs SET send_pending = true WHERE status = 'queued' AND queue = %s AND NOT send_pending",
+                (self.queue,)).rowcount
+
+    def restore_unpublished(self, marker: str, present_in_log) -> int | None:
+        """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
+        from the log (``present_in_log(topics) -> set of event ids`` reads what the broker holds now) is marked
+        unpublished again, so the outbox publishes it once more. Serialized across workers by an advisory lock on
+        ``marker``; returns the number restored, or None when another worker held the lock."""
+        with self.pool.connection() as conn, conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
+                    "pg_try_advisory_xact_lock"]:
+                return None
+            rows = conn.execute(
+                "SELECT o.id, o.topic FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NOT NULL "
+                "AND (j.queue = %s OR j.queue IS NULL)", (self.queue,)).fetchall()
+            if not rows:
+                return 0
+            present = present_in_log(sorted({r["topic"] for r in rows}))
+            missing = [r["id"] for r in rows if r["id"] not in present]
+            if missing:
+                conn.execute("UPDATE outbox SET published_at = NULL, claimed_until = NULL WHERE id = ANY(%s)",
+                             (missing,))
+            return len(missing)
+
     def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
         with self.pool.connection() as conn:
             conn.execute("UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "

@@ -51,6 +51,7 @@ class Worker:
         self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
         self.queue = JobQueue(settings)
         self.max_receives = self.queue.max_receive_count()
+        self.store.note_queue_epoch(self.queue.created())  # a queue recreated from now on is noticed against this
         self.artifacts = Artifacts(settings)
         self.llm = openai.OpenAI(base_url=settings.openai_api_base, api_key=settings.openai_api_key,
                                  timeout=settings.openai_timeout_seconds, max_retries=settings.openai_max_retries)
@@ -142,9 +143,10 @@ class Worker:
                     log.debug("visibility extension failed", extra={"error": str(exc)})
 
     def _housekeeping(self) -> None:
-        """Repair Redis statuses, announce this worker, sweep the outbox (every 10 s; every second while Kafka is
-        failing, so events flow as soon as it is back). Its own thread: these may wait on a dependency that is down."""
-        last_sweep = last_requeue = 0.0
+        """Repair Redis statuses, announce this worker, send what the queue did not take, notice a queue or Kafka log
+        that was lost (every 2 s), sweep the outbox (every 10 s; every second while Kafka is failing, so events flow as
+        soon as it is back). Its own thread: these may wait on a dependency that is down."""
+        last_sweep = last_requeue = last_recovery = 0.0
         while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
@@ -158,6 +160,9 @@ class Worker:
                     log.warning("sent jobs the queue had not taken at submission", extra={"count": sent})
             except Exception as exc:
                 log.warning("pending-send sweep failed", extra={"error": str(exc)})
+            if time.monotonic() - last_recovery >= 2.0:
+                last_recovery = time.monotonic()
+                self._recover_lost_stores()
             if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
                 last_requeue = time.monotonic()
                 try:
@@ -171,6 +176,22 @@ class Worker:
                     self.publisher.sweep(older_than_seconds=0 if failing else 10)
                 except Exception as exc:
                     log.warning("outbox sweep failed", extra={"error": str(exc)})
+
+    def _recover_lost_stores(self) -> None:
+        """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are
+        flagged for re-sending (see ``JobStore.note_queue_epoch``). The Kafka log: restored from the outbox (see
+        ``OutboxPublisher.restore_lost_log``). Each costs one request when nothing was lost."""
+        try:
+            flagged = self.store.note_queue_epoch(self.queue.created())
+            if flagged:
+                log.warning("the queue was recreated (its messages are gone): re-sending its queued jobs",
+                            extra={"count": flagged})
+        except Exception as exc:
+            log.debug("queue epoch check failed", extra={"error": str(exc)})
+        try:
+            self.publisher.restore_lost_log()
+        except Exception as exc:
+            log.debug("kafka log check failed", extra={"error": str(exc)})
 
     def _requeue_stale(self) -> None:
         """A job still queued long after it was accepted has lost its message (an emulator restarted without

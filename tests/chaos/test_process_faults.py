@@ -7,6 +7,7 @@ local processes, Docker kill/pause/stop/start for containers.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -71,8 +72,13 @@ def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, proces
 
 
 def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
+    """Redis holds live statuses and is persisted (append-only file): a restart keeps the statuses written before
+    it; those it missed while down are rewritten from Postgres by the workers."""
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
+    jobs.inference(5, seed=90)
+    jobs.wait(timeout=60)
+    jobs.assert_ledger(timeout=30)  # cached before the restart
     with process_faults.service_down("redis") as window:
         for i in range(4):
             jobs.inference(5, seed=i)  # accepted: Redis is a cache, not a dependency of accepting a job
@@ -139,10 +145,14 @@ def test_postgres_kill_recovers_and_loses_no_committed_job(chaos_system, jobs_fo
 
 
 def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
-    """tansu keeps topics in memory: a restart empties it. Events committed meanwhile wait in the outbox (or in the
-    producer's retry queue) and arrive once the broker is back; none is lost, none doubled."""
+    """tansu keeps topics in memory: a restart empties it. The log is restored from the outbox (the events of jobs
+    that finished before the restart are published again, once); events committed meanwhile wait in the outbox and
+    arrive once the broker is back. None is lost, none doubled."""
     sut = chaos_system(workers=2, concurrency=4)
     jobs = jobs_for(sut)
+    jobs.inference(5, seed=190)
+    jobs.wait(timeout=60)
+    jobs.assert_ledger(timeout=30)  # these jobs' events are in the log before the restart
     with process_faults.service_down("kafka") as window:
         for i in range(3):
             jobs.inference(5, seed=200 + i)
@@ -152,25 +162,31 @@ def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
     assert window.evidence["outbox_backlog"] > 0
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and jobs.rejected == 0
-    jobs.assert_ledger(timeout=60)
+    jobs.assert_ledger(timeout=60)  # the first jobs' events too: the log survived the broker's restart
+    window.evidence["restored_log"] = log_lines(sut, "restoring events from the outbox")
+    assert window.evidence["restored_log"] > 0
 
 
 def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_for, process_faults):
-    """The emulator keeps queues in memory: a restart loses every waiting message. The system recreates its queue
-    and re-sends jobs that sat queued too long (REQUEUE_AFTER_SECONDS), so every accepted job still completes. While
-    it is down, jobs are still accepted (the row is the promise): their messages wait in the SQS outbox
-    (``send_pending``) and a worker sends them once the queue answers."""
-    sut = chaos_system(workers=0, REQUEUE_AFTER_SECONDS="5")
+    """The emulator keeps queues in memory: a restart loses every waiting message. A worker notices the queue was
+    recreated (its CreatedTimestamp changed) and re-sends the queued jobs at once, well before the stale-job period
+    (REQUEUE_AFTER_SECONDS, 300 s by default). While it is down, jobs are still accepted (the row is the promise):
+    their messages wait in the SQS outbox (``send_pending``) and a worker sends them once the queue answers."""
+    sut = chaos_system(workers=1, concurrency=4)
     jobs = jobs_for(sut)
+    sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait in the queue
     jobs.inference(5, seed=300)
-    jobs.inference(5, seed=305)  # no worker yet: these wait in the queue
+    jobs.inference(5, seed=305)
     with process_faults.service_down("localstack"):
         time.sleep(1)
         jobs.inference(5, seed=310)  # accepted: the row is the promise; the message waits in the SQS outbox
     assert jobs.rejected == 0 and jobs.deferred == 5 and len(jobs.accepted) == 15
-    sut.start_worker(concurrency=4, grace=5)
+    sut.workers[0].proc.send_signal(signal.SIGCONT)
     jobs.inference(5, seed=315)  # sent at once again once it is back (the queue is recreated on the way)
-    rows = jobs.wait(timeout=90)
+    began = time.monotonic()
+    rows = jobs.wait(timeout=60)
+    assert time.monotonic() - began < 45, "the lost messages waited for the stale-job sweep"
     assert log_lines(sut, "sent jobs the queue had not taken") > 0  # the deferred jobs went out through the outbox
+    assert log_lines(sut, "the queue was recreated") > 0  # the lost ones were re-sent on noticing the new queue
     assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()

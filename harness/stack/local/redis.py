@@ -1,4 +1,9 @@
-"""Redis from the machine's ``redis-server``: a free port, nothing on disk."""
+"""Redis from the machine's ``redis-server``: a free port, its append-only file in the stack's work directory.
+
+The status cache is persisted the way a production Redis holding live state is: an append-only file, fsynced every
+second (``REDIS_PERSISTENCE``, used by the container recipe too). A restart (stop + start) keeps every status; only a
+SIGKILL can lose the last second, and the workers' repair loop rewrites what Redis missed while it was away.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from harness.stack import probes
 from harness.stack.endpoints import RedisEndpoint
 from harness.stack.local.base import LocalService, require_binary
 from harness.stack.process import ManagedProcess
+
+REDIS_PERSISTENCE = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 class RedisService(LocalService):
@@ -20,7 +27,7 @@ class RedisService(LocalService):
         binary = require_binary("redis-server", "apt-get install -y redis-server")
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", *REDIS_PERSISTENCE,
                 "--daemonize", "no", "--dir", str(data), *self.extra_args]
         self.process = ManagedProcess(self.name, argv, self.log_path, stop_grace=3).start()
 

@@ -1,0 +1,14 @@
+-- What each deployment last saw of its queue: the SQS queue's CreatedTimestamp. An emulator restarted without
+-- persistence comes back with its queues recreated (a new timestamp) and every waiting message gone; the first
+-- worker to notice flips this row and, in the same transaction, flags the deployment's queued jobs for re-sending
+-- (the SQS outbox, send_pending), so the jobs the restart dropped run within seconds instead of after the
+-- stale-job period.
+CREATE TABLE IF NOT EXISTS queue_epochs (
+    queue      text PRIMARY KEY,
+    created    text NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The publishers restore the Kafka log after a broker lost it (see system/storage/events.py): they look up the
+-- events of one deployment's jobs that are marked published.
+CREATE INDEX IF NOT EXISTS outbox_job_id ON outbox (job_id);
