@@ -16,6 +16,7 @@ import json
 import os
 import random
 import time
+import uuid
 from collections import deque
 
 from locust import HttpUser, between, events, task
@@ -41,14 +42,36 @@ def score_bytes() -> bytes:
     return _SCORE
 
 
-def submit_job(client, path: str, **kwargs) -> None:
-    """POST a job; anything but 202 is a failure; accepted job ids are remembered for status reads."""
-    with client.post(path, catch_response=True, name=f"POST {path}", **kwargs) as r:
+def submit_job(client, path: str, token: str, **kwargs) -> None:
+    """POST a job; anything but 202 is a failure; accepted job ids are remembered for status reads. ``token``
+    tags the submission (``metadata.submission`` / the file's name): a refused one can be looked for later."""
+    with client.post(path, catch_response=True, name=f"POST {path}", context={"token": token}, **kwargs) as r:
         if r.status_code != 202:
             r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
             return
         body = r.json()
         RECENT_JOBS.extend(body.get("job_ids") or [body["job_id"]])
+
+
+_REQUEST_LOG = None
+
+
+@events.request.add_listener
+def _log_request(request_type, name, response_time, response_length, response=None, context=None, exception=None,
+                 start_time=None, **_):
+    """With ``$VERISIM_REQUEST_LOG`` set, one JSON line per request (when, what, status, ms, submission token):
+    what the chaos-under-load runner cuts into phases."""
+    global _REQUEST_LOG
+    path = os.environ.get("VERISIM_REQUEST_LOG")
+    if not path:
+        return
+    if _REQUEST_LOG is None:
+        _REQUEST_LOG = open(path, "a", buffering=1)
+    status = getattr(response, "status_code", None)
+    _REQUEST_LOG.write(json.dumps({"t": start_time or time.time() - response_time / 1000, "name": name,
+                                   "type": request_type, "status": status, "ms": round(response_time, 2),
+                                   "token": (context or {}).get("token"),
+                                   "error": None if exception is None else str(exception)[:160]}) + "\n")
 
 
 class InferenceSubmitter(HttpUser):
@@ -60,12 +83,14 @@ class InferenceSubmitter(HttpUser):
 
     @task
     def submit(self) -> None:
+        token = f"locust-{uuid.uuid4().hex[:16]}"
         series = []
         for _ in range(random.randint(1, 5)):
             pattern = random.choice(PATTERNS)
             values, actual = split(pattern, 48, 3, seed=random.randrange(2**31))
-            series.append({"pattern": pattern, "values": values, "actual": actual, "horizon": 3})
-        submit_job(self.client, "/api/v1/inference", json={"series": series})
+            series.append({"pattern": pattern, "values": values, "actual": actual, "horizon": 3,
+                           "metadata": {"submission": token}})
+        submit_job(self.client, "/api/v1/inference", token, json={"series": series})
 
 
 class ScoreUploader(HttpUser):
@@ -77,7 +102,8 @@ class ScoreUploader(HttpUser):
 
     @task
     def upload(self) -> None:
-        submit_job(self.client, "/api/v1/scores", files={"file": ("chorale.musicxml", score_bytes())},
+        token = f"locust-{uuid.uuid4().hex[:16]}"
+        submit_job(self.client, "/api/v1/scores", token, files={"file": (f"{token}.musicxml", score_bytes())},
                    data={"title": "Christus, der ist mein Leben"})
 
 

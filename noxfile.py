@@ -1,7 +1,7 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | sabotage | load | load-distributed | bench | images | containers |
-           compose | ci | up | demo
+    nox -s lint | unit | integration | chaos | chaos-load | sabotage | load | load-distributed | bench | images |
+           containers | compose | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -54,6 +54,15 @@ def chaos(session: nox.Session) -> None:
     _pytest(session, "tests/chaos")
 
 
+@nox.session(name="chaos-load", python=False)
+def chaos_load(session: nox.Session) -> None:
+    """A chaos-under-load scenario: Locust at 20 users while the scenario's faults hit, verdicts per window, the
+    ledger over every job (-- --scenario ci|full|PATH --users 20 --stack local|containers --only WINDOW,…)."""
+    _setup(session)
+    Path(ROOT / "reports").mkdir(exist_ok=True)
+    session.run(PY, "-m", "harness.chaos_load", *session.posargs, external=True)
+
+
 @nox.session(python=False)
 def sabotage(session: nox.Session) -> None:
     """Planted defects (tests/sabotage): each verdict of the suite must turn red, naming the violation."""
@@ -86,8 +95,10 @@ def bench(session: nox.Session) -> None:
             "--benchmark-json=reports/bench-latest.json", *compare)
 
 
-# on the containers stack CI runs the integration tests and every chaos test again (issue #3 / #7)
-CONTAINERS_CI_TESTS = ["tests/integration", "tests/chaos"]
+# on the containers stack CI runs the integration tests and the chaos tests whose faults the provider carries out
+# (process faults: Docker kill/pause/stop/start instead of signals) again. HTTP faults (the mock's knobs) and TCP
+# faults (the harness's own proxies) act the same on both providers; `nox -s containers` runs every chaos test there.
+CONTAINERS_CI_TESTS = ["tests/integration", "tests/chaos/test_process_faults.py"]
 
 
 @nox.session(python=False)
@@ -106,23 +117,24 @@ def compose(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def containers(session: nox.Session) -> None:
-    """The integration and chaos tests on the Testcontainers stack (starts dockerd, builds images first)."""
+    """The integration and every chaos test (chaos under load included) on the Testcontainers stack (starts dockerd,
+    builds images first)."""
     _setup(session)
-    _containers_pass(session)
+    _containers_pass(session, ["tests/integration", "tests/chaos"])
 
 
-def _containers_pass(session: nox.Session) -> None:
+def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> None:
     session.run(PY, "-m", "harness.docker.build", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(PY, "-m", "pytest", *CONTAINERS_CI_TESTS, "-m", "not bench", "--stack=containers",
+    session.run(PY, "-m", "pytest", *(tests or CONTAINERS_CI_TESTS), "-m", "not bench", "--stack=containers",
                 "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
 
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint; every test but benchmarks on the local stack (sabotage included); the
-    ratio benchmarks; then the integration and chaos tests again on the containers stack (dockerd started and
-    images built when needed)."""
+    """Everything that gates a merge: lint; every test but benchmarks on the local stack (sabotage and the CI chaos-
+    under-load scenario included); the ratio benchmarks; then the integration and process-fault tests again on the
+    containers stack (dockerd started and images built when needed)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)

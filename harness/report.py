@@ -71,11 +71,13 @@ def diff(current: dict, previous: dict | None, bands: dict[str, float] | None = 
     return rows
 
 
-def write(run_dir: Path, figures: dict, verdicts, faults: list[dict] | None = None) -> Path:
+def write(run_dir: Path, figures: dict, verdicts, faults: list[dict] | None = None, extra: dict | None = None) -> Path:
+    """``faults``: the fault windows (name, start, end, …; a chaos-load run adds parameters, evidence, verdicts and
+    per-phase figures); ``extra``: more top-level sections (a chaos-load run: scenario, phases, ledger)."""
     previous = previous_report(run_dir)
     doc = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "figures": figures,
            "slo": [v.__dict__ for v in verdicts], "faults": faults or [],
-           "previous": previous["created"] if previous else None}
+           "previous": previous["created"] if previous else None, **(extra or {})}
     doc["diff"] = diff(doc, previous)
     (run_dir / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     (run_dir / "report.html").write_text(render_html(doc))
@@ -101,8 +103,11 @@ def _chart(title: str, series: list[tuple[str, str, list[tuple[float, float]]]],
     parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{html.escape(title)}">']
     for f in faults:
         x1, x2 = X(max(0, f["start"] - t0)), X(min(xmax, f["end"] - t0))
+        name = html.escape(f.get("name", "fault"))
         parts.append(f'<rect x="{x1:.1f}" y="{pt}" width="{max(1, x2 - x1):.1f}" height="{h - pt - pb}" '
-                     f'class="fault"><title>{html.escape(f.get("name", "fault"))}</title></rect>')
+                     f'class="fault" data-fault="{name}"><title>{name}</title></rect>'
+                     f'<text x="{x1 + 2:.1f}" y="{pt + 9 + 10 * (faults.index(f) % 3)}" class="fault-label" '
+                     f'data-fault="{name}">{name}</text>')
     for frac in (0, 0.5, 1):
         y = Y(ymax * frac / 1.1)
         parts.append(f'<line x1="{pl}" x2="{w - pr}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
@@ -171,7 +176,7 @@ header,main{{padding:16px 24px}} header{{border-bottom:1px solid #263049}} h1{{m
 section{{background:#171e2e;border:1px solid #263049;border-radius:10px;padding:12px 14px;margin-bottom:16px}}
 h2{{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#8b96ad;margin:0 0 8px}}
 svg{{width:100%;height:auto}} svg text{{fill:#8b96ad;font-size:10px}} .grid{{stroke:#263049}}
-.fault{{fill:rgba(255,107,107,.18)}} .legend span{{margin-right:14px;color:#8b96ad;font-size:12px}}
+.fault{{fill:rgba(255,107,107,.18)}} .fault-label{{fill:#ff9b9b;font-size:9px}} .legend span{{margin-right:14px;color:#8b96ad;font-size:12px}}
 .legend i{{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}}
 table{{border-collapse:collapse;width:100%;font-size:13px}} th,td{{text-align:left;padding:4px 8px;border-bottom:1px solid #263049}}
 th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad}}
@@ -182,8 +187,39 @@ th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad
 (raw SQS ceiling of the same run: {_get(f, ('sqs_ceiling', 'send_receive_delete_per_s'))} msg/s); backlog drained {f.get('drain_s')} s after the load stopped.
 Previous run: {html.escape(str(doc.get('previous') or 'none'))}.</p>{fault_note}</header>
 <main><div class="grid3">{''.join(charts)}</div>
+{_chaos_sections(doc)}
 <section><h2>SLO verdicts</h2>{_table(['verdict', 'SLO', 'measured', 'target'], slo_rows, 'slo')}</section>
 <section><h2>API (from Locust)</h2>{_table(['endpoint', 'requests', 'failures', 'p50 ms', 'p95 ms', 'p99 ms', 'req/s'], api_rows)}</section>
 <section><h2>Queue-native (from the jobs' own timestamps)</h2>{_table(['kind', 'jobs', 'enqueue→start p50 ms', 'p95 ms', 'enqueue→done p50 ms', 'p95 ms'], q_rows)}</section>
 <section><h2>Against the previous run</h2>{_table(['figure', 'now', 'previous', 'change'], diff_rows)}</section>
 </main></body></html>"""
+
+
+def _chaos_sections(doc: dict) -> str:
+    """A chaos-load run: the fault × phase table (each window's verdict) and the ledger's summary."""
+    windows = [f for f in doc.get("faults", []) if "phases" in f]
+    if not windows and "ledger" not in doc:
+        return ""
+    rows = []
+    for w in windows:
+        ok = all(v["ok"] for v in w.get("verdicts", []))
+        for ph in ("fault", "recovery"):
+            f = w["phases"][ph]
+            rows.append([w["name"] if ph == "fault" else "", w["fault"] if ph == "fault" else "", ph, f["accepted"],
+                         f["refused"], f["server_errors"], f["api_p95_ms"], f["done_p95_ms"], f["completed"],
+                         w.get("recover_s") if ph == "recovery" else "", w.get("trace") if ph == "fault" else "",
+                         ("PASS" if ok else "FAIL") if ph == "fault" else ""])
+    failing = [f"{v['slo']}: measured {v['measured']}, target {v['target']}" for w in windows
+               for v in w.get("verdicts", []) if not v["ok"]]
+    led = doc.get("ledger") or {}
+    problems = led.get("problems", [])
+    ledger_html = (f"<p>{led.get('jobs', 0)} jobs, by status {html.escape(str(led.get('by_status', {})))}; "
+                   f"{len(problems)} problem(s){': ' + html.escape(str(led.get('kinds'))) if problems else ''}; "
+                   f"DLQ {html.escape(str(led.get('dlq', {})))}.</p>"
+                   + ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems[:50]) + "</ul>" if problems
+                      else ""))
+    return ('<section id="faults"><h2>Fault × phase</h2>'
+            + _table(["window", "fault", "phase", "accepted", "refused", "5xx", "API p95 ms", "done p95 ms",
+                      "completed", "recover s", "evidence", "verdict"], rows, "slo")
+            + ("<p>" + "<br>".join(html.escape(x) for x in failing) + "</p>" if failing else "")
+            + f'</section><section id="ledger"><h2>Ledger</h2>{ledger_html}</section>')

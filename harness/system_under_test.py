@@ -37,6 +37,7 @@ class SystemUnderTest:
         self.api: ManagedProcess | None = None
         self.api_url: str | None = None
         self.workers: list[ManagedProcess] = []
+        self._started_workers = 0
 
     @property
     def queue_name(self) -> str:
@@ -64,7 +65,8 @@ class SystemUnderTest:
     def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60,
                      sabotage: str | None = None) -> ManagedProcess:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests)."""
-        n = len(self.workers)
+        n = self._started_workers  # never reused: a replacement gets a log of its own
+        self._started_workers += 1
         log = self.workdir / "logs" / f"worker-{n}.log"
         proc = ManagedProcess(f"worker-{n}", [*_entry("system.worker", sabotage), "--concurrency",
                                               str(concurrency), "--grace", str(grace)],

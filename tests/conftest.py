@@ -1,4 +1,4 @@
-"""Fixtures the chaos and sabotage tests share: a fault timeline per test (saved under reports/chaos/), the fault
+"""Fixtures the chaos, sabotage and load tests share (``report_paths`` too): a fault timeline per test (saved under reports/chaos/), the fault
 families, a system of the test's own, and ``jobs_for`` (harness.jobs.Jobs bound to it)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ CHAOS_ENV = {
     "OPENAI_TIMEOUT_SECONDS": "2",
 }
 MATRIX: list[dict] = []  # one row per chaos test that ran the ledger: printed at the end of the session
+REPORTS: list[str] = []  # run reports the tests wrote: listed at the end of the session
 
 
 @pytest.fixture
@@ -59,7 +60,17 @@ def jobs_for(stack, request, timeline):
     return lambda sut: Jobs(sut, stack, request.node.name, timeline, matrix)
 
 
+@pytest.fixture
+def report_paths():
+    """Tests append the reports they wrote; the terminal summary says where they are."""
+    return REPORTS
+
+
 def pytest_terminal_summary(terminalreporter):
+    if REPORTS:
+        terminalreporter.section("verisim reports")
+        for path in REPORTS:
+            terminalreporter.write_line(f"run report: {path}")
     if not MATRIX:
         return
     out = Path("reports") / "chaos" / "matrix.json"

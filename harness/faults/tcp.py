@@ -110,6 +110,8 @@ class TcpProxy:
         self._writers.update((client_w, up_w))
         try:
             await asyncio.gather(self._pump(client_r, up_w), self._pump(up_r, client_w), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping
         finally:
             for w in (client_w, up_w):
                 self._writers.discard(w)

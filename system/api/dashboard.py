@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import redis.asyncio as aioredis
@@ -109,9 +110,19 @@ def scores(request: Request, limit: int = Query(10, ge=1, le=100)):
 async def feed(ws: WebSocket):
     """Every job state change, as the JSON kept in ``job:status:<id>``, pushed as it happens (Redis pub/sub)."""
     await ws.accept()
-    client = aioredis.Redis.from_url(ws.app.state.deps.settings.redis_url, decode_responses=True)
+    client = aioredis.Redis.from_url(ws.app.state.deps.settings.redis_url, decode_responses=True,
+                                     socket_connect_timeout=2)
     pubsub = client.pubsub()
-    await pubsub.subscribe(CHANNEL)
+    try:
+        await pubsub.subscribe(CHANNEL)
+    except Exception as exc:  # Redis down: say so and close as "try again later", never a server crash
+        log.warning("live feed unavailable", extra={"error": str(exc)})
+        with contextlib.suppress(Exception):
+            await ws.send_json({"type": "unavailable", "reason": "the live feed (Redis) is unavailable; retry"})
+            await ws.close(code=1013, reason="live feed unavailable")
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        return
     await ws.send_json({"type": "hello", "channel": CHANNEL})
 
     async def pump():
@@ -131,6 +142,10 @@ async def feed(ws: WebSocket):
     finally:
         for t in tasks:
             t.cancel()
-        await pubsub.unsubscribe(CHANNEL)
-        await pubsub.aclose()
-        await client.aclose()
+        with contextlib.suppress(Exception):  # Redis may be the reason the feed ended
+            await pubsub.unsubscribe(CHANNEL)
+            await pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        with contextlib.suppress(Exception):
+            await ws.close(code=1013, reason="live feed interrupted")

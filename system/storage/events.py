@@ -80,7 +80,7 @@ class OutboxPublisher:
     on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it, re-creating the topics
     a restarted in-memory broker lost."""
 
-    def __init__(self, bootstrap: str, store: JobStore, topics: list[str] | None = None, timeout_s: float = 10,
+    def __init__(self, bootstrap: str, store: JobStore, topics: list[str] | None = None, timeout_s: float = 3,
                  cool_down: float = 30):
         self.store = store
         self.bootstrap = bootstrap
@@ -140,20 +140,28 @@ class OutboxPublisher:
             return 0
         return self.publish(self.store.claim_unpublished(job_id))
 
-    def sweep(self, older_than_seconds: float = 10) -> int:
-        """Events a dead worker committed but never published, or that Kafka refused: also the breaker's probe."""
-        rows = self.store.claim_unpublished(older_than_seconds=older_than_seconds)
-        if rows and self.topics and time.monotonic() < self.open_until + 60:
-            try:  # a restarted in-memory broker has forgotten its topics
-                ensure_topics(self.bootstrap, self.topics)
-            except Exception as exc:
-                self.store.release_claims([r["id"] for r in rows])
-                log.warning("kafka still unavailable: %s", exc)
-                return 0
-        delivered = self.publish(rows)
-        if rows and delivered == len(rows):
-            self.open_until = 0.0
-        return delivered
+    def sweep(self, older_than_seconds: float = 10, budget_s: float = 5.0, batch: int = 500) -> int:
+        """Events a dead worker committed but never published, or that Kafka refused: also the breaker's probe.
+        Batch after batch while they come full (a restored log is thousands of events), for up to ``budget_s``."""
+        total = 0
+        deadline = time.monotonic() + budget_s
+        first = True
+        while True:
+            rows = self.store.claim_unpublished(older_than_seconds=older_than_seconds, limit=batch)
+            if first and rows and self.topics and time.monotonic() < self.open_until + 60:
+                try:  # a restarted in-memory broker has forgotten its topics
+                    ensure_topics(self.bootstrap, self.topics)
+                except Exception as exc:
+                    self.store.release_claims([r["id"] for r in rows])
+                    log.warning("kafka still unavailable: %s", exc)
+                    return 0
+            first = False
+            delivered = self.publish(rows)
+            total += delivered
+            if rows and delivered == len(rows):
+                self.open_until = 0.0
+            if len(rows) < batch or delivered < len(rows) or time.monotonic() > deadline:
+                return total
 
     def restore_lost_log(self) -> int:
         """If the broker lost its log (the deployment's marker topic is gone), republish what it lost from the

@@ -1,0 +1,558 @@
+"""Chaos under load: one Locust run (a subprocess) against a system of its own, with a scenario's fault windows
+driven on a timeline from this process, then verdicts per phase, the ledger over every job the run accepted, and
+one report.
+
+    python -m harness.chaos_load                                  # scenarios/full.toml, 20 users, local stack
+    python -m harness.chaos_load --scenario ci --stack containers
+    python -m harness.chaos_load --scenario full --only redis_restart,worker_kill
+    nox -s chaos-load -- --scenario scenarios/full.toml --users 20
+
+Phases: ``warmup``, ``steady`` (the baseline), then per window ``<name>`` (the fault) and ``<name>/recovery``.
+Per window: requests accepted and refused (by status; a refusal of a kind the window does not expect is a server
+error), API p95, enqueue->done p95 of the jobs accepted in it, jobs completed in it, time to recover (from the
+fault's end until the backlog accepted before the end is drained and the enqueue->done p95 of jobs accepted since is
+back under ``recovery_tolerance`` × the steady phase's), and the evidence that the fault reached the system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+
+from harness import ledger, report
+from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
+from harness.faults.tcp import TcpProxy
+from harness.scenario import FAULTS, TARGETS, Scenario, Window
+from harness.slo import Verdict
+from harness.throughput import percentile
+
+BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
+    "SQS_VISIBILITY_TIMEOUT": "4",
+    "SQS_MAX_RECEIVE_COUNT": "8",
+    "WORKER_RETRY_BASE_SECONDS": "0.5",
+    "OPENAI_TIMEOUT_SECONDS": "2",
+}
+SERVICE_TROUBLE = {  # a system log line (WARNING or worse) that shows a backing service's fault reached the system
+    "postgres": ("dependency unavailable", "failed", "Postgres", "connection", "pool"),
+    "redis": ("status cache",),
+    "kafka": ("kafka", "event publish deferred", "restoring events", "broker"),
+    "localstack": ("queue", "receive failed", "send"),
+}
+
+
+@dataclass
+class Phase:
+    name: str
+    kind: str  # warmup | steady | fault | recovery
+    start: float
+    end: float
+    window: str | None = None
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    run_dir: Path
+    phases: list[Phase]
+    windows: list[dict]  # per window: name, fault, params, start, end, evidence, figures, verdicts
+    verdicts: list[Verdict]
+    ledger: ledger.LedgerReport
+    figures: dict
+    report_path: Path | None = None
+    timeline: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+    def table(self) -> str:
+        """The fault × phase table, as printed at the end of a run."""
+        head = (f"{'window':<22} {'phase':<9} {'acc':>5} {'ref':>4} {'5xx':>4} {'api p95':>8} {'done p95':>9} "
+                f"{'done':>5} {'recover s':>9} {'evidence':>9} verdict")
+        lines = [head]
+        for w in self.windows:
+            for ph in ("fault", "recovery"):
+                f = w["phases"][ph]
+                lines.append(
+                    f"{w['name'][:22]:<22} {ph:<9} {f['accepted']:>5} {f['refused']:>4} {f['server_errors']:>4} "
+                    f"{_fmt(f['api_p95_ms']):>8} {_fmt(f['done_p95_ms']):>9} {f['completed']:>5} "
+                    f"{_fmt(w['recover_s']) if ph == 'recovery' else '':>9} "
+                    f"{w['trace'] if ph == 'fault' else '':>9} "
+                    f"{'' if ph == 'recovery' else ('PASS' if all(v['ok'] for v in w['verdicts']) else 'FAIL')}")
+        return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+class _Services:
+    """What process faults act on: the stack's services, except those the run replaced (its own Kafka broker)."""
+
+    def __init__(self, provider, overrides: dict):
+        self.provider = provider
+        self.overrides = overrides
+
+    def service(self, name: str):
+        return self.overrides.get(name) or self.provider.service(name)
+
+
+class ChaosLoad:
+    def __init__(self, scenario: Scenario, stack, provider, progress: Callable[[str], None] = print,
+                 sabotage: str | None = None, api_sabotage: str | None = None, run_dir: Path | None = None):
+        self.scenario = scenario
+        self.stack = stack
+        self.provider = provider
+        self.say = progress
+        self.sabotage = sabotage
+        self.api_sabotage = api_sabotage
+        self.run_dir = run_dir or report.new_run_dir()
+        self.timeline = FaultTimeline(seed=7)
+        self.proxies: dict[str, TcpProxy] = {}
+        self.own_kafka = None
+        self.sut = None
+        self.phases: list[Phase] = []
+        self.fault_windows: dict[str, FaultWindow] = {}
+        self._proxy_hits: dict[str, tuple[str, int]] = {}
+
+    # -- set-up ---------------------------------------------------------------------------------------------------
+    def _proxy_env(self) -> dict[str, str]:
+        needed = {w.service for w in self.scenario.windows if w.family == "tcp"}
+        env: dict[str, str] = {}
+        s = self.stack
+        if "postgres" in needed:
+            p = self.proxies["postgres"] = TcpProxy("127.0.0.1", s.postgres.port, "postgres").start()
+            env.update(DATABASE_URL=s.postgres.dsn.replace(f":{s.postgres.port}/", f":{p.port}/"),
+                       POSTGRES_PORT=str(p.port))
+        if "redis" in needed:
+            p = self.proxies["redis"] = TcpProxy("127.0.0.1", s.redis.port, "redis").start()
+            env["REDIS_URL"] = f"redis://127.0.0.1:{p.port}/0"
+        if "localstack" in needed:
+            p = self.proxies["localstack"] = TcpProxy("127.0.0.1", urlparse(s.aws.endpoint_url).port,
+                                                      "localstack").start()
+            env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{p.port}"
+        if "kafka" in needed:
+            # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
+            # the proxy, so every client (the system's and the ledger's) crosses it
+            import tempfile
+
+            from harness.stack.endpoints import KafkaEndpoint
+            from harness.stack.local.kafka import KafkaService
+            from harness.stack.process import free_ports
+
+            (port,) = free_ports(1)
+            p = self.proxies["kafka"] = TcpProxy("127.0.0.1", port, "kafka").start()
+            self.own_kafka = KafkaService(Path(tempfile.mkdtemp(prefix="verisim-chaos-kafka-")), port,
+                                          advertised_port=p.port)
+            self.own_kafka.spawn()
+            self.own_kafka.wait_ready()
+            self.stack = replace(self.stack, kafka=KafkaEndpoint(f"127.0.0.1:{p.port}"))
+            env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{p.port}"
+        return env
+
+    def _start_system(self) -> None:
+        from harness.system_under_test import SystemUnderTest
+
+        sc = self.scenario
+        env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
+        self.sut = SystemUnderTest(self.stack, env=env, isolated=True, progress=self.say)
+        self.sut.start_api(sabotage=self.api_sabotage)
+        for _ in range(sc.workers):
+            self.sut.start_worker(concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
+
+    # -- the faults -----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _inject(self, w: Window, http: HttpFaults, proc: ProcessFaults) -> Iterator[FaultWindow]:
+        p = w.params
+        if w.fault.startswith("http."):
+            op = {
+                "http.delay": lambda: http.delay(p["seconds"]),
+                "http.timeout": lambda: http.delay(p["seconds"]),
+                "http.error_rate": lambda: http.error_rate(p["rate"], p.get("status", 500)),
+                "http.rate_limit": lambda: http.rate_limit_rpm(p["rpm"], p.get("retry_after")),
+                "http.malformed_json": lambda: http.malformed_json(p.get("rate", 1.0)),
+                "http.connection_drop": lambda: http.connection_drop(p.get("rate", 1.0)),
+            }[w.fault]
+            with op():
+                yield self.timeline.windows[-1]
+        elif w.fault == "worker.kill":
+            victim = self.sut.workers[p.get("worker", 0)]
+            in_flight = self._await_in_flight(victim.pid)
+            proc.kill(victim, name=w.name)
+            fw = self.timeline.windows[-1]
+            fw.evidence["jobs_in_flight_at_kill"] = in_flight
+            yield fw
+            fw.end = time.time()
+            # the replacement, as an orchestrator would start it: it takes the dead worker's place in the list
+            self.sut.workers.remove(victim)
+            new = self.sut.start_worker(concurrency=self.scenario.worker_concurrency, grace=5, sabotage=self.sabotage)
+            self.sut.workers.remove(new)
+            self.sut.workers.insert(p.get("worker", 0), new)
+            fw.end = time.time()
+        elif w.fault == "worker.pause":
+            with proc.pause(self.sut.workers[p.get("worker", 0)], name=w.name) as fw:
+                yield fw
+        elif w.fault.startswith("service."):
+            op = {"service.restart": proc.service_down, "service.kill": proc.service_killed,
+                  "service.pause": proc.service_paused}[w.fault]
+            with op(w.service) as fw:
+                yield fw
+        elif w.fault.startswith("tcp."):
+            proxy = self.proxies[w.service]
+            attrs = {k: v for k, v in p.items() if k != "service"}
+            with proxy.toxic(w.fault.split(".", 1)[1], self.timeline, **attrs):
+                yield self.timeline.windows[-1]
+        else:  # parse() already refused it
+            raise ValueError(w.fault)
+
+    def _await_in_flight(self, pid: int, timeout: float = 10) -> int:
+        """Up to ``timeout`` s until the worker's heartbeat (``worker:heartbeat:<pid>`` in Redis, every second)
+        shows it holding jobs, so a kill interrupts work. Returns what it held then (0: it never held any)."""
+        import redis
+
+        r = redis.Redis.from_url(self.stack.redis.url, decode_responses=True, socket_timeout=2)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    beat = json.loads(r.get(f"worker:heartbeat:{pid}") or "{}")
+                    if beat.get("inflight", 0) > 0:
+                        return int(beat["inflight"])
+                time.sleep(0.05)
+        finally:
+            r.close()
+        return 0
+
+    # -- the run --------------------------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        from harness.load import QueueSampler, run_locust
+
+        sc = self.scenario
+        try:
+            self._start_system()
+            control = MockOpenAIControl(self.stack.openai)
+            control.reset()
+            if sc.openai:  # the run's baseline: e.g. the latency a real completion API has
+                control.configure(**sc.openai)
+            http = HttpFaults(control, self.timeline)
+            proc = ProcessFaults(self.timeline, _Services(self.provider, {"kafka": self.own_kafka}
+                                                          if self.own_kafka else {}))
+            requests_log = self.run_dir / "requests.jsonl"
+            load_s = int(sc.load_s + 0.999)
+            self.say(f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
+                     f"({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}")
+            box: dict = {}
+            locust = threading.Thread(target=lambda: box.update(run=run_locust(
+                self.sut.api_url, sc.users, sc.spawn_rate, load_s, self.run_dir,
+                extra_env={"VERISIM_REQUEST_LOG": str(requests_log)}, user_classes=sc.user_classes or None)),
+                daemon=True)
+            with QueueSampler(self.stack, self.sut.queue_name, self.sut.dlq_name) as sampler:
+                locust.start()
+                self._wait_for_first_request(requests_log, locust)
+                t = time.time()
+                self._phase("warmup", "warmup", t, sc.warmup_s)
+                self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
+                for w in sc.windows:
+                    start = time.time()
+                    self.say(f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for "
+                             f"{w.duration_s:g} s")
+                    hits_before = self.proxies[w.service].hits.copy() if w.family == "tcp" else None
+                    with self._inject(w, http, proc) as fw:
+                        _sleep_until(start + w.duration_s)
+                    end = time.time()
+                    fw.name = w.name  # the report labels each shaded window with the scenario's name for it
+                    self.fault_windows[w.name] = fw
+                    self.phases.append(Phase(w.name, "fault", start, end, w.name))
+                    if hits_before is not None:
+                        after = self.proxies[w.service].hits
+                        fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
+                    self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
+                locust.join(load_s + 180)
+                load_ended = time.time()
+                self.say(f"  [{load_ended - self.phases[0].start:6.1f}s] load over; draining the backlog …")
+                drained = self._drain(sc.drain_timeout_s)
+                time.sleep(1.1)
+            run = box.get("run")
+            (self.run_dir / "locust.log").write_text((run.stdout + run.stderr) if run else "locust did not finish")
+            return self._judge(control, requests_log, sampler.samples, load_ended, drained)
+        finally:
+            with contextlib.suppress(Exception):
+                MockOpenAIControl(self.stack.openai).reset()
+            if self.sut:
+                self.sut.stop()
+            for p in self.proxies.values():
+                p.stop()
+            if self.own_kafka:
+                self.own_kafka.stop()
+
+    def _phase(self, name: str, kind: str, start: float, seconds: float, window: str | None = None) -> None:
+        self.phases.append(Phase(name, kind, start, start + seconds, window))
+        _sleep_until(start + seconds)
+        self.phases[-1].end = time.time()
+
+    def _wait_for_first_request(self, path: Path, locust: threading.Thread, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not (path.exists() and path.stat().st_size):
+            if not locust.is_alive() or time.monotonic() > deadline:
+                log = (self.run_dir / "locust.log")
+                raise RuntimeError(f"Locust sent no request within {timeout:.0f}s (see {log})")
+            time.sleep(0.1)
+
+    def _drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        last_report = 0.0
+        while True:
+            left = self._query("SELECT count(*) FROM jobs WHERE queue = %s AND status IN ('queued','running')",
+                               (self.sut.queue_name,))[0][0]
+            if left == 0:
+                return True
+            if time.monotonic() > deadline:
+                self.say(f"  {left} job(s) still not terminal after {timeout:.0f}s:")
+                t0 = self.phases[0].start
+                for r in self._query(
+                        "SELECT id, status, attempts, send_pending, extract(epoch FROM enqueued_at), "
+                        "extract(epoch FROM updated_at) FROM jobs WHERE queue = %s AND status IN ('queued','running') "
+                        "ORDER BY enqueued_at LIMIT 10", (self.sut.queue_name,)):
+                    phase = next((p.name for p in self.phases if p.start <= float(r[4]) < p.end), "after the load")
+                    self.say(f"    {r[0]} {r[1]}, {r[2]} attempt(s), send_pending={r[3]}, accepted at "
+                             f"{float(r[4]) - t0:.1f}s ({phase}), last touched {float(r[5]) - t0:.1f}s")
+                return False
+            if time.monotonic() - last_report > 10:
+                self.say(f"  … {left} job(s) left")
+                last_report = time.monotonic()
+            time.sleep(0.5)
+
+    def _query(self, sql: str, args=()) -> list[tuple]:
+        with psycopg.connect(self.stack.postgres.dsn) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    # -- verdicts -------------------------------------------------------------------------------------------------
+    def _judge(self, control, requests_log: Path, depth: list[dict], load_ended: float, drained: bool) -> Outcome:
+        sc = self.scenario
+        requests = [json.loads(x) for x in requests_log.read_text().splitlines() if x.strip()]
+        jobs = [{"id": str(r[0]), "kind": r[1], "status": r[2], "attempts": r[3], "enq": float(r[4]),
+                 "done": None if r[5] is None else float(r[5])}
+                for r in self._query(
+                    "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at) "
+                    "FROM jobs WHERE queue = %s", (self.sut.queue_name,))]
+        redeliveries = [float(r[0]) for r in self._query(
+            "SELECT extract(epoch FROM o.created_at) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.queue = %s "
+            "AND o.topic = %s AND o.payload->>'status' = 'running' AND (o.payload->>'attempts')::int >= 2",
+            (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", "job_events")))]
+        mock = control.requests()
+        warnings = _warning_lines(self.sut)
+        refused_tokens = [r["token"] for r in requests
+                          if r["token"] and r["status"] is not None and r["status"] >= 400]
+        self.say(f"  ledger over {len(jobs)} job(s) ({len(refused_tokens)} refused submission(s)) …")
+        led = ledger.settle(self.stack, [j["id"] for j in jobs], timeout=60 if drained else 5, refused=refused_tokens,
+                            dlq_name=self.sut.dlq_name) if jobs or refused_tokens else ledger.LedgerReport()
+        steady = self._phase_figures(self.phases[1], requests, jobs, ())
+        verdicts: list[Verdict] = []
+        windows = []
+        for w in sc.windows:
+            fault = next(p for p in self.phases if p.kind == "fault" and p.window == w.name)
+            rec = next(p for p in self.phases if p.kind == "recovery" and p.window == w.name)
+            fw = self.fault_windows[w.name]
+            f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals)
+            r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals)
+            nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
+            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance)
+            evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
+            fw.evidence.update(evidence)
+            trace = evidence.get(FAULTS[w.fault].trace, 0)
+            measured = {"recover_s": recover, "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
+                        "api_p95_ms": f_fig["api_p95_ms"], "done_p95_ms": f_fig["done_p95_ms"],
+                        "min_completed": f_fig["completed"], "min_accepted": f_fig["accepted"],
+                        "failed_jobs": f_fig["failed"] + r_fig["failed"]}
+            wv = [Verdict(f"{w.name}: the fault reached the system ({FAULTS[w.fault].trace})", ">= 1", trace,
+                          trace >= 1)]
+            for key, limit in w.targets.items():
+                what, sense = TARGETS[key]
+                v = measured[key]
+                ok = v is not None and (v <= limit if sense == "max" else v >= limit)
+                wv.append(Verdict(f"{w.name}: {key}", f"{'<=' if sense == 'max' else '>='} {limit:g}",
+                                  None if v is None else round(float(v), 3), ok))
+            verdicts += wv
+            windows.append({"name": w.name, "fault": w.fault, "params": w.params, "start": fault.start,
+                            "end": fault.end, "recovery_end": rec.end, "evidence": evidence, "trace": trace,
+                            "recover_s": recover, "phases": {"fault": f_fig, "recovery": r_fig},
+                            "verdicts": [v.__dict__ for v in wv]})
+        allowed = sc.ledger
+        for kind in sorted(set(led.kinds) | set(allowed)):
+            n = led.kinds.get(kind, 0)
+            verdicts.append(Verdict(f"ledger: {kind}", f"<= {allowed.get(kind, 0)}", n, n <= allowed.get(kind, 0)))
+        verdicts.append(Verdict("ledger: problems", f"<= {sum(allowed.values())}", len(led.problems),
+                                len(led.problems) <= sum(allowed.values())))
+        verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
+        figures = self._figures(requests, jobs, depth, load_ended, steady)
+        out = Outcome(sc, self.run_dir, self.phases, windows, verdicts, led, figures,
+                      timeline=self.timeline.as_dicts())
+        out.report_path = report.write(self.run_dir, figures, verdicts, faults=[
+            {**w, "parameters": w["params"], **{"start": w["start"], "end": w["end"]}} for w in windows],
+            extra={"scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
+                   "phases": [p.__dict__ for p in self.phases],
+                   "ledger": {"jobs": led.jobs, "by_status": dict(led.by_status), "problems": led.problems,
+                              "kinds": dict(led.kinds), "dlq": led.dlq}})
+        return out
+
+    def _phase_figures(self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple) -> dict:
+        rs = [r for r in requests if ph.start <= r["t"] < ph.end]
+        posts = [r for r in rs if r["name"].startswith("POST ")]
+        http_rs = [r for r in rs if r["type"] != "WS"]
+        codes = Counter(str(r["status"]) for r in posts if r["status"] != 202)
+        server_errors = sum(1 for r in http_rs if (not r["status"] or r["status"] >= 500)  # 0/None: no answer
+                            and r["status"] not in expected)
+        enq = [j for j in jobs if ph.start <= j["enq"] < ph.end]
+        dones = [(j["done"] - j["enq"]) * 1000 for j in enq if j["done"] is not None]
+        return {"requests": len(rs), "accepted_requests": sum(1 for r in posts if r["status"] == 202),
+                "refused": sum(1 for r in posts if r["status"] is not None and r["status"] >= 400),
+                "refused_by_status": dict(codes), "server_errors": server_errors,
+                "api_p95_ms": _r(percentile([r["ms"] for r in http_rs], 95)),
+                "accepted": len(enq), "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
+                "failed": sum(1 for j in enq if j["status"] == "failed"),
+                "done_p95_ms": _r(percentile(dones, 95))}
+
+    def _evidence(self, w: Window, fw: FaultWindow, fault: Phase, rec: Phase, mock: list[dict],
+                  warnings: list[tuple[float, str]], redeliveries: list[float], requests: list[dict]) -> dict:
+        lo, hi = fault.start, rec.end
+        ev: dict = {k: v for k, v in fw.evidence.items()}
+        ev["openai_faulted"] = sum(1 for m in mock if lo <= m.get("received_at", 0) < fault.end and (
+            m.get("reason") or (m.get("status") not in (None, 200)) or m.get("delay", 0) >= 0.5))
+        ev["redelivered_jobs"] = sum(1 for t in redeliveries if lo <= t < hi)
+        ev["refused_requests"] = sum(1 for r in requests if lo <= r["t"] < hi and r["status"] and r["status"] >= 400)
+        msgs = Counter(m for t, m in warnings if lo <= t < hi)
+        ev["system_warnings"] = dict(msgs.most_common(8))
+        if w.service:
+            words = SERVICE_TROUBLE[w.service]
+            ev["service_trouble"] = sum(n for m, n in msgs.items() if any(x.lower() in m.lower() for x in words))
+            if w.service == "postgres":
+                ev["service_trouble"] += ev["refused_requests"]
+        return ev
+
+    def _figures(self, requests, jobs, depth, load_ended, steady) -> dict:
+        from harness.load import api_figures
+
+        try:
+            api, history = api_figures(self.run_dir)
+        except FileNotFoundError:
+            api, history = {}, []
+        finished = sorted(j["done"] for j in jobs if j["done"] is not None)
+        by_kind = {}
+        for kind in sorted({j["kind"] for j in jobs}):
+            ks = [(j["done"] - j["enq"]) * 1000 for j in jobs if j["kind"] == kind and j["done"]]
+            by_kind[kind] = {"jobs": sum(1 for j in jobs if j["kind"] == kind), "wait_p50_ms": None,
+                             "wait_p95_ms": None, "done_p50_ms": _r(percentile(ks, 50)),
+                             "done_p95_ms": _r(percentile(ks, 95))}
+        first = min((j["enq"] for j in jobs), default=None)
+        return {"users": self.scenario.users, "duration_s": self.scenario.load_s, "jobs": len(jobs),
+                "by_status": dict(Counter(j["status"] for j in jobs)), "queue": by_kind, "api": api,
+                "api_history": history, "queue_depth": depth, "finished_times": finished,
+                "throughput_jobs_per_s": round(len(finished) / max(finished[-1] - first, 1e-6), 3) if finished
+                else 0.0, "drain_s": round(max(0.0, finished[-1] - load_ended), 3) if finished else None,
+                "steady": steady, "requests": len(requests)}
+
+
+def _r(v):
+    return None if v is None else round(v, 3)
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+
+
+def _warning_lines(sut) -> list[tuple[float, str]]:
+    """(time, message) of every WARNING-or-worse line the system's processes logged."""
+    from datetime import datetime
+
+    out = []
+    for p in [sut.api, *sut.workers]:
+        if p is None or not Path(p.log_path).exists():
+            continue
+        for line in Path(p.log_path).read_text(errors="replace").splitlines():
+            if '"level": "INFO"' in line or '"level": "DEBUG"' in line:
+                continue
+            try:
+                rec = json.loads(line)
+                t = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            out.append((t, str(rec.get("msg", ""))[:80]))
+    return out
+
+
+def _time_to_recover(jobs: list[dict], fault_end: float, horizon: float, steady_p95_ms: float | None,
+                     tolerance: float, bucket_s: float = 5.0) -> float | None:
+    """Seconds from ``fault_end`` until (a) every job accepted before it has finished and (b) the jobs accepted in a
+    ``bucket_s`` slice starting then finish with an enqueue->done p95 within ``tolerance`` × the steady phase's.
+    None when that never happened before ``horizon`` (the next fault, or the end of the load)."""
+    if steady_p95_ms is None:
+        return None
+    before = [j for j in jobs if j["enq"] < fault_end]
+    if any(j["done"] is None for j in before):
+        return None
+    drained = max((j["done"] for j in before), default=fault_end)
+    limit = steady_p95_ms * tolerance
+    t = fault_end
+    while t + bucket_s <= horizon + 0.001:
+        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
+        dones = [(j["done"] - j["enq"]) * 1000 for j in slice_ if j["done"] is not None]
+        if slice_ and len(dones) == len(slice_) and percentile(dones, 95) <= limit:
+            return round(max(drained, t) - fault_end, 3)
+        t += 1.0
+    return None
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    from harness import scenario as scenarios
+
+    ap = argparse.ArgumentParser(prog="python -m harness.chaos_load", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Scenario format: scenarios/README.md. Shipped: " + ", ".join(
+                                     sorted(p.stem for p in scenarios.SCENARIOS.glob("*.toml"))))
+    ap.add_argument("--scenario", default="full", help="a shipped name (full, ci) or a path (default: full)")
+    ap.add_argument("--users", type=int, default=None, help="Locust users (default: the scenario's, 20)")
+    ap.add_argument("--stack", choices=("auto", "local", "containers"), default="local",
+                    help="where the backing services run (default: local)")
+    ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
+    ap.add_argument("--sabotage", default="", metavar="DEFECT[,…]",
+                    help="plant defects of harness.sabotage in the workers / API: the run must fail")
+    args = ap.parse_args(argv)
+    sc = scenarios.load(args.scenario)
+    if args.only:
+        sc = sc.only([n.strip() for n in args.only.split(",") if n.strip()])
+    if args.users:
+        sc = replace(sc, users=args.users)
+    from harness.load import _split_defects
+    from harness.stack import choose_provider
+
+    api_defects, worker_defects = _split_defects(args.sabotage)
+    provider = choose_provider(args.stack, progress=print)
+    try:
+        stack = provider.start()
+        out = ChaosLoad(sc, stack, provider, sabotage=worker_defects, api_sabotage=api_defects).run()
+    finally:
+        provider.stop()
+    print()
+    print(out.table())
+    print()
+    print("\n".join(v.line() for v in out.verdicts if not v.ok) or "every verdict passed")
+    print(f"\n{out.ledger.summary()}")
+    print(f"\nreport: {out.report_path}")
+    return 0 if out.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Chaos-under-load scenarios: the file format (``scenarios/*.toml``, documented in ``scenarios/README.md``) and
+the fault catalog a scenario's windows choose from.
+
+A scenario is one Locust run on a timeline: a warm-up, a steady phase (the baseline every window is judged
+against), then its fault windows, each followed by a recovery phase. ``load(path)`` reads and checks a file; every
+mistake is reported with the window and key it is in.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+SERVICES = ("postgres", "redis", "kafka", "localstack")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One operation of ``harness/faults`` a window may inject."""
+
+    family: str  # http | tcp | process
+    params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
+    required: tuple[str, ...] = ()
+    trace: str = ""  # what counts as evidence that it reached the system (see harness.chaos_load.evidence)
+    doc: str = ""
+
+
+SERVICE = tuple(SERVICES)
+FAULTS: dict[str, Fault] = {
+    "http.delay": Fault("http", {"seconds": float}, ("seconds",), "openai_faulted",
+                        "every chat completion answers after `seconds`"),
+    "http.timeout": Fault("http", {"seconds": float}, ("seconds",), "openai_faulted",
+                          "answers slower than the client's timeout (`seconds` > OPENAI_TIMEOUT_SECONDS)"),
+    "http.error_rate": Fault("http", {"rate": float, "status": int}, ("rate",), "openai_faulted",
+                             "a share `rate` of chat calls answer `status` (default 500)"),
+    "http.rate_limit": Fault("http", {"rpm": int, "retry_after": float}, ("rpm",), "openai_faulted",
+                             "more than `rpm` calls a minute answer 429 + Retry-After (`retry_after`, default: when "
+                             "the minute frees a slot)"),
+    "http.malformed_json": Fault("http", {"rate": float}, (), "openai_faulted",
+                                 "a share `rate` (default 1) of answers are not JSON"),
+    "http.connection_drop": Fault("http", {"rate": float}, (), "openai_faulted",
+                                  "a share `rate` (default 1) of answers drop the connection mid-body"),
+    "worker.kill": Fault("process", {"worker": int}, (), "redelivered_jobs",
+                         "SIGKILL worker `worker` (default 0); a replacement starts when the window ends"),
+    "worker.pause": Fault("process", {"worker": int}, (), "redelivered_jobs",
+                          "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its "
+                          "messages go to the other workers), SIGCONT after"),
+    "service.restart": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
+                             "stop the service (clean shutdown) for the window, start it again on the same port"),
+    "service.kill": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
+                          "SIGKILL (docker kill) the service, start it again when the window ends"),
+    "service.pause": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
+                           "SIGSTOP (docker pause) the service for the window"),
+    "tcp.latency": Fault("tcp", {"service": SERVICE, "latency_ms": float, "jitter_ms": float},
+                         ("service", "latency_ms"), "proxy_hits", "delay every chunk both ways"),
+    "tcp.bandwidth": Fault("tcp", {"service": SERVICE, "rate_kbps": float}, ("service", "rate_kbps"), "proxy_hits",
+                           "cap the bandwidth both ways"),
+    "tcp.reset_peer": Fault("tcp", {"service": SERVICE}, ("service",), "proxy_hits",
+                            "reset every open connection and every new one (RST)"),
+    "tcp.timeout": Fault("tcp", {"service": SERVICE}, ("service",), "proxy_hits",
+                         "blackhole: data is swallowed, connections stay open, nothing answers"),
+}
+
+TARGETS = {  # target key -> (what it limits, "max" | "min")
+    "recover_s": ("seconds from the fault's end until enqueue->done p95 is back and the backlog drained", "max"),
+    "server_errors": ("5xx answers other than the window's expected refusals, window + recovery", "max"),
+    "api_p95_ms": ("API p95 during the window (every request)", "max"),
+    "done_p95_ms": ("enqueue->done p95 of the jobs accepted during the window", "max"),
+    "min_completed": ("jobs that completed during the window", "min"),
+    "min_accepted": ("jobs accepted during the window", "min"),
+    "failed_jobs": ("jobs accepted in the window or its recovery that ended failed", "max"),
+}
+
+
+@dataclass
+class Window:
+    name: str
+    fault: str
+    params: dict
+    duration_s: float
+    recovery_s: float
+    expect_refusals: tuple[int, ...] = ()  # status codes the API may answer while this fault lasts (e.g. 503)
+    targets: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return FAULTS[self.fault].family
+
+    @property
+    def service(self) -> str | None:
+        return self.params.get("service")
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path | None
+    description: str
+    users: int
+    spawn_rate: float
+    warmup_s: float
+    steady_s: float
+    workers: int
+    worker_concurrency: int
+    recovery_tolerance: float  # "back under the steady value" allows this factor of it (p95 of a short phase is noisy)
+    drain_timeout_s: float
+    system_env: dict[str, str]
+    windows: list[Window]
+    ledger: dict[str, int]  # problem kind -> how many are allowed (default 0 for every kind)
+    user_classes: list[str] = field(default_factory=list)
+    openai: dict = field(default_factory=dict)  # mock OpenAI knobs for the whole run (e.g. a realistic latency)
+
+    @property
+    def load_s(self) -> float:
+        return self.warmup_s + self.steady_s + sum(w.duration_s + w.recovery_s for w in self.windows)
+
+    def only(self, names: list[str]) -> Scenario:
+        """The same scenario with only the named windows (a test selected by ``-k``)."""
+        unknown = sorted(set(names) - {w.name for w in self.windows})
+        if unknown:
+            raise ScenarioError(f"{self.path}: no window named {', '.join(unknown)}")
+        from dataclasses import replace
+
+        return replace(self, windows=[w for w in self.windows if w.name in names])
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """``ci`` -> scenarios/ci.toml; a path is taken as it is."""
+    p = Path(name_or_path)
+    if p.suffix != ".toml" and not p.exists():
+        p = SCENARIOS / f"{p}.toml"
+    if not p.exists():
+        shipped = ", ".join(sorted(x.stem for x in SCENARIOS.glob("*.toml")))
+        raise ScenarioError(f"no scenario {name_or_path!r} (shipped: {shipped})")
+    return p
+
+
+def load(name_or_path: str | Path) -> Scenario:
+    path = resolve(name_or_path)
+    with open(path, "rb") as fh:
+        doc = tomllib.load(fh)
+    return parse(doc, path)
+
+
+def parse(doc: dict, path: Path | None = None) -> Scenario:
+    where = str(path or "scenario")
+    run = doc.get("run", {})
+    known_run = {"users", "spawn_rate", "warmup_s", "steady_s", "workers", "worker_concurrency",
+                 "recovery_tolerance", "drain_timeout_s", "user_classes"}
+    _no_unknown(run, known_run, f"{where} [run]")
+    defaults = doc.get("defaults", {})
+    _no_unknown(defaults, {"recovery_s", "targets", "expect_refusals"}, f"{where} [defaults]")
+    _check_targets(defaults.get("targets", {}), f"{where} [defaults.targets]")
+    windows = []
+    for i, w in enumerate(doc.get("window", [])):
+        label = f"{where} window {w.get('name') or i + 1}"
+        _no_unknown(w, {"name", "fault", "params", "duration_s", "recovery_s", "expect_refusals", "targets"}, label)
+        for key in ("name", "fault", "duration_s"):
+            if key not in w:
+                raise ScenarioError(f"{label}: missing `{key}`")
+        if w["fault"] not in FAULTS:
+            raise ScenarioError(f"{label}: unknown fault {w['fault']!r}; choose from {', '.join(FAULTS)}")
+        fault = FAULTS[w["fault"]]
+        params = dict(w.get("params", {}))
+        _no_unknown(params, set(fault.params), f"{label} params")
+        for key in fault.required:
+            if key not in params:
+                raise ScenarioError(f"{label}: {w['fault']} needs params.{key}")
+        for key, kind in fault.params.items():
+            if key in params and isinstance(kind, tuple) and params[key] not in kind:
+                raise ScenarioError(f"{label}: params.{key} = {params[key]!r}; choose from {', '.join(kind)}")
+        targets = {**defaults.get("targets", {}), **w.get("targets", {})}
+        _check_targets(w.get("targets", {}), f"{label} targets")
+        windows.append(Window(w["name"], w["fault"], params, float(w["duration_s"]),
+                              float(w.get("recovery_s", defaults.get("recovery_s", 15))),
+                              tuple(w.get("expect_refusals", defaults.get("expect_refusals", ()))), targets))
+    names = [w.name for w in windows]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ScenarioError(f"{where}: window names must be unique; repeated: {', '.join(dup)}")
+    if not windows:
+        raise ScenarioError(f"{where}: no [[window]]")
+    from harness.ledger import PROBLEMS
+
+    ledger = doc.get("ledger", {})
+    _no_unknown(ledger, set(PROBLEMS), f"{where} [ledger]")
+    return Scenario(
+        name=doc.get("name") or (path.stem if path else "scenario"), path=path,
+        description=doc.get("description", ""), users=int(run.get("users", 20)),
+        spawn_rate=float(run.get("spawn_rate", 10)), warmup_s=float(run.get("warmup_s", 10)),
+        steady_s=float(run.get("steady_s", 20)), workers=int(run.get("workers", 2)),
+        worker_concurrency=int(run.get("worker_concurrency", 4)),
+        recovery_tolerance=float(run.get("recovery_tolerance", 1.5)),
+        drain_timeout_s=float(run.get("drain_timeout_s", 180)),
+        system_env={k: str(v) for k, v in doc.get("system", {}).items()}, windows=windows,
+        ledger={k: int(v) for k, v in ledger.items()}, user_classes=list(run.get("user_classes", [])),
+        openai=dict(doc.get("openai", {})))
+
+
+def _no_unknown(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def _check_targets(targets: dict, where: str) -> None:
+    _no_unknown(targets, set(TARGETS), where)

@@ -1,0 +1,29 @@
+"""Chaos under load must turn red on a broken pipeline: a worker that deletes each message before committing the
+job's result (``ack_before_commit``), killed mid-run, loses the jobs it held — the run fails, naming them."""
+
+from __future__ import annotations
+
+from harness import scenario
+from harness.chaos_load import ChaosLoad
+
+
+def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, stack_provider, report_paths):
+    sc = scenario.parse({
+        "name": "sabotage-ack-before-commit",
+        # score uploads only, translations slowed: every worker thread holds a job mid-flight when the kill comes
+        "run": {"users": 8, "spawn_rate": 8, "warmup_s": 2, "steady_s": 6, "workers": 2, "drain_timeout_s": 15,
+                "user_classes": ["ScoreUploader"]},
+        "openai": {"delay_seconds": 1.5},
+        "window": [{"name": "worker_kill", "fault": "worker.kill", "params": {"worker": 0}, "duration_s": 3,
+                    "recovery_s": 8}],
+    })
+    out = ChaosLoad(sc, stack, stack_provider, sabotage="ack_before_commit").run()
+    report_paths.append(str(out.report_path))
+    assert not out.ok, "the run stayed green over a worker that acknowledges before committing"
+    lost = [p for p in out.ledger.problems if "[not_terminal]" in p]
+    assert lost, f"no job named as lost: {out.ledger.summary()}"
+    assert all("not terminal in Postgres (running)" in p for p in lost), lost
+    failing = {v.slo for v in out.verdicts if not v.ok}
+    assert {"ledger: not_terminal", "backlog drained (every accepted job terminal)"} <= failing, failing
+    kill = out.windows[0]
+    assert kill["evidence"]["jobs_in_flight_at_kill"] >= 1
