@@ -201,7 +201,10 @@ class ChaosLoad:
             self.sut.workers.insert(p.get("worker", 0), new)
             fw.end = time.time()
         elif w.fault == "worker.pause":
-            with proc.pause(self.sut.workers[p.get("worker", 0)], name=w.name) as fw:
+            victim = self.sut.workers[p.get("worker", 0)]
+            in_flight = self._await_in_flight(victim.pid)
+            with proc.pause(victim, name=w.name) as fw:
+                fw.evidence["jobs_in_flight_at_pause"] = in_flight
                 yield fw
         elif w.fault.startswith("service."):
             op = {"service.restart": proc.service_down, "service.kill": proc.service_killed,

@@ -3,7 +3,9 @@
 * ``latency`` (ms, optional jitter) on every chunk, both ways
 * ``bandwidth`` (KB/s) cap, both ways
 * ``reset_peer``: every open connection is reset (RST) and new ones are reset on arrival
-* ``timeout`` (Toxiproxy's blackhole): data is swallowed, nothing comes back, connections stay open
+* ``timeout`` (Toxiproxy's blackhole): data is swallowed, nothing comes back, connections stay open while it lasts;
+  when it is cleared, every connection that lost data is reset (as Toxiproxy's timeout toxic closes them): a stream
+  with a hole in it can never be used again, and a client must not wait on it forever
 
     proxy = TcpProxy("127.0.0.1", stack.redis.port).start()      # proxy.port is what the system connects to
     with proxy.toxic("latency", timeline, latency_ms=100): ...
@@ -37,6 +39,8 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"tcp-proxy-{self.name}", daemon=True)
         self.connections = 0
+        self._pairs: dict = {}  # writer -> (client writer, upstream writer) of its connection
+        self._holed: set = set()  # writers of connections that lost data to the blackhole
         self.hits: Counter = Counter()  # per toxic: connections reset, or chunks delayed, throttled or swallowed
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
@@ -71,10 +75,13 @@ class TcpProxy:
             asyncio.run_coroutine_threadsafe(self._reset_all(), self._loop).result(10)
 
     def clear(self, name: str | None = None) -> None:
+        had_timeout = "timeout" in self.toxics and name in (None, "timeout")
         if name:
             self.toxics.pop(name, None)
         else:
             self.toxics.clear()
+        if had_timeout and self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._reset_holed(), self._loop).result(10)
 
     @contextlib.contextmanager
     def toxic(self, name: str, timeline: FaultTimeline | None = None, **attrs) -> Iterator[None]:
@@ -91,6 +98,12 @@ class TcpProxy:
                     w.evidence["hits"] = self.hits[name] - before
 
     # -- the proxy ------------------------------------------------------------------------------------------------
+    async def _reset_holed(self) -> None:
+        """Reset both ends of every connection whose data the blackhole swallowed."""
+        for w in list(self._holed):
+            _rst(w)
+        self._holed.clear()
+
     async def _reset_all(self) -> None:
         for w in list(self._writers):
             self.hits["reset_peer"] += 1
@@ -108,6 +121,7 @@ class TcpProxy:
             _rst(client_w)
             return
         self._writers.update((client_w, up_w))
+        self._pairs[client_w] = self._pairs[up_w] = (client_w, up_w)
         try:
             await asyncio.gather(self._pump(client_r, up_w), self._pump(up_r, client_w), return_exceptions=True)
         except asyncio.CancelledError:
@@ -115,6 +129,7 @@ class TcpProxy:
         finally:
             for w in (client_w, up_w):
                 self._writers.discard(w)
+                self._pairs.pop(w, None)
                 w.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -125,6 +140,7 @@ class TcpProxy:
                 return
             if "timeout" in self.toxics:
                 self.hits["timeout"] += 1
+                self._holed.update(self._pairs.get(writer, (writer,)))
                 continue  # swallowed: the peer waits for an answer that never comes
             lat = self.toxics.get("latency")
             if lat:

@@ -62,7 +62,8 @@ class JobStore:
         The rows stay locked (SKIP LOCKED for other workers) until the queue answered; refused ones stay pending."""
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
-                "SELECT id, kind FROM jobs WHERE send_pending AND status = 'queued' AND (queue = %s OR queue IS NULL) "
+                "SELECT id, kind FROM jobs WHERE send_pending AND status IN ('queued', 'running') "
+                "AND (queue = %s OR queue IS NULL) "
                 "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED", (self.queue, limit)).fetchall()
             if not rows:
                 return 0
@@ -146,9 +147,11 @@ class JobStore:
                 return 0
             conn.execute("UPDATE queue_epochs SET created = %s, changed_at = now() WHERE queue = %s",
                          (created, self.queue))
+            # queued jobs lost their messages; so may running ones (a worker whose release or delete failed while
+            # the emulator was down never gets the message back): both are sent again — a duplicate is harmless
             return conn.execute(
-                "UPDATE jobs SET send_pending = true WHERE status = 'queued' AND queue = %s AND NOT send_pending",
-                (self.queue,)).rowcount
+                "UPDATE jobs SET send_pending = true WHERE status IN ('queued', 'running') AND queue = %s "
+                "AND NOT send_pending", (self.queue,)).rowcount
 
     def restore_unpublished(self, marker: str, present_in_log) -> int | None:
         """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent

@@ -27,3 +27,20 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
     assert {"ledger: not_terminal", "backlog drained (every accepted job terminal)"} <= failing, failing
     kill = out.windows[0]
     assert kill["evidence"]["jobs_in_flight_at_kill"] >= 1
+
+
+def test_a_fault_that_met_no_traffic_fails_its_window(stack, stack_provider, report_paths):
+    """OpenAI errors while only inference jobs run (they never call it): the window left no trace, so it must not
+    pass as if the system had survived it — while the ledger, rightly, stays clean."""
+    sc = scenario.parse({
+        "name": "sabotage-no-trace",
+        "run": {"users": 5, "spawn_rate": 5, "warmup_s": 2, "steady_s": 4, "user_classes": ["InferenceSubmitter"]},
+        "window": [{"name": "openai_5xx", "fault": "http.error_rate", "params": {"rate": 1.0, "status": 500},
+                    "duration_s": 3, "recovery_s": 3}],
+    })
+    out = ChaosLoad(sc, stack, stack_provider).run()
+    report_paths.append(str(out.report_path))
+    failing = [v for v in out.verdicts if not v.ok]
+    assert [v.slo for v in failing] == ["openai_5xx: the fault reached the system (openai_faulted)"], failing
+    assert failing[0].measured == 0
+    assert out.ledger.ok and out.ledger.jobs > 0, out.ledger.summary()

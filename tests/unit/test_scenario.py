@@ -1,0 +1,86 @@
+"""The scenario format (every mistake named with where it is) and the chaos-under-load arithmetic (time to recover),
+without a stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import scenario
+from harness.chaos_load import _time_to_recover
+
+BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
+
+
+def test_shipped_scenarios_parse_and_cover_what_they_promise():
+    full = scenario.load("full")
+    faults = {w.fault for w in full.windows}
+    assert faults >= {"http.delay", "http.error_rate", "http.rate_limit", "http.timeout", "http.malformed_json",
+                      "http.connection_drop", "worker.kill", "worker.pause", "service.restart", "service.kill",
+                      "tcp.latency", "tcp.reset_peer", "tcp.timeout"}
+    restarted = {w.service for w in full.windows if w.fault == "service.restart"}
+    assert restarted == set(scenario.SERVICES)
+    for toxic in ("tcp.latency", "tcp.reset_peer", "tcp.timeout"):
+        assert {w.service for w in full.windows if w.fault == toxic} == set(scenario.SERVICES)
+    assert full.users == 20
+    ci = scenario.load("ci")
+    assert len({w.fault.split(".")[0] for w in ci.windows}) >= 4 and ci.users == 20
+    assert ci.load_s < 150  # it runs inside the README test command
+
+
+@pytest.mark.parametrize(("doc", "words"), [
+    ({"window": [{"name": "w", "fault": "http.teleport", "duration_s": 1}]}, "unknown fault 'http.teleport'"),
+    ({"window": [{"name": "w", "fault": "service.restart", "duration_s": 1}]}, "service.restart needs params.service"),
+    ({"window": [{"name": "w", "fault": "service.restart", "params": {"service": "mysql"}, "duration_s": 1}]},
+     "params.service = 'mysql'; choose from postgres, redis, kafka, localstack"),
+    ({"window": [{"name": "w", "fault": "tcp.latency", "params": {"service": "redis", "latency": 5},
+                  "duration_s": 1}]}, "unknown key(s) latency"),
+    ({"window": [{"name": "w", "fault": "worker.kill"}]}, "missing `duration_s`"),
+    ({**BASE, "run": {"userz": 3}}, "[run]: unknown key(s) userz"),
+    ({**BASE, "defaults": {"targets": {"recover_in": 3}}}, "unknown key(s) recover_in"),
+    ({**BASE, "ledger": {"lots": 1}}, "[ledger]: unknown key(s) lots"),
+    ({"window": BASE["window"] * 2}, "window names must be unique; repeated: w"),
+    ({}, "no [[window]]"),
+])
+def test_a_mistake_is_named_where_it_is(doc, words):
+    with pytest.raises(scenario.ScenarioError) as err:
+        scenario.parse(doc)
+    assert words in str(err.value)
+
+
+def test_defaults_merge_and_only_selects_windows():
+    sc = scenario.parse({"defaults": {"recovery_s": 7, "targets": {"recover_s": 9, "server_errors": 0}},
+                         "window": [{"name": "a", "fault": "worker.kill", "duration_s": 2,
+                                     "targets": {"recover_s": 20}},
+                                    {"name": "b", "fault": "worker.pause", "duration_s": 3, "recovery_s": 4}]})
+    a, b = sc.windows
+    assert a.recovery_s == 7 and a.targets == {"recover_s": 20, "server_errors": 0}
+    assert b.recovery_s == 4 and b.targets == {"recover_s": 9, "server_errors": 0}
+    assert [w.name for w in sc.only(["b"]).windows] == ["b"]
+    with pytest.raises(scenario.ScenarioError, match="no window named c"):
+        sc.only(["c"])
+    assert sc.load_s == 10 + 20 + (2 + 7) + (3 + 4)
+
+
+def jobs(*spec):
+    """(enqueued, done) pairs, done None = not finished."""
+    return [{"enq": e, "done": d} for e, d in spec]
+
+
+def test_recovered_when_the_backlog_drained_and_latency_is_back():
+    # fault ends at 100; the backlog accepted before it finishes at 103; jobs accepted from 100 on take 0.1 s
+    js = jobs((95, 101.0), (99, 103.0), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
+    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 3.0
+
+
+def test_not_recovered_while_latency_stays_high_or_a_job_never_ends():
+    slow = jobs(*[(100 + i * 0.5, 102 + i * 0.5) for i in range(30)])  # 2 s each, steady was 0.1 s
+    assert _time_to_recover(slow, 100, 115, steady_p95_ms=100, tolerance=2) is None
+    stuck = jobs((99, None), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
+    assert _time_to_recover(stuck, 100, 115, steady_p95_ms=100, tolerance=2) is None
+    assert _time_to_recover(jobs((100, 100.1)), 100, 115, steady_p95_ms=None, tolerance=2) is None
+
+
+def test_recovery_found_later_in_the_phase():
+    # slow until 106, fast after: the first 5 s slice whose p95 is back starts at 106
+    js = jobs(*[(100 + i * 0.5, 100 + i * 0.5 + (3 if 100 + i * 0.5 < 106 else 0.05)) for i in range(40)])
+    assert _time_to_recover(js, 100, 125, steady_p95_ms=100, tolerance=1.5) == 6.0
