@@ -60,7 +60,7 @@ def jobs_for(stack, request, timeline):
     return lambda sut: Jobs(sut, stack, request.node.name, timeline, matrix)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def report_paths():
     """Tests append the reports they wrote; the terminal summary says where they are."""
     return REPORTS

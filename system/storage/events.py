@@ -114,6 +114,24 @@ class OutboxPublisher:
                 failed.append(str(err))
 
         rows = sorted(rows, key=lambda r: r["id"])
+        landed: list[int] = []
+        uncertain = [r for r in rows if r.get("uncertain")]
+        if uncertain:  # an earlier publish of these timed out: whatever reached the log is not sent again
+            try:
+                present = event_ids_in(self.bootstrap, sorted({r["topic"] for r in uncertain}), timeout_s=10)
+            except Exception as exc:
+                self.store.release_claims([r["id"] for r in rows])
+                self.open_until = time.monotonic() + self.cool_down
+                log.warning("could not check the log for events whose publish timed out: %s", exc)
+                return 0
+            landed = [r["id"] for r in uncertain if r["id"] in present]
+            self.store.mark_published(landed)
+            rows = [r for r in rows if r["id"] not in set(landed)]
+            if landed:
+                log.warning("events whose publish timed out were in the log after all; not sent again",
+                            extra={"count": len(landed)})
+            if not rows:
+                return len(landed)
         producer = self.producer  # thread-safe; each caller waits for its own messages only
         for row in rows:
             payload = {**row["payload"], "event_id": row["id"]}
@@ -124,7 +142,8 @@ class OutboxPublisher:
             producer.poll(0.05)
         self.store.mark_published(acked)
         if len(acked) < len(rows):
-            self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)])
+            # refused or unanswered: an unanswered one may have reached the broker, so it is checked before a resend
+            self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)], uncertain=True)
             self.open_until = time.monotonic() + self.cool_down
             with self._lock:  # a broker that came back empty does not know this producer's id: start afresh
                 if self.producer is producer:
@@ -132,7 +151,7 @@ class OutboxPublisher:
                     self.producer = self._new_producer()
             log.warning("kafka refused %d event(s); they stay in the outbox: %s", len(rows) - len(acked),
                         failed[0] if failed else "no delivery report")
-        return len(acked)
+        return len(acked) + len(landed)
 
     def publish_job(self, job_id) -> int:
         """Inline, right after a state change; skipped while the breaker is open (the sweep delivers later)."""

@@ -174,6 +174,15 @@ class JobStore:
                              (missing,))
             return len(missing)
 
+    def recently_finished(self, seconds: float, settled: float = 3.0, limit: int = 5000) -> list[dict[str, Any]]:
+        """(id, status) of this deployment's jobs that turned terminal in the last ``seconds``, at least ``settled``
+        seconds ago (their worker has had time to tell Redis itself)."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT id, status FROM jobs WHERE (queue = %s OR queue IS NULL) AND finished_at > now() - "
+                "make_interval(secs => %s) AND finished_at < now() - make_interval(secs => %s) "
+                "ORDER BY finished_at DESC LIMIT %s", (self.queue, seconds, settled, limit)).fetchall()
+
     def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
         with self.pool.connection() as conn:
             conn.execute("UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "
@@ -222,17 +231,18 @@ class JobStore:
                 {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
             ).fetchall()
 
-    def release_claims(self, ids: list[int]) -> None:
+    def release_claims(self, ids: list[int], uncertain: bool = False) -> None:
+        """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already."""
         if ids:
             with self.pool.connection() as conn:
-                conn.execute("UPDATE outbox SET claimed_until = NULL WHERE id = ANY(%s) AND published_at IS NULL",
-                             (ids,))
+                conn.execute("UPDATE outbox SET claimed_until = NULL, uncertain = uncertain OR %s "
+                             "WHERE id = ANY(%s) AND published_at IS NULL", (uncertain, ids))
 
     def mark_published(self, ids: list[int]) -> None:
         if ids:
             with self.pool.connection() as conn:
-                conn.execute("UPDATE outbox SET published_at=now() WHERE id = ANY(%s) AND published_at IS NULL",
-                             (ids,))
+                conn.execute("UPDATE outbox SET published_at=now(), uncertain=false WHERE id = ANY(%s) "
+                             "AND published_at IS NULL", (ids,))
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:

@@ -71,6 +71,19 @@ class StatusCache:
         return bool(self._call(self._put_forward, keys=[status_key(row["id"])],
                                args=[data, STATUS_TTL_SECONDS, CHANNEL]))
 
+    def statuses(self, job_ids: list) -> list[str | None]:
+        """The cached status of each job (None where Redis holds none)."""
+        import json
+
+        raw = self._call(self.client.mget, [status_key(j) for j in job_ids]) if job_ids else []
+        out = []
+        for v in raw:
+            try:
+                out.append(json.loads(v)["status"] if v else None)
+            except (ValueError, KeyError, TypeError):
+                out.append(None)
+        return out
+
     def get(self, job_id) -> str | None:
         return self._call(self.client.get, status_key(job_id))
 

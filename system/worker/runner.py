@@ -146,7 +146,7 @@ class Worker:
         """Repair Redis statuses, announce this worker, send what the queue did not take, notice a queue or Kafka log
         that was lost (every 2 s), sweep the outbox (every 10 s; every second while Kafka is failing, so events flow as
         soon as it is back). Its own thread: these may wait on a dependency that is down."""
-        last_sweep = last_requeue = last_recovery = 0.0
+        last_sweep = last_requeue = last_recovery = last_reconcile = 0.0
         while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
@@ -163,6 +163,12 @@ class Worker:
             if time.monotonic() - last_recovery >= 2.0:
                 last_recovery = time.monotonic()
                 self._recover_lost_stores()
+            if time.monotonic() - last_reconcile >= 5.0:
+                last_reconcile = time.monotonic()
+                try:
+                    self._reconcile_cache()
+                except Exception as exc:
+                    log.debug("status cache reconcile failed", extra={"error": str(exc)})
             if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
                 last_requeue = time.monotonic()
                 try:
@@ -232,6 +238,22 @@ class Worker:
         except Exception as exc:
             self.cache_backlog.add(row["id"])
             log.warning("status cache unavailable; will repair", extra={"job_id": str(row["id"]), "error": str(exc)})
+
+    def _reconcile_cache(self, seconds: float = 30) -> int:
+        """Rewrite, from Postgres, the cached status of every job of this deployment that finished in the last
+        ``seconds`` and that Redis does not hold as it is: the repairs a worker that died took with it, a write a
+        blackholed connection lost. Two reads when all agree."""
+        rows = self.store.recently_finished(seconds)
+        cached = self.cache.statuses([r["id"] for r in rows])
+        fixed = 0
+        for row, status in zip(rows, cached, strict=True):
+            if status != row["status"]:
+                full = self.store.get(row["id"])
+                if full is not None and self.cache.put(full):
+                    fixed += 1
+        if fixed:
+            log.warning("status cache repaired from Postgres", extra={"count": fixed})
+        return fixed
 
     def _repair_cache(self) -> None:
         for job_id in list(self.cache_backlog):

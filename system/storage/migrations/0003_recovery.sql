@@ -12,3 +12,8 @@ CREATE TABLE IF NOT EXISTS queue_epochs (
 -- The publishers restore the Kafka log after a broker lost it (see system/storage/events.py): they look up the
 -- events of one deployment's jobs that are marked published.
 CREATE INDEX IF NOT EXISTS outbox_job_id ON outbox (job_id);
+
+-- An event whose publish timed out may still have reached the broker (the request got there, the answer did not).
+-- Such rows are released marked uncertain; before one is sent again the publisher looks for it in the log, so an
+-- ambiguous acknowledgement never becomes a duplicate event.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS uncertain boolean NOT NULL DEFAULT false;
