@@ -115,20 +115,20 @@ class OutboxPublisher:
 
         rows = sorted(rows, key=lambda r: r["id"])
         landed: list[int] = []
-        uncertain = [r for r in rows if r.get("uncertain")]
-        if uncertain:  # an earlier publish of these timed out: whatever reached the log is not sent again
+        uncertain = [r for r in rows if r.get("was_uncertain")]
+        if uncertain:  # an earlier publish of these may have reached the broker: whatever is in the log stays there
             try:
                 present = event_ids_in(self.bootstrap, sorted({r["topic"] for r in uncertain}), timeout_s=10)
             except Exception as exc:
                 self.store.release_claims([r["id"] for r in rows])
                 self.open_until = time.monotonic() + self.cool_down
-                log.warning("could not check the log for events whose publish timed out: %s", exc)
+                log.warning("could not check the log for events an earlier publish may have delivered: %s", exc)
                 return 0
             landed = [r["id"] for r in uncertain if r["id"] in present]
             self.store.mark_published(landed)
             rows = [r for r in rows if r["id"] not in set(landed)]
             if landed:
-                log.warning("events whose publish timed out were in the log after all; not sent again",
+                log.warning("events an earlier publish delivered were in the log already; not sent again",
                             extra={"count": len(landed)})
             if not rows:
                 return len(landed)

@@ -170,8 +170,8 @@ class JobStore:
             present = present_in_log(sorted({r["topic"] for r in rows}))
             missing = [r["id"] for r in rows if r["id"] not in present]
             if missing:
-                conn.execute("UPDATE outbox SET published_at = NULL, claimed_until = NULL WHERE id = ANY(%s)",
-                             (missing,))
+                conn.execute("UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false "
+                             "WHERE id = ANY(%s)", (missing,))
             return len(missing)
 
     def recently_finished(self, seconds: float, settled: float = 3.0, limit: int = 5000) -> list[dict[str, Any]]:
@@ -221,13 +221,17 @@ class JobStore:
         where = "job_id = %(job)s" if job_id is not None else (
             "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
             "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))")  # a sweep: this deployment's jobs
+        # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
+        # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
+        # uncertain and looks for them in the log before sending them again (``was_uncertain``).
         with self.pool.connection() as conn:
             return conn.execute(
-                f"""UPDATE outbox SET claimed_until = now() + make_interval(secs => %(lease)s)
-                    WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND {where}
-                                 AND (claimed_until IS NULL OR claimed_until < now())
-                                 ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-                    RETURNING *""",
+                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true
+                    FROM (SELECT id, uncertain AS was_uncertain FROM outbox WHERE published_at IS NULL AND {where}
+                          AND (claimed_until IS NULL OR claimed_until < now())
+                          ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
+                    WHERE o.id = c.id
+                    RETURNING o.*, c.was_uncertain""",
                 {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
             ).fetchall()
 

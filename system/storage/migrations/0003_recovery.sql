@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS queue_epochs (
 -- events of one deployment's jobs that are marked published.
 CREATE INDEX IF NOT EXISTS outbox_job_id ON outbox (job_id);
 
--- An event whose publish timed out may still have reached the broker (the request got there, the answer did not).
--- Such rows are released marked uncertain; before one is sent again the publisher looks for it in the log, so an
--- ambiguous acknowledgement never becomes a duplicate event.
+-- An event may reach the broker without its row being marked published (the answer timed out; Postgres was lost
+-- before the mark committed; the publisher died). A claim marks rows uncertain until the mark; before an uncertain
+-- row is sent again the publisher looks for it in the log, so an ambiguous publish never becomes a duplicate event.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS uncertain boolean NOT NULL DEFAULT false;
