@@ -410,7 +410,8 @@ class ChaosLoad:
         return out
 
     def _phase_figures(self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple) -> dict:
-        rs = [r for r in requests if ph.start <= r["t"] < ph.end]
+        # a request belongs to the phase it was answered in: what the fault did shows in the answer
+        rs = [r for r in requests if ph.start <= r["t"] + r["ms"] / 1000 < ph.end]
         posts = [r for r in rs if r["name"].startswith("POST ")]
         http_rs = [r for r in rs if r["type"] != "WS"]
         codes = Counter(str(r["status"]) for r in posts if r["status"] != 202)
@@ -433,7 +434,8 @@ class ChaosLoad:
         ev["openai_faulted"] = sum(1 for m in mock if lo <= m.get("received_at", 0) < fault.end and (
             m.get("reason") or (m.get("status") not in (None, 200)) or m.get("delay", 0) >= 0.5))
         ev["redelivered_jobs"] = sum(1 for t in redeliveries if lo <= t < hi)
-        ev["refused_requests"] = sum(1 for r in requests if lo <= r["t"] < hi and r["status"] and r["status"] >= 400)
+        ev["refused_requests"] = sum(1 for r in requests if lo <= r["t"] + r["ms"] / 1000 < hi and r["status"]
+                                     and r["status"] >= 400)
         msgs = Counter(m for t, m in warnings if lo <= t < hi)
         ev["system_warnings"] = dict(msgs.most_common(8))
         if w.service:

@@ -61,8 +61,13 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
     with timer.stage("ingest") as detail:
         try:
             data = artifacts.get(job["input_key"])
-        except Exception as exc:  # S3 hiccup: try again later
-            raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "NoSuchBucket"):  # gone for good: retrying cannot bring it back
+                raise PermanentJobError("input_lost", "the uploaded file is no longer in the artifact store "
+                                        f"({code}; an emulator restarted without persistence loses its objects)"
+                                        ) from exc
+            raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
         fmt = sniff(data)
         ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
         detail.update(format=fmt, bytes=len(data), source=ingested.source)

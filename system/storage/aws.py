@@ -122,8 +122,14 @@ class Artifacts:
             self.s3.create_bucket(Bucket=self.bucket)
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                           Metadata=metadata or {})
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                               Metadata=metadata or {})
+        except self.s3.exceptions.NoSuchBucket:
+            # an emulator restarted without persistence forgets its buckets (and what was in them): make it again
+            self.s3.create_bucket(Bucket=self.bucket)
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                               Metadata=metadata or {})
 
     def get(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
