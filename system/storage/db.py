@@ -8,6 +8,12 @@ from importlib import resources
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
+
+# psycopg_pool re-tries a lost server with exponential backoff (1, 2, 4, 8 s …): after a 6 s outage its next attempt
+# can come 8 s after the server is back, while every job waits. A failed connect to the database is cheap: try about
+# once a second instead (measured in the chaos-under-load scenario: Postgres kill and restart windows).
+AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x7665726973696D  # pg_advisory_lock key: "verisim"
