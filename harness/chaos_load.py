@@ -434,6 +434,10 @@ class ChaosLoad:
         ev["openai_faulted"] = sum(1 for m in mock if lo <= m.get("received_at", 0) < fault.end and (
             m.get("reason") or (m.get("status") not in (None, 200)) or m.get("delay", 0) >= 0.5))
         ev["redelivered_jobs"] = sum(1 for t in redeliveries if lo <= t < hi)
+        # a worker fault interrupted work: the jobs its heartbeat showed in flight when it was hit, or jobs that ran
+        # again later (a message received but not yet started comes back as a first attempt: no redelivery shows)
+        ev["interrupted_jobs"] = ev["redelivered_jobs"] + ev.get("jobs_in_flight_at_kill", 0) + ev.get(
+            "jobs_in_flight_at_pause", 0)
         ev["refused_requests"] = sum(1 for r in requests if lo <= r["t"] + r["ms"] / 1000 < hi and r["status"]
                                      and r["status"] >= 400)
         msgs = Counter(m for t, m in warnings if lo <= t < hi)

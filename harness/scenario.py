@@ -43,9 +43,9 @@ FAULTS: dict[str, Fault] = {
                                  "a share `rate` (default 1) of answers are not JSON"),
     "http.connection_drop": Fault("http", {"rate": float}, (), "openai_faulted",
                                   "a share `rate` (default 1) of answers drop the connection mid-body"),
-    "worker.kill": Fault("process", {"worker": int}, (), "redelivered_jobs",
+    "worker.kill": Fault("process", {"worker": int}, (), "interrupted_jobs",
                          "SIGKILL worker `worker` (default 0); a replacement starts when the window ends"),
-    "worker.pause": Fault("process", {"worker": int}, (), "redelivered_jobs",
+    "worker.pause": Fault("process", {"worker": int}, (), "interrupted_jobs",
                           "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its "
                           "messages go to the other workers), SIGCONT after"),
     "service.restart": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
