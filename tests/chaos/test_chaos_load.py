@@ -69,5 +69,6 @@ def test_report_draws_and_labels_every_window(chaos_run, browser):
             assert labels.count() == charts and labels.first.text_content() == w["name"]
             assert page.locator("#faults td", has_text=w["name"]).count() >= 1
         assert f"{chaos_run.ledger.jobs} jobs" in page.locator("#ledger").inner_text()
+        page.screenshot(path=str(chaos_run.run_dir / "report.png"), full_page=True)  # kept with the report
     finally:
         page.close()
