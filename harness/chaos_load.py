@@ -372,6 +372,7 @@ class ChaosLoad:
             nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
             recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance)
             evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
+            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end)
             fw.evidence.update(evidence)
             trace = evidence.get(FAULTS[w.fault].trace, 0)
             measured = {"recover_s": recover, "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
@@ -408,6 +409,17 @@ class ChaosLoad:
                    "ledger": {"jobs": led.jobs, "by_status": dict(led.by_status), "problems": led.problems,
                               "kinds": dict(led.kinds), "dlq": led.dlq}})
         return out
+
+    def _last_of_backlog(self, jobs: list[dict], fault_end: float) -> dict | None:
+        """The job accepted before the fault's end that finished last: what kept the backlog from draining."""
+        before = [j for j in jobs if j["enq"] < fault_end and j["done"] is not None]
+        if not before:
+            return None
+        last = max(before, key=lambda j: j["done"])
+        why = self._query("SELECT error_code, left(error_message, 160) FROM jobs WHERE id = %s", (last["id"],))
+        return {"job": last["id"], "kind": last["kind"], "attempts": last["attempts"], "status": last["status"],
+                "done_after_fault_s": round(last["done"] - fault_end, 2),
+                "last_error": " ".join(x for x in (why[0] if why else ()) if x) or None}
 
     def _phase_figures(self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple) -> dict:
         # a request belongs to the phase it was answered in: what the fault did shows in the answer

@@ -215,6 +215,10 @@ class Worker:
             self._handle(message)
         except Exception:
             log.exception("unhandled error around a message; it will be redelivered")
+            try:  # hand it back on a short, definite timer rather than wait for the visibility timeout
+                self._release(message, 2)
+            except Exception as exc:
+                log.debug("could not release the message; the visibility timeout will", extra={"error": str(exc)})
         finally:
             with self.inflight_lock:
                 self.inflight.pop(handle, None)
