@@ -97,17 +97,6 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
 
-class _Services:
-    """What process faults act on: the stack's services, except those the run replaced (its own Kafka broker)."""
-
-    def __init__(self, provider, overrides: dict):
-        self.provider = provider
-        self.overrides = overrides
-
-    def service(self, name: str):
-        return self.overrides.get(name) or self.provider.service(name)
-
-
 class ChaosLoad:
     def __init__(self, scenario: Scenario, stack, provider, progress: Callable[[str], None] = print,
                  sabotage: str | None = None, api_sabotage: str | None = None, run_dir: Path | None = None):
@@ -145,15 +134,13 @@ class ChaosLoad:
         if "kafka" in needed:
             # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
             # the proxy, so every client (the system's and the ledger's) crosses it
-            import tempfile
-
             from harness.stack.endpoints import KafkaEndpoint
             from harness.stack.local.kafka import KafkaService
             from harness.stack.process import free_ports
 
             (port,) = free_ports(1)
             p = self.proxies["kafka"] = TcpProxy("127.0.0.1", port, "kafka").start()
-            self.own_kafka = KafkaService(Path(tempfile.mkdtemp(prefix="verisim-chaos-kafka-")), port,
+            self.own_kafka = KafkaService(self.run_dir / "kafka", port,
                                           advertised_port=p.port)
             self.own_kafka.spawn()
             self.own_kafka.wait_ready()
@@ -166,7 +153,9 @@ class ChaosLoad:
 
         sc = self.scenario
         env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
-        self.sut = SystemUnderTest(self.stack, env=env, isolated=True, progress=self.say)
+        # the system's logs stay with the run's report (``<run>/system/logs``)
+        self.sut = SystemUnderTest(self.stack, workdir=self.run_dir / "system", env=env, isolated=True,
+                                   progress=self.say)
         self.sut.start_api(sabotage=self.api_sabotage)
         for _ in range(sc.workers):
             self.sut.start_worker(concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
@@ -249,8 +238,7 @@ class ChaosLoad:
             if sc.openai:  # the run's baseline: e.g. the latency a real completion API has
                 control.configure(**sc.openai)
             http = HttpFaults(control, self.timeline)
-            proc = ProcessFaults(self.timeline, _Services(self.provider, {"kafka": self.own_kafka}
-                                                          if self.own_kafka else {}))
+            proc = ProcessFaults(self.timeline, self.provider, {"kafka": self.own_kafka} if self.own_kafka else {})
             requests_log = self.run_dir / "requests.jsonl"
             load_s = int(sc.load_s + 0.999)
             self.say(f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
@@ -354,7 +342,7 @@ class ChaosLoad:
             "AND o.topic = %s AND o.payload->>'status' = 'running' AND (o.payload->>'attempts')::int >= 2",
             (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", "job_events")))]
         mock = control.requests()
-        warnings = _warning_lines(self.sut)
+        warnings = [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")]
         refused_tokens = [r["token"] for r in requests
                           if r["token"] and r["status"] is not None and r["status"] >= 400]
         self.say(f"  ledger over {len(jobs)} job(s) ({len(refused_tokens)} refused submission(s)) …")
@@ -370,23 +358,20 @@ class ChaosLoad:
             f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals)
             r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals)
             nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
-            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance)
+            # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the
+            # previous window's to answer for, and a straggler of its counts against it alone)
+            since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
+            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance,
+                                       since=since)
             evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
-            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end)
+            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since)
             fw.evidence.update(evidence)
             trace = evidence.get(FAULTS[w.fault].trace, 0)
             measured = {"recover_s": recover, "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
                         "api_p95_ms": f_fig["api_p95_ms"], "done_p95_ms": f_fig["done_p95_ms"],
                         "min_completed": f_fig["completed"], "min_accepted": f_fig["accepted"],
                         "failed_jobs": f_fig["failed"] + r_fig["failed"]}
-            wv = [Verdict(f"{w.name}: the fault reached the system ({FAULTS[w.fault].trace})", ">= 1", trace,
-                          trace >= 1)]
-            for key, limit in w.targets.items():
-                what, sense = TARGETS[key]
-                v = measured[key]
-                ok = v is not None and (v <= limit if sense == "max" else v >= limit)
-                wv.append(Verdict(f"{w.name}: {key}", f"{'<=' if sense == 'max' else '>='} {limit:g}",
-                                  None if v is None else round(float(v), 3), ok))
+            wv = window_verdicts(w.name, FAULTS[w.fault].trace, trace, w.targets, measured)
             verdicts += wv
             windows.append({"name": w.name, "fault": w.fault, "params": w.params, "start": fault.start,
                             "end": fault.end, "recovery_end": rec.end, "evidence": evidence, "trace": trace,
@@ -410,9 +395,10 @@ class ChaosLoad:
                               "kinds": dict(led.kinds), "dlq": led.dlq}})
         return out
 
-    def _last_of_backlog(self, jobs: list[dict], fault_end: float) -> dict | None:
-        """The job accepted before the fault's end that finished last: what kept the backlog from draining."""
-        before = [j for j in jobs if j["enq"] < fault_end and j["done"] is not None]
+    def _last_of_backlog(self, jobs: list[dict], fault_end: float, since: float = 0.0) -> dict | None:
+        """The job of the window's backlog (accepted from ``since`` until the fault's end) that finished last: what
+        kept it from draining."""
+        before = [j for j in jobs if since <= j["enq"] < fault_end and j["done"] is not None]
         if not before:
             return None
         last = max(before, key=lambda j: j["done"])
@@ -493,34 +479,29 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.5))
 
 
-def _warning_lines(sut) -> list[tuple[float, str]]:
-    """(time, message) of every WARNING-or-worse line the system's processes logged."""
-    from datetime import datetime
-
-    out = []
-    for p in [sut.api, *sut.workers]:
-        if p is None or not Path(p.log_path).exists():
-            continue
-        for line in Path(p.log_path).read_text(errors="replace").splitlines():
-            if '"level": "INFO"' in line or '"level": "DEBUG"' in line:
-                continue
-            try:
-                rec = json.loads(line)
-                t = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
-            except (ValueError, KeyError, TypeError):
-                continue
-            out.append((t, str(rec.get("msg", ""))[:80]))
+def window_verdicts(name: str, trace_name: str, trace: float, targets: dict[str, float],
+                    measured: dict[str, float | None]) -> list[Verdict]:
+    """A window's verdicts: the fault left a trace, and each of the scenario's targets held (a figure that could
+    not be measured, e.g. a recovery that never came, fails its target)."""
+    out = [Verdict(f"{name}: the fault reached the system ({trace_name})", ">= 1", trace, trace >= 1)]
+    for key, limit in targets.items():
+        _, sense = TARGETS[key]
+        v = measured.get(key)
+        ok = v is not None and (v <= limit if sense == "max" else v >= limit)
+        out.append(Verdict(f"{name}: {key}", f"{'<=' if sense == 'max' else '>='} {limit:g}",
+                           None if v is None else round(float(v), 3), ok))
     return out
 
 
 def _time_to_recover(jobs: list[dict], fault_end: float, horizon: float, steady_p95_ms: float | None,
-                     tolerance: float, bucket_s: float = 5.0) -> float | None:
-    """Seconds from ``fault_end`` until (a) every job accepted before it has finished and (b) the jobs accepted in a
-    ``bucket_s`` slice starting then finish with an enqueue->done p95 within ``tolerance`` × the steady phase's.
-    None when that never happened before ``horizon`` (the next fault, or the end of the load)."""
+                     tolerance: float, bucket_s: float = 5.0, since: float = 0.0) -> float | None:
+    """Seconds from ``fault_end`` until (a) every job accepted from ``since`` (the previous fault's end) until then
+    has finished and (b) the jobs accepted in a ``bucket_s`` slice starting then finish with an enqueue->done p95
+    within ``tolerance`` × the steady phase's. None when that never happened before ``horizon`` (the next fault, or
+    the end of the load)."""
     if steady_p95_ms is None:
         return None
-    before = [j for j in jobs if j["enq"] < fault_end]
+    before = [j for j in jobs if since <= j["enq"] < fault_end]
     if any(j["done"] is None for j in before):
         return None
     drained = max((j["done"] for j in before), default=fault_end)

@@ -240,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     sut = None
     try:
         stack = provider.start()
-        sut = SystemUnderTest(stack, progress=print)
+        run_dir = report.new_run_dir()
+        sut = SystemUnderTest(stack, workdir=run_dir / "system", progress=print)  # logs stay with the report
         api_defects, worker_defects = _split_defects(args.sabotage)
         api = sut.start_api(sabotage=api_defects)
         for _ in range(args.system_workers):
             sut.start_worker(sabotage=worker_defects)
-        run_dir = report.new_run_dir()
         print(f"\nLocust: {args.users} users for {args.duration}s against {api}"
               f"{f' ({args.workers} Locust workers)' if args.workers else ''} …", flush=True)
         figures = measure(stack, api, sut.queue_name, sut.dlq_name, args.users, args.duration, run_dir,

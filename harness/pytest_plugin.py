@@ -181,12 +181,13 @@ SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "SQS_VISIBILITY_TIMEOUT": "20"}
 
 
 @pytest.fixture(scope="session")
-def system(stack: Stack, request: pytest.FixtureRequest):
-    """The operation server and two worker processes on the session's stack (the stack's default queue)."""
+def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The operation server and two worker processes on the session's stack (the stack's default queue).
+    Their logs stay in pytest's temporary directory (``<basetemp>/system0/logs``; pytest keeps the last 3 runs)."""
     from harness.system_under_test import SystemUnderTest
 
     say = _say(request.config)
-    sut = SystemUnderTest(stack, env=SYSTEM_ENV, progress=say)
+    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("system"), env=SYSTEM_ENV, progress=say)
     try:
         sut.start_api()
         sut.start_worker()
@@ -203,15 +204,16 @@ def system(stack: Stack, request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def system_factory(stack: Stack):
+def system_factory(stack: Stack, tmp_path: Path):
     """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``.
-    Start its API and workers yourself; everything it started is stopped afterwards."""
+    Start its API and workers yourself; everything it started is stopped afterwards; logs stay under ``tmp_path``."""
     from harness.system_under_test import SystemUnderTest
 
     made = []
 
     def make(env: dict[str, str] | None = None) -> SystemUnderTest:
-        sut = SystemUnderTest(stack, env={**SYSTEM_ENV, **(env or {})}, isolated=True)
+        sut = SystemUnderTest(stack, workdir=tmp_path / f"system{len(made)}", env={**SYSTEM_ENV, **(env or {})},
+                              isolated=True)
         made.append(sut)
         return sut
 

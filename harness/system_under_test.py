@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -27,6 +29,7 @@ class SystemUnderTest:
     def __init__(self, stack: Stack, workdir: Path | None = None, env: dict[str, str] | None = None,
                  isolated: bool = False, progress: Callable[[str], None] = lambda _: None):
         self.stack = stack
+        self._own_workdir = workdir is None  # a temporary one goes with stop(); a given one is the caller's to keep
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-system-"))
         self.progress = progress
         self.env = {**os.environ, **stack.to_env(), "LOG_LEVEL": "INFO", "SQS_WAIT_SECONDS": "1"}
@@ -99,9 +102,37 @@ class SystemUnderTest:
             w.stop()
         if self.api:
             self.api.stop()
+        if self._own_workdir and not self.leftovers():
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def leftovers(self) -> list[int]:
         return [pid for p in [*self.workers, self.api] if p for pid in p.leftovers()]
+
+    def log_records(self, min_level: str = "WARNING") -> list[dict]:
+        """Every JSON log record at ``min_level`` or worse from every process this instance ever started (a killed
+        and replaced worker's too), oldest first, each with ``t`` (epoch seconds) added."""
+        from datetime import datetime
+
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        skip = {f'"level": "{lv}"' for lv in levels[:levels.index(min_level)]}
+        out = []
+        for path in sorted((self.workdir / "logs").glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if any(s in line for s in skip):  # cheap: most lines are INFO
+                    continue
+                try:
+                    rec = json.loads(line)
+                    rec["t"] = datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # not a record of ours (a traceback line, a library's print)
+                rec["process"] = path.stem
+                out.append(rec)
+        return sorted(out, key=lambda r: r["t"])
+
+    def log_count(self, text: str) -> int:
+        """Lines carrying ``text`` in the logs of every process this instance ever started: evidence a fault
+        reached it."""
+        return sum(p.read_text(errors="replace").count(text) for p in (self.workdir / "logs").glob("*.log"))
 
     def logs(self) -> str:
         out = []

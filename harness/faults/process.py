@@ -15,9 +15,13 @@ from harness.stack.process import ManagedProcess
 
 
 class ProcessFaults:
-    def __init__(self, timeline: FaultTimeline, provider=None):
+    def __init__(self, timeline: FaultTimeline, provider=None, overrides: dict | None = None):
         self.timeline = timeline
         self.provider = provider  # the stack's provider (local or containers), for backing services
+        self.overrides = overrides or {}  # service name -> a service of the caller's own (e.g. a run's own broker)
+
+    def _service(self, name: str):
+        return self.overrides.get(name) or self.provider.service(name)
 
     # -- workers (any ManagedProcess) ---------------------------------------------------------------------------
     def kill(self, proc: ManagedProcess, name: str = "worker_kill") -> None:
@@ -39,7 +43,7 @@ class ProcessFaults:
     @contextlib.contextmanager
     def service_down(self, service: str, name: str | None = None) -> Iterator[FaultWindow]:
         """The service is stopped for the block, then started again on the same port (data kept where it has any)."""
-        svc = self.provider.service(service)
+        svc = self._service(service)
         with self.timeline.window(name or f"{service}_restart", "process", target=service, action="stop+start") as w:
             svc.halt()
             try:
@@ -50,7 +54,7 @@ class ProcessFaults:
     @contextlib.contextmanager
     def service_killed(self, service: str) -> Iterator[FaultWindow]:
         """SIGKILL (``docker kill``) the service — no shutdown, no flush — then start it again after the block."""
-        svc = self.provider.service(service)
+        svc = self._service(service)
         with self.timeline.window(f"{service}_kill", "process", target=service, signal="SIGKILL") as w:
             svc.signal(signal.SIGKILL)
             try:
@@ -60,7 +64,7 @@ class ProcessFaults:
 
     @contextlib.contextmanager
     def service_paused(self, service: str) -> Iterator[FaultWindow]:
-        svc = self.provider.service(service)
+        svc = self._service(service)
         with self.timeline.window(f"{service}_pause", "process", target=service, signal="SIGSTOP") as w:
             svc.signal(signal.SIGSTOP)
             try:

@@ -122,21 +122,30 @@ class TcpProxy:
             return
         self._writers.update((client_w, up_w))
         self._pairs[client_w] = self._pairs[up_w] = (client_w, up_w)
+        pumps = [asyncio.ensure_future(self._pump(client_r, up_w)), asyncio.ensure_future(self._pump(up_r, client_w))]
         try:
-            await asyncio.gather(self._pump(client_r, up_w), self._pump(up_r, client_w), return_exceptions=True)
+            # either direction ending ends the connection (as Toxiproxy does): a server that died must not leave
+            # its client waiting behind the proxy for an answer that cannot come
+            done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            reset = any(not t.cancelled() and t.exception() is not None for t in done)
         except asyncio.CancelledError:
-            pass  # the proxy is stopping
+            reset = False  # the proxy is stopping
         finally:
+            for t in pumps:
+                t.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
             for w in (client_w, up_w):
                 self._writers.discard(w)
                 self._pairs.pop(w, None)
-                w.close()
+                if reset:
+                    _rst(w)  # a reset on one side is passed on as a reset
+                else:
+                    w.close()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             data = await reader.read(65536)
             if not data:
-                writer.close()
                 return
             if "timeout" in self.toxics:
                 self.hits["timeout"] += 1

@@ -18,6 +18,7 @@ here, so a restarted container comes back on the same port.
 from __future__ import annotations
 
 import os
+import shutil
 import signal as signals
 import tempfile
 import threading
@@ -387,6 +388,7 @@ class ContainersProvider(StackProvider):
 
     def __init__(self, workdir: Path | None = None, progress: Callable[[str], None] = print,
                  overrides: dict[str, dict] | None = None):
+        self._own_workdir = workdir is None  # a temporary one (saved container logs) goes with stop()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-containers-"))
         self.progress = progress
         self.overrides = overrides or {}
@@ -435,6 +437,8 @@ class ContainersProvider(StackProvider):
             if services:
                 with ThreadPoolExecutor(max_workers=len(services)) as pool:
                     list(pool.map(lambda s: s.stop(), services))
+            if self._own_workdir and not self.leftovers():
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def service(self, name: str) -> ContainerService:
         if name not in self.services:

@@ -22,8 +22,8 @@ from system.storage.jobs import JobStore
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3, admin: AdminClient | None = None) -> None:
+    admin = admin or AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     if not new:
@@ -90,6 +90,7 @@ class OutboxPublisher:
         self.open_until = 0.0
         self.producer = self._new_producer()
         self._lock = threading.Lock()
+        self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
 
     def _new_producer(self) -> Producer:
         return Producer({
@@ -186,13 +187,14 @@ class OutboxPublisher:
         """If the broker lost its log (the deployment's marker topic is gone), republish what it lost from the
         outbox. Cheap when nothing was lost: one metadata request. Returns the number of events restored."""
         marker = f"verisim.log-epoch.{self.store.queue or 'default'}"
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        if marker in admin.list_topics(timeout=5).topics:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        if marker in self._admin.list_topics(timeout=5).topics:
             return 0
         restored = self.store.restore_unpublished(marker, lambda topics: event_ids_in(self.bootstrap, topics))
         if restored is None:  # another worker is restoring
             return 0
-        ensure_topics(self.bootstrap, [marker], partitions=1)
+        ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin)
         if restored:
             log.warning("the broker lost its log (restarted without persistence?): restoring events from the outbox",
                         extra={"count": restored})

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import psycopg
+import redis
 
 from harness.system_under_test import wait_for
+from system.storage.status_cache import status_key
 
 
 def running(stack, ids) -> int:
@@ -26,11 +27,6 @@ def unpublished(stack, ids) -> int:
     with psycopg.connect(stack.postgres.dsn) as conn:
         return conn.execute("SELECT count(*) FROM outbox WHERE job_id = ANY(%s::uuid[]) AND published_at IS NULL",
                             (ids,)).fetchone()[0]
-
-
-def log_lines(sut, text: str) -> int:
-    """Lines of the system's own logs (API and workers) that carry ``text``: evidence a fault reached it."""
-    return sum(Path(p.log_path).read_text(errors="replace").count(text) for p in [sut.api, *sut.workers] if p)
 
 
 def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults, http_faults, stack,
@@ -79,16 +75,23 @@ def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
     jobs.inference(5, seed=90)
     jobs.wait(timeout=60)
     jobs.assert_ledger(timeout=30)  # cached before the restart
+    before = list(jobs.accepted)
     with process_faults.service_down("redis") as window:
         for i in range(4):
             jobs.inference(5, seed=i)  # accepted: Redis is a cache, not a dependency of accepting a job
             time.sleep(0.5)
+    # read at once, before any worker's reconcile (every 5 s) could rewrite them: the restart itself kept them
+    r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    kept = r.mget([status_key(j) for j in before])
+    r.close()
+    lost = [j for j, v in zip(before, kept, strict=True) if not v]
+    assert not lost, f"statuses cached before the restart were lost: {lost}"
     assert jobs.rejected == 0
     jobs.inference(5, seed=100)
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"}
     # the outage reached the system: status writes failed while Redis was down (the API's, the workers')
-    window.evidence["failed_cache_writes"] = log_lines(sut, "status cache unavailable")
+    window.evidence["failed_cache_writes"] = sut.log_count("status cache unavailable")
     assert window.evidence["failed_cache_writes"] > 0
     # the statuses Redis missed while it was down are repaired from Postgres by the workers
     jobs.assert_ledger(timeout=30)
@@ -123,7 +126,7 @@ def test_redis_pause_freezes_the_cache_but_loses_no_job(chaos_system, jobs_for, 
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 20
     # the freeze reached the system: its status writes timed out (or met the open breaker) and were repaired later
-    window.evidence["failed_cache_writes"] = log_lines(sut, "status cache unavailable")
+    window.evidence["failed_cache_writes"] = sut.log_count("status cache unavailable")
     assert window.evidence["failed_cache_writes"] > 0
     jobs.assert_ledger(timeout=30)
 
@@ -163,7 +166,7 @@ def test_kafka_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
     rows = jobs.wait(timeout=90)
     assert {r[0] for r in rows.values()} == {"completed"} and jobs.rejected == 0
     jobs.assert_ledger(timeout=60)  # the first jobs' events too: the log survived the broker's restart
-    window.evidence["restored_log"] = log_lines(sut, "restoring events from the outbox")
+    window.evidence["restored_log"] = sut.log_count("restoring events from the outbox")
     assert window.evidence["restored_log"] > 0
 
 
@@ -186,7 +189,7 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     began = time.monotonic()
     rows = jobs.wait(timeout=60)
     assert time.monotonic() - began < 45, "the lost messages waited for the stale-job sweep"
-    assert log_lines(sut, "sent jobs the queue had not taken") > 0  # the deferred jobs went out through the outbox
-    assert log_lines(sut, "the queue was recreated") > 0  # the lost ones were re-sent on noticing the new queue
+    assert sut.log_count("sent jobs the queue had not taken") > 0  # the deferred jobs went out through the outbox
+    assert sut.log_count("the queue was recreated") > 0  # the lost ones were re-sent on noticing the new queue
     assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import scenario
-from harness.chaos_load import _time_to_recover
+from harness.chaos_load import _time_to_recover, window_verdicts
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 
@@ -84,3 +84,30 @@ def test_recovery_found_later_in_the_phase():
     # slow until 106, fast after: the first 5 s slice whose p95 is back starts at 106
     js = jobs(*[(100 + i * 0.5, 100 + i * 0.5 + (3 if 100 + i * 0.5 < 106 else 0.05)) for i in range(40)])
     assert _time_to_recover(js, 100, 125, steady_p95_ms=100, tolerance=1.5) == 6.0
+
+
+def test_a_straggler_counts_against_its_own_window_only():
+    # a job accepted at 60, during the previous window (fault ended at 70), finishes only at 130: it keeps that
+    # window from recovering, not the one whose fault ends at 100
+    js = jobs((60, 130.0), (95, 101.0), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
+    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5, since=70) == 1.0
+    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 30.0
+    stuck_earlier = jobs((60, None), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
+    assert _time_to_recover(stuck_earlier, 100, 115, steady_p95_ms=100, tolerance=2, since=70) == 0.0
+
+
+@pytest.mark.parametrize("key, limit, bad, good", [
+    ("recover_s", 30, 31.5, 2.0), ("server_errors", 0, 3, 0), ("api_p95_ms", 500, 900, 120),
+    ("done_p95_ms", 5000, 7000, 800), ("min_completed", 10, 4, 40), ("min_accepted", 20, 0, 200),
+    ("failed_jobs", 0, 2, 0)])
+def test_every_target_turns_red_with_its_name_when_missed(key, limit, bad, good):
+    [trace, v] = window_verdicts("w1", "proxy_hits", 5, {key: limit}, {key: bad})
+    assert trace.ok and not v.ok and v.slo == f"w1: {key}" and v.measured == bad
+    assert v.target == (f">= {limit}" if key.startswith("min_") else f"<= {limit}")
+    assert window_verdicts("w1", "proxy_hits", 5, {key: limit}, {key: good})[1].ok
+
+
+def test_a_figure_never_measured_fails_its_target_and_no_trace_fails_the_window():
+    [trace, v] = window_verdicts("w1", "openai_faulted", 0, {"recover_s": 30}, {"recover_s": None})
+    assert not v.ok and v.measured is None
+    assert not trace.ok and trace.slo == "w1: the fault reached the system (openai_faulted)"

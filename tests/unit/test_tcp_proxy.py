@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import struct
 import threading
 import time
 
@@ -93,3 +94,33 @@ def test_timeout_swallows_data_until_cleared(proxy):
 def test_unknown_toxic_is_refused(proxy):
     with pytest.raises(ValueError, match="unknown toxic"):
         proxy.set_toxic("slow_close")
+
+
+def test_an_upstream_that_dies_mid_request_closes_the_client_side_too():
+    # a SIGKILLed server's kernel resets its connections; a client waiting behind the proxy for an answer must learn
+    # of it at once (as it would without the proxy), not wait until it next sends something
+    listener = socket.create_server(("127.0.0.1", 0))
+    got_request = threading.Event()
+
+    def die_with_reset():
+        conn, _ = listener.accept()
+        conn.recv(10)
+        got_request.set()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # RST, no FIN
+
+    threading.Thread(target=die_with_reset, daemon=True).start()
+    p = TcpProxy("127.0.0.1", listener.getsockname()[1], name="dies").start()
+    try:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=3) as s:
+            s.sendall(b"query")
+            assert got_request.wait(3)
+            t = time.monotonic()
+            try:
+                answer = s.recv(10)  # b"" (closed) or a reset; a TimeoutError here is the bug
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b"" and time.monotonic() - t < 1
+    finally:
+        p.stop()
+        listener.close()
