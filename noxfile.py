@@ -64,6 +64,15 @@ def chaos_load(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def fuzz(session: nox.Session) -> None:
+    """Longer property tests and API fuzzing: Hypothesis's "fuzz" profile (random, 10x the examples) and 20 000
+    generated API requests (VERISIM_FUZZ_REQUESTS overrides); counts in reports/fuzz/counts.json."""
+    session.env.setdefault("VERISIM_FUZZ_REQUESTS", "20000")
+    _pytest(session, "tests/unit/test_properties_domain.py", "tests/integration/test_api_fuzz.py",
+            "--hypothesis-profile=fuzz", "--stack=local", "--timeout=3000")
+
+
+@nox.session(python=False)
 def sabotage(session: nox.Session) -> None:
     """Planted defects (tests/sabotage): each verdict of the suite must turn red, naming the violation."""
     _pytest(session, "tests/sabotage", "-m", "sabotage")

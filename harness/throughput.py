@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -13,6 +12,7 @@ import httpx
 import psycopg
 
 from harness.stack.endpoints import AwsEndpoint, Stack
+from system.stats import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 
 TERMINAL = ("completed", "completed_with_warnings", "failed")
 
@@ -42,14 +42,6 @@ def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200) -> dict:
     return {"messages": n, "received": got, "send_per_s": round(n / (t1 - t0), 1),
             "receive_delete_per_s": round(got / (t2 - t1), 1),
             "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 def job_figures(stack: Stack, job_ids: list[str]) -> dict:

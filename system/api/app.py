@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from system.api import dashboard
 from system.api.deps import Deps
 from system.api.metrics import make_registry
-from system.api.schemas import InferenceIn
+from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
 from system.config import Settings, get_settings
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff
 from system.pipelines.inference import DEFAULT_MODELS
@@ -30,6 +30,36 @@ from system.storage.jobs import job_message, job_summary
 
 log = logging.getLogger("system.api")
 DASHBOARD_HTML = Path(__file__).parent / "static" / "dashboard.html"
+
+
+class BodyLimit:
+    """A body larger than the route's limit is a 413 with a message, before anything is parsed or stored: by its
+    Content-Length when it declares one, else as the bytes arrive (a chunked body cannot slip past)."""
+
+    def __init__(self, app, limit_for):
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        too_large = f"the request body is larger than the limit of {limit} bytes"
+        if declared.isdigit() and int(declared) > limit:
+            return await JSONResponse({"detail": too_large}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)
     app.include_router(dashboard.router)
+    # an upload may carry a multipart envelope around its file; any other body is JSON
+    app.add_middleware(BodyLimit, limit_for=lambda path: settings.max_upload_bytes + 64 * 1024
+                       if path == "/api/v1/scores" else settings.max_json_bytes)
     # the dashboard may be opened as a file (origin "null"): let it read the API
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
 
@@ -94,7 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return pending
 
     # -- jobs in -----------------------------------------------------------------------------------------------
-    @app.post("/api/v1/scores", status_code=202, tags=["jobs"])
+    @app.post("/api/v1/scores", status_code=202, tags=["jobs"], response_model=ScoreAccepted,
+              responses=refusals(400, 413, 415, 422, 503))
     def upload_score(
         background: BackgroundTasks,
         file: Annotated[UploadFile, File(description=f"the score: {ACCEPTED_HUMAN}")],
@@ -120,7 +154,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deferred = enqueue([row], background)
         return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
 
-    @app.post("/api/v1/inference", status_code=202, tags=["jobs"])
+    @app.post("/api/v1/inference", status_code=202, tags=["jobs"], response_model=InferenceAccepted,
+              responses=refusals(413, 422, 503))
     def submit_inference(body: InferenceIn, background: BackgroundTasks):
         deps: Deps = app.state.deps
         items = []
@@ -135,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"job_ids": [str(r["id"]) for r in rows], "count": len(rows), "deferred": deferred}
 
     # -- jobs out ----------------------------------------------------------------------------------------------
-    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])
+    @app.get("/api/v1/jobs/{job_id}", tags=["jobs"], responses=refusals(404, 422, 503))
     def get_job(job_id: uuid.UUID):
         deps: Deps = app.state.deps
         try:

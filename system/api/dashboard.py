@@ -9,9 +9,11 @@ import logging
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 
+from system.api.schemas import refusals
 from system.storage.status_cache import CHANNEL
 
-router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
+# every dashboard read needs Postgres (the queue view: SQS): a 503 with a message when it is away
+router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"], responses=refusals(422, 503))
 log = logging.getLogger("system.api.dashboard")
 
 

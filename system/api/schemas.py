@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from system.config import PATTERNS
-from system.pipelines.inference import MODELS
+from system.pipelines.inference import MAX_ABS_VALUE, MODELS
 
 Pattern = Literal["linear", "seasonal", "exponential", "cyclical", "random_walk"]
 assert set(Pattern.__args__) == set(PATTERNS)
@@ -32,6 +32,9 @@ class SeriesIn(BaseModel):
     def finite(cls, v):
         if v is not None and not all(math.isfinite(x) for x in v):
             raise ValueError("values must be finite numbers (no NaN or infinity)")
+        if v is not None and any(abs(x) > MAX_ABS_VALUE for x in v):
+            raise ValueError(f"values must lie within ±{MAX_ABS_VALUE:g} (beyond it sums and squares leave float "
+                             "range and no model's answer means anything)")
         return v
 
     @field_validator("models")
@@ -63,3 +66,37 @@ class InferenceIn(BaseModel):
         if self.model_extra:
             raise ValueError(f"unexpected field(s) next to 'series': {sorted(self.model_extra)}")
         return self
+
+
+class Problem(BaseModel):
+    """Every refusal the API makes itself: ``detail`` says what is wrong (a 422's is the list of invalid fields)."""
+
+    detail: str | list[Any] = Field(..., description="what is wrong, for a person (422: one entry per invalid field)")
+
+
+class ScoreAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+    format: str = Field(..., description="the format sniffed from the content")
+    deferred: bool = Field(..., description="the queue did not take the message yet: a worker's sweep sends it")
+
+
+class InferenceAccepted(BaseModel):
+    job_ids: list[str]
+    count: int
+    deferred: list[str] = Field(..., description="job ids whose messages a worker's sweep sends later")
+
+
+REFUSALS = {
+    400: "the request is empty or malformed",
+    404: "no such job",
+    413: "the upload or a series is larger than the configured limit",
+    415: "the file's content is not an accepted format (the name is never trusted)",
+    422: "a field is missing, of the wrong type or out of range",
+    503: "a dependency (Postgres, Redis, SQS, S3) is unavailable: retry later",
+}
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the refusals a route can answer with."""
+    return {code: {"model": Problem, "description": REFUSALS[code]} for code in codes}

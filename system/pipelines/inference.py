@@ -14,6 +14,10 @@ from collections.abc import Callable
 
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer
 
+# beyond this magnitude a window's sums and squares (10 000 values) can leave float range: the API refuses such
+# values with a 422, and a job that carries them anyway fails permanently (invalid_series), never retried
+MAX_ABS_VALUE = 1e15
+
 
 def moving_average(values: list[float], horizon: int, window: int) -> list[float]:
     history = list(values)
@@ -79,11 +83,18 @@ def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
     with timer.stage("validate"):
         values = params.get("values")
         if not isinstance(values, list) or not values or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
+            for v in values
         ):
-            raise PermanentJobError("invalid_series", "values must be a non-empty list of finite numbers")
+            raise PermanentJobError("invalid_series", f"values must be a non-empty list of finite numbers within "
+                                                      f"±{MAX_ABS_VALUE:g}")
         horizon = int(params.get("horizon", 1))
         actual = params.get("actual") or []
+        if not isinstance(actual, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
+                for v in actual):
+            raise PermanentJobError("invalid_series", f"actual must be a list of finite numbers within "
+                                                      f"±{MAX_ABS_VALUE:g}")
         models = params.get("models") or DEFAULT_MODELS
         unknown = [m for m in models if m not in MODELS]
         if unknown:
@@ -99,6 +110,8 @@ def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
             else:
                 pred = MODELS[name](values, horizon, window)
             ms = (time.perf_counter() - t0) * 1000
+        if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried: it would recur
+            raise PermanentJobError("non_finite_result", f"{name} produced a non-finite forecast for this series")
         mae, rmse = errors(pred, actual)
         model_results.append({"model": name, "pattern": params.get("pattern"), "prediction": pred,
                               "inference_ms": round(ms, 4), "mae": mae, "rmse": rmse})

@@ -8,7 +8,6 @@ Uploads a score N times with C requests in flight, prints each request's outcome
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
 import time
@@ -18,13 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from system.stats import percentile
+
 TERMINAL = ("completed", "completed_with_warnings", "failed")
-
-
-def percentile(values: list[float], q: int) -> float:
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def positive_int(text: str) -> int:

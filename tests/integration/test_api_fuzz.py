@@ -1,0 +1,221 @@
+"""API fuzzing: thousands of generated requests against the real operation server (on the session's stack, a queue
+of this module's own) and the mock OpenAI service's admin API (an instance of this module's own).
+
+Two generators, both Hypothesis:
+
+* **schema-driven** (Schemathesis, built on Hypothesis): every operation of the server's OpenAPI document, with
+  requests that fit the schema and requests that break it (wrong types, nulls, missing and extra fields, out-of-range
+  numbers); each answer is checked against the document (status code documented, body matches its schema);
+* **hostile bodies** (Hypothesis directly): what a schema does not describe — NaN/Infinity and out-of-range number
+  tokens, deep nesting, long and odd unicode strings, truncated JSON, wrong content types, multipart with path-laden
+  file names and arbitrary bytes.
+
+Every answer: never a 5xx, never a hang (10 s), a refusal is a 4xx the route documents with a ``detail`` message.
+Afterwards the API is still ready and the ledger over every accepted job is clean. ``VERISIM_FUZZ_REQUESTS`` sets
+the total (CI: 2 000; ``nox -s fuzz``: 20 000); per-endpoint counts are written to ``reports/fuzz/counts.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import ledger
+from system.config import PATTERNS
+
+pytestmark = pytest.mark.integration
+
+TOTAL = int(os.environ.get("VERISIM_FUZZ_REQUESTS", "2000"))
+SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "MAX_JSON_BYTES": "2000000", "SQS_VISIBILITY_TIMEOUT": "20"}
+
+
+class Tally:
+    """Every fuzzed request: counts per endpoint and status, accepted job ids, and what broke a rule."""
+
+    def __init__(self):
+        self.by_endpoint: Counter = Counter()
+        self.by_status: dict[str, Counter] = defaultdict(Counter)
+        self.accepted: list[str] = []
+        self.broken: list[str] = []
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    def record(self, endpoint: str, response: httpx.Response | None, documented: set[int], what: str) -> None:
+        self.by_endpoint[endpoint] += 1
+        if response is None:
+            self.broken.append(f"{endpoint}: no answer within 10 s to {what}")
+            return
+        code = response.status_code
+        self.by_status[endpoint][code] += 1
+        if code >= 500:
+            self.broken.append(f"{endpoint}: {code} to {what}: {response.text[:200]}")
+        elif code >= 400:
+            if code not in documented:
+                self.broken.append(f"{endpoint}: undocumented {code} to {what}")
+            try:
+                detail = response.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = None
+            if not detail:
+                self.broken.append(f"{endpoint}: {code} without a detail message to {what}: {response.text[:120]}")
+        elif code == 202:
+            body = response.json()
+            ids = body.get("job_ids") or ([body["job_id"]] if "job_id" in body else [])
+            self.accepted += ids
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"total": self.total, "by_endpoint": dict(self.by_endpoint),
+                                    "by_status": {k: dict(v) for k, v in self.by_status.items()},
+                                    "accepted_jobs": len(self.accepted)}, indent=2))
+
+
+TALLY = Tally()
+
+
+@pytest.fixture(scope="module")
+def api(stack, tmp_path_factory):
+    from harness.system_under_test import SystemUnderTest
+
+    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("fuzz-system"), env=SYSTEM_ENV, isolated=True)
+    try:
+        sut.start_api()
+        sut.start_worker(concurrency=4)
+        with httpx.Client(base_url=sut.api_url, timeout=10) as client:
+            yield sut, client
+    finally:
+        sut.stop()
+
+
+def send(client: httpx.Client, method: str, path: str, **kw) -> httpx.Response | None:
+    try:
+        return client.request(method, path, **kw)
+    except httpx.TimeoutException:
+        return None
+
+
+def documented(schema: dict, path: str, method: str) -> set[int]:
+    responses = schema["paths"][path][method.lower()]["responses"]
+    return {int(c) for c in responses if c.isdigit()}
+
+
+# -- hostile bodies (Hypothesis directly) ----------------------------------------------------------------------------
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**400), 10**400), st.floats(),
+                    st.text(max_size=40), st.just("𝄞" * 500), st.just("\x00\ud7ff\ufffd"))
+json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+numbers = st.lists(st.one_of(st.floats(), st.integers(-(10**30), 10**30)), max_size=40)
+series = st.fixed_dictionaries({}, optional={
+    "pattern": st.one_of(st.sampled_from(PATTERNS), json_values),
+    "values": st.one_of(numbers, st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=40), json_values),
+    "actual": st.one_of(numbers, json_values),
+    "horizon": st.one_of(st.integers(-5, 120), st.integers(-(10**20), 10**20), json_values),
+    "models": st.one_of(st.lists(st.sampled_from(["lstm", "moving_average", "linear_trend", "gpt", ""]), max_size=4),
+                        json_values),
+    "window": st.one_of(st.integers(-2, 1200), json_values),
+    "metadata": json_values,
+    "surprise": json_values,
+})
+bodies = st.one_of(
+    series,
+    st.fixed_dictionaries({"series": st.one_of(st.lists(series, max_size=4), json_values)},
+                          optional={"extra": json_values}),
+    json_values,
+    st.integers(1, 50_000).map(lambda depth: "[" * depth + "]" * depth),  # deep nesting, as text
+)
+content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", None,
+                                 "application/x-www-form-urlencoded", "application/xml", "multipart/form-data"])
+
+
+def encode(body, mangle: int) -> bytes:
+    text = body if isinstance(body, str) else json.dumps(body, allow_nan=True)  # NaN/Infinity tokens on purpose
+    raw = text.encode("utf-8", "surrogatepass")
+    if mangle == 1:
+        return raw[: len(raw) // 2]  # truncated
+    if mangle == 2:
+        return raw.replace(b"1", b"1e999", 1)  # a number beyond float range
+    return raw
+
+
+def budget(share: float) -> int:
+    return max(50, int(TOTAL * share))
+
+
+def test_hostile_inference_bodies(api):
+    sut, client = api
+    codes = documented(client.get("/openapi.json").json(), "/api/v1/inference", "POST")
+
+    @settings(max_examples=budget(0.3), suppress_health_check=list(HealthCheck), deadline=None)
+    @given(body=bodies, mangle=st.sampled_from([0, 0, 0, 1, 2]), content_type=content_types)
+    def one(body, mangle, content_type):
+        raw = encode(body, mangle)
+        headers = {"content-type": content_type} if content_type else {}
+        r = send(client, "POST", "/api/v1/inference", content=raw, headers=headers)
+        TALLY.record("POST /api/v1/inference (hostile)", r, codes, f"{raw[:80]!r} as {content_type}")
+
+    one()
+    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
+
+
+file_names = st.one_of(st.text(max_size=60), st.sampled_from(
+    ["../../etc/passwd", "..\\..\\boot.ini", "/abs/path.xml", "a/b/c.musicxml", "score.musicxml\x00.exe", "", ".",
+     "..", "CON", "x" * 500]))
+file_bodies = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(lambda sig, rest: sig + rest,
+              st.sampled_from([b"MThd", b"%PDF-", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"PK\x03\x04",
+                               b"<score-partwise>", b"X:1\nK:C\n", b"**kern\n"]), st.binary(max_size=2000)),
+)
+
+
+def test_hostile_score_uploads(api):
+    sut, client = api
+    codes = documented(client.get("/openapi.json").json(), "/api/v1/scores", "POST")
+
+    @settings(max_examples=budget(0.2), suppress_health_check=list(HealthCheck), deadline=None)
+    @given(name=file_names, data=file_bodies, field=st.sampled_from(["file", "file", "upload"]),
+           title=st.one_of(st.none(), st.text(max_size=400)), language=st.one_of(st.none(), st.text(max_size=80)))
+    def one(name, data, field, title, language):
+        form = {k: v for k, v in (("title", title), ("target_language", language)) if v is not None}
+        r = send(client, "POST", "/api/v1/scores", files={field: (name, data)}, data=form)
+        TALLY.record("POST /api/v1/scores (hostile)", r, codes, f"{name!r} {data[:24]!r}")
+
+    one()
+    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
+
+
+def test_oversized_bodies_are_a_413_before_parsing(api):
+    sut, client = api
+    big = b"[" + b"1," * 1_100_000 + b"1]"  # 2.2 MB > MAX_JSON_BYTES (2 MB here)
+    r = send(client, "POST", "/api/v1/inference", content=big, headers={"content-type": "application/json"})
+    TALLY.record("POST /api/v1/inference (oversized)", r, {413}, "a 2.2 MB body with its length declared")
+    assert r is not None and r.status_code == 413 and "larger than the limit" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is counted as the bytes arrive
+        for _ in range(30):
+            yield b" " * 100_000
+
+    r = send(client, "POST", "/api/v1/inference", content=chunks(), headers={"content-type": "application/json"})
+    TALLY.record("POST /api/v1/inference (oversized)", r, {413}, "a 3 MB chunked body")
+    assert r is not None and r.status_code == 413
+
+
+# -- the verdict over everything this module sent -----------------------------------------------------------------
+def test_the_api_is_still_ready_and_every_accepted_job_settles(api, stack):
+    sut, client = api
+    TALLY.save(Path("reports") / "fuzz" / "counts.json")
+    assert client.get("/readyz").status_code == 200
+    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
+    assert TALLY.total >= TOTAL, f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: {dict(TALLY.by_endpoint)}"
+    assert TALLY.accepted, "no fuzzed request was accepted: the generators never made a valid job"
+    report = ledger.settle(stack, TALLY.accepted, timeout=120, dlq_name=sut.dlq_name)
+    assert report.ok, report.summary()
