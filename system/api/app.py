@@ -13,6 +13,7 @@ import psycopg
 import redis
 from botocore.exceptions import BotoCoreError
 from fastapi import BackgroundTasks, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -84,6 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the dashboard may be opened as a file (origin "null"): let it read the API
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own answer echoes each invalid input back, and an input such as NaN cannot be written as JSON:
+        # the 422 became a 500. Say where and what is wrong; the input itself stays with the client.
+        detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(BotoCoreError)
@@ -141,13 +150,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(400, "the uploaded file is empty")
         if len(data) > limit:
             raise HTTPException(413, f"the upload is larger than the limit of {limit} bytes")
+        for name, text in (("title", title), ("target_language", target_language)):
+            if text and "\x00" in text:
+                raise HTTPException(422, f"{name} must not contain NUL characters (\\u0000)")
         fmt = sniff(data)
         if fmt is None:
             raise HTTPException(415, f"unsupported file content (the name is not trusted); accepted: {ACCEPTED_HUMAN}")
         deps: Deps = app.state.deps
         job_id = uuid.uuid4()
         key = upload_key(job_id)
-        stem = PurePath(file.filename or "").stem[:200] or None
+        stem = PurePath((file.filename or "").replace("\x00", "")).stem[:200] or None
         deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})
         row = deps.store.create("score", {"format": fmt, "bytes": len(data), "title": title, "filename_stem": stem,
                                           "target_language": target_language}, input_key=key, job_id=job_id)
@@ -155,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
 
     @app.post("/api/v1/inference", status_code=202, tags=["jobs"], response_model=InferenceAccepted,
-              responses=refusals(413, 422, 503))
+              responses=refusals(400, 413, 422, 503))
     def submit_inference(body: InferenceIn, background: BackgroundTasks):
         deps: Deps = app.state.deps
         items = []

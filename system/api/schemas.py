@@ -37,6 +37,13 @@ class SeriesIn(BaseModel):
                              "range and no model's answer means anything)")
         return v
 
+    @field_validator("metadata")
+    @classmethod
+    def storable(cls, v):
+        if _has_nul(v):
+            raise ValueError("metadata must not contain NUL characters (\\u0000): Postgres cannot store them")
+        return v
+
     @field_validator("models")
     @classmethod
     def known_models(cls, v):
@@ -45,6 +52,16 @@ class SeriesIn(BaseModel):
             if unknown or not v:
                 raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(MODELS)}")
         return v
+
+
+def _has_nul(v) -> bool:
+    if isinstance(v, str):
+        return "\x00" in v
+    if isinstance(v, dict):
+        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_has_nul(x) for x in v)
+    return False
 
 
 class InferenceIn(BaseModel):
