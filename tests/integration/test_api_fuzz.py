@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from harness import ledger
 from system.config import PATTERNS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
 TOTAL = int(os.environ.get("VERISIM_FUZZ_REQUESTS", "2000"))
 SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "MAX_JSON_BYTES": "2000000", "SQS_VISIBILITY_TIMEOUT": "20"}
@@ -114,6 +114,80 @@ def send(client: httpx.Client, method: str, path: str, **kw) -> httpx.Response |
 def documented(schema: dict, path: str, method: str) -> set[int]:
     responses = schema["paths"][path][method.lower()]["responses"]
     return {int(c) for c in responses if c.isdigit()}
+
+
+# -- schema-driven (Schemathesis) ---------------------------------------------------------------------------------
+def fuzz_schema(openapi: dict, base_url: str, per_operation: int, label: str = "", only=None) -> list[str]:
+    """Every operation of ``openapi``, half with requests that fit the schema and half with requests that break it;
+    each answer recorded and validated against the document by Schemathesis's checks. Returns the operations."""
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_dict(openapi)
+    done = []
+    for result in schema.get_all_operations():
+        op = result.ok()
+        name = f"{op.method.upper()} {op.path}"
+        if only is not None and not only(op):
+            continue
+        codes = {int(c) for c in openapi["paths"][op.path][op.method.lower()]["responses"] if c.isdigit()}
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            _fuzz_operation(op, mode, base_url, max(1, per_operation // 2), label + name, codes)
+        done.append(name)
+    return done
+
+
+def _fuzz_operation(op, mode, base_url: str, examples: int, endpoint: str, codes: set[int]) -> None:
+    @settings(max_examples=examples, suppress_health_check=list(HealthCheck), deadline=None)
+    @given(case=op.as_strategy(generation_mode=mode))
+    def one(case):
+        try:
+            response = case.call(base_url=base_url, timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a hang or a dropped connection is what we look for
+            TALLY.record(endpoint, None, codes, f"{case.as_curl_command()} ({exc})")
+            return
+        TALLY.record(endpoint, response, codes, f"{mode.value} {case.as_curl_command()[:300]}")
+        case.validate_response(response)
+
+    try:
+        one()
+    except Exception as exc:  # an operation with nothing to break (no parameters) has no negative cases
+        if "unsatisfiable" not in f"{type(exc).__name__} {exc}".lower():
+            raise
+
+
+def test_every_operation_of_the_api_from_its_openapi_document(api):
+    sut, client = api
+    openapi = client.get("/openapi.json").json()
+    n_ops = sum(len(v) for v in openapi["paths"].values())
+    done = fuzz_schema(openapi, sut.api_url, per_operation=max(20, int(TOTAL * 0.4) // n_ops))
+    assert len(done) == n_ops and "POST /api/v1/inference" in done and "POST /api/v1/scores" in done
+    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
+
+
+def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
+    """The mock's admin API (knobs, scripts, reset, request log) and its chat completions, on an instance of this
+    module's own (its knobs change as it is fuzzed: no other test may share it)."""
+    from harness.stack.local.mock_openai import MockOpenAIService
+    from harness.stack.process import free_ports
+
+    (port,) = free_ports(1)
+    mock = MockOpenAIService(tmp_path_factory.mktemp("fuzz-mock"), port)
+    mock.spawn()
+    mock.wait_ready()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        openapi = httpx.get(f"{base}/openapi.json").json()
+        n_ops = sum(len(v) for v in openapi["paths"].values())
+        per = max(20, int(TOTAL * 0.1) // n_ops)
+        # the admin API first (it may script faults), then completions against a reset mock: a scripted 500 is
+        # the mock doing its job, not a defect
+        fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path.startswith("/admin") or op.method == "get")
+        assert httpx.post(f"{base}/admin/reset").status_code < 300
+        fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path == "/v1/chat/completions")
+    finally:
+        mock.stop()
+    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
 
 
 # -- hostile bodies (Hypothesis directly) ----------------------------------------------------------------------------
