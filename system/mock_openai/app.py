@@ -17,9 +17,9 @@ import time
 from collections import deque
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_RECORDS = 10_000
@@ -38,7 +38,7 @@ class Knobs(BaseSettings):
     drop_rate: float = Field(0.0, ge=0, le=1, description="share of answers cut off mid-body (connection dropped)")
     rate_limit_rpm: int = Field(0, ge=0, description="requests per rolling minute before 429 (0 = unlimited)")
     retry_after_seconds: float | None = Field(
-        None, ge=0, description="Retry-After sent with 429 (default: seconds until the window frees a slot)"
+        None, ge=0, le=86_400, description="Retry-After sent with 429 (default: seconds until the window frees a slot)"
     )
     seed: int = Field(0, description="seed for every random decision")
     response_prefix: str = Field("[mock] ", description="the reply is this prefix plus the last user message")
@@ -48,7 +48,7 @@ class Knobs(BaseSettings):
 class KnobUpdate(BaseModel):
     """A partial change of knobs: only the fields given are changed."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "strict": True}
 
     delay_seconds: float | None = Field(None, ge=0, le=600)
     jitter_seconds: float | None = Field(None, ge=0, le=600)
@@ -57,18 +57,22 @@ class KnobUpdate(BaseModel):
     malformed_rate: float | None = Field(None, ge=0, le=1)
     drop_rate: float | None = Field(None, ge=0, le=1)
     rate_limit_rpm: int | None = Field(None, ge=0)
-    retry_after_seconds: float | None = Field(None, ge=0)
+    retry_after_seconds: float | None = Field(None, ge=0, le=86_400)
     seed: int | None = None
     response_prefix: str | None = None
 
 
 class ScriptedResponse(BaseModel):
+    model_config = {"extra": "forbid", "strict": True}  # a knob given `true` for a number is a mistake: a 422
+
     status: int = Field(..., ge=200, le=599)
-    retry_after: float | None = Field(None, ge=0)
+    retry_after: float | None = Field(None, ge=0, le=86_400)
 
 
 class Script(BaseModel):
-    responses: list[ScriptedResponse]
+    model_config = {"extra": "forbid", "strict": True}
+
+    responses: list[ScriptedResponse] = Field(..., max_length=10_000)
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None, headers: dict | None = None):
@@ -152,7 +156,10 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
         ids = [m.strip() for m in state.knobs.models.split(",") if m.strip()]
         return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "verisim"} for m in ids]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses={
+        400: {"description": "the body is not JSON or not a chat request (OpenAI's error object)"},
+        429: {"description": "rate limited (the rate_limit_rpm knob, or a scripted 429), with Retry-After"},
+        500: {"description": "a simulated server error (error_rate / error_status knobs, or scripted)"}})
     async def chat_completions(request: Request):
         received = time.time()
         try:
@@ -203,19 +210,23 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
     def get_config():
         return state.knobs.model_dump()
 
-    @app.patch("/admin/config")
+    @app.patch("/admin/config", responses={400: {"description": "the body is not JSON"}})
     def patch_config(update: KnobUpdate):
         changes = update.model_dump(exclude_unset=True)
         with state.lock:
-            for key, value in changes.items():
-                setattr(state.knobs, key, value)
+            try:  # the whole new set must be valid knobs (a null where a knob needs a value is a 422, not a 500)
+                knobs = Knobs.model_validate({**state.knobs.model_dump(), **changes})
+            except ValidationError as exc:
+                raise HTTPException(422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                                          for e in exc.errors()]) from None
+            state.knobs = knobs
             if "seed" in changes:
                 state.rng = random.Random(state.knobs.seed)
             if "rate_limit_rpm" in changes:
                 state.window.clear()
         return state.knobs.model_dump()
 
-    @app.post("/admin/script")
+    @app.post("/admin/script", responses={400: {"description": "the body is not JSON"}})
     def script(s: Script):
         with state.lock:
             state.script.extend(s.responses)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import ledger
+from harness.fuzz import Tally
 from system.config import PATTERNS
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -36,56 +36,7 @@ TOTAL = int(os.environ.get("VERISIM_FUZZ_REQUESTS", "2000"))
 SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "MAX_JSON_BYTES": "2000000", "SQS_VISIBILITY_TIMEOUT": "20"}
 
 
-class Tally:
-    """Every fuzzed request: counts per endpoint and status, accepted job ids, and what broke a rule."""
-
-    def __init__(self):
-        self.by_endpoint: Counter = Counter()
-        self.by_status: dict[str, Counter] = defaultdict(Counter)
-        self.accepted: list[str] = []
-        self.broken: list[str] = []
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_endpoint.values())
-
-    def record(self, endpoint: str, response: httpx.Response | None, documented: set[int], what: str) -> None:
-        self.by_endpoint[endpoint] += 1
-        before = len(self.broken)
-        self._judge(endpoint, response, documented, what)
-        # raised inside the Hypothesis test, so Hypothesis shrinks the request to a minimal one
-        assert len(self.broken) == before, self.broken[-1]
-
-    def _judge(self, endpoint: str, response: httpx.Response | None, documented: set[int], what: str) -> None:
-        if response is None:
-            self.broken.append(f"{endpoint}: no answer (10 s, or the connection dropped) to {what}")
-            return
-        code = response.status_code
-        self.by_status[endpoint][code] += 1
-        if code >= 500:
-            self.broken.append(f"{endpoint}: {code} to {what}: {response.text[:200]}")
-        elif code >= 400:
-            if code not in documented:
-                self.broken.append(f"{endpoint}: undocumented {code} to {what}")
-            try:
-                detail = response.json().get("detail")
-            except (ValueError, AttributeError):
-                detail = None
-            if not detail:
-                self.broken.append(f"{endpoint}: {code} without a detail message to {what}: {response.text[:120]}")
-        elif code == 202:
-            body = response.json()
-            ids = body.get("job_ids") or ([body["job_id"]] if "job_id" in body else [])
-            self.accepted += ids
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"total": self.total, "by_endpoint": dict(self.by_endpoint),
-                                    "by_status": {k: dict(v) for k, v in self.by_status.items()},
-                                    "accepted_jobs": len(self.accepted)}, indent=2))
-
-
-TALLY = Tally()
+TALLY = Tally()  # every request of this module
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +89,8 @@ def fuzz_schema(openapi: dict, base_url: str, per_operation: int, label: str = "
 
 
 def _fuzz_operation(op, mode, base_url: str, examples: int, endpoint: str, codes: set[int]) -> None:
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
     @settings(max_examples=examples, suppress_health_check=list(HealthCheck), deadline=None)
     @given(case=op.as_strategy(generation_mode=mode))
     def one(case):
@@ -147,7 +100,10 @@ def _fuzz_operation(op, mode, base_url: str, examples: int, endpoint: str, codes
             TALLY.record(endpoint, None, codes, f"{case.as_curl_command()} ({exc})")
             return
         TALLY.record(endpoint, response, codes, f"{mode.value} {case.as_curl_command()[:300]}")
-        case.validate_response(response)
+        # every Schemathesis check but "schema-valid data must be accepted": a schema cannot say that a file must
+        # sniff as a score, that text may not hold NUL, or how large a value may be, so a schema-valid request
+        # may rightly be refused; what is required of a refusal (a documented 4xx with a message) Tally checks
+        case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
     try:
         one()
@@ -160,9 +116,9 @@ def test_every_operation_of_the_api_from_its_openapi_document(api):
     sut, client = api
     openapi = client.get("/openapi.json").json()
     n_ops = sum(len(v) for v in openapi["paths"].values())
+    TALLY.ran.add("api schema")
     done = fuzz_schema(openapi, sut.api_url, per_operation=max(20, int(TOTAL * 0.4) // n_ops))
     assert len(done) == n_ops and "POST /api/v1/inference" in done and "POST /api/v1/scores" in done
-    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
 
 
 def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
@@ -180,6 +136,7 @@ def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
         openapi = httpx.get(f"{base}/openapi.json").json()
         n_ops = sum(len(v) for v in openapi["paths"].values())
         per = max(20, int(TOTAL * 0.1) // n_ops)
+        TALLY.ran.add("mock schema")
         # the admin API first (it may script faults), then completions against a reset mock: a scripted 500 is
         # the mock doing its job, not a defect
         fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path.startswith("/admin") or op.method == "get")
@@ -187,7 +144,6 @@ def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
         fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path == "/v1/chat/completions")
     finally:
         mock.stop()
-    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
 
 
 # -- hostile bodies (Hypothesis directly) ----------------------------------------------------------------------------
@@ -228,15 +184,19 @@ def encode(body, mangle: int) -> bytes:
     return raw
 
 
-def budget(share: float) -> int:
-    return max(50, int(TOTAL * share))
+def budget(share_of_rest: float, floor: float) -> int:
+    """Examples for a hostile-body test: at least ``floor`` × TOTAL, and its share of what the schema-driven tests
+    left of TOTAL (they stop early on operations with little to vary), so a full run sends at least TOTAL."""
+    return max(50, int(TOTAL * floor), int((TOTAL - TALLY.total) * share_of_rest) + 1)
 
 
 def test_hostile_inference_bodies(api):
     sut, client = api
     codes = documented(client.get("/openapi.json").json(), "/api/v1/inference", "POST")
 
-    @settings(max_examples=budget(0.3), suppress_health_check=list(HealthCheck), deadline=None)
+    TALLY.ran.add("hostile inference")
+
+    @settings(max_examples=budget(0.6, 0.3), suppress_health_check=list(HealthCheck), deadline=None)
     @given(body=bodies, mangle=st.sampled_from([0, 0, 0, 1, 2]), content_type=content_types)
     def one(body, mangle, content_type):
         raw = encode(body, mangle)
@@ -245,7 +205,6 @@ def test_hostile_inference_bodies(api):
         TALLY.record("POST /api/v1/inference (hostile)", r, codes, f"{raw[:80]!r} as {content_type}")
 
     one()
-    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
 
 
 file_names = st.one_of(st.text(max_size=60), st.sampled_from(
@@ -263,7 +222,9 @@ def test_hostile_score_uploads(api):
     sut, client = api
     codes = documented(client.get("/openapi.json").json(), "/api/v1/scores", "POST")
 
-    @settings(max_examples=budget(0.2), suppress_health_check=list(HealthCheck), deadline=None)
+    TALLY.ran.add("hostile scores")
+
+    @settings(max_examples=budget(1.0, 0.2), suppress_health_check=list(HealthCheck), deadline=None)
     @given(name=file_names, data=file_bodies, field=st.sampled_from(["file", "file", "upload"]),
            title=st.one_of(st.none(), st.text(max_size=400)), language=st.one_of(st.none(), st.text(max_size=80)))
     def one(name, data, field, title, language):
@@ -272,7 +233,6 @@ def test_hostile_score_uploads(api):
         TALLY.record("POST /api/v1/scores (hostile)", r, codes, f"{name!r} {data[:24]!r}")
 
     one()
-    assert not TALLY.broken, "\n".join(TALLY.broken[:20])
 
 
 def test_oversized_bodies_are_a_413_before_parsing(api):
@@ -297,7 +257,9 @@ def test_the_api_is_still_ready_and_every_accepted_job_settles(api, stack):
     TALLY.save(Path("reports") / "fuzz" / "counts.json")
     assert client.get("/readyz").status_code == 200
     assert not TALLY.broken, "\n".join(TALLY.broken[:20])
-    assert TALLY.total >= TOTAL, f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: {dict(TALLY.by_endpoint)}"
+    if len(TALLY.ran) == 4:  # every generator ran (not a -k selection)
+        assert TALLY.total >= TOTAL, (f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: "
+                                      f"{dict(TALLY.by_endpoint)}")
     assert TALLY.accepted, "no fuzzed request was accepted: the generators never made a valid job"
     report = ledger.settle(stack, TALLY.accepted, timeout=120, dlq_name=sut.dlq_name)
     assert report.ok, report.summary()
