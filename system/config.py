@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest JSON request body (a full batch of "
                                 "100 series of 10 000 values is about 25 MB); larger is a 413 before it is parsed")
+    max_unpacked_bytes: int = Field(50 * 1024 * 1024, ge=1, description="largest a compressed MusicXML upload may "
+                                    "unpack to (a zip bomb is a 413 at the door, and fails as archive_too_large)")
     max_series_length: int = Field(10_000, ge=2)
     max_batch_size: int = Field(100, ge=1)
     moving_average_window: int = Field(5, ge=1)

@@ -23,7 +23,7 @@ from system.api.deps import Deps
 from system.api.metrics import make_registry
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
 from system.config import Settings, get_settings
-from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff
+from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
 from system.storage.events import OutboxPublisher
@@ -156,6 +156,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fmt = sniff(data)
         if fmt is None:
             raise HTTPException(415, f"unsupported file content (the name is not trusted); accepted: {ACCEPTED_HUMAN}")
+        unpacked = unpacked_bytes(data)
+        if unpacked > settings.max_unpacked_bytes:
+            raise HTTPException(413, f"the archive unpacks to {unpacked} bytes, over the limit of "
+                                     f"{settings.max_unpacked_bytes} bytes")
         deps: Deps = app.state.deps
         job_id = uuid.uuid4()
         key = upload_key(job_id)

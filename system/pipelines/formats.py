@@ -45,3 +45,15 @@ def sniff(data: bytes) -> str | None:
         if line.startswith(b"X:") and b"K:" in head:
             return "abc"
     return None
+
+
+def unpacked_bytes(data: bytes) -> int:
+    """What a compressed MusicXML (a zip) says its members unpack to, all together (0 for anything else). Reading a
+    member stops at its declared size, so the declared sizes bound what parsing it can cost."""
+    if not data.startswith(b"PK\x03\x04"):
+        return 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return 0

@@ -19,7 +19,7 @@ import openai
 
 from system.config import Settings
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
-from system.pipelines.formats import sniff
+from system.pipelines.formats import sniff, unpacked_bytes
 from system.pipelines.score_analysis import analyse, performed
 from system.pipelines.score_audio import render
 from system.pipelines.score_ingest import ingest
@@ -69,6 +69,9 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
                                         ) from exc
             raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
         fmt = sniff(data)
+        if unpacked_bytes(data) > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
+            raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked_bytes(data)} bytes, over "
+                                                         f"the limit of {settings.max_unpacked_bytes} bytes")
         ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
         detail.update(format=fmt, bytes=len(data), source=ingested.source)
     with timer.stage("analysis"):

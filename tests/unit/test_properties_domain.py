@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harness.throughput import percentile
 from system.pipelines import inference
-from system.pipelines.formats import ACCEPTED, sniff
+from system.pipelines.formats import ACCEPTED, sniff, unpacked_bytes
 from system.simulators.patterns import PATTERNS, generate, split
 from system.storage.aws import artifact_key, upload_key
 
@@ -126,6 +126,7 @@ SIGNATURES = {"midi": b"MThd", "pdf": b"%PDF-", "png": b"\x89PNG\r\n\x1a\n", "jp
 @example(b"PK\x05\x06" + b"\x00" * 18)  # an empty archive's end record alone
 def test_sniff_never_raises_and_never_claims_a_format_the_content_lacks(data):
     fmt = sniff(data)
+    assert unpacked_bytes(data) >= 0  # the zip-bomb guard reads any bytes without raising
     assert fmt is None or fmt in ACCEPTED
     if fmt in SIGNATURES:
         assert data.startswith(SIGNATURES[fmt])
@@ -160,3 +161,16 @@ def test_percentile_matches_the_linear_interpolation_reference(values, q):
     want = s[lo] + (s[hi] - s[lo]) * (pos - lo)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-6)
     assert s[0] <= got <= s[-1]
+
+
+def test_the_unpacked_size_of_an_archive_is_what_its_members_declare():
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("META-INF/container.xml", "<container/>")
+        zf.writestr("score.musicxml", " " * 5_000_000)
+    data = buf.getvalue()
+    assert len(data) < 20_000 and unpacked_bytes(data) == 5_000_000 + len("<container/>")
+    assert unpacked_bytes(b"<score-partwise/>") == 0
