@@ -19,7 +19,7 @@ import openai
 
 from system.config import Settings
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
-from system.pipelines.formats import sniff, unpacked_bytes
+from system.pipelines.formats import midi_min_seconds, sniff, unpacked_bytes
 from system.pipelines.score_analysis import analyse, performed
 from system.pipelines.score_audio import render
 from system.pipelines.score_ingest import ingest
@@ -72,6 +72,11 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
         if unpacked_bytes(data) > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
             raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked_bytes(data)} bytes, over "
                                                          f"the limit of {settings.max_unpacked_bytes} bytes")
+        least = midi_min_seconds(data) if fmt == "midi" else None
+        if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
+            raise PermanentJobError("score_too_long", f"the MIDI file plays for at least {least:.0f}s, over the limit "
+                                                      f"of {settings.score_max_audio_seconds:.0f}s "
+                                                      "(SCORE_MAX_AUDIO_SECONDS)")
         ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
         detail.update(format=fmt, bytes=len(data), source=ingested.source)
     with timer.stage("analysis"):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harness.throughput import percentile
 from system.pipelines import inference
-from system.pipelines.formats import ACCEPTED, sniff, unpacked_bytes
+from system.pipelines.formats import ACCEPTED, midi_min_seconds, sniff, unpacked_bytes
 from system.simulators.patterns import PATTERNS, generate, split
 from system.storage.aws import artifact_key, upload_key
 
@@ -124,9 +124,12 @@ SIGNATURES = {"midi": b"MThd", "pdf": b"%PDF-", "png": b"\x89PNG\r\n\x1a\n", "jp
 ))
 @example(b"PK\x03\x04")
 @example(b"PK\x05\x06" + b"\x00" * 18)  # an empty archive's end record alone
+@example(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\xe7\x28MTrk\xff\xff\xff\xff\x8f")  # SMPTE, a lying length
 def test_sniff_never_raises_and_never_claims_a_format_the_content_lacks(data):
     fmt = sniff(data)
     assert unpacked_bytes(data) >= 0  # the zip-bomb guard reads any bytes without raising
+    least = midi_min_seconds(data)  # so does the MIDI length guard
+    assert least is None or least >= 0
     assert fmt is None or fmt in ACCEPTED
     if fmt in SIGNATURES:
         assert data.startswith(SIGNATURES[fmt])
