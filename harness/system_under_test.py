@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -140,6 +141,21 @@ class SystemUnderTest:
             if p:
                 out.append(f"--- {p.name} ({p.log_path}) ---\n{p.log_tail(60)}")
         return "\n".join(out)
+
+
+@contextlib.contextmanager
+def running_system(stack: Stack, workdir: Path, env: dict[str, str] | None = None, workers: int = 2,
+                   concurrency: int = 4, grace: float = 5) -> Iterator[SystemUnderTest]:
+    """An API and ``workers`` worker processes with a queue of their own, for the block; stopped after it (a
+    module-scoped fixture's system: ``with running_system(stack, tmp_path_factory.mktemp("x")) as sut: yield sut``)."""
+    sut = SystemUnderTest(stack, workdir=workdir, env=env, isolated=True)
+    try:
+        sut.start_api()
+        for _ in range(workers):
+            sut.start_worker(concurrency=concurrency, grace=grace)
+        yield sut
+    finally:
+        sut.stop()
 
 
 def _entry(module: str, sabotage: str | None) -> list[str]:

@@ -41,18 +41,13 @@ TALLY = Tally()  # every request of this module
 
 @pytest.fixture(scope="module")
 def api(stack, tmp_path_factory):
-    from harness.system_under_test import SystemUnderTest
+    from harness.system_under_test import running_system
 
-    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("fuzz-system"), env=SYSTEM_ENV, isolated=True)
-    try:
-        sut.start_api()
-        sut.start_worker(concurrency=4)
+    with running_system(stack, tmp_path_factory.mktemp("fuzz-system"), SYSTEM_ENV, workers=1) as sut:
         # a connection per request: one request's answer never depends on what an earlier one did to the connection
         with httpx.Client(base_url=sut.api_url, timeout=10,
                           limits=httpx.Limits(max_keepalive_connections=0)) as client:
             yield sut, client
-    finally:
-        sut.stop()
 
 
 def send(client: httpx.Client, method: str, path: str, **kw) -> httpx.Response | None:
@@ -121,9 +116,9 @@ def test_every_operation_of_the_api_from_its_openapi_document(api):
     assert len(done) == n_ops and "POST /api/v1/inference" in done and "POST /api/v1/scores" in done
 
 
-def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
-    """The mock's admin API (knobs, scripts, reset, request log) and its chat completions, on an instance of this
-    module's own (its knobs change as it is fuzzed: no other test may share it)."""
+@pytest.fixture(scope="module")
+def mock_base(tmp_path_factory):
+    """A mock OpenAI service of this module's own (its knobs change as it is fuzzed: no other test may share it)."""
     from harness.stack.local.mock_openai import MockOpenAIService
     from harness.stack.process import free_ports
 
@@ -131,19 +126,24 @@ def test_the_mock_openai_service_from_its_openapi_document(tmp_path_factory):
     mock = MockOpenAIService(tmp_path_factory.mktemp("fuzz-mock"), port)
     mock.spawn()
     mock.wait_ready()
-    base = f"http://127.0.0.1:{port}"
     try:
-        openapi = httpx.get(f"{base}/openapi.json").json()
-        n_ops = sum(len(v) for v in openapi["paths"].values())
-        per = max(20, int(TOTAL * 0.1) // n_ops)
-        TALLY.ran.add("mock schema")
-        # the admin API first (it may script faults), then completions against a reset mock: a scripted 500 is
-        # the mock doing its job, not a defect
-        fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path.startswith("/admin") or op.method == "get")
-        assert httpx.post(f"{base}/admin/reset").status_code < 300
-        fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path == "/v1/chat/completions")
+        yield f"http://127.0.0.1:{port}"
     finally:
         mock.stop()
+
+
+def test_the_mock_openai_service_from_its_openapi_document(mock_base):
+    """The mock's admin API (knobs, scripts, reset, request log) from its OpenAPI document."""
+    base = mock_base
+    openapi = httpx.get(f"{base}/openapi.json").json()
+    n_ops = sum(len(v) for v in openapi["paths"].values())
+    per = max(20, int(TOTAL * 0.1) // n_ops)
+    TALLY.ran.add("mock schema")
+    # the admin API first (it may script faults), then completions against a reset mock: a scripted 500 is the mock
+    # doing its job, not a defect
+    fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path.startswith("/admin") or op.method == "get")
+    assert httpx.post(f"{base}/admin/reset").status_code < 300
+    fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path == "/v1/chat/completions")
 
 
 # -- hostile bodies (Hypothesis directly) ----------------------------------------------------------------------------
@@ -207,6 +207,34 @@ def test_hostile_inference_bodies(api):
     one()
 
 
+chat_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries({}, optional={
+        "model": st.one_of(st.sampled_from(["gpt-4o-mini", "gpt-4o", ""]), json_values),
+        "messages": st.one_of(st.lists(st.fixed_dictionaries({}, optional={
+            "role": st.one_of(st.sampled_from(["system", "user", "assistant", "tool"]), json_values),
+            "content": st.one_of(st.text(max_size=200), json_values)}), max_size=4), json_values),
+        "temperature": st.one_of(st.floats(), json_values), "stream": st.one_of(st.booleans(), json_values),
+        "n": st.one_of(st.integers(-5, 10**12), json_values), "extra": json_values}),
+)
+
+
+def test_hostile_chat_completions(mock_base):
+    """What the OpenAI SDK (or anyone) may send the mock: its answer is a completion or OpenAI's 400 error object."""
+    assert httpx.post(f"{mock_base}/admin/reset").status_code < 300
+    with httpx.Client(base_url=mock_base, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        TALLY.ran.add("hostile chat")
+
+        @settings(max_examples=max(50, int(TOTAL * 0.05)), suppress_health_check=list(HealthCheck), deadline=None)
+        @given(body=chat_bodies, mangle=st.sampled_from([0, 0, 0, 1, 2]))
+        def one(body, mangle):
+            raw = encode(body, mangle)
+            r = send(client, "POST", "/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+            TALLY.record("mock POST /v1/chat/completions (hostile)", r, {400}, f"{raw[:80]!r}")
+
+        one()
+
+
 file_names = st.one_of(st.text(max_size=60), st.sampled_from(
     ["../../etc/passwd", "..\\..\\boot.ini", "/abs/path.xml", "a/b/c.musicxml", "score.musicxml\x00.exe", "", ".",
      "..", "CON", "x" * 500]))
@@ -257,7 +285,7 @@ def test_the_api_is_still_ready_and_every_accepted_job_settles(api, stack):
     TALLY.save(Path("reports") / "fuzz" / "counts.json")
     assert client.get("/readyz").status_code == 200
     assert not TALLY.broken, "\n".join(TALLY.broken[:20])
-    if len(TALLY.ran) == 4:  # every generator ran (not a -k selection)
+    if len(TALLY.ran) == 5:  # every generator ran (not a -k selection)
         assert TALLY.total >= TOTAL, (f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: "
                                       f"{dict(TALLY.by_endpoint)}")
     assert TALLY.accepted, "no fuzzed request was accepted: the generators never made a valid job"

@@ -134,19 +134,13 @@ CASES = {
 # -- the system and the parallel stream ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hostile_system(stack, tmp_path_factory):
-    from harness.system_under_test import SystemUnderTest
+    from harness.system_under_test import running_system
 
-    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("hostile-system"), env=ENV, isolated=True)
-    try:
-        sut.start_api()
-        for _ in range(2):
-            sut.start_worker(concurrency=4, grace=5)
+    with running_system(stack, tmp_path_factory.mktemp("hostile-system"), ENV) as sut:
         yield sut
-    finally:
-        out = Path("reports") / "hostile" / "figures.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(FIGURES, indent=2))
-        sut.stop()
+    out = Path("reports") / "hostile" / "figures.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(FIGURES, indent=2))
 
 
 class Stream:

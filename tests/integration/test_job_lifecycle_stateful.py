@@ -50,16 +50,10 @@ INVALID = [  # bodies the API must refuse with a 4xx: each carries its submissio
 
 @pytest.fixture(scope="module")
 def lifecycle_system(stack, tmp_path_factory):
-    from harness.system_under_test import SystemUnderTest
+    from harness.system_under_test import running_system
 
-    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("lifecycle-system"), env=ENV, isolated=True)
-    try:
-        sut.start_api()
-        for _ in range(2):
-            sut.start_worker(concurrency=4, grace=5)
+    with running_system(stack, tmp_path_factory.mktemp("lifecycle-system"), ENV) as sut:
         yield sut
-    finally:
-        sut.stop()
 
 
 def test_job_lifecycle_state_machine(lifecycle_system, stack, stack_provider):
