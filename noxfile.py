@@ -69,7 +69,8 @@ def fuzz(session: nox.Session) -> None:
     generated API requests (VERISIM_FUZZ_REQUESTS overrides); counts in reports/fuzz/counts.json."""
     session.env.setdefault("VERISIM_FUZZ_REQUESTS", "20000")
     _pytest(session, "tests/unit/test_properties_domain.py", "tests/unit/test_properties_ledger.py",
-            "tests/unit/test_properties_slo.py", "tests/integration/test_api_fuzz.py",
+            "tests/unit/test_properties_slo.py", "tests/integration/test_properties_stores.py",
+            "tests/integration/test_api_fuzz.py",
             "tests/integration/test_job_lifecycle_stateful.py",
             "--hypothesis-profile=fuzz", "--stack=local", "--timeout=3000")
 

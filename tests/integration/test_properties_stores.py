@@ -1,0 +1,107 @@
+"""Properties of the stores' own rules, on the session's real Redis (Hypothesis): the forward-only status rule.
+
+Writers race: the API's "queued" may land after a fast worker's "running" or "completed", a redelivered message may
+write "running" again after the end. Whatever the order, Redis must end holding the latest write of the furthest
+state, and a reader must never see a job go back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from system.storage.status_cache import StatusCache
+
+pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
+
+RANK = {"queued": 0, "running": 1, "completed": 2, "completed_with_warnings": 2, "failed": 2}
+
+
+def row(job_id: str, status: str, n: int) -> dict:
+    return {"id": job_id, "kind": "inference", "status": status, "params": {"pattern": "linear"}, "attempts": n,
+            "error_code": "x" if status == "failed" else None, "error_message": None, "enqueued_at": None,
+            "started_at": None, "finished_at": None, "updated_at": None, "result": None}
+
+
+@pytest.fixture(scope="module")
+def cache(stack):
+    c = StatusCache(stack.redis.url)
+    yield c
+    c.client.close()
+
+
+@given(writes=st.lists(st.sampled_from(list(RANK)), min_size=1, max_size=12))
+def test_status_only_moves_forward_whatever_order_the_writers_land_in(cache, writes):
+    job = str(uuid.uuid4())
+    seen = -1
+    try:
+        for n, status in enumerate(writes):
+            written = cache.put(row(job, status, n))
+            held = json.loads(cache.get(job))
+            assert RANK[held["status"]] >= seen, f"went back to {held['status']} after {writes[:n + 1]}"
+            seen = RANK[held["status"]]
+            assert written == (RANK[status] >= max(RANK[w] for w in writes[:n + 1])), (writes[:n + 1], written)
+        top = max(RANK[w] for w in writes)
+        last_of_top = max(i for i, w in enumerate(writes) if RANK[w] == top)
+        held = json.loads(cache.get(job))
+        assert (held["status"], held["attempts"]) == (writes[last_of_top], last_of_top)
+    finally:
+        cache.client.delete(f"job:status:{job}")
+
+
+# -- the outbox: claim, release, mark published, in any order, by two publishers --------------------------------------
+OPS = st.lists(st.tuples(st.sampled_from(["claim", "release", "release_uncertain", "mark"]),
+                         st.sampled_from(["A", "B"])), min_size=1, max_size=14)
+
+
+@pytest.fixture(scope="module")
+def outbox_store(stack):
+    from harness.stack.isolation import PgSchema
+    from system.storage.db import make_pool, migrate
+    from system.storage.jobs import JobStore
+
+    schema = PgSchema(stack.postgres)
+    migrate(schema.dsn)
+    pool = make_pool(schema.dsn, 2)
+    try:
+        yield JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
+    finally:
+        pool.close()
+        schema.cleanup()
+
+
+@given(ops=OPS)
+def test_an_outbox_event_is_leased_to_one_publisher_and_published_once(outbox_store, ops):
+    """Model: an event is free, held by A or B, or published. A claim takes a free event and marks it uncertain (its
+    publish may land before the mark commits); a release frees it (still uncertain); a mark publishes it for good."""
+    store = outbox_store
+    job = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+    ids = [r["id"] for r in store.claim_unpublished(job["id"], lease_seconds=0)]  # the rows create() wrote
+    store.release_claims(ids)
+    held: dict[str, list[int]] = {"A": [], "B": []}
+    published: set[int] = set()
+    uncertain: set[int] = set(ids)  # the claim above
+    for op, who in ops:
+        if op == "claim":
+            got = store.claim_unpublished(job["id"])
+            free = [i for i in ids if i not in published and i not in held["A"] + held["B"]]
+            assert sorted(r["id"] for r in got) == sorted(free), (op, who, got, free)
+            assert all(r["was_uncertain"] == (r["id"] in uncertain) for r in got)
+            held[who] += [r["id"] for r in got]
+            uncertain |= {r["id"] for r in got}
+        elif op.startswith("release"):
+            store.release_claims(held[who], uncertain=op == "release_uncertain")
+            held[who] = []
+        else:
+            store.mark_published(held[who])
+            published |= set(held[who])
+            uncertain -= set(held[who])
+            held[who] = []
+    # nothing published is ever claimable again; everything else is, once its holders let go
+    store.release_claims(held["A"] + held["B"])
+    left = {r["id"] for r in store.claim_unpublished(job["id"])}
+    assert left == set(ids) - published
