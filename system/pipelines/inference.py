@@ -78,21 +78,23 @@ def errors(pred: list[float], actual: list[float]) -> tuple[float | None, float 
     return mae, rmse
 
 
+def _usable_numbers(xs) -> bool:
+    """A list of real numbers (no bool), finite and within ±MAX_ABS_VALUE."""
+    return isinstance(xs, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
+        for v in xs)
+
+
 def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
     params = job["params"]
     with timer.stage("validate"):
         values = params.get("values")
-        if not isinstance(values, list) or not values or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
-            for v in values
-        ):
+        if not values or not _usable_numbers(values):
             raise PermanentJobError("invalid_series", f"values must be a non-empty list of finite numbers within "
                                                       f"±{MAX_ABS_VALUE:g}")
         horizon = int(params.get("horizon", 1))
         actual = params.get("actual") or []
-        if not isinstance(actual, list) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
-                for v in actual):
+        if not _usable_numbers(actual):
             raise PermanentJobError("invalid_series", f"actual must be a list of finite numbers within "
                                                       f"±{MAX_ABS_VALUE:g}")
         models = params.get("models") or DEFAULT_MODELS

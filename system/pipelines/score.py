@@ -69,8 +69,9 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
                                         ) from exc
             raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
         fmt = sniff(data)
-        if unpacked_bytes(data) > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
-            raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked_bytes(data)} bytes, over "
+        unpacked = unpacked_bytes(data)
+        if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
+            raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked} bytes, over "
                                                          f"the limit of {settings.max_unpacked_bytes} bytes")
         least = midi_min_seconds(data) if fmt == "midi" else None
         if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
