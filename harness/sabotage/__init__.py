@@ -168,6 +168,16 @@ def _wrap_app(change: Callable) -> None:
     app_module.create_app = create_sabotaged_app  # uvicorn's factory string resolves to this attribute
 
 
+@defect("no_job_budget", "worker", "score jobs are read in the worker's own thread: no time or memory budget")
+def _no_job_budget() -> None:
+    from system.pipelines import score
+
+    def in_thread(fn, *args, seconds, memory_mb):
+        return fn(*args)
+
+    score.run_within_budget = in_thread
+
+
 @defect("slow_api", "api", "POST /api/v1/inference answers 0.4 s late")
 def _slow_api() -> None:
     import asyncio

@@ -35,27 +35,44 @@ class PipelineResult:
 
 
 class StageTimer:
-    """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage."""
+    """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage.
+
+    Without a store (in a job's child process, see ``budget``) it only collects ``records``, which the parent
+    then ``replay``s into its own timer."""
 
     def __init__(self, store, job_id, attempt: int):
         self.store = store
         self.job_id = job_id
         self.attempt = attempt
         self.durations_ms: dict[str, float] = {}
+        self.records: list[dict[str, Any]] = []
 
     @contextlib.contextmanager
     def stage(self, name: str, detail: dict | None = None):
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         status = "ok"
+        detail = detail if detail is not None else {}
         try:
-            yield detail if detail is not None else {}
+            yield detail
         except BaseException as exc:
             status = f"error: {type(exc).__name__}"
             raise
         finally:
-            ms = (time.perf_counter() - t0) * 1000
-            self.durations_ms[name] = round(ms, 3)
-            self.store.record_stage(self.job_id, name, self.attempt, started, datetime.now(UTC), ms, status, detail)
-            log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
-                                          "stage_status": status, "attempt": self.attempt})
+            self.add(name, started, datetime.now(UTC), (time.perf_counter() - t0) * 1000, status,
+                     detail or None)
+
+    def add(self, name: str, started: datetime, finished: datetime, ms: float, status: str,
+            detail: dict | None) -> None:
+        self.durations_ms[name] = round(ms, 3)
+        self.records.append({"name": name, "started": started, "finished": finished, "ms": ms, "status": status,
+                             "detail": detail})
+        if self.store is None:
+            return
+        self.store.record_stage(self.job_id, name, self.attempt, started, finished, ms, status, detail)
+        log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
+                                      "stage_status": status, "attempt": self.attempt})
+
+    def replay(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self.add(r["name"], r["started"], r["finished"], r["ms"], r["status"], r["detail"])

@@ -3,6 +3,10 @@
 * Ingest reads the upload back from S3 and parses it (``score_ingest``): symbolic formats directly, a PDF through its
   embedded MusicXML/MXL, other PDFs and images through ``SCORE_OMR_COMMAND`` — or the job fails ``omr_unavailable``.
 * Analysis is music21's (``score_analysis``) and is stored as JSON on the job.
+* Ingest and analysis (and the performed score's MIDI) run in the job's own child process, within a time and memory
+  budget (``SCORE_JOB_TIMEOUT_SECONDS``, ``SCORE_JOB_MEMORY_MB``; see ``budget``): a file built to make music21 take
+  minutes or gigabytes fails ``time_budget_exceeded`` / ``memory_budget_exceeded`` without touching the worker's other
+  jobs, and is not retried.
 * Translation sends the title, each part's lyrics and the text expressions through the OpenAI SDK at
   ``OPENAI_API_BASE`` (retries and timeouts are the SDK's; each retry is logged). **Decision:** when a text still
   fails after the SDK's retries, the job ends ``completed_with_warnings`` — analysis and audio are kept, and the
@@ -19,9 +23,10 @@ import openai
 
 from system.config import Settings
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
+from system.pipelines.budget import run_within_budget
 from system.pipelines.formats import midi_min_seconds, sniff, unpacked_bytes
 from system.pipelines.score_analysis import analyse, performed
-from system.pipelines.score_audio import render
+from system.pipelines.score_audio import render_midi, to_midi
 from system.pipelines.score_ingest import ingest
 from system.storage.aws import artifact_key
 
@@ -55,38 +60,58 @@ def translate_all(client, model, job_id, items: dict[str, str], target: str) -> 
     return done, warnings
 
 
+def read_score(data: bytes, settings: Settings) -> dict:
+    """Ingest and analysis, and the performed score as MIDI: what an uploaded file controls the cost of. Runs in the
+    job's own child process (``budget``); returns the stage records, and ``error`` instead of raising a
+    ``PermanentJobError`` so the stages that ran are still recorded."""
+    timer = StageTimer(None, None, 0)
+    try:
+        with timer.stage("ingest") as detail:
+            fmt = sniff(data)
+            unpacked = unpacked_bytes(data)
+            if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
+                raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked} bytes, over "
+                                                             f"the limit of {settings.max_unpacked_bytes} bytes")
+            least = midi_min_seconds(data) if fmt == "midi" else None
+            if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
+                raise PermanentJobError("score_too_long", f"the MIDI file plays for at least {least:.0f}s, over the "
+                                                          f"limit of {settings.score_max_audio_seconds:.0f}s "
+                                                          "(SCORE_MAX_AUDIO_SECONDS)")
+            ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
+            detail.update(format=fmt, bytes=len(data), source=ingested.source)
+        with timer.stage("analysis") as detail:
+            analysis = analyse(ingested.score)
+            analysis["source"] = ingested.source
+            if analysis["duration_seconds"] > settings.score_max_audio_seconds:
+                raise PermanentJobError(
+                    "score_too_long", f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
+                                      f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)")
+            midi = to_midi(performed(ingested.score))
+            detail.update(notes=analysis["notes"], midi_bytes=len(midi))
+    except PermanentJobError as exc:
+        return {"error": (exc.code, exc.message), "stages": timer.records}
+    return {"error": None, "stages": timer.records, "analysis": analysis, "midi": midi}
+
+
 def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: Settings) -> PipelineResult:
     params = job["params"]
     job_id = job["id"]
-    with timer.stage("ingest") as detail:
-        try:
+    try:
+        with timer.stage("fetch") as detail:
             data = artifacts.get(job["input_key"])
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "NoSuchBucket"):  # gone for good: retrying cannot bring it back
-                raise PermanentJobError("input_lost", "the uploaded file is no longer in the artifact store "
-                                        f"({code}; an emulator restarted without persistence loses its objects)"
-                                        ) from exc
-            raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
-        fmt = sniff(data)
-        unpacked = unpacked_bytes(data)
-        if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
-            raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked} bytes, over "
-                                                         f"the limit of {settings.max_unpacked_bytes} bytes")
-        least = midi_min_seconds(data) if fmt == "midi" else None
-        if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
-            raise PermanentJobError("score_too_long", f"the MIDI file plays for at least {least:.0f}s, over the limit "
-                                                      f"of {settings.score_max_audio_seconds:.0f}s "
-                                                      "(SCORE_MAX_AUDIO_SECONDS)")
-        ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
-        detail.update(format=fmt, bytes=len(data), source=ingested.source)
-    with timer.stage("analysis"):
-        analysis = analyse(ingested.score)
-        analysis["source"] = ingested.source
-    if analysis["duration_seconds"] > settings.score_max_audio_seconds:
-        raise PermanentJobError(
-            "score_too_long", f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
-                              f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)")
+            detail.update(bytes=len(data))
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "NoSuchBucket"):  # gone for good: retrying cannot bring it back
+            raise PermanentJobError("input_lost", "the uploaded file is no longer in the artifact store "
+                                    f"({code}; an emulator restarted without persistence loses its objects)") from exc
+        raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
+    read = run_within_budget(read_score, data, settings, seconds=settings.score_job_timeout_seconds,
+                             memory_mb=settings.score_job_memory_mb)
+    timer.replay(read["stages"])
+    if read["error"]:
+        raise PermanentJobError(*read["error"])
+    analysis = read["analysis"]
 
     target = params.get("target_language") or settings.default_target_language
     title = params.get("title") or analysis["title"] or params.get("filename_stem") or "Untitled"
@@ -104,7 +129,7 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
 
     with timer.stage("audio") as detail:
         try:
-            audio = render(performed(ingested.score), settings.score_soundfont, settings.score_mp3_bitrate)
+            audio = render_midi(read["midi"], settings.score_soundfont, settings.score_mp3_bitrate)
         except FileNotFoundError as exc:
             raise PermanentJobError("soundfont_missing", str(exc)) from exc
         key = artifact_key(job_id, "audio.mp3")

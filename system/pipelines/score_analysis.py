@@ -16,6 +16,8 @@ def performed(score):
     if has_repeats(score):
         try:
             return score.expandRepeats()
+        except MemoryError:
+            raise
         except Exception:  # malformed repeats: keep the score as written
             return score
     return score

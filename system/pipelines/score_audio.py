@@ -43,6 +43,11 @@ def to_midi(score) -> bytes:
 
 
 def render(score, soundfont: Path | None = None, bitrate: int = 128) -> Rendered:
+    return render_midi(to_midi(score), soundfont, bitrate)
+
+
+def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int = 128) -> Rendered:
+    """MIDI (as ``to_midi`` writes it) → MP3. Its cost is bounded by the music's length, which the pipeline caps."""
     import lameenc
     import numpy as np
     import tinysoundfont
@@ -50,7 +55,6 @@ def render(score, soundfont: Path | None = None, bitrate: int = 128) -> Rendered
     sf2 = Path(soundfont) if soundfont else default_soundfont()
     if not sf2.exists():
         raise FileNotFoundError(f"SoundFont {sf2} not found (SCORE_SOUNDFONT)")
-    midi_bytes = to_midi(score)
     synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
     synth.sfload(str(sf2))
     seq = tinysoundfont.Sequencer(synth)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from system.pipelines.base import PermanentJobError
+from system.pipelines.budget import lift_limits
 from system.pipelines.formats import ACCEPTED_HUMAN
 
 SUFFIX = {"musicxml": ".musicxml", "mxl": ".mxl", "midi": ".mid", "abc": ".abc", "humdrum": ".krn"}
@@ -38,6 +39,8 @@ def parse_symbolic(data: bytes, fmt: str, workdir: Path):
             kwargs["number"] = int(first.group(1))
     try:
         parsed = converter.parse(str(path), **kwargs)
+    except MemoryError:
+        raise  # the job's memory budget, not a verdict on the file's syntax
     except Exception as exc:
         raise PermanentJobError("unparseable_score", f"music21 could not read the {fmt} upload: {exc}"[:500]) from exc
     if isinstance(parsed, stream.Opus):
@@ -59,6 +62,8 @@ def pdf_attachment(data: bytes) -> tuple[str, bytes] | None:
 
     try:
         attachments = PdfReader(io.BytesIO(data)).attachments
+    except MemoryError:
+        raise
     except Exception as exc:
         raise PermanentJobError("unreadable_pdf", f"the PDF could not be read: {exc}"[:300]) from exc
     for name in sorted(attachments, key=lambda n: (not n.lower().endswith(".mxl"), n)):
@@ -80,7 +85,8 @@ def run_omr(data: bytes, fmt: str, command: str | None, timeout: float, workdir:
     outdir.mkdir()
     argv = [part.format(input=str(src), outdir=str(outdir)) for part in shlex.split(command)]
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir,
+                           preexec_fn=lift_limits)  # an OMR engine (a JVM) gets the worker's limits, not the job's
     except subprocess.TimeoutExpired as exc:
         raise PermanentJobError("omr_timeout", f"the OMR command ran past {timeout:.0f}s") from exc
     except OSError as exc:

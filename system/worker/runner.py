@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 
 from system.config import Settings
-from system.pipelines import inference, score
+from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, StageTimer
 from system.storage.aws import Artifacts, JobQueue
 from system.storage.db import make_pool, migrate
@@ -66,7 +66,7 @@ class Worker:
         """Load the model and the heavy libraries now, so the first job does not pay for them."""
         t0 = time.perf_counter()
         inference.lstm_batcher()
-        import music21  # noqa: F401  (0.5-1 s to import)
+        budget.warm_up()  # the score jobs' forkserver imports music21 (0.5-1 s)
 
         log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
 

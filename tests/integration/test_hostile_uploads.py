@@ -10,15 +10,12 @@ from __future__ import annotations
 import io
 import json
 import struct
-import threading
-import time
 import zipfile
 from pathlib import Path
 
-import httpx
-import psutil
 import pytest
 
+from harness.hostile import budget_problems, deal_with, dense_score
 from system.simulators.scores import midi, musicxml
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -138,103 +135,46 @@ def hostile_system(stack, tmp_path_factory):
 
     with running_system(stack, tmp_path_factory.mktemp("hostile-system"), ENV) as sut:
         yield sut
-    out = Path("reports") / "hostile" / "figures.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(FIGURES, indent=2))
 
 
-class Stream:
-    """Inference jobs submitted in a steady trickle while a case runs; jobs/s finished while it ran."""
-
-    def __init__(self, api: str):
-        self.api, self.ids, self.stop = api, [], threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        from system.simulators.patterns import PATTERNS, generate
-
-        with httpx.Client(base_url=self.api, timeout=10) as c:
-            i = 0
-            while not self.stop.is_set() and i < 2000:
-                r = c.post("/api/v1/inference", json={"pattern": PATTERNS[i % 5],
-                                                      "values": generate(PATTERNS[i % 5], 32, seed=i)})
-                if r.status_code == 202:
-                    self.ids += r.json()["job_ids"]
-                i += 1
-                time.sleep(0.05)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(15)
-
-
-def finished_between(stack, ids: list[str], t0: float, t1: float) -> int:
-    import psycopg
-
-    with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND finished_at BETWEEN "
-                            "to_timestamp(%s) AND to_timestamp(%s) AND status = 'completed'",
-                            (ids, t0, t1)).fetchone()[0]
-
-
-def job_row(stack, job_id: str):
-    import psycopg
-
-    with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute("SELECT status, error_code, error_message, attempts, result::text FROM jobs WHERE id = %s",
-                            (job_id,)).fetchone()
+@pytest.fixture(scope="module", autouse=True)
+def figures_file():
+    yield
+    if FIGURES:
+        out = Path("reports") / "hostile" / "figures.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(FIGURES, indent=2))
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_hostile_upload_is_refused_or_fails_with_its_reason_without_stalling_others(hostile_system, stack, case):
-    sut = hostile_system
     make, _ = CASES[case]
-    data = make()
-    procs = [psutil.Process(w.pid) for w in sut.workers]
-    base_rss = max(p.memory_info().rss for p in procs)
-    peak = [base_rss]
-    sampling = threading.Event()
+    out = deal_with(hostile_system, stack.postgres.dsn, f"{case}.bin", make(), timeout=CASE_TIMEOUT_S)
+    FIGURES[case] = out.figures()
+    if out.http == 202:
+        row = out.job
+        assert row["status"] == "failed", f"{case}: the job ended {row['status']!r} (want failed with a reason)"
+        assert row["error_code"] and row["error_message"], f"{case}: failed without a reason"
+        assert "root:" not in (row["result"] or "") + row["error_message"], f"{case}: a local file leaked into the job"
+    else:
+        assert 400 <= out.http < 500 and out.refusal, f"{case}: {out.http} without a message"
+    assert out.seconds < CASE_TIMEOUT_S, f"{case}: took {out.seconds:.0f}s"
+    assert out.stream_jobs_per_s > 0, f"{case}: no other job finished while it was dealt with: {out.figures()}"
+    assert out.workers_alive, f"{case}: a worker died"
 
-    def sample():
-        while not sampling.is_set():
-            for p in procs:
-                try:
-                    peak[0] = max(peak[0], p.memory_info().rss + sum(c.memory_info().rss for c in p.children()))
-                except psutil.Error:
-                    pass
-            time.sleep(0.05)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t0 = time.time()
-    with Stream(sut.api_url) as stream:
-        r = httpx.post(f"{sut.api_url}/api/v1/scores", files={"file": (f"{case}.bin", data)}, timeout=30)
-        outcome: dict = {"http": r.status_code, "bytes": len(data)}
-        if r.status_code == 202:
-            job = r.json()["job_id"]
-            deadline = time.monotonic() + CASE_TIMEOUT_S
-            row = job_row(stack, job)
-            while row[0] not in ("completed", "completed_with_warnings", "failed") and time.monotonic() < deadline:
-                time.sleep(0.2)
-                row = job_row(stack, job)
-            outcome.update(status=row[0], error_code=row[1], reason=(row[2] or "")[:160], attempts=row[3])
-            assert row[0] == "failed", f"{case}: the job ended {row[0]!r} (want failed with a reason)"
-            assert row[1] and row[2], f"{case}: failed without a reason"
-            assert "root:" not in (row[4] or "") + (row[2] or ""), f"{case}: a local file leaked into the job"
-        else:
-            assert 400 <= r.status_code < 500 and r.json().get("detail"), f"{case}: {r.status_code} {r.text[:200]}"
-        t1 = time.time()
-        time.sleep(1.0)  # the stream's jobs accepted during the case have a moment to finish
-    sampling.set()
-    sampler.join(2)
-    outcome.update(seconds=round(t1 - t0, 2), worker_peak_rss_mb=round(peak[0] / 2**20, 1),
-                   worker_rss_before_mb=round(base_rss / 2**20, 1),
-                   stream_jobs_per_s=round(finished_between(stack, stream.ids, t0, t1 + 1.0) / (t1 + 1.0 - t0), 2))
-    FIGURES[case] = outcome
-    assert t1 - t0 < CASE_TIMEOUT_S, f"{case}: took {t1 - t0:.0f}s"
-    assert outcome["stream_jobs_per_s"] > 0, f"{case}: no other job finished while it was dealt with: {outcome}"
-    assert all(w.proc.poll() is None for w in sut.workers), f"{case}: a worker died"
+# -- budgets: a file that is simply too much for the budget it is given ------------------------------------------
+BUDGETS = {"time": ({"SCORE_JOB_TIMEOUT_SECONDS": "0.5"}, "time_budget_exceeded"),
+           "memory": ({"SCORE_JOB_MEMORY_MB": "10"}, "memory_budget_exceeded")}
+
+
+@pytest.mark.parametrize("budget", list(BUDGETS))
+def test_a_job_past_its_budget_is_stopped_alone_and_not_handed_on(chaos_system, stack, budget):
+    """A valid score that needs ~2 s and 20-40 MB to read, against a budget of 0.5 s or 10 MB: the job fails with
+    the breach on its first attempt, its worker lives on, no job process is left, the stream keeps flowing."""
+    env, code = BUDGETS[budget]
+    sut = chaos_system(workers=1, **env)
+    out = deal_with(sut, stack.postgres.dsn, "dense.musicxml", dense_score(), timeout=CASE_TIMEOUT_S)
+    FIGURES[f"budget_{budget}"] = out.figures()
+    assert not budget_problems(out, code), budget_problems(out, code)
+    assert out.job["error_message"].startswith("reading the file")

@@ -1,0 +1,174 @@
+"""Per-job time and memory budgets: work whose cost an uploaded file controls runs in a child process of its own.
+
+music21 parses and analyses whatever a user uploads, in pure Python, and a file can be built to make that take minutes
+or gigabytes. Run in the worker's own thread, such a job would slow or kill every other job of the worker, and its
+message, redelivered after the crash, would go on to hurt the next worker. So the score pipeline's reading and analysis
+run through :func:`run_within_budget`:
+
+* **A child per job**, forked from a forkserver that has music21 loaded already (a fork costs milliseconds; importing
+  music21 costs a second). Other jobs of the worker run in their own threads and children, untouched.
+* **Memory**: the child's resident memory may grow by ``memory_mb`` over its size at start; the parent reads it
+  every 20 ms and kills the child past it → the job fails ``memory_budget_exceeded``. An address-space limit
+  (``RLIMIT_AS``, twice the budget and 512 MB more) stops an allocation too fast for the watch: it fails with
+  ``MemoryError``, reported the same way. (A budget enforced by ``RLIMIT_AS`` alone was tried: with a tight limit,
+  CPython sometimes spins after a failed allocation instead of raising, so the watch is the primary.)
+* **Time**: the parent waits ``seconds`` (wall clock), then kills the child → ``time_budget_exceeded``. ``RLIMIT_CPU``
+  backs this up, so a child cannot run on for long if its worker dies while it works.
+* Both breaches are **permanent** failures: the job fails with its reason and the message is deleted, so the file is
+  not handed to the next worker.
+
+Subprocesses the child starts (an OMR engine) get the memory limit lifted again (:func:`lift_limits`): a JVM reserves
+far more address space than it uses, and the OMR command has its own timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from system.pipelines.base import PermanentJobError
+
+PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pipelines.score"]
+WATCH_INTERVAL_SECONDS = 0.02  # how often the parent reads the child's resident memory
+AS_BACKSTOP_FACTOR, AS_BACKSTOP_EXTRA = 2, 512 * 2**20  # RLIMIT_AS: for an allocation too fast for the watch
+MEMORY_EXIT_CODE = 86  # the child ran out of its memory budget even while reporting it
+CPU_GRACE_SECONDS = 5  # RLIMIT_CPU = the time budget + this: only a backstop for a child whose parent has died
+
+_lock = threading.Lock()
+_context = None
+
+
+class BudgetError(Exception):
+    """The work raised something unexpected inside its child (not a budget breach, not a ``PermanentJobError``)."""
+
+
+def context():
+    """The forkserver context, with the score libraries preloaded into the server."""
+    global _context
+    with _lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+        return _context
+
+
+def warm_up() -> None:
+    """Start the forkserver now (it imports music21 once), so the first job does not wait for it."""
+    from multiprocessing import forkserver
+
+    context()
+    forkserver.ensure_running()
+
+
+def address_space_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def lift_limits() -> None:
+    """For a subprocess of the child (``preexec_fn``): back to the hard limits the worker itself runs under."""
+    for limit in (resource.RLIMIT_AS, resource.RLIMIT_CPU):
+        resource.setrlimit(limit, (resource.getrlimit(limit)[1],) * 2)
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, memory_bytes: int, cpu_seconds: int) -> None:
+    hard_as = resource.getrlimit(resource.RLIMIT_AS)[1]
+    backstop = address_space_bytes() + AS_BACKSTOP_FACTOR * memory_bytes + AS_BACKSTOP_EXTRA
+    resource.setrlimit(resource.RLIMIT_AS, (backstop, hard_as))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    conn.send(("started", resident_bytes()))
+    try:
+        outcome: tuple = ("ok", fn(*args))
+    except PermanentJobError as exc:
+        outcome = ("permanent", exc.code, exc.message)
+    except MemoryError:
+        outcome = ("memory",)
+    except BaseException as exc:  # noqa: BLE001 — reported to the parent, which decides
+        outcome = ("error", f"{type(exc).__name__}: {exc}"[:500])
+    resource.setrlimit(resource.RLIMIT_AS, (hard_as, hard_as))  # what failed has been freed; room to report it
+    try:
+        conn.send(outcome)
+    except MemoryError:
+        os._exit(MEMORY_EXIT_CODE)
+    conn.close()
+
+
+def _memory_breach(memory_mb: float) -> PermanentJobError:
+    return PermanentJobError("memory_budget_exceeded", f"reading the file needed more than its memory budget of "
+                                                       f"{memory_mb:g} MB (SCORE_JOB_MEMORY_MB) and was stopped")
+
+
+def _time_breach(seconds: float) -> PermanentJobError:
+    return PermanentJobError("time_budget_exceeded", f"reading the file ran past its time budget of {seconds:g}s "
+                                                     "(SCORE_JOB_TIMEOUT_SECONDS) and was stopped")
+
+
+def _watch(proc, receiver, seconds: float, memory_mb: float):
+    """The child's outcome, or None if it died without one; a breach of either budget raises."""
+    deadline = time.monotonic() + seconds
+    base = None
+    while True:
+        if receiver.poll(WATCH_INTERVAL_SECONDS):  # also wakes when the child dies
+            try:
+                message = receiver.recv()
+            except EOFError:
+                return None
+            if message[0] != "started":
+                return message
+            base = message[1]
+        if time.monotonic() >= deadline:
+            raise _time_breach(seconds)
+        if base is not None:
+            try:
+                grown = resident_bytes(proc.pid) - base
+            except (OSError, IndexError):  # gone between the poll and the read: the next poll says how
+                continue
+            if grown > memory_mb * 2**20:
+                raise _memory_breach(memory_mb)
+
+
+def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory_mb: float) -> Any:
+    """``fn(*args)`` in a child process; its return value (picklable), or the breach as a ``PermanentJobError``.
+
+    A ``PermanentJobError`` raised by ``fn`` comes back as one; anything else unexpected as a :class:`BudgetError`."""
+    ctx = context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, name="verisim-job", daemon=True,
+                       args=(sender, fn, args, int(memory_mb * 2**20), math.ceil(seconds) + CPU_GRACE_SECONDS))
+    proc.start()
+    sender.close()
+    try:
+        outcome = _watch(proc, receiver, seconds, memory_mb)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(10)
+        receiver.close()
+    if outcome is None:  # died without a word
+        code = proc.exitcode
+        if code == MEMORY_EXIT_CODE:
+            raise _memory_breach(memory_mb)
+        if code == -signal.SIGXCPU:
+            raise _time_breach(seconds)
+        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        raise PermanentJobError("job_process_died", f"the process reading the file died ({how})")
+    if outcome[0] == "ok":
+        return outcome[1]
+    if outcome[0] == "permanent":
+        raise PermanentJobError(outcome[1], outcome[2])
+    if outcome[0] == "memory":
+        raise _memory_breach(memory_mb)
+    raise BudgetError(outcome[1])

@@ -1,0 +1,95 @@
+"""The per-job budget (``system.pipelines.budget``): work that breaches its time or memory budget is stopped in its
+own process and reported as a permanent failure with its reason; everything else comes back as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from system.pipelines.base import PermanentJobError
+from system.pipelines.budget import BudgetError, run_within_budget
+
+
+# -- work for the child (module level: the child imports it by name) -------------------------------------------------
+def hold(mb: int, seconds: float) -> int:
+    block = os.urandom(1024) * (mb * 1024)  # every page touched
+    time.sleep(seconds)
+    return len(block)
+
+
+def refuse(code: str) -> None:
+    raise PermanentJobError(code, "the file says no")
+
+
+def crash(how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail() -> None:
+    raise ZeroDivisionError("a bug in the reading code")
+
+
+def children() -> set[int]:
+    """The job processes alive now: the forkserver's children."""
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    return {c.pid for s in servers for c in s.children()}
+
+
+# -- the verdicts --------------------------------------------------------------------------------------------------
+def test_the_work_comes_back_with_its_value():
+    assert run_within_budget(hold, 5, 0.0, seconds=30, memory_mb=200) == 5 * 2**20
+
+
+def test_running_past_the_time_budget_stops_the_child_and_fails_permanently():
+    t0 = time.monotonic()
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(time.sleep, 30, seconds=0.5, memory_mb=100)
+    took = time.monotonic() - t0
+    assert err.value.code == "time_budget_exceeded" and "0.5s" in err.value.message
+    assert took < 5, f"stopped after {took:.1f}s (budget 0.5 s)"
+    assert not children(), "the child outlived its budget"
+
+
+def test_growing_past_the_memory_budget_stops_the_child_and_fails_permanently():
+    t0 = time.monotonic()
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(hold, 300, 20.0, seconds=30, memory_mb=100)
+    assert err.value.code == "memory_budget_exceeded" and "100 MB" in err.value.message
+    assert time.monotonic() - t0 < 10
+    assert not children(), "the child outlived its budget"
+
+
+def test_an_allocation_too_fast_for_the_watch_hits_the_address_space_limit():
+    """2 GB at once with a 100 MB budget: past RLIMIT_AS (2 × 100 MB + 512 MB) before the watch could look."""
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(bytearray, 2 * 2**30, seconds=30, memory_mb=100)
+    assert err.value.code == "memory_budget_exceeded"
+
+
+def test_within_budget_the_same_work_completes():
+    assert run_within_budget(hold, 50, 0.3, seconds=30, memory_mb=200) == 50 * 2**20
+
+
+def test_a_permanent_error_of_the_work_keeps_its_code_and_message():
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(refuse, "unparseable_score", seconds=30, memory_mb=100)
+    assert (err.value.code, err.value.message) == ("unparseable_score", "the file says no")
+
+
+def test_an_unexpected_error_is_not_a_permanent_failure():
+    with pytest.raises(BudgetError, match="ZeroDivisionError: a bug in the reading code"):
+        run_within_budget(fail, seconds=30, memory_mb=100)
+
+
+@pytest.mark.parametrize(("how", "said"), [("exit", "exit code 3"), ("kill", "signal SIGKILL")])
+def test_a_child_that_dies_without_a_word_fails_the_job_with_how_it_died(how, said):
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(crash, how, seconds=30, memory_mb=100)
+    assert err.value.code == "job_process_died" and said in err.value.message
+
