@@ -107,7 +107,6 @@ class LedgerReport:
 def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[str] | tuple = (),
            dlq_name: str | None = None, events_topic: str = EVENTS_TOPIC) -> StoreState:
     import psycopg
-    import redis
     from psycopg.rows import dict_row
 
     topics = topics or RESULT_TOPICS
@@ -126,11 +125,7 @@ def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[s
                 token = r["token"] if r["token"] in refused else r["stem"]
                 refused_rows.setdefault(token, []).append({"id": str(r["id"]), "status": r["status"],
                                                            "attempts": r["attempts"]})
-    r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    try:
-        cached = dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
-    finally:
-        r.close()
+    cached = cached_statuses(stack.redis.url, ids)
 
     def read(topic: str) -> dict[str, list[dict]]:
         try:
@@ -143,6 +138,23 @@ def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[s
     job_events = read(events_topic) if events_topic else {}
     dlq = _read_dlq(stack, dlq_name) if dlq_name else []
     return StoreState(ids, rows, cached, results, job_events, errors, refused_rows, dlq)
+
+
+def cached_statuses(redis_url: str, job_ids) -> dict[str, str | None]:
+    import redis
+
+    ids = [str(j) for j in job_ids]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
+    finally:
+        r.close()
+
+
+def cache_losses(redis_url: str, job_ids) -> list[str]:
+    """The jobs whose status Redis no longer holds. Read right after a Redis restart, before any worker could rewrite
+    them: what the restart itself lost (none, when Redis persists its data)."""
+    return [j for j, v in cached_statuses(redis_url, job_ids).items() if not v]
 
 
 def _read_dlq(stack, dlq_name: str) -> list[dict]:

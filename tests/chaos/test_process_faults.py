@@ -11,10 +11,9 @@ import signal
 import time
 
 import psycopg
-import redis
 
+from harness import ledger
 from harness.system_under_test import wait_for
-from system.storage.status_cache import status_key
 
 
 def running(stack, ids) -> int:
@@ -81,10 +80,7 @@ def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, st
             jobs.inference(5, seed=i)  # accepted: Redis is a cache, not a dependency of accepting a job
             time.sleep(0.5)
     # read at once, before any worker's reconcile (every 5 s) could rewrite them: the restart itself kept them
-    r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    kept = r.mget([status_key(j) for j in before])
-    r.close()
-    lost = [j for j, v in zip(before, kept, strict=True) if not v]
+    lost = ledger.cache_losses(stack.redis.url, before)
     assert not lost, f"statuses cached before the restart were lost: {lost}"
     assert jobs.rejected == 0
     jobs.inference(5, seed=100)
