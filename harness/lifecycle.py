@@ -1,0 +1,148 @@
+"""The job lifecycle as a state machine (Hypothesis ``RuleBasedStateMachine``) against a running system: Hypothesis
+picks sequences of submissions (valid and invalid), status reads, duplicate deliveries, worker kills and pauses and
+restarts of Redis, Postgres and Kafka; after every step and at the end of every sequence the invariants must hold.
+
+Invariants: a status read never goes back (queued < running < terminal); no worker exits by itself; every
+2xx-accepted job ends in exactly one terminal state, alike in Postgres, Redis and Kafka (one result event per job and
+model, one forward path of job_events); a refused submission never runs (the ledger's verdict at each sequence's end).
+Used by ``tests/integration/test_job_lifecycle_stateful.py`` and, against planted defects, by ``tests/sabotage``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from harness.faults import FaultTimeline, ProcessFaults
+from harness.jobs import Jobs
+
+RANK = {"queued": 0, "running": 1, "completed": 2, "completed_with_warnings": 2, "failed": 2}
+ENV = {"SQS_VISIBILITY_TIMEOUT": "4", "SQS_MAX_RECEIVE_COUNT": "8", "WORKER_RETRY_BASE_SECONDS": "0.5",
+       "OPENAI_TIMEOUT_SECONDS": "2"}  # a system tuned so faults resolve in seconds
+
+INVALID = [  # bodies the API must refuse with a 4xx: each carries its submission token where one fits
+    lambda t: {"pattern": "linear", "values": [1.0], "metadata": {"submission": t}},  # too short
+    lambda t: {"pattern": "sideways", "values": [1.0, 2.0], "metadata": {"submission": t}},
+    lambda t: {"pattern": "linear", "values": [1.0, 2.0], "horizon": 0, "metadata": {"submission": t}},
+    lambda t: {"pattern": "linear", "values": [1.0, 2e300], "metadata": {"submission": t}},
+    lambda t: {"pattern": "linear", "values": [1.0, 2.0], "models": ["oracle"], "metadata": {"submission": t}},
+    lambda t: {"series": None, "metadata": {"submission": t}},
+]
+
+
+def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int, shrink: bool = True,
+                  sabotage: str | None = None, settle_s: float = 60) -> list[dict]:
+    """Run the machine: ``sequences_wanted`` sequences of up to ``steps`` steps against ``sut``. Returns one dict per
+    sequence (accepted, refused, faults, ok); an invariant that fails raises (shrunk to a minimal sequence unless
+    ``shrink`` is False: a planted defect needs no minimal example, and shrinking re-runs sequences on a real stack).
+    ``sabotage``: the defects the workers of ``sut`` were started with, planted in a worker started to replace one.
+    ``settle_s``: how long the ledger may wait for the stores to agree at a sequence's end."""
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.generate]
+    proc = ProcessFaults(FaultTimeline(seed=7), stack_provider)
+    sqs = stack.aws.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
+    sequences: list[dict] = []
+
+    class Lifecycle(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.jobs = Jobs(sut, stack, "lifecycle")
+            self.seen: dict[str, int] = {}  # job id -> highest status rank read so far
+            self.faults = 0
+            self.fault_log: list[str] = []
+
+        @rule(n=st.integers(1, 6), seed=st.integers(0, 1000))
+        def submit_series(self, n, seed):
+            self.jobs.inference(n, seed=seed)
+
+        @rule(title=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30))
+        def submit_score(self, title):
+            self.jobs.score(title or "untitled")
+
+        @rule(which=st.integers(0, len(INVALID) - 1))
+        def submit_invalid(self, which):
+            token = uuid.uuid4().hex
+            r = httpx.post(f"{sut.api_url}/api/v1/inference", json=INVALID[which](token), timeout=10)
+            assert 400 <= r.status_code < 500, f"invalid body #{which} got {r.status_code}: {r.text[:200]}"
+            assert r.json().get("detail"), f"a {r.status_code} without a message"
+            self.jobs.rejected += 1
+            self.jobs.refused_tokens.append(token)
+
+        @precondition(lambda self: self.jobs.accepted)
+        @rule(data=st.data())
+        def read_status(self, data):
+            job = data.draw(st.sampled_from(self.jobs.accepted))
+            r = httpx.get(f"{sut.api_url}/api/v1/jobs/{job}", timeout=10)
+            assert r.status_code == 200, f"an accepted job reads as {r.status_code}"
+            rank = RANK[r.json()["status"]]
+            assert rank >= self.seen.get(job, 0), f"{job} went back to {r.json()['status']}"
+            self.seen[job] = rank
+
+        @precondition(lambda self: self.jobs.accepted)
+        @rule(data=st.data())
+        def deliver_twice(self, data):
+            # a duplicate delivery (SQS is at-least-once): it must not produce a second result
+            job = data.draw(st.sampled_from(self.jobs.accepted))
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job, "kind": "inference",
+                                                                          "v": 1}))
+
+        @precondition(lambda self: self.faults < 2)
+        @rule()
+        def kill_a_worker(self):
+            self.faults += 1
+            self.fault_log.append("kill_worker")
+            victim = sut.workers[0]
+            proc.kill(victim)
+            sut.workers.remove(victim)
+            sut.start_worker(concurrency=4, grace=5, sabotage=sabotage)
+
+        @precondition(lambda self: self.faults < 2)
+        @rule(seconds=st.floats(0.2, 2.0))
+        def pause_a_worker(self, seconds):
+            self.faults += 1
+            self.fault_log.append("pause_worker")
+            with proc.pause(sut.workers[-1]):
+                time.sleep(seconds)
+
+        @precondition(lambda self: self.faults < 2)
+        @rule(service=st.sampled_from(["redis", "postgres", "kafka"]))
+        def restart_a_service(self, service):
+            # Redis: statuses cached before are kept (append-only file), those missed are repaired from Postgres;
+            # Postgres: submissions are refused (503) while it is away, running jobs retry their writes; Kafka:
+            # events wait in the outbox
+            self.faults += 1
+            self.fault_log.append(f"restart_{service}")
+            with proc.service_down(service):
+                time.sleep(0.5)
+
+        @invariant()
+        def no_worker_died_unasked(self):
+            for w in sut.workers:
+                assert w.proc.poll() is None, f"{w.name} exited by itself ({w.proc.returncode}):\n{w.log_tail(20)}"
+
+        def teardown(self):
+            if not self.jobs.accepted and not self.jobs.refused_tokens:
+                return
+            if self.jobs.accepted:
+                self.jobs.wait(timeout=120)
+            report = self.jobs.verdict(timeout=settle_s)
+            sequences.append({"accepted": len(self.jobs.accepted), "refused": self.jobs.rejected,
+                              "faults": self.fault_log, "ok": report.ok})
+            assert report.ok, report.summary()
+
+    run_state_machine_as_test(Lifecycle, settings=settings(
+        max_examples=sequences_wanted, stateful_step_count=steps, deadline=None, phases=phases,
+        suppress_health_check=list(HealthCheck), database=settings.default.database if shrink else None))
+    return sequences
