@@ -13,7 +13,7 @@ run through :func:`run_within_budget`:
   ``MemoryError``, reported the same way. (A budget enforced by ``RLIMIT_AS`` alone was tried: with a tight limit,
   CPython sometimes spins after a failed allocation instead of raising, so the watch is the primary.)
 * **Time**: the parent waits ``seconds`` (wall clock), then kills the child → ``time_budget_exceeded``. ``RLIMIT_CPU``
-  backs this up, so a child cannot run on for long if its worker dies while it works.
+  backs this up; and a child whose worker has died stops within a second.
 * Both breaches are **permanent** failures: the job fails with its reason and the message is deleted, so the file is
   not handed to the next worker.
 
@@ -84,11 +84,28 @@ def resident_bytes(pid: int | str = "self") -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, memory_bytes: int, cpu_seconds: int) -> None:
+def gone(pid: int) -> bool:
+    """The process has exited (or is a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def _exit_with_worker(worker: int) -> None:
+    """A job whose worker has died has no one to report to: stop (checked twice a second)."""
+    while not gone(worker):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _child(conn, worker: int, fn: Callable[..., Any], args: tuple, memory_bytes: int, cpu_seconds: int) -> None:
     hard_as = resource.getrlimit(resource.RLIMIT_AS)[1]
     backstop = address_space_bytes() + AS_BACKSTOP_FACTOR * memory_bytes + AS_BACKSTOP_EXTRA
     resource.setrlimit(resource.RLIMIT_AS, (backstop, hard_as))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    threading.Thread(target=_exit_with_worker, args=(worker,), daemon=True).start()
     conn.send(("started", resident_bytes()))
     try:
         outcome: tuple = ("ok", fn(*args))
@@ -147,7 +164,7 @@ def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory
     ctx = context()
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, name="verisim-job", daemon=True,
-                       args=(sender, fn, args, int(memory_mb * 2**20), math.ceil(seconds) + CPU_GRACE_SECONDS))
+                       args=(sender, os.getpid(), fn, args, int(memory_mb * 2**20), math.ceil(seconds) + CPU_GRACE_SECONDS))
     proc.start()
     sender.close()
     try:

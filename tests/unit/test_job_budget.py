@@ -93,3 +93,35 @@ def test_a_child_that_dies_without_a_word_fails_the_job_with_how_it_died(how, sa
         run_within_budget(crash, how, seconds=30, memory_mb=100)
     assert err.value.code == "job_process_died" and said in err.value.message
 
+
+
+def test_a_child_whose_worker_died_stops_too():
+    """A worker killed (SIGKILL) while its job process reads a file: the job process must not run on."""
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time\nfrom system.pipelines.budget import "
+                               "run_within_budget\nrun_within_budget(time.sleep, 60, seconds=60, memory_mb=100)"])
+    try:
+        deadline = time.monotonic() + 30
+        job: list[psutil.Process] = []
+        while not job and time.monotonic() < deadline:
+            time.sleep(0.1)
+            servers = [p for p in psutil.Process(worker.pid).children() if "forkserver" in " ".join(p.cmdline())]
+            job = [c for s in servers for c in s.children()]
+        assert job, "no job process started"
+        time.sleep(0.5)  # its watch has begun
+    finally:
+        worker.kill()
+        worker.wait(10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (alive := [p for p in job if running(p)]):
+        time.sleep(0.1)
+    assert not alive, f"job process {alive} ran on without its worker"
+
+
+def running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE  # an orphan's zombie waits for an init that may not reap it
+    except psutil.NoSuchProcess:
+        return False
