@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
-TERMINAL = ("completed", "completed_with_warnings", "failed")
+from harness.contract import TERMINAL
 
 
 def dense_score(measures: int = 250, per_measure: int = 16) -> bytes:

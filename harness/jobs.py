@@ -14,10 +14,9 @@ import httpx
 import psycopg
 
 from harness import ledger
+from harness.contract import TERMINAL
 from harness.faults import FaultTimeline
 from harness.system_under_test import wait_for
-
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 class Jobs:

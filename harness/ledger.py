@@ -29,11 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.contract import EVENTS_TOPIC, RESULT_TOPICS, TERMINAL, status_key
 from harness.events import TopicReadIncomplete, by_key, read_topic
-
-TERMINAL = {"completed", "completed_with_warnings", "failed"}
-RESULT_TOPICS = {"inference": "inference_results", "score": "score_results"}
-EVENTS_TOPIC = "job_events"
 
 # every kind of problem the ledger reports, with what it means
 PROBLEMS = {
@@ -146,7 +143,7 @@ def cached_statuses(redis_url: str, job_ids) -> dict[str, str | None]:
     ids = [str(j) for j in job_ids]
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return dict(zip(ids, r.mget([f"job:status:{i}" for i in ids]) if ids else [], strict=True))
+        return dict(zip(ids, r.mget([status_key(i) for i in ids]) if ids else [], strict=True))
     finally:
         r.close()
 

@@ -10,7 +10,6 @@ Used by ``tests/integration/test_job_lifecycle_stateful.py`` and, against plante
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -25,10 +24,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from harness.contract import RANK, job_message
 from harness.faults import FaultTimeline, ProcessFaults
 from harness.jobs import Jobs
 
-RANK = {"queued": 0, "running": 1, "completed": 2, "completed_with_warnings": 2, "failed": 2}
 ENV = {"SQS_VISIBILITY_TIMEOUT": "4", "SQS_MAX_RECEIVE_COUNT": "8", "WORKER_RETRY_BASE_SECONDS": "0.5",
        "OPENAI_TIMEOUT_SECONDS": "2"}  # a system tuned so faults resolve in seconds
 
@@ -95,8 +94,7 @@ def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int,
         def deliver_twice(self, data):
             # a duplicate delivery (SQS is at-least-once): it must not produce a second result
             job = data.draw(st.sampled_from(self.jobs.accepted))
-            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job, "kind": "inference",
-                                                                          "v": 1}))
+            sqs.send_message(QueueUrl=queue_url, MessageBody=job_message(job, "inference"))
 
         @precondition(lambda self: self.faults < 2)
         @rule()

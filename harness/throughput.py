@@ -11,10 +11,9 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from harness.contract import TERMINAL
 from harness.stack.endpoints import AwsEndpoint, Stack
 from system.stats import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
-
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200) -> dict:
@@ -73,8 +72,9 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
 def count_terminal(stack: Stack, job_ids: list[str]) -> tuple[int, int]:
     with psycopg.connect(stack.postgres.dsn) as conn:
         done, failed = conn.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('completed','completed_with_warnings','failed')), "
-            "count(*) FILTER (WHERE status = 'failed') FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchone()
+            "SELECT count(*) FILTER (WHERE status = ANY(%s)), "
+            "count(*) FILTER (WHERE status = 'failed') FROM jobs WHERE id = ANY(%s::uuid[])",
+            (list(TERMINAL), job_ids)).fetchone()
     return done, failed
 
 

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import httpx
 
+from harness.contract import TERMINAL
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "verisim-check"
 PORTS = (5432, 6379, 4566, 8089, 8000)
 API = "http://127.0.0.1:8000"
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 def compose_command() -> list[str]:

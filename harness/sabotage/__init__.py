@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness.contract import TERMINAL
+
 log = logging.getLogger("harness.sabotage")
 
 
@@ -91,7 +93,7 @@ def _skip_redis() -> None:
     put = StatusCache.put
 
     def put_unless_terminal(self, row):
-        if row["status"] in ("completed", "completed_with_warnings", "failed"):
+        if row["status"] in TERMINAL:
             return None
         return put(self, row)
 

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.contract import RANK, status_key
 from system.storage.status_cache import StatusCache
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
-RANK = {"queued": 0, "running": 1, "completed": 2, "completed_with_warnings": 2, "failed": 2}
 
 
 def row(job_id: str, status: str, n: int) -> dict:
@@ -55,7 +55,7 @@ def forward_only_holds(cache, writes: list[str]) -> None:
         held = json.loads(cache.get(job))
         assert (held["status"], held["attempts"]) == (writes[last_of_top], last_of_top)
     finally:
-        cache.client.delete(f"job:status:{job}")
+        cache.client.delete(status_key(job))
 
 
 @given(writes=WRITES)

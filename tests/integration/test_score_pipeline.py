@@ -10,10 +10,9 @@ import pytest
 from music21 import converter, corpus, text
 
 from harness import ledger
+from harness.contract import TERMINAL
 from harness.system_under_test import wait_for
 from system.simulators import scores
-
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 def run_job(sut, files, data=None, timeout=90):

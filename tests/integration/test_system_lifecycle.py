@@ -12,11 +12,11 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from harness import ledger
+from harness.contract import TERMINAL
 from harness.events import by_key, read_topic
 from harness.system_under_test import wait_for
 from system.simulators import scores
 
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 MUSICXML = scores.musicxml()
 
 

@@ -9,10 +9,11 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness import contract
 from harness.ledger import StoreState, judge
 
 MODELS = ["lstm", "moving_average", "linear_trend"]
-TERMINAL = ["completed", "completed_with_warnings", "failed"]
+TERMINAL = list(contract.TERMINAL)
 
 
 @st.composite

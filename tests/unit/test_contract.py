@@ -1,0 +1,69 @@
+"""The suite's vocabulary of the system (``harness.contract``) agrees with the system's own, and the layers keep to
+their direction: ``system/`` never imports ``harness/`` or ``tests/``; ``harness/`` never imports ``tests/``."""
+
+from __future__ import annotations
+
+import ast
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness import contract
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_statuses_and_their_order_match_the_system():
+    from system.storage import jobs, status_cache
+
+    assert tuple(jobs.TERMINAL) == contract.TERMINAL
+    lua = dict(re.findall(r"(\w+)=(\d)", re.search(r"local ranks = \{(.*?)\}", status_cache._PUT_FORWARD).group(1)))
+    assert {k: int(v) for k, v in lua.items()} == contract.RANK
+
+
+def test_keys_topics_and_message_match_the_system():
+    from system.config import Settings
+    from system.storage import jobs, status_cache
+
+    job = uuid.uuid4()
+    assert status_cache.status_key(job) == contract.status_key(job)
+    s = Settings(_env_file=None)
+    assert {"inference": s.kafka_topic_inference, "score": s.kafka_topic_scores} == contract.RESULT_TOPICS
+    assert s.kafka_topic_job_events == contract.EVENTS_TOPIC
+    import json
+
+    assert json.loads(contract.job_message(job, "inference")) == jobs.job_message({"id": job, "kind": "inference"})
+
+
+# -- the import contract ----------------------------------------------------------------------------------------------
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def violations(root: Path, package: str, banned: tuple[str, ...]) -> list[str]:
+    """``file: module`` for every import in ``root/package`` of a module under one of ``banned``."""
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        for mod in sorted(imports_of(path)):
+            if mod.split(".")[0] in banned:
+                out.append(f"{path.relative_to(root)}: {mod}")
+    return out
+
+
+@pytest.mark.parametrize(("package", "banned"), [("system", ("harness", "tests")), ("harness", ("tests",))])
+def test_the_layers_import_only_downwards(package, banned):
+    assert violations(ROOT, package, banned) == []
+
+
+def test_the_import_check_sees_a_planted_import(tmp_path):
+    (tmp_path / "system" / "worker").mkdir(parents=True)
+    (tmp_path / "system" / "worker" / "x.py").write_text("def f():\n    from harness.ledger import judge\n")
+    assert violations(tmp_path, "system", ("harness", "tests")) == ["system/worker/x.py: harness.ledger"]
