@@ -32,9 +32,6 @@ class HttpFaults:
     def delay(self, seconds: float):
         return self._knobs("delay", delay_seconds=seconds)
 
-    def jitter(self, seconds: float):
-        return self._knobs("jitter", jitter_seconds=seconds)
-
     def error_rate(self, rate: float, status: int = 500):
         return self._knobs("error_rate", error_rate=rate, error_status=status)
 

@@ -85,11 +85,6 @@ def _process_table() -> dict[int, tuple[int, int]]:
     return table
 
 
-def session_members(sid: int) -> list[int]:
-    """PIDs of live (non-zombie) processes whose session id is ``sid``."""
-    return sorted(pid for pid, (_, s) in _process_table().items() if s == sid)
-
-
 def family(leader: int) -> list[int]:
     """The leader, its descendants (Postgres' backends call setsid themselves) and the rest of its session."""
     table = _process_table()
