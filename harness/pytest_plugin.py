@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.report import REPORTS
 from harness.stack import Stack, choose_provider
 from harness.stack.isolation import KafkaTopics, PgSchema, RedisNamespace, S3Prefix, SqsQueues
 
-REPORTS = Path(os.environ.get("VERISIM_REPORTS_DIR", "reports"))
 _started: dict = {}
 
 

@@ -24,6 +24,13 @@ KEY_FIGURES = [  # (label, path into report.json, lower is better)
 ]
 
 
+def reports_path(*parts: str) -> Path:
+    """A path under the one reports folder (``VERISIM_REPORTS_DIR``, default ``reports/``), its folder created."""
+    path = REPORTS.joinpath(*parts)
+    (path.parent if path.suffix else path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def new_run_dir() -> Path:
     d = REPORTS / time.strftime("%Y%m%d-%H%M%S")
     n = 1

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from harness.faults import FaultTimeline, HttpFaults, ProcessFaults
 from harness.jobs import Jobs
+from harness.report import reports_path
 
 # Hypothesis profiles: "ci" (the default; derandomized, so a run is repeatable and a red one is red again) and
 # "fuzz" (`nox -s fuzz`: random, many more examples). Pick one with --hypothesis-profile=NAME or
@@ -37,9 +37,7 @@ REPORTS: list[str] = []  # run reports the tests wrote: listed at the end of the
 def timeline(request):
     tl = FaultTimeline(seed=7)
     yield tl
-    out = Path("reports") / "chaos"
-    out.mkdir(parents=True, exist_ok=True)
-    tl.save(out / f"{request.node.name}.json")
+    tl.save(reports_path("chaos", f"{request.node.name}.json"))
 
 
 @pytest.fixture
@@ -85,8 +83,7 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"run report: {path}")
     if not MATRIX:
         return
-    out = Path("reports") / "chaos" / "matrix.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = reports_path("chaos", "matrix.json")
     out.write_text(json.dumps(MATRIX, indent=2))
     terminalreporter.section("fault matrix")
     head = (f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"

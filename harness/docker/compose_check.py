@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from harness.contract import TERMINAL
+from harness.report import reports_path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "verisim-check"
@@ -149,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             t2 = time.monotonic()
             run(compose, env_file, "down", "-v", check=False)
             result["down_s"] = round(time.monotonic() - t2, 2)
-    out = ROOT / "reports" / "compose-check.json"
-    out.parent.mkdir(exist_ok=True)
+    out = reports_path("compose-check.json")
     out.write_text(json.dumps(result, indent=2))
     ok = result.get("states") == {"completed": len(ids)}
     print(f"{'OK' if ok else 'FAILED'}: {json.dumps(result)} (saved to {out})")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 
 from harness import ledger
 from harness.fuzz import Tally
+from harness.report import reports_path
 from system.config import PATTERNS
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -282,7 +282,7 @@ def test_oversized_bodies_are_a_413_before_parsing(api):
 # -- the verdict over everything this module sent -----------------------------------------------------------------
 def test_the_api_is_still_ready_and_every_accepted_job_settles(api, stack):
     sut, client = api
-    TALLY.save(Path("reports") / "fuzz" / "counts.json")
+    TALLY.save(reports_path("fuzz", "counts.json"))
     assert client.get("/readyz").status_code == 200
     assert not TALLY.broken, "\n".join(TALLY.broken[:20])
     if len(TALLY.ran) == 5:  # every generator ran (not a -k selection)

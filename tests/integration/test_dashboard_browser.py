@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
+from harness.report import reports_path
 from system.simulators import scores
 from system.simulators.patterns import PATTERNS, split
 
-SHOTS = Path("reports") / "screenshots"
+SHOTS = reports_path("screenshots")
 
 
 def stat(page, name: str) -> int:

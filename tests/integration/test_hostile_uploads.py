@@ -11,11 +11,11 @@ import io
 import json
 import struct
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from harness.hostile import budget_problems, deal_with, dense_score
+from harness.report import reports_path
 from system.simulators.scores import midi, musicxml
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -141,9 +141,7 @@ def hostile_system(stack, tmp_path_factory):
 def figures_file():
     yield
     if FIGURES:
-        out = Path("reports") / "hostile" / "figures.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(FIGURES, indent=2))
+        reports_path("hostile", "figures.json").write_text(json.dumps(FIGURES, indent=2))
 
 
 @pytest.mark.parametrize("case", list(CASES))

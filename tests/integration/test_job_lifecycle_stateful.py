@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from harness.lifecycle import ENV, run_lifecycle
+from harness.report import reports_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
@@ -32,6 +32,4 @@ def test_job_lifecycle_state_machine(lifecycle_system, stack, stack_provider):
     sequences = run_lifecycle(lifecycle_system, stack, stack_provider, SEQUENCES, STEPS)
     assert sequences and sum(s["accepted"] for s in sequences) > 0, f"no sequence accepted a job: {sequences}"
     assert any(s["refused"] for s in sequences), "no sequence tried an invalid submission"
-    out = Path("reports") / "fuzz" / "lifecycle.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"sequences": sequences, "steps": STEPS}, indent=2))
+    reports_path("fuzz", "lifecycle.json").write_text(json.dumps({"sequences": sequences, "steps": STEPS}, indent=2))
