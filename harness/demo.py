@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 from harness import ledger
+from harness.cpu import CpuMeter, system_meter
+from harness.cpu import table as cpu_table
 from harness.faults import MockOpenAIControl
+from harness.report import REPORTS
 from harness.stack import choose_provider
 from harness.system_under_test import SystemUnderTest
 from harness.throughput import dumps, inference_batch, score_upload, sqs_ceiling, submit_and_wait
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scores", type=int, default=20, help="score uploads in the mixed phase (20)")
     ap.add_argument("--error-rate", type=float, default=0.1,
                     help="share of mock OpenAI answers that are HTTP 500 in the mixed phase (0.1)")
-    ap.add_argument("--report-dir", default="reports", help="where the JSON summary goes (reports/)")
+    ap.add_argument("--report-dir", default=str(REPORTS),
+                    help="where the JSON summary goes (default: VERISIM_REPORTS_DIR, else reports/)")
     args = ap.parse_args(argv)
 
     say = lambda m: print(m, flush=True)  # noqa: E731
@@ -52,16 +56,22 @@ def main(argv: list[str] | None = None) -> int:
         api = sut.start_api()
         sut.start_worker(concurrency=4)
         batches = max(1, args.jobs // 5)
+        meter = system_meter(provider, sut)
         for workers in (1, 2):
             if workers == 2:
                 sut.start_worker(concurrency=4)
             say(f"\n[{workers + 1}/4] {batches * 5} trivial inference jobs, {workers} worker(s) × 4 concurrent")
+            before = meter.read() if meter else None
             ids, fig = submit_and_wait(api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)],
                                        f"{workers} worker(s)")
+            if meter:
+                fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
             all_jobs += ids
             summary[f"inference_{workers}_worker"] = fig
             say(f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
                 f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+            if "cpu_ms_per_job" in fig:
+                say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
         say(f"\n[4/4] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
             f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)")
@@ -104,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         for w in (1, 2):
             f = summary.get(f"inference_{w}_worker")
             if f:
+                cpu = f.get("cpu_ms_per_job", {})
                 print(f"  inference, {w} worker(s)       {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / ceiling:.1%} of "
-                      f"the ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms)")
+                      f"the ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms"
+                      + (f"; CPU {cpu['system']} ms/job in the system's processes)" if cpu else ")"))
     if "mixed" in summary:
         m = summary["mixed"]
         print(f"  mixed load                   {m['jobs_per_s']:>8} jobs/s  {m['by_status']}; mock OpenAI saw "
