@@ -1,3 +1,3 @@
-"""Root conftest: the suite's fixtures live in ``harness.pytest_plugin`` (``--stack``, ``stack``, isolation factories)."""
+"""Root conftest. The suite's fixtures (``--stack``, ``stack``, the isolation factories, markers) come from Verisim's pytest
+plugin, ``harness.pytest_plugin``, which installing the package registers (the ``pytest11`` entry point)."""
 
-pytest_plugins = ["harness.pytest_plugin"]

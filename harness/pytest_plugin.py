@@ -33,7 +33,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+MARKERS = {
+    "integration": "needs the stack (real Postgres, Redis, Kafka, LocalStack, mock OpenAI)",
+    "chaos": "fault injection against the stack",
+    "load": "Locust-driven load and SLO gates",
+    "bench": "pytest-benchmark benchmarks (run by nox -s bench)",
+    "fuzz": "generated inputs (Hypothesis): API fuzzing and the stateful lifecycle test (nox -s fuzz runs them longer)",
+    "sabotage": "a planted defect that a verdict of the suite must catch (nox -s sabotage)",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name, what in MARKERS.items():  # registered by the plugin, so a project that installs Verisim has them too
+        config.addinivalue_line("markers", f"{name}: {what}")
     # SIGTERM (CI cancelling a job, `timeout`) must run fixture teardown like Ctrl-C does, so nothing is left behind
     def _term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")

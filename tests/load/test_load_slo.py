@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from harness import load, report, slo
+
+pytestmark = pytest.mark.load
 
 USERS = int(os.environ.get("VERISIM_LOAD_USERS", "10"))
 DURATION = int(os.environ.get("VERISIM_LOAD_SECONDS", "30"))
