@@ -37,8 +37,8 @@ class PipelineResult:
 class StageTimer:
     """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage.
 
-    Without a store (in a job's child process, see ``budget``) it only collects ``records``, which the parent
-    then ``replay``s into its own timer."""
+    Without a store it only collects ``records``: the worker writes them with the job's terminal transition (one
+    round trip), and a job's child process (see ``budget``) hands them to the parent, which ``replay``s them."""
 
     def __init__(self, store, job_id, attempt: int):
         self.store = store
@@ -65,11 +65,10 @@ class StageTimer:
     def add(self, name: str, started: datetime, finished: datetime, ms: float, status: str,
             detail: dict | None) -> None:
         self.durations_ms[name] = round(ms, 3)
-        self.records.append({"name": name, "started": started, "finished": finished, "ms": ms, "status": status,
-                             "detail": detail})
-        if self.store is None:
-            return
-        self.store.record_stage(self.job_id, name, self.attempt, started, finished, ms, status, detail)
+        self.records.append({"name": name, "attempt": self.attempt, "started": started, "finished": finished, "ms": ms,
+                             "status": status, "detail": detail})
+        if self.store is not None:
+            self.store.record_stage(self.job_id, name, self.attempt, started, finished, ms, status, detail)
         log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
                                       "stage_status": status, "attempt": self.attempt})
 

@@ -85,25 +85,37 @@ class JobStore:
             self._event(conn, row, "running")
         return Claim(row, row["attempts"])
 
+    _STAGE_SQL = ("INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
+                  "detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (job_id, stage, attempt) DO UPDATE SET "
+                  "finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, status=excluded.status, "
+                  "detail=excluded.detail")
+
     def record_stage(self, job_id: uuid.UUID, stage: str, attempt: int, started_at, finished_at,
                      duration_ms: float, status: str, detail: dict | None = None) -> None:
-        with self.pool.connection() as conn:
-            conn.execute(
-                "INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, detail) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (job_id, stage, attempt) DO UPDATE SET "
-                "finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, status=excluded.status, "
-                "detail=excluded.detail",
-                (job_id, stage, attempt, started_at, finished_at, duration_ms, status,
-                 Jsonb(detail) if detail is not None else None),
-            )
+        self.record_stages(job_id, [{"name": stage, "attempt": attempt, "started": started_at,
+                                     "finished": finished_at, "ms": duration_ms, "status": status, "detail": detail}])
+
+    def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
+        """Stage records (``StageTimer.records``) in one round trip; in ``conn``'s transaction when given."""
+        if not stages:
+            return
+        rows = [(job_id, s["name"], s["attempt"], s["started"], s["finished"], s["ms"], s["status"],
+                 Jsonb(s["detail"]) if s["detail"] is not None else None) for s in stages]
+        if conn is not None:
+            conn.cursor().executemany(self._STAGE_SQL, rows)
+            return
+        with self.pool.connection() as own:
+            own.cursor().executemany(self._STAGE_SQL, rows)
 
     def finish(self, job_id: uuid.UUID, status: str, result: dict[str, Any] | None,
                model_results: list[dict[str, Any]] | None = None, error_code: str | None = None,
-               error_message: str | None = None) -> dict[str, Any] | None:
+               error_message: str | None = None, stages: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
         """The one terminal transition. Returns the row if this call made it, None if the job was already terminal
-        (a redelivered message finishing second writes nothing: no second result, no second event)."""
+        (a redelivered message finishing second writes nothing: no second result, no second event). ``stages``: this
+        attempt's stage records, written in the same transaction (one round trip for all of them)."""
         assert status in TERMINAL
         with self.pool.connection() as conn, conn.transaction():
+            self.record_stages(job_id, stages or [], conn)
             row = conn.execute(
                 "UPDATE jobs SET status=%s, result=%s, error_code=%s, error_message=%s, finished_at=now(), "
                 "updated_at=now() WHERE id=%s AND status IN ('queued','running') RETURNING *",
@@ -111,12 +123,12 @@ class JobStore:
             ).fetchone()
             if row is None:
                 return None
-            for m in model_results or []:
-                conn.execute(
+            if model_results:
+                conn.cursor().executemany(
                     "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                    (job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"], m.get("mae"),
-                     m.get("rmse")),
+                    [(job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"], m.get("mae"),
+                      m.get("rmse")) for m in model_results],
                 )
             self._terminal_events(conn, row, model_results or [])
         return row
@@ -203,12 +215,12 @@ class JobStore:
                 "error_message": row["error_message"], "finished_at": row["finished_at"].isoformat()}
         if row["kind"] == "inference":
             models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            for m in models:
-                payload = {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
-                           "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"),
-                           "mae": m.get("mae"), "rmse": m.get("rmse")}
-                conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                             (row["id"], self.topics["inference"], str(row["id"]), Jsonb(payload)))
+            conn.cursor().executemany(
+                "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                [(row["id"], self.topics["inference"], str(row["id"]), Jsonb(
+                    {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
+                     "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"), "mae": m.get("mae"),
+                     "rmse": m.get("rmse")})) for m in models])
         else:
             payload = {**base, "result": row["result"]}
             conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",

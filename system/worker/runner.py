@@ -295,7 +295,7 @@ class Worker:
 
         job = claim.job
         self._publish(job)
-        timer = StageTimer(self.store, job_id, claim.attempt)
+        timer = StageTimer(None, job_id, claim.attempt)  # its records are written with the outcome, in one go
         started = time.perf_counter()
         try:
             if job["kind"] == "inference":
@@ -303,7 +303,8 @@ class Worker:
             else:
                 outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
         except PermanentJobError as exc:
-            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message)
+            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message,
+                                    stages=timer.records)
             if row:
                 self._publish(row)
             self._delete(message)
@@ -313,7 +314,7 @@ class Worker:
             code = exc.code if isinstance(exc, JobError) else "unexpected_error"
             text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
             if receives >= self.max_receives:
-                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded",
+                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded", stages=timer.records,
                                         error_message=f"{code}: {text} (after {receives} attempts)")
                 if row:
                     self._publish(row)
@@ -321,6 +322,7 @@ class Worker:
                 log.error("job failed on its last attempt; message goes to the DLQ",
                           extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives})
             else:
+                self.store.record_stages(job_id, timer.records)
                 self.store.note_attempt_error(job_id, code, text)
                 delay = self._backoff(receives)
                 self._release(message, delay)
@@ -328,7 +330,7 @@ class Worker:
                             extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives,
                                    "retry_in_s": delay})
             return
-        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results)
+        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results, stages=timer.records)
         if row:
             self._publish(row)
         else:
