@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     score_mp3_bitrate: int = Field(128, ge=32, le=320)
     score_job_timeout_seconds: float = Field(180.0, gt=0, description="time a score job's reading and analysis may "
                                              "take (an OMR run included) before it is stopped: time_budget_exceeded")
-    score_job_memory_mb: float = Field(2048.0, gt=0, description="memory (address space, MB) a score job's reading "
-                                       "and analysis may add before it is stopped: memory_budget_exceeded")
+    score_job_memory_mb: float = Field(2048.0, gt=0, description="resident memory (MB) a score job's reading and "
+                                       "analysis may add before it is stopped: memory_budget_exceeded")
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_json_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest JSON request body (a full batch of "

@@ -37,11 +37,10 @@ class PipelineResult:
 class StageTimer:
     """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage.
 
-    Without a store it only collects ``records``: the worker writes them with the job's terminal transition (one
-    round trip), and a job's child process (see ``budget``) hands them to the parent, which ``replay``s them."""
+    It collects ``records``: the worker writes them with the job's terminal transition (one round trip), and a job's
+    child process (see ``budget``) hands them to the parent, which ``replay``s them."""
 
-    def __init__(self, store, job_id, attempt: int):
-        self.store = store
+    def __init__(self, job_id, attempt: int):
         self.job_id = job_id
         self.attempt = attempt
         self.durations_ms: dict[str, float] = {}
@@ -67,8 +66,6 @@ class StageTimer:
         self.durations_ms[name] = round(ms, 3)
         self.records.append({"name": name, "attempt": self.attempt, "started": started, "finished": finished, "ms": ms,
                              "status": status, "detail": detail})
-        if self.store is not None:
-            self.store.record_stage(self.job_id, name, self.attempt, started, finished, ms, status, detail)
         log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
                                       "stage_status": status, "attempt": self.attempt})
 

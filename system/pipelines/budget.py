@@ -66,9 +66,13 @@ def warm_up() -> None:
     run_within_budget(os.getpid, seconds=120, memory_mb=512)
 
 
-def address_space_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+def _statm(field: int, pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def address_space_bytes(pid: int | str = "self") -> int:
+    return _statm(0, pid)
 
 
 def lift_limits() -> None:
@@ -78,8 +82,7 @@ def lift_limits() -> None:
 
 
 def resident_bytes(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return _statm(1, pid)
 
 
 def gone(pid: int) -> bool:

@@ -64,7 +64,7 @@ def read_score(data: bytes, settings: Settings) -> dict:
     """Ingest and analysis, and the performed score as MIDI: what an uploaded file controls the cost of. Runs in the
     job's own child process (``budget``); returns the stage records, and ``error`` instead of raising a
     ``PermanentJobError`` so the stages that ran are still recorded."""
-    timer = StageTimer(None, None, 0)
+    timer = StageTimer(None, 0)
     try:
         with timer.stage("ingest") as detail:
             fmt = sniff(data)

@@ -90,11 +90,6 @@ class JobStore:
                   "finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, status=excluded.status, "
                   "detail=excluded.detail")
 
-    def record_stage(self, job_id: uuid.UUID, stage: str, attempt: int, started_at, finished_at,
-                     duration_ms: float, status: str, detail: dict | None = None) -> None:
-        self.record_stages(job_id, [{"name": stage, "attempt": attempt, "started": started_at,
-                                     "finished": finished_at, "ms": duration_ms, "status": status, "detail": detail}])
-
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
         """Stage records (``StageTimer.records``) in one round trip; in ``conn``'s transaction when given."""
         if not stages:

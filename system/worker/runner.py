@@ -295,7 +295,7 @@ class Worker:
 
         job = claim.job
         self._publish(job)
-        timer = StageTimer(None, job_id, claim.attempt)  # its records are written with the outcome, in one go
+        timer = StageTimer(job_id, claim.attempt)  # its records are written with the outcome, in one go
         started = time.perf_counter()
         try:
             if job["kind"] == "inference":
