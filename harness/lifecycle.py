@@ -42,12 +42,14 @@ INVALID = [  # bodies the API must refuse with a 4xx: each carries its submissio
 
 
 def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int, shrink: bool = True,
-                  sabotage: str | None = None, settle_s: float = 60) -> list[dict]:
+                  sabotage: str | None = None, settle_s: float = 60,
+                  restarts: tuple[str, ...] = ("redis", "postgres", "kafka")) -> list[dict]:
     """Run the machine: ``sequences_wanted`` sequences of up to ``steps`` steps against ``sut``. Returns one dict per
     sequence (accepted, refused, faults, ok); an invariant that fails raises (shrunk to a minimal sequence unless
     ``shrink`` is False: a planted defect needs no minimal example, and shrinking re-runs sequences on a real stack).
     ``sabotage``: the defects the workers of ``sut`` were started with, planted in a worker started to replace one.
-    ``settle_s``: how long the ledger may wait for the stores to agree at a sequence's end."""
+    ``settle_s``: how long the ledger may wait for the stores to agree at a sequence's end. ``restarts``: the session
+    stack's services the machine may restart (none: the rule never runs)."""
     phases = list(Phase) if shrink else [Phase.explicit, Phase.generate]
     proc = ProcessFaults(FaultTimeline(seed=7), stack_provider)
     sqs = stack.aws.client("sqs")
@@ -114,8 +116,8 @@ def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int,
             with proc.pause(sut.workers[-1]):
                 time.sleep(seconds)
 
-        @precondition(lambda self: self.faults < 2)
-        @rule(service=st.sampled_from(["redis", "postgres", "kafka"]))
+        @precondition(lambda self: restarts and self.faults < 2)
+        @rule(service=st.sampled_from(list(restarts) or ["none"]))
         def restart_a_service(self, service):
             # Redis: statuses cached before are kept (append-only file), those missed are repaired from Postgres;
             # Postgres: submissions are refused (503) while it is away, running jobs retry their writes; Kafka:
