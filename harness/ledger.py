@@ -155,8 +155,10 @@ def cache_losses(redis_url: str, job_ids) -> list[str]:
 
 
 def _read_dlq(stack, dlq_name: str) -> list[dict]:
-    """Every message in the DLQ, peeked (received with visibility 0, not removed), with its job's record."""
+    """Every message in the DLQ, peeked (received with visibility 0, not removed), with its job's record; the Celery
+    transport's dead letters (the Redis list of the same name) too."""
     import psycopg
+    import redis
 
     sqs = stack.aws.client("sqs")
     url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
@@ -169,6 +171,9 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
             break
         for m in new:
             seen[m["MessageId"]] = m["Body"]
+    with redis.Redis.from_url(stack.redis.url, socket_timeout=5) as r:
+        for i, body in enumerate(r.lrange(dlq_name, 0, -1)):
+            seen[f"celery-dead-letter-{i}"] = body.decode(errors="replace")
     out = []
     for mid, body in seen.items():
         try:

@@ -31,6 +31,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where the backing services run: auto (containers when a Docker daemon answers and the images "
         "exist, else local processes), local, or containers. Env: VERISIM_STACK. Default: auto.",
     )
+    group.addoption(
+        "--transport",
+        choices=("sqs", "celery", "seeds"),
+        default=os.environ.get("VERISIM_TRANSPORT", "sqs"),
+        help="the queue the system's jobs travel on: sqs (every job on SQS, long-polled by the SQS worker), celery "
+        "(every job a Celery task on the Redis broker), or seeds (the original designs: scores on SQS, inference "
+        "on Celery). Env: VERISIM_TRANSPORT. Default: sqs.",
+    )
 
 
 MARKERS = {
@@ -199,11 +207,13 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
     from harness.system_under_test import SystemUnderTest
 
     say = _say(request.config)
-    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("system"), env=SYSTEM_ENV, progress=say)
+    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("system"), env=SYSTEM_ENV, progress=say,
+                          transport=request.config.getoption("--transport"))
     try:
         sut.start_api()
-        sut.start_worker()
-        sut.start_worker()
+        for transport in sut.worker_transports():
+            sut.start_worker(transport=transport)
+            sut.start_worker(transport=transport)
         yield sut
     except BaseException:
         say(sut.logs())
@@ -216,16 +226,17 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
 
 
 @pytest.fixture
-def system_factory(stack: Stack, tmp_path: Path):
-    """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``.
+def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest):
+    """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``
+    (``transport=`` overrides ``--transport``).
     Start its API and workers yourself; everything it started is stopped afterwards; logs stay under ``tmp_path``."""
     from harness.system_under_test import SystemUnderTest
 
     made = []
 
-    def make(env: dict[str, str] | None = None) -> SystemUnderTest:
+    def make(env: dict[str, str] | None = None, transport: str | None = None) -> SystemUnderTest:
         sut = SystemUnderTest(stack, workdir=tmp_path / f"system{len(made)}", env={**SYSTEM_ENV, **(env or {})},
-                              isolated=True)
+                              isolated=True, transport=transport or request.config.getoption("--transport"))
         made.append(sut)
         return sut
 

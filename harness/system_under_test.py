@@ -19,16 +19,26 @@ from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
 from harness.stack.process import ManagedProcess, free_ports
 
+# the job kinds' transports (INFERENCE_TRANSPORT, SCORE_TRANSPORT) of each choice; "seeds": the original designs
+TRANSPORTS = {
+    "sqs": {"INFERENCE_TRANSPORT": "sqs", "SCORE_TRANSPORT": "sqs"},
+    "celery": {"INFERENCE_TRANSPORT": "celery", "SCORE_TRANSPORT": "celery"},
+    "seeds": {"INFERENCE_TRANSPORT": "celery", "SCORE_TRANSPORT": "sqs"},  # 000: scores on SQS; 001: inference on Celery
+}
+WORKER_MODULES = {"sqs": "system.worker", "celery": "system.worker.celery_worker"}
+
 
 class SystemUnderTest:
     """``start_api()``, ``start_worker()`` (as many as you like), ``stop()``; every process logs to ``workdir``.
 
     ``env`` overrides settings (e.g. ``SQS_VISIBILITY_TIMEOUT``); ``isolated=True`` gives this instance queue names
-    of its own, so killing its workers never disturbs another instance on the same stack.
+    of its own, so killing its workers never disturbs another instance on the same stack. ``transport``: which queue
+    carries the jobs (see ``TRANSPORTS``; default ``VERISIM_TRANSPORT`` or ``sqs``).
     """
 
     def __init__(self, stack: Stack, workdir: Path | None = None, env: dict[str, str] | None = None,
-                 isolated: bool = False, progress: Callable[[str], None] = lambda _: None):
+                 isolated: bool = False, progress: Callable[[str], None] = lambda _: None,
+                 transport: str | None = None):
         self.stack = stack
         self._own_workdir = workdir is None  # a temporary one goes with stop(); a given one is the caller's to keep
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-system-"))
@@ -37,6 +47,10 @@ class SystemUnderTest:
         if isolated:
             uid = short_uid()
             self.env.update(SQS_QUEUE_NAME=f"sut-{uid}-jobs", SQS_DLQ_NAME=f"sut-{uid}-jobs-dlq")
+        self.transport = transport or os.environ.get("VERISIM_TRANSPORT") or "sqs"
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {self.transport!r}: one of {', '.join(TRANSPORTS)}")
+        self.env.update(TRANSPORTS[self.transport])
         self.env.update(env or {})
         self.api: ManagedProcess | None = None
         self.api_url: str | None = None
@@ -66,14 +80,20 @@ class SystemUnderTest:
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
         return self.api_url
 
+    def worker_transports(self) -> list[str]:
+        """The transports this system's jobs travel on: a worker of each is needed."""
+        return sorted(set(TRANSPORTS[self.transport].values()))
+
     def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60,
-                     sabotage: str | None = None) -> ManagedProcess:
-        """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests)."""
+                     sabotage: str | None = None, transport: str | None = None) -> ManagedProcess:
+        """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests).
+        ``transport``: the worker's kind (default: this system's transport; "seeds" needs one of each)."""
+        kind = transport or ("celery" if self.transport == "celery" else "sqs")
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
         log = self.workdir / "logs" / f"worker-{n}.log"
-        proc = ManagedProcess(f"worker-{n}", [*_entry("system.worker", sabotage), "--concurrency",
-                                              str(concurrency), "--grace", str(grace)],
+        args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
+        proc = ManagedProcess(f"worker-{n}", [*_entry(WORKER_MODULES[kind], sabotage), *args],
                               log, env=self.env, stop_grace=grace + 5).start()
         self.workers.append(proc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,8 +38,16 @@ class Settings(BaseSettings):
     sqs_queue_name: str = "personal-data-assistant-queue"
     sqs_dlq_name: str | None = None  # default: "<queue>-dlq"
     sqs_visibility_timeout: int = Field(30, ge=1, le=43200)
-    sqs_max_receive_count: int = Field(3, ge=1, le=1000)
+    sqs_max_receive_count: int = Field(3, ge=1, le=1000, description="attempts a job gets before it is failed "
+                                       "(on either transport; on SQS also the redrive policy's maxReceiveCount)")
     sqs_wait_seconds: int = Field(5, ge=0, le=20)
+    # which queue carries each kind of job; the deployment's queue name (SQS_QUEUE_NAME) names it on either
+    inference_transport: Literal["sqs", "celery"] = "sqs"
+    score_transport: Literal["sqs", "celery"] = "sqs"
+    celery_broker_url: str | None = Field(None, description="Celery's broker (default: REDIS_URL)")
+    celery_visibility_timeout: int = Field(600, ge=1, description="seconds after which a task a worker received "
+                                           "and never acknowledged (the worker died) goes back to the queue; it "
+                                           "must exceed the longest job, or a running job is delivered twice")
     s3_bucket_name: str = "my-local-s3-bucket"
     presign_expires_seconds: int = 3600
 

@@ -28,6 +28,9 @@ CHAOS_ENV = {
     "SQS_MAX_RECEIVE_COUNT": "8",
     "WORKER_RETRY_BASE_SECONDS": "0.5",
     "OPENAI_TIMEOUT_SECONDS": "2",
+    # Celery: a dead worker's task comes back this soon; above the longest job here (a score job whose translations
+    # are delayed 1.5 s each), so no running job is delivered twice
+    "CELERY_VISIBILITY_TIMEOUT": "8",
 }
 MATRIX: list[dict] = []  # one row per chaos test that ran the ledger: printed at the end of the session
 REPORTS: list[str] = []  # run reports the tests wrote: listed at the end of the session
@@ -54,8 +57,8 @@ def process_faults(stack_provider, timeline):
 def chaos_system(system_factory):
     """A system of the test's own (own queue), tuned so faults resolve in seconds: API + workers started on demand."""
     def make(workers: int = 2, concurrency: int = 4, sabotage: str | None = None, api_sabotage: str | None = None,
-             **env):
-        sut = system_factory(env={**CHAOS_ENV, **env})
+             transport: str | None = None, **env):
+        sut = system_factory(env={**CHAOS_ENV, **env}, transport=transport)
         sut.start_api(sabotage=api_sabotage)
         for _ in range(workers):
             sut.start_worker(concurrency=concurrency, grace=5, sabotage=sabotage)

@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.deps = deps
         app.state.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, deps.store)
         app.state.registry = make_registry(deps)
-        log.info("api ready", extra={"queue": settings.sqs_queue_name})
+        log.info("api ready", extra={"queue": settings.sqs_queue_name, "transports": deps.queue.kinds})
         yield
         app.state.publisher.close()
         deps.close()
@@ -240,7 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         check("postgres", pg)
         check("redis", deps.cache.ping)
-        check("sqs", deps.queue.depth)
+        check("sqs", deps.queue.sqs.depth)
+        if deps.queue.celery is not None:
+            check("celery", deps.queue.celery.depth)
         check("s3", lambda: deps.artifacts.s3.head_bucket(Bucket=deps.artifacts.bucket))
         check("kafka", lambda: app.state.publisher.producer.list_topics(timeout=3))
         ok = all(v == "ok" for v in checks.values())

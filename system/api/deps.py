@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from system.config import Settings
-from system.storage.aws import Artifacts, JobQueue
+from system.storage.aws import Artifacts
 from system.storage.db import make_pool, migrate
 from system.storage.jobs import JobStore
+from system.storage.queues import JobRouter
 from system.storage.status_cache import StatusCache
 
 
@@ -16,7 +17,7 @@ class Deps:
     settings: Settings
     store: JobStore
     cache: StatusCache
-    queue: JobQueue
+    queue: JobRouter  # each kind of job to its transport (SQS or Celery)
     artifacts: Artifacts
 
     @classmethod
@@ -25,7 +26,7 @@ class Deps:
         pool = make_pool(settings.dsn, settings.db_pool_size)
         store = JobStore(pool, {"inference": settings.kafka_topic_inference, "score": settings.kafka_topic_scores,
                                 "events": settings.kafka_topic_job_events}, queue=settings.sqs_queue_name)
-        queue = JobQueue(settings)
+        queue = JobRouter(settings)
         store.note_queue_epoch(queue.created())  # the queue as it is now: a recreated one is noticed against this
         return cls(settings, store, StatusCache(settings.redis_url), queue, Artifacts(settings))
 

@@ -1,4 +1,6 @@
-"""One worker process: long-polls SQS, runs up to ``concurrency`` jobs at once, and never loses or doubles a result.
+"""Running jobs, on either transport: ``JobProcessor`` takes one delivered message to its outcome and says what
+becomes of the message (``Disposition``); ``Worker`` is the SQS transport's process around it (the Celery one is
+``system.worker.celery_worker``). Neither loses or doubles a result.
 
 * Visibility is extended while a job runs; a message is deleted only after the job's terminal state is committed in
   Postgres, its events acknowledged by Kafka and its status written to Redis.
@@ -18,6 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import openai
 
@@ -28,17 +31,34 @@ from system.storage.aws import Artifacts, JobQueue
 from system.storage.db import make_pool, migrate
 from system.storage.events import OutboxPublisher, ensure_topics
 from system.storage.jobs import JobStore, job_message
+from system.storage.queues import CeleryQueue, JobRouter
 from system.storage.status_cache import StatusCache
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
 
 
-class Worker:
-    def __init__(self, settings: Settings, concurrency: int | None = None, grace: float = 20.0):
+@dataclass(frozen=True)
+class Disposition:
+    """What becomes of a delivered message once its job is dealt with: ``ack`` (delete it), ``retry`` (deliver it
+    again in ``delay`` seconds) or ``dead_letter`` (give up on it: the job, if there is one, is failed with its
+    reason). Each transport maps it onto its own calls."""
+
+    action: str
+    delay: int = 0
+
+
+ACK = Disposition("ack")
+DEAD_LETTER = Disposition("dead_letter")
+
+
+class JobProcessor:
+    """The job store, status cache, outbox and pipelines one worker process shares between its jobs."""
+
+    def __init__(self, settings: Settings, concurrency: int | None = None, queue: JobQueue | None = None,
+                 celery: CeleryQueue | None = None):
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
-        self.grace = grace
         migrate(settings.dsn)
         topics = [settings.kafka_topic_inference, settings.kafka_topic_scores, settings.kafka_topic_job_events]
         ensure_topics(settings.kafka_bootstrap_servers, topics)
@@ -49,18 +69,18 @@ class Worker:
                               queue=settings.sqs_queue_name)
         self.cache = StatusCache(settings.redis_url)
         self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
-        self.queue = JobQueue(settings)
-        self.max_receives = self.queue.max_receive_count()
-        self.store.note_queue_epoch(self.queue.created())  # a queue recreated from now on is noticed against this
+        self.router = JobRouter(settings, sqs=queue, celery=celery)  # re-sends go to each kind's transport
+        self.store.note_queue_epoch(self.router.created())  # a queue recreated from now on is noticed against this
         self.artifacts = Artifacts(settings)
         self.llm = openai.OpenAI(base_url=settings.openai_api_base, api_key=settings.openai_api_key,
                                  timeout=settings.openai_timeout_seconds, max_retries=settings.openai_max_retries)
         self._warm_up()
         self.stop_event = threading.Event()
-        self.inflight: dict[str, dict] = {}  # receipt handle -> message
-        self.inflight_lock = threading.Lock()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
+
+    def inflight_count(self) -> int:
+        return 0
 
     def _warm_up(self) -> None:
         """Load the model and the heavy libraries now, so the first job does not pay for them."""
@@ -71,10 +91,209 @@ class Worker:
         log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
 
     # -- the loop -----------------------------------------------------------------------------------------------
+    def housekeeping(self) -> None:
+        """Repair Redis statuses, announce this worker, send what the queue did not take, notice a queue or Kafka log
+        that was lost (every 2 s), sweep the outbox (every 10 s; every second while Kafka is failing, so events flow as
+        soon as it is back). Its own thread: these may wait on a dependency that is down."""
+        last_sweep = last_requeue = last_recovery = last_reconcile = 0.0
+        while not self.stop_event.wait(1.0):
+            try:
+                self._repair_cache()
+                self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
+                    {"pid": os.getpid(), "inflight": self.inflight_count(), "processed": self.processed}), ex=5)
+            except Exception as exc:
+                log.warning("status cache still unavailable", extra={"error": str(exc)})
+            try:
+                sent = self.store.send_pending(self.router.send)
+                if sent:
+                    log.warning("sent jobs the queue had not taken at submission", extra={"count": sent})
+            except Exception as exc:
+                log.warning("pending-send sweep failed", extra={"error": str(exc)})
+            if time.monotonic() - last_recovery >= 2.0:
+                last_recovery = time.monotonic()
+                self._recover_lost_stores()
+            if time.monotonic() - last_reconcile >= 5.0:
+                last_reconcile = time.monotonic()
+                try:
+                    self._reconcile_cache()
+                except Exception as exc:
+                    log.debug("status cache reconcile failed", extra={"error": str(exc)})
+            if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
+                last_requeue = time.monotonic()
+                try:
+                    self._requeue_stale()
+                except Exception as exc:
+                    log.warning("requeue sweep failed", extra={"error": str(exc)})
+            failing = time.monotonic() < self.publisher.open_until + 60
+            if time.monotonic() - last_sweep > (1.0 if failing else 10.0):
+                last_sweep = time.monotonic()
+                try:
+                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
+                except Exception as exc:
+                    log.warning("outbox sweep failed", extra={"error": str(exc)})
+
+    def _recover_lost_stores(self) -> None:
+        """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are
+        flagged for re-sending (see ``JobStore.note_queue_epoch``). The Kafka log: restored from the outbox (see
+        ``OutboxPublisher.restore_lost_log``). Each costs one request when nothing was lost."""
+        try:
+            flagged = self.store.note_queue_epoch(self.router.created())
+            if flagged:
+                log.warning("the queue was recreated (its messages are gone): re-sending its queued jobs",
+                            extra={"count": flagged})
+        except Exception as exc:
+            log.debug("queue epoch check failed", extra={"error": str(exc)})
+        try:
+            self.publisher.restore_lost_log()
+        except Exception as exc:
+            log.debug("kafka log check failed", extra={"error": str(exc)})
+
+    def _requeue_stale(self) -> None:
+        """A job still queued long after it was accepted has lost its message (an emulator restarted without
+        persistence, a send that never arrived): send it again. Redelivery is harmless: jobs are idempotent by id."""
+        stale = self.store.stale_queued(self.settings.requeue_after_seconds)
+        if stale:
+            refused = self.router.send([job_message(j) for j in stale])
+            log.warning("re-sent jobs that sat queued too long", extra={"count": len(stale) - len(refused),
+                                                                        "after_s": self.settings.requeue_after_seconds})
+
+    # -- one message --------------------------------------------------------------------------------------------
+    def _publish(self, row: dict) -> None:
+        self.publisher.publish_job(row["id"])
+        self._cache(row)
+
+    def _cache(self, row: dict) -> None:
+        """Redis is a cache: when it is down the job goes on, and the heartbeat rewrites the status from Postgres."""
+        try:
+            self.cache.put(row)
+            self.cache_backlog.discard(row["id"])
+        except Exception as exc:
+            self.cache_backlog.add(row["id"])
+            log.warning("status cache unavailable; will repair", extra={"job_id": str(row["id"]), "error": str(exc)})
+
+    def _reconcile_cache(self, seconds: float = 30) -> int:
+        """Rewrite, from Postgres, the cached status of every job of this deployment that finished in the last
+        ``seconds`` and that Redis does not hold as it is: the repairs a worker that died took with it, a write a
+        blackholed connection lost. Two reads when all agree."""
+        rows = self.store.recently_finished(seconds)
+        cached = self.cache.statuses([r["id"] for r in rows])
+        fixed = 0
+        for row, status in zip(rows, cached, strict=True):
+            if status != row["status"]:
+                full = self.store.get(row["id"])
+                if full is not None and self.cache.put(full):
+                    fixed += 1
+        if fixed:
+            log.warning("status cache repaired from Postgres", extra={"count": fixed})
+        return fixed
+
+    def _repair_cache(self) -> None:
+        for job_id in list(self.cache_backlog):
+            row = self.store.get(job_id)
+            if row is not None:
+                self.cache.put(row)  # raises while Redis is still down: the next beat tries again
+            self.cache_backlog.discard(job_id)
+
+    def process(self, body: str, receives: int, max_receives: int) -> Disposition:
+        """Take one delivered message (its ``receives``-th delivery) to its job's outcome, committed in Postgres,
+        published to Kafka and cached in Redis, and say what becomes of the message."""
+
+        def retry_or_give_up() -> Disposition:
+            return DEAD_LETTER if receives >= max_receives else Disposition("retry", self._backoff(receives))
+
+        try:
+            job_id = uuid.UUID(str(json.loads(body)["job_id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            # nothing to mark failed: it goes to the dead letters once its attempts are spent
+            log.error("poison message: not a job message; leaving it for the DLQ",
+                      extra={"error": str(exc), "receives": receives, "body": body[:200]})
+            return retry_or_give_up()
+
+        claim = self.store.claim(job_id)
+        if claim is None:
+            job = self.store.get(job_id)
+            if job is None:
+                log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
+                return retry_or_give_up()
+            # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
+            self.publisher.publish_job(job_id)
+            self._cache(job)
+            log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
+                                                                             "status": job["status"]})
+            return ACK
+
+        job = claim.job
+        self._publish(job)
+        timer = StageTimer(job_id, claim.attempt)  # its records are written with the outcome, in one go
+        started = time.perf_counter()
+        try:
+            if job["kind"] == "inference":
+                outcome = inference.run(job, timer, self.settings.moving_average_window)
+            else:
+                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
+        except PermanentJobError as exc:
+            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message,
+                                    stages=timer.records)
+            if row:
+                self._publish(row)
+            log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
+            return ACK
+        except Exception as exc:
+            code = exc.code if isinstance(exc, JobError) else "unexpected_error"
+            text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+            if receives >= max_receives:
+                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded", stages=timer.records,
+                                        error_message=f"{code}: {text} (after {receives} attempts)")
+                if row:
+                    self._publish(row)
+                log.error("job failed on its last attempt; message goes to the DLQ",
+                          extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives})
+                return DEAD_LETTER
+            self.store.record_stages(job_id, timer.records)
+            self.store.note_attempt_error(job_id, code, text)
+            retry = Disposition("retry", self._backoff(receives))
+            log.warning("attempt failed; retrying with backoff",
+                        extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives,
+                               "retry_in_s": retry.delay})
+            return retry
+        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results, stages=timer.records)
+        if row:
+            self._publish(row)
+        else:
+            self.publisher.publish_job(job_id)
+        self.processed += 1
+        log.info("job done", extra={"job_id": str(job_id), "kind": job["kind"], "status": outcome.status,
+                                    "attempt": claim.attempt, "stage_ms": timer.durations_ms,
+                                    "total_ms": round((time.perf_counter() - started) * 1000, 3),
+                                    "duplicate": row is None})
+        return ACK
+
+    def _backoff(self, receives: int) -> int:
+        return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.pool.close()
+
+
+class Worker(JobProcessor):
+    """The SQS transport: long-polls the queue, runs up to ``concurrency`` jobs at once in threads."""
+
+    def __init__(self, settings: Settings, concurrency: int | None = None, grace: float = 20.0):
+        self.queue = JobQueue(settings)
+        self.max_receives = self.queue.max_receive_count()
+        super().__init__(settings, concurrency, queue=self.queue)
+        self.grace = grace
+        self.inflight: dict[str, dict] = {}  # receipt handle -> message
+        self.inflight_lock = threading.Lock()
+
+    def inflight_count(self) -> int:
+        return len(self.inflight)
+
     def run(self) -> None:
         parent = os.getppid()
         threading.Thread(target=self._heartbeat, name="visibility", daemon=True).start()
-        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
+        threading.Thread(target=self.housekeeping, name="housekeeping", daemon=True).start()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
         log.info("worker ready", extra={"queue": self.settings.sqs_queue_name, "concurrency": self.concurrency,
                                         "max_receives": self.max_receives})
@@ -142,73 +361,6 @@ class Worker:
                 except Exception as exc:
                     log.debug("visibility extension failed", extra={"error": str(exc)})
 
-    def _housekeeping(self) -> None:
-        """Repair Redis statuses, announce this worker, send what the queue did not take, notice a queue or Kafka log
-        that was lost (every 2 s), sweep the outbox (every 10 s; every second while Kafka is failing, so events flow as
-        soon as it is back). Its own thread: these may wait on a dependency that is down."""
-        last_sweep = last_requeue = last_recovery = last_reconcile = 0.0
-        while not self.stop_event.wait(1.0):
-            try:
-                self._repair_cache()
-                self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
-                    {"pid": os.getpid(), "inflight": len(self.inflight), "processed": self.processed}), ex=5)
-            except Exception as exc:
-                log.warning("status cache still unavailable", extra={"error": str(exc)})
-            try:
-                sent = self.store.send_pending(self.queue.send)
-                if sent:
-                    log.warning("sent jobs the queue had not taken at submission", extra={"count": sent})
-            except Exception as exc:
-                log.warning("pending-send sweep failed", extra={"error": str(exc)})
-            if time.monotonic() - last_recovery >= 2.0:
-                last_recovery = time.monotonic()
-                self._recover_lost_stores()
-            if time.monotonic() - last_reconcile >= 5.0:
-                last_reconcile = time.monotonic()
-                try:
-                    self._reconcile_cache()
-                except Exception as exc:
-                    log.debug("status cache reconcile failed", extra={"error": str(exc)})
-            if time.monotonic() - last_requeue > self.settings.requeue_after_seconds / 2:
-                last_requeue = time.monotonic()
-                try:
-                    self._requeue_stale()
-                except Exception as exc:
-                    log.warning("requeue sweep failed", extra={"error": str(exc)})
-            failing = time.monotonic() < self.publisher.open_until + 60
-            if time.monotonic() - last_sweep > (1.0 if failing else 10.0):
-                last_sweep = time.monotonic()
-                try:
-                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
-                except Exception as exc:
-                    log.warning("outbox sweep failed", extra={"error": str(exc)})
-
-    def _recover_lost_stores(self) -> None:
-        """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are
-        flagged for re-sending (see ``JobStore.note_queue_epoch``). The Kafka log: restored from the outbox (see
-        ``OutboxPublisher.restore_lost_log``). Each costs one request when nothing was lost."""
-        try:
-            flagged = self.store.note_queue_epoch(self.queue.created())
-            if flagged:
-                log.warning("the queue was recreated (its messages are gone): re-sending its queued jobs",
-                            extra={"count": flagged})
-        except Exception as exc:
-            log.debug("queue epoch check failed", extra={"error": str(exc)})
-        try:
-            self.publisher.restore_lost_log()
-        except Exception as exc:
-            log.debug("kafka log check failed", extra={"error": str(exc)})
-
-    def _requeue_stale(self) -> None:
-        """A job still queued long after it was accepted has lost its message (an emulator restarted without
-        persistence, a send that never arrived): send it again. Redelivery is harmless: jobs are idempotent by id."""
-        stale = self.store.stale_queued(self.settings.requeue_after_seconds)
-        if stale:
-            refused = self.queue.send([job_message(j) for j in stale])
-            log.warning("re-sent jobs that sat queued too long", extra={"count": len(stale) - len(refused),
-                                                                        "after_s": self.settings.requeue_after_seconds})
-
-    # -- one message --------------------------------------------------------------------------------------------
     def _run_one(self, message: dict) -> None:
         handle = message["ReceiptHandle"]
         try:
@@ -223,131 +375,20 @@ class Worker:
             with self.inflight_lock:
                 self.inflight.pop(handle, None)
 
+    def _handle(self, message: dict) -> None:
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        outcome = self.process(message["Body"], receives, self.max_receives)
+        if outcome.action == "ack":
+            self._delete(message)
+        else:  # retry: visible again after the backoff; dead letter: the redrive policy moves it on its next receive
+            self._release(message, outcome.delay)
+
     def _delete(self, message: dict) -> None:
         self.queue.sqs.delete_message(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"])
 
     def _release(self, message: dict, delay: int) -> None:
         self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"],
                                                  VisibilityTimeout=max(0, min(delay, 43200)))
-
-    def _publish(self, row: dict) -> None:
-        self.publisher.publish_job(row["id"])
-        self._cache(row)
-
-    def _cache(self, row: dict) -> None:
-        """Redis is a cache: when it is down the job goes on, and the heartbeat rewrites the status from Postgres."""
-        try:
-            self.cache.put(row)
-            self.cache_backlog.discard(row["id"])
-        except Exception as exc:
-            self.cache_backlog.add(row["id"])
-            log.warning("status cache unavailable; will repair", extra={"job_id": str(row["id"]), "error": str(exc)})
-
-    def _reconcile_cache(self, seconds: float = 30) -> int:
-        """Rewrite, from Postgres, the cached status of every job of this deployment that finished in the last
-        ``seconds`` and that Redis does not hold as it is: the repairs a worker that died took with it, a write a
-        blackholed connection lost. Two reads when all agree."""
-        rows = self.store.recently_finished(seconds)
-        cached = self.cache.statuses([r["id"] for r in rows])
-        fixed = 0
-        for row, status in zip(rows, cached, strict=True):
-            if status != row["status"]:
-                full = self.store.get(row["id"])
-                if full is not None and self.cache.put(full):
-                    fixed += 1
-        if fixed:
-            log.warning("status cache repaired from Postgres", extra={"count": fixed})
-        return fixed
-
-    def _repair_cache(self) -> None:
-        for job_id in list(self.cache_backlog):
-            row = self.store.get(job_id)
-            if row is not None:
-                self.cache.put(row)  # raises while Redis is still down: the next beat tries again
-            self.cache_backlog.discard(job_id)
-
-    def _handle(self, message: dict) -> None:
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        try:
-            body = json.loads(message["Body"])
-            job_id = uuid.UUID(str(body["job_id"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            # nothing to mark failed: leave it to the redrive policy, which moves it to the DLQ
-            log.error("poison message: not a job message; leaving it for the DLQ",
-                      extra={"error": str(exc), "receives": receives, "body": message["Body"][:200]})
-            self._release(message, 0 if receives >= self.max_receives else self._backoff(receives))
-            return
-
-        claim = self.store.claim(job_id)
-        if claim is None:
-            job = self.store.get(job_id)
-            if job is None:
-                log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
-                self._release(message, 0 if receives >= self.max_receives else self._backoff(receives))
-                return
-            # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
-            self.publisher.publish_job(job_id)
-            self._cache(job)
-            self._delete(message)
-            log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
-                                                                             "status": job["status"]})
-            return
-
-        job = claim.job
-        self._publish(job)
-        timer = StageTimer(job_id, claim.attempt)  # its records are written with the outcome, in one go
-        started = time.perf_counter()
-        try:
-            if job["kind"] == "inference":
-                outcome = inference.run(job, timer, self.settings.moving_average_window)
-            else:
-                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
-        except PermanentJobError as exc:
-            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message,
-                                    stages=timer.records)
-            if row:
-                self._publish(row)
-            self._delete(message)
-            log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
-            return
-        except Exception as exc:
-            code = exc.code if isinstance(exc, JobError) else "unexpected_error"
-            text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
-            if receives >= self.max_receives:
-                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded", stages=timer.records,
-                                        error_message=f"{code}: {text} (after {receives} attempts)")
-                if row:
-                    self._publish(row)
-                self._release(message, 0)  # the redrive policy moves it to the DLQ on its next receive
-                log.error("job failed on its last attempt; message goes to the DLQ",
-                          extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives})
-            else:
-                self.store.record_stages(job_id, timer.records)
-                self.store.note_attempt_error(job_id, code, text)
-                delay = self._backoff(receives)
-                self._release(message, delay)
-                log.warning("attempt failed; retrying with backoff",
-                            extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives,
-                                   "retry_in_s": delay})
-            return
-        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results, stages=timer.records)
-        if row:
-            self._publish(row)
-        else:
-            self.publisher.publish_job(job_id)
-        self._delete(message)
-        self.processed += 1
-        log.info("job done", extra={"job_id": str(job_id), "kind": job["kind"], "status": outcome.status,
-                                    "attempt": claim.attempt, "stage_ms": timer.durations_ms,
-                                    "total_ms": round((time.perf_counter() - started) * 1000, 3),
-                                    "duplicate": row is None})
-
-    def _backoff(self, receives: int) -> int:
-        return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
-
-    def close(self) -> None:
-        self.publisher.close()
-        self.pool.close()
 
 
 def install_signal_handlers(worker: Worker) -> None:

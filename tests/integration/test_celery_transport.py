@@ -1,0 +1,48 @@
+"""The Celery transport end to end: jobs submitted through the API travel as Celery tasks on the Redis broker, run by
+``python -m system.worker.celery_worker``, and end exactly as on SQS — one terminal state in Postgres, Redis and Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from harness.jobs import Jobs
+from harness.system_under_test import wait_for
+
+
+def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline):
+    sut = system_factory(env={"CELERY_VISIBILITY_TIMEOUT": "30"}, transport="celery")
+    sut.start_api()
+    sut.start_worker(concurrency=4)
+    jobs = Jobs(sut, stack, "celery-e2e", timeline)
+    for i in range(6):
+        jobs.inference(5, seed=300 + i)
+    jobs.score("Celery chorale")
+    rows = jobs.wait(timeout=90)
+    assert len(rows) == 31 and {r[0] for r in rows.values()} == {"completed"}, rows
+    jobs.assert_ledger()
+    # they travelled on Celery: the only worker is the Celery one, and it ran every job
+    records = sut.log_records("INFO")
+    assert any(r["msg"] == "worker ready" and r.get("transport") == "celery" for r in records)
+    assert sum(r["msg"] == "job done" for r in records) == len(rows)
+    with redis.Redis.from_url(stack.redis.url) as r:
+        assert r.llen(sut.queue_name) == 0 and r.llen(sut.dlq_name) == 0  # nothing left waiting or dead
+
+
+def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
+    """Not a job message: retried, then pushed to the ``<queue>-dlq`` list, where the ledger finds it."""
+    from harness import ledger
+    from system.config import Settings
+    from system.storage.queues import make_celery
+
+    sut = system_factory(env={"SQS_MAX_RECEIVE_COUNT": "2", "WORKER_RETRY_BASE_SECONDS": "0.2"}, transport="celery")
+    sut.start_worker(concurrency=2)
+    app = make_celery(Settings(redis_url=stack.redis.url, sqs_queue_name=sut.queue_name))
+    app.send_task("verisim.run_job", args=[json.dumps({"not": "a job"})], queue=sut.queue_name)
+    with redis.Redis.from_url(stack.redis.url) as r:
+        wait_for(lambda: r.llen(sut.dlq_name) == 1, 30, what="the poison task in the dead letters")
+    assert ledger.explain_dlq(stack, sut.dlq_name) == ({"not a job message": 1}, [])
+    records = sut.log_records("ERROR")
+    assert sum(r["msg"].startswith("poison message") for r in records) == 2  # both attempts, then dead
