@@ -34,11 +34,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--transport",
         choices=("sqs", "celery", "seeds"),
-        default=os.environ.get("VERISIM_TRANSPORT", "sqs"),
+        default=None,
         help="the queue the system's jobs travel on: sqs (every job on SQS, long-polled by the SQS worker), celery "
         "(every job a Celery task on the Redis broker), or seeds (the original designs: scores on SQS, inference "
-        "on Celery). Env: VERISIM_TRANSPORT. Default: sqs.",
+        "on Celery). Env: VERISIM_TRANSPORT. Default: sqs; tests that take the `transport` fixture run on sqs and "
+        "celery both unless one is chosen.",
     )
+
+
+def chosen_transport(config: pytest.Config) -> str | None:
+    """The transport asked for (``--transport`` or ``VERISIM_TRANSPORT``); None when none was."""
+    return config.getoption("--transport") or os.environ.get("VERISIM_TRANSPORT") or None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``transport`` runs once per transport (sqs, celery), or on the one chosen."""
+    if "transport" in metafunc.fixturenames:
+        chosen = chosen_transport(metafunc.config)
+        metafunc.parametrize("transport", [chosen] if chosen else ["sqs", "celery"])
 
 
 MARKERS = {
@@ -208,7 +221,7 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
 
     say = _say(request.config)
     sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("system"), env=SYSTEM_ENV, progress=say,
-                          transport=request.config.getoption("--transport"))
+                          transport=chosen_transport(request.config))
     try:
         sut.start_api()
         for transport in sut.worker_transports():
@@ -236,7 +249,7 @@ def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest)
 
     def make(env: dict[str, str] | None = None, transport: str | None = None) -> SystemUnderTest:
         sut = SystemUnderTest(stack, workdir=tmp_path / f"system{len(made)}", env={**SYSTEM_ENV, **(env or {})},
-                              isolated=True, transport=transport or request.config.getoption("--transport"))
+                              isolated=True, transport=transport or chosen_transport(request.config))
         made.append(sut)
         return sut
 

@@ -55,6 +55,8 @@ class SystemUnderTest:
         self.api: ManagedProcess | None = None
         self.api_url: str | None = None
         self.workers: list[ManagedProcess] = []
+        self.flower: ManagedProcess | None = None
+        self.flower_url: str | None = None
         self._started_workers = 0
 
     @property
@@ -105,6 +107,23 @@ class SystemUnderTest:
         self.progress(f"  worker-{n:<5} ready in {seconds:5.2f}s")
         return proc
 
+    def start_flower(self, port: int | None = None, timeout: float = 60) -> str:
+        """Flower on the Celery broker (Celery transports only): workers, tasks and queues. Returns its URL."""
+        port = port or free_ports(1)[0]
+        broker = self.env.get("CELERY_BROKER_URL") or self.env["REDIS_URL"]
+        self.flower = ManagedProcess("flower", [sys.executable, "-m", "celery", "--broker", broker, "flower",
+                                                "--address=127.0.0.1", f"--port={port}"],
+                                     self.workdir / "logs" / "flower.log",
+                                     env={**self.env, "FLOWER_UNAUTHENTICATED_API": "true"}, stop_grace=5).start()
+        self.flower_url = f"http://127.0.0.1:{port}"
+
+        def probe():
+            httpx.get(f"{self.flower_url}/healthcheck", timeout=3).raise_for_status()
+
+        seconds = self.flower.wait_ready(probe, timeout)
+        self.progress(f"  flower       ready in {seconds:5.2f}s at {self.flower_url}")
+        return self.flower_url
+
     def kill_worker(self, proc: ManagedProcess) -> None:
         """SIGKILL: the worker dies mid-whatever, as on an OOM kill or a lost node."""
         os.kill(proc.pid, signal.SIGKILL)
@@ -123,11 +142,13 @@ class SystemUnderTest:
             w.stop()
         if self.api:
             self.api.stop()
+        if self.flower:
+            self.flower.stop()
         if self._own_workdir and not self.leftovers():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def leftovers(self) -> list[int]:
-        return [pid for p in [*self.workers, self.api] if p for pid in p.leftovers()]
+        return [pid for p in [*self.workers, self.api, self.flower] if p for pid in p.leftovers()]
 
     def log_records(self, min_level: str = "WARNING") -> list[dict]:
         """Every JSON log record at ``min_level`` or worse from every process this instance ever started (a killed

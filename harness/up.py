@@ -9,7 +9,7 @@ import sys
 import threading
 
 from harness.stack import choose_provider
-from harness.system_under_test import SystemUnderTest
+from harness.system_under_test import TRANSPORTS, SystemUnderTest
 
 
 def port_free(port: int) -> bool:
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000, help="API port (default 8000; a free one if taken)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--concurrency", type=int, default=4, help="jobs per worker at once (default 4)")
+    ap.add_argument("--transport", default=None, choices=sorted(TRANSPORTS),
+                    help="the queue jobs travel on: sqs, celery (with Flower on 5555), or seeds (the original designs: "
+                    "scores on SQS, inference on Celery); default VERISIM_TRANSPORT or sqs")
     args = ap.parse_args(argv)
 
     stop = threading.Event()
@@ -36,17 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     sut = None
     try:
         stack = provider.start()
-        sut = SystemUnderTest(stack, progress=lambda m: print(m, flush=True))
+        sut = SystemUnderTest(stack, progress=lambda m: print(m, flush=True), transport=args.transport)
         port = args.port if port_free(args.port) else None
         api = sut.start_api(port)
-        for _ in range(args.workers):
-            sut.start_worker(concurrency=args.concurrency)
+        for transport in sut.worker_transports():
+            for _ in range(args.workers):
+                sut.start_worker(concurrency=args.concurrency, transport=transport)
+        carried = ", ".join(f"{k.split('_')[0].lower()} jobs on {v}" for k, v in TRANSPORTS[sut.transport].items())
+        flower = ""
+        if "celery" in sut.worker_transports():
+            url = sut.start_flower(5555 if port_free(5555) else None)
+            flower = f"\n  Flower          {url}   (workers {url}/api/workers, tasks {url}/tasks)"
         print(f"""
 Verisim is up.
   dashboard       {api}/
   API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
   dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace('http', 'ws')}/api/v1/dashboard/ws
-  mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config)
+  mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config){flower}
+  transports      {carried}
   logs            {sut.workdir / 'logs'}  and  {stack.logs.get('postgres', '').rsplit('/', 1)[0]}
 
 Try:
@@ -57,9 +67,10 @@ Try:
   python simulate_load.py --url {api} --requests 20 --concurrency 5
   locust -f locustfile.py --host {api} --users 20
 
-The system's environment, to run more workers by hand (python -m system.worker):""", flush=True)
+The system's environment, to run more workers by hand (python -m system.worker; Celery: python -m
+system.worker.celery_worker):""", flush=True)
         for k, v in sut.env.items():
-            if k in stack.to_env() or k.startswith("SQS_"):
+            if k in stack.to_env() or k.startswith(("SQS_", "INFERENCE_", "SCORE_", "CELERY_")):
                 print(f"  export {k}={v}")
         print("\nrunning; Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):

@@ -69,6 +69,19 @@ def _ack_before_commit() -> None:
     Worker._handle = acked_first
 
 
+@defect("celery_early_ack", "worker", "the Celery worker acknowledges each task on receipt (Celery's default, "
+        "acks_late off) and acknowledges a task whose worker process was lost")
+def _celery_early_ack() -> None:
+    from system.storage import queues
+
+    config = queues.celery_config
+
+    def early(settings):
+        return {**config(settings), "task_acks_late": False, "task_reject_on_worker_lost": False}
+
+    queues.celery_config = early
+
+
 @defect("double_publish", "worker", "produces every outbox event to Kafka twice")
 def _double_publish() -> None:
     from system.storage.events import OutboxPublisher

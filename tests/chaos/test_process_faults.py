@@ -2,7 +2,8 @@
 
 Select by fault: ``-k worker_kill``, ``worker_pause``, ``redis_restart``, ``redis_pause``, ``postgres_restart``,
 ``postgres_kill``, ``kafka_restart``, ``localstack_restart``. The same tests run on both stack providers: signals for
-local processes, Docker kill/pause/stop/start for containers.
+local processes, Docker kill/pause/stop/start for containers. Worker kill, worker pause and the Redis restart run on
+both transports (``[sqs]``, ``[celery]``; ``--transport`` picks one).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def unpublished(stack, ids) -> int:
 
 
 def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults, http_faults, stack,
-                                                           timeline):
-    sut = chaos_system(workers=2, concurrency=4)
+                                                           timeline, transport):
+    sut = chaos_system(workers=2, concurrency=4, transport=transport)
     jobs = jobs_for(sut)
     with http_faults.delay(1.5):  # translations take a while: score jobs are mid-flight in both workers
         for i in range(6):
@@ -51,25 +52,27 @@ def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for
     jobs.assert_ledger()  # exactly one result event per job (and model), Redis agrees
 
 
-def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, process_faults, http_faults):
-    sut = chaos_system(workers=2, concurrency=2)
+def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, process_faults, http_faults, transport):
+    sut = chaos_system(workers=2, concurrency=2, transport=transport)
     jobs = jobs_for(sut)
     with http_faults.delay(1.0):  # translations take a while: the frozen worker holds jobs mid-flight
         for i in range(4):
             jobs.score(f"Chorale {i}")
         time.sleep(1.5)
         with process_faults.pause(sut.workers[0]):
-            time.sleep(6)  # > SQS_VISIBILITY_TIMEOUT (4 s): its messages go to the other worker
+            # > the visibility timeout (SQS 4 s; Celery 8 s + its restore interval): its messages go to the other worker
+            time.sleep(6 if transport == "sqs" else 13)
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"}
     assert any(r[1] >= 2 for r in rows.values())  # the frozen worker's jobs were redelivered and run again
     jobs.assert_ledger()  # even when both workers finished the same job, one result counts
 
 
-def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack):
+def test_redis_restart_while_jobs_run(chaos_system, jobs_for, process_faults, stack, transport):
     """Redis holds live statuses and is persisted (append-only file): a restart keeps the statuses written before
-    it; those it missed while down are rewritten from Postgres by the workers."""
-    sut = chaos_system(workers=2, concurrency=4)
+    it; those it missed while down are rewritten from Postgres by the workers. On Celery it is the broker too: jobs
+    submitted while it is down are accepted and sent by the workers' re-send sweep once it is back."""
+    sut = chaos_system(workers=2, concurrency=4, transport=transport)
     jobs = jobs_for(sut)
     jobs.inference(5, seed=90)
     jobs.wait(timeout=60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import redis
 
 from harness.jobs import Jobs
@@ -13,9 +14,11 @@ from harness.system_under_test import wait_for
 
 
 def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline):
+    """...and Flower, as `nox -s up -- --transport celery` starts it, lists the worker and the jobs' tasks."""
     sut = system_factory(env={"CELERY_VISIBILITY_TIMEOUT": "30"}, transport="celery")
     sut.start_api()
     sut.start_worker(concurrency=4)
+    flower = sut.start_flower()
     jobs = Jobs(sut, stack, "celery-e2e", timeline)
     for i in range(6):
         jobs.inference(5, seed=300 + i)
@@ -29,6 +32,15 @@ def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline)
     assert sum(r["msg"] == "job done" for r in records) == len(rows)
     with redis.Redis.from_url(stack.redis.url) as r:
         assert r.llen(sut.queue_name) == 0 and r.llen(sut.dlq_name) == 0  # nothing left waiting or dead
+    workers = httpx.get(f"{flower}/api/workers", timeout=30).json()
+    assert any(name.startswith("verisim-") for name in workers), workers
+    # the task list fills from the workers' events as they arrive: every job is a task, by its id
+    tasks = wait_for(lambda: set(rows) <= set(httpx.get(f"{flower}/api/tasks", timeout=10).json()) and
+                     httpx.get(f"{flower}/api/tasks", timeout=10).json(), 20, what="Flower lists every job's task")
+    assert {tasks[j]["name"] for j in rows} == {"verisim.run_job"}
+    assert {tasks[j]["state"] for j in rows} == {"SUCCESS"}
+    depth = httpx.get(f"{sut.api_url}/api/v1/dashboard/queue", timeout=10)
+    assert depth.status_code == 200, depth.text  # the dashboard's queue chart reads the Celery queue too
 
 
 def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
