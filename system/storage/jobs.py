@@ -120,10 +120,10 @@ class JobStore:
                 return None
             if model_results:
                 conn.cursor().executemany(
-                    "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse) "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                    "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse, "
+                    "created_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",  # completed_at: now()
                     [(job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"], m.get("mae"),
-                      m.get("rmse")) for m in model_results],
+                      m.get("rmse"), row["enqueued_at"]) for m in model_results],
                 )
             self._terminal_events(conn, row, model_results or [])
         return row
