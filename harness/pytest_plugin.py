@@ -51,7 +51,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test that takes ``transport`` runs once per transport (sqs, celery), or on the one chosen."""
     if "transport" in metafunc.fixturenames:
         chosen = chosen_transport(metafunc.config)
-        metafunc.parametrize("transport", [chosen] if chosen else ["sqs", "celery"])
+        # module scope: a module's system of its own can be built once per transport
+        metafunc.parametrize("transport", [chosen] if chosen else ["sqs", "celery"], scope="module")
 
 
 MARKERS = {

@@ -107,6 +107,19 @@ class SystemUnderTest:
         self.progress(f"  worker-{n:<5} ready in {seconds:5.2f}s")
         return proc
 
+    def send_message(self, message: dict) -> None:
+        """Put a job message on the queue its kind travels on, as an at-least-once queue may deliver it again."""
+        if TRANSPORTS[self.transport][f"{message['kind'].upper()}_TRANSPORT"] == "celery":
+            from system.config import Settings
+            from system.storage.queues import CeleryQueue
+
+            settings = Settings(redis_url=self.env["REDIS_URL"], celery_broker_url=self.env.get("CELERY_BROKER_URL"),
+                                sqs_queue_name=self.queue_name, sqs_dlq_name=self.dlq_name)
+            CeleryQueue(settings).send([message])
+            return
+        sqs = self.stack.aws.client("sqs")
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"], MessageBody=json.dumps(message))
+
     def start_flower(self, port: int | None = None, timeout: float = 60) -> str:
         """Flower on the Celery broker (Celery transports only): workers, tasks and queues. Returns its URL."""
         port = port or free_ports(1)[0]
@@ -186,14 +199,16 @@ class SystemUnderTest:
 
 @contextlib.contextmanager
 def running_system(stack: Stack, workdir: Path, env: dict[str, str] | None = None, workers: int = 2,
-                   concurrency: int = 4, grace: float = 5) -> Iterator[SystemUnderTest]:
-    """An API and ``workers`` worker processes with a queue of their own, for the block; stopped after it (a
-    module-scoped fixture's system: ``with running_system(stack, tmp_path_factory.mktemp("x")) as sut: yield sut``)."""
-    sut = SystemUnderTest(stack, workdir=workdir, env=env, isolated=True)
+                   concurrency: int = 4, grace: float = 5, transport: str | None = None) -> Iterator[SystemUnderTest]:
+    """An API and ``workers`` worker processes (of each kind its transport needs) with a queue of their own, for the
+    block; stopped after it (a module-scoped fixture's system:
+    ``with running_system(stack, tmp_path_factory.mktemp("x")) as sut: yield sut``)."""
+    sut = SystemUnderTest(stack, workdir=workdir, env=env, isolated=True, transport=transport)
     try:
         sut.start_api()
-        for _ in range(workers):
-            sut.start_worker(concurrency=concurrency, grace=grace)
+        for kind in sut.worker_transports():
+            for _ in range(workers):
+                sut.start_worker(concurrency=concurrency, grace=grace, transport=kind)
         yield sut
     finally:
         sut.stop()
