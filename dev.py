@@ -4,7 +4,8 @@
     python3 dev.py demo     the main job: stack + system up, a bounded mixed load, a summary
     python3 dev.py test     the tests CI runs (lint, unit, integration, …) — what .ci/run runs
     python3 dev.py setup    only install: system packages, the project venv (.venv), the LocalStack venv
-    python3 dev.py docker   Docker for the containers stack: Debian's docker.io + mmdebstrap, dockerd, offline images
+    python3 dev.py docker   Docker for the containers stack: Debian's docker.io + mmdebstrap, dockerd, offline images, and
+                            Docker Compose (Debian's docker-compose) when the CLI has none
     python3 dev.py nox ...  any nox session, e.g. `python3 dev.py nox -s integration`
 
 Setup is idempotent and quick when nothing changed (it hashes pyproject.toml).
@@ -131,6 +132,9 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "docker":
         ensure_docker()
+        # `docker compose up` (README) and `nox -s compose`: Debian's Docker Compose when the CLI has none
+        subprocess.run([str(VENV_PY), "-c", "from harness.docker.compose_check import compose_command as c; c()"],
+                       check=True, cwd=ROOT)
         return 0
     if command == "test":
         ensure_docker()  # CI runs the integration tests on the containers stack too

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -36,7 +37,21 @@ def compose_command() -> list[str]:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise SystemExit("no Docker Compose: install the v2 plugin, or Debian's v1 with `apt-get install -y docker-compose`")
+    install_compose()
+    return ["docker-compose"]
+
+
+def install_compose() -> None:
+    """Debian's Docker Compose (v1, `docker-compose`), as root with apt-get; otherwise say how."""
+    hint = "no Docker Compose: install the v2 plugin, or Debian's v1 with `apt-get install -y docker-compose`"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(hint)
+    print("installing Docker Compose (Debian's docker-compose) with apt-get", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker-compose"], check=True, env=env)
+    if not shutil.which("docker-compose"):
+        raise SystemExit(hint)
 
 
 def busy_ports() -> list[int]:
