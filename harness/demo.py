@@ -1,8 +1,9 @@
 """The main job (``python3 dev.py demo`` / ``nox -s demo``): everything up on the local stack, a bounded mixed
 load with live progress, then a summary of what completed, what failed and how fast — and proof nothing was lost.
 
-Phases: the raw SQS ceiling of the emulator; trivial inference jobs through the API with 1 worker, then 2; a mixed
-load (score uploads + the five patterns) with faults switched on in the mock OpenAI service; the ledger over every job.
+Phases: the raw SQS ceiling of the emulator; trivial inference jobs through the API with 1 worker, then 2; the same
+jobs on the Celery transport (2 Celery workers, against the raw Redis LPUSH/BRPOP ceiling); a mixed load (score
+uploads + the five patterns) with faults switched on in the mock OpenAI service; the ledger over every job.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from harness.faults import MockOpenAIControl
 from harness.report import REPORTS
 from harness.stack import choose_provider
 from harness.system_under_test import SystemUnderTest
-from harness.throughput import dumps, inference_batch, score_upload, sqs_ceiling, submit_and_wait
+from harness.throughput import (
+    dumps,
+    inference_batch,
+    redis_ceiling,
+    score_upload,
+    sqs_ceiling,
+    submit_and_wait,
+)
 from system.simulators import scores
 
 PATTERNS = ["linear", "seasonal", "exponential", "cyclical", "random_walk"]
@@ -47,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = provider.start()
         summary["stack_ready_s"] = stack.ready_seconds
-        say("\n[1/4] raw SQS ceiling (send batch + receive + delete, 1000 messages)")
+        say("\n[1/5] raw SQS ceiling (send batch + receive + delete, 1000 messages)")
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
         say(f"  {c['send_receive_delete_per_s']} msg/s end to end (send {c['send_per_s']}/s, "
             f"receive+delete {c['receive_delete_per_s']}/s)")
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         for workers in (1, 2):
             if workers == 2:
                 sut.start_worker(concurrency=4)
-            say(f"\n[{workers + 1}/4] {batches * 5} trivial inference jobs, {workers} worker(s) × 4 concurrent")
+            say(f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs, {workers} worker(s) × 4 concurrent")
             before = meter.read() if meter else None
             ids, fig = submit_and_wait(api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)],
                                        f"{workers} worker(s)")
@@ -73,7 +81,26 @@ def main(argv: list[str] | None = None) -> int:
             if "cpu_ms_per_job" in fig:
                 say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
-        say(f"\n[4/4] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
+        say(f"\n[4/5] the same {batches * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
+            f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)")
+        summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
+        say(f"  {rc['send_receive_delete_per_s']} msg/s end to end (push {rc['send_per_s']}/s, "
+            f"pop {rc['receive_delete_per_s']}/s)")
+        celery = SystemUnderTest(stack, progress=say, transport="celery", isolated=True)
+        try:
+            celery_api = celery.start_api()
+            celery.start_worker(concurrency=4)
+            celery.start_worker(concurrency=4)
+            ids, fig = submit_and_wait(celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)],
+                                       "celery, 2 workers")
+        finally:
+            celery.stop()
+        all_jobs += ids
+        summary["inference_2_worker_celery"] = fig
+        say(f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
+            f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+
+        say(f"\n[5/5] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
             f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)")
         control = MockOpenAIControl(stack.openai)
         control.configure(error_rate=args.error_rate, jitter_seconds=0.05, seed=7)
@@ -118,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  inference, {w} worker(s)       {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / ceiling:.1%} of "
                       f"the ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms"
                       + (f"; CPU {cpu['system']} ms/job in the system's processes)" if cpu else ")"))
+    f = summary.get("inference_2_worker_celery")
+    if f and "redis_ceiling" in summary:
+        rc = summary["redis_ceiling"]["send_receive_delete_per_s"]
+        print(f"  raw Redis ceiling            {rc:>8} msg/s")
+        print(f"  inference, 2 Celery workers  {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / rc:.1%} of "
+              f"the Redis ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms)")
     if "mixed" in summary:
         m = summary["mixed"]
         print(f"  mixed load                   {m['jobs_per_s']:>8} jobs/s  {m['by_status']}; mock OpenAI saw "

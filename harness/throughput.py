@@ -43,6 +43,30 @@ def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200) -> dict:
             "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
 
 
+def redis_ceiling(redis_url: str, n: int = 1000, body_bytes: int = 200) -> dict:
+    """LPUSH each message, then BRPOP each, on a throwaway list: the Celery broker's ceiling, measured the way
+    ``sqs_ceiling`` measures the emulator's (one message per call, as Celery publishes and kombu fetches them)."""
+    import redis
+
+    key = f"ceiling-{uuid.uuid4().hex[:8]}"
+    body = "x" * body_bytes
+    with redis.Redis.from_url(redis_url) as r:
+        try:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                r.lpush(key, body)
+            t1 = time.perf_counter()
+            got = 0
+            while got < n and r.brpop([key], timeout=1):
+                got += 1
+            t2 = time.perf_counter()
+        finally:
+            r.delete(key)
+    return {"messages": n, "received": got, "send_per_s": round(n / (t1 - t0), 1),
+            "receive_delete_per_s": round(got / (t2 - t1), 1),
+            "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
+
+
 def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     """Figures from the jobs' own timestamps in Postgres (queue-native: not what a client saw)."""
     with psycopg.connect(stack.postgres.dsn) as conn:
