@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -529,9 +530,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", choices=("auto", "local", "containers"), default="local",
                     help="where the backing services run (default: local)")
     ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
+    ap.add_argument("--transport", choices=("sqs", "celery"), default=None,
+                    help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)")
     ap.add_argument("--sabotage", default="", metavar="DEFECT[,…]",
                     help="plant defects of harness.sabotage in the workers / API: the run must fail")
     args = ap.parse_args(argv)
+    if args.transport:
+        os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts
     sc = scenarios.load(args.scenario)
     if args.only:
         sc = sc.only([n.strip() for n in args.only.split(",") if n.strip()])
