@@ -112,11 +112,15 @@ def bench(session: nox.Session) -> None:
 # faults (the harness's own proxies) act the same on both providers; `nox -s containers` runs every chaos test there.
 CONTAINERS_CI_TESTS = ["tests/integration", "tests/chaos/test_process_faults.py"]
 # what does not depend on where the services run is not run twice in CI: the dashboard in Chromium, the data
-# simulator, the plugin test (it starts a local stack of its own), the score pipeline's stages, the Celery path and
-# the design's operator commands; the containers pass runs on the sqs transport (`nox -s containers`: everything)
+# simulator, the plugin test (it starts a local stack of its own), the score pipeline's stages, the Celery path, the
+# design's operator commands and the worker's own failure handling; the containers pass runs on the sqs transport
+# (`nox -s containers`: everything)
 CONTAINERS_CI_SKIP = ["tests/integration/test_dashboard_browser.py", "tests/integration/test_data_simulator.py",
                       "tests/integration/test_pytest_plugin.py", "tests/integration/test_score_pipeline.py",
-                      "tests/integration/test_celery_transport.py", "tests/integration/test_seed_operator_commands.py"]
+                      "tests/integration/test_celery_transport.py", "tests/integration/test_seed_operator_commands.py",
+                      "tests/integration/test_system_failures.py"]
+# the workers are local processes on both providers: killing or freezing one is the same fault on either
+CONTAINERS_CI_DESELECT = "not worker_kill and not worker_pause"
 
 
 @nox.session(python=False)
@@ -147,7 +151,8 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
     # what judges the API, the browser page or the lifecycle rather than the services runs once in CI, on the local
     # stack: generated inputs (marker fuzz), the dashboard in Chromium, the data simulator
     marks = "not bench" if tests else "not bench and not fuzz"
-    ignore = [] if tests else [*(f"--ignore={t}" for t in CONTAINERS_CI_SKIP), "--transport=sqs"]
+    ignore = [] if tests else [*(f"--ignore={t}" for t in CONTAINERS_CI_SKIP), "--transport=sqs",
+                               "-k", CONTAINERS_CI_DESELECT]
     session.run(PY, "-m", "pytest", *(tests or CONTAINERS_CI_TESTS), *ignore, "-m", marks, "--stack=containers",
                 "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
 

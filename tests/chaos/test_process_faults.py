@@ -60,8 +60,9 @@ def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, proces
             jobs.score(f"Chorale {i}")
         time.sleep(1.5)
         with process_faults.pause(sut.workers[0]):
-            # > the visibility timeout (SQS 4 s; Celery 8 s + its restore interval): its messages go to the other worker
-            time.sleep(6 if transport == "sqs" else 13)
+            # > the visibility timeout (SQS 4 s; Celery 5 s + its 2 s restore interval): its messages go to the other
+            # worker
+            time.sleep(6 if transport == "sqs" else 8)
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"}
     assert any(r[1] >= 2 for r in rows.values())  # the frozen worker's jobs were redelivered and run again

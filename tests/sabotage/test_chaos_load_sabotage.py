@@ -11,7 +11,7 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
     sc = scenario.parse({
         "name": "sabotage-ack-before-commit",
         # score uploads only, translations slowed: every worker thread holds a job mid-flight when the kill comes
-        "run": {"users": 8, "spawn_rate": 8, "warmup_s": 2, "steady_s": 6, "workers": 2, "drain_timeout_s": 15,
+        "run": {"users": 8, "spawn_rate": 8, "warmup_s": 2, "steady_s": 6, "workers": 2, "drain_timeout_s": 10,
                 "user_classes": ["ScoreUploader"]},
         "openai": {"delay_seconds": 1.5},
         "window": [{"name": "worker_kill", "fault": "worker.kill", "params": {"worker": 0}, "duration_s": 3,
