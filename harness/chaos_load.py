@@ -158,8 +158,7 @@ class ChaosLoad:
         self.sut = SystemUnderTest(self.stack, workdir=self.run_dir / "system", env=env, isolated=True,
                                    progress=self.say)
         self.sut.start_api(sabotage=self.api_sabotage)
-        for _ in range(sc.workers):
-            self.sut.start_worker(concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
+        self.sut.start_workers(sc.workers, concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
 
     # -- the faults -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager

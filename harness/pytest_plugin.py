@@ -226,8 +226,7 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
     try:
         sut.start_api()
         for transport in sut.worker_transports():
-            sut.start_worker(transport=transport)
-            sut.start_worker(transport=transport)
+            sut.start_workers(2, transport=transport)
         yield sut
     except BaseException:
         say(sut.logs())

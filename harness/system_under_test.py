@@ -90,22 +90,30 @@ class SystemUnderTest:
                      sabotage: str | None = None, transport: str | None = None) -> ManagedProcess:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests).
         ``transport``: the worker's kind (default: this system's transport; "seeds" needs one of each)."""
+        return self.start_workers(1, concurrency, grace, timeout, sabotage, transport)[0]
+
+    def start_workers(self, count: int, concurrency: int = 4, grace: float = 10, timeout: float = 60,
+                      sabotage: str | None = None, transport: str | None = None) -> list[ManagedProcess]:
+        """``count`` workers (as ``start_worker``), launched together and then waited for: their warm-ups overlap."""
         kind = transport or ("celery" if self.transport == "celery" else "sqs")
-        n = self._started_workers  # never reused: a replacement gets a log of its own
-        self._started_workers += 1
-        log = self.workdir / "logs" / f"worker-{n}.log"
         args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
-        proc = ManagedProcess(f"worker-{n}", [*_entry(WORKER_MODULES[kind], sabotage), *args],
-                              log, env=self.env, stop_grace=grace + 5).start()
-        self.workers.append(proc)
+        started = []
+        for _ in range(count):
+            n = self._started_workers  # never reused: a replacement gets a log of its own
+            self._started_workers += 1
+            proc = ManagedProcess(f"worker-{n}", [*_entry(WORKER_MODULES[kind], sabotage), *args],
+                                  self.workdir / "logs" / f"worker-{n}.log", env=self.env,
+                                  stop_grace=grace + 5).start()
+            self.workers.append(proc)
+            started.append((n, proc))
+        for n, proc in started:
+            def probe(log=proc.log_path):
+                if '"msg": "worker ready"' not in log.read_text(errors="replace"):
+                    raise RuntimeError("no 'worker ready' line yet")
 
-        def probe():
-            if '"msg": "worker ready"' not in log.read_text(errors="replace"):
-                raise RuntimeError("no 'worker ready' line yet")
-
-        seconds = proc.wait_ready(probe, timeout)
-        self.progress(f"  worker-{n:<5} ready in {seconds:5.2f}s")
-        return proc
+            seconds = proc.wait_ready(probe, timeout)
+            self.progress(f"  worker-{n:<5} ready in {seconds:5.2f}s")
+        return [proc for _, proc in started]
 
     def send_message(self, message: dict) -> None:
         """Put a job message on the queue its kind travels on, as an at-least-once queue may deliver it again."""
@@ -207,8 +215,7 @@ def running_system(stack: Stack, workdir: Path, env: dict[str, str] | None = Non
     try:
         sut.start_api()
         for kind in sut.worker_transports():
-            for _ in range(workers):
-                sut.start_worker(concurrency=concurrency, grace=grace, transport=kind)
+            sut.start_workers(workers, concurrency=concurrency, grace=grace, transport=kind)
         yield sut
     finally:
         sut.stop()

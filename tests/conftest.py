@@ -60,8 +60,8 @@ def chaos_system(system_factory):
              transport: str | None = None, **env):
         sut = system_factory(env={**CHAOS_ENV, **env}, transport=transport)
         sut.start_api(sabotage=api_sabotage)
-        for _ in range(workers):
-            sut.start_worker(concurrency=concurrency, grace=5, sabotage=sabotage)
+        if workers:
+            sut.start_workers(workers, concurrency=concurrency, grace=5, sabotage=sabotage)
         return sut
 
     return make
