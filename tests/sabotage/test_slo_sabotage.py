@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness import load, report, slo
 
-SECONDS = 9  # of Locust per test: enough for ~70 requests of the kind under test
+SECONDS = 12  # of Locust per test: enough for ~100 requests of the kind under test
 
 
 def verdicts(section: str, figures: dict) -> dict[str, slo.Verdict]:
