@@ -30,7 +30,6 @@ from system.config import Settings
 from system.storage.aws import JobQueue
 
 TASK_NAME = "verisim.run_job"
-TRANSPORTS = ("sqs", "celery")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
