@@ -72,7 +72,7 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     with psycopg.connect(stack.postgres.dsn) as conn:
         rows = conn.execute(
             "SELECT status, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
-            "extract(epoch FROM finished_at) FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchall()
+            "extract(epoch FROM finished_at), kind FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchall()
     done = [r for r in rows if r[0] in TERMINAL and r[3] is not None]
     if not done:
         return {"jobs": len(job_ids), "terminal": 0}
@@ -83,8 +83,14 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r[0]] = by_status.get(r[0], 0) + 1
+    by_kind = {}  # queue wait per kind: in a mixed load, do short jobs wait behind long ones?
+    for kind in sorted({r[4] for r in done}):
+        kw = [(float(r[2]) - float(r[1])) * 1000 for r in done if r[4] == kind and r[2] is not None]
+        if kw:
+            by_kind[kind] = {"jobs": len(kw), "queue_wait_ms_p95": round(percentile(kw, 95), 1),
+                             "queue_wait_ms_max": round(max(kw), 1)}
     return {
-        "jobs": len(job_ids), "terminal": len(done), "by_status": by_status,
+        "jobs": len(job_ids), "terminal": len(done), "by_status": by_status, "by_kind": by_kind,
         "jobs_per_s": round(len(done) / max(last_finished - first_enqueued, 1e-6), 1),
         "queue_wait_ms_p50": round(percentile(waits, 50), 1), "queue_wait_ms_p95": round(percentile(waits, 95), 1),
         "enqueue_to_done_ms_p50": round(percentile(totals, 50), 1),

@@ -102,26 +102,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def publish_later(background: BackgroundTasks, job_ids) -> None:
         def run():
-            for jid in job_ids:
-                try:
-                    app.state.publisher.publish_job(jid)
-                except Exception as exc:  # the worker's outbox sweep publishes it later
-                    log.warning("event publish deferred", extra={"job_id": str(jid), "error": str(exc)})
+            try:
+                app.state.publisher.publish_jobs(job_ids)  # one claim, one produce-and-wait, one mark
+            except Exception as exc:  # the worker's outbox sweep publishes them later
+                log.warning("event publish deferred", extra={"count": len(job_ids), "error": str(exc)})
         background.add_task(run)
 
-    def cache_best_effort(deps: Deps, row) -> None:
+    def cache_best_effort(deps: Deps, rows) -> None:
         """Redis is a cache: a job is accepted without it (the worker writes the later states)."""
         try:
-            deps.cache.put(row)
+            deps.cache.put_many(rows)
         except redis.RedisError as exc:
-            log.warning("status cache unavailable", extra={"job_id": str(row["id"]), "error": str(exc)})
+            log.warning("status cache unavailable", extra={"count": len(rows), "error": str(exc)})
 
     def enqueue(rows, background: BackgroundTasks) -> list[str]:
         """The rows are committed: the jobs are accepted whatever the queue does now. Messages the queue does not
         take are flagged ``send_pending`` and sent by a worker's sweep; returns the ids left pending."""
         deps: Deps = app.state.deps
-        for r in rows:  # "queued" is visible before any worker can touch the job
-            cache_best_effort(deps, r)
+        cache_best_effort(deps, rows)  # "queued" is visible before any worker can touch the job
         try:
             pending = sorted(set(deps.queue.send([job_message(r) for r in rows])))
         except Exception as exc:  # the queue is down or slow: the sweep sends them once it answers

@@ -1,4 +1,7 @@
-"""The job record in Postgres: every state change in one transaction, with its Kafka events in the outbox."""
+"""The job record in Postgres: every state change in one transaction, with its Kafka events in the outbox.
+
+The pool's connections are in autocommit (``system.storage.db.make_pool``): a single statement is its own transaction
+(no BEGIN/COMMIT round trips); every change of more than one statement runs in ``conn.transaction()``."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ class JobStore:
     def create(self, kind: str, params: dict[str, Any], input_key: str | None = None,
                job_id: uuid.UUID | None = None) -> dict[str, Any]:
         job_id = job_id or uuid.uuid4()
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
                 "INSERT INTO jobs (id, kind, status, params, input_key, queue) VALUES (%s, %s, 'queued', %s, %s, %s) "
                 "RETURNING *",
@@ -41,15 +44,19 @@ class JobStore:
         return row
 
     def create_many(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows = []
-        with self.pool.connection() as conn, conn.transaction():
-            for params in items:
-                row = conn.execute(
-                    "INSERT INTO jobs (id, kind, status, params, queue) VALUES (%s, %s, 'queued', %s, %s) RETURNING *",
-                    (uuid.uuid4(), kind, Jsonb(params), self.queue),
-                ).fetchone()
-                self._event(conn, row, "queued")
-                rows.append(row)
+        """The jobs of one request, in one transaction: one INSERT for the rows, one for their events."""
+        if not items:
+            return []
+        ids = [uuid.uuid4() for _ in items]
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            got = conn.execute(
+                "INSERT INTO jobs (id, kind, status, params, queue) SELECT t.id, %s, 'queued', t.params, %s "
+                "FROM unnest(%s::uuid[], %s::jsonb[]) AS t(id, params) RETURNING *",
+                (kind, self.queue, ids, [Jsonb(p) for p in items]),
+            ).fetchall()
+            by_id = {r["id"]: r for r in got}
+            rows = [by_id[i] for i in ids]  # in the request's order
+            self._events(conn, rows, "queued")
         return rows
 
     def mark_send_pending(self, job_ids: list[uuid.UUID]) -> None:
@@ -73,17 +80,20 @@ class JobStore:
         return len(sent)
 
     def claim(self, job_id: uuid.UUID) -> Claim | None:
-        """Mark the job running (again, after a redelivery). None if it is unknown or already terminal."""
+        """Mark the job running (again, after a redelivery), with its event, in one statement (one round trip).
+        None if it is unknown or already terminal."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                "UPDATE jobs SET status='running', attempts=attempts+1, started_at=coalesce(started_at, now()), "
-                "updated_at=now() WHERE id=%s AND status IN ('queued','running') RETURNING *",
-                (job_id,),
+                """WITH j AS (UPDATE jobs SET status='running', attempts=attempts+1,
+                                  started_at=coalesce(started_at, now()), updated_at=now()
+                              WHERE id=%(id)s AND status IN ('queued','running') RETURNING *),
+                        e AS (INSERT INTO outbox (job_id, topic, key, payload)
+                              SELECT id, %(topic)s, id::text, jsonb_build_object('job_id', id::text, 'kind', kind,
+                                  'status', 'running', 'attempts', attempts, 'at', updated_at) FROM j)
+                   SELECT * FROM j""",
+                {"id": job_id, "topic": self.topics["events"]},
             ).fetchone()
-            if row is None:
-                return None
-            self._event(conn, row, "running")
-        return Claim(row, row["attempts"])
+        return None if row is None else Claim(row, row["attempts"])
 
     _STAGE_SQL = ("INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
                   "detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (job_id, stage, attempt) DO UPDATE SET "
@@ -99,7 +109,7 @@ class JobStore:
         if conn is not None:
             conn.cursor().executemany(self._STAGE_SQL, rows)
             return
-        with self.pool.connection() as own:
+        with self.pool.connection() as own, own.transaction():
             own.cursor().executemany(self._STAGE_SQL, rows)
 
     def finish(self, job_id: uuid.UUID, status: str, result: dict[str, Any] | None,
@@ -109,7 +119,7 @@ class JobStore:
         (a redelivered message finishing second writes nothing: no second result, no second event). ``stages``: this
         attempt's stage records, written in the same transaction (one round trip for all of them)."""
         assert status in TERMINAL
-        with self.pool.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             self.record_stages(job_id, stages or [], conn)
             row = conn.execute(
                 "UPDATE jobs SET status=%s, result=%s, error_code=%s, error_message=%s, finished_at=now(), "
@@ -197,12 +207,15 @@ class JobStore:
 
     # -- outbox --------------------------------------------------------------------------------------------------
     def _event(self, conn, row: dict[str, Any], status: str) -> None:
-        conn.execute(
-            "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-            (row["id"], self.topics["events"], str(row["id"]),
-             Jsonb({"job_id": str(row["id"]), "kind": row["kind"], "status": status,
-                    "attempts": row["attempts"], "at": row["updated_at"].isoformat()})),
-        )
+        self._events(conn, [row], status)
+
+    def _events(self, conn, rows: list[dict[str, Any]], status: str) -> None:
+        """The status events of ``rows`` into the outbox, in ``conn``'s transaction (one statement)."""
+        values = [(r["id"], self.topics["events"], str(r["id"]),
+                   Jsonb({"job_id": str(r["id"]), "kind": r["kind"], "status": status, "attempts": r["attempts"],
+                          "at": r["updated_at"].isoformat()})) for r in rows]
+        conn.execute("INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], %s::text[], "
+                     "%s::text[], %s::jsonb[])", [list(col) for col in zip(*values, strict=True)])
 
     def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
         self._event(conn, row, row["status"])
@@ -222,10 +235,13 @@ class JobStore:
                          (row["id"], self.topics["score"], str(row["id"]), Jsonb(payload)))
 
     def claim_unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0,
-                          limit: int = 500, lease_seconds: float = 30):
-        """Unpublished events, leased to this caller so two publishers never send the same one (a lease that
+                          limit: int = 500, lease_seconds: float = 30, job_ids: list[uuid.UUID] | None = None):
+        """Unpublished events (of ``job_id``, of ``job_ids``, or — a sweep — of any of this deployment's jobs older
+        than ``older_than_seconds``), leased to this caller so two publishers never send the same one (a lease that
         expires, because its publisher died, makes the events claimable again)."""
-        where = "job_id = %(job)s" if job_id is not None else (
+        if job_id is not None:
+            job_ids = [job_id]
+        where = "job_id = ANY(%(jobs)s)" if job_ids is not None else (
             "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
             "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))")  # a sweep: this deployment's jobs
         # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
@@ -239,7 +255,7 @@ class JobStore:
                           ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
                     WHERE o.id = c.id
                     RETURNING o.*, c.was_uncertain""",
-                {"job": job_id, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
+                {"jobs": job_ids, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
             ).fetchall()
 
     def release_claims(self, ids: list[int], uncertain: bool = False) -> None:

@@ -71,6 +71,16 @@ class StatusCache:
         return bool(self._call(self._put_forward, keys=[status_key(row["id"])],
                                args=[data, STATUS_TTL_SECONDS, CHANNEL]))
 
+    def put_many(self, rows: list[dict[str, Any]]) -> int:
+        """``put`` for several jobs in one pipeline (one round trip, plus the script check); how many were written."""
+        if not rows:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for row in rows:
+            self._put_forward(keys=[status_key(row["id"])], args=[dumps(job_summary(row)), STATUS_TTL_SECONDS, CHANNEL],
+                              client=pipe)
+        return sum(1 for written in self._call(pipe.execute) if written)
+
     def statuses(self, job_ids: list) -> list[str | None]:
         """The cached status of each job (None where Redis holds none)."""
         import json

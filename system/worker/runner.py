@@ -3,7 +3,8 @@ becomes of the message (``Disposition``); ``Worker`` is the SQS transport's proc
 ``system.worker.celery_worker``). Neither loses or doubles a result.
 
 * Visibility is extended while a job runs; a message is deleted only after the job's terminal state is committed in
-  Postgres, its events acknowledged by Kafka and its status written to Redis.
+  Postgres with its events in the outbox (Kafka gets them from there, in the background, in batches; a sweep sends
+  what a dead worker left) and its status written to Redis. Deletes go in batches of up to 10.
 * Idempotent by job id: a redelivered message for a finished job publishes anything left unpublished and is deleted.
 * Transient errors release the message with exponential backoff; on the last attempt the queue's redrive policy
   allows, the job is marked failed with the reason and the message is left to move to the DLQ.
@@ -159,7 +160,7 @@ class JobProcessor:
 
     # -- one message --------------------------------------------------------------------------------------------
     def _publish(self, row: dict) -> None:
-        self.publisher.publish_job(row["id"])
+        self.publisher.publish_soon(row["id"])  # committed in the outbox: sent in the background, in batches
         self._cache(row)
 
     def _cache(self, row: dict) -> None:
@@ -216,7 +217,7 @@ class JobProcessor:
                 log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
                 return retry_or_give_up()
             # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
-            self.publisher.publish_job(job_id)
+            self.publisher.publish_soon(job_id)
             self._cache(job)
             log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
                                                                              "status": job["status"]})
@@ -260,7 +261,7 @@ class JobProcessor:
         if row:
             self._publish(row)
         else:
-            self.publisher.publish_job(job_id)
+            self.publisher.publish_soon(job_id)
         self.processed += 1
         log.info("job done", extra={"job_id": str(job_id), "kind": job["kind"], "status": outcome.status,
                                     "attempt": claim.attempt, "stage_ms": timer.durations_ms,
@@ -286,6 +287,7 @@ class Worker(JobProcessor):
         self.grace = grace
         self.inflight: dict[str, dict] = {}  # receipt handle -> message
         self.inflight_lock = threading.Lock()
+        self.acks = DeleteBatcher(self.queue)
 
     def inflight_count(self) -> int:
         return len(self.inflight)
@@ -343,6 +345,7 @@ class Worker(JobProcessor):
                                                          VisibilityTimeout=0)
             except Exception as exc:
                 log.warning("could not release a message", extra={"error": str(exc)})
+        self.acks.close()  # the finished jobs' messages: deleted before this process goes
         log.info("worker stopped", extra={"processed": self.processed, "released": len(left)})
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -353,11 +356,11 @@ class Worker(JobProcessor):
         while not self.stop_event.wait(period):
             with self.inflight_lock:
                 handles = list(self.inflight)
-            for handle in handles:
+            for start in range(0, len(handles), 10):  # ten per request
                 try:
-                    self.queue.sqs.change_message_visibility(
-                        QueueUrl=self.queue.url, ReceiptHandle=handle,
-                        VisibilityTimeout=self.settings.sqs_visibility_timeout)
+                    self.queue.sqs.change_message_visibility_batch(QueueUrl=self.queue.url, Entries=[
+                        {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self.settings.sqs_visibility_timeout}
+                        for i, h in enumerate(handles[start:start + 10])])
                 except Exception as exc:
                     log.debug("visibility extension failed", extra={"error": str(exc)})
 
@@ -384,11 +387,64 @@ class Worker(JobProcessor):
             self._release(message, outcome.delay)
 
     def _delete(self, message: dict) -> None:
-        self.queue.sqs.delete_message(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"])
+        self.acks.delete(message["ReceiptHandle"])
 
     def _release(self, message: dict, delay: int) -> None:
         self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"],
                                                  VisibilityTimeout=max(0, min(delay, 43200)))
+
+
+class DeleteBatcher:
+    """Deletes acknowledged messages in batches of up to 10 (``delete_message_batch``) from a thread of its own: the
+    job threads hand over the receipt handle of a job whose outcome is committed and go on. A delete that is lost
+    (the process dies first, SQS refuses it) only means the message comes back after its visibility timeout, and a
+    redelivery of a finished job is harmless: it is recognised by the job's id and deleted."""
+
+    def __init__(self, queue: JobQueue, gather_s: float = 0.005):
+        self.queue = queue
+        self.gather_s = gather_s
+        self._handles: list[str] = []
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="sqs-deletes", daemon=True)
+        self._thread.start()
+
+    def delete(self, handle: str) -> None:
+        with self._cv:
+            self._handles.append(handle)
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._handles and not self._closing:
+                    self._cv.wait()
+                if not self._handles and self._closing:
+                    return
+            if len(self._handles) < 10 and not self._closing:
+                time.sleep(self.gather_s)  # jobs finishing together share one request
+            with self._cv:
+                batch, self._handles = self._handles[:10], self._handles[10:]
+            self._send(batch)
+
+    def _send(self, handles: list[str]) -> None:
+        try:
+            resp = self.queue.sqs.delete_message_batch(
+                QueueUrl=self.queue.url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)])
+            failed = resp.get("Failed", [])
+        except Exception as exc:
+            log.warning("could not delete finished jobs' messages; they will be redelivered and recognised",
+                        extra={"count": len(handles), "error": str(exc)})
+            return
+        if failed:
+            log.warning("SQS refused deleting finished jobs' messages; they will be redelivered and recognised",
+                        extra={"count": len(failed), "error": str(failed[0])})
+
+    def close(self, timeout: float = 10) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
 
 
 def install_signal_handlers(worker: Worker) -> None:

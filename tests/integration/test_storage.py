@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
 
 from system.storage.db import make_pool, migrate, migrations
 from system.storage.jobs import JobStore
@@ -93,5 +96,95 @@ def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
         assert sent_by == {"a": [{"job_id": str(mine["id"]), "kind": "inference", "v": 1}], "b": []}
         assert [r["id"] for r in a.stale_queued(0)] == [mine["id"]]
         assert len(a.claim_unpublished(older_than_seconds=0)) == 1  # its 'queued' event
+    finally:
+        pool.close()
+
+
+def test_a_pooled_connection_whose_backend_died_is_replaced_not_handed_out(pg_schema):
+    """The pool's check (no round trip: an idle connection has nothing to read) catches a backend that was killed
+    while its connection sat idle in the pool; without the check the dead connection is handed out."""
+    from psycopg_pool import ConnectionPool
+
+    def pooled_backend_killed(pool) -> int:
+        with pool.connection() as conn:
+            old = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+        with psycopg.connect(pg_schema.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (old,))
+        time.sleep(0.3)  # the server's goodbye reaches the idle socket
+        return old
+
+    pool = make_pool(pg_schema.dsn, 1)
+    try:
+        old = pooled_backend_killed(pool)
+        with pool.connection() as conn:
+            assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] != old
+    finally:
+        pool.close()
+    unchecked = ConnectionPool(pg_schema.dsn, min_size=1, max_size=1, kwargs={"autocommit": True,
+                                                                            "row_factory": dict_row})
+    try:  # the planted defect: the same fault on a pool without the check hands the dead connection out
+        unchecked.wait(10)
+        pooled_backend_killed(unchecked)
+        with pytest.raises(psycopg.OperationalError), unchecked.connection() as conn:
+            conn.execute("SELECT 1")
+    finally:
+        unchecked.close()
+
+
+def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_schema):
+    migrate(pg_schema.dsn)
+    pool = make_pool(pg_schema.dsn, 2)
+    try:
+        store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
+        items = [{"pattern": p, "values": [1, 2, 3], "models": ["moving_average"]} for p in ("linear", "seasonal", "cyclical")]
+        rows = store.create_many("inference", items)
+        assert [r["params"]["pattern"] for r in rows] == ["linear", "seasonal", "cyclical"]  # the request's order
+        events = store.claim_unpublished(job_ids=[r["id"] for r in rows])
+        assert sorted((e["job_id"], e["payload"]["status"]) for e in events) == sorted(
+            (r["id"], "queued") for r in rows)
+        claim = store.claim(rows[0]["id"])
+        assert claim.attempt == 1 and claim.job["status"] == "running"
+        [running] = store.claim_unpublished(rows[0]["id"])
+        p = running["payload"]
+        assert (p["job_id"], p["kind"], p["status"], p["attempts"]) == (str(rows[0]["id"]), "inference", "running", 1)
+        assert datetime.fromisoformat(p["at"]) == claim.job["updated_at"]
+        store.finish(rows[0]["id"], "completed", {"ok": True})
+        assert store.claim(rows[0]["id"]) is None  # terminal: no second claim, no event
+        assert [(e["topic"], e["payload"]["status"]) for e in store.claim_unpublished(rows[0]["id"])] == [
+            ("e", "completed"), ("i", "completed")]  # the status event, the model's result event
+    finally:
+        pool.close()
+
+
+def test_the_background_publisher_sends_what_piles_up_in_batches(pg_schema, stack, kafka_topics):
+    """``publish_soon`` from many job threads: every event reaches Kafka once and is marked published, in far fewer
+    claims than jobs (one claim, one produce-and-wait and one mark per batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.events import read_topic
+    from system.storage.events import OutboxPublisher
+
+    migrate(pg_schema.dsn)
+    pool = make_pool(pg_schema.dsn, 6)
+    topic = kafka_topics.create()
+    claims = []
+    try:
+        store = JobStore(pool, {"inference": topic, "score": topic, "events": topic})
+        claim_unpublished = store.claim_unpublished
+
+        def counted(*args, **kwargs):
+            claims.append(kwargs.get("job_ids"))
+            return claim_unpublished(*args, **kwargs)
+
+        store.claim_unpublished = counted
+        rows = store.create_many("inference", [{"pattern": "linear", "values": [1, 2], "models": []}] * 60)
+        publisher = OutboxPublisher(stack.kafka.bootstrap_servers, store)
+        with ThreadPoolExecutor(6) as threads:
+            list(threads.map(lambda r: publisher.publish_soon(r["id"]), rows))
+        publisher.close()  # publishes what is still pending
+        assert len(claims) < len(rows) / 3, f"{len(claims)} claims for {len(rows)} jobs: not batched"
+        assert store.claim_unpublished(job_ids=[r["id"] for r in rows]) == []  # all marked published
+        got = read_topic(stack.kafka.bootstrap_servers, topic)
+        assert sorted(m["value"]["job_id"] for m in got) == sorted(str(r["id"]) for r in rows)  # each once
     finally:
         pool.close()

@@ -1,0 +1,234 @@
+"""Capacity of the queue path (``nox -s capacity`` / ``python -m harness.capacity``): inference jobs through the API
+and the SQS workers at 1, 2 and 4 worker processes, each phase next to the raw SQS ceiling measured in the same run,
+with the CPU each job cost in every process (API, workers, Postgres, LocalStack, Kafka, Redis, the client).
+
+Also: whether the submitting side had headroom (the 2-worker phase again with twice the client threads: if that gives
+clearly more jobs/s, the client was the bottleneck and the figures say so), the enqueue→done p95 of a 300-job burst,
+and which process saturates as workers are added (busy share = its CPU seconds per wall second; 2 cores here).
+Optional ``--profile``: py-spy samples one worker and the API during the 2-worker phase; the top frames are printed.
+
+Figures go to ``reports/capacity-<time>.json`` and a line of ``reports/bench-history.jsonl`` (kind ``capacity``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness import history, ledger
+from harness.cpu import SYSTEM, CpuMeter, system_meter
+from harness.cpu import table as cpu_table
+from harness.report import REPORTS
+from harness.stack import choose_provider
+from harness.system_under_test import SystemUnderTest
+from harness.throughput import dumps, inference_batch, sqs_ceiling, submit_and_wait
+from system.simulators.patterns import PATTERNS
+
+SERIES_PER_REQUEST = len(PATTERNS)  # one series of each pattern per request
+
+
+def run_phase(sut: SystemUnderTest, stack, meter: CpuMeter | None, jobs: int, clients: int, label: str,
+              seed: int) -> tuple[list[str], dict]:
+    """``jobs`` inference jobs (requests of one series per pattern) from ``clients`` threads; figures + CPU."""
+    requests = max(1, jobs // SERIES_PER_REQUEST)
+    before = meter.read() if meter else None
+    t0 = time.monotonic()
+    ids, fig = submit_and_wait(sut.api_url, stack, [inference_batch(PATTERNS, seed=seed + i) for i in range(requests)],
+                               label, concurrency=clients)
+    wall = time.monotonic() - t0
+    fig["clients"] = clients
+    fig["wall_s"] = round(wall, 2)
+    if meter and before:
+        after = meter.read()
+        fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, after, len(ids))
+        # busy share: CPU seconds per wall second of the phase (1.0 = one core the whole time)
+        fig["busy_cores"] = {k: round((after[k] - before[k]) / max(wall, 1e-9), 2) for k in after if k in before}
+    return ids, fig
+
+
+def saturated(fig: dict, cores: int) -> str:
+    """Which process family used the most CPU, and whether the machine's cores were all busy."""
+    busy = fig.get("busy_cores") or {}
+    if not busy:
+        return "n/a (CPU not readable on this stack)"
+    top, share = max(busy.items(), key=lambda kv: kv[1])
+    total = sum(busy.values())
+    state = "all cores busy" if total >= 0.9 * cores else f"{total:.2f} of {cores} cores busy"
+    return f"{top} ({share:.2f} cores); {state}"
+
+
+def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        return None
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
+    """Inclusive share of samples per function from py-spy's collapsed stacks (each function once per stack)."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    if not raw.exists():
+        return []
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, num = line.rpartition(" ")
+        try:
+            k = int(num)
+        except ValueError:
+            continue
+        total += k
+        seen = set()
+        for frame in stack.split(";"):
+            name = frame.split(" (")[0]
+            loc = frame[frame.find("(") + 1:frame.rfind(")")] if "(" in frame else ""
+            key = f"{name} ({loc.rsplit('/', 2)[-2] + '/' if loc.count('/') >= 1 else ''}{loc.rsplit('/', 1)[-1]})"
+            key = key.split(":")[0] + ")" if ":" in key else key
+            if key not in seen:
+                seen.add(key)
+                counts[key] += k
+    interesting = [(f, c / max(total, 1)) for f, c in counts.most_common(200)
+                   if not f.startswith(("<module>", "run (threading", "_bootstrap", "worker (concurrent",
+                                        "_bootstrap_inner"))]
+    return interesting[:n]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.capacity", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stack", default="local", choices=("auto", "local", "containers"),
+                    help="where the backing services run (default: local; CPU per process only on local)")
+    ap.add_argument("--workers", default="1,2,4", help="worker-process counts, one phase each (default 1,2,4)")
+    ap.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker process (default 4)")
+    ap.add_argument("--jobs", type=int, default=2000, help="inference jobs per phase (default 2000)")
+    ap.add_argument("--clients", type=int, default=4, help="client threads submitting (default 4)")
+    ap.add_argument("--burst", type=int, default=300, help="jobs in the enqueue→done burst at 2 workers (300; 0: none)")
+    ap.add_argument("--no-headroom", action="store_true", help="skip the 2× client threads phase")
+    ap.add_argument("--profile", action="store_true", help="py-spy one worker and the API during the 2-worker phase")
+    ap.add_argument("--report-dir", default=str(REPORTS), help="where the JSON goes (default: reports/)")
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
+
+    say = lambda m: print(m, flush=True)  # noqa: E731
+    cores = os.cpu_count() or 1
+    provider = choose_provider(args.stack, progress=say)
+    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cores": cores, "jobs_per_phase": args.jobs,
+                     "concurrency": args.concurrency, "phases": []}
+    all_jobs: list[str] = []
+    sut = None
+    code = 1
+    out_dir = Path(args.report_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        stack = provider.start()
+        say("\nraw SQS ceiling (send batch + receive + delete, 1000 messages)")
+        summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
+        ceiling = c["send_receive_delete_per_s"]
+        say(f"  {ceiling} msg/s end to end")
+        sut = SystemUnderTest(stack, progress=say)
+        sut.start_api()
+        meter = system_meter(provider, sut)
+        seed = 0
+        for n in counts:
+            for w in list(sut.workers):
+                w.stop()
+            sut.workers.clear()
+            sut.start_workers(n, concurrency=args.concurrency)
+            # a short warm-up so every worker has its connections open before the clock starts
+            warm, _ = submit_and_wait(sut.api_url, sut.stack, [inference_batch(PATTERNS, seed=10**6 + i)
+                                                                for i in range(4 * n)], f"{n} worker(s): warm-up")
+            all_jobs += warm
+            phases = [("main", args.clients)]
+            if n == 2 and not args.no_headroom:
+                phases.append(("headroom", args.clients * 2))
+            for name, clients in phases:
+                profiles = []
+                if args.profile and n == 2 and name == "main":
+                    est = max(5.0, args.jobs / 80)
+                    profiles = [(who, pid, out_dir / f"capacity-{stamp}-{who}.txt") for who, pid in
+                                (("worker", sut.workers[0].pid), ("api", sut.api.pid))]
+                    profiles = [(who, py_spy(pid, est, path), path) for who, pid, path in profiles]
+                say(f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
+                    + (" (headroom check)" if name == "headroom" else ""))
+                ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed)
+                seed += 10_000
+                all_jobs += ids
+                fig.update(workers=n, phase=name, share_of_ceiling=round(fig["jobs_per_s"] / ceiling, 4))
+                fig["saturated"] = saturated(fig, cores)
+                summary["phases"].append(fig)
+                say(f"  {fig['jobs_per_s']} jobs/s = {fig['share_of_ceiling']:.1%} of the ceiling; queue wait p95 "
+                    f"{fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+                if "cpu_ms_per_job" in fig:
+                    say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
+                    say(f"  busiest: {fig['saturated']}")
+                for who, proc, path in profiles:
+                    if proc is not None:
+                        proc.wait(timeout=120)
+                        frames = top_frames(path)
+                        fig.setdefault("profile", {})[who] = [(f, round(s, 3)) for f, s in frames]
+                        say(f"  py-spy {who} (inclusive share of samples):")
+                        for f, s in frames:
+                            say(f"    {s:6.1%}  {f}")
+            if n == 2 and args.burst:
+                say(f"\nburst: {args.burst} jobs at once, 2 workers (enqueue→done)")
+                ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed)
+                seed += 10_000
+                all_jobs += ids
+                summary["burst"] = fig
+                say(f"  enqueue→done p50 {fig['enqueue_to_done_ms_p50']} ms, p95 {fig['enqueue_to_done_ms_p95']} ms")
+
+        say("\nledger over every job of the run …")
+        report = ledger.settle(stack, all_jobs)
+        summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status),
+                             "problems": report.problems[:20]}
+        say("  " + report.summary())
+        code = 0 if report.ok else 1
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+    finally:
+        if sut:
+            sut.stop()
+        provider.stop()
+
+    out = out_dir / f"capacity-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps(summary))
+    main_phases = [p for p in summary["phases"] if p["phase"] == "main"]
+    if main_phases:
+        history.append("capacity", {
+            "sqs_ceiling_msgs_per_s": summary["sqs_ceiling"]["send_receive_delete_per_s"],
+            "by_workers": {p["workers"]: {"jobs_per_s": p["jobs_per_s"], "share": p["share_of_ceiling"],
+                                          "cpu_system_ms": p.get("cpu_ms_per_job", {}).get("system")}
+                           for p in main_phases},
+            "burst_p95_ms": summary.get("burst", {}).get("enqueue_to_done_ms_p95")})
+        print("\nscaling (the same run)")
+        fams = [k for k in (*SYSTEM, "client")]
+        print(f"  {'workers':>7} {'jobs/s':>8} {'share':>6} {'sys ms/job':>10}  " + " ".join(f"{f[:9]:>9}" for f in fams)
+              + "   busiest")
+        for p in summary["phases"]:
+            cpu = p.get("cpu_ms_per_job", {})
+            print(f"  {p['workers']:>5}{'h' if p['phase'] == 'headroom' else ' ':<2} {p['jobs_per_s']:>8} "
+                  f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
+                  + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams) + f"   {p['saturated']}")
+        print("  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads)")
+        head = [p for p in summary["phases"] if p["phase"] == "headroom"]
+        two = [p for p in main_phases if p["workers"] == 2]
+        if head and two:
+            gain = head[0]["jobs_per_s"] / max(two[0]["jobs_per_s"], 1e-9) - 1
+            verdict = ("the client had headroom" if gain < 0.10 else
+                       "the client limited the 2-worker figure: more client threads gave more jobs/s")
+            summary["client_headroom"] = {"gain": round(gain, 3), "verdict": verdict}
+            print(f"  client: 2× threads gave {gain:+.1%} jobs/s → {verdict}")
+        out.write_text(dumps(summary))
+    print(f"  figures saved to {out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

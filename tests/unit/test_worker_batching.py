@@ -1,0 +1,59 @@
+"""The SQS worker's batched calls: deletes of finished jobs' messages go ten to a request, from a thread of their
+own, and nothing handed over is left behind at shutdown; a refused batch is logged, never raised into a job."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from system.worker.runner import DeleteBatcher
+
+
+class FakeSqs:
+    def __init__(self, fail: bool = False):
+        self.batches: list[list[str]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def delete_message_batch(self, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+        assert len(Entries) <= 10, "SQS takes at most ten entries per batch"
+        assert len({e["Id"] for e in Entries}) == len(Entries)
+        with self.lock:
+            self.batches.append([e["ReceiptHandle"] for e in Entries])
+        if self.fail:
+            raise ConnectionError("sqs is away")
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+
+class FakeQueue:
+    def __init__(self, sqs):
+        self.sqs, self.url = sqs, "http://127.0.0.1/queue/jobs"
+
+
+def test_deletes_go_ten_to_a_request_and_none_is_left_at_shutdown():
+    sqs = FakeSqs()
+    acks = DeleteBatcher(FakeQueue(sqs), gather_s=0.02)
+    handles = [f"h{i}" for i in range(37)]
+    threads = [threading.Thread(target=lambda part=handles[i::4]: [acks.delete(h) for h in part]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acks.close()
+    sent = [h for batch in sqs.batches for h in batch]
+    assert sorted(sent) == sorted(handles)  # each exactly once
+    assert len(sqs.batches) <= 8, f"{len(sqs.batches)} requests for 37 deletes: not batched"
+
+
+def test_a_refused_batch_is_logged_and_the_batcher_goes_on(caplog):
+    sqs = FakeSqs(fail=True)
+    acks = DeleteBatcher(FakeQueue(sqs), gather_s=0.001)
+    acks.delete("a")
+    deadline = time.monotonic() + 5
+    while not sqs.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sqs.fail = False
+    acks.delete("b")
+    acks.close()
+    assert [h for batch in sqs.batches for h in batch] == ["a", "b"]
+    assert "redelivered and recognised" in caplog.text
