@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,37 +68,34 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
                              "--format", "raw", "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
-    """Inclusive share of samples per function from py-spy's collapsed stacks (each function once per stack)."""
+    """Inclusive share of samples per function (``name (file)``, counted once per stack) from py-spy's collapsed
+    stacks, threads' idle waits left out (a sample whose leaf is a wait is not work)."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
     if not raw.exists():
         return []
+    idle = ("wait (threading", "_wait_for_tstate_lock", "select (selectors", "poll (selectors", "sleep",
+            "_worker (concurrent", "get (queue", "acquire")
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, num = line.rpartition(" ")
-        try:
-            k = int(num)
-        except ValueError:
+        if not num.isdigit():
             continue
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if frames and frames[-1].startswith(idle):
+            continue
+        k = int(num)
         total += k
-        seen = set()
-        for frame in stack.split(";"):
-            name = frame.split(" (")[0]
-            loc = frame[frame.find("(") + 1:frame.rfind(")")] if "(" in frame else ""
-            key = f"{name} ({loc.rsplit('/', 2)[-2] + '/' if loc.count('/') >= 1 else ''}{loc.rsplit('/', 1)[-1]})"
-            key = key.split(":")[0] + ")" if ":" in key else key
-            if key not in seen:
-                seen.add(key)
-                counts[key] += k
-    interesting = [(f, c / max(total, 1)) for f, c in counts.most_common(200)
-                   if not f.startswith(("<module>", "run (threading", "_bootstrap", "worker (concurrent",
-                                        "_bootstrap_inner"))]
-    return interesting[:n]
+        for f in set(frames):
+            counts[f] += k
+    generic = ("<module>", "Thread.run (", "_bootstrap", "_run_code", "_run_module_as_main", "_worker (concurrent",
+               "_WorkItem.run", "WorkerThread.run", "_run_sync_endpoint")  # every stack's frame: no news
+    return [(f, c / max(total, 1)) for f, c in counts.most_common() if not any(g in f for g in generic)][:n]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     sut = None
     code = 1
     out_dir = Path(args.report_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         stack = provider.start()
@@ -147,15 +146,18 @@ def main(argv: list[str] | None = None) -> int:
             phases = [("main", args.clients)]
             if n == 2 and not args.no_headroom:
                 phases.append(("headroom", args.clients * 2))
+            if n == 2 and args.profile:
+                phases.append(("profile", args.clients))  # a phase of its own: sampling costs CPU too
             for name, clients in phases:
                 profiles = []
-                if args.profile and n == 2 and name == "main":
-                    est = max(5.0, args.jobs / 80)
+                if name == "profile":
+                    est = max(5.0, args.jobs / 150)
                     profiles = [(who, pid, out_dir / f"capacity-{stamp}-{who}.txt") for who, pid in
                                 (("worker", sut.workers[0].pid), ("api", sut.api.pid))]
                     profiles = [(who, py_spy(pid, est, path), path) for who, pid, path in profiles]
                 say(f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
-                    + (" (headroom check)" if name == "headroom" else ""))
+                    + {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(
+                        name, ""))
                 ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed)
                 seed += 10_000
                 all_jobs += ids
@@ -213,10 +215,11 @@ def main(argv: list[str] | None = None) -> int:
               + "   busiest")
         for p in summary["phases"]:
             cpu = p.get("cpu_ms_per_job", {})
-            print(f"  {p['workers']:>5}{'h' if p['phase'] == 'headroom' else ' ':<2} {p['jobs_per_s']:>8} "
+            print(f"  {p['workers']:>5}{p['phase'][0] if p['phase'] != 'main' else ' ':<2} {p['jobs_per_s']:>8} "
                   f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
                   + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams) + f"   {p['saturated']}")
-        print("  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads)")
+        print("  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads; "
+              "p = the profiled phase)")
         head = [p for p in summary["phases"] if p["phase"] == "headroom"]
         two = [p for p in main_phases if p["workers"] == 2]
         if head and two:

@@ -96,21 +96,23 @@ class JobStore:
         return None if row is None else Claim(row, row["attempts"])
 
     _STAGE_SQL = ("INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
-                  "detail) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (job_id, stage, attempt) DO UPDATE SET "
-                  "finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, status=excluded.status, "
-                  "detail=excluded.detail")
+                  "detail) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], "
+                  "%s::timestamptz[], %s::float8[], %s::text[], %s::jsonb[]) ON CONFLICT (job_id, stage, attempt) "
+                  "DO UPDATE SET finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, "
+                  "status=excluded.status, detail=excluded.detail")
 
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
-        """Stage records (``StageTimer.records``) in one round trip; in ``conn``'s transaction when given."""
+        """Stage records (``StageTimer.records``) in one statement; in ``conn``'s transaction when given."""
         if not stages:
             return
         rows = [(job_id, s["name"], s["attempt"], s["started"], s["finished"], s["ms"], s["status"],
                  Jsonb(s["detail"]) if s["detail"] is not None else None) for s in stages]
+        columns = columns_of(rows)
         if conn is not None:
-            conn.cursor().executemany(self._STAGE_SQL, rows)
+            conn.execute(self._STAGE_SQL, columns)
             return
-        with self.pool.connection() as own, own.transaction():
-            own.cursor().executemany(self._STAGE_SQL, rows)
+        with self.pool.connection() as own:
+            own.execute(self._STAGE_SQL, columns)
 
     def finish(self, job_id: uuid.UUID, status: str, result: dict[str, Any] | None,
                model_results: list[dict[str, Any]] | None = None, error_code: str | None = None,
@@ -129,12 +131,13 @@ class JobStore:
             if row is None:
                 return None
             if model_results:
-                conn.cursor().executemany(
+                conn.execute(
                     "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse, "
-                    "created_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",  # completed_at: now()
-                    [(job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"], m.get("mae"),
-                      m.get("rmse"), row["enqueued_at"]) for m in model_results],
-                )
+                    "created_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[], "
+                    "%s::float8[], %s::float8[], %s::float8[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
+                    columns_of([(job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"],
+                                 m.get("mae"), m.get("rmse"), row["enqueued_at"]) for m in model_results]),
+                )  # completed_at: now()
             self._terminal_events(conn, row, model_results or [])
         return row
 
@@ -211,11 +214,16 @@ class JobStore:
 
     def _events(self, conn, rows: list[dict[str, Any]], status: str) -> None:
         """The status events of ``rows`` into the outbox, in ``conn``'s transaction (one statement)."""
-        values = [(r["id"], self.topics["events"], str(r["id"]),
-                   Jsonb({"job_id": str(r["id"]), "kind": r["kind"], "status": status, "attempts": r["attempts"],
-                          "at": r["updated_at"].isoformat()})) for r in rows]
-        conn.execute("INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], %s::text[], "
-                     "%s::text[], %s::jsonb[])", [list(col) for col in zip(*values, strict=True)])
+        self._outbox(conn, [(r["id"], self.topics["events"], str(r["id"]),
+                             Jsonb({"job_id": str(r["id"]), "kind": r["kind"], "status": status,
+                                    "attempts": r["attempts"], "at": r["updated_at"].isoformat()})) for r in rows])
+
+    @staticmethod
+    def _outbox(conn, entries: list[tuple]) -> None:
+        """(job_id, topic, key, payload) entries into the outbox in one statement (ids in the entries' order)."""
+        if entries:
+            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], "
+                         "%s::text[], %s::text[], %s::jsonb[])", columns_of(entries))
 
     def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
         self._event(conn, row, row["status"])
@@ -223,16 +231,13 @@ class JobStore:
                 "error_message": row["error_message"], "finished_at": row["finished_at"].isoformat()}
         if row["kind"] == "inference":
             models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            conn.cursor().executemany(
-                "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                [(row["id"], self.topics["inference"], str(row["id"]), Jsonb(
-                    {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
-                     "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"), "mae": m.get("mae"),
-                     "rmse": m.get("rmse")})) for m in models])
+            self._outbox(conn, [(row["id"], self.topics["inference"], str(row["id"]), Jsonb(
+                {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
+                 "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"), "mae": m.get("mae"),
+                 "rmse": m.get("rmse")})) for m in models])
         else:
-            payload = {**base, "result": row["result"]}
-            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                         (row["id"], self.topics["score"], str(row["id"]), Jsonb(payload)))
+            self._outbox(conn, [(row["id"], self.topics["score"], str(row["id"]),
+                                 Jsonb({**base, "result": row["result"]}))])
 
     def claim_unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0,
                           limit: int = 500, lease_seconds: float = 30, job_ids: list[uuid.UUID] | None = None):
@@ -284,6 +289,11 @@ class JobStore:
                 "SELECT model_name, pattern, prediction, inference_ms, mae, rmse, created_at FROM inference_results "
                 "WHERE job_id=%s ORDER BY model_name", (job_id,)).fetchall()
         return job
+
+
+def columns_of(rows: list[tuple]) -> list[list]:
+    """Rows as columns: the arrays of an ``INSERT … SELECT * FROM unnest(…)`` (one statement for many rows)."""
+    return [list(col) for col in zip(*rows, strict=True)]
 
 
 def job_message(row: dict[str, Any]) -> dict[str, Any]:
