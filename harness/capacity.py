@@ -53,6 +53,50 @@ def run_phase(sut: SystemUnderTest, stack, meter: CpuMeter | None, jobs: int, cl
     return ids, fig
 
 
+def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, timeout: float = 180) -> dict:
+    """``scores`` score uploads at once, and meanwhile a steady stream of inference jobs (``stream_per_s`` requests of
+    one series per pattern a second, well below capacity) until every score is done: how long did inference jobs wait
+    in the queue while scores rendered? (Goal: ≤ 1 s; a worker keeps slots free for short jobs.)"""
+    import threading
+
+    import httpx
+
+    from harness.throughput import count_terminal, job_figures, score_upload
+    from system.simulators import scores as score_files
+
+    content = score_files.musicxml()
+    score_ids: list[str] = []
+    stream_ids: list[str] = []
+    stop = threading.Event()
+
+    def stream():
+        with httpx.Client(base_url=sut.api_url, timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                t0 = time.monotonic()
+                stream_ids.extend(inference_batch(PATTERNS, seed=5_000_000 + i)(c))
+                i += 1
+                stop.wait(max(0.0, 1 / stream_per_s - (time.monotonic() - t0)))
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    started = time.monotonic()
+    with httpx.Client(base_url=sut.api_url, timeout=60) as c:
+        for i in range(scores):
+            score_ids.extend(score_upload(content, f"capacity {i}")(c))
+    while time.monotonic() - started < timeout and count_terminal(stack, score_ids)[0] < len(score_ids):
+        time.sleep(0.2)
+    stop.set()
+    t.join(30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and count_terminal(stack, stream_ids)[0] < len(stream_ids):
+        time.sleep(0.2)
+    fig = job_figures(stack, score_ids + stream_ids)
+    fig.update(scores=len(score_ids), stream_jobs=len(stream_ids), score_slots=sut.env.get("WORKER_SCORE_SLOTS"),
+               span_s=round(time.monotonic() - started, 1), ids=score_ids + stream_ids)
+    return fig
+
+
 def saturated(fig: dict, cores: int) -> str:
     """Which process family used the most CPU, and whether the machine's cores were all busy."""
     busy = fig.get("busy_cores") or {}
@@ -108,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4, help="client threads submitting (default 4)")
     ap.add_argument("--burst", type=int, default=300, help="jobs in the enqueue→done burst at 2 workers (300; 0: none)")
     ap.add_argument("--no-headroom", action="store_true", help="skip the 2× client threads phase")
+    ap.add_argument("--mixed", type=int, default=12, help="score uploads in the mixed phase at 2 workers, with a "
+                    "steady inference stream: do short jobs wait behind score rendering? (12; 0: none)")
+    ap.add_argument("--score-slots", type=int, default=None,
+                    help="WORKER_SCORE_SLOTS for the workers (default: the system's, a quarter of the concurrency)")
     ap.add_argument("--profile", action="store_true", help="py-spy one worker and the API during the 2-worker phase")
     ap.add_argument("--report-dir", default=str(REPORTS), help="where the JSON goes (default: reports/)")
     args = ap.parse_args(argv)
@@ -130,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
         ceiling = c["send_receive_delete_per_s"]
         say(f"  {ceiling} msg/s end to end")
-        sut = SystemUnderTest(stack, progress=say)
+        sut = SystemUnderTest(stack, progress=say,
+                              env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None)
         sut.start_api()
         meter = system_meter(provider, sut)
         seed = 0
@@ -177,6 +226,16 @@ def main(argv: list[str] | None = None) -> int:
                         say(f"  py-spy {who} (inclusive share of samples):")
                         for f, s in frames:
                             say(f"    {s:6.1%}  {f}")
+            if n == 2 and args.mixed:
+                say(f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
+                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (a quarter)'})")
+                fig = mixed_phase(sut, stack, args.mixed, 10.0)
+                all_jobs += fig.pop("ids")
+                summary["mixed"] = fig
+                inf = fig.get("by_kind", {}).get("inference", {})
+                say(f"  inference jobs: queue wait p95 {inf.get('queue_wait_ms_p95')} ms, longest "
+                    f"{inf.get('queue_wait_ms_max')} ms (goal ≤ 1000 ms); {fig['scores']} scores done in "
+                    f"{fig['span_s']} s")
             if n == 2 and args.burst:
                 say(f"\nburst: {args.burst} jobs at once, 2 workers (enqueue→done)")
                 ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed)

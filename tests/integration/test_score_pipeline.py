@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import httpx
 import miniaudio
@@ -169,3 +170,40 @@ def test_translation_failing_after_retries_keeps_analysis_and_audio(system, stac
     assert [r["retry_count"] for r in seen] == [0, 1, 2]  # the SDK's two retries, then the warning
     report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
+
+
+def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) -> tuple[int, int]:
+    """One worker with 4 slots; 4 score uploads, then 5 inference jobs. How many of the inference jobs started before
+    the first score job finished (of how many)?"""
+    import psycopg
+
+    from harness.system_under_test import running_system
+    from harness.throughput import inference_batch, score_upload
+    from system.simulators.patterns import PATTERNS
+
+    env = {"WORKER_SCORE_SLOTS": str(score_slots)} if score_slots else None
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    with running_system(stack, tmp_path, env=env, workers=1, concurrency=4) as own, own.client() as c:
+        content = scores.musicxml()
+        score_ids = [i for n in range(4) for i in score_upload(content, f"slot {n}")(c)]
+        time.sleep(0.3)  # the worker has taken what its slots allow
+        inference_ids = inference_batch(PATTERNS, seed=77)(c)
+        everything = score_ids + inference_ids
+        wait_for(lambda: all(c.get(f"/api/v1/jobs/{j}").json()["status"] in TERMINAL for j in everything), 120,
+                 what="all jobs terminal")
+        with psycopg.connect(stack.postgres.dsn) as conn:
+            first_score_done = conn.execute("SELECT min(finished_at) FROM jobs WHERE id = ANY(%s::uuid[])",
+                                            (score_ids,)).fetchone()[0]
+            early = conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND started_at < %s",
+                                 (inference_ids, first_score_done)).fetchone()[0]
+    return early, len(inference_ids)
+
+
+def test_short_jobs_do_not_wait_behind_score_rendering(stack, tmp_path):
+    """A worker keeps slots free for short jobs (WORKER_SCORE_SLOTS, default a quarter): inference jobs submitted
+    behind four score uploads all start while the first score is still rendering. Planted defect: every slot may run
+    a score job (score slots = concurrency), and the inference jobs wait until a score job is done."""
+    early, total = started_before_any_score_finished(stack, tmp_path / "reserved", score_slots=None)
+    assert early == total, f"only {early} of {total} inference jobs started before the first score job finished"
+    early, total = started_before_any_score_finished(stack, tmp_path / "defect", score_slots=4)
+    assert early == 0, f"with every slot open to scores, {early} of {total} inference jobs still started early"

@@ -47,6 +47,7 @@ def test_slow_worker_fails_the_capacity_gate(chaos_system, stack):
     bad = load.capacity(stack, slow.api_url, ceiling, requests=16, label="slow_worker")
     ok_v = verdicts("throughput", {"capacity": fine})["capacity jobs/s / raw SQS ceiling"]
     bad_v = verdicts("throughput", {"capacity": bad})["capacity jobs/s / raw SQS ceiling"]
+    print(f"\nhonest: {ok_v.line()} ({fine['jobs_per_s']} jobs/s); slow_worker: {bad_v.line()}")
     assert (fine["terminal"], bad["terminal"]) == (300, 80)
     assert ok_v.ok, f"honest workers miss the capacity gate: {ok_v.line()} ({fine['jobs_per_s']} jobs/s)"
     assert fine["jobs_per_s"] >= 5 * bad["jobs_per_s"], (fine, bad)
