@@ -184,6 +184,14 @@ def up(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def capacity(session: nox.Session) -> None:
+    """Inference jobs at 1, 2 and 4 workers against the raw SQS ceiling, CPU per job by process, client headroom,
+    a 300-job burst and a mixed phase (-- --profile for py-spy's top frames; -- --help)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.capacity", *session.posargs, external=True)
+
+
+@nox.session(python=False)
 def demo(session: nox.Session) -> None:
     """The main job: everything up on the local stack, a bounded mixed load with live progress, then a summary."""
     _setup(session)
