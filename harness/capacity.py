@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed", type=int, default=12, help="score uploads in the mixed phase at 2 workers, with a "
                     "steady inference stream: do short jobs wait behind score rendering? (12; 0: none)")
     ap.add_argument("--score-slots", type=int, default=None,
-                    help="WORKER_SCORE_SLOTS for the workers (default: the system's, a quarter of the concurrency)")
+                    help="WORKER_SCORE_SLOTS for the workers (default: the system's, half the concurrency)")
     ap.add_argument("--profile", action="store_true", help="py-spy one worker and the API during the 2-worker phase")
     ap.add_argument("--report-dir", default=str(REPORTS), help="where the JSON goes (default: reports/)")
     args = ap.parse_args(argv)
@@ -174,14 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         stack = provider.start()
+        sut = SystemUnderTest(stack, progress=say,
+                              env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None)
+        meter = system_meter(provider, sut)
         say("\nraw SQS ceiling (send batch + receive + delete, 1000 messages)")
+        before = meter.read() if meter else None
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
         ceiling = c["send_receive_delete_per_s"]
         say(f"  {ceiling} msg/s end to end")
-        sut = SystemUnderTest(stack, progress=say,
-                              env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None)
+        if meter and before:  # what the emulator itself costs per message at its best (batches of ten): a floor
+            c["localstack_cpu_ms_per_msg"] = CpuMeter.per_job_ms(before, meter.read(), c["received"])["localstack"]
+            say(f"  LocalStack CPU at its ceiling: {c['localstack_cpu_ms_per_msg']} ms per message (batches of 10)")
         sut.start_api()
-        meter = system_meter(provider, sut)
         seed = 0
         for n in counts:
             for w in list(sut.workers):
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                             say(f"    {s:6.1%}  {f}")
             if n == 2 and args.mixed:
                 say(f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
-                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (a quarter)'})")
+                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})")
                 fig = mixed_phase(sut, stack, args.mixed, 10.0)
                 all_jobs += fig.pop("ids")
                 summary["mixed"] = fig

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(4, ge=1, le=64)
     worker_score_slots: int | None = Field(None, ge=1, le=64, description="of a worker's slots, how many may run "
-                                           "score jobs at once (default: a quarter); the rest stay free for short jobs")
+                                           "score jobs at once (default: half); the rest stay free for short jobs")
     worker_retry_base_seconds: float = Field(1.0, ge=0)
     requeue_after_seconds: float = Field(300.0, gt=0, description="re-send jobs still queued after this long")
 

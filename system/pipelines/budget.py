@@ -39,6 +39,7 @@ PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pip
 WATCH_INTERVAL_SECONDS = 0.02  # how often the parent reads the child's resident memory
 AS_BACKSTOP_FACTOR, AS_BACKSTOP_EXTRA = 2, 512 * 2**20  # RLIMIT_AS: for an allocation too fast for the watch
 MEMORY_EXIT_CODE = 86  # the child ran out of its memory budget even while reporting it
+SCORE_CHILD_NICE = 5  # a score child's CPU priority below its worker's (nice): inference jobs are not slowed by it
 CPU_GRACE_SECONDS = 5  # RLIMIT_CPU = the time budget + this: only a backstop for a child whose parent has died
 
 _lock = threading.Lock()
@@ -107,6 +108,7 @@ def _child(conn, worker: int, fn: Callable[..., Any], args: tuple, memory_bytes:
     resource.setrlimit(resource.RLIMIT_AS, (backstop, hard_as))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, resource.getrlimit(resource.RLIMIT_CPU)[1]))
     threading.Thread(target=_exit_with_worker, args=(worker,), daemon=True).start()
+    os.nice(SCORE_CHILD_NICE)  # reading a score may take seconds of CPU: the worker's short jobs go first
     conn.send(("started", resident_bytes()))
     try:
         outcome: tuple = ("ok", fn(*args))

@@ -38,6 +38,9 @@ from system.storage.status_cache import StatusCache
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
+# a held score message's lease, renewed every second (see Worker); longer than the running messages' renewal period
+# (≤ 5 s), so one that starts running just as the lease is renewed is extended again in time
+HOLD_VISIBILITY_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -289,15 +292,18 @@ class Worker(JobProcessor):
         self.inflight: dict[str, dict] = {}  # receipt handle -> message (running or held)
         self.inflight_lock = threading.Lock()
         self.acks = DeleteBatcher(self.queue)
-        # Score jobs take seconds of CPU (reading, analysis, audio), inference jobs milliseconds: score jobs may fill
-        # only ``score_slots`` of the slots (default a quarter), so short jobs neither queue behind score rendering
-        # nor starve for CPU while it runs (measured with 2 workers on 2 cores, inference requests at 10/s during 12
-        # score uploads: the longest inference queue wait was 2.3 s with 4 score slots per worker, 1.7 s with 2,
-        # 0.88 s with 1; the scores took 4.5, 4.9 and 5.1 s). A score message received while those are busy is
-        # held (kept invisible by the heartbeat) until one frees. A held message cannot be handed back without
-        # spending one of its attempts (SQS counts every receive), so a worker holds up to ``hold_limit`` of them
-        # and only then stops receiving; more workers share a burst of scores because each takes what it receives.
-        self.score_slots = min(self.concurrency, settings.worker_score_slots or max(1, self.concurrency // 4))
+        # Score jobs take seconds (reading, analysis, translation, audio), inference jobs milliseconds: score jobs
+        # may fill only ``score_slots`` of the slots (default half), so short jobs never queue behind score
+        # rendering; and a score's reading runs at a lower CPU priority (``budget.SCORE_CHILD_NICE``), so they do not
+        # starve for CPU while it runs either. Measured with 2 workers × 4 on 2 cores, inference requests at 10/s
+        # during 12 score uploads, the longest inference queue wait: every slot open to scores 2.3 s; 3 score slots
+        # 1.4-1.5 s; 2 score slots 0.7-1.7 s, and 0.2-0.4 s with the reading niced (the scores took 4.4-4.9 s
+        # throughout). A score message received while the score slots are busy is held until one frees. A held
+        # message cannot be handed back without spending one of its attempts (SQS counts every receive), so a worker
+        # holds up to ``hold_limit`` of them and only then stops receiving. It is held on a short lease
+        # (``HOLD_VISIBILITY_SECONDS``, renewed every second): if this worker dies, what it held is back on the
+        # queue within seconds, not after the full visibility timeout.
+        self.score_slots = min(self.concurrency, settings.worker_score_slots or max(1, self.concurrency // 2))
         self.scores_running = 0
         self.held: deque[dict] = deque()
         self.hold_limit = max(10, 4 * self.concurrency)
@@ -339,12 +345,16 @@ class Worker(JobProcessor):
             for m in messages:
                 with self.inflight_lock:
                     self.inflight[m["ReceiptHandle"]] = m
-                    if _is_score(m):
-                        if self.scores_running >= self.score_slots:
-                            self.held.append(m)  # runs when a score slot frees (see _run_one)
-                            continue
-                        self.scores_running += 1
-                executor.submit(self._run_one, m)
+                    if _is_score(m) and self.scores_running >= self.score_slots:
+                        self.held.append(m)  # runs when a score slot frees (see _run_one)
+                        hold = True
+                    else:
+                        self.scores_running += _is_score(m)
+                        hold = False
+                if hold:
+                    self._set_visibility([m["ReceiptHandle"]], HOLD_VISIBILITY_SECONDS)
+                else:
+                    executor.submit(self._run_one, m)
         self._drain(executor)
 
     def _free_slots(self) -> int:
@@ -369,19 +379,28 @@ class Worker(JobProcessor):
         executor.shutdown(wait=False, cancel_futures=True)
 
     def _heartbeat(self) -> None:
-        """Keep in-flight messages invisible while their jobs run. Nothing here may block on a slow dependency:
-        a missed extension hands a running job to another worker."""
+        """Keep in-flight messages invisible while their jobs run (every ``period``), and held ones on their short
+        lease (every second). Nothing here may block on a slow dependency: a missed extension hands a running job to
+        another worker."""
         period = max(0.5, min(5.0, self.settings.sqs_visibility_timeout / 3))
-        while not self.stop_event.wait(period):
+        last_running = time.monotonic()
+        while not self.stop_event.wait(min(1.0, period)):
             with self.inflight_lock:
-                handles = list(self.inflight)
-            for start in range(0, len(handles), 10):  # ten per request
-                try:
-                    self.queue.sqs.change_message_visibility_batch(QueueUrl=self.queue.url, Entries=[
-                        {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": self.settings.sqs_visibility_timeout}
-                        for i, h in enumerate(handles[start:start + 10])])
-                except Exception as exc:
-                    log.debug("visibility extension failed", extra={"error": str(exc)})
+                held = [m["ReceiptHandle"] for m in self.held]
+                running = list(self.inflight.keys() - set(held))
+            self._set_visibility(held, HOLD_VISIBILITY_SECONDS)
+            if time.monotonic() - last_running >= period:
+                last_running = time.monotonic()
+                self._set_visibility(running, self.settings.sqs_visibility_timeout)
+
+    def _set_visibility(self, handles: list[str], seconds: int) -> None:
+        for start in range(0, len(handles), 10):  # ten per request
+            try:
+                self.queue.sqs.change_message_visibility_batch(QueueUrl=self.queue.url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                    for i, h in enumerate(handles[start:start + 10])])
+            except Exception as exc:
+                log.debug("visibility change failed", extra={"error": str(exc)})
 
     def _run_one(self, message: dict) -> None:
         handle = message["ReceiptHandle"]
@@ -402,7 +421,8 @@ class Worker(JobProcessor):
                         follow = self.held.popleft()  # its slot passes to the next held score job
                     else:
                         self.scores_running -= 1
-            if follow is not None:
+            if follow is not None:  # off its short hold lease first
+                self._set_visibility([follow["ReceiptHandle"]], self.settings.sqs_visibility_timeout)
                 self._executor.submit(self._run_one, follow)
 
     def _handle(self, message: dict) -> None:

@@ -200,7 +200,7 @@ def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) 
 
 
 def test_short_jobs_do_not_wait_behind_score_rendering(stack, tmp_path):
-    """A worker keeps slots free for short jobs (WORKER_SCORE_SLOTS, default a quarter): inference jobs submitted
+    """A worker keeps slots free for short jobs (WORKER_SCORE_SLOTS, default half): inference jobs submitted
     behind four score uploads all start while the first score is still rendering. Planted defect: every slot may run
     a score job (score slots = concurrency), and the inference jobs wait until a score job is done."""
     early, total = started_before_any_score_finished(stack, tmp_path / "reserved", score_slots=None)

@@ -14,6 +14,7 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
         "run": {"users": 8, "spawn_rate": 8, "warmup_s": 2, "steady_s": 6, "workers": 2, "drain_timeout_s": 10,
                 "user_classes": ["ScoreUploader"]},
         "openai": {"delay_seconds": 1.5},
+        "system": {"WORKER_SCORE_SLOTS": 4},  # every slot may hold a score job (the default keeps half for short ones)
         "window": [{"name": "worker_kill", "fault": "worker.kill", "params": {"worker": 0}, "duration_s": 3,
                     "recovery_s": 8}],
     })
