@@ -89,9 +89,13 @@ def ensure_venv() -> None:
 def ensure_tool_venvs() -> None:
     """The LocalStack venv lives in the shared cache (~/.cache/verisim) so every checkout reuses it."""
     subprocess.run(
-        [str(VENV_PY), "-c",
-         "from harness.stack.local.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))"],
-        check=True, cwd=ROOT,
+        [
+            str(VENV_PY),
+            "-c",
+            "from harness.stack.local.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))",
+        ],
+        check=True,
+        cwd=ROOT,
     )
 
 
@@ -133,8 +137,11 @@ def main(argv: list[str]) -> int:
     if command == "docker":
         ensure_docker()
         # `docker compose up` (README) and `nox -s compose`: Debian's Docker Compose when the CLI has none
-        subprocess.run([str(VENV_PY), "-c", "from harness.docker.compose_check import compose_command as c; c()"],
-                       check=True, cwd=ROOT)
+        subprocess.run(
+            [str(VENV_PY), "-c", "from harness.docker.compose_check import compose_command as c; c()"],
+            check=True,
+            cwd=ROOT,
+        )
         return 0
     if command == "test":
         ensure_docker()  # CI runs the integration tests on the containers stack too

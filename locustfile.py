@@ -57,8 +57,17 @@ _REQUEST_LOG = None
 
 
 @events.request.add_listener
-def _log_request(request_type, name, response_time, response_length, response=None, context=None, exception=None,
-                 start_time=None, **_):
+def _log_request(
+    request_type,
+    name,
+    response_time,
+    response_length,
+    response=None,
+    context=None,
+    exception=None,
+    start_time=None,
+    **_,
+):
     """With ``$VERISIM_REQUEST_LOG`` set, one JSON line per request (when, what, status, ms, submission token):
     what the chaos-under-load runner cuts into phases."""
     global _REQUEST_LOG
@@ -68,10 +77,20 @@ def _log_request(request_type, name, response_time, response_length, response=No
     if _REQUEST_LOG is None:
         _REQUEST_LOG = open(path, "a", buffering=1)
     status = getattr(response, "status_code", None)
-    _REQUEST_LOG.write(json.dumps({"t": start_time or time.time() - response_time / 1000, "name": name,
-                                   "type": request_type, "status": status, "ms": round(response_time, 2),
-                                   "token": (context or {}).get("token"),
-                                   "error": None if exception is None else str(exception)[:160]}) + "\n")
+    _REQUEST_LOG.write(
+        json.dumps(
+            {
+                "t": start_time or time.time() - response_time / 1000,
+                "name": name,
+                "type": request_type,
+                "status": status,
+                "ms": round(response_time, 2),
+                "token": (context or {}).get("token"),
+                "error": None if exception is None else str(exception)[:160],
+            }
+        )
+        + "\n"
+    )
 
 
 class InferenceSubmitter(HttpUser):
@@ -88,8 +107,15 @@ class InferenceSubmitter(HttpUser):
         for _ in range(random.randint(1, 5)):
             pattern = random.choice(PATTERNS)
             values, actual = split(pattern, 48, 3, seed=random.randrange(2**31))
-            series.append({"pattern": pattern, "values": values, "actual": actual, "horizon": 3,
-                           "metadata": {"submission": token}})
+            series.append(
+                {
+                    "pattern": pattern,
+                    "values": values,
+                    "actual": actual,
+                    "horizon": 3,
+                    "metadata": {"submission": token},
+                }
+            )
         submit_job(self.client, "/api/v1/inference", token, json={"series": series})
 
 
@@ -103,8 +129,13 @@ class ScoreUploader(HttpUser):
     @task
     def upload(self) -> None:
         token = f"locust-{uuid.uuid4().hex[:16]}"
-        submit_job(self.client, "/api/v1/scores", token, files={"file": (f"{token}.musicxml", score_bytes())},
-                   data={"title": "Christus, der ist mein Leben"})
+        submit_job(
+            self.client,
+            "/api/v1/scores",
+            token,
+            files={"file": (f"{token}.musicxml", score_bytes())},
+            data={"title": "Christus, der ist mein Leben"},
+        )
 
 
 class DashboardReader(HttpUser):
@@ -161,6 +192,11 @@ class FeedWatcher(HttpUser):
                     raise TimeoutError(f"no job event within {WS_EVENT_TIMEOUT_S:g} s of the hello") from None
         except Exception as e:  # reported to Locust as a failed request
             exc = e
-        events.request.fire(request_type="WS", name="/api/v1/dashboard/ws",
-                            response_time=(time.perf_counter() - started) * 1000, response_length=received,
-                            exception=exc, context={})
+        events.request.fire(
+            request_type="WS",
+            name="/api/v1/dashboard/ws",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=received,
+            exception=exc,
+            context={},
+        )

@@ -31,9 +31,10 @@ def _pytest(session: nox.Session, *args: str, success_codes=(0,)) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff over everything."""
+    """ruff over everything: lint, and the format check (`ruff format .` fixes it)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
+    session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
 
 
 @nox.session(python=False)
@@ -68,11 +69,18 @@ def fuzz(session: nox.Session) -> None:
     """Longer property tests and API fuzzing: Hypothesis's "fuzz" profile (random, 10x the examples) and 20 000
     generated API requests (VERISIM_FUZZ_REQUESTS overrides); counts in reports/fuzz/counts.json."""
     session.env.setdefault("VERISIM_FUZZ_REQUESTS", "20000")
-    _pytest(session, "tests/unit/test_properties_domain.py", "tests/unit/test_properties_ledger.py",
-            "tests/unit/test_properties_slo.py", "tests/integration/test_properties_stores.py",
-            "tests/integration/test_api_fuzz.py",
-            "tests/integration/test_job_lifecycle_stateful.py",
-            "--hypothesis-profile=fuzz", "--stack=local", "--timeout=3000")
+    _pytest(
+        session,
+        "tests/unit/test_properties_domain.py",
+        "tests/unit/test_properties_ledger.py",
+        "tests/unit/test_properties_slo.py",
+        "tests/integration/test_properties_stores.py",
+        "tests/integration/test_api_fuzz.py",
+        "tests/integration/test_job_lifecycle_stateful.py",
+        "--hypothesis-profile=fuzz",
+        "--stack=local",
+        "--timeout=3000",
+    )
 
 
 @nox.session(python=False)
@@ -103,8 +111,16 @@ def bench(session: nox.Session) -> None:
     compare = []
     if list((ROOT / ".benchmarks").glob("*/*.json")):  # a previous run to compare with: regressions fail
         compare = ["--benchmark-compare", "--benchmark-compare-fail=median:40%"]
-    _pytest(session, "tests", "-m", "bench", "--benchmark-only", "--benchmark-autosave",
-            "--benchmark-json=reports/bench-latest.json", *compare)
+    _pytest(
+        session,
+        "tests",
+        "-m",
+        "bench",
+        "--benchmark-only",
+        "--benchmark-autosave",
+        "--benchmark-json=reports/bench-latest.json",
+        *compare,
+    )
 
 
 # on the containers stack CI runs the integration tests and the chaos tests whose faults the provider carries out
@@ -115,10 +131,15 @@ CONTAINERS_CI_TESTS = ["tests/integration", "tests/chaos/test_process_faults.py"
 # simulator, the plugin test (it starts a local stack of its own), the score pipeline's stages, the Celery path, the
 # design's operator commands and the worker's own failure handling; the containers pass runs on the sqs transport
 # (`nox -s containers`: everything)
-CONTAINERS_CI_SKIP = ["tests/integration/test_dashboard_browser.py", "tests/integration/test_data_simulator.py",
-                      "tests/integration/test_pytest_plugin.py", "tests/integration/test_score_pipeline.py",
-                      "tests/integration/test_celery_transport.py", "tests/integration/test_seed_operator_commands.py",
-                      "tests/integration/test_system_failures.py"]
+CONTAINERS_CI_SKIP = [
+    "tests/integration/test_dashboard_browser.py",
+    "tests/integration/test_data_simulator.py",
+    "tests/integration/test_pytest_plugin.py",
+    "tests/integration/test_score_pipeline.py",
+    "tests/integration/test_celery_transport.py",
+    "tests/integration/test_seed_operator_commands.py",
+    "tests/integration/test_system_failures.py",
+]
 # the workers are local processes on both providers: killing or freezing one is the same fault on either
 CONTAINERS_CI_DESELECT = "not worker_kill and not worker_pause"
 
@@ -151,10 +172,24 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
     # what judges the API, the browser page or the lifecycle rather than the services runs once in CI, on the local
     # stack: generated inputs (marker fuzz), the dashboard in Chromium, the data simulator
     marks = "not bench" if tests else "not bench and not fuzz"
-    ignore = [] if tests else [*(f"--ignore={t}" for t in CONTAINERS_CI_SKIP), "--transport=sqs",
-                               "-k", CONTAINERS_CI_DESELECT]
-    session.run(PY, "-m", "pytest", *(tests or CONTAINERS_CI_TESTS), *ignore, "-m", marks, "--stack=containers",
-                "--junitxml=reports/junit-containers.xml", *session.posargs, external=True)
+    ignore = (
+        []
+        if tests
+        else [*(f"--ignore={t}" for t in CONTAINERS_CI_SKIP), "--transport=sqs", "-k", CONTAINERS_CI_DESELECT]
+    )
+    session.run(
+        PY,
+        "-m",
+        "pytest",
+        *(tests or CONTAINERS_CI_TESTS),
+        *ignore,
+        "-m",
+        marks,
+        "--stack=containers",
+        "--junitxml=reports/junit-containers.xml",
+        *session.posargs,
+        external=True,
+    )
 
 
 @nox.session(python=False)
@@ -164,12 +199,33 @@ def ci(session: nox.Session) -> None:
     containers stack (dockerd started and images built when needed)."""
     _setup(session)
     session.run(PY, "-m", "ruff", "check", ".", external=True)
+    session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(PY, "-m", "pytest", "tests", "-m", "not bench", "--stack=local", "--junitxml=reports/junit.xml",
-                *session.posargs, external=True)
+    session.run(
+        PY,
+        "-m",
+        "pytest",
+        "tests",
+        "-m",
+        "not bench",
+        "--stack=local",
+        "--junitxml=reports/junit.xml",
+        *session.posargs,
+        external=True,
+    )
     # the ratio benchmarks (same-run ratios, so a fresh clone needs no saved baseline); history in reports/
-    session.run(PY, "-m", "pytest", *RATIO_BENCHMARKS, "-m", "bench", "--stack=local",
-                "--benchmark-json=reports/bench-latest.json", "--junitxml=reports/junit-bench.xml", external=True)
+    session.run(
+        PY,
+        "-m",
+        "pytest",
+        *RATIO_BENCHMARKS,
+        "-m",
+        "bench",
+        "--stack=local",
+        "--benchmark-json=reports/bench-latest.json",
+        "--junitxml=reports/junit-bench.xml",
+        external=True,
+    )
     _containers_pass(session)
 
 

@@ -34,14 +34,20 @@ from system.simulators.patterns import PATTERNS
 SERIES_PER_REQUEST = len(PATTERNS)  # one series of each pattern per request
 
 
-def run_phase(sut: SystemUnderTest, stack, meter: CpuMeter | None, jobs: int, clients: int, label: str,
-              seed: int) -> tuple[list[str], dict]:
+def run_phase(
+    sut: SystemUnderTest, stack, meter: CpuMeter | None, jobs: int, clients: int, label: str, seed: int
+) -> tuple[list[str], dict]:
     """``jobs`` inference jobs (requests of one series per pattern) from ``clients`` threads; figures + CPU."""
     requests = max(1, jobs // SERIES_PER_REQUEST)
     before = meter.read() if meter else None
     t0 = time.monotonic()
-    ids, fig = submit_and_wait(sut.api_url, stack, [inference_batch(PATTERNS, seed=seed + i) for i in range(requests)],
-                               label, concurrency=clients)
+    ids, fig = submit_and_wait(
+        sut.api_url,
+        stack,
+        [inference_batch(PATTERNS, seed=seed + i) for i in range(requests)],
+        label,
+        concurrency=clients,
+    )
     wall = time.monotonic() - t0
     fig["clients"] = clients
     fig["wall_s"] = round(wall, 2)
@@ -92,8 +98,13 @@ def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, t
     while time.monotonic() < deadline and count_terminal(stack, stream_ids)[0] < len(stream_ids):
         time.sleep(0.2)
     fig = job_figures(stack, score_ids + stream_ids)
-    fig.update(scores=len(score_ids), stream_jobs=len(stream_ids), score_slots=sut.env.get("WORKER_SCORE_SLOTS"),
-               span_s=round(time.monotonic() - started, 1), ids=score_ids + stream_ids)
+    fig.update(
+        scores=len(score_ids),
+        stream_jobs=len(stream_ids),
+        score_slots=sut.env.get("WORKER_SCORE_SLOTS"),
+        span_s=round(time.monotonic() - started, 1),
+        ids=score_ids + stream_ids,
+    )
     return fig
 
 
@@ -112,9 +123,25 @@ def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
@@ -124,8 +151,16 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
     total = 0
     if not raw.exists():
         return []
-    idle = ("wait (threading", "_wait_for_tstate_lock", "select (selectors", "poll (selectors", "sleep",
-            "_worker (concurrent", "get (queue", "acquire")
+    idle = (
+        "wait (threading",
+        "_wait_for_tstate_lock",
+        "select (selectors",
+        "poll (selectors",
+        "sleep",
+        "_worker (concurrent",
+        "get (queue",
+        "acquire",
+    )
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, num = line.rpartition(" ")
         if not num.isdigit():
@@ -137,25 +172,47 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
         total += k
         for f in set(frames):
             counts[f] += k
-    generic = ("<module>", "Thread.run (", "_bootstrap", "_run_code", "_run_module_as_main", "_worker (concurrent",
-               "_WorkItem.run", "WorkerThread.run", "_run_sync_endpoint")  # every stack's frame: no news
+    generic = (
+        "<module>",
+        "Thread.run (",
+        "_bootstrap",
+        "_run_code",
+        "_run_module_as_main",
+        "_worker (concurrent",
+        "_WorkItem.run",
+        "WorkerThread.run",
+        "_run_sync_endpoint",
+    )  # every stack's frame: no news
     return [(f, c / max(total, 1)) for f, c in counts.most_common() if not any(g in f for g in generic)][:n]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.capacity", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stack", default="local", choices=("auto", "local", "containers"),
-                    help="where the backing services run (default: local; CPU per process only on local)")
+    ap.add_argument(
+        "--stack",
+        default="local",
+        choices=("auto", "local", "containers"),
+        help="where the backing services run (default: local; CPU per process only on local)",
+    )
     ap.add_argument("--workers", default="1,2,4", help="worker-process counts, one phase each (default 1,2,4)")
     ap.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker process (default 4)")
     ap.add_argument("--jobs", type=int, default=2000, help="inference jobs per phase (default 2000)")
     ap.add_argument("--clients", type=int, default=4, help="client threads submitting (default 4)")
     ap.add_argument("--burst", type=int, default=300, help="jobs in the enqueue→done burst at 2 workers (300; 0: none)")
     ap.add_argument("--no-headroom", action="store_true", help="skip the 2× client threads phase")
-    ap.add_argument("--mixed", type=int, default=12, help="score uploads in the mixed phase at 2 workers, with a "
-                    "steady inference stream: do short jobs wait behind score rendering? (12; 0: none)")
-    ap.add_argument("--score-slots", type=int, default=None,
-                    help="WORKER_SCORE_SLOTS for the workers (default: the system's, half the concurrency)")
+    ap.add_argument(
+        "--mixed",
+        type=int,
+        default=12,
+        help="score uploads in the mixed phase at 2 workers, with a "
+        "steady inference stream: do short jobs wait behind score rendering? (12; 0: none)",
+    )
+    ap.add_argument(
+        "--score-slots",
+        type=int,
+        default=None,
+        help="WORKER_SCORE_SLOTS for the workers (default: the system's, half the concurrency)",
+    )
     ap.add_argument("--profile", action="store_true", help="py-spy one worker and the API during the 2-worker phase")
     ap.add_argument("--report-dir", default=str(REPORTS), help="where the JSON goes (default: reports/)")
     args = ap.parse_args(argv)
@@ -164,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda m: print(m, flush=True)  # noqa: E731
     cores = os.cpu_count() or 1
     provider = choose_provider(args.stack, progress=say)
-    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cores": cores, "jobs_per_phase": args.jobs,
-                     "concurrency": args.concurrency, "phases": []}
+    summary: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "cores": cores,
+        "jobs_per_phase": args.jobs,
+        "concurrency": args.concurrency,
+        "phases": [],
+    }
     all_jobs: list[str] = []
     sut = None
     code = 1
@@ -174,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         stack = provider.start()
-        sut = SystemUnderTest(stack, progress=say,
-                              env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None)
+        sut = SystemUnderTest(
+            stack, progress=say, env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None
+        )
         meter = system_meter(provider, sut)
         say("\nraw SQS ceiling (send batch + receive + delete, 1000 messages)")
         before = meter.read() if meter else None
@@ -193,8 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             sut.workers.clear()
             sut.start_workers(n, concurrency=args.concurrency)
             # a short warm-up so every worker has its connections open before the clock starts
-            warm, _ = submit_and_wait(sut.api_url, sut.stack, [inference_batch(PATTERNS, seed=10**6 + i)
-                                                                for i in range(4 * n)], f"{n} worker(s): warm-up")
+            warm, _ = submit_and_wait(
+                sut.api_url,
+                sut.stack,
+                [inference_batch(PATTERNS, seed=10**6 + i) for i in range(4 * n)],
+                f"{n} worker(s): warm-up",
+            )
             all_jobs += warm
             phases = [("main", args.clients)]
             if n == 2 and not args.no_headroom:
@@ -205,20 +272,27 @@ def main(argv: list[str] | None = None) -> int:
                 profiles = []
                 if name == "profile":
                     est = max(5.0, args.jobs / 150)
-                    profiles = [(who, pid, out_dir / f"capacity-{stamp}-{who}.txt") for who, pid in
-                                (("worker", sut.workers[0].pid), ("api", sut.api.pid))]
+                    profiles = [
+                        (who, pid, out_dir / f"capacity-{stamp}-{who}.txt")
+                        for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid))
+                    ]
                     profiles = [(who, py_spy(pid, est, path), path) for who, pid, path in profiles]
-                say(f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
+                say(
+                    f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
                     + {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(
-                        name, ""))
+                        name, ""
+                    )
+                )
                 ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed)
                 seed += 10_000
                 all_jobs += ids
                 fig.update(workers=n, phase=name, share_of_ceiling=round(fig["jobs_per_s"] / ceiling, 4))
                 fig["saturated"] = saturated(fig, cores)
                 summary["phases"].append(fig)
-                say(f"  {fig['jobs_per_s']} jobs/s = {fig['share_of_ceiling']:.1%} of the ceiling; queue wait p95 "
-                    f"{fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+                say(
+                    f"  {fig['jobs_per_s']} jobs/s = {fig['share_of_ceiling']:.1%} of the ceiling; queue wait p95 "
+                    f"{fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
+                )
                 if "cpu_ms_per_job" in fig:
                     say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
                     say(f"  busiest: {fig['saturated']}")
@@ -231,15 +305,19 @@ def main(argv: list[str] | None = None) -> int:
                         for f, s in frames:
                             say(f"    {s:6.1%}  {f}")
             if n == 2 and args.mixed:
-                say(f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
-                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})")
+                say(
+                    f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
+                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})"
+                )
                 fig = mixed_phase(sut, stack, args.mixed, 10.0)
                 all_jobs += fig.pop("ids")
                 summary["mixed"] = fig
                 inf = fig.get("by_kind", {}).get("inference", {})
-                say(f"  inference jobs: queue wait p95 {inf.get('queue_wait_ms_p95')} ms, longest "
+                say(
+                    f"  inference jobs: queue wait p95 {inf.get('queue_wait_ms_p95')} ms, longest "
                     f"{inf.get('queue_wait_ms_max')} ms (goal ≤ 1000 ms); {fig['scores']} scores done in "
-                    f"{fig['span_s']} s")
+                    f"{fig['span_s']} s"
+                )
             if n == 2 and args.burst:
                 say(f"\nburst: {args.burst} jobs at once, 2 workers (enqueue→done)")
                 ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed)
@@ -250,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
         say("\nledger over every job of the run …")
         report = ledger.settle(stack, all_jobs)
-        summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status),
-                             "problems": report.problems[:20]}
+        summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems[:20]}
         say("  " + report.summary())
         code = 0 if report.ok else 1
     except KeyboardInterrupt:
@@ -266,29 +343,49 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(dumps(summary))
     main_phases = [p for p in summary["phases"] if p["phase"] == "main"]
     if main_phases:
-        history.append("capacity", {
-            "sqs_ceiling_msgs_per_s": summary["sqs_ceiling"]["send_receive_delete_per_s"],
-            "by_workers": {p["workers"]: {"jobs_per_s": p["jobs_per_s"], "share": p["share_of_ceiling"],
-                                          "cpu_system_ms": p.get("cpu_ms_per_job", {}).get("system")}
-                           for p in main_phases},
-            "burst_p95_ms": summary.get("burst", {}).get("enqueue_to_done_ms_p95")})
+        history.append(
+            "capacity",
+            {
+                "sqs_ceiling_msgs_per_s": summary["sqs_ceiling"]["send_receive_delete_per_s"],
+                "by_workers": {
+                    p["workers"]: {
+                        "jobs_per_s": p["jobs_per_s"],
+                        "share": p["share_of_ceiling"],
+                        "cpu_system_ms": p.get("cpu_ms_per_job", {}).get("system"),
+                    }
+                    for p in main_phases
+                },
+                "burst_p95_ms": summary.get("burst", {}).get("enqueue_to_done_ms_p95"),
+            },
+        )
         print("\nscaling (the same run)")
         fams = [k for k in (*SYSTEM, "client")]
-        print(f"  {'workers':>7} {'jobs/s':>8} {'share':>6} {'sys ms/job':>10}  " + " ".join(f"{f[:9]:>9}" for f in fams)
-              + "   busiest")
+        print(
+            f"  {'workers':>7} {'jobs/s':>8} {'share':>6} {'sys ms/job':>10}  "
+            + " ".join(f"{f[:9]:>9}" for f in fams)
+            + "   busiest"
+        )
         for p in summary["phases"]:
             cpu = p.get("cpu_ms_per_job", {})
-            print(f"  {p['workers']:>5}{p['phase'][0] if p['phase'] != 'main' else ' ':<2} {p['jobs_per_s']:>8} "
-                  f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
-                  + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams) + f"   {p['saturated']}")
-        print("  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads; "
-              "p = the profiled phase)")
+            print(
+                f"  {p['workers']:>5}{p['phase'][0] if p['phase'] != 'main' else ' ':<2} {p['jobs_per_s']:>8} "
+                f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
+                + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams)
+                + f"   {p['saturated']}"
+            )
+        print(
+            "  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads; "
+            "p = the profiled phase)"
+        )
         head = [p for p in summary["phases"] if p["phase"] == "headroom"]
         two = [p for p in main_phases if p["workers"] == 2]
         if head and two:
             gain = head[0]["jobs_per_s"] / max(two[0]["jobs_per_s"], 1e-9) - 1
-            verdict = ("the client had headroom" if gain < 0.10 else
-                       "the client limited the 2-worker figure: more client threads gave more jobs/s")
+            verdict = (
+                "the client had headroom"
+                if gain < 0.10
+                else "the client limited the 2-worker figure: more client threads gave more jobs/s"
+            )
             summary["client_headroom"] = {"gain": round(gain, 3), "verdict": verdict}
             print(f"  client: 2× threads gave {gain:+.1%} jobs/s → {verdict}")
         out.write_text(dumps(summary))

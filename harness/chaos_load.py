@@ -79,8 +79,10 @@ class Outcome:
 
     def table(self) -> str:
         """The fault × phase table, as printed at the end of a run."""
-        head = (f"{'window':<22} {'phase':<9} {'acc':>5} {'ref':>4} {'5xx':>4} {'api p95':>8} {'done p95':>9} "
-                f"{'done':>5} {'recover s':>9} {'evidence':>9} verdict")
+        head = (
+            f"{'window':<22} {'phase':<9} {'acc':>5} {'ref':>4} {'5xx':>4} {'api p95':>8} {'done p95':>9} "
+            f"{'done':>5} {'recover s':>9} {'evidence':>9} verdict"
+        )
         lines = [head]
         for w in self.windows:
             for ph in ("fault", "recovery"):
@@ -90,7 +92,8 @@ class Outcome:
                     f"{_fmt(f['api_p95_ms']):>8} {_fmt(f['done_p95_ms']):>9} {f['completed']:>5} "
                     f"{_fmt(w['recover_s']) if ph == 'recovery' else '':>9} "
                     f"{w['trace'] if ph == 'fault' else '':>9} "
-                    f"{'' if ph == 'recovery' else ('PASS' if all(v['ok'] for v in w['verdicts']) else 'FAIL')}")
+                    f"{'' if ph == 'recovery' else ('PASS' if all(v['ok'] for v in w['verdicts']) else 'FAIL')}"
+                )
         return "\n".join(lines)
 
 
@@ -99,8 +102,16 @@ def _fmt(v) -> str:
 
 
 class ChaosLoad:
-    def __init__(self, scenario: Scenario, stack, provider, progress: Callable[[str], None] = print,
-                 sabotage: str | None = None, api_sabotage: str | None = None, run_dir: Path | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        stack,
+        provider,
+        progress: Callable[[str], None] = print,
+        sabotage: str | None = None,
+        api_sabotage: str | None = None,
+        run_dir: Path | None = None,
+    ):
         self.scenario = scenario
         self.stack = stack
         self.provider = provider
@@ -123,14 +134,16 @@ class ChaosLoad:
         s = self.stack
         if "postgres" in needed:
             p = self.proxies["postgres"] = TcpProxy("127.0.0.1", s.postgres.port, "postgres").start()
-            env.update(DATABASE_URL=s.postgres.dsn.replace(f":{s.postgres.port}/", f":{p.port}/"),
-                       POSTGRES_PORT=str(p.port))
+            env.update(
+                DATABASE_URL=s.postgres.dsn.replace(f":{s.postgres.port}/", f":{p.port}/"), POSTGRES_PORT=str(p.port)
+            )
         if "redis" in needed:
             p = self.proxies["redis"] = TcpProxy("127.0.0.1", s.redis.port, "redis").start()
             env["REDIS_URL"] = f"redis://127.0.0.1:{p.port}/0"
         if "localstack" in needed:
-            p = self.proxies["localstack"] = TcpProxy("127.0.0.1", urlparse(s.aws.endpoint_url).port,
-                                                      "localstack").start()
+            p = self.proxies["localstack"] = TcpProxy(
+                "127.0.0.1", urlparse(s.aws.endpoint_url).port, "localstack"
+            ).start()
             env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{p.port}"
         if "kafka" in needed:
             # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
@@ -141,8 +154,7 @@ class ChaosLoad:
 
             (port,) = free_ports(1)
             p = self.proxies["kafka"] = TcpProxy("127.0.0.1", port, "kafka").start()
-            self.own_kafka = KafkaService(self.run_dir / "kafka", port,
-                                          advertised_port=p.port)
+            self.own_kafka = KafkaService(self.run_dir / "kafka", port, advertised_port=p.port)
             self.own_kafka.spawn()
             self.own_kafka.wait_ready()
             self.stack = replace(self.stack, kafka=KafkaEndpoint(f"127.0.0.1:{p.port}"))
@@ -155,8 +167,9 @@ class ChaosLoad:
         sc = self.scenario
         env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
         # the system's logs stay with the run's report (``<run>/system/logs``)
-        self.sut = SystemUnderTest(self.stack, workdir=self.run_dir / "system", env=env, isolated=True,
-                                   progress=self.say)
+        self.sut = SystemUnderTest(
+            self.stack, workdir=self.run_dir / "system", env=env, isolated=True, progress=self.say
+        )
         self.sut.start_api(sabotage=self.api_sabotage)
         self.sut.start_workers(sc.workers, concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
 
@@ -196,8 +209,11 @@ class ChaosLoad:
                 fw.evidence["jobs_in_flight_at_pause"] = in_flight
                 yield fw
         elif w.fault.startswith("service."):
-            op = {"service.restart": proc.service_down, "service.kill": proc.service_killed,
-                  "service.pause": proc.service_paused}[w.fault]
+            op = {
+                "service.restart": proc.service_down,
+                "service.kill": proc.service_killed,
+                "service.pause": proc.service_paused,
+            }[w.fault]
             with op(w.service) as fw:
                 yield fw
         elif w.fault.startswith("tcp."):
@@ -241,13 +257,25 @@ class ChaosLoad:
             proc = ProcessFaults(self.timeline, self.provider, {"kafka": self.own_kafka} if self.own_kafka else {})
             requests_log = self.run_dir / "requests.jsonl"
             load_s = int(sc.load_s + 0.999)
-            self.say(f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
-                     f"({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}")
+            self.say(
+                f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
+                f"({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
+            )
             box: dict = {}
-            locust = threading.Thread(target=lambda: box.update(run=run_locust(
-                self.sut.api_url, sc.users, sc.spawn_rate, load_s, self.run_dir,
-                extra_env={"VERISIM_REQUEST_LOG": str(requests_log)}, user_classes=sc.user_classes or None)),
-                daemon=True)
+            locust = threading.Thread(
+                target=lambda: box.update(
+                    run=run_locust(
+                        self.sut.api_url,
+                        sc.users,
+                        sc.spawn_rate,
+                        load_s,
+                        self.run_dir,
+                        extra_env={"VERISIM_REQUEST_LOG": str(requests_log)},
+                        user_classes=sc.user_classes or None,
+                    )
+                ),
+                daemon=True,
+            )
             with QueueSampler(self.stack, self.sut.queue_name, self.sut.dlq_name) as sampler:
                 locust.start()
                 self._wait_for_first_request(requests_log, locust)
@@ -256,8 +284,10 @@ class ChaosLoad:
                 self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
                 for w in sc.windows:
                     start = time.time()
-                    self.say(f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for "
-                             f"{w.duration_s:g} s")
+                    self.say(
+                        f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for "
+                        f"{w.duration_s:g} s"
+                    )
                     hits_before = self.proxies[w.service].hits.copy() if w.family == "tcp" else None
                     with self._inject(w, http, proc) as fw:
                         _sleep_until(start + w.duration_s)
@@ -296,7 +326,7 @@ class ChaosLoad:
         deadline = time.monotonic() + timeout
         while not (path.exists() and path.stat().st_size):
             if not locust.is_alive() or time.monotonic() > deadline:
-                log = (self.run_dir / "locust.log")
+                log = self.run_dir / "locust.log"
                 raise RuntimeError(f"Locust sent no request within {timeout:.0f}s (see {log})")
             time.sleep(0.1)
 
@@ -304,20 +334,25 @@ class ChaosLoad:
         deadline = time.monotonic() + timeout
         last_report = 0.0
         while True:
-            left = self._query("SELECT count(*) FROM jobs WHERE queue = %s AND status IN ('queued','running')",
-                               (self.sut.queue_name,))[0][0]
+            left = self._query(
+                "SELECT count(*) FROM jobs WHERE queue = %s AND status IN ('queued','running')", (self.sut.queue_name,)
+            )[0][0]
             if left == 0:
                 return True
             if time.monotonic() > deadline:
                 self.say(f"  {left} job(s) still not terminal after {timeout:.0f}s:")
                 t0 = self.phases[0].start
                 for r in self._query(
-                        "SELECT id, status, attempts, send_pending, extract(epoch FROM enqueued_at), "
-                        "extract(epoch FROM updated_at) FROM jobs WHERE queue = %s AND status IN ('queued','running') "
-                        "ORDER BY enqueued_at LIMIT 10", (self.sut.queue_name,)):
+                    "SELECT id, status, attempts, send_pending, extract(epoch FROM enqueued_at), "
+                    "extract(epoch FROM updated_at) FROM jobs WHERE queue = %s AND status IN ('queued','running') "
+                    "ORDER BY enqueued_at LIMIT 10",
+                    (self.sut.queue_name,),
+                ):
                     phase = next((p.name for p in self.phases if p.start <= float(r[4]) < p.end), "after the load")
-                    self.say(f"    {r[0]} {r[1]}, {r[2]} attempt(s), send_pending={r[3]}, accepted at "
-                             f"{float(r[4]) - t0:.1f}s ({phase}), last touched {float(r[5]) - t0:.1f}s")
+                    self.say(
+                        f"    {r[0]} {r[1]}, {r[2]} attempt(s), send_pending={r[3]}, accepted at "
+                        f"{float(r[4]) - t0:.1f}s ({phase}), last touched {float(r[5]) - t0:.1f}s"
+                    )
                 return False
             if time.monotonic() - last_report > 10:
                 self.say(f"  … {left} job(s) left")
@@ -332,22 +367,44 @@ class ChaosLoad:
     def _judge(self, control, requests_log: Path, depth: list[dict], load_ended: float, drained: bool) -> Outcome:
         sc = self.scenario
         requests = [json.loads(x) for x in requests_log.read_text().splitlines() if x.strip()]
-        jobs = [{"id": str(r[0]), "kind": r[1], "status": r[2], "attempts": r[3], "enq": float(r[4]),
-                 "done": None if r[5] is None else float(r[5])}
-                for r in self._query(
-                    "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at) "
-                    "FROM jobs WHERE queue = %s", (self.sut.queue_name,))]
-        redeliveries = [float(r[0]) for r in self._query(
-            "SELECT extract(epoch FROM o.created_at) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.queue = %s "
-            "AND o.topic = %s AND o.payload->>'status' = 'running' AND (o.payload->>'attempts')::int >= 2",
-            (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", "job_events")))]
+        jobs = [
+            {
+                "id": str(r[0]),
+                "kind": r[1],
+                "status": r[2],
+                "attempts": r[3],
+                "enq": float(r[4]),
+                "done": None if r[5] is None else float(r[5]),
+            }
+            for r in self._query(
+                "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at) "
+                "FROM jobs WHERE queue = %s",
+                (self.sut.queue_name,),
+            )
+        ]
+        redeliveries = [
+            float(r[0])
+            for r in self._query(
+                "SELECT extract(epoch FROM o.created_at) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.queue = %s "
+                "AND o.topic = %s AND o.payload->>'status' = 'running' AND (o.payload->>'attempts')::int >= 2",
+                (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", "job_events")),
+            )
+        ]
         mock = control.requests()
         warnings = [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")]
-        refused_tokens = [r["token"] for r in requests
-                          if r["token"] and r["status"] is not None and r["status"] >= 400]
+        refused_tokens = [r["token"] for r in requests if r["token"] and r["status"] is not None and r["status"] >= 400]
         self.say(f"  ledger over {len(jobs)} job(s) ({len(refused_tokens)} refused submission(s)) …")
-        led = ledger.settle(self.stack, [j["id"] for j in jobs], timeout=60 if drained else 5, refused=refused_tokens,
-                            dlq_name=self.sut.dlq_name) if jobs or refused_tokens else ledger.LedgerReport()
+        led = (
+            ledger.settle(
+                self.stack,
+                [j["id"] for j in jobs],
+                timeout=60 if drained else 5,
+                refused=refused_tokens,
+                dlq_name=self.sut.dlq_name,
+            )
+            if jobs or refused_tokens
+            else ledger.LedgerReport()
+        )
         steady = self._phase_figures(self.phases[1], requests, jobs, ())
         verdicts: list[Verdict] = []
         windows = []
@@ -361,38 +418,69 @@ class ChaosLoad:
             # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the
             # previous window's to answer for, and a straggler of its counts against it alone)
             since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
-            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance,
-                                       since=since)
+            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance, since=since)
             evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
             evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since)
             fw.evidence.update(evidence)
             trace = evidence.get(FAULTS[w.fault].trace, 0)
-            measured = {"recover_s": recover, "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
-                        "api_p95_ms": f_fig["api_p95_ms"], "done_p95_ms": f_fig["done_p95_ms"],
-                        "min_completed": f_fig["completed"], "min_accepted": f_fig["accepted"],
-                        "failed_jobs": f_fig["failed"] + r_fig["failed"]}
+            measured = {
+                "recover_s": recover,
+                "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
+                "api_p95_ms": f_fig["api_p95_ms"],
+                "done_p95_ms": f_fig["done_p95_ms"],
+                "min_completed": f_fig["completed"],
+                "min_accepted": f_fig["accepted"],
+                "failed_jobs": f_fig["failed"] + r_fig["failed"],
+            }
             wv = window_verdicts(w.name, FAULTS[w.fault].trace, trace, w.targets, measured)
             verdicts += wv
-            windows.append({"name": w.name, "fault": w.fault, "params": w.params, "start": fault.start,
-                            "end": fault.end, "recovery_end": rec.end, "evidence": evidence, "trace": trace,
-                            "recover_s": recover, "phases": {"fault": f_fig, "recovery": r_fig},
-                            "verdicts": [v.__dict__ for v in wv]})
+            windows.append(
+                {
+                    "name": w.name,
+                    "fault": w.fault,
+                    "params": w.params,
+                    "start": fault.start,
+                    "end": fault.end,
+                    "recovery_end": rec.end,
+                    "evidence": evidence,
+                    "trace": trace,
+                    "recover_s": recover,
+                    "phases": {"fault": f_fig, "recovery": r_fig},
+                    "verdicts": [v.__dict__ for v in wv],
+                }
+            )
         allowed = sc.ledger
         for kind in sorted(set(led.kinds) | set(allowed)):
             n = led.kinds.get(kind, 0)
             verdicts.append(Verdict(f"ledger: {kind}", f"<= {allowed.get(kind, 0)}", n, n <= allowed.get(kind, 0)))
-        verdicts.append(Verdict("ledger: problems", f"<= {sum(allowed.values())}", len(led.problems),
-                                len(led.problems) <= sum(allowed.values())))
+        verdicts.append(
+            Verdict(
+                "ledger: problems",
+                f"<= {sum(allowed.values())}",
+                len(led.problems),
+                len(led.problems) <= sum(allowed.values()),
+            )
+        )
         verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
         figures = self._figures(requests, jobs, depth, load_ended, steady)
-        out = Outcome(sc, self.run_dir, self.phases, windows, verdicts, led, figures,
-                      timeline=self.timeline.as_dicts())
-        out.report_path = report.write(self.run_dir, figures, verdicts, faults=[
-            {**w, "parameters": w["params"], **{"start": w["start"], "end": w["end"]}} for w in windows],
-            extra={"scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
-                   "phases": [p.__dict__ for p in self.phases],
-                   "ledger": {"jobs": led.jobs, "by_status": dict(led.by_status), "problems": led.problems,
-                              "kinds": dict(led.kinds), "dlq": led.dlq}})
+        out = Outcome(sc, self.run_dir, self.phases, windows, verdicts, led, figures, timeline=self.timeline.as_dicts())
+        out.report_path = report.write(
+            self.run_dir,
+            figures,
+            verdicts,
+            faults=[{**w, "parameters": w["params"], **{"start": w["start"], "end": w["end"]}} for w in windows],
+            extra={
+                "scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
+                "phases": [p.__dict__ for p in self.phases],
+                "ledger": {
+                    "jobs": led.jobs,
+                    "by_status": dict(led.by_status),
+                    "problems": led.problems,
+                    "kinds": dict(led.kinds),
+                    "dlq": led.dlq,
+                },
+            },
+        )
         return out
 
     def _last_of_backlog(self, jobs: list[dict], fault_end: float, since: float = 0.0) -> dict | None:
@@ -403,9 +491,14 @@ class ChaosLoad:
             return None
         last = max(before, key=lambda j: j["done"])
         why = self._query("SELECT error_code, left(error_message, 160) FROM jobs WHERE id = %s", (last["id"],))
-        return {"job": last["id"], "kind": last["kind"], "attempts": last["attempts"], "status": last["status"],
-                "done_after_fault_s": round(last["done"] - fault_end, 2),
-                "last_error": " ".join(x for x in (why[0] if why else ()) if x) or None}
+        return {
+            "job": last["id"],
+            "kind": last["kind"],
+            "attempts": last["attempts"],
+            "status": last["status"],
+            "done_after_fault_s": round(last["done"] - fault_end, 2),
+            "last_error": " ".join(x for x in (why[0] if why else ()) if x) or None,
+        }
 
     def _phase_figures(self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple) -> dict:
         # a request belongs to the phase it was answered in: what the fault did shows in the answer
@@ -413,31 +506,55 @@ class ChaosLoad:
         posts = [r for r in rs if r["name"].startswith("POST ")]
         http_rs = [r for r in rs if r["type"] != "WS"]
         codes = Counter(str(r["status"]) for r in posts if r["status"] != 202)
-        server_errors = sum(1 for r in http_rs if (not r["status"] or r["status"] >= 500)  # 0/None: no answer
-                            and r["status"] not in expected)
+        server_errors = sum(
+            1
+            for r in http_rs
+            if (not r["status"] or r["status"] >= 500)  # 0/None: no answer
+            and r["status"] not in expected
+        )
         enq = [j for j in jobs if ph.start <= j["enq"] < ph.end]
         dones = [(j["done"] - j["enq"]) * 1000 for j in enq if j["done"] is not None]
-        return {"requests": len(rs), "accepted_requests": sum(1 for r in posts if r["status"] == 202),
-                "refused": sum(1 for r in posts if r["status"] is not None and r["status"] >= 400),
-                "refused_by_status": dict(codes), "server_errors": server_errors,
-                "api_p95_ms": _r(percentile([r["ms"] for r in http_rs], 95)),
-                "accepted": len(enq), "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
-                "failed": sum(1 for j in enq if j["status"] == "failed"),
-                "done_p95_ms": _r(percentile(dones, 95))}
+        return {
+            "requests": len(rs),
+            "accepted_requests": sum(1 for r in posts if r["status"] == 202),
+            "refused": sum(1 for r in posts if r["status"] is not None and r["status"] >= 400),
+            "refused_by_status": dict(codes),
+            "server_errors": server_errors,
+            "api_p95_ms": _r(percentile([r["ms"] for r in http_rs], 95)),
+            "accepted": len(enq),
+            "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
+            "failed": sum(1 for j in enq if j["status"] == "failed"),
+            "done_p95_ms": _r(percentile(dones, 95)),
+        }
 
-    def _evidence(self, w: Window, fw: FaultWindow, fault: Phase, rec: Phase, mock: list[dict],
-                  warnings: list[tuple[float, str]], redeliveries: list[float], requests: list[dict]) -> dict:
+    def _evidence(
+        self,
+        w: Window,
+        fw: FaultWindow,
+        fault: Phase,
+        rec: Phase,
+        mock: list[dict],
+        warnings: list[tuple[float, str]],
+        redeliveries: list[float],
+        requests: list[dict],
+    ) -> dict:
         lo, hi = fault.start, rec.end
         ev: dict = {k: v for k, v in fw.evidence.items()}
-        ev["openai_faulted"] = sum(1 for m in mock if lo <= m.get("received_at", 0) < fault.end and (
-            m.get("reason") or (m.get("status") not in (None, 200)) or m.get("delay", 0) >= 0.5))
+        ev["openai_faulted"] = sum(
+            1
+            for m in mock
+            if lo <= m.get("received_at", 0) < fault.end
+            and (m.get("reason") or (m.get("status") not in (None, 200)) or m.get("delay", 0) >= 0.5)
+        )
         ev["redelivered_jobs"] = sum(1 for t in redeliveries if lo <= t < hi)
         # a worker fault interrupted work: the jobs its heartbeat showed in flight when it was hit, or jobs that ran
         # again later (a message received but not yet started comes back as a first attempt: no redelivery shows)
-        ev["interrupted_jobs"] = ev["redelivered_jobs"] + ev.get("jobs_in_flight_at_kill", 0) + ev.get(
-            "jobs_in_flight_at_pause", 0)
-        ev["refused_requests"] = sum(1 for r in requests if lo <= r["t"] + r["ms"] / 1000 < hi and r["status"]
-                                     and r["status"] >= 400)
+        ev["interrupted_jobs"] = (
+            ev["redelivered_jobs"] + ev.get("jobs_in_flight_at_kill", 0) + ev.get("jobs_in_flight_at_pause", 0)
+        )
+        ev["refused_requests"] = sum(
+            1 for r in requests if lo <= r["t"] + r["ms"] / 1000 < hi and r["status"] and r["status"] >= 400
+        )
         msgs = Counter(m for t, m in warnings if lo <= t < hi)
         ev["system_warnings"] = dict(msgs.most_common(8))
         if w.service:
@@ -458,16 +575,29 @@ class ChaosLoad:
         by_kind = {}
         for kind in sorted({j["kind"] for j in jobs}):
             ks = [(j["done"] - j["enq"]) * 1000 for j in jobs if j["kind"] == kind and j["done"]]
-            by_kind[kind] = {"jobs": sum(1 for j in jobs if j["kind"] == kind), "wait_p50_ms": None,
-                             "wait_p95_ms": None, "done_p50_ms": _r(percentile(ks, 50)),
-                             "done_p95_ms": _r(percentile(ks, 95))}
+            by_kind[kind] = {
+                "jobs": sum(1 for j in jobs if j["kind"] == kind),
+                "wait_p50_ms": None,
+                "wait_p95_ms": None,
+                "done_p50_ms": _r(percentile(ks, 50)),
+                "done_p95_ms": _r(percentile(ks, 95)),
+            }
         first = min((j["enq"] for j in jobs), default=None)
-        return {"users": self.scenario.users, "duration_s": self.scenario.load_s, "jobs": len(jobs),
-                "by_status": dict(Counter(j["status"] for j in jobs)), "queue": by_kind, "api": api,
-                "api_history": history, "queue_depth": depth, "finished_times": finished,
-                "throughput_jobs_per_s": round(len(finished) / max(finished[-1] - first, 1e-6), 3) if finished
-                else 0.0, "drain_s": round(max(0.0, finished[-1] - load_ended), 3) if finished else None,
-                "steady": steady, "requests": len(requests)}
+        return {
+            "users": self.scenario.users,
+            "duration_s": self.scenario.load_s,
+            "jobs": len(jobs),
+            "by_status": dict(Counter(j["status"] for j in jobs)),
+            "queue": by_kind,
+            "api": api,
+            "api_history": history,
+            "queue_depth": depth,
+            "finished_times": finished,
+            "throughput_jobs_per_s": round(len(finished) / max(finished[-1] - first, 1e-6), 3) if finished else 0.0,
+            "drain_s": round(max(0.0, finished[-1] - load_ended), 3) if finished else None,
+            "steady": steady,
+            "requests": len(requests),
+        }
 
 
 def _r(v):
@@ -479,8 +609,9 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(left, 0.5))
 
 
-def window_verdicts(name: str, trace_name: str, trace: float, targets: dict[str, float],
-                    measured: dict[str, float | None]) -> list[Verdict]:
+def window_verdicts(
+    name: str, trace_name: str, trace: float, targets: dict[str, float], measured: dict[str, float | None]
+) -> list[Verdict]:
     """A window's verdicts: the fault left a trace, and each of the scenario's targets held (a figure that could
     not be measured, e.g. a recovery that never came, fails its target)."""
     out = [Verdict(f"{name}: the fault reached the system ({trace_name})", ">= 1", trace, trace >= 1)]
@@ -488,13 +619,26 @@ def window_verdicts(name: str, trace_name: str, trace: float, targets: dict[str,
         _, sense = TARGETS[key]
         v = measured.get(key)
         ok = v is not None and (v <= limit if sense == "max" else v >= limit)
-        out.append(Verdict(f"{name}: {key}", f"{'<=' if sense == 'max' else '>='} {limit:g}",
-                           None if v is None else round(float(v), 3), ok))
+        out.append(
+            Verdict(
+                f"{name}: {key}",
+                f"{'<=' if sense == 'max' else '>='} {limit:g}",
+                None if v is None else round(float(v), 3),
+                ok,
+            )
+        )
     return out
 
 
-def _time_to_recover(jobs: list[dict], fault_end: float, horizon: float, steady_p95_ms: float | None,
-                     tolerance: float, bucket_s: float = 5.0, since: float = 0.0) -> float | None:
+def _time_to_recover(
+    jobs: list[dict],
+    fault_end: float,
+    horizon: float,
+    steady_p95_ms: float | None,
+    tolerance: float,
+    bucket_s: float = 5.0,
+    since: float = 0.0,
+) -> float | None:
     """Seconds from ``fault_end`` until (a) every job accepted from ``since`` (the previous fault's end) until then
     has finished and (b) the jobs accepted in a ``bucket_s`` slice starting then finish with an enqueue->done p95
     within ``tolerance`` × the steady phase's. None when that never happened before ``horizon`` (the next fault, or
@@ -520,19 +664,34 @@ def _time_to_recover(jobs: list[dict], fault_end: float, horizon: float, steady_
 def main(argv: list[str] | None = None) -> int:
     from harness import scenario as scenarios
 
-    ap = argparse.ArgumentParser(prog="python -m harness.chaos_load", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Scenario format: scenarios/README.md. Shipped: " + ", ".join(
-                                     sorted(p.stem for p in scenarios.SCENARIOS.glob("*.toml"))))
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.chaos_load",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Scenario format: scenarios/README.md. Shipped: "
+        + ", ".join(sorted(p.stem for p in scenarios.SCENARIOS.glob("*.toml"))),
+    )
     ap.add_argument("--scenario", default="full", help="a shipped name (full, ci) or a path (default: full)")
     ap.add_argument("--users", type=int, default=None, help="Locust users (default: the scenario's, 20)")
-    ap.add_argument("--stack", choices=("auto", "local", "containers"), default="local",
-                    help="where the backing services run (default: local)")
+    ap.add_argument(
+        "--stack",
+        choices=("auto", "local", "containers"),
+        default="local",
+        help="where the backing services run (default: local)",
+    )
     ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
-    ap.add_argument("--transport", choices=("sqs", "celery"), default=None,
-                    help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)")
-    ap.add_argument("--sabotage", default="", metavar="DEFECT[,…]",
-                    help="plant defects of harness.sabotage in the workers / API: the run must fail")
+    ap.add_argument(
+        "--transport",
+        choices=("sqs", "celery"),
+        default=None,
+        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
+    )
+    ap.add_argument(
+        "--sabotage",
+        default="",
+        metavar="DEFECT[,…]",
+        help="plant defects of harness.sabotage in the workers / API: the run must fail",
+    )
     args = ap.parse_args(argv)
     if args.transport:
         os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts

@@ -55,7 +55,8 @@ def system_meter(provider, sut) -> CpuMeter | None:
     if not services or not all(getattr(s, "process", None) for s in services.values()):
         return None
     families: dict[str, Callable[[], list[int]]] = {
-        name: (lambda s=svc: s.process.members()) for name, svc in services.items()}
+        name: (lambda s=svc: s.process.members()) for name, svc in services.items()
+    }
     families["api"] = lambda: sut.api.members() if sut.api else []
     families["workers"] = lambda: [pid for w in sut.workers for pid in w.members()]
     return CpuMeter(families)
@@ -66,7 +67,9 @@ def table(per_job: dict[str, float]) -> list[str]:
     total = per_job.get("total") or 1e-9
     rows = sorted(((k, v) for k, v in per_job.items() if k not in ("system", "total")), key=lambda kv: -kv[1])
     lines = [f"    {k:<12} {v:>7.2f} ms/job  {v / total:>4.0%}" for k, v in rows]
-    lines.append(f"    {'system':<12} {per_job.get('system', 0):>7.2f} ms/job  (API, workers, Postgres, LocalStack, "
-                 f"Kafka, Redis)")
+    lines.append(
+        f"    {'system':<12} {per_job.get('system', 0):>7.2f} ms/job  (API, workers, Postgres, LocalStack, "
+        f"Kafka, Redis)"
+    )
     lines.append(f"    {'total':<12} {total:>7.2f} ms/job")
     return lines

@@ -36,14 +36,25 @@ MUSICXML = scores.musicxml()
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stack", default="local", choices=("auto", "local", "containers"),
-                    help="where the backing services run (default: local, the embedded default)")
+    ap.add_argument(
+        "--stack",
+        default="local",
+        choices=("auto", "local", "containers"),
+        help="where the backing services run (default: local, the embedded default)",
+    )
     ap.add_argument("--jobs", type=int, default=300, help="trivial inference jobs per worker-count phase (300)")
     ap.add_argument("--scores", type=int, default=20, help="score uploads in the mixed phase (20)")
-    ap.add_argument("--error-rate", type=float, default=0.1,
-                    help="share of mock OpenAI answers that are HTTP 500 in the mixed phase (0.1)")
-    ap.add_argument("--report-dir", default=str(REPORTS),
-                    help="where the JSON summary goes (default: VERISIM_REPORTS_DIR, else reports/)")
+    ap.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.1,
+        help="share of mock OpenAI answers that are HTTP 500 in the mixed phase (0.1)",
+    )
+    ap.add_argument(
+        "--report-dir",
+        default=str(REPORTS),
+        help="where the JSON summary goes (default: VERISIM_REPORTS_DIR, else reports/)",
+    )
     args = ap.parse_args(argv)
 
     say = lambda m: print(m, flush=True)  # noqa: E731
@@ -57,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["stack_ready_s"] = stack.ready_seconds
         say("\n[1/5] raw SQS ceiling (send batch + receive + delete, 1000 messages)")
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
-        say(f"  {c['send_receive_delete_per_s']} msg/s end to end (send {c['send_per_s']}/s, "
-            f"receive+delete {c['receive_delete_per_s']}/s)")
+        say(
+            f"  {c['send_receive_delete_per_s']} msg/s end to end (send {c['send_per_s']}/s, "
+            f"receive+delete {c['receive_delete_per_s']}/s)"
+        )
 
         sut = SystemUnderTest(stack, progress=say)
         api = sut.start_api()
@@ -70,38 +83,50 @@ def main(argv: list[str] | None = None) -> int:
                 sut.start_worker(concurrency=4)
             say(f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs, {workers} worker(s) × 4 concurrent")
             before = meter.read() if meter else None
-            ids, fig = submit_and_wait(api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)],
-                                       f"{workers} worker(s)")
+            ids, fig = submit_and_wait(
+                api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)], f"{workers} worker(s)"
+            )
             if meter:
                 fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
             all_jobs += ids
             summary[f"inference_{workers}_worker"] = fig
-            say(f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
-                f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+            say(
+                f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
+                f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
+            )
             if "cpu_ms_per_job" in fig:
                 say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
-        say(f"\n[4/5] the same {batches * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
-            f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)")
+        say(
+            f"\n[4/5] the same {batches * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
+            f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
+        )
         summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
-        say(f"  {rc['send_receive_delete_per_s']} msg/s end to end (push {rc['send_per_s']}/s, "
-            f"pop {rc['receive_delete_per_s']}/s)")
+        say(
+            f"  {rc['send_receive_delete_per_s']} msg/s end to end (push {rc['send_per_s']}/s, "
+            f"pop {rc['receive_delete_per_s']}/s)"
+        )
         celery = SystemUnderTest(stack, progress=say, transport="celery", isolated=True)
         try:
             celery_api = celery.start_api()
             celery.start_worker(concurrency=4)
             celery.start_worker(concurrency=4)
-            ids, fig = submit_and_wait(celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)],
-                                       "celery, 2 workers")
+            ids, fig = submit_and_wait(
+                celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)], "celery, 2 workers"
+            )
         finally:
             celery.stop()
         all_jobs += ids
         summary["inference_2_worker_celery"] = fig
-        say(f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
-            f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms")
+        say(
+            f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
+            f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
+        )
 
-        say(f"\n[5/5] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
-            f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)")
+        say(
+            f"\n[5/5] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
+            f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)"
+        )
         control = MockOpenAIControl(stack.openai)
         control.configure(error_rate=args.error_rate, jitter_seconds=0.05, seed=7)
         mixed = []
@@ -113,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         ids, fig = submit_and_wait(api, stack, mixed, "mixed")
         all_jobs += ids
         upstream = control.requests()
-        fig["mock_openai"] = {"requests": len(upstream), "injected_errors": sum(
-            1 for r in upstream if (r["status"] or 0) >= 500), "retried": sum(
-            1 for r in upstream if (r["retry_count"] or 0) > 0)}
+        fig["mock_openai"] = {
+            "requests": len(upstream),
+            "injected_errors": sum(1 for r in upstream if (r["status"] or 0) >= 500),
+            "retried": sum(1 for r in upstream if (r["retry_count"] or 0) > 0),
+        }
         summary["mixed"] = fig
         control.reset()
         for kind, k in fig.get("by_kind", {}).items():
@@ -144,23 +171,31 @@ def main(argv: list[str] | None = None) -> int:
             f = summary.get(f"inference_{w}_worker")
             if f:
                 cpu = f.get("cpu_ms_per_job", {})
-                print(f"  inference, {w} worker(s)       {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / ceiling:.1%} of "
-                      f"the ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms"
-                      + (f"; CPU {cpu['system']} ms/job in the system's processes)" if cpu else ")"))
+                print(
+                    f"  inference, {w} worker(s)       {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / ceiling:.1%} of "
+                    f"the ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms"
+                    + (f"; CPU {cpu['system']} ms/job in the system's processes)" if cpu else ")")
+                )
     f = summary.get("inference_2_worker_celery")
     if f and "redis_ceiling" in summary:
         rc = summary["redis_ceiling"]["send_receive_delete_per_s"]
         print(f"  raw Redis ceiling            {rc:>8} msg/s")
-        print(f"  inference, 2 Celery workers  {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / rc:.1%} of "
-              f"the Redis ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms)")
+        print(
+            f"  inference, 2 Celery workers  {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / rc:.1%} of "
+            f"the Redis ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms)"
+        )
     if "mixed" in summary:
         m = summary["mixed"]
         longest = m.get("by_kind", {}).get("inference", {}).get("queue_wait_ms_max")
         if longest is not None:
-            print(f"  inference behind scores      {longest:>8} ms  (the longest queue wait of an inference job in the "
-                  f"mixed load; goal ≤ 1000 ms)")
-        print(f"  mixed load                   {m['jobs_per_s']:>8} jobs/s  {m['by_status']}; mock OpenAI saw "
-              f"{m['mock_openai']['requests']} requests, {m['mock_openai']['injected_errors']} injected 500s")
+            print(
+                f"  inference behind scores      {longest:>8} ms  (the longest queue wait of an inference job in the "
+                f"mixed load; goal ≤ 1000 ms)"
+            )
+        print(
+            f"  mixed load                   {m['jobs_per_s']:>8} jobs/s  {m['by_status']}; mock OpenAI saw "
+            f"{m['mock_openai']['requests']} requests, {m['mock_openai']['injected_errors']} injected 500s"
+        )
     if "ledger" in summary:
         lg = summary["ledger"]
         print(f"  ledger                       {lg['jobs']} jobs, {len(lg['problems'])} problems")

@@ -13,8 +13,10 @@ class TopicReadIncomplete(TimeoutError):
     """The read hit its deadline before every partition reached its end: what was read is in ``partial``."""
 
     def __init__(self, topic: str, partial: list[dict], timeout: float, partitions_done: int, partitions: int):
-        super().__init__(f"read of {topic!r} hit its {timeout:g}s deadline after {len(partial)} message(s), "
-                         f"{partitions_done}/{partitions} partition(s) at their end: the read is incomplete")
+        super().__init__(
+            f"read of {topic!r} hit its {timeout:g}s deadline after {len(partial)} message(s), "
+            f"{partitions_done}/{partitions} partition(s) at their end: the read is incomplete"
+        )
         self.topic, self.partial = topic, partial
 
 
@@ -23,8 +25,14 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
 
     Raises ``TopicReadIncomplete`` when ``timeout`` passes before every partition reached its end: a cut-short read
     could hide a duplicate or a missing event, so it is never returned as if it were whole."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verisim-reader", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "verisim-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
         md = consumer.list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error is not None:
@@ -47,8 +55,14 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
                 raise RuntimeError(msg.error())
             last_msg = time.monotonic()
             eof.discard(msg.partition())
-            out.append({"key": msg.key().decode() if msg.key() else None, "value": json.loads(msg.value()),
-                        "partition": msg.partition(), "offset": msg.offset()})
+            out.append(
+                {
+                    "key": msg.key().decode() if msg.key() else None,
+                    "value": json.loads(msg.value()),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                }
+            )
         else:
             if len(eof) < len(parts):
                 raise TopicReadIncomplete(topic, out, timeout, len(eof), len(parts))

@@ -58,6 +58,14 @@ class Tally:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"total": self.total, "by_endpoint": dict(self.by_endpoint),
-                                    "by_status": {k: dict(v) for k, v in self.by_status.items()},
-                                    "accepted_jobs": len(self.accepted)}, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "total": self.total,
+                    "by_endpoint": dict(self.by_endpoint),
+                    "by_status": {k: dict(v) for k, v in self.by_status.items()},
+                    "accepted_jobs": len(self.accepted),
+                },
+                indent=2,
+            )
+        )

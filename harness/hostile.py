@@ -19,13 +19,20 @@ def dense_score(measures: int = 250, per_measure: int = 16) -> bytes:
     404 KB, 8.4 minutes at the default tempo, ~2 s of music21 reading and 20-40 MB of memory here)."""
     steps = "CDEFGAB"
     body = "".join(
-        f'<measure number="{m}">' + "".join(
+        f'<measure number="{m}">'
+        + "".join(
             f"<note><pitch><step>{steps[(m + i) % 7]}</step><octave>{4 + i % 2}</octave></pitch><duration>1"
-            "</duration><type>16th</type></note>" for i in range(per_measure)) + "</measure>"
-        for m in range(1, measures + 1))
-    return ('<?xml version="1.0"?><score-partwise version="3.1"><part-list><score-part id="P1"><part-name>P'
-            '</part-name></score-part></part-list><part id="P1"><measure number="0"><attributes><divisions>4'
-            f"</divisions></attributes></measure>{body}</part></score-partwise>").encode()
+            "</duration><type>16th</type></note>"
+            for i in range(per_measure)
+        )
+        + "</measure>"
+        for m in range(1, measures + 1)
+    )
+    return (
+        '<?xml version="1.0"?><score-partwise version="3.1"><part-list><score-part id="P1"><part-name>P'
+        '</part-name></score-part></part-list><part id="P1"><measure number="0"><attributes><divisions>4'
+        f"</divisions></attributes></measure>{body}</part></score-partwise>"
+    ).encode()
 
 
 class Stream:
@@ -41,8 +48,10 @@ class Stream:
         with httpx.Client(base_url=self.api, timeout=10) as c:
             i = 0
             while not self.stop.is_set() and i < 2000:
-                r = c.post("/api/v1/inference", json={"pattern": PATTERNS[i % 5],
-                                                      "values": generate(PATTERNS[i % 5], 32, seed=i)})
+                r = c.post(
+                    "/api/v1/inference",
+                    json={"pattern": PATTERNS[i % 5], "values": generate(PATTERNS[i % 5], 32, seed=i)},
+                )
                 if r.status_code == 202:
                     self.ids += r.json()["job_ids"]
                 i += 1
@@ -61,9 +70,11 @@ def finished_between(dsn: str, ids: list[str], t0: float, t1: float) -> int:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND finished_at BETWEEN "
-                            "to_timestamp(%s) AND to_timestamp(%s) AND status = 'completed'",
-                            (ids, t0, t1)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND finished_at BETWEEN "
+            "to_timestamp(%s) AND to_timestamp(%s) AND status = 'completed'",
+            (ids, t0, t1),
+        ).fetchone()[0]
 
 
 def job_row(dsn: str, job_id: str) -> dict:
@@ -71,8 +82,10 @@ def job_row(dsn: str, job_id: str) -> dict:
     from psycopg.rows import dict_row
 
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute("SELECT status, error_code, error_message, attempts, result::text AS result FROM jobs "
-                            "WHERE id = %s", (job_id,)).fetchone()
+        return conn.execute(
+            "SELECT status, error_code, error_message, attempts, result::text AS result FROM jobs WHERE id = %s",
+            (job_id,),
+        ).fetchone()
 
 
 def job_processes(worker_pids: list[int]) -> list[int]:
@@ -103,11 +116,18 @@ class Outcome:
     refusal: str = ""
 
     def figures(self) -> dict:
-        return {"http": self.http, "bytes": self.bytes, "status": self.job.get("status"),
-                "error_code": self.job.get("error_code"), "reason": (self.job.get("error_message") or "")[:160],
-                "attempts": self.job.get("attempts"), "seconds": self.seconds,
-                "worker_peak_rss_mb": self.worker_peak_rss_mb, "worker_rss_before_mb": self.worker_rss_before_mb,
-                "stream_jobs_per_s": self.stream_jobs_per_s}
+        return {
+            "http": self.http,
+            "bytes": self.bytes,
+            "status": self.job.get("status"),
+            "error_code": self.job.get("error_code"),
+            "reason": (self.job.get("error_message") or "")[:160],
+            "attempts": self.job.get("attempts"),
+            "seconds": self.seconds,
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
+            "worker_rss_before_mb": self.worker_rss_before_mb,
+            "stream_jobs_per_s": self.stream_jobs_per_s,
+        }
 
 
 def _rss_with_descendants(p: psutil.Process) -> int:
@@ -145,8 +165,11 @@ def deal_with(sut, dsn: str, name: str, data: bytes, timeout: float = 60) -> Out
                 time.sleep(0.2)
                 out.job = job_row(dsn, job)
         else:
-            out.refusal = str(r.json().get("detail") or "") if r.headers.get("content-type", "").startswith(
-                "application/json") else ""
+            out.refusal = (
+                str(r.json().get("detail") or "")
+                if r.headers.get("content-type", "").startswith("application/json")
+                else ""
+            )
         t1 = time.time()
         time.sleep(1.0)  # the stream's jobs accepted during the case have a moment to finish
     sampling.set()
@@ -169,8 +192,9 @@ def budget_problems(out: Outcome, code: str) -> list[str]:
         problems.append(f"the upload was refused ({out.http}), so the budget was never tested")
         return problems
     if (out.job.get("status"), out.job.get("error_code")) != ("failed", code):
-        problems.append(f"the job ended {out.job.get('status')!r} ({out.job.get('error_code')}), "
-                        f"not failed with {code}")
+        problems.append(
+            f"the job ended {out.job.get('status')!r} ({out.job.get('error_code')}), not failed with {code}"
+        )
     if out.job.get("attempts") != 1:
         problems.append(f"the job ran {out.job.get('attempts')} times: it was handed to a worker again")
     if not out.workers_alive or out.workers_replaced:

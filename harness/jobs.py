@@ -22,8 +22,9 @@ from harness.system_under_test import wait_for
 class Jobs:
     """Submit a bounded stream of jobs and wait for them: the accepted ids are what the ledger checks."""
 
-    def __init__(self, sut, stack, name: str = "", timeline: FaultTimeline | None = None,
-                 matrix: list[dict] | None = None):
+    def __init__(
+        self, sut, stack, name: str = "", timeline: FaultTimeline | None = None, matrix: list[dict] | None = None
+    ):
         self.sut, self.stack, self.name, self.timeline = sut, stack, name, timeline
         self.matrix = matrix  # where assert_ledger records this test's row of the fault matrix, if anywhere
         self.accepted: list[str] = []
@@ -39,16 +40,28 @@ class Jobs:
         series = []
         for i in range(n):
             values, actual = split(PATTERNS[i % 5], 48, 3, seed=seed + i)
-            series.append({"pattern": PATTERNS[i % 5], "values": values, "actual": actual, "horizon": 3,
-                           "metadata": {"submission": token}})
+            series.append(
+                {
+                    "pattern": PATTERNS[i % 5],
+                    "values": values,
+                    "actual": actual,
+                    "horizon": 3,
+                    "metadata": {"submission": token},
+                }
+            )
         return self._post("/api/v1/inference", token, json={"series": series}, key="job_ids")
 
     def score(self, title: str = "Chorale") -> list[str]:
         from system.simulators.scores import musicxml
 
         token = uuid.uuid4().hex  # the file's name: the API keeps its stem with the job
-        return self._post("/api/v1/scores", token, files={"file": (f"{token}.musicxml", musicxml())},
-                          data={"title": title}, key="job_id")
+        return self._post(
+            "/api/v1/scores",
+            token,
+            files={"file": (f"{token}.musicxml", musicxml())},
+            data={"title": title},
+            key="job_id",
+        )
 
     def _post(self, path, token, key, **kw) -> list[str]:
         try:
@@ -70,15 +83,22 @@ class Jobs:
     def rows(self, ids=None) -> dict[str, tuple]:
         ids = ids or self.accepted
         with psycopg.connect(self.stack.postgres.dsn) as conn:
-            return {str(r[0]): r[1:] for r in conn.execute(
-                "SELECT id, status, attempts, error_code, result FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))}
+            return {
+                str(r[0]): r[1:]
+                for r in conn.execute(
+                    "SELECT id, status, attempts, error_code, result FROM jobs WHERE id = ANY(%s::uuid[])", (ids,)
+                )
+            }
 
     def wait(self, timeout: float = 90) -> dict[str, tuple]:
         """Until every accepted job is terminal (bounded); returns their rows."""
         try:
-            wait_for(lambda: all(r[0] in TERMINAL for r in self.rows().values())
-                     and len(self.rows()) == len(self.accepted), timeout, interval=0.3,
-                     what=f"{len(self.accepted)} jobs terminal")
+            wait_for(
+                lambda: all(r[0] in TERMINAL for r in self.rows().values()) and len(self.rows()) == len(self.accepted),
+                timeout,
+                interval=0.3,
+                what=f"{len(self.accepted)} jobs terminal",
+            )
         except TimeoutError as exc:
             rows = self.rows()
             missing = [i for i in self.accepted if i not in rows]
@@ -93,14 +113,17 @@ class Jobs:
                 for line in Path(p.log_path).read_text(errors="replace").splitlines():
                     if any(i in line for i in stuck):
                         trail.append(f"{p.name}: {line[:400]}")
-            raise AssertionError(f"{exc}: states {states}; accepted (202) but not in Postgres: {len(missing)} "
-                                 f"{missing[:5]}; not terminal: {stuck}\n" + "\n".join(trail[-40:])) from None
+            raise AssertionError(
+                f"{exc}: states {states}; accepted (202) but not in Postgres: {len(missing)} "
+                f"{missing[:5]}; not terminal: {stuck}\n" + "\n".join(trail[-40:])
+            ) from None
         return self.rows()
 
     def verdict(self, timeout: float = 30) -> ledger.LedgerReport:
         """The ledger over every accepted job, every refused submission and the DLQ, once settled (bounded)."""
-        return ledger.settle(self.stack, self.accepted, timeout=timeout, refused=self.refused_tokens,
-                             dlq_name=self.sut.dlq_name)
+        return ledger.settle(
+            self.stack, self.accepted, timeout=timeout, refused=self.refused_tokens, dlq_name=self.sut.dlq_name
+        )
 
     def assert_ledger(self, timeout: float = 30) -> None:
         report = self.verdict(timeout)
@@ -113,21 +136,26 @@ class Jobs:
         Redis and Kafka agreeing began this long after the window closed; checks run every 0.5 s plus a Kafka read,
         and only once the jobs have ended, so it is coarse)."""
         with psycopg.connect(self.stack.postgres.dsn) as conn:
-            last = conn.execute("SELECT extract(epoch FROM max(finished_at)) FROM jobs WHERE id = ANY(%s::uuid[])",
-                                (self.accepted,)).fetchone()[0]
+            last = conn.execute(
+                "SELECT extract(epoch FROM max(finished_at)) FROM jobs WHERE id = ANY(%s::uuid[])", (self.accepted,)
+            ).fetchone()[0]
         fault_end = max((w.end or 0 for w in (self.timeline.windows if self.timeline else [])), default=None)
         if self.matrix is None:
             return
-        self.matrix.append({
-            "test": self.name,
-            "faults": sorted({w.name for w in self.timeline.windows}) if self.timeline else [],
-            "sent": len(self.accepted) + self.rejected, "accepted": len(self.accepted), "rejected": self.rejected,
-            "completed": report.by_status.get("completed", 0) + report.by_status.get("completed_with_warnings", 0),
-            "with_warnings": report.by_status.get("completed_with_warnings", 0),
-            "failed": report.by_status.get("failed", 0),
-            "lost": report.kinds["lost"] + report.kinds["not_terminal"],
-            "duplicated": report.kinds["result_duplicate"] + report.kinds["events_duplicate"],
-            "deferred": self.deferred,
-            "recovery_s": round(max(0.0, float(last) - fault_end), 2) if last and fault_end else None,
-            "agree_s": round(max(0.0, agreed_at - fault_end), 2) if agreed_at and fault_end else None,
-        })
+        self.matrix.append(
+            {
+                "test": self.name,
+                "faults": sorted({w.name for w in self.timeline.windows}) if self.timeline else [],
+                "sent": len(self.accepted) + self.rejected,
+                "accepted": len(self.accepted),
+                "rejected": self.rejected,
+                "completed": report.by_status.get("completed", 0) + report.by_status.get("completed_with_warnings", 0),
+                "with_warnings": report.by_status.get("completed_with_warnings", 0),
+                "failed": report.by_status.get("failed", 0),
+                "lost": report.kinds["lost"] + report.kinds["not_terminal"],
+                "duplicated": report.kinds["result_duplicate"] + report.kinds["events_duplicate"],
+                "deferred": self.deferred,
+                "recovery_s": round(max(0.0, float(last) - fault_end), 2) if last and fault_end else None,
+                "agree_s": round(max(0.0, agreed_at - fault_end), 2) if agreed_at and fault_end else None,
+            }
+        )

@@ -56,8 +56,9 @@ class EmptyLedger(ValueError):
     """``check`` was given no job ids: a verdict over nothing proves nothing."""
 
     def __init__(self):
-        super().__init__("the ledger was given no job ids and no refused submissions: a run that sent nothing "
-                         "proves nothing")
+        super().__init__(
+            "the ledger was given no job ids and no refused submissions: a run that sent nothing proves nothing"
+        )
 
 
 @dataclass
@@ -97,12 +98,18 @@ class LedgerReport:
         if self.ok:
             return head + "; every store agrees"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
-        return (head + f"; {len(self.problems)} problem(s) ({kinds}):\n  " + "\n  ".join(self.problems[:50]))
+        return head + f"; {len(self.problems)} problem(s) ({kinds}):\n  " + "\n  ".join(self.problems[:50])
 
 
 # -- reading the stores ------------------------------------------------------------------------------------------
-def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[str] | tuple = (),
-           dlq_name: str | None = None, events_topic: str = EVENTS_TOPIC) -> StoreState:
+def gather(
+    stack,
+    job_ids,
+    topics: dict[str, str] | None = None,
+    refused: list[str] | tuple = (),
+    dlq_name: str | None = None,
+    events_topic: str = EVENTS_TOPIC,
+) -> StoreState:
     import psycopg
     from psycopg.rows import dict_row
 
@@ -110,18 +117,24 @@ def gather(stack, job_ids, topics: dict[str, str] | None = None, refused: list[s
     ids = [str(j) for j in job_ids]
     errors: list[str] = []
     with psycopg.connect(stack.postgres.dsn, row_factory=dict_row) as conn:
-        rows = {str(r["id"]): r for r in conn.execute(
-            "SELECT id, kind, status, params, error_code, attempts FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))}
+        rows = {
+            str(r["id"]): r
+            for r in conn.execute(
+                "SELECT id, kind, status, params, error_code, attempts FROM jobs WHERE id = ANY(%s::uuid[])", (ids,)
+            )
+        }
         refused_rows: dict[str, list[dict]] = {}
         if refused:
             for r in conn.execute(
-                    "SELECT id, status, attempts, params->'metadata'->>'submission' AS token, "
-                    "params->>'filename_stem' AS stem FROM jobs "
-                    "WHERE params->'metadata'->>'submission' = ANY(%s) OR params->>'filename_stem' = ANY(%s)",
-                    (list(refused), list(refused))):
+                "SELECT id, status, attempts, params->'metadata'->>'submission' AS token, "
+                "params->>'filename_stem' AS stem FROM jobs "
+                "WHERE params->'metadata'->>'submission' = ANY(%s) OR params->>'filename_stem' = ANY(%s)",
+                (list(refused), list(refused)),
+            ):
                 token = r["token"] if r["token"] in refused else r["stem"]
-                refused_rows.setdefault(token, []).append({"id": str(r["id"]), "status": r["status"],
-                                                           "attempts": r["attempts"]})
+                refused_rows.setdefault(token, []).append(
+                    {"id": str(r["id"]), "status": r["status"], "attempts": r["attempts"]}
+                )
     cached = cached_statuses(stack.redis.url, ids)
 
     def read(topic: str) -> dict[str, list[dict]]:
@@ -164,8 +177,9 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
     url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
     seen: dict[str, str] = {}
     for _ in range(50):
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0,
-                                  AttributeNames=["All"]).get("Messages", [])
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", [])
         new = [m for m in got if m["MessageId"] not in seen]
         if not new:
             break
@@ -184,8 +198,10 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
     ids = [m["job_id"] for m in out if m["job_id"]]
     if ids:
         with psycopg.connect(stack.postgres.dsn) as conn:
-            rows = {str(r[0]): r[1:] for r in conn.execute(
-                "SELECT id, status, error_code FROM jobs WHERE id::text = ANY(%s)", (ids,))}
+            rows = {
+                str(r[0]): r[1:]
+                for r in conn.execute("SELECT id, status, error_code FROM jobs WHERE id::text = ANY(%s)", (ids,))
+            }
         for m in out:
             if m["job_id"] in rows:
                 m["status"], m["error_code"] = rows[m["job_id"]]
@@ -216,8 +232,12 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
         _judge_job_events(report, jid, row, state.job_events.get(jid, []))
     for token, jobs in sorted(state.refused_rows.items()):
         for j in jobs:
-            report.add("refused_ran", token, f"refused by the API, yet recorded as job {j['id']} ({j['status']}, "
-                                             f"{j['attempts']} attempt(s)): a client told 'no' may see it run")
+            report.add(
+                "refused_ran",
+                token,
+                f"refused by the API, yet recorded as job {j['id']} ({j['status']}, "
+                f"{j['attempts']} attempt(s)): a client told 'no' may see it run",
+            )
     _judge_dlq(report, state.dlq)
     return report
 
@@ -229,8 +249,11 @@ def _judge_dlq(report: LedgerReport, dlq: list[dict]) -> None:
         elif m["status"] == "failed" and m["error_code"]:
             why = f"job failed: {m['error_code']}"
         else:
-            report.add("dlq_unexplained", f"DLQ message {m['message_id']}",
-                       f"for job {m['job_id']}, which is {m['status'] or 'unknown'} — unexplained")
+            report.add(
+                "dlq_unexplained",
+                f"DLQ message {m['message_id']}",
+                f"for job {m['job_id']}, which is {m['status'] or 'unknown'} — unexplained",
+            )
             continue
         report.dlq[why] = report.dlq.get(why, 0) + 1
 
@@ -289,13 +312,19 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
         return
     unique = list(dict.fromkeys(zip(statuses, [e.get("attempts") for e in got], strict=True)))
     path = [s for s, _ in unique]
-    forward = (path[0] == "queued" and path[-1] == row["status"] and len([s for s in path if s in TERMINAL]) == 1
-               and all(s == "running" for s in path[1:-1]))
+    forward = (
+        path[0] == "queued"
+        and path[-1] == row["status"]
+        and len([s for s in path if s in TERMINAL]) == 1
+        and all(s == "running" for s in path[1:-1])
+    )
     if not forward:
         report.add("events_order", jid, f"job_events path {path} is not queued → running… → {row['status']}")
 
 
-def check(stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None) -> LedgerReport:
+def check(
+    stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None
+) -> LedgerReport:
     ids = [str(j) for j in job_ids]
     if not ids and not refused:
         raise EmptyLedger()  # before touching any store
@@ -313,8 +342,11 @@ def _explain_missing(stack, report: LedgerReport) -> None:
     missing = [i for i, p in enumerate(report.problems) if "[events_missing]" in p or "[result_missing]" in p]
     ids = list({report.problems[i].split(":", 1)[0] for i in missing})
     with psycopg.connect(stack.postgres.dsn) as conn:
-        rows = conn.execute("SELECT job_id::text, topic, payload->>'status', payload->>'model', published_at "
-                            "FROM outbox WHERE job_id = ANY(%s::uuid[]) ORDER BY id", (ids,)).fetchall()
+        rows = conn.execute(
+            "SELECT job_id::text, topic, payload->>'status', payload->>'model', published_at "
+            "FROM outbox WHERE job_id = ANY(%s::uuid[]) ORDER BY id",
+            (ids,),
+        ).fetchall()
     by_job: dict[str, list[str]] = {}
     for jid, topic, status, model, published in rows:
         where = f"published {published:%H:%M:%S.%f}"[:-3] if published else "unpublished"
@@ -324,8 +356,9 @@ def _explain_missing(stack, report: LedgerReport) -> None:
         report.problems[i] += f"; outbox: {', '.join(by_job.get(jid, [])) or 'no rows'}"
 
 
-def settle(stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(),
-           dlq_name: str | None = None) -> LedgerReport:
+def settle(
+    stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(), dlq_name: str | None = None
+) -> LedgerReport:
     """``check`` until every store agrees or ``timeout`` passes; the last report either way.
 
     Postgres commits first, then Kafka is told, then Redis: right after a job turns terminal in Postgres the other

@@ -28,8 +28,12 @@ from harness.contract import RANK, job_message
 from harness.faults import FaultTimeline, ProcessFaults
 from harness.jobs import Jobs
 
-ENV = {"SQS_VISIBILITY_TIMEOUT": "4", "SQS_MAX_RECEIVE_COUNT": "8", "WORKER_RETRY_BASE_SECONDS": "0.5",
-       "OPENAI_TIMEOUT_SECONDS": "2"}  # a system tuned so faults resolve in seconds
+ENV = {
+    "SQS_VISIBILITY_TIMEOUT": "4",
+    "SQS_MAX_RECEIVE_COUNT": "8",
+    "WORKER_RETRY_BASE_SECONDS": "0.5",
+    "OPENAI_TIMEOUT_SECONDS": "2",
+}  # a system tuned so faults resolve in seconds
 
 INVALID = [  # bodies the API must refuse with a 4xx: each carries its submission token where one fits
     lambda t: {"pattern": "linear", "values": [1.0], "metadata": {"submission": t}},  # too short
@@ -41,9 +45,17 @@ INVALID = [  # bodies the API must refuse with a 4xx: each carries its submissio
 ]
 
 
-def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int, shrink: bool = True,
-                  sabotage: str | None = None, settle_s: float = 60,
-                  restarts: tuple[str, ...] = ("redis", "postgres", "kafka")) -> list[dict]:
+def run_lifecycle(
+    sut,
+    stack,
+    stack_provider,
+    sequences_wanted: int,
+    steps: int,
+    shrink: bool = True,
+    sabotage: str | None = None,
+    settle_s: float = 60,
+    restarts: tuple[str, ...] = ("redis", "postgres", "kafka"),
+) -> list[dict]:
     """Run the machine: ``sequences_wanted`` sequences of up to ``steps`` steps against ``sut``. Returns one dict per
     sequence (accepted, refused, faults, ok); an invariant that fails raises (shrunk to a minimal sequence unless
     ``shrink`` is False: a planted defect needs no minimal example, and shrinking re-runs sequences on a real stack).
@@ -138,11 +150,25 @@ def run_lifecycle(sut, stack, stack_provider, sequences_wanted: int, steps: int,
             if self.jobs.accepted:
                 self.jobs.wait(timeout=120)
             report = self.jobs.verdict(timeout=settle_s)
-            sequences.append({"accepted": len(self.jobs.accepted), "refused": self.jobs.rejected,
-                              "faults": self.fault_log, "ok": report.ok})
+            sequences.append(
+                {
+                    "accepted": len(self.jobs.accepted),
+                    "refused": self.jobs.rejected,
+                    "faults": self.fault_log,
+                    "ok": report.ok,
+                }
+            )
             assert report.ok, report.summary()
 
-    run_state_machine_as_test(Lifecycle, settings=settings(
-        max_examples=sequences_wanted, stateful_step_count=steps, deadline=None, phases=phases,
-        suppress_health_check=list(HealthCheck), database=settings.default.database if shrink else None))
+    run_state_machine_as_test(
+        Lifecycle,
+        settings=settings(
+            max_examples=sequences_wanted,
+            stateful_step_count=steps,
+            deadline=None,
+            phases=phases,
+            suppress_health_check=list(HealthCheck),
+            database=settings.default.database if shrink else None,
+        ),
+    )
     return sequences

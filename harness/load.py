@@ -32,8 +32,10 @@ class QueueSampler:
 
     def __init__(self, stack: Stack, queue_name: str, dlq_name: str, period: float = 1.0):
         self.sqs = stack.aws.client("sqs")
-        self.urls = (self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
-                     self.sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"])
+        self.urls = (
+            self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
+            self.sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"],
+        )
         self.period = period
         self.samples: list[dict] = []
         self._stop = threading.Event()
@@ -45,8 +47,14 @@ class QueueSampler:
             try:
                 a = self.sqs.get_queue_attributes(QueueUrl=self.urls[0], AttributeNames=names)["Attributes"]
                 d = self.sqs.get_queue_attributes(QueueUrl=self.urls[1], AttributeNames=names[:1])["Attributes"]
-                self.samples.append({"t": time.time(), "waiting": int(a[names[0]]), "in_flight": int(a[names[1]]),
-                                     "dlq": int(d[names[0]])})
+                self.samples.append(
+                    {
+                        "t": time.time(),
+                        "waiting": int(a[names[0]]),
+                        "in_flight": int(a[names[1]]),
+                        "dlq": int(d[names[0]]),
+                    }
+                )
             except Exception:  # a sample lost is not a run lost
                 pass
             self._stop.wait(self.period)
@@ -60,26 +68,71 @@ class QueueSampler:
         self._thread.join(5)
 
 
-def run_locust(host: str, users: int, spawn_rate: float, duration_s: int, out_dir: Path, workers: int = 0,
-               extra_env: dict | None = None, user_classes: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_locust(
+    host: str,
+    users: int,
+    spawn_rate: float,
+    duration_s: int,
+    out_dir: Path,
+    workers: int = 0,
+    extra_env: dict | None = None,
+    user_classes: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``. ``user_classes``
     limits the run to those users of the locustfile (default: all three)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
     base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--host", host]
-    common = ["--headless", "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration_s}s", "--stop-timeout", "5",
-              "--csv", str(out_dir / "locust"), "--csv-full-history", "--only-summary",
-              "--html", str(out_dir / "locust.html"), *(user_classes or [])]
+    common = [
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        f"{duration_s}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(out_dir / "locust"),
+        "--csv-full-history",
+        "--only-summary",
+        "--html",
+        str(out_dir / "locust.html"),
+        *(user_classes or []),
+    ]
     timeout = duration_s + 120
     if not workers:
         return subprocess.run(base + common, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     master_port = _free_port()
-    master = subprocess.Popen(base + common + ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-                                               str(master_port), "--expect-workers", str(workers)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    helpers = [subprocess.Popen(base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-               for _ in range(workers)]
+    master = subprocess.Popen(
+        base
+        + common
+        + [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    helpers = [
+        subprocess.Popen(
+            base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
+        for _ in range(workers)
+    ]
     try:
         out, err = master.communicate(timeout=timeout)
     finally:
@@ -107,17 +160,30 @@ def api_figures(out_dir: Path) -> tuple[dict, list[dict]]:
                 continue
             name = row["Name"]
             n, failed = int(row["Request Count"]), int(row["Failure Count"])
-            api[name] = {"requests": n, "failures": failed, "error_rate": round(failed / n, 5) if n else 0.0,
-                         "p50_ms": _num(row["50%"]), "p95_ms": _num(row["95%"]), "p99_ms": _num(row["99%"]),
-                         "rps": _num(row["Requests/s"])}
+            api[name] = {
+                "requests": n,
+                "failures": failed,
+                "error_rate": round(failed / n, 5) if n else 0.0,
+                "p50_ms": _num(row["50%"]),
+                "p95_ms": _num(row["95%"]),
+                "p99_ms": _num(row["99%"]),
+                "rps": _num(row["Requests/s"]),
+            }
     history = []
     with open(out_dir / "locust_stats_history.csv") as fh:
         for row in csv.DictReader(fh):
             if row["Name"] != "Aggregated":
                 continue
-            history.append({"t": int(row["Timestamp"]), "users": int(row["User Count"]),
-                            "rps": _num(row["Requests/s"]), "p50_ms": _num(row["50%"]), "p95_ms": _num(row["95%"]),
-                            "failures_per_s": _num(row["Failures/s"])})
+            history.append(
+                {
+                    "t": int(row["Timestamp"]),
+                    "users": int(row["User Count"]),
+                    "rps": _num(row["Requests/s"]),
+                    "p50_ms": _num(row["50%"]),
+                    "p95_ms": _num(row["95%"]),
+                    "failures_per_s": _num(row["Failures/s"]),
+                }
+            )
     return api, history
 
 
@@ -133,25 +199,35 @@ def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: f
     deadline = time.monotonic() + timeout
     with psycopg.connect(stack.postgres.dsn) as conn:
         while True:
-            left = conn.execute("SELECT count(*) FROM jobs WHERE enqueued_at >= %s AND status IN ('queued','running')",
-                                (started,)).fetchone()[0]
+            left = conn.execute(
+                "SELECT count(*) FROM jobs WHERE enqueued_at >= %s AND status IN ('queued','running')", (started,)
+            ).fetchone()[0]
             if left == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         rows = conn.execute(
             "SELECT kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
-            "extract(epoch FROM finished_at) FROM jobs WHERE enqueued_at >= %s", (started,)).fetchall()
+            "extract(epoch FROM finished_at) FROM jobs WHERE enqueued_at >= %s",
+            (started,),
+        ).fetchall()
         models = conn.execute(
             "SELECT r.model_name, r.inference_ms FROM inference_results r JOIN jobs j ON j.id = r.job_id "
-            "WHERE j.enqueued_at >= %s", (started,)).fetchall()
+            "WHERE j.enqueued_at >= %s",
+            (started,),
+        ).fetchall()
     per_kind: dict = {}
     for kind in {r[0] for r in rows}:
         ks = [r for r in rows if r[0] == kind and r[5] is not None]
         waits = [(float(r[4]) - float(r[3])) * 1000 for r in ks if r[4] is not None]
         dones = [(float(r[5]) - float(r[3])) * 1000 for r in ks]
-        per_kind[kind] = {"jobs": len([r for r in rows if r[0] == kind]), "finished": len(ks),
-                          "wait_p50_ms": _r(percentile(waits, 50)), "wait_p95_ms": _r(percentile(waits, 95)),
-                          "done_p50_ms": _r(percentile(dones, 50)), "done_p95_ms": _r(percentile(dones, 95))}
+        per_kind[kind] = {
+            "jobs": len([r for r in rows if r[0] == kind]),
+            "finished": len(ks),
+            "wait_p50_ms": _r(percentile(waits, 50)),
+            "wait_p95_ms": _r(percentile(waits, 95)),
+            "done_p50_ms": _r(percentile(dones, 50)),
+            "done_p95_ms": _r(percentile(dones, 95)),
+        }
     finished = [float(r[5]) for r in rows if r[5] is not None]
     first = min((float(r[3]) for r in rows), default=None)
     by_model: dict = {}
@@ -166,8 +242,10 @@ def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: f
         "drain_s": round(max(0.0, max(finished) - load_ended), 3) if finished else None,
         "failed_jobs": sum(1 for r in rows if r[1] == "failed"),
         "redelivered_jobs": sum(1 for r in rows if r[2] > 1),
-        "models": {m: {"count": len(v), "p50_ms": _r(percentile(v, 50)), "p95_ms": _r(percentile(v, 95))}
-                   for m, v in by_model.items()},
+        "models": {
+            m: {"count": len(v), "p50_ms": _r(percentile(v, 50)), "p95_ms": _r(percentile(v, 95))}
+            for m, v in by_model.items()
+        },
         "finished_times": sorted(finished),
     }
 
@@ -183,16 +261,32 @@ def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: 
     from harness.throughput import inference_batch, submit_and_wait
     from system.simulators.patterns import PATTERNS
 
-    _, fig = submit_and_wait(host, stack, [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)],
-                             label, concurrency=8)
+    _, fig = submit_and_wait(
+        host, stack, [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)], label, concurrency=8
+    )
     share = fig.get("jobs_per_s", 0) / ceiling["send_receive_delete_per_s"]
-    return {"jobs": fig["jobs"], "terminal": fig["terminal"], "jobs_per_s": fig.get("jobs_per_s"),
-            "enqueue_to_done_p95_ms": fig.get("enqueue_to_done_ms_p95"), "share_of_ceiling": round(share, 5)}
+    return {
+        "jobs": fig["jobs"],
+        "terminal": fig["terminal"],
+        "jobs_per_s": fig.get("jobs_per_s"),
+        "enqueue_to_done_p95_ms": fig.get("enqueue_to_done_ms_p95"),
+        "share_of_ceiling": round(share, 5),
+    }
 
 
-def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int, duration_s: int,
-            out_dir: Path, workers: int = 0, spawn_rate: float | None = None,
-            user_classes: list[str] | None = None, burst_requests: int = 60) -> dict:
+def measure(
+    stack: Stack,
+    host: str,
+    queue_name: str,
+    dlq_name: str,
+    users: int,
+    duration_s: int,
+    out_dir: Path,
+    workers: int = 0,
+    spawn_rate: float | None = None,
+    user_classes: list[str] | None = None,
+    burst_requests: int = 60,
+) -> dict:
     """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take): the raw SQS
     ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none)."""
     from harness.throughput import sqs_ceiling
@@ -200,8 +294,9 @@ def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int,
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     started = datetime.now(UTC)
     with QueueSampler(stack, queue_name, dlq_name) as sampler:
-        run = run_locust(host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers,
-                         user_classes=user_classes)
+        run = run_locust(
+            host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers, user_classes=user_classes
+        )
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)
         time.sleep(1.1)  # one more depth sample after the drain
@@ -211,11 +306,20 @@ def measure(stack: Stack, host: str, queue_name: str, dlq_name: str, users: int,
     if not (out_dir / "locust_stats.csv").exists():
         raise RuntimeError(f"Locust produced no stats (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")
     api, history = api_figures(out_dir)
-    figures.update(api=api, api_history=history, queue_depth=sampler.samples, users=users, duration_s=duration_s,
-                   locust_workers=workers, locust_exit=run.returncode, started=started.isoformat(),
-                   load_ended=load_ended, dlq_messages=max((s["dlq"] for s in sampler.samples), default=0),
-                   sqs_ceiling=ceiling, share_of_sqs_ceiling=round(
-                       figures["throughput_jobs_per_s"] / ceiling["send_receive_delete_per_s"], 5))
+    figures.update(
+        api=api,
+        api_history=history,
+        queue_depth=sampler.samples,
+        users=users,
+        duration_s=duration_s,
+        locust_workers=workers,
+        locust_exit=run.returncode,
+        started=started.isoformat(),
+        load_ended=load_ended,
+        dlq_messages=max((s["dlq"] for s in sampler.samples), default=0),
+        sqs_ceiling=ceiling,
+        share_of_sqs_ceiling=round(figures["throughput_jobs_per_s"] / ceiling["send_receive_delete_per_s"], 5),
+    )
     return figures
 
 
@@ -227,16 +331,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
     ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
     ap.add_argument("--slo", type=Path, default=None, help="SLO file (default slo.toml)")
-    ap.add_argument("--transport", choices=("sqs", "celery"), default=None,
-                    help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)")
-    ap.add_argument("--sabotage", default="", metavar="DEFECT[,…]",
-                    help="plant defects of harness.sabotage in the API / workers (e.g. slow_api): the gate must fail")
+    ap.add_argument(
+        "--transport",
+        choices=("sqs", "celery"),
+        default=None,
+        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
+    )
+    ap.add_argument(
+        "--sabotage",
+        default="",
+        metavar="DEFECT[,…]",
+        help="plant defects of harness.sabotage in the API / workers (e.g. slow_api): the gate must fail",
+    )
     args = ap.parse_args(argv)
     if args.transport:
         os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts
     if args.host:
-        ap.error("--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
-                 "a stack and system of its own (or use `locust -f locustfile.py` for API-only load)")
+        ap.error(
+            "--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
+            "a stack and system of its own (or use `locust -f locustfile.py` for API-only load)"
+        )
     from harness.stack import choose_provider
     from harness.system_under_test import SystemUnderTest
 
@@ -250,10 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         api = sut.start_api(sabotage=api_defects)
         for _ in range(args.system_workers):
             sut.start_worker(sabotage=worker_defects)
-        print(f"\nLocust: {args.users} users for {args.duration}s against {api}"
-              f"{f' ({args.workers} Locust workers)' if args.workers else ''} …", flush=True)
-        figures = measure(stack, api, sut.queue_name, sut.dlq_name, args.users, args.duration, run_dir,
-                          workers=args.workers)
+        print(
+            f"\nLocust: {args.users} users for {args.duration}s against {api}"
+            f"{f' ({args.workers} Locust workers)' if args.workers else ''} …",
+            flush=True,
+        )
+        figures = measure(
+            stack, api, sut.queue_name, sut.dlq_name, args.users, args.duration, run_dir, workers=args.workers
+        )
     finally:
         if sut:
             sut.stop()

@@ -68,6 +68,7 @@ MARKERS = {
 def pytest_configure(config: pytest.Config) -> None:
     for name, what in MARKERS.items():  # registered by the plugin, so a project that installs Verisim has them too
         config.addinivalue_line("markers", f"{name}: {what}")
+
     # SIGTERM (CI cancelling a job, `timeout`) must run fixture teardown like Ctrl-C does, so nothing is left behind
     def _term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -119,8 +120,12 @@ def stack(request: pytest.FixtureRequest) -> Stack:
         provider.stop()
         raise
     _started["_provider"] = provider
-    _started.update(provider=provider.name, total_seconds=round(time.monotonic() - started, 3),
-                    ready_seconds=s.ready_seconds, prepare_seconds=s.prepare_seconds)
+    _started.update(
+        provider=provider.name,
+        total_seconds=round(time.monotonic() - started, 3),
+        ready_seconds=s.ready_seconds,
+        prepare_seconds=s.prepare_seconds,
+    )
     try:
         yield s
     finally:
@@ -221,8 +226,13 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
     from harness.system_under_test import SystemUnderTest
 
     say = _say(request.config)
-    sut = SystemUnderTest(stack, workdir=tmp_path_factory.mktemp("system"), env=SYSTEM_ENV, progress=say,
-                          transport=chosen_transport(request.config))
+    sut = SystemUnderTest(
+        stack,
+        workdir=tmp_path_factory.mktemp("system"),
+        env=SYSTEM_ENV,
+        progress=say,
+        transport=chosen_transport(request.config),
+    )
     try:
         sut.start_api()
         for transport in sut.worker_transports():
@@ -248,8 +258,13 @@ def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest)
     made = []
 
     def make(env: dict[str, str] | None = None, transport: str | None = None) -> SystemUnderTest:
-        sut = SystemUnderTest(stack, workdir=tmp_path / f"system{len(made)}", env={**SYSTEM_ENV, **(env or {})},
-                              isolated=True, transport=transport or chosen_transport(request.config))
+        sut = SystemUnderTest(
+            stack,
+            workdir=tmp_path / f"system{len(made)}",
+            env={**SYSTEM_ENV, **(env or {})},
+            isolated=True,
+            transport=transport or chosen_transport(request.config),
+        )
         made.append(sut)
         return sut
 
@@ -271,8 +286,18 @@ def browser():
     if not Path(chromium).exists():
         pytest.fail("Chromium is not installed: `apt-get install chromium` (python3 dev.py setup does it)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()

@@ -73,8 +73,16 @@ def diff(current: dict, previous: dict | None, bands: dict[str, float] | None = 
             change = round((now - before) / abs(before) * 100, 1)
         band = float(bands.get(label, 10))
         worse = change is not None and ((change > 0) == lower_better) and abs(change) > band
-        rows.append({"figure": label, "now": now, "previous": before, "change_pct": change, "worse": worse,
-                     "noise_band_pct": band})
+        rows.append(
+            {
+                "figure": label,
+                "now": now,
+                "previous": before,
+                "change_pct": change,
+                "worse": worse,
+                "noise_band_pct": band,
+            }
+        )
     return rows
 
 
@@ -82,9 +90,14 @@ def write(run_dir: Path, figures: dict, verdicts, faults: list[dict] | None = No
     """``faults``: the fault windows (name, start, end, …; a chaos-load run adds parameters, evidence, verdicts and
     per-phase figures); ``extra``: more top-level sections (a chaos-load run: scenario, phases, ledger)."""
     previous = previous_report(run_dir)
-    doc = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "figures": figures,
-           "slo": [v.__dict__ for v in verdicts], "faults": faults or [],
-           "previous": previous["created"] if previous else None, **(extra or {})}
+    doc = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "figures": figures,
+        "slo": [v.__dict__ for v in verdicts],
+        "faults": faults or [],
+        "previous": previous["created"] if previous else None,
+        **(extra or {}),
+    }
     doc["diff"] = diff(doc, previous)
     (run_dir / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     (run_dir / "report.html").write_text(render_html(doc))
@@ -92,8 +105,9 @@ def write(run_dir: Path, figures: dict, verdicts, faults: list[dict] | None = No
 
 
 # -- HTML -------------------------------------------------------------------------------------------------------
-def _chart(title: str, series: list[tuple[str, str, list[tuple[float, float]]]], faults, t0: float,
-           unit: str = "") -> str:
+def _chart(
+    title: str, series: list[tuple[str, str, list[tuple[float, float]]]], faults, t0: float, unit: str = ""
+) -> str:
     w, h, pl, pr, pt, pb = 640, 200, 48, 10, 10, 24
     pts = [p for _, _, s in series for p in s]
     if not pts:
@@ -111,29 +125,37 @@ def _chart(title: str, series: list[tuple[str, str, list[tuple[float, float]]]],
     for f in faults:
         x1, x2 = X(max(0, f["start"] - t0)), X(min(xmax, f["end"] - t0))
         name = html.escape(f.get("name", "fault"))
-        parts.append(f'<rect x="{x1:.1f}" y="{pt}" width="{max(1, x2 - x1):.1f}" height="{h - pt - pb}" '
-                     f'class="fault" data-fault="{name}"><title>{name}</title></rect>'
-                     f'<text x="{x1 + 2:.1f}" y="{pt + 9 + 10 * (faults.index(f) % 3)}" class="fault-label" '
-                     f'data-fault="{name}">{name}</text>')
+        parts.append(
+            f'<rect x="{x1:.1f}" y="{pt}" width="{max(1, x2 - x1):.1f}" height="{h - pt - pb}" '
+            f'class="fault" data-fault="{name}"><title>{name}</title></rect>'
+            f'<text x="{x1 + 2:.1f}" y="{pt + 9 + 10 * (faults.index(f) % 3)}" class="fault-label" '
+            f'data-fault="{name}">{name}</text>'
+        )
     for frac in (0, 0.5, 1):
         y = Y(ymax * frac / 1.1)
-        parts.append(f'<line x1="{pl}" x2="{w - pr}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                     f'<text x="{pl - 4}" y="{y + 3:.1f}" text-anchor="end">{ymax * frac / 1.1:.3g}</text>')
-    parts.append(f'<text x="{w - pr}" y="{h - 6}" text-anchor="end">{xmax:.0f} s</text>'
-                 f'<text x="{pl}" y="{h - 6}">0 s</text>')
+        parts.append(
+            f'<line x1="{pl}" x2="{w - pr}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{pl - 4}" y="{y + 3:.1f}" text-anchor="end">{ymax * frac / 1.1:.3g}</text>'
+        )
+    parts.append(
+        f'<text x="{w - pr}" y="{h - 6}" text-anchor="end">{xmax:.0f} s</text><text x="{pl}" y="{h - 6}">0 s</text>'
+    )
     for _, color, s in series:
         d = " ".join(f"{'M' if i == 0 else 'L'}{X(x):.1f},{Y(y):.1f}" for i, (x, y) in enumerate(s))
         parts.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
     parts.append("</svg>")
     legend = " ".join(f'<span><i style="background:{c}"></i>{html.escape(n)}</span>' for n, c, _ in series)
-    return (f"<section><h2>{html.escape(title)}{f' ({unit})' if unit else ''}</h2>{''.join(parts)}"
-            f'<div class="legend">{legend}</div></section>')
+    return (
+        f"<section><h2>{html.escape(title)}{f' ({unit})' if unit else ''}</h2>{''.join(parts)}"
+        f'<div class="legend">{legend}</div></section>'
+    )
 
 
 def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('–' if c is None else str(c))}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('–' if c is None else str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -149,31 +171,64 @@ def render_html(doc: dict) -> str:
     tput = [(b * 5 + 2.5, n / 5) for b, n in sorted(buckets.items())]
     faults = doc.get("faults", [])
     charts = [
-        _chart("API latency over time", [
-            ("p50", "#5aa9ff", [(h["t"] - t0, h["p50_ms"]) for h in hist if h["p50_ms"] is not None]),
-            ("p95", "#c08bff", [(h["t"] - t0, h["p95_ms"]) for h in hist if h["p95_ms"] is not None])],
-            faults, t0, "ms"),
-        _chart("Throughput", [
-            ("jobs completed /s", "#3ecf8e", tput),
-            ("API requests /s", "#f5b942", [(h["t"] - t0, h["rps"]) for h in hist if h["rps"] is not None])],
-            faults, t0, "per second"),
-        _chart("Queue depth", [
-            ("waiting", "#5aa9ff", [(s["t"] - t0, s["waiting"]) for s in f.get("queue_depth", [])]),
-            ("in flight", "#f5b942", [(s["t"] - t0, s["in_flight"]) for s in f.get("queue_depth", [])]),
-            ("DLQ", "#ff6b6b", [(s["t"] - t0, s["dlq"]) for s in f.get("queue_depth", [])])], faults, t0, "messages"),
+        _chart(
+            "API latency over time",
+            [
+                ("p50", "#5aa9ff", [(h["t"] - t0, h["p50_ms"]) for h in hist if h["p50_ms"] is not None]),
+                ("p95", "#c08bff", [(h["t"] - t0, h["p95_ms"]) for h in hist if h["p95_ms"] is not None]),
+            ],
+            faults,
+            t0,
+            "ms",
+        ),
+        _chart(
+            "Throughput",
+            [
+                ("jobs completed /s", "#3ecf8e", tput),
+                ("API requests /s", "#f5b942", [(h["t"] - t0, h["rps"]) for h in hist if h["rps"] is not None]),
+            ],
+            faults,
+            t0,
+            "per second",
+        ),
+        _chart(
+            "Queue depth",
+            [
+                ("waiting", "#5aa9ff", [(s["t"] - t0, s["waiting"]) for s in f.get("queue_depth", [])]),
+                ("in flight", "#f5b942", [(s["t"] - t0, s["in_flight"]) for s in f.get("queue_depth", [])]),
+                ("DLQ", "#ff6b6b", [(s["t"] - t0, s["dlq"]) for s in f.get("queue_depth", [])]),
+            ],
+            faults,
+            t0,
+            "messages",
+        ),
     ]
     slo_rows = [[("PASS" if v["ok"] else "FAIL"), v["slo"], v["measured"], v["target"]] for v in doc["slo"]]
-    api_rows = [[n, s["requests"], s["failures"], s["p50_ms"], s["p95_ms"], s["p99_ms"], s["rps"]]
-                for n, s in sorted(f.get("api", {}).items())]
-    q_rows = [[k, q["jobs"], q["wait_p50_ms"], q["wait_p95_ms"], q["done_p50_ms"], q["done_p95_ms"]]
-              for k, q in sorted(f.get("queue", {}).items())]
-    diff_rows = [[d["figure"], d["now"], d["previous"], "" if d["change_pct"] is None else f"{d['change_pct']:+.1f}%"
-                  + (" ▲ worse" if d["worse"] else "")] for d in doc["diff"]]
+    api_rows = [
+        [n, s["requests"], s["failures"], s["p50_ms"], s["p95_ms"], s["p99_ms"], s["rps"]]
+        for n, s in sorted(f.get("api", {}).items())
+    ]
+    q_rows = [
+        [k, q["jobs"], q["wait_p50_ms"], q["wait_p95_ms"], q["done_p50_ms"], q["done_p95_ms"]]
+        for k, q in sorted(f.get("queue", {}).items())
+    ]
+    diff_rows = [
+        [
+            d["figure"],
+            d["now"],
+            d["previous"],
+            "" if d["change_pct"] is None else f"{d['change_pct']:+.1f}%" + (" ▲ worse" if d["worse"] else ""),
+        ]
+        for d in doc["diff"]
+    ]
     passed = sum(1 for v in doc["slo"] if v["ok"])
     verdict = "PASS" if passed == len(doc["slo"]) else "FAIL"
-    fault_note = (f"<p>Fault windows are shaded: {', '.join(html.escape(x.get('name', 'fault')) for x in faults)}.</p>"
-                  if faults else "<p>No faults were injected in this run.</p>")
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Verisim run {html.escape(doc['created'])}</title>
+    fault_note = (
+        f"<p>Fault windows are shaded: {', '.join(html.escape(x.get('name', 'fault')) for x in faults)}.</p>"
+        if faults
+        else "<p>No faults were injected in this run.</p>"
+    )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Verisim run {html.escape(doc["created"])}</title>
 <style>
 body{{margin:0;font:14px/1.45 system-ui,sans-serif;background:#0f1420;color:#e6ebf5}}
 header,main{{padding:16px 24px}} header{{border-bottom:1px solid #263049}} h1{{margin:0;font-size:20px}}
@@ -188,17 +243,17 @@ svg{{width:100%;height:auto}} svg text{{fill:#8b96ad;font-size:10px}} .grid{{str
 table{{border-collapse:collapse;width:100%;font-size:13px}} th,td{{text-align:left;padding:4px 8px;border-bottom:1px solid #263049}}
 th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad}}
 </style></head><body>
-<header><h1>Verisim run {html.escape(doc['created'])}<span class="verdict {verdict}">{verdict}: {passed}/{len(doc['slo'])} SLOs</span></h1>
-<p>{f.get('users')} Locust users for {f.get('duration_s')} s{f" ({f.get('locust_workers')} Locust workers)" if f.get('locust_workers') else ''};
-{f.get('jobs')} jobs accepted, {f.get('by_status')}; throughput {f.get('throughput_jobs_per_s')} jobs/s
-(raw SQS ceiling of the same run: {_get(f, ('sqs_ceiling', 'send_receive_delete_per_s'))} msg/s); backlog drained {f.get('drain_s')} s after the load stopped.
-Previous run: {html.escape(str(doc.get('previous') or 'none'))}.</p>{fault_note}</header>
-<main><div class="grid3">{''.join(charts)}</div>
+<header><h1>Verisim run {html.escape(doc["created"])}<span class="verdict {verdict}">{verdict}: {passed}/{len(doc["slo"])} SLOs</span></h1>
+<p>{f.get("users")} Locust users for {f.get("duration_s")} s{f" ({f.get('locust_workers')} Locust workers)" if f.get("locust_workers") else ""};
+{f.get("jobs")} jobs accepted, {f.get("by_status")}; throughput {f.get("throughput_jobs_per_s")} jobs/s
+(raw SQS ceiling of the same run: {_get(f, ("sqs_ceiling", "send_receive_delete_per_s"))} msg/s); backlog drained {f.get("drain_s")} s after the load stopped.
+Previous run: {html.escape(str(doc.get("previous") or "none"))}.</p>{fault_note}</header>
+<main><div class="grid3">{"".join(charts)}</div>
 {_chaos_sections(doc)}
-<section><h2>SLO verdicts</h2>{_table(['verdict', 'SLO', 'measured', 'target'], slo_rows, 'slo')}</section>
-<section><h2>API (from Locust)</h2>{_table(['endpoint', 'requests', 'failures', 'p50 ms', 'p95 ms', 'p99 ms', 'req/s'], api_rows)}</section>
-<section><h2>Queue-native (from the jobs' own timestamps)</h2>{_table(['kind', 'jobs', 'enqueue→start p50 ms', 'p95 ms', 'enqueue→done p50 ms', 'p95 ms'], q_rows)}</section>
-<section><h2>Against the previous run</h2>{_table(['figure', 'now', 'previous', 'change'], diff_rows)}</section>
+<section><h2>SLO verdicts</h2>{_table(["verdict", "SLO", "measured", "target"], slo_rows, "slo")}</section>
+<section><h2>API (from Locust)</h2>{_table(["endpoint", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], api_rows)}</section>
+<section><h2>Queue-native (from the jobs' own timestamps)</h2>{_table(["kind", "jobs", "enqueue→start p50 ms", "p95 ms", "enqueue→done p50 ms", "p95 ms"], q_rows)}</section>
+<section><h2>Against the previous run</h2>{_table(["figure", "now", "previous", "change"], diff_rows)}</section>
 </main></body></html>"""
 
 
@@ -212,21 +267,56 @@ def _chaos_sections(doc: dict) -> str:
         ok = all(v["ok"] for v in w.get("verdicts", []))
         for ph in ("fault", "recovery"):
             f = w["phases"][ph]
-            rows.append([w["name"] if ph == "fault" else "", w["fault"] if ph == "fault" else "", ph, f["accepted"],
-                         f["refused"], f["server_errors"], f["api_p95_ms"], f["done_p95_ms"], f["completed"],
-                         w.get("recover_s") if ph == "recovery" else "", w.get("trace") if ph == "fault" else "",
-                         ("PASS" if ok else "FAIL") if ph == "fault" else ""])
-    failing = [f"{v['slo']}: measured {v['measured']}, target {v['target']}" for w in windows
-               for v in w.get("verdicts", []) if not v["ok"]]
+            rows.append(
+                [
+                    w["name"] if ph == "fault" else "",
+                    w["fault"] if ph == "fault" else "",
+                    ph,
+                    f["accepted"],
+                    f["refused"],
+                    f["server_errors"],
+                    f["api_p95_ms"],
+                    f["done_p95_ms"],
+                    f["completed"],
+                    w.get("recover_s") if ph == "recovery" else "",
+                    w.get("trace") if ph == "fault" else "",
+                    ("PASS" if ok else "FAIL") if ph == "fault" else "",
+                ]
+            )
+    failing = [
+        f"{v['slo']}: measured {v['measured']}, target {v['target']}"
+        for w in windows
+        for v in w.get("verdicts", [])
+        if not v["ok"]
+    ]
     led = doc.get("ledger") or {}
     problems = led.get("problems", [])
-    ledger_html = (f"<p>{led.get('jobs', 0)} jobs, by status {html.escape(str(led.get('by_status', {})))}; "
-                   f"{len(problems)} problem(s){': ' + html.escape(str(led.get('kinds'))) if problems else ''}; "
-                   f"DLQ {html.escape(str(led.get('dlq', {})))}.</p>"
-                   + ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems[:50]) + "</ul>" if problems
-                      else ""))
-    return ('<section id="faults"><h2>Fault × phase</h2>'
-            + _table(["window", "fault", "phase", "accepted", "refused", "5xx", "API p95 ms", "done p95 ms",
-                      "completed", "recover s", "evidence", "verdict"], rows, "slo")
-            + ("<p>" + "<br>".join(html.escape(x) for x in failing) + "</p>" if failing else "")
-            + f'</section><section id="ledger"><h2>Ledger</h2>{ledger_html}</section>')
+    ledger_html = (
+        f"<p>{led.get('jobs', 0)} jobs, by status {html.escape(str(led.get('by_status', {})))}; "
+        f"{len(problems)} problem(s){': ' + html.escape(str(led.get('kinds'))) if problems else ''}; "
+        f"DLQ {html.escape(str(led.get('dlq', {})))}.</p>"
+        + ("<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems[:50]) + "</ul>" if problems else "")
+    )
+    return (
+        '<section id="faults"><h2>Fault × phase</h2>'
+        + _table(
+            [
+                "window",
+                "fault",
+                "phase",
+                "accepted",
+                "refused",
+                "5xx",
+                "API p95 ms",
+                "done p95 ms",
+                "completed",
+                "recover s",
+                "evidence",
+                "verdict",
+            ],
+            rows,
+            "slo",
+        )
+        + ("<p>" + "<br>".join(html.escape(x) for x in failing) + "</p>" if failing else "")
+        + f'</section><section id="ledger"><h2>Ledger</h2>{ledger_html}</section>'
+    )

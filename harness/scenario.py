@@ -30,38 +30,101 @@ class Fault:
 
 SERVICE = tuple(SERVICES)
 FAULTS: dict[str, Fault] = {
-    "http.delay": Fault("http", {"seconds": float}, ("seconds",), "openai_faulted",
-                        "every chat completion answers after `seconds`"),
-    "http.timeout": Fault("http", {"seconds": float}, ("seconds",), "openai_faulted",
-                          "answers slower than the client's timeout (`seconds` > OPENAI_TIMEOUT_SECONDS)"),
-    "http.error_rate": Fault("http", {"rate": float, "status": int}, ("rate",), "openai_faulted",
-                             "a share `rate` of chat calls answer `status` (default 500)"),
-    "http.rate_limit": Fault("http", {"rpm": int, "retry_after": float}, ("rpm",), "openai_faulted",
-                             "more than `rpm` calls a minute answer 429 + Retry-After (`retry_after`, default: when "
-                             "the minute frees a slot)"),
-    "http.malformed_json": Fault("http", {"rate": float}, (), "openai_faulted",
-                                 "a share `rate` (default 1) of answers are not JSON"),
-    "http.connection_drop": Fault("http", {"rate": float}, (), "openai_faulted",
-                                  "a share `rate` (default 1) of answers drop the connection mid-body"),
-    "worker.kill": Fault("process", {"worker": int}, (), "interrupted_jobs",
-                         "SIGKILL worker `worker` (default 0); a replacement starts when the window ends"),
-    "worker.pause": Fault("process", {"worker": int}, (), "interrupted_jobs",
-                          "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its "
-                          "messages go to the other workers), SIGCONT after"),
-    "service.restart": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
-                             "stop the service (clean shutdown) for the window, start it again on the same port"),
-    "service.kill": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
-                          "SIGKILL (docker kill) the service, start it again when the window ends"),
-    "service.pause": Fault("process", {"service": SERVICE}, ("service",), "service_trouble",
-                           "SIGSTOP (docker pause) the service for the window"),
-    "tcp.latency": Fault("tcp", {"service": SERVICE, "latency_ms": float, "jitter_ms": float},
-                         ("service", "latency_ms"), "proxy_hits", "delay every chunk both ways"),
-    "tcp.bandwidth": Fault("tcp", {"service": SERVICE, "rate_kbps": float}, ("service", "rate_kbps"), "proxy_hits",
-                           "cap the bandwidth both ways"),
-    "tcp.reset_peer": Fault("tcp", {"service": SERVICE}, ("service",), "proxy_hits",
-                            "reset every open connection and every new one (RST)"),
-    "tcp.timeout": Fault("tcp", {"service": SERVICE}, ("service",), "proxy_hits",
-                         "blackhole: data is swallowed, connections stay open, nothing answers"),
+    "http.delay": Fault(
+        "http", {"seconds": float}, ("seconds",), "openai_faulted", "every chat completion answers after `seconds`"
+    ),
+    "http.timeout": Fault(
+        "http",
+        {"seconds": float},
+        ("seconds",),
+        "openai_faulted",
+        "answers slower than the client's timeout (`seconds` > OPENAI_TIMEOUT_SECONDS)",
+    ),
+    "http.error_rate": Fault(
+        "http",
+        {"rate": float, "status": int},
+        ("rate",),
+        "openai_faulted",
+        "a share `rate` of chat calls answer `status` (default 500)",
+    ),
+    "http.rate_limit": Fault(
+        "http",
+        {"rpm": int, "retry_after": float},
+        ("rpm",),
+        "openai_faulted",
+        "more than `rpm` calls a minute answer 429 + Retry-After (`retry_after`, default: when "
+        "the minute frees a slot)",
+    ),
+    "http.malformed_json": Fault(
+        "http", {"rate": float}, (), "openai_faulted", "a share `rate` (default 1) of answers are not JSON"
+    ),
+    "http.connection_drop": Fault(
+        "http",
+        {"rate": float},
+        (),
+        "openai_faulted",
+        "a share `rate` (default 1) of answers drop the connection mid-body",
+    ),
+    "worker.kill": Fault(
+        "process",
+        {"worker": int},
+        (),
+        "interrupted_jobs",
+        "SIGKILL worker `worker` (default 0); a replacement starts when the window ends",
+    ),
+    "worker.pause": Fault(
+        "process",
+        {"worker": int},
+        (),
+        "interrupted_jobs",
+        "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its "
+        "messages go to the other workers), SIGCONT after",
+    ),
+    "service.restart": Fault(
+        "process",
+        {"service": SERVICE},
+        ("service",),
+        "service_trouble",
+        "stop the service (clean shutdown) for the window, start it again on the same port",
+    ),
+    "service.kill": Fault(
+        "process",
+        {"service": SERVICE},
+        ("service",),
+        "service_trouble",
+        "SIGKILL (docker kill) the service, start it again when the window ends",
+    ),
+    "service.pause": Fault(
+        "process",
+        {"service": SERVICE},
+        ("service",),
+        "service_trouble",
+        "SIGSTOP (docker pause) the service for the window",
+    ),
+    "tcp.latency": Fault(
+        "tcp",
+        {"service": SERVICE, "latency_ms": float, "jitter_ms": float},
+        ("service", "latency_ms"),
+        "proxy_hits",
+        "delay every chunk both ways",
+    ),
+    "tcp.bandwidth": Fault(
+        "tcp",
+        {"service": SERVICE, "rate_kbps": float},
+        ("service", "rate_kbps"),
+        "proxy_hits",
+        "cap the bandwidth both ways",
+    ),
+    "tcp.reset_peer": Fault(
+        "tcp", {"service": SERVICE}, ("service",), "proxy_hits", "reset every open connection and every new one (RST)"
+    ),
+    "tcp.timeout": Fault(
+        "tcp",
+        {"service": SERVICE},
+        ("service",),
+        "proxy_hits",
+        "blackhole: data is swallowed, connections stay open, nothing answers",
+    ),
 }
 
 TARGETS = {  # target key -> (what it limits, "max" | "min")
@@ -152,8 +215,17 @@ def load(name_or_path: str | Path) -> Scenario:
 def parse(doc: dict, path: Path | None = None) -> Scenario:
     where = str(path or "scenario")
     run = doc.get("run", {})
-    known_run = {"users", "spawn_rate", "warmup_s", "steady_s", "workers", "worker_concurrency",
-                 "recovery_tolerance", "drain_timeout_s", "user_classes"}
+    known_run = {
+        "users",
+        "spawn_rate",
+        "warmup_s",
+        "steady_s",
+        "workers",
+        "worker_concurrency",
+        "recovery_tolerance",
+        "drain_timeout_s",
+        "user_classes",
+    }
     _no_unknown(run, known_run, f"{where} [run]")
     defaults = doc.get("defaults", {})
     _no_unknown(defaults, {"recovery_s", "targets", "expect_refusals"}, f"{where} [defaults]")
@@ -178,9 +250,17 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
                 raise ScenarioError(f"{label}: params.{key} = {params[key]!r}; choose from {', '.join(kind)}")
         targets = {**defaults.get("targets", {}), **w.get("targets", {})}
         _check_targets(w.get("targets", {}), f"{label} targets")
-        windows.append(Window(w["name"], w["fault"], params, float(w["duration_s"]),
-                              float(w.get("recovery_s", defaults.get("recovery_s", 15))),
-                              tuple(w.get("expect_refusals", defaults.get("expect_refusals", ()))), targets))
+        windows.append(
+            Window(
+                w["name"],
+                w["fault"],
+                params,
+                float(w["duration_s"]),
+                float(w.get("recovery_s", defaults.get("recovery_s", 15))),
+                tuple(w.get("expect_refusals", defaults.get("expect_refusals", ()))),
+                targets,
+            )
+        )
     names = [w.name for w in windows]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -192,16 +272,23 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
     ledger = doc.get("ledger", {})
     _no_unknown(ledger, set(PROBLEMS), f"{where} [ledger]")
     return Scenario(
-        name=doc.get("name") or (path.stem if path else "scenario"), path=path,
-        description=doc.get("description", ""), users=int(run.get("users", 20)),
-        spawn_rate=float(run.get("spawn_rate", 10)), warmup_s=float(run.get("warmup_s", 10)),
-        steady_s=float(run.get("steady_s", 20)), workers=int(run.get("workers", 2)),
+        name=doc.get("name") or (path.stem if path else "scenario"),
+        path=path,
+        description=doc.get("description", ""),
+        users=int(run.get("users", 20)),
+        spawn_rate=float(run.get("spawn_rate", 10)),
+        warmup_s=float(run.get("warmup_s", 10)),
+        steady_s=float(run.get("steady_s", 20)),
+        workers=int(run.get("workers", 2)),
         worker_concurrency=int(run.get("worker_concurrency", 4)),
         recovery_tolerance=float(run.get("recovery_tolerance", 1.5)),
         drain_timeout_s=float(run.get("drain_timeout_s", 180)),
-        system_env={k: str(v) for k, v in doc.get("system", {}).items()}, windows=windows,
-        ledger={k: int(v) for k, v in ledger.items()}, user_classes=list(run.get("user_classes", [])),
-        openai=dict(doc.get("openai", {})))
+        system_env={k: str(v) for k, v in doc.get("system", {}).items()},
+        windows=windows,
+        ledger={k: int(v) for k, v in ledger.items()},
+        user_classes=list(run.get("user_classes", [])),
+        openai=dict(doc.get("openai", {})),
+    )
 
 
 def _no_unknown(table: dict, known: set[str], where: str) -> None:

@@ -27,13 +27,21 @@ def load(path: Path | None = None) -> dict:
 
 
 def _max(name: str, measured, limit) -> Verdict:
-    return Verdict(name, f"<= {limit:g}", None if measured is None else round(float(measured), 3),
-                   measured is not None and measured <= limit)
+    return Verdict(
+        name,
+        f"<= {limit:g}",
+        None if measured is None else round(float(measured), 3),
+        measured is not None and measured <= limit,
+    )
 
 
 def _min(name: str, measured, limit) -> Verdict:
-    return Verdict(name, f">= {limit:g}", None if measured is None else round(float(measured), 3),
-                   measured is not None and measured >= limit)
+    return Verdict(
+        name,
+        f">= {limit:g}",
+        None if measured is None else round(float(measured), 3),
+        measured is not None and measured >= limit,
+    )
 
 
 def evaluate(slos: dict, figures: dict) -> list[Verdict]:
@@ -58,8 +66,13 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
     if "min_jobs_per_s" in t:
         out.append(_min("throughput jobs/s", figures.get("throughput_jobs_per_s"), t["min_jobs_per_s"]))
     if "min_capacity_share_of_sqs_ceiling" in t:
-        out.append(_min("capacity jobs/s / raw SQS ceiling", (figures.get("capacity") or {}).get("share_of_ceiling"),
-                        t["min_capacity_share_of_sqs_ceiling"]))
+        out.append(
+            _min(
+                "capacity jobs/s / raw SQS ceiling",
+                (figures.get("capacity") or {}).get("share_of_ceiling"),
+                t["min_capacity_share_of_sqs_ceiling"],
+            )
+        )
     if "backlog" in slos:
         out.append(_max("backlog drain s", figures.get("drain_s"), slos["backlog"]["drain_max_s"]))
     d = slos.get("delivery", {})

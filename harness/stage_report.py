@@ -27,8 +27,12 @@ def summarise(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     table = {}
     for stage, ms in sorted(durations.items()):
         q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0]] * 99
-        table[stage] = {"count": len(ms), "p50_ms": round(q[49], 2), "p95_ms": round(q[94], 2),
-                        "max_ms": round(max(ms), 2)}
+        table[stage] = {
+            "count": len(ms),
+            "p50_ms": round(q[49], 2),
+            "p95_ms": round(q[94], 2),
+            "max_ms": round(max(ms), 2),
+        }
     return table
 
 
@@ -37,8 +41,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     for stage, row in summarise(stage_durations(argv)).items():
-        print(f"{stage:<22} n={row['count']:<6} p50 {row['p50_ms']:>9.2f} ms  p95 {row['p95_ms']:>9.2f} ms  "
-              f"max {row['max_ms']:>9.2f} ms")
+        print(
+            f"{stage:<22} n={row['count']:<6} p50 {row['p50_ms']:>9.2f} ms  p95 {row['p95_ms']:>9.2f} ms  "
+            f"max {row['max_ms']:>9.2f} ms"
+        )
     return 0
 
 

@@ -23,7 +23,10 @@ from harness.stack.process import ManagedProcess, free_ports
 TRANSPORTS = {
     "sqs": {"INFERENCE_TRANSPORT": "sqs", "SCORE_TRANSPORT": "sqs"},
     "celery": {"INFERENCE_TRANSPORT": "celery", "SCORE_TRANSPORT": "celery"},
-    "seeds": {"INFERENCE_TRANSPORT": "celery", "SCORE_TRANSPORT": "sqs"},  # 000: scores on SQS; 001: inference on Celery
+    "seeds": {
+        "INFERENCE_TRANSPORT": "celery",
+        "SCORE_TRANSPORT": "sqs",
+    },  # 000: scores on SQS; 001: inference on Celery
 }
 WORKER_MODULES = {"sqs": "system.worker", "celery": "system.worker.celery_worker"}
 
@@ -36,9 +39,15 @@ class SystemUnderTest:
     carries the jobs (see ``TRANSPORTS``; default ``VERISIM_TRANSPORT`` or ``sqs``).
     """
 
-    def __init__(self, stack: Stack, workdir: Path | None = None, env: dict[str, str] | None = None,
-                 isolated: bool = False, progress: Callable[[str], None] = lambda _: None,
-                 transport: str | None = None):
+    def __init__(
+        self,
+        stack: Stack,
+        workdir: Path | None = None,
+        env: dict[str, str] | None = None,
+        isolated: bool = False,
+        progress: Callable[[str], None] = lambda _: None,
+        transport: str | None = None,
+    ):
         self.stack = stack
         self._own_workdir = workdir is None  # a temporary one goes with stop(); a given one is the caller's to keep
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-system-"))
@@ -70,9 +79,13 @@ class SystemUnderTest:
     def start_api(self, port: int | None = None, timeout: float = 60, sabotage: str | None = None) -> str:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this API process (the sabotage tests)."""
         port = port or free_ports(1)[0]
-        self.api = ManagedProcess("api", [*_entry("system.api", sabotage), "--host", "127.0.0.1", "--port",
-                                          str(port)], self.workdir / "logs" / "api.log", env=self.env,
-                                  stop_grace=10).start()
+        self.api = ManagedProcess(
+            "api",
+            [*_entry("system.api", sabotage), "--host", "127.0.0.1", "--port", str(port)],
+            self.workdir / "logs" / "api.log",
+            env=self.env,
+            stop_grace=10,
+        ).start()
         self.api_url = f"http://127.0.0.1:{port}"
 
         def probe():
@@ -86,14 +99,27 @@ class SystemUnderTest:
         """The transports this system's jobs travel on: a worker of each is needed."""
         return sorted(set(TRANSPORTS[self.transport].values()))
 
-    def start_worker(self, concurrency: int = 4, grace: float = 10, timeout: float = 60,
-                     sabotage: str | None = None, transport: str | None = None) -> ManagedProcess:
+    def start_worker(
+        self,
+        concurrency: int = 4,
+        grace: float = 10,
+        timeout: float = 60,
+        sabotage: str | None = None,
+        transport: str | None = None,
+    ) -> ManagedProcess:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests).
         ``transport``: the worker's kind (default: this system's transport; "seeds" needs one of each)."""
         return self.start_workers(1, concurrency, grace, timeout, sabotage, transport)[0]
 
-    def start_workers(self, count: int, concurrency: int = 4, grace: float = 10, timeout: float = 60,
-                      sabotage: str | None = None, transport: str | None = None) -> list[ManagedProcess]:
+    def start_workers(
+        self,
+        count: int,
+        concurrency: int = 4,
+        grace: float = 10,
+        timeout: float = 60,
+        sabotage: str | None = None,
+        transport: str | None = None,
+    ) -> list[ManagedProcess]:
         """``count`` workers (as ``start_worker``), launched together and then waited for: their warm-ups overlap."""
         kind = transport or ("celery" if self.transport == "celery" else "sqs")
         args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
@@ -101,12 +127,17 @@ class SystemUnderTest:
         for _ in range(count):
             n = self._started_workers  # never reused: a replacement gets a log of its own
             self._started_workers += 1
-            proc = ManagedProcess(f"worker-{n}", [*_entry(WORKER_MODULES[kind], sabotage), *args],
-                                  self.workdir / "logs" / f"worker-{n}.log", env=self.env,
-                                  stop_grace=grace + 5).start()
+            proc = ManagedProcess(
+                f"worker-{n}",
+                [*_entry(WORKER_MODULES[kind], sabotage), *args],
+                self.workdir / "logs" / f"worker-{n}.log",
+                env=self.env,
+                stop_grace=grace + 5,
+            ).start()
             self.workers.append(proc)
             started.append((n, proc))
         for n, proc in started:
+
             def probe(log=proc.log_path):
                 if '"msg": "worker ready"' not in log.read_text(errors="replace"):
                     raise RuntimeError("no 'worker ready' line yet")
@@ -121,21 +152,30 @@ class SystemUnderTest:
             from system.config import Settings
             from system.storage.queues import CeleryQueue
 
-            settings = Settings(redis_url=self.env["REDIS_URL"], celery_broker_url=self.env.get("CELERY_BROKER_URL"),
-                                sqs_queue_name=self.queue_name, sqs_dlq_name=self.dlq_name)
+            settings = Settings(
+                redis_url=self.env["REDIS_URL"],
+                celery_broker_url=self.env.get("CELERY_BROKER_URL"),
+                sqs_queue_name=self.queue_name,
+                sqs_dlq_name=self.dlq_name,
+            )
             CeleryQueue(settings).send([message])
             return
         sqs = self.stack.aws.client("sqs")
-        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"], MessageBody=json.dumps(message))
+        sqs.send_message(
+            QueueUrl=sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"], MessageBody=json.dumps(message)
+        )
 
     def start_flower(self, port: int | None = None, timeout: float = 60) -> str:
         """Flower on the Celery broker (Celery transports only): workers, tasks and queues. Returns its URL."""
         port = port or free_ports(1)[0]
         broker = self.env.get("CELERY_BROKER_URL") or self.env["REDIS_URL"]
-        self.flower = ManagedProcess("flower", [sys.executable, "-m", "celery", "--broker", broker, "flower",
-                                                "--address=127.0.0.1", f"--port={port}"],
-                                     self.workdir / "logs" / "flower.log",
-                                     env={**self.env, "FLOWER_UNAUTHENTICATED_API": "true"}, stop_grace=5).start()
+        self.flower = ManagedProcess(
+            "flower",
+            [sys.executable, "-m", "celery", "--broker", broker, "flower", "--address=127.0.0.1", f"--port={port}"],
+            self.workdir / "logs" / "flower.log",
+            env={**self.env, "FLOWER_UNAUTHENTICATED_API": "true"},
+            stop_grace=5,
+        ).start()
         self.flower_url = f"http://127.0.0.1:{port}"
 
         def probe():
@@ -177,7 +217,7 @@ class SystemUnderTest:
         from datetime import datetime
 
         levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-        skip = {f'"level": "{lv}"' for lv in levels[:levels.index(min_level)]}
+        skip = {f'"level": "{lv}"' for lv in levels[: levels.index(min_level)]}
         out = []
         for path in sorted((self.workdir / "logs").glob("*.log")):
             for line in path.read_text(errors="replace").splitlines():
@@ -206,8 +246,15 @@ class SystemUnderTest:
 
 
 @contextlib.contextmanager
-def running_system(stack: Stack, workdir: Path, env: dict[str, str] | None = None, workers: int = 2,
-                   concurrency: int = 4, grace: float = 5, transport: str | None = None) -> Iterator[SystemUnderTest]:
+def running_system(
+    stack: Stack,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    workers: int = 2,
+    concurrency: int = 4,
+    grace: float = 5,
+    transport: str | None = None,
+) -> Iterator[SystemUnderTest]:
     """An API and ``workers`` worker processes (of each kind its transport needs) with a queue of their own, for the
     block; stopped after it (a module-scoped fixture's system:
     ``with running_system(stack, tmp_path_factory.mktemp("x")) as sut: yield sut``)."""

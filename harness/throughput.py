@@ -24,23 +24,30 @@ def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200) -> dict:
         body = "x" * body_bytes
         t0 = time.perf_counter()
         for start in range(0, n, 10):
-            sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body}
-                                                          for i in range(min(10, n - start))])
+            sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body} for i in range(min(10, n - start))]
+            )
         t1 = time.perf_counter()
         got = 0
         deadline = time.monotonic() + 120
         while got < n and time.monotonic() < deadline:
             msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
             if msgs:
-                sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                                                for i, m in enumerate(msgs)])
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)],
+                )
                 got += len(msgs)
         t2 = time.perf_counter()
     finally:
         sqs.delete_queue(QueueUrl=url)
-    return {"messages": n, "received": got, "send_per_s": round(n / (t1 - t0), 1),
-            "receive_delete_per_s": round(got / (t2 - t1), 1),
-            "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
+    return {
+        "messages": n,
+        "received": got,
+        "send_per_s": round(n / (t1 - t0), 1),
+        "receive_delete_per_s": round(got / (t2 - t1), 1),
+        "send_receive_delete_per_s": round(got / (t2 - t0), 1),
+    }
 
 
 def redis_ceiling(redis_url: str, n: int = 1000, body_bytes: int = 200) -> dict:
@@ -62,9 +69,13 @@ def redis_ceiling(redis_url: str, n: int = 1000, body_bytes: int = 200) -> dict:
             t2 = time.perf_counter()
         finally:
             r.delete(key)
-    return {"messages": n, "received": got, "send_per_s": round(n / (t1 - t0), 1),
-            "receive_delete_per_s": round(got / (t2 - t1), 1),
-            "send_receive_delete_per_s": round(got / (t2 - t0), 1)}
+    return {
+        "messages": n,
+        "received": got,
+        "send_per_s": round(n / (t1 - t0), 1),
+        "receive_delete_per_s": round(got / (t2 - t1), 1),
+        "send_receive_delete_per_s": round(got / (t2 - t0), 1),
+    }
 
 
 def job_figures(stack: Stack, job_ids: list[str]) -> dict:
@@ -72,7 +83,9 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     with psycopg.connect(stack.postgres.dsn) as conn:
         rows = conn.execute(
             "SELECT status, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
-            "extract(epoch FROM finished_at), kind FROM jobs WHERE id = ANY(%s::uuid[])", (job_ids,)).fetchall()
+            "extract(epoch FROM finished_at), kind FROM jobs WHERE id = ANY(%s::uuid[])",
+            (job_ids,),
+        ).fetchall()
     done = [r for r in rows if r[0] in TERMINAL and r[3] is not None]
     if not done:
         return {"jobs": len(job_ids), "terminal": 0}
@@ -87,12 +100,19 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     for kind in sorted({r[4] for r in done}):
         kw = [(float(r[2]) - float(r[1])) * 1000 for r in done if r[4] == kind and r[2] is not None]
         if kw:
-            by_kind[kind] = {"jobs": len(kw), "queue_wait_ms_p95": round(percentile(kw, 95), 1),
-                             "queue_wait_ms_max": round(max(kw), 1)}
+            by_kind[kind] = {
+                "jobs": len(kw),
+                "queue_wait_ms_p95": round(percentile(kw, 95), 1),
+                "queue_wait_ms_max": round(max(kw), 1),
+            }
     return {
-        "jobs": len(job_ids), "terminal": len(done), "by_status": by_status, "by_kind": by_kind,
+        "jobs": len(job_ids),
+        "terminal": len(done),
+        "by_status": by_status,
+        "by_kind": by_kind,
         "jobs_per_s": round(len(done) / max(last_finished - first_enqueued, 1e-6), 1),
-        "queue_wait_ms_p50": round(percentile(waits, 50), 1), "queue_wait_ms_p95": round(percentile(waits, 95), 1),
+        "queue_wait_ms_p50": round(percentile(waits, 50), 1),
+        "queue_wait_ms_p95": round(percentile(waits, 95), 1),
         "enqueue_to_done_ms_p50": round(percentile(totals, 50), 1),
         "enqueue_to_done_ms_p95": round(percentile(totals, 95), 1),
         "span_s": round(last_finished - first_enqueued, 3),
@@ -104,7 +124,8 @@ def count_terminal(stack: Stack, job_ids: list[str]) -> tuple[int, int]:
         done, failed = conn.execute(
             "SELECT count(*) FILTER (WHERE status = ANY(%s)), "
             "count(*) FILTER (WHERE status = 'failed') FROM jobs WHERE id = ANY(%s::uuid[])",
-            (list(TERMINAL), job_ids)).fetchone()
+            (list(TERMINAL), job_ids),
+        ).fetchone()
     return done, failed
 
 
@@ -134,8 +155,14 @@ class ProgressLine:
             self.stream.flush()
 
 
-def submit_and_wait(api_url: str, stack: Stack, submissions: list[Callable[[httpx.Client], list[str]]],
-                    label: str, timeout: float = 300, concurrency: int = 1) -> tuple[list[str], dict]:
+def submit_and_wait(
+    api_url: str,
+    stack: Stack,
+    submissions: list[Callable[[httpx.Client], list[str]]],
+    label: str,
+    timeout: float = 300,
+    concurrency: int = 1,
+) -> tuple[list[str], dict]:
     """Run every submission (each returns the job ids it got accepted) from ``concurrency`` client threads, then
     wait until all are terminal."""
     from concurrent.futures import ThreadPoolExecutor
@@ -143,8 +170,9 @@ def submit_and_wait(api_url: str, stack: Stack, submissions: list[Callable[[http
     job_ids: list[str] = []
     rejected = 0
     started = time.monotonic()
-    with httpx.Client(base_url=api_url, timeout=30,
-                      limits=httpx.Limits(max_connections=max(10, concurrency))) as client:
+    with httpx.Client(
+        base_url=api_url, timeout=30, limits=httpx.Limits(max_connections=max(10, concurrency))
+    ) as client:
         p = ProgressLine(f"{label}: submit", len(submissions), started=started)
 
         def one(submit) -> list[str] | None:

@@ -23,14 +23,22 @@ def port_free(port: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.up", description=__doc__)
-    ap.add_argument("--stack", default=None, choices=("auto", "local", "containers"),
-                    help="where the backing services run (default auto; env VERISIM_STACK)")
+    ap.add_argument(
+        "--stack",
+        default=None,
+        choices=("auto", "local", "containers"),
+        help="where the backing services run (default auto; env VERISIM_STACK)",
+    )
     ap.add_argument("--port", type=int, default=8000, help="API port (default 8000; a free one if taken)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--concurrency", type=int, default=4, help="jobs per worker at once (default 4)")
-    ap.add_argument("--transport", default=None, choices=sorted(TRANSPORTS),
-                    help="the queue jobs travel on: sqs, celery (with Flower on 5555), or seeds (the original designs: "
-                    "scores on SQS, inference on Celery); default VERISIM_TRANSPORT or sqs")
+    ap.add_argument(
+        "--transport",
+        default=None,
+        choices=sorted(TRANSPORTS),
+        help="the queue jobs travel on: sqs, celery (with Flower on 5555), or seeds (the original designs: "
+        "scores on SQS, inference on Celery); default VERISIM_TRANSPORT or sqs",
+    )
     args = ap.parse_args(argv)
 
     stop = threading.Event()
@@ -50,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         if "celery" in sut.worker_transports():
             url = sut.start_flower(5555 if port_free(5555) else None)
             flower = f"\n  Flower          {url}   (workers {url}/api/workers, tasks {url}/tasks)"
-        print(f"""
+        print(
+            f"""
 Verisim is up.
   dashboard       {api}/
   API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
-  dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace('http', 'ws')}/api/v1/dashboard/ws
+  dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace("http", "ws")}/api/v1/dashboard/ws
   mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config){flower}
   transports      {carried}
-  logs            {sut.workdir / 'logs'}  and  {stack.logs.get('postgres', '').rsplit('/', 1)[0]}
+  logs            {sut.workdir / "logs"}  and  {stack.logs.get("postgres", "").rsplit("/", 1)[0]}
 
 Try:
   curl -s -X POST {api}/api/v1/inference -H 'content-type: application/json' \\
@@ -68,7 +77,9 @@ Try:
   locust -f locustfile.py --host {api} --users 20
 
 The system's environment, to run more workers by hand (python -m system.worker; Celery: python -m
-system.worker.celery_worker):""", flush=True)
+system.worker.celery_worker):""",
+            flush=True,
+        )
         for k, v in sut.env.items():
             if k in stack.to_env() or k.startswith(("SQS_", "INFERENCE_", "SCORE_", "CELERY_")):
                 print(f"  export {k}={v}")

@@ -38,16 +38,25 @@ class Settings(BaseSettings):
     sqs_queue_name: str = "personal-data-assistant-queue"
     sqs_dlq_name: str | None = None  # default: "<queue>-dlq"
     sqs_visibility_timeout: int = Field(30, ge=1, le=43200)
-    sqs_max_receive_count: int = Field(3, ge=1, le=1000, description="attempts a job gets before it is failed "
-                                       "(on either transport; on SQS also the redrive policy's maxReceiveCount)")
+    sqs_max_receive_count: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="attempts a job gets before it is failed "
+        "(on either transport; on SQS also the redrive policy's maxReceiveCount)",
+    )
     sqs_wait_seconds: int = Field(5, ge=0, le=20)
     # which queue carries each kind of job; the deployment's queue name (SQS_QUEUE_NAME) names it on either
     inference_transport: Literal["sqs", "celery"] = "sqs"
     score_transport: Literal["sqs", "celery"] = "sqs"
     celery_broker_url: str | None = Field(None, description="Celery's broker (default: REDIS_URL)")
-    celery_visibility_timeout: int = Field(600, ge=1, description="seconds after which a task a worker received "
-                                           "and never acknowledged (the worker died) goes back to the queue; it "
-                                           "must exceed the longest job, or a running job is delivered twice")
+    celery_visibility_timeout: int = Field(
+        600,
+        ge=1,
+        description="seconds after which a task a worker received "
+        "and never acknowledged (the worker died) goes back to the queue; it "
+        "must exceed the longest job, or a running job is delivered twice",
+    )
     s3_bucket_name: str = "my-local-s3-bucket"
     presign_expires_seconds: int = 3600
 
@@ -63,23 +72,44 @@ class Settings(BaseSettings):
     score_soundfont: str | None = Field(None, description="SoundFont for audio (default: pretty_midi's TimGM6mb.sf2)")
     score_max_audio_seconds: float = Field(600.0, gt=0, description="longest score (as played) rendered to audio")
     score_mp3_bitrate: int = Field(128, ge=32, le=320)
-    score_job_timeout_seconds: float = Field(180.0, gt=0, description="time a score job's reading and analysis may "
-                                             "take (an OMR run included) before it is stopped: time_budget_exceeded")
-    score_job_memory_mb: float = Field(2048.0, gt=0, description="resident memory (MB) a score job's reading and "
-                                       "analysis may add before it is stopped: memory_budget_exceeded")
+    score_job_timeout_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="time a score job's reading and analysis may "
+        "take (an OMR run included) before it is stopped: time_budget_exceeded",
+    )
+    score_job_memory_mb: float = Field(
+        2048.0,
+        gt=0,
+        description="resident memory (MB) a score job's reading and "
+        "analysis may add before it is stopped: memory_budget_exceeded",
+    )
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_json_bytes: int = Field(32 * 1024 * 1024, ge=1, description="largest JSON request body (a full batch of "
-                                "100 series of 10 000 values is about 25 MB); larger is a 413 before it is parsed")
-    max_unpacked_bytes: int = Field(50 * 1024 * 1024, ge=1, description="largest a compressed MusicXML upload may "
-                                    "unpack to (a zip bomb is a 413 at the door, and fails as archive_too_large)")
+    max_json_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1,
+        description="largest JSON request body (a full batch of "
+        "100 series of 10 000 values is about 25 MB); larger is a 413 before it is parsed",
+    )
+    max_unpacked_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1,
+        description="largest a compressed MusicXML upload may "
+        "unpack to (a zip bomb is a 413 at the door, and fails as archive_too_large)",
+    )
     max_series_length: int = Field(10_000, ge=2)
     max_batch_size: int = Field(100, ge=1)
     moving_average_window: int = Field(5, ge=1)
 
     worker_concurrency: int = Field(4, ge=1, le=64)
-    worker_score_slots: int | None = Field(None, ge=1, le=64, description="of a worker's slots, how many may run "
-                                           "score jobs at once (default: half); the rest stay free for short jobs")
+    worker_score_slots: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="of a worker's slots, how many may run "
+        "score jobs at once (default: half); the rest stay free for short jobs",
+    )
     worker_retry_base_seconds: float = Field(1.0, ge=0)
     requeue_after_seconds: float = Field(300.0, gt=0, description="re-send jobs still queued after this long")
 

@@ -16,10 +16,17 @@ from harness.report import reports_path
 # Hypothesis profiles: "ci" (the default; derandomized, so a run is repeatable and a red one is red again) and
 # "fuzz" (`nox -s fuzz`: random, many more examples). Pick one with --hypothesis-profile=NAME or
 # VERISIM_HYPOTHESIS_PROFILE. Failing examples are printed (with a reproduce blob) and kept in .hypothesis/.
-settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=1000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz", max_examples=1000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("VERISIM_HYPOTHESIS_PROFILE", "ci"))
 
@@ -56,8 +63,15 @@ def process_faults(stack_provider, timeline):
 @pytest.fixture
 def chaos_system(system_factory):
     """A system of the test's own (own queue), tuned so faults resolve in seconds: API + workers started on demand."""
-    def make(workers: int = 2, concurrency: int = 4, sabotage: str | None = None, api_sabotage: str | None = None,
-             transport: str | None = None, **env):
+
+    def make(
+        workers: int = 2,
+        concurrency: int = 4,
+        sabotage: str | None = None,
+        api_sabotage: str | None = None,
+        transport: str | None = None,
+        **env,
+    ):
         sut = system_factory(env={**CHAOS_ENV, **env}, transport=transport)
         sut.start_api(sabotage=api_sabotage)
         if workers:
@@ -89,11 +103,14 @@ def pytest_terminal_summary(terminalreporter):
     out = reports_path("chaos", "matrix.json")
     out.write_text(json.dumps(MATRIX, indent=2))
     terminalreporter.section("fault matrix")
-    head = (f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
-            f" {'agree s':>8}")
+    head = (
+        f"{'test':<58} {'sent':>5} {'done':>5} {'warn':>5} {'fail':>5} {'lost':>5} {'dup':>4} {'recovery s':>10}"
+        f" {'agree s':>8}"
+    )
     terminalreporter.write_line(head)
     for r in MATRIX:
         terminalreporter.write_line(
             f"{r['test'][:58]:<58} {r['sent']:>5} {r['completed']:>5} {r['with_warnings']:>5} {r['failed']:>5} "
-            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10} {str(r['agree_s']):>8}")
+            f"{r['lost']:>5} {r['duplicated']:>4} {str(r['recovery_s']):>10} {str(r['agree_s']):>8}"
+        )
     terminalreporter.write_line(f"(saved to {out})")

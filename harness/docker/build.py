@@ -54,8 +54,11 @@ class ImageSpec:
 
 
 def _tree(src: Path, dest: str) -> list[tuple[Path, str]]:
-    return [(p, f"{dest}/{p.relative_to(src)}") for p in sorted(src.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts]
+    return [
+        (p, f"{dest}/{p.relative_to(src)}")
+        for p in sorted(src.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
 
 
 def _stage_tansu(ctx: Path) -> None:
@@ -82,18 +85,49 @@ def specs() -> dict[str, ImageSpec]:
     all_specs = [
         ImageSpec("base", BASE_TAG, None),
         ImageSpec("python", PYTHON_TAG, "base", d / "python" / "Dockerfile"),
-        ImageSpec("postgres", "verisim/postgres:15-bookworm", "base", d / "postgres" / "Dockerfile",
-                  _tree(d / "postgres", ".")),
+        ImageSpec(
+            "postgres",
+            "verisim/postgres:15-bookworm",
+            "base",
+            d / "postgres" / "Dockerfile",
+            _tree(d / "postgres", "."),
+        ),
         ImageSpec("redis", "verisim/redis:7-bookworm", "base", d / "redis" / "Dockerfile", _tree(d / "redis", ".")),
-        ImageSpec("kafka", "verisim/tansu:0.6.0", "base", d / "tansu" / "Dockerfile", _tree(d / "tansu", "."),
-                  stage=_stage_tansu),
-        ImageSpec("localstack", "verisim/localstack:4.13.1", "python", d / "localstack" / "Dockerfile",
-                  _tree(d / "localstack", "."), build_args={"LOCALSTACK_PINS": _localstack_pins()}),
-        ImageSpec("mock_openai", "verisim/mock-openai:dev", "python", ROOT / "system" / "mock_openai" / "Dockerfile",
-                  [(ROOT / "system" / "__init__.py", "system/__init__.py"),
-                   *_tree(ROOT / "system" / "mock_openai", "system/mock_openai")]),
-        ImageSpec("system", "verisim/system:dev", "python", ROOT / "Dockerfile", _system_files(),
-                  stage=lambda ctx: _stage_wheels(ctx, ["torch-2.13.0*.whl"]), default=False),
+        ImageSpec(
+            "kafka",
+            "verisim/tansu:0.6.0",
+            "base",
+            d / "tansu" / "Dockerfile",
+            _tree(d / "tansu", "."),
+            stage=_stage_tansu,
+        ),
+        ImageSpec(
+            "localstack",
+            "verisim/localstack:4.13.1",
+            "python",
+            d / "localstack" / "Dockerfile",
+            _tree(d / "localstack", "."),
+            build_args={"LOCALSTACK_PINS": _localstack_pins()},
+        ),
+        ImageSpec(
+            "mock_openai",
+            "verisim/mock-openai:dev",
+            "python",
+            ROOT / "system" / "mock_openai" / "Dockerfile",
+            [
+                (ROOT / "system" / "__init__.py", "system/__init__.py"),
+                *_tree(ROOT / "system" / "mock_openai", "system/mock_openai"),
+            ],
+        ),
+        ImageSpec(
+            "system",
+            "verisim/system:dev",
+            "python",
+            ROOT / "Dockerfile",
+            _system_files(),
+            stage=lambda ctx: _stage_wheels(ctx, ["torch-2.13.0*.whl"]),
+            default=False,
+        ),
     ]
     return {s.name: s for s in all_specs}
 
@@ -133,15 +167,23 @@ def _base_recipe() -> list[str]:
     # apt's own cleanup is skipped and the docker-clean config is written last: mmdebstrap drives apt from the
     # host, so a Post-Invoke inside the target would run on the host (shared/research/docker-path.md §1b)
     return [
-        "mmdebstrap", "--variant=minbase", f"--hook-dir={hooks}",
-        '--aptopt=APT::Install-Recommends "false"', '--aptopt=Acquire::Languages "none"',
-        "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/info/*",
-        "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-        "--dpkgopt=path-exclude=/usr/share/locale/*", "--skip=cleanup/apt",
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--hook-dir={hooks}",
+        '--aptopt=APT::Install-Recommends "false"',
+        '--aptopt=Acquire::Languages "none"',
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/info/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--skip=cleanup/apt",
         '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb',
         f"--customize-hook=printf '%s' '{clean_cfg}' > \"$1/etc/apt/apt.conf.d/docker-clean\"",
-        "bookworm", "-",
-        f"deb {MIRROR} bookworm main", f"deb {MIRROR} bookworm-updates main",
+        "bookworm",
+        "-",
+        f"deb {MIRROR} bookworm main",
+        f"deb {MIRROR} bookworm-updates main",
         f"deb {SECURITY_MIRROR} bookworm-security main",
     ]
 
@@ -218,9 +260,21 @@ class Builder:
         with open(log, "w") as fh:
             mm = subprocess.Popen(_base_recipe(), stdout=subprocess.PIPE, stderr=fh)
             imp = subprocess.run(
-                ["docker", "import", "-c", 'CMD ["bash"]', "-c", "ENV LANG=C.UTF-8",
-                 "-c", f"LABEL {HASH_LABEL}={want}", "-", BASE_TAG],
-                stdin=mm.stdout, stdout=fh, stderr=subprocess.STDOUT,
+                [
+                    "docker",
+                    "import",
+                    "-c",
+                    'CMD ["bash"]',
+                    "-c",
+                    "ENV LANG=C.UTF-8",
+                    "-c",
+                    f"LABEL {HASH_LABEL}={want}",
+                    "-",
+                    BASE_TAG,
+                ],
+                stdin=mm.stdout,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
             )
             mm.stdout.close()
             return mm.wait() == 0 and imp.returncode == 0
@@ -244,8 +298,12 @@ class Builder:
             for k, v in spec.build_args.items():
                 args += ["--build-arg", f"{k}={v}"]
             with open(log, "w") as fh:
-                r = subprocess.run(["docker", *args, str(ctx)], stdout=fh, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "DOCKER_BUILDKIT": "0"})
+                r = subprocess.run(
+                    ["docker", *args, str(ctx)],
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "DOCKER_BUILDKIT": "0"},
+                )
             return r.returncode == 0
 
     def build(self, names: list[str]) -> dict[str, dict]:
@@ -283,8 +341,11 @@ class Builder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.docker.build", description=__doc__.splitlines()[0],
-                                     epilog="images: " + ", ".join(f"{n} ({s.tag})" for n, s in specs().items()))
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.docker.build",
+        description=__doc__.splitlines()[0],
+        epilog="images: " + ", ".join(f"{n} ({s.tag})" for n, s in specs().items()),
+    )
     parser.add_argument("images", nargs="*", help="which images (default: everything the containers stack needs)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the build hash matches")
     parser.add_argument("--list", action="store_true", help="show what exists and what is out of date; build nothing")

@@ -49,7 +49,9 @@ def install_compose() -> None:
     print("installing Docker Compose (Debian's docker-compose) with apt-get", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker-compose"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker-compose"], check=True, env=env
+    )
     if not shutil.which("docker-compose"):
         raise SystemExit(hint)
 

@@ -30,8 +30,9 @@ def daemon_answers(timeout: float = 5.0) -> tuple[bool, str]:
     if not docker:
         return False, "no docker client on PATH"
     try:
-        r = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                           timeout=timeout)
+        r = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return False, f"`docker info` did not answer within {timeout:.0f}s"
     if r.returncode != 0 or not r.stdout.strip():
@@ -58,8 +59,14 @@ def ensure_daemon(progress=print, timeout: float = 60.0) -> str:
         started = time.monotonic()
         with open(log, "ab") as fh:
             # its own session: the daemon outlives this process on purpose (containers and the image cache live in it)
-            subprocess.Popen([dockerd, *DOCKERD_FLAGS], stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True)
+            subprocess.Popen(
+                [dockerd, *DOCKERD_FLAGS],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
         while time.monotonic() - started < timeout:
             ok, why = daemon_answers(timeout=2)
             if ok:

@@ -1,8 +1,8 @@
 """HTTP faults, out of process, through the mock OpenAI service's knobs: one method per fault, each on the timeline.
 
-    with faults.rate_limit(retry_after=2, count=4): ...      # the next 4 calls answer 429 + Retry-After: 2
-    with faults.error_rate(0.5, status=503): ...
-    with faults.delay(3.0): ...                              # past the client's timeout: a timeout
+with faults.rate_limit(retry_after=2, count=4): ...      # the next 4 calls answer 429 + Retry-After: 2
+with faults.error_rate(0.5, status=503): ...
+with faults.delay(3.0): ...                              # past the client's timeout: a timeout
 """
 
 from __future__ import annotations

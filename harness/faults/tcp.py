@@ -46,8 +46,7 @@ class TcpProxy:
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> TcpProxy:
         self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._accept, "127.0.0.1", 0), self._loop)
         self._server = fut.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -61,6 +60,7 @@ class TcpProxy:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -85,8 +85,9 @@ class TcpProxy:
 
     @contextlib.contextmanager
     def toxic(self, name: str, timeline: FaultTimeline | None = None, **attrs) -> Iterator[None]:
-        window = timeline.window(f"tcp_{name}", "tcp", target=self.name, **attrs) if timeline else \
-            contextlib.nullcontext()
+        window = (
+            timeline.window(f"tcp_{name}", "tcp", target=self.name, **attrs) if timeline else contextlib.nullcontext()
+        )
         with window as w:
             before = self.hits[name]
             self.set_toxic(name, **attrs)

@@ -69,8 +69,12 @@ def _ack_before_commit() -> None:
     Worker._handle = acked_first
 
 
-@defect("celery_early_ack", "worker", "the Celery worker acknowledges each task on receipt (Celery's default, "
-        "acks_late off) and acknowledges a task whose worker process was lost")
+@defect(
+    "celery_early_ack",
+    "worker",
+    "the Celery worker acknowledges each task on receipt (Celery's default, "
+    "acks_late off) and acknowledges a task whose worker process was lost",
+)
 def _celery_early_ack() -> None:
     from system.storage import queues
 
@@ -91,8 +95,9 @@ def _double_publish() -> None:
     def twice(self, rows):
         done = publish(self, rows)
         for row in rows:
-            self.producer.produce(row["topic"], key=row["key"],
-                                  value=json.dumps({**row["payload"], "event_id": row["id"]}, default=str))
+            self.producer.produce(
+                row["topic"], key=row["key"], value=json.dumps({**row["payload"], "event_id": row["id"]}, default=str)
+            )
         self.producer.flush(10)
         return done
 
@@ -149,9 +154,15 @@ def _ghost_model_event() -> None:
     def with_ghost(self, conn, row, model_results):
         terminal_events(self, conn, row, model_results)
         if row["kind"] == "inference":
-            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                         (row["id"], self.topics["inference"], str(row["id"]),
-                          Jsonb({"job_id": str(row["id"]), "status": row["status"], "model": "ghost"})))
+            conn.execute(
+                "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                (
+                    row["id"],
+                    self.topics["inference"],
+                    str(row["id"]),
+                    Jsonb({"job_id": str(row["id"]), "status": row["status"], "model": "ghost"}),
+                ),
+            )
 
     JobStore._terminal_events = with_ghost
 

@@ -15,10 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack and keep it running until Ctrl-C")
-    up.add_argument("--provider", choices=("auto", "local", "containers"), default=None,
-                    help="auto (default; env VERISIM_STACK), local or containers")
-    up.add_argument("--services", default=",".join(SERVICES),
-                    help=f"comma-separated subset of: {', '.join(SERVICES)} (default: all)")
+    up.add_argument(
+        "--provider",
+        choices=("auto", "local", "containers"),
+        default=None,
+        help="auto (default; env VERISIM_STACK), local or containers",
+    )
+    up.add_argument(
+        "--services",
+        default=",".join(SERVICES),
+        help=f"comma-separated subset of: {', '.join(SERVICES)} (default: all)",
+    )
     up.add_argument("--json", metavar="PATH", help="also write the endpoints (and server PIDs) to PATH as JSON")
     args = parser.parse_args(argv)
 

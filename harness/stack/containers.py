@@ -132,8 +132,14 @@ class ContainerService:
     container_port = 0
     ready_timeout = 60.0
 
-    def __init__(self, workdir: Path, port: int, session: str, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        session: str,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.workdir = workdir
         self.port = port  # on 127.0.0.1
         self.session = session
@@ -166,14 +172,16 @@ class ContainerService:
             self.container.start()
         except Exception as exc:
             self.save_logs()
-            raise ServiceStartError(self.name, f"the container did not start: {exc}", self.log_path,
-                                    self.log_tail()) from exc
+            raise ServiceStartError(
+                self.name, f"the container did not start: {exc}", self.log_path, self.log_tail()
+            ) from exc
         self.wait_ready(started)
         try:
             self.after_ready()
         except Exception as exc:
-            raise ServiceStartError(self.name, f"ready, but setting up failed: {exc!r}", self.log_path,
-                                    self.log_tail()) from exc
+            raise ServiceStartError(
+                self.name, f"ready, but setting up failed: {exc!r}", self.log_path, self.log_tail()
+            ) from exc
         return time.monotonic() - started
 
     def wait_ready(self, started: float | None = None) -> float:
@@ -186,8 +194,12 @@ class ContainerService:
             wrapped.reload()
             if wrapped.status in ("exited", "dead"):
                 self.save_logs()
-                raise ServiceStartError(self.name, f"the container exited ({wrapped.attrs['State'].get('ExitCode')})",
-                                        self.log_path, self.log_tail())
+                raise ServiceStartError(
+                    self.name,
+                    f"the container exited ({wrapped.attrs['State'].get('ExitCode')})",
+                    self.log_path,
+                    self.log_tail(),
+                )
             try:
                 self.probe()
                 return time.monotonic() - started
@@ -195,8 +207,9 @@ class ContainerService:
                 last = exc
                 time.sleep(0.1)
         self.save_logs()
-        raise ServiceStartError(self.name, f"no answer within {self.ready_timeout:.0f}s (last: {last!r})",
-                                self.log_path, self.log_tail())
+        raise ServiceStartError(
+            self.name, f"no answer within {self.ready_timeout:.0f}s (last: {last!r})", self.log_path, self.log_tail()
+        )
 
     def probe(self) -> None:
         raise NotImplementedError
@@ -283,10 +296,21 @@ class PostgresContainerService(ContainerService):
 
         # fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster
         # loses commits it already acknowledged — the postgres_kill chaos test caught exactly that
-        command = ["postgres", "-c", "fsync=off", "-c", "full_page_writes=off",
-                   "-c", "max_connections=300", *self.extra_args]
-        c = (PostgresContainer(self.image, username=PG_USER, password=PG_PASSWORD, dbname=PG_DATABASE, driver=None)
-             .with_env("POSTGRES_INITDB_ARGS", "--no-sync").with_command(command))
+        command = [
+            "postgres",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            *self.extra_args,
+        ]
+        c = (
+            PostgresContainer(self.image, username=PG_USER, password=PG_PASSWORD, dbname=PG_DATABASE, driver=None)
+            .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
+            .with_command(command)
+        )
         c._connect = lambda: None  # its psql poll never notices an exited container; our probe (SELECT 1) does
         return c
 
@@ -342,10 +366,15 @@ class LocalStackContainerService(ContainerService):
         from testcontainers.community.localstack import LocalStackContainer
         from testcontainers.core.container import DockerContainer
 
-        c = (LocalStackContainer(self.image, region_name="us-east-1").with_services("sqs", "s3")
-             .with_env("EAGER_SERVICE_LOADING", "1").with_env("SQS_ENDPOINT_STRATEGY", "path")
-             .with_env("S3_SKIP_SIGNATURE_VALIDATION", "0").with_env("DISABLE_CORS_CHECKS", "1")
-             .with_env("LOCALSTACK_HOST", f"127.0.0.1:{self.port}"))
+        c = (
+            LocalStackContainer(self.image, region_name="us-east-1")
+            .with_services("sqs", "s3")
+            .with_env("EAGER_SERVICE_LOADING", "1")
+            .with_env("SQS_ENDPOINT_STRATEGY", "path")
+            .with_env("S3_SKIP_SIGNATURE_VALIDATION", "0")
+            .with_env("DISABLE_CORS_CHECKS", "1")
+            .with_env("LOCALSTACK_HOST", f"127.0.0.1:{self.port}")
+        )
         # its wait for "Ready." never notices an exited container; our probe (health + SQS and S3 calls) does
         c.start = lambda: DockerContainer.start(c)
         return c
@@ -378,16 +407,26 @@ class MockOpenAIContainerService(ContainerService):
 
 
 SERVICE_CLASSES: dict[str, type[ContainerService]] = {
-    c.name: c for c in (PostgresContainerService, RedisContainerService, KafkaContainerService,
-                        LocalStackContainerService, MockOpenAIContainerService)
+    c.name: c
+    for c in (
+        PostgresContainerService,
+        RedisContainerService,
+        KafkaContainerService,
+        LocalStackContainerService,
+        MockOpenAIContainerService,
+    )
 }
 
 
 class ContainersProvider(StackProvider):
     name = "containers"
 
-    def __init__(self, workdir: Path | None = None, progress: Callable[[str], None] = print,
-                 overrides: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        progress: Callable[[str], None] = print,
+        overrides: dict[str, dict] | None = None,
+    ):
         self._own_workdir = workdir is None  # a temporary one (saved container logs) goes with stop()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-containers-"))
         self.progress = progress
@@ -405,8 +444,9 @@ class ContainersProvider(StackProvider):
         remove_orphans(self.progress)
         ports = free_ports(len(names))
         for name, port in zip(names, ports, strict=True):
-            self.services[name] = SERVICE_CLASSES[name](self.workdir, port, self.session,
-                                                        **self.overrides.get(name, {}))
+            self.services[name] = SERVICE_CLASSES[name](
+                self.workdir, port, self.session, **self.overrides.get(name, {})
+            )
         ready: dict[str, float] = {}
         errors: list[BaseException] = []
         try:

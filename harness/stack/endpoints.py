@@ -132,8 +132,9 @@ class Stack:
         return env
 
 
-def assemble(provider: str, services: dict[str, Any], ready: dict[str, float],
-             prepared: dict[str, float] | None = None) -> Stack:
+def assemble(
+    provider: str, services: dict[str, Any], ready: dict[str, float], prepared: dict[str, float] | None = None
+) -> Stack:
     """The :class:`Stack` a provider hands out: each service's ``endpoint()`` and ``log_path``, and the timings."""
     s = services
     return Stack(

@@ -19,12 +19,20 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = get_settings()
     setup_logging(settings.log_level)
-    uvicorn.run("system.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level=settings.log_level.lower(), access_log=False, log_config=None,
-                # idle keep-alive connections stay open longer than clients and load balancers keep theirs (60 s is
-                # the usual idle timeout): with uvicorn's 5 s, a client that reused a connection the server was just
-                # closing lost its POST with no answer (seen in the chaos-under-load runs)
-                timeout_keep_alive=65)
+    uvicorn.run(
+        "system.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        log_config=None,
+        # idle keep-alive connections stay open longer than clients and load balancers keep theirs (60 s is
+        # the usual idle timeout): with uvicorn's 5 s, a client that reused a connection the server was just
+        # closing lost its POST with no answer (seen in the chaos-under-load runs)
+        timeout_keep_alive=65,
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)
     app.include_router(dashboard.router)
     # an upload may carry a multipart envelope around its file; any other body is JSON
-    app.add_middleware(BodyLimit, limit_for=lambda path: settings.max_upload_bytes + 64 * 1024
-                       if path == "/api/v1/scores" else settings.max_json_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: (
+            settings.max_upload_bytes + 64 * 1024 if path == "/api/v1/scores" else settings.max_json_bytes
+        ),
+    )
     # the dashboard may be opened as a file (origin "null"): let it read the API
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
 
@@ -89,8 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError):
         # FastAPI's own answer echoes each invalid input back, and an input such as NaN cannot be written as JSON:
         # the 422 became a 500. Say where and what is wrong; the input itself stays with the client.
-        detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")}
-                  for e in exc.errors()]
+        detail = [{"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(psycopg.OperationalError)
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.publisher.publish_jobs(job_ids)  # one claim, one produce-and-wait, one mark
             except Exception as exc:  # the worker's outbox sweep publishes them later
                 log.warning("event publish deferred", extra={"count": len(job_ids), "error": str(exc)})
+
         background.add_task(run)
 
     def cache_best_effort(deps: Deps, rows) -> None:
@@ -134,8 +138,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return pending
 
     # -- jobs in -----------------------------------------------------------------------------------------------
-    @app.post("/api/v1/scores", status_code=202, tags=["jobs"], response_model=ScoreAccepted,
-              responses=refusals(400, 413, 415, 422, 503))
+    @app.post(
+        "/api/v1/scores",
+        status_code=202,
+        tags=["jobs"],
+        response_model=ScoreAccepted,
+        responses=refusals(400, 413, 415, 422, 503),
+    )
     def upload_score(
         background: BackgroundTasks,
         file: Annotated[UploadFile, File(description=f"the score: {ACCEPTED_HUMAN}")],
@@ -156,20 +165,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(415, f"unsupported file content (the name is not trusted); accepted: {ACCEPTED_HUMAN}")
         unpacked = unpacked_bytes(data)
         if unpacked > settings.max_unpacked_bytes:
-            raise HTTPException(413, f"the archive unpacks to {unpacked} bytes, over the limit of "
-                                     f"{settings.max_unpacked_bytes} bytes")
+            raise HTTPException(
+                413, f"the archive unpacks to {unpacked} bytes, over the limit of {settings.max_unpacked_bytes} bytes"
+            )
         deps: Deps = app.state.deps
         job_id = uuid.uuid4()
         key = upload_key(job_id)
         stem = PurePath((file.filename or "").replace("\x00", "")).stem[:200] or None
         deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})
-        row = deps.store.create("score", {"format": fmt, "bytes": len(data), "title": title, "filename_stem": stem,
-                                          "target_language": target_language}, input_key=key, job_id=job_id)
+        row = deps.store.create(
+            "score",
+            {
+                "format": fmt,
+                "bytes": len(data),
+                "title": title,
+                "filename_stem": stem,
+                "target_language": target_language,
+            },
+            input_key=key,
+            job_id=job_id,
+        )
         deferred = enqueue([row], background)
         return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
 
-    @app.post("/api/v1/inference", status_code=202, tags=["jobs"], response_model=InferenceAccepted,
-              responses=refusals(400, 413, 422, 503))
+    @app.post(
+        "/api/v1/inference",
+        status_code=202,
+        tags=["jobs"],
+        response_model=InferenceAccepted,
+        responses=refusals(400, 413, 422, 503),
+    )
     def submit_inference(body: InferenceIn, background: BackgroundTasks):
         deps: Deps = app.state.deps
         items = []
@@ -203,8 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"no job with id {job_id}")
         out = job_summary(row)
-        out.update(source="postgres", stages=row["stages"], models=row["models"],
-                   artifacts=artifact_links(deps, row))
+        out.update(source="postgres", stages=row["stages"], models=row["models"], artifacts=artifact_links(deps, row))
         return out
 
     def artifact_links(deps: Deps, row) -> dict[str, str]:
@@ -220,7 +244,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], responses={503: {"description": "a dependency is not ready: `checks` says which"}})
+    @app.get(
+        "/readyz", tags=["ops"], responses={503: {"description": "a dependency is not ready: `checks` says which"}}
+    )
     def readyz():
         deps: Deps = app.state.deps
         checks = {}
@@ -244,8 +270,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         check("s3", lambda: deps.artifacts.s3.head_bucket(Bucket=deps.artifacts.bucket))
         check("kafka", lambda: app.state.publisher.producer.list_topics(timeout=3))
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics():
@@ -258,8 +285,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api", tags=["ops"])
     def index():
-        return {"service": "verisim operation server", "dashboard": "/", "docs": "/docs", "health": "/healthz",
-                "ready": "/readyz", "metrics": "/metrics", "dashboard_api": "/api/v1/dashboard/live-stats"}
+        return {
+            "service": "verisim operation server",
+            "dashboard": "/",
+            "docs": "/docs",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+            "dashboard_api": "/api/v1/dashboard/live-stats",
+        }
 
     return app
-

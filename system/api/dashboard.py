@@ -25,25 +25,32 @@ def _rows(request: Request, sql: str, params=()):
 @router.get("/recent")
 def recent(request: Request, limit: int = Query(20, ge=1, le=500)):
     """Latest finished jobs: one row per inference model result, one per score job."""
-    rows = _rows(request, """
+    rows = _rows(
+        request,
+        """
         SELECT j.finished_at AS time, j.id AS job_id, j.kind, r.model_name AS model, j.params->>'pattern' AS pattern,
                j.status, r.prediction, r.inference_ms, j.error_code, j.params->>'title' AS title
         FROM jobs j LEFT JOIN inference_results r ON r.job_id = j.id
         WHERE j.finished_at IS NOT NULL
-        ORDER BY j.finished_at DESC, r.model_name LIMIT %s""", (limit,))
+        ORDER BY j.finished_at DESC, r.model_name LIMIT %s""",
+        (limit,),
+    )
     return {"results": rows}
 
 
 @router.get("/live-stats")
 def live_stats(request: Request):
-    [row] = _rows(request, """
+    [row] = _rows(
+        request,
+        """
         SELECT count(*) AS total,
                count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
                count(*) FILTER (WHERE status = 'failed') AS failed,
                count(*) FILTER (WHERE status = 'queued') AS queued,
                count(*) FILTER (WHERE status = 'running') AS running,
                count(*) FILTER (WHERE finished_at > now() - interval '60 seconds') AS finished_last_minute
-        FROM jobs""")
+        FROM jobs""",
+    )
     finished = row["completed"] + row["failed"]
     row["success_rate"] = round(row["completed"] / finished, 4) if finished else None
     row["throughput_per_minute"] = row.pop("finished_last_minute")
@@ -52,36 +59,48 @@ def live_stats(request: Request):
 
 @router.get("/model-comparison")
 def model_comparison(request: Request):
-    rows = _rows(request, """
+    rows = _rows(
+        request,
+        """
         SELECT model_name AS model, pattern, count(*) AS count,
                avg(inference_ms) AS avg_inference_ms,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY inference_ms) AS p95_inference_ms,
                avg(mae) AS mae, sqrt(avg(rmse * rmse)) AS rmse
         FROM inference_results GROUP BY GROUPING SETS ((model_name), (model_name, pattern))
-        ORDER BY model_name, pattern NULLS FIRST""")
+        ORDER BY model_name, pattern NULLS FIRST""",
+    )
     overall = [{k: v for k, v in r.items() if k != "pattern"} for r in rows if r["pattern"] is None]
     return {"models": overall, "by_pattern": [r for r in rows if r["pattern"] is not None]}
 
 
 @router.get("/patterns")
 def patterns(request: Request):
-    rows = _rows(request, """
+    rows = _rows(
+        request,
+        """
         SELECT params->>'pattern' AS pattern, count(*) AS jobs,
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'failed') AS failed
-        FROM jobs WHERE kind = 'inference' GROUP BY 1 ORDER BY 1""")
+        FROM jobs WHERE kind = 'inference' GROUP BY 1 ORDER BY 1""",
+    )
     return {"patterns": rows}
 
 
 @router.get("/throughput")
-def throughput(request: Request, minutes: int = Query(10, ge=1, le=1440), bucket_seconds: int = Query(10, ge=1, le=3600)):
+def throughput(
+    request: Request, minutes: int = Query(10, ge=1, le=1440), bucket_seconds: int = Query(10, ge=1, le=3600)
+):
     """Jobs finished per time bucket (completed / failed), oldest first, for the last ``minutes``."""
-    rows = _rows(request, """
+    rows = _rows(
+        request,
+        """
         SELECT to_timestamp(floor(extract(epoch FROM finished_at) / %(b)s) * %(b)s) AS t,
                count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
                count(*) FILTER (WHERE status = 'failed') AS failed
         FROM jobs WHERE finished_at > now() - make_interval(mins => %(m)s)
-        GROUP BY 1 ORDER BY 1""", {"b": bucket_seconds, "m": minutes})
+        GROUP BY 1 ORDER BY 1""",
+        {"b": bucket_seconds, "m": minutes},
+    )
     return {"bucket_seconds": bucket_seconds, "buckets": rows}
 
 
@@ -95,13 +114,17 @@ def queue(request: Request):
 def scores(request: Request, limit: int = Query(10, ge=1, le=100)):
     """Latest score jobs: title, key, where they are, and their MP3 when there is one."""
     deps = request.app.state.deps
-    rows = _rows(request, """
+    rows = _rows(
+        request,
+        """
         SELECT j.id AS job_id, j.status, j.error_code, j.enqueued_at, j.finished_at,
                coalesce(j.params->>'title', j.result->'analysis'->>'title', j.params->>'filename_stem') AS title,
                j.result->'analysis'->'key'->>'name' AS key, j.result->'audio'->>'key' AS audio_key,
                (j.result->'audio'->>'seconds')::float AS audio_seconds,
                (SELECT stage FROM job_stages s WHERE s.job_id = j.id ORDER BY s.started_at DESC LIMIT 1) AS stage
-        FROM jobs j WHERE j.kind = 'score' ORDER BY j.enqueued_at DESC LIMIT %s""", (limit,))
+        FROM jobs j WHERE j.kind = 'score' ORDER BY j.enqueued_at DESC LIMIT %s""",
+        (limit,),
+    )
     for r in rows:
         key = r.pop("audio_key")
         r["audio_url"] = deps.artifacts.presign(key) if key else None
@@ -112,8 +135,9 @@ def scores(request: Request, limit: int = Query(10, ge=1, le=100)):
 async def feed(ws: WebSocket):
     """Every job state change, as the JSON kept in ``job:status:<id>``, pushed as it happens (Redis pub/sub)."""
     await ws.accept()
-    client = aioredis.Redis.from_url(ws.app.state.deps.settings.redis_url, decode_responses=True,
-                                     socket_connect_timeout=2)
+    client = aioredis.Redis.from_url(
+        ws.app.state.deps.settings.redis_url, decode_responses=True, socket_connect_timeout=2
+    )
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(CHANNEL)

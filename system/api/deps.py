@@ -24,8 +24,15 @@ class Deps:
     def connect(cls, settings: Settings) -> Deps:
         migrate(settings.dsn)
         pool = make_pool(settings.dsn, settings.db_pool_size)
-        store = JobStore(pool, {"inference": settings.kafka_topic_inference, "score": settings.kafka_topic_scores,
-                                "events": settings.kafka_topic_job_events}, queue=settings.sqs_queue_name)
+        store = JobStore(
+            pool,
+            {
+                "inference": settings.kafka_topic_inference,
+                "score": settings.kafka_topic_scores,
+                "events": settings.kafka_topic_job_events,
+            },
+            queue=settings.sqs_queue_name,
+        )
         queue = JobRouter(settings)
         store.note_queue_epoch(queue.created())  # the queue as it is now: a recreated one is noticed against this
         return cls(settings, store, StatusCache(settings.redis_url), queue, Artifacts(settings))

@@ -29,11 +29,12 @@ class SystemCollector:
             for r in conn.execute("SELECT kind, status, count(*) AS n FROM jobs GROUP BY 1, 2"):
                 jobs.add_metric([r["kind"], r["status"]], r["n"])
             yield jobs
-            hist = HistogramMetricFamily("verisim_stage_duration_milliseconds", "job stage durations",
-                                         labels=["stage"])
+            hist = HistogramMetricFamily("verisim_stage_duration_milliseconds", "job stage durations", labels=["stage"])
             cases = ", ".join(f"count(*) FILTER (WHERE duration_ms <= {b}) AS le_{b}" for b in BUCKETS_MS)
-            for r in conn.execute(f"SELECT stage, count(*) AS n, coalesce(sum(duration_ms), 0) AS s, {cases} "
-                                  "FROM job_stages WHERE duration_ms IS NOT NULL GROUP BY stage"):
+            for r in conn.execute(
+                f"SELECT stage, count(*) AS n, coalesce(sum(duration_ms), 0) AS s, {cases} "
+                "FROM job_stages WHERE duration_ms IS NOT NULL GROUP BY stage"
+            ):
                 buckets = [(str(b), r[f"le_{b}"]) for b in BUCKETS_MS] + [("+Inf", r["n"])]
                 hist.add_metric([r["stage"]], buckets, r["s"])
             yield hist

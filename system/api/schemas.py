@@ -19,11 +19,13 @@ class SeriesIn(BaseModel):
 
     pattern: Pattern = Field(..., description=f"one of: {', '.join(PATTERNS)}")
     values: list[float] = Field(..., min_length=2, max_length=10_000, description="the observed series, oldest first")
-    actual: list[float] | None = Field(None, max_length=1_000,
-                                       description="held-out true next values, to score each model's error")
+    actual: list[float] | None = Field(
+        None, max_length=1_000, description="held-out true next values, to score each model's error"
+    )
     horizon: int = Field(1, ge=1, le=100, description="how many next values to forecast")
-    models: list[str] | None = Field(None, description=f"models to run, from {', '.join(MODELS)} "
-                                     "(default: lstm and moving_average)")
+    models: list[str] | None = Field(
+        None, description=f"models to run, from {', '.join(MODELS)} (default: lstm and moving_average)"
+    )
     window: int | None = Field(None, ge=1, le=1000, description="moving-average window (default MOVING_AVERAGE_WINDOW)")
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -33,8 +35,10 @@ class SeriesIn(BaseModel):
         if v is not None and not all(math.isfinite(x) for x in v):
             raise ValueError("values must be finite numbers (no NaN or infinity)")
         if v is not None and any(abs(x) > MAX_ABS_VALUE for x in v):
-            raise ValueError(f"values must lie within ±{MAX_ABS_VALUE:g} (beyond it sums and squares leave float "
-                             "range and no model's answer means anything)")
+            raise ValueError(
+                f"values must lie within ±{MAX_ABS_VALUE:g} (beyond it sums and squares leave float "
+                "range and no model's answer means anything)"
+            )
         return v
 
     @field_validator("metadata")

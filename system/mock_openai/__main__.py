@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
 
     knobs = Knobs()
     logging.basicConfig(level=args.log_level.upper())
-    logging.getLogger("mock_openai").warning("mock OpenAI on http://%s:%s/v1 with knobs %s", args.host, args.port,
-                                             knobs.model_dump())
+    logging.getLogger("mock_openai").warning(
+        "mock OpenAI on http://%s:%s/v1 with knobs %s", args.host, args.port, knobs.model_dump()
+    )
     uvicorn.run(create_app(knobs), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
 
 

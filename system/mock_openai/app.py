@@ -119,8 +119,7 @@ class MockState:
                 if len(self.window) >= k.rate_limit_rpm:
                     free_in = 60.0 - (now - self.window[0])
                     retry = k.retry_after_seconds if k.retry_after_seconds is not None else math.ceil(free_in)
-                    decision.update(status=429, retry_after=retry, reason="rate_limit",
-                                    remaining=0, reset=free_in)
+                    decision.update(status=429, retry_after=retry, reason="rate_limit", remaining=0, reset=free_in)
                     return decision
                 self.window.append(now)
                 decision["remaining"] = k.rate_limit_rpm - len(self.window)
@@ -154,12 +153,19 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
     def models():
         now = int(time.time())
         ids = [m.strip() for m in state.knobs.models.split(",") if m.strip()]
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "verisim"} for m in ids]}
+        return {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "created": now, "owned_by": "verisim"} for m in ids],
+        }
 
-    @app.post("/v1/chat/completions", responses={
-        400: {"description": "the body is not JSON or not a chat request (OpenAI's error object)"},
-        429: {"description": "rate limited (the rate_limit_rpm knob, or a scripted 429), with Retry-After"},
-        500: {"description": "a simulated server error (error_rate / error_status knobs, or scripted)"}})
+    @app.post(
+        "/v1/chat/completions",
+        responses={
+            400: {"description": "the body is not JSON or not a chat request (OpenAI's error object)"},
+            429: {"description": "rate limited (the rate_limit_rpm knob, or a scripted 429), with Retry-After"},
+            500: {"description": "a simulated server error (error_rate / error_status knobs, or scripted)"},
+        },
+    )
     async def chat_completions(request: Request):
         received = time.time()
         try:
@@ -185,17 +191,22 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             status, resp = 400, _error(400, problem, "invalid_request_error")
         elif decision["status"] == 429:
             retry = decision.get("retry_after")
-            headers = {"x-ratelimit-limit-requests": str(state.knobs.rate_limit_rpm),
-                       "x-ratelimit-remaining-requests": "0"}
+            headers = {
+                "x-ratelimit-limit-requests": str(state.knobs.rate_limit_rpm),
+                "x-ratelimit-remaining-requests": "0",
+            }
             if retry is not None:
                 headers["Retry-After"] = _fmt_seconds(retry)
                 headers["retry-after-ms"] = str(int(retry * 1000))
-            status, resp = 429, _error(429, "Rate limit reached for requests (simulated).", "requests",
-                                       "rate_limit_exceeded", headers)
+            status, resp = (
+                429,
+                _error(429, "Rate limit reached for requests (simulated).", "requests", "rate_limit_exceeded", headers),
+            )
         elif decision["status"] >= 400:
             status = decision["status"]
-            resp = _error(status, f"The server had an error while processing your request (simulated {status}).",
-                          "server_error")
+            resp = _error(
+                status, f"The server had an error while processing your request (simulated {status}).", "server_error"
+            )
         elif decision.get("reason") == "drop":
             status, resp = 200, StreamingResponse(_cut_off(), media_type="application/json")
         elif decision.get("reason") == "malformed":
@@ -217,8 +228,9 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             try:  # the whole new set must be valid knobs (a null where a knob needs a value is a 422, not a 500)
                 knobs = Knobs.model_validate({**state.knobs.model_dump(), **changes})
             except ValidationError as exc:
-                raise HTTPException(422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                                          for e in exc.errors()]) from None
+                raise HTTPException(
+                    422, [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+                ) from None
             state.knobs = knobs
             if "seed" in changes:
                 state.rng = random.Random(state.knobs.seed)

@@ -58,16 +58,33 @@ class StageTimer:
             status = f"error: {type(exc).__name__}"
             raise
         finally:
-            self.add(name, started, datetime.now(UTC), (time.perf_counter() - t0) * 1000, status,
-                     detail or None)
+            self.add(name, started, datetime.now(UTC), (time.perf_counter() - t0) * 1000, status, detail or None)
 
-    def add(self, name: str, started: datetime, finished: datetime, ms: float, status: str,
-            detail: dict | None) -> None:
+    def add(
+        self, name: str, started: datetime, finished: datetime, ms: float, status: str, detail: dict | None
+    ) -> None:
         self.durations_ms[name] = round(ms, 3)
-        self.records.append({"name": name, "attempt": self.attempt, "started": started, "finished": finished, "ms": ms,
-                             "status": status, "detail": detail})
-        log.info("stage done", extra={"job_id": str(self.job_id), "stage": name, "duration_ms": round(ms, 3),
-                                      "stage_status": status, "attempt": self.attempt})
+        self.records.append(
+            {
+                "name": name,
+                "attempt": self.attempt,
+                "started": started,
+                "finished": finished,
+                "ms": ms,
+                "status": status,
+                "detail": detail,
+            }
+        )
+        log.info(
+            "stage done",
+            extra={
+                "job_id": str(self.job_id),
+                "stage": name,
+                "duration_ms": round(ms, 3),
+                "stage_status": status,
+                "attempt": self.attempt,
+            },
+        )
 
     def replay(self, records: list[dict[str, Any]]) -> None:
         for r in records:

@@ -127,13 +127,18 @@ def _child(conn, worker: int, fn: Callable[..., Any], args: tuple, memory_bytes:
 
 
 def _memory_breach(memory_mb: float) -> PermanentJobError:
-    return PermanentJobError("memory_budget_exceeded", f"reading the file needed more than its memory budget of "
-                                                       f"{memory_mb:g} MB (SCORE_JOB_MEMORY_MB) and was stopped")
+    return PermanentJobError(
+        "memory_budget_exceeded",
+        f"reading the file needed more than its memory budget of "
+        f"{memory_mb:g} MB (SCORE_JOB_MEMORY_MB) and was stopped",
+    )
 
 
 def _time_breach(seconds: float) -> PermanentJobError:
-    return PermanentJobError("time_budget_exceeded", f"reading the file ran past its time budget of {seconds:g}s "
-                                                     "(SCORE_JOB_TIMEOUT_SECONDS) and was stopped")
+    return PermanentJobError(
+        "time_budget_exceeded",
+        f"reading the file ran past its time budget of {seconds:g}s (SCORE_JOB_TIMEOUT_SECONDS) and was stopped",
+    )
 
 
 def _watch(proc, receiver, seconds: float, memory_mb: float):
@@ -166,8 +171,12 @@ def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory
     A ``PermanentJobError`` raised by ``fn`` comes back as one; anything else unexpected as a :class:`BudgetError`."""
     ctx = context()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, name="verisim-job", daemon=True,
-                       args=(sender, os.getpid(), fn, args, int(memory_mb * 2**20), math.ceil(seconds) + CPU_GRACE_SECONDS))
+    proc = ctx.Process(
+        target=_child,
+        name="verisim-job",
+        daemon=True,
+        args=(sender, os.getpid(), fn, args, int(memory_mb * 2**20), math.ceil(seconds) + CPU_GRACE_SECONDS),
+    )
     proc.start()
     sender.close()
     try:

@@ -76,7 +76,7 @@ def midi_min_seconds(data: bytes) -> float | None:
         tempo_scaled = True
     pos, longest, fastest = 8 + header_len, 0, None
     while pos + 8 <= len(data):
-        kind, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
+        kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
         end = min(len(data), pos + 8 + length)
         i, ticks, status = pos + 8, 0, 0
         if kind == b"MTrk":
@@ -99,7 +99,7 @@ def midi_min_seconds(data: bytes) -> float | None:
                         break
                     mtype, mlen = data[i + 1], data[i + 2]
                     if mtype == 0x51 and mlen == 3 and i + 6 <= end:
-                        tempo = int.from_bytes(data[i + 3:i + 6], "big")
+                        tempo = int.from_bytes(data[i + 3 : i + 6], "big")
                         fastest = tempo if fastest is None else min(fastest, tempo)
                     i += 3 + mlen
                 elif b in (0xF0, 0xF7):  # sysex: length, data

@@ -31,7 +31,7 @@ def moving_average(values: list[float], horizon: int, window: int) -> list[float
 
 
 def linear_trend(values: list[float], horizon: int, window: int) -> list[float]:
-    ys = values[-max(window * 4, 2):]
+    ys = values[-max(window * 4, 2) :]
     n = len(ys)
     if n == 1:
         return [ys[0]] * horizon
@@ -82,7 +82,8 @@ def _usable_numbers(xs) -> bool:
     """A list of real numbers (no bool), finite and within ±MAX_ABS_VALUE."""
     return isinstance(xs, list) and all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_ABS_VALUE
-        for v in xs)
+        for v in xs
+    )
 
 
 def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
@@ -90,13 +91,15 @@ def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
     with timer.stage("validate"):
         values = params.get("values")
         if not values or not _usable_numbers(values):
-            raise PermanentJobError("invalid_series", f"values must be a non-empty list of finite numbers within "
-                                                      f"±{MAX_ABS_VALUE:g}")
+            raise PermanentJobError(
+                "invalid_series", f"values must be a non-empty list of finite numbers within ±{MAX_ABS_VALUE:g}"
+            )
         horizon = int(params.get("horizon", 1))
         actual = params.get("actual") or []
         if not _usable_numbers(actual):
-            raise PermanentJobError("invalid_series", f"actual must be a list of finite numbers within "
-                                                      f"±{MAX_ABS_VALUE:g}")
+            raise PermanentJobError(
+                "invalid_series", f"actual must be a list of finite numbers within ±{MAX_ABS_VALUE:g}"
+            )
         models = params.get("models") or DEFAULT_MODELS
         unknown = [m for m in models if m not in MODELS]
         if unknown:
@@ -115,8 +118,25 @@ def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
         if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried: it would recur
             raise PermanentJobError("non_finite_result", f"{name} produced a non-finite forecast for this series")
         mae, rmse = errors(pred, actual)
-        model_results.append({"model": name, "pattern": params.get("pattern"), "prediction": pred,
-                              "inference_ms": round(ms, 4), "mae": mae, "rmse": rmse})
-    result = {"models": {m["model"]: {"prediction": m["prediction"], "inference_ms": m["inference_ms"],
-                                      "mae": m["mae"], "rmse": m["rmse"]} for m in model_results}}
+        model_results.append(
+            {
+                "model": name,
+                "pattern": params.get("pattern"),
+                "prediction": pred,
+                "inference_ms": round(ms, 4),
+                "mae": mae,
+                "rmse": rmse,
+            }
+        )
+    result = {
+        "models": {
+            m["model"]: {
+                "prediction": m["prediction"],
+                "inference_ms": m["inference_ms"],
+                "mae": m["mae"],
+                "rmse": m["rmse"],
+            }
+            for m in model_results
+        }
+    }
     return PipelineResult("completed", result, model_results)

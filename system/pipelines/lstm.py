@@ -88,7 +88,9 @@ def load(path: Path = CHECKPOINT) -> LSTMForecaster:
     with _model_lock:
         if _model is None:
             if not path.exists():
-                raise FileNotFoundError(f"LSTM checkpoint {path} is missing: run `python -m system.pipelines.lstm_train`")
+                raise FileNotFoundError(
+                    f"LSTM checkpoint {path} is missing: run `python -m system.pipelines.lstm_train`"
+                )
             set_threads()
             model = LSTMForecaster()
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -142,7 +144,7 @@ class MicroBatcher:
                 deadline = time.monotonic() + self.max_wait_s
                 while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(left)
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             self._run(batch)
         if req.error is not None:
             raise req.error

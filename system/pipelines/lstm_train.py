@@ -36,8 +36,8 @@ def windows(seeds: range, length: int, stride: int) -> tuple[torch.Tensor, torch
         for seed in seeds:
             series = generate(pattern, length, seed)
             for start in range(0, length - WINDOW - HORIZON + 1, stride):
-                w, mean, scale = to_window(series[start:start + WINDOW])
-                target = [(v - mean) / scale for v in series[start + WINDOW:start + WINDOW + HORIZON]]
+                w, mean, scale = to_window(series[start : start + WINDOW])
+                target = [(v - mean) / scale for v in series[start + WINDOW : start + WINDOW + HORIZON]]
                 xs.append(w)
                 ys.append(target)
                 labels.append(pattern)
@@ -55,9 +55,13 @@ def evaluate(model: LSTMForecaster, seeds: range, window_ma: int = 5, n: int = 6
             actual.append(s[n])
         lstm_mae, lstm_rmse = errors([p[0] for p in forecast_batch(model, hist, 1)], actual)
         ma_mae, ma_rmse = errors([moving_average(h, 1, window_ma)[0] for h in hist], actual)
-        out[pattern] = {"lstm_mae": round(lstm_mae, 4), "moving_average_mae": round(ma_mae, 4),
-                        "lstm_rmse": round(lstm_rmse, 4), "moving_average_rmse": round(ma_rmse, 4),
-                        "lstm_better": lstm_mae < ma_mae}
+        out[pattern] = {
+            "lstm_mae": round(lstm_mae, 4),
+            "moving_average_mae": round(ma_mae, 4),
+            "lstm_rmse": round(lstm_rmse, 4),
+            "moving_average_rmse": round(ma_rmse, 4),
+            "lstm_better": lstm_mae < ma_mae,
+        }
     return out
 
 
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), 256):
-            idx = order[i:i + 256]
+            idx = order[i : i + 256]
             opt.zero_grad()
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
@@ -100,15 +104,30 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(model, range(1000, 1100))
     torch.save(model.state_dict(), args.out)
     digest = hashlib.sha256(open(args.out, "rb").read()).hexdigest()
-    CARD.write_text(json.dumps({
-        "model": "LSTMForecaster", "window": WINDOW, "horizon": HORIZON, "hidden": HIDDEN,
-        "seed": args.seed, "epochs": args.epochs, "optimizer": "Adam lr 5e-3, cosine, SmoothL1, batch 256",
-        "data": f"system.simulators.patterns, {args.train_seeds} series x 5 patterns x 160 values, stride 3; "
+    CARD.write_text(
+        json.dumps(
+            {
+                "model": "LSTMForecaster",
+                "window": WINDOW,
+                "horizon": HORIZON,
+                "hidden": HIDDEN,
+                "seed": args.seed,
+                "epochs": args.epochs,
+                "optimizer": "Adam lr 5e-3, cosine, SmoothL1, batch 256",
+                "data": f"system.simulators.patterns, {args.train_seeds} series x 5 patterns x 160 values, stride 3; "
                 f"{len(x)} windows; evaluated on held-out seeds 1000-1099 (next value after 64)",
-        "final_train_loss": history[-1], "loss_history": history,
-        "heldout_next_value": metrics, "train_seconds": round(time.monotonic() - started, 1),
-        "torch": torch.__version__, "python": platform.python_version(), "sha256": digest,
-    }, indent=2) + "\n")
+                "final_train_loss": history[-1],
+                "loss_history": history,
+                "heldout_next_value": metrics,
+                "train_seconds": round(time.monotonic() - started, 1),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "sha256": digest,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     for p, m in metrics.items():
         print(f"{p:<12} LSTM MAE {m['lstm_mae']:>9.4f}   MA MAE {m['moving_average_mae']:>9.4f}")
     print(f"wrote {args.out} ({digest[:12]}) and {CARD}")

@@ -52,11 +52,19 @@ def translate_all(client, model, job_id, items: dict[str, str], target: str) -> 
             done[name] = translate(client, model, text[:MAX_TRANSLATION_CHARS], target)
         except (openai.APIError, ValueError) as exc:  # ValueError: a reply that is not JSON
             status = getattr(exc, "status_code", None)
-            warnings.append({"stage": "translation", "code": "translation_failed", "item": name,
-                             "message": f"{type(exc).__name__}"
-                                        f"{f' (HTTP {status})' if status else ''} after the SDK's retries: {exc}"[:500]})
-            log.warning("translation failed after retries",
-                        extra={"job_id": str(job_id), "item": name, "error": type(exc).__name__, "http_status": status})
+            warnings.append(
+                {
+                    "stage": "translation",
+                    "code": "translation_failed",
+                    "item": name,
+                    "message": f"{type(exc).__name__}"
+                    f"{f' (HTTP {status})' if status else ''} after the SDK's retries: {exc}"[:500],
+                }
+            )
+            log.warning(
+                "translation failed after retries",
+                extra={"job_id": str(job_id), "item": name, "error": type(exc).__name__, "http_status": status},
+            )
     return done, warnings
 
 
@@ -70,13 +78,18 @@ def read_score(data: bytes, settings: Settings) -> dict:
             fmt = sniff(data)
             unpacked = unpacked_bytes(data)
             if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
-                raise PermanentJobError("archive_too_large", f"the archive unpacks to {unpacked} bytes, over "
-                                                             f"the limit of {settings.max_unpacked_bytes} bytes")
+                raise PermanentJobError(
+                    "archive_too_large",
+                    f"the archive unpacks to {unpacked} bytes, over the limit of {settings.max_unpacked_bytes} bytes",
+                )
             least = midi_min_seconds(data) if fmt == "midi" else None
             if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
-                raise PermanentJobError("score_too_long", f"the MIDI file plays for at least {least:.0f}s, over the "
-                                                          f"limit of {settings.score_max_audio_seconds:.0f}s "
-                                                          "(SCORE_MAX_AUDIO_SECONDS)")
+                raise PermanentJobError(
+                    "score_too_long",
+                    f"the MIDI file plays for at least {least:.0f}s, over the "
+                    f"limit of {settings.score_max_audio_seconds:.0f}s "
+                    "(SCORE_MAX_AUDIO_SECONDS)",
+                )
             ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
             detail.update(format=fmt, bytes=len(data), source=ingested.source)
         with timer.stage("analysis") as detail:
@@ -84,8 +97,10 @@ def read_score(data: bytes, settings: Settings) -> dict:
             analysis["source"] = ingested.source
             if analysis["duration_seconds"] > settings.score_max_audio_seconds:
                 raise PermanentJobError(
-                    "score_too_long", f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
-                                      f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)")
+                    "score_too_long",
+                    f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
+                    f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)",
+                )
             midi = to_midi(performed(ingested.score))
             detail.update(notes=analysis["notes"], midi_bytes=len(midi))
     except PermanentJobError as exc:
@@ -103,11 +118,15 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "NoSuchBucket"):  # gone for good: retrying cannot bring it back
-            raise PermanentJobError("input_lost", "the uploaded file is no longer in the artifact store "
-                                    f"({code}; an emulator restarted without persistence loses its objects)") from exc
+            raise PermanentJobError(
+                "input_lost",
+                "the uploaded file is no longer in the artifact store "
+                f"({code}; an emulator restarted without persistence loses its objects)",
+            ) from exc
         raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
-    read = run_within_budget(read_score, data, settings, seconds=settings.score_job_timeout_seconds,
-                             memory_mb=settings.score_job_memory_mb)
+    read = run_within_budget(
+        read_score, data, settings, seconds=settings.score_job_timeout_seconds, memory_mb=settings.score_job_memory_mb
+    )
     timer.replay(read["stages"])
     if read["error"]:
         raise PermanentJobError(*read["error"])
@@ -123,9 +142,12 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
     with timer.stage("translation") as detail:
         translated, warnings = translate_all(llm, settings.openai_model, job_id, items, target)
         detail.update(items=len(items), translated=len(translated), failed=len(warnings))
-    translation = {"language": target, "title": translated.get("title"),
-                   "lyrics": {k.split(":", 1)[1]: v for k, v in translated.items() if k.startswith("lyrics:")},
-                   "expressions": translated.get("expressions")}
+    translation = {
+        "language": target,
+        "title": translated.get("title"),
+        "lyrics": {k.split(":", 1)[1]: v for k, v in translated.items() if k.startswith("lyrics:")},
+        "expressions": translated.get("expressions"),
+    }
 
     with timer.stage("audio") as detail:
         try:
@@ -141,8 +163,14 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
     result = {
         "analysis": analysis,
         "translation": translation,
-        "audio": {"key": key, "seconds": audio.seconds, "bytes": len(audio.mp3), "format": "mp3",
-                  "sample_rate": audio.sample_rate, "bitrate_kbps": settings.score_mp3_bitrate},
+        "audio": {
+            "key": key,
+            "seconds": audio.seconds,
+            "bytes": len(audio.mp3),
+            "format": "mp3",
+            "sample_rate": audio.sample_rate,
+            "bitrate_kbps": settings.score_mp3_bitrate,
+        },
         "artifacts": {"audio": key},
         "warnings": warnings,
     }

@@ -73,5 +73,9 @@ def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int =
     enc.set_channels(2)
     enc.set_quality(5)
     mp3 = enc.encode(pcm.tobytes()) + enc.flush()
-    return Rendered(mp3=bytes(mp3), seconds=round(len(pcm) / 2 / SAMPLE_RATE, 3), sample_rate=SAMPLE_RATE,
-                    peak_before_normalising=round(peak, 4))
+    return Rendered(
+        mp3=bytes(mp3),
+        seconds=round(len(pcm) / 2 / SAMPLE_RATE, 3),
+        sample_rate=SAMPLE_RATE,
+        peak_before_normalising=round(peak, 4),
+    )

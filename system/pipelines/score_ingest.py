@@ -77,16 +77,18 @@ def run_omr(data: bytes, fmt: str, command: str | None, timeout: float, workdir:
         raise PermanentJobError(
             "omr_unavailable",
             f"optical music recognition is needed for a {fmt.upper()} without an embedded score, but no OMR engine is "
-            "configured (set SCORE_OMR_COMMAND, e.g. \"audiveris -batch -export -output {outdir} {input}\"). "
-            f"Upload {SYMBOLIC_HUMAN} instead.")
-    src = workdir / f"page.{ 'jpg' if fmt == 'jpeg' else fmt}"
+            'configured (set SCORE_OMR_COMMAND, e.g. "audiveris -batch -export -output {outdir} {input}"). '
+            f"Upload {SYMBOLIC_HUMAN} instead.",
+        )
+    src = workdir / f"page.{'jpg' if fmt == 'jpeg' else fmt}"
     src.write_bytes(data)
     outdir = workdir / "omr"
     outdir.mkdir()
     argv = [part.format(input=str(src), outdir=str(outdir)) for part in shlex.split(command)]
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir,
-                           preexec_fn=lift_limits)  # an OMR engine (a JVM) gets the worker's limits, not the job's
+        r = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, cwd=workdir, preexec_fn=lift_limits
+        )  # an OMR engine (a JVM) gets the worker's limits, not the job's
     except subprocess.TimeoutExpired as exc:
         raise PermanentJobError("omr_timeout", f"the OMR command ran past {timeout:.0f}s") from exc
     except OSError as exc:
@@ -94,8 +96,9 @@ def run_omr(data: bytes, fmt: str, command: str | None, timeout: float, workdir:
     found = sorted(p for p in outdir.rglob("*") if p.suffix.lower() in (".mxl", ".musicxml", ".xml"))
     if r.returncode != 0 or not found:
         tail = (r.stderr or r.stdout).strip()[-400:]
-        raise PermanentJobError("omr_failed", f"the OMR command failed (exit {r.returncode}, {len(found)} score "
-                                              f"file(s) written): {tail}")
+        raise PermanentJobError(
+            "omr_failed", f"the OMR command failed (exit {r.returncode}, {len(found)} score file(s) written): {tail}"
+        )
     out = found[0]
     return parse_symbolic(out.read_bytes(), "mxl" if out.suffix.lower() == ".mxl" else "musicxml", workdir)
 

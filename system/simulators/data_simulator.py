@@ -34,12 +34,16 @@ def positive(kind):
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="data_simulator.py", description=__doc__.split("\n\n")[0],
-                                 epilog="Stops by itself after --count jobs or --duration seconds, whichever comes "
-                                        "first; otherwise runs until Ctrl-C. Exit code 1 if any request failed.")
+    ap = argparse.ArgumentParser(
+        prog="data_simulator.py",
+        description=__doc__.split("\n\n")[0],
+        epilog="Stops by itself after --count jobs or --duration seconds, whichever comes "
+        "first; otherwise runs until Ctrl-C. Exit code 1 if any request failed.",
+    )
     ap.add_argument("--interval", type=positive(float), default=5.0, help="seconds between batches (default 5)")
-    ap.add_argument("--random-interval", action="store_true",
-                    help="draw each interval from 50%%-150%% of --interval (default off)")
+    ap.add_argument(
+        "--random-interval", action="store_true", help="draw each interval from 50%%-150%% of --interval (default off)"
+    )
     ap.add_argument("--min-batch", type=positive(int), default=1, help="fewest series per batch (default 1)")
     ap.add_argument("--max-batch", type=positive(int), default=5, help="most series per batch (default 5)")
     ap.add_argument("--url", default="http://localhost:8000", help="operation server (default http://localhost:8000)")
@@ -47,8 +51,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--count", type=positive(int), default=None, help="stop after this many jobs")
     ap.add_argument("--duration", type=positive(float), default=None, help="stop after this many seconds")
     ap.add_argument("--length", type=positive(int), default=48, help="observed values per series (default 48)")
-    ap.add_argument("--horizon", type=positive(int), default=3,
-                    help="values to forecast; the true ones are sent as held-out 'actual' (default 3)")
+    ap.add_argument(
+        "--horizon",
+        type=positive(int),
+        default=3,
+        help="values to forecast; the true ones are sent as held-out 'actual' (default 3)",
+    )
     ap.add_argument("--patterns", default=",".join(PATTERNS), help=f"comma-separated subset of {', '.join(PATTERNS)}")
     ap.add_argument("--json-out", metavar="PATH", help="write the summary (with every accepted job id) to PATH")
     return ap
@@ -77,8 +85,15 @@ class Simulator:
         for _ in range(size):
             pattern = self.rng.choice(self.patterns)
             values, actual = split(pattern, self.args.length, self.args.horizon, seed=self.rng.randrange(2**31))
-            out.append({"pattern": pattern, "values": values, "actual": actual, "horizon": self.args.horizon,
-                        "metadata": {"source": "data_simulator", "run_id": self.run_id}})
+            out.append(
+                {
+                    "pattern": pattern,
+                    "values": values,
+                    "actual": actual,
+                    "horizon": self.args.horizon,
+                    "metadata": {"source": "data_simulator", "run_id": self.run_id},
+                }
+            )
         return out
 
     def submit(self, client: httpx.Client, series: list[dict]) -> None:
@@ -107,19 +122,27 @@ class Simulator:
             return
         self._last_line = now
         elapsed = now - self.started
-        line = (f"[{elapsed:7.1f}s] batches {self.batches}  sent {self.sent}  accepted {self.accepted}  "
-                f"failed {self.failed_jobs}  rate {self.accepted / max(elapsed, 1e-9):.2f} jobs/s")
+        line = (
+            f"[{elapsed:7.1f}s] batches {self.batches}  sent {self.sent}  accepted {self.accepted}  "
+            f"failed {self.failed_jobs}  rate {self.accepted / max(elapsed, 1e-9):.2f} jobs/s"
+        )
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", flush=True)
 
     def done(self) -> bool:
         a = self.args
-        return (self.stopping or (a.count is not None and self.sent >= a.count)
-                or (a.duration is not None and time.monotonic() - self.started >= a.duration))
+        return (
+            self.stopping
+            or (a.count is not None and self.sent >= a.count)
+            or (a.duration is not None and time.monotonic() - self.started >= a.duration)
+        )
 
     def run(self) -> int:
         a = self.args
-        print(f"data simulator → {a.url}  (run {self.run_id}; interval {a.interval}s"
-              f"{' ±50%' if a.random_interval else ''}, batch {a.min_batch}-{a.max_batch}; Ctrl-C stops)", flush=True)
+        print(
+            f"data simulator → {a.url}  (run {self.run_id}; interval {a.interval}s"
+            f"{' ±50%' if a.random_interval else ''}, batch {a.min_batch}-{a.max_batch}; Ctrl-C stops)",
+            flush=True,
+        )
         with httpx.Client(base_url=a.url, timeout=30) as client:
             while not self.done():
                 self.submit(client, self.batch())
@@ -138,13 +161,25 @@ class Simulator:
 
     def summary(self) -> int:
         elapsed = time.monotonic() - self.started
-        summary = {"run_id": self.run_id, "url": self.args.url, "elapsed_s": round(elapsed, 2),
-                   "batches": self.batches, "sent": self.sent, "accepted": self.accepted,
-                   "failed": self.failed_jobs, "failed_requests": self.failed_requests,
-                   "jobs_per_s": round(self.accepted / max(elapsed, 1e-9), 3), "by_pattern": dict(self.by_pattern),
-                   "errors": dict(self.errors), "interrupted": self.stopping, "job_ids": self.job_ids}
-        print(f"summary: {self.sent} jobs in {self.batches} batches over {elapsed:.1f}s — {self.accepted} accepted, "
-              f"{self.failed_jobs} failed; by pattern {dict(self.by_pattern)}")
+        summary = {
+            "run_id": self.run_id,
+            "url": self.args.url,
+            "elapsed_s": round(elapsed, 2),
+            "batches": self.batches,
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "failed": self.failed_jobs,
+            "failed_requests": self.failed_requests,
+            "jobs_per_s": round(self.accepted / max(elapsed, 1e-9), 3),
+            "by_pattern": dict(self.by_pattern),
+            "errors": dict(self.errors),
+            "interrupted": self.stopping,
+            "job_ids": self.job_ids,
+        }
+        print(
+            f"summary: {self.sent} jobs in {self.batches} batches over {elapsed:.1f}s — {self.accepted} accepted, "
+            f"{self.failed_jobs} failed; by pattern {dict(self.by_pattern)}"
+        )
         for err, n in self.errors.most_common(5):
             print(f"  {n} × {err}")
         if self.args.json_out:

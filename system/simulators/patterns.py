@@ -30,8 +30,9 @@ def generate(pattern: str, n: int, seed: int = 0, noise: float = 1.0) -> list[fl
         trend = rng.uniform(-0.1, 0.1)
         phase = rng.uniform(0, 2 * math.pi)
         sd = 0.05 * amp * noise
-        return [level + trend * t + amp * math.sin(2 * math.pi * t / period + phase) + rng.gauss(0, sd)
-                for t in range(n)]
+        return [
+            level + trend * t + amp * math.sin(2 * math.pi * t / period + phase) + rng.gauss(0, sd) for t in range(n)
+        ]
     if pattern == "exponential":
         rate = rng.uniform(0.01, 0.05)
         sd = 0.01 * noise
@@ -41,8 +42,10 @@ def generate(pattern: str, n: int, seed: int = 0, noise: float = 1.0) -> list[fl
         p1, p2 = rng.uniform(30, 60), rng.uniform(11, 19)
         a1, a2 = rng.uniform(10, 25), rng.uniform(3, 8)
         sd = 0.05 * (a1 + a2) * noise
-        return [level + a1 * math.sin(2 * math.pi * t / p1) + a2 * math.sin(2 * math.pi * t / p2 + 1.0)
-                + rng.gauss(0, sd) for t in range(n)]
+        return [
+            level + a1 * math.sin(2 * math.pi * t / p1) + a2 * math.sin(2 * math.pi * t / p2 + 1.0) + rng.gauss(0, sd)
+            for t in range(n)
+        ]
     # random walk
     step = rng.uniform(0.5, 2.0) * max(noise, 1e-9)
     out, x = [], level

@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="simulate_load.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=positive_int, default=10, help="uploads to send (default 10)")
     ap.add_argument("--concurrency", type=positive_int, default=5, help="uploads in flight at once (default 5)")
-    ap.add_argument("--file", type=Path, default=None,
-                    help="score to upload (MusicXML, MXL, MIDI, ABC, Humdrum, PDF…); default: a Bach chorale")
+    ap.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="score to upload (MusicXML, MXL, MIDI, ABC, Humdrum, PDF…); default: a Bach chorale",
+    )
     ap.add_argument("--url", default="http://localhost:8000", help="operation server (default http://localhost:8000)")
     ap.add_argument("--title", default=None, help="title sent with each upload (translated by the worker)")
     ap.add_argument("--target-language", default=None, help="translation target (default: the server's)")
@@ -51,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
         content, name = musicxml(), "bwv66.6.musicxml"
     data = {k: v for k, v in (("title", args.title), ("target_language", args.target_language)) if v}
-    print(f"uploading {name} ({len(content)} bytes) to {args.url}: {args.requests} requests, "
-          f"{args.concurrency} at a time", flush=True)
+    print(
+        f"uploading {name} ({len(content)} bytes) to {args.url}: {args.requests} requests, "
+        f"{args.concurrency} at a time",
+        flush=True,
+    )
 
     lock = threading.Lock()
     times: list[float] = []
@@ -61,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     counter = iter(range(1, args.requests + 1))
     started = time.monotonic()
 
-    with httpx.Client(base_url=args.url, timeout=60,
-                      limits=httpx.Limits(max_connections=args.concurrency)) as client:
+    with httpx.Client(base_url=args.url, timeout=60, limits=httpx.Limits(max_connections=args.concurrency)) as client:
+
         def one(_: int) -> None:
             t0 = time.monotonic()
             try:
@@ -85,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(one, range(args.requests)))
         wall = time.monotonic() - started
         failed = sum(errors.values())
-        print(f"\nsummary: {args.requests} requests in {wall:.1f}s ({args.requests / wall:.1f}/s), "
-              f"{args.requests - failed} accepted, {failed} failed; request time p50 {percentile(times, 50):.3f}s, "
-              f"p95 {percentile(times, 95):.3f}s, max {max(times):.3f}s")
+        print(
+            f"\nsummary: {args.requests} requests in {wall:.1f}s ({args.requests / wall:.1f}/s), "
+            f"{args.requests - failed} accepted, {failed} failed; request time p50 {percentile(times, 50):.3f}s, "
+            f"p95 {percentile(times, 95):.3f}s, max {max(times):.3f}s"
+        )
         for err, n in errors.most_common():
             print(f"  {n} × {err}")
         if args.wait and job_ids:

@@ -18,8 +18,13 @@ def client(settings: Settings, service: str):
         region_name=settings.aws_region,
         aws_access_key_id=settings.aws_access_key_id,
         aws_secret_access_key=settings.aws_secret_access_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
-                      connect_timeout=5, read_timeout=30, max_pool_connections=50),
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=50,
+        ),
     )
 
 
@@ -52,8 +57,9 @@ class JobQueue:
             QueueName=s.sqs_queue_name,
             Attributes={
                 "VisibilityTimeout": str(s.sqs_visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                             "maxReceiveCount": str(s.sqs_max_receive_count)}),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(s.sqs_max_receive_count)}
+                ),
             },
         )["QueueUrl"]
 
@@ -92,23 +98,35 @@ class JobQueue:
     def _send(self, messages: list[dict[str, Any]]) -> list[str]:
         refused = []
         for start in range(0, len(messages), 10):
-            chunk = messages[start:start + 10]
+            chunk = messages[start : start + 10]
             resp = self.sqs.send_message_batch(
                 QueueUrl=self.url,
-                Entries=[{"Id": str(i), "MessageBody": json.dumps(m),
-                          "MessageAttributes": {"kind": {"DataType": "String", "StringValue": m["kind"]}}}
-                         for i, m in enumerate(chunk)],
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": json.dumps(m),
+                        "MessageAttributes": {"kind": {"DataType": "String", "StringValue": m["kind"]}},
+                    }
+                    for i, m in enumerate(chunk)
+                ],
             )
             refused += [chunk[int(f["Id"])]["job_id"] for f in resp.get("Failed", [])]
         return refused
 
     def depth(self) -> dict[str, int]:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                 "ApproximateNumberOfMessagesDelayed"]
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         a = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
         d = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=names[:1])["Attributes"]
-        return {"visible": int(a[names[0]]), "in_flight": int(a[names[1]]), "delayed": int(a[names[2]]),
-                "dlq": int(d[names[0]])}
+        return {
+            "visible": int(a[names[0]]),
+            "in_flight": int(a[names[1]]),
+            "delayed": int(a[names[2]]),
+            "dlq": int(d[names[0]]),
+        }
 
 
 class Artifacts:
@@ -123,17 +141,20 @@ class Artifacts:
 
     def put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                               Metadata=metadata or {})
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+            )
         except self.s3.exceptions.NoSuchBucket:
             # an emulator restarted without persistence forgets its buckets (and what was in them): make it again
             self.s3.create_bucket(Bucket=self.bucket)
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                               Metadata=metadata or {})
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+            )
 
     def get(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def presign(self, key: str) -> str:
-        return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                              ExpiresIn=self.settings.presign_expires_seconds)
+        return self.s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.settings.presign_expires_seconds
+        )

@@ -67,7 +67,14 @@ def check_idle_connection(conn: psycopg.Connection) -> None:
 
 def make_pool(dsn: str, size: int) -> ConnectionPool:
     """Autocommit connections: a statement is its own transaction, several go in ``conn.transaction()``."""
-    pool = ConnectionPool(dsn, min_size=1, max_size=size, kwargs={"row_factory": dict_row, "autocommit": True},
-                          open=False, timeout=10, check=check_idle_connection)
+    pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        open=False,
+        timeout=10,
+        check=check_idle_connection,
+    )
     pool.open(wait=True, timeout=15)
     return pool

@@ -40,14 +40,20 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3, admin:
 def event_ids_in(bootstrap: str, topics: list[str], timeout_s: float = 60) -> set[int]:
     """The outbox ids of every event the broker holds now in ``topics``, read from the start to the end of each
     partition. Raises rather than return part of them (a partial read would make events look lost)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "verisim-log-restore",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "verisim-log-restore",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     try:
         existing = consumer.list_topics(timeout=10).topics
         ends: dict[tuple[str, int], int] = {}
         assign = []
         for topic in topics:
-            for p in (existing[topic].partitions if topic in existing else {}):
+            for p in existing[topic].partitions if topic in existing else {}:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 if high > low:
                     ends[(topic, p)] = high
@@ -80,8 +86,15 @@ class OutboxPublisher:
     on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it, re-creating the topics
     a restarted in-memory broker lost."""
 
-    def __init__(self, bootstrap: str, store: JobStore, topics: list[str] | None = None, timeout_s: float = 3,
-                 cool_down: float = 30, gather_s: float = 0.003):
+    def __init__(
+        self,
+        bootstrap: str,
+        store: JobStore,
+        topics: list[str] | None = None,
+        timeout_s: float = 3,
+        cool_down: float = 30,
+        gather_s: float = 0.003,
+    ):
         self.store = store
         self.bootstrap = bootstrap
         self.topics = topics or []
@@ -98,13 +111,15 @@ class OutboxPublisher:
         self._closing = False
 
     def _new_producer(self) -> Producer:
-        return Producer({
-            "bootstrap.servers": self.bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": int(self.timeout_s * 1000),
-        })
+        return Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": int(self.timeout_s * 1000),
+            }
+        )
 
     def publish(self, rows) -> int:
         """Produce ``rows`` (outbox rows), wait for the broker, mark the acknowledged ones published."""
@@ -134,15 +149,21 @@ class OutboxPublisher:
             self.store.mark_published(landed)
             rows = [r for r in rows if r["id"] not in set(landed)]
             if landed:
-                log.warning("events an earlier publish delivered were in the log already; not sent again",
-                            extra={"count": len(landed)})
+                log.warning(
+                    "events an earlier publish delivered were in the log already; not sent again",
+                    extra={"count": len(landed)},
+                )
             if not rows:
                 return len(landed)
         producer = self.producer  # thread-safe; each caller waits for its own messages only
         for row in rows:
             payload = {**row["payload"], "event_id": row["id"]}
-            producer.produce(row["topic"], key=row["key"], value=json.dumps(payload, default=str),
-                             on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid))
+            producer.produce(
+                row["topic"],
+                key=row["key"],
+                value=json.dumps(payload, default=str),
+                on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid),
+            )
         deadline = time.monotonic() + self.timeout_s + 2
         while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:
             producer.poll(0.05)
@@ -155,8 +176,11 @@ class OutboxPublisher:
                 if self.producer is producer:
                     producer.purge()
                     self.producer = self._new_producer()
-            log.warning("kafka refused %d event(s); they stay in the outbox: %s", len(rows) - len(acked),
-                        failed[0] if failed else "no delivery report")
+            log.warning(
+                "kafka refused %d event(s); they stay in the outbox: %s",
+                len(rows) - len(acked),
+                failed[0] if failed else "no delivery report",
+            )
         return len(acked) + len(landed)
 
     def publish_job(self, job_id) -> int:
@@ -193,7 +217,7 @@ class OutboxPublisher:
                 ids, self._pending = sorted(self._pending, key=str), set()
             for start in range(0, len(ids), 200):
                 try:
-                    self.publish_jobs(ids[start:start + 200])
+                    self.publish_jobs(ids[start : start + 200])
                 except Exception as exc:  # Postgres or Kafka away: the outbox sweep publishes them later
                     log.warning("background publish failed; the sweep will deliver: %s", exc)
 
@@ -242,8 +266,10 @@ class OutboxPublisher:
             return 0
         ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin)
         if restored:
-            log.warning("the broker lost its log (restarted without persistence?): restoring events from the outbox",
-                        extra={"count": restored})
+            log.warning(
+                "the broker lost its log (restarted without persistence?): restoring events from the outbox",
+                extra={"count": restored},
+            )
             self.sweep(older_than_seconds=0)
         return restored
 

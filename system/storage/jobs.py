@@ -31,8 +31,9 @@ class JobStore:
         self.queue = queue  # the SQS queue this deployment sends to: its jobs are the only ones its sweeps touch
 
     # -- writes --------------------------------------------------------------------------------------------------
-    def create(self, kind: str, params: dict[str, Any], input_key: str | None = None,
-               job_id: uuid.UUID | None = None) -> dict[str, Any]:
+    def create(
+        self, kind: str, params: dict[str, Any], input_key: str | None = None, job_id: uuid.UUID | None = None
+    ) -> dict[str, Any]:
         job_id = job_id or uuid.uuid4()
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
@@ -71,7 +72,9 @@ class JobStore:
             rows = conn.execute(
                 "SELECT id, kind FROM jobs WHERE send_pending AND status IN ('queued', 'running') "
                 "AND (queue = %s OR queue IS NULL) "
-                "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED", (self.queue, limit)).fetchall()
+                "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                (self.queue, limit),
+            ).fetchall()
             if not rows:
                 return 0
             refused = set(send([job_message(r) for r in rows]))
@@ -95,18 +98,31 @@ class JobStore:
             ).fetchone()
         return None if row is None else Claim(row, row["attempts"])
 
-    _STAGE_SQL = ("INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
-                  "detail) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], "
-                  "%s::timestamptz[], %s::float8[], %s::text[], %s::jsonb[]) ON CONFLICT (job_id, stage, attempt) "
-                  "DO UPDATE SET finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, "
-                  "status=excluded.status, detail=excluded.detail")
+    _STAGE_SQL = (
+        "INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
+        "detail) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], "
+        "%s::timestamptz[], %s::float8[], %s::text[], %s::jsonb[]) ON CONFLICT (job_id, stage, attempt) "
+        "DO UPDATE SET finished_at=excluded.finished_at, duration_ms=excluded.duration_ms, "
+        "status=excluded.status, detail=excluded.detail"
+    )
 
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
         """Stage records (``StageTimer.records``) in one statement; in ``conn``'s transaction when given."""
         if not stages:
             return
-        rows = [(job_id, s["name"], s["attempt"], s["started"], s["finished"], s["ms"], s["status"],
-                 Jsonb(s["detail"]) if s["detail"] is not None else None) for s in stages]
+        rows = [
+            (
+                job_id,
+                s["name"],
+                s["attempt"],
+                s["started"],
+                s["finished"],
+                s["ms"],
+                s["status"],
+                Jsonb(s["detail"]) if s["detail"] is not None else None,
+            )
+            for s in stages
+        ]
         columns = columns_of(rows)
         if conn is not None:
             conn.execute(self._STAGE_SQL, columns)
@@ -114,9 +130,16 @@ class JobStore:
         with self.pool.connection() as own:
             own.execute(self._STAGE_SQL, columns)
 
-    def finish(self, job_id: uuid.UUID, status: str, result: dict[str, Any] | None,
-               model_results: list[dict[str, Any]] | None = None, error_code: str | None = None,
-               error_message: str | None = None, stages: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    def finish(
+        self,
+        job_id: uuid.UUID,
+        status: str,
+        result: dict[str, Any] | None,
+        model_results: list[dict[str, Any]] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        stages: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
         """The one terminal transition. Returns the row if this call made it, None if the job was already terminal
         (a redelivered message finishing second writes nothing: no second result, no second event). ``stages``: this
         attempt's stage records, written in the same transaction (one round trip for all of them)."""
@@ -135,8 +158,21 @@ class JobStore:
                     "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse, "
                     "created_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[], "
                     "%s::float8[], %s::float8[], %s::float8[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
-                    columns_of([(job_id, m["model"], m["pattern"], Jsonb(m["prediction"]), m["inference_ms"],
-                                 m.get("mae"), m.get("rmse"), row["enqueued_at"]) for m in model_results]),
+                    columns_of(
+                        [
+                            (
+                                job_id,
+                                m["model"],
+                                m["pattern"],
+                                Jsonb(m["prediction"]),
+                                m["inference_ms"],
+                                m.get("mae"),
+                                m.get("rmse"),
+                                row["enqueued_at"],
+                            )
+                            for m in model_results
+                        ]
+                    ),
                 )  # completed_at: now()
             self._terminal_events(conn, row, model_results or [])
         return row
@@ -150,28 +186,34 @@ class JobStore:
                        SELECT id FROM jobs WHERE status = 'queued' AND (queue = %s OR queue IS NULL)
                        AND updated_at < now() - make_interval(secs => %s)
                        ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)
-                   RETURNING id, kind""", (self.queue, older_than_seconds, limit)).fetchall()
+                   RETURNING id, kind""",
+                (self.queue, older_than_seconds, limit),
+            ).fetchall()
 
     def note_queue_epoch(self, created: str) -> int:
         """The queue's creation stamp as a worker sees it now. When it differs from the one recorded, the queue was
         recreated (the emulator lost its messages): this deployment's queued jobs are flagged for re-sending in the
         same transaction — by exactly one worker, whichever gets the row first. Returns how many were flagged."""
         with self.pool.connection() as conn, conn.transaction():
-            row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s FOR UPDATE",
-                               (self.queue,)).fetchone()
+            row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s FOR UPDATE", (self.queue,)).fetchone()
             if row is None:
-                conn.execute("INSERT INTO queue_epochs (queue, created) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                             (self.queue, created))
+                conn.execute(
+                    "INSERT INTO queue_epochs (queue, created) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (self.queue, created),
+                )
                 return 0
             if row["created"] == created:
                 return 0
-            conn.execute("UPDATE queue_epochs SET created = %s, changed_at = now() WHERE queue = %s",
-                         (created, self.queue))
+            conn.execute(
+                "UPDATE queue_epochs SET created = %s, changed_at = now() WHERE queue = %s", (created, self.queue)
+            )
             # queued jobs lost their messages; so may running ones (a worker whose release or delete failed while
             # the emulator was down never gets the message back): both are sent again — a duplicate is harmless
             return conn.execute(
                 "UPDATE jobs SET send_pending = true WHERE status IN ('queued', 'running') AND queue = %s "
-                "AND NOT send_pending", (self.queue,)).rowcount
+                "AND NOT send_pending",
+                (self.queue,),
+            ).rowcount
 
     def restore_unpublished(self, marker: str, present_in_log) -> int | None:
         """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
@@ -180,18 +222,23 @@ class JobStore:
         ``marker``; returns the number restored, or None when another worker held the lock."""
         with self.pool.connection() as conn, conn.transaction():
             if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
-                    "pg_try_advisory_xact_lock"]:
+                "pg_try_advisory_xact_lock"
+            ]:
                 return None
             rows = conn.execute(
                 "SELECT o.id, o.topic FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NOT NULL "
-                "AND (j.queue = %s OR j.queue IS NULL)", (self.queue,)).fetchall()
+                "AND (j.queue = %s OR j.queue IS NULL)",
+                (self.queue,),
+            ).fetchall()
             if not rows:
                 return 0
             present = present_in_log(sorted({r["topic"] for r in rows}))
             missing = [r["id"] for r in rows if r["id"] not in present]
             if missing:
-                conn.execute("UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false "
-                             "WHERE id = ANY(%s)", (missing,))
+                conn.execute(
+                    "UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false WHERE id = ANY(%s)",
+                    (missing,),
+                )
             return len(missing)
 
     def recently_finished(self, seconds: float, settled: float = 3.0, limit: int = 5000) -> list[dict[str, Any]]:
@@ -201,12 +248,17 @@ class JobStore:
             return conn.execute(
                 "SELECT id, status FROM jobs WHERE (queue = %s OR queue IS NULL) AND finished_at > now() - "
                 "make_interval(secs => %s) AND finished_at < now() - make_interval(secs => %s) "
-                "ORDER BY finished_at DESC LIMIT %s", (self.queue, seconds, settled, limit)).fetchall()
+                "ORDER BY finished_at DESC LIMIT %s",
+                (self.queue, seconds, settled, limit),
+            ).fetchall()
 
     def note_attempt_error(self, job_id: uuid.UUID, code: str, message: str) -> None:
         with self.pool.connection() as conn:
-            conn.execute("UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "
-                         "AND status IN ('queued','running')", (code, message[:2000], job_id))
+            conn.execute(
+                "UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "
+                "AND status IN ('queued','running')",
+                (code, message[:2000], job_id),
+            )
 
     # -- outbox --------------------------------------------------------------------------------------------------
     def _event(self, conn, row: dict[str, Any], status: str) -> None:
@@ -214,41 +266,96 @@ class JobStore:
 
     def _events(self, conn, rows: list[dict[str, Any]], status: str) -> None:
         """The status events of ``rows`` into the outbox, in ``conn``'s transaction (one statement)."""
-        self._outbox(conn, [(r["id"], self.topics["events"], str(r["id"]),
-                             Jsonb({"job_id": str(r["id"]), "kind": r["kind"], "status": status,
-                                    "attempts": r["attempts"], "at": r["updated_at"].isoformat()})) for r in rows])
+        self._outbox(
+            conn,
+            [
+                (
+                    r["id"],
+                    self.topics["events"],
+                    str(r["id"]),
+                    Jsonb(
+                        {
+                            "job_id": str(r["id"]),
+                            "kind": r["kind"],
+                            "status": status,
+                            "attempts": r["attempts"],
+                            "at": r["updated_at"].isoformat(),
+                        }
+                    ),
+                )
+                for r in rows
+            ],
+        )
 
     @staticmethod
     def _outbox(conn, entries: list[tuple]) -> None:
         """(job_id, topic, key, payload) entries into the outbox in one statement (ids in the entries' order)."""
         if entries:
-            conn.execute("INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], "
-                         "%s::text[], %s::text[], %s::jsonb[])", columns_of(entries))
+            conn.execute(
+                "INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], "
+                "%s::text[], %s::text[], %s::jsonb[])",
+                columns_of(entries),
+            )
 
     def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
         self._event(conn, row, row["status"])
-        base = {"job_id": str(row["id"]), "status": row["status"], "error_code": row["error_code"],
-                "error_message": row["error_message"], "finished_at": row["finished_at"].isoformat()}
+        base = {
+            "job_id": str(row["id"]),
+            "status": row["status"],
+            "error_code": row["error_code"],
+            "error_message": row["error_message"],
+            "finished_at": row["finished_at"].isoformat(),
+        }
         if row["kind"] == "inference":
             models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            self._outbox(conn, [(row["id"], self.topics["inference"], str(row["id"]), Jsonb(
-                {**base, "model": m["model"], "pattern": row["params"].get("pattern"),
-                 "prediction": m.get("prediction"), "inference_ms": m.get("inference_ms"), "mae": m.get("mae"),
-                 "rmse": m.get("rmse")})) for m in models])
+            self._outbox(
+                conn,
+                [
+                    (
+                        row["id"],
+                        self.topics["inference"],
+                        str(row["id"]),
+                        Jsonb(
+                            {
+                                **base,
+                                "model": m["model"],
+                                "pattern": row["params"].get("pattern"),
+                                "prediction": m.get("prediction"),
+                                "inference_ms": m.get("inference_ms"),
+                                "mae": m.get("mae"),
+                                "rmse": m.get("rmse"),
+                            }
+                        ),
+                    )
+                    for m in models
+                ],
+            )
         else:
-            self._outbox(conn, [(row["id"], self.topics["score"], str(row["id"]),
-                                 Jsonb({**base, "result": row["result"]}))])
+            self._outbox(
+                conn, [(row["id"], self.topics["score"], str(row["id"]), Jsonb({**base, "result": row["result"]}))]
+            )
 
-    def claim_unpublished(self, job_id: uuid.UUID | None = None, older_than_seconds: float = 0,
-                          limit: int = 500, lease_seconds: float = 30, job_ids: list[uuid.UUID] | None = None):
+    def claim_unpublished(
+        self,
+        job_id: uuid.UUID | None = None,
+        older_than_seconds: float = 0,
+        limit: int = 500,
+        lease_seconds: float = 30,
+        job_ids: list[uuid.UUID] | None = None,
+    ):
         """Unpublished events (of ``job_id``, of ``job_ids``, or — a sweep — of any of this deployment's jobs older
         than ``older_than_seconds``), leased to this caller so two publishers never send the same one (a lease that
         expires, because its publisher died, makes the events claimable again)."""
         if job_id is not None:
             job_ids = [job_id]
-        where = "job_id = ANY(%(jobs)s)" if job_ids is not None else (
-            "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
-            "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))")  # a sweep: this deployment's jobs
+        where = (
+            "job_id = ANY(%(jobs)s)"
+            if job_ids is not None
+            else (
+                "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
+                "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))"
+            )
+        )  # a sweep: this deployment's jobs
         # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
         # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
         # uncertain and looks for them in the log before sending them again (``was_uncertain``).
@@ -260,21 +367,32 @@ class JobStore:
                           ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
                     WHERE o.id = c.id
                     RETURNING o.*, c.was_uncertain""",
-                {"jobs": job_ids, "age": older_than_seconds, "lease": lease_seconds, "limit": limit, "queue": self.queue},
+                {
+                    "jobs": job_ids,
+                    "age": older_than_seconds,
+                    "lease": lease_seconds,
+                    "limit": limit,
+                    "queue": self.queue,
+                },
             ).fetchall()
 
     def release_claims(self, ids: list[int], uncertain: bool = False) -> None:
         """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already."""
         if ids:
             with self.pool.connection() as conn:
-                conn.execute("UPDATE outbox SET claimed_until = NULL, uncertain = uncertain OR %s "
-                             "WHERE id = ANY(%s) AND published_at IS NULL", (uncertain, ids))
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = NULL, uncertain = uncertain OR %s "
+                    "WHERE id = ANY(%s) AND published_at IS NULL",
+                    (uncertain, ids),
+                )
 
     def mark_published(self, ids: list[int]) -> None:
         if ids:
             with self.pool.connection() as conn:
-                conn.execute("UPDATE outbox SET published_at=now(), uncertain=false WHERE id = ANY(%s) "
-                             "AND published_at IS NULL", (ids,))
+                conn.execute(
+                    "UPDATE outbox SET published_at=now(), uncertain=false WHERE id = ANY(%s) AND published_at IS NULL",
+                    (ids,),
+                )
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:
@@ -284,10 +402,14 @@ class JobStore:
                 return None
             job["stages"] = conn.execute(
                 "SELECT stage, attempt, started_at, finished_at, duration_ms, status, detail FROM job_stages "
-                "WHERE job_id=%s ORDER BY started_at", (job_id,)).fetchall()
+                "WHERE job_id=%s ORDER BY started_at",
+                (job_id,),
+            ).fetchall()
             job["models"] = conn.execute(
                 "SELECT model_name, pattern, prediction, inference_ms, mae, rmse, created_at FROM inference_results "
-                "WHERE job_id=%s ORDER BY model_name", (job_id,)).fetchall()
+                "WHERE job_id=%s ORDER BY model_name",
+                (job_id,),
+            ).fetchall()
         return job
 
 
@@ -303,6 +425,7 @@ def job_message(row: dict[str, Any]) -> dict[str, Any]:
 
 def job_summary(row: dict[str, Any]) -> dict[str, Any]:
     """The JSON kept in Redis ``job:status:<id>`` and pushed over pub/sub."""
+
     def iso(v):
         return v.isoformat() if v is not None else None
 

@@ -43,12 +43,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "broker_transport_options": {"visibility_timeout": vt, "unacked_restore_interval": max(1, min(10, vt // 2)),
-                                     "unacked_restore_throttle": 1},
+        "broker_transport_options": {
+            "visibility_timeout": vt,
+            "unacked_restore_interval": max(1, min(10, vt // 2)),
+            "unacked_restore_throttle": 1,
+        },
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
-                                      "interval_max": 0.5},
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "worker_hijack_root_logger": False,  # the system's JSON logs stay as they are
         "worker_send_task_events": True,  # Flower's task list
         "task_send_sent_event": True,
@@ -85,8 +87,9 @@ class CeleryQueue:
         with self.app.producer_or_acquire() as producer:
             for i, m in enumerate(messages):
                 try:
-                    self.app.send_task(TASK_NAME, args=[json.dumps(m)], queue=self.name, task_id=str(m["job_id"]),
-                                       producer=producer)
+                    self.app.send_task(
+                        TASK_NAME, args=[json.dumps(m)], queue=self.name, task_id=str(m["job_id"]), producer=producer
+                    )
                 except Exception:
                     if i == 0:
                         raise

@@ -48,9 +48,14 @@ class StatusCache:
     """
 
     def __init__(self, url: str, timeout: float = 2.0, open_seconds: float = 5.0):
-        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
-                                           socket_connect_timeout=timeout, health_check_interval=30,
-                                           retry=Retry(NoBackoff(), 1))
+        self.client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),
+        )
         self._put_forward = self.client.register_script(_PUT_FORWARD)
         self.open_seconds = open_seconds
         self._open_until = 0.0
@@ -68,8 +73,9 @@ class StatusCache:
     def put(self, row: dict[str, Any]) -> bool:
         """Write the job's summary and publish it, unless Redis already holds a later state. True if written."""
         data = dumps(job_summary(row))
-        return bool(self._call(self._put_forward, keys=[status_key(row["id"])],
-                               args=[data, STATUS_TTL_SECONDS, CHANNEL]))
+        return bool(
+            self._call(self._put_forward, keys=[status_key(row["id"])], args=[data, STATUS_TTL_SECONDS, CHANNEL])
+        )
 
     def put_many(self, rows: list[dict[str, Any]]) -> int:
         """``put`` for several jobs in one pipeline (one round trip, plus the script check); how many were written."""
@@ -77,8 +83,9 @@ class StatusCache:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for row in rows:
-            self._put_forward(keys=[status_key(row["id"])], args=[dumps(job_summary(row)), STATUS_TTL_SECONDS, CHANNEL],
-                              client=pipe)
+            self._put_forward(
+                keys=[status_key(row["id"])], args=[dumps(job_summary(row)), STATUS_TTL_SECONDS, CHANNEL], client=pipe
+            )
         return sum(1 for written in self._call(pipe.execute) if written)
 
     def statuses(self, job_ids: list) -> list[str | None]:

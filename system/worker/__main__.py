@@ -18,10 +18,15 @@ def main(argv: list[str] | None = None) -> int:
         "KAFKA_BOOTSTRAP_SERVERS, S3_BUCKET_NAME, OPENAI_API_BASE, …).",
     )
     ap.add_argument("--processes", type=int, default=1, help="worker processes to run (default 1)")
-    ap.add_argument("--concurrency", type=int, default=None,
-                    help="jobs each process runs at once (default WORKER_CONCURRENCY, 4)")
-    ap.add_argument("--grace", type=float, default=20.0,
-                    help="seconds to let in-flight jobs finish on SIGTERM before releasing them (default 20)")
+    ap.add_argument(
+        "--concurrency", type=int, default=None, help="jobs each process runs at once (default WORKER_CONCURRENCY, 4)"
+    )
+    ap.add_argument(
+        "--grace",
+        type=float,
+        default=20.0,
+        help="seconds to let in-flight jobs finish on SIGTERM before releasing them (default 20)",
+    )
     args = ap.parse_args(argv)
     if args.processes < 1:
         ap.error("--processes must be at least 1")

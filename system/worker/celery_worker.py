@@ -48,9 +48,15 @@ def _build_processor(**_) -> None:
 def _ready(**_) -> None:
     processor = _state["processor"]
     threading.Thread(target=processor.housekeeping, name="housekeeping", daemon=True).start()
-    log.info("worker ready", extra={"queue": settings.sqs_queue_name, "transport": "celery",
-                                    "concurrency": processor.concurrency,
-                                    "max_receives": settings.sqs_max_receive_count})
+    log.info(
+        "worker ready",
+        extra={
+            "queue": settings.sqs_queue_name,
+            "transport": "celery",
+            "concurrency": processor.concurrency,
+            "max_receives": settings.sqs_max_receive_count,
+        },
+    )
 
 
 @signals.worker_shutdown.connect
@@ -78,15 +84,31 @@ def main(argv: list[str] | None = None) -> int:
         "(INFERENCE_TRANSPORT, SCORE_TRANSPORT) from the Redis broker (CELERY_BROKER_URL, default REDIS_URL), queue "
         "SQS_QUEUE_NAME. Other settings as for python -m system.worker.",
     )
-    ap.add_argument("--concurrency", type=int, default=None,
-                    help="jobs this process runs at once (default WORKER_CONCURRENCY, 4)")
+    ap.add_argument(
+        "--concurrency", type=int, default=None, help="jobs this process runs at once (default WORKER_CONCURRENCY, 4)"
+    )
     ap.add_argument("--name", default=None, help="the worker's node name (default verisim-<pid>@<host>)")
     args = ap.parse_args(argv)
     concurrency = args.concurrency or settings.worker_concurrency
     app.conf.worker_concurrency = concurrency
-    app.worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues",
-                     settings.sqs_queue_name, "--hostname", args.name or f"verisim-{os.getpid()}@%h",
-                     "--without-gossip", "--without-mingle", "--loglevel", settings.log_level, "--task-events"])
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            settings.sqs_queue_name,
+            "--hostname",
+            args.name or f"verisim-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+            "--task-events",
+        ]
+    )
     return 0
 
 

@@ -60,25 +60,39 @@ DEAD_LETTER = Disposition("dead_letter")
 class JobProcessor:
     """The job store, status cache, outbox and pipelines one worker process shares between its jobs."""
 
-    def __init__(self, settings: Settings, concurrency: int | None = None, queue: JobQueue | None = None,
-                 celery: CeleryQueue | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        concurrency: int | None = None,
+        queue: JobQueue | None = None,
+        celery: CeleryQueue | None = None,
+    ):
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
         migrate(settings.dsn)
         topics = [settings.kafka_topic_inference, settings.kafka_topic_scores, settings.kafka_topic_job_events]
         ensure_topics(settings.kafka_bootstrap_servers, topics)
         self.pool = make_pool(settings.dsn, self.concurrency + 2)
-        self.store = JobStore(self.pool, {"inference": settings.kafka_topic_inference,
-                                          "score": settings.kafka_topic_scores,
-                                          "events": settings.kafka_topic_job_events},
-                              queue=settings.sqs_queue_name)
+        self.store = JobStore(
+            self.pool,
+            {
+                "inference": settings.kafka_topic_inference,
+                "score": settings.kafka_topic_scores,
+                "events": settings.kafka_topic_job_events,
+            },
+            queue=settings.sqs_queue_name,
+        )
         self.cache = StatusCache(settings.redis_url)
         self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
         self.router = JobRouter(settings, sqs=queue, celery=celery)  # re-sends go to each kind's transport
         self.store.note_queue_epoch(self.router.created())  # a queue recreated from now on is noticed against this
         self.artifacts = Artifacts(settings)
-        self.llm = openai.OpenAI(base_url=settings.openai_api_base, api_key=settings.openai_api_key,
-                                 timeout=settings.openai_timeout_seconds, max_retries=settings.openai_max_retries)
+        self.llm = openai.OpenAI(
+            base_url=settings.openai_api_base,
+            api_key=settings.openai_api_key,
+            timeout=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+        )
         self._warm_up()
         self.stop_event = threading.Event()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
@@ -104,8 +118,11 @@ class JobProcessor:
         while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
-                self.cache.client.set(f"worker:heartbeat:{os.getpid()}", json.dumps(
-                    {"pid": os.getpid(), "inflight": self.inflight_count(), "processed": self.processed}), ex=5)
+                self.cache.client.set(
+                    f"worker:heartbeat:{os.getpid()}",
+                    json.dumps({"pid": os.getpid(), "inflight": self.inflight_count(), "processed": self.processed}),
+                    ex=5,
+                )
             except Exception as exc:
                 log.warning("status cache still unavailable", extra={"error": str(exc)})
             try:
@@ -144,8 +161,10 @@ class JobProcessor:
         try:
             flagged = self.store.note_queue_epoch(self.router.created())
             if flagged:
-                log.warning("the queue was recreated (its messages are gone): re-sending its queued jobs",
-                            extra={"count": flagged})
+                log.warning(
+                    "the queue was recreated (its messages are gone): re-sending its queued jobs",
+                    extra={"count": flagged},
+                )
         except Exception as exc:
             log.debug("queue epoch check failed", extra={"error": str(exc)})
         try:
@@ -159,8 +178,10 @@ class JobProcessor:
         stale = self.store.stale_queued(self.settings.requeue_after_seconds)
         if stale:
             refused = self.router.send([job_message(j) for j in stale])
-            log.warning("re-sent jobs that sat queued too long", extra={"count": len(stale) - len(refused),
-                                                                        "after_s": self.settings.requeue_after_seconds})
+            log.warning(
+                "re-sent jobs that sat queued too long",
+                extra={"count": len(stale) - len(refused), "after_s": self.settings.requeue_after_seconds},
+            )
 
     # -- one message --------------------------------------------------------------------------------------------
     def _publish(self, row: dict) -> None:
@@ -210,8 +231,10 @@ class JobProcessor:
             job_id = uuid.UUID(str(json.loads(body)["job_id"]))
         except (ValueError, KeyError, TypeError) as exc:
             # nothing to mark failed: it goes to the dead letters once its attempts are spent
-            log.error("poison message: not a job message; leaving it for the DLQ",
-                      extra={"error": str(exc), "receives": receives, "body": body[:200]})
+            log.error(
+                "poison message: not a job message; leaving it for the DLQ",
+                extra={"error": str(exc), "receives": receives, "body": body[:200]},
+            )
             return retry_or_give_up()
 
         claim = self.store.claim(job_id)
@@ -223,8 +246,9 @@ class JobProcessor:
             # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
             self.publisher.publish_soon(job_id)
             self._cache(job)
-            log.info("duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id),
-                                                                             "status": job["status"]})
+            log.info(
+                "duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id), "status": job["status"]}
+            )
             return ACK
 
         job = claim.job
@@ -237,8 +261,9 @@ class JobProcessor:
             else:
                 outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
         except PermanentJobError as exc:
-            row = self.store.finish(job_id, "failed", None, error_code=exc.code, error_message=exc.message,
-                                    stages=timer.records)
+            row = self.store.finish(
+                job_id, "failed", None, error_code=exc.code, error_message=exc.message, stages=timer.records
+            )
             if row:
                 self._publish(row)
             log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
@@ -247,19 +272,34 @@ class JobProcessor:
             code = exc.code if isinstance(exc, JobError) else "unexpected_error"
             text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
             if receives >= max_receives:
-                row = self.store.finish(job_id, "failed", None, error_code="max_attempts_exceeded", stages=timer.records,
-                                        error_message=f"{code}: {text} (after {receives} attempts)")
+                row = self.store.finish(
+                    job_id,
+                    "failed",
+                    None,
+                    error_code="max_attempts_exceeded",
+                    stages=timer.records,
+                    error_message=f"{code}: {text} (after {receives} attempts)",
+                )
                 if row:
                     self._publish(row)
-                log.error("job failed on its last attempt; message goes to the DLQ",
-                          extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives})
+                log.error(
+                    "job failed on its last attempt; message goes to the DLQ",
+                    extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives},
+                )
                 return DEAD_LETTER
             self.store.record_stages(job_id, timer.records)
             self.store.note_attempt_error(job_id, code, text)
             retry = Disposition("retry", self._backoff(receives))
-            log.warning("attempt failed; retrying with backoff",
-                        extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives,
-                               "retry_in_s": retry.delay})
+            log.warning(
+                "attempt failed; retrying with backoff",
+                extra={
+                    "job_id": str(job_id),
+                    "error_code": code,
+                    "reason": text,
+                    "receives": receives,
+                    "retry_in_s": retry.delay,
+                },
+            )
             return retry
         row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results, stages=timer.records)
         if row:
@@ -267,10 +307,18 @@ class JobProcessor:
         else:
             self.publisher.publish_soon(job_id)
         self.processed += 1
-        log.info("job done", extra={"job_id": str(job_id), "kind": job["kind"], "status": outcome.status,
-                                    "attempt": claim.attempt, "stage_ms": timer.durations_ms,
-                                    "total_ms": round((time.perf_counter() - started) * 1000, 3),
-                                    "duplicate": row is None})
+        log.info(
+            "job done",
+            extra={
+                "job_id": str(job_id),
+                "kind": job["kind"],
+                "status": outcome.status,
+                "attempt": claim.attempt,
+                "stage_ms": timer.durations_ms,
+                "total_ms": round((time.perf_counter() - started) * 1000, 3),
+                "duplicate": row is None,
+            },
+        )
         return ACK
 
     def _backoff(self, receives: int) -> int:
@@ -316,8 +364,14 @@ class Worker(JobProcessor):
         threading.Thread(target=self._heartbeat, name="visibility", daemon=True).start()
         threading.Thread(target=self.housekeeping, name="housekeeping", daemon=True).start()
         executor = self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
-        log.info("worker ready", extra={"queue": self.settings.sqs_queue_name, "concurrency": self.concurrency,
-                                        "max_receives": self.max_receives})
+        log.info(
+            "worker ready",
+            extra={
+                "queue": self.settings.sqs_queue_name,
+                "concurrency": self.concurrency,
+                "max_receives": self.max_receives,
+            },
+        )
         while not self.stop_event.is_set():
             if os.getppid() != parent:  # our supervisor died: behave as if told to stop
                 log.warning("parent process gone; stopping")
@@ -328,9 +382,11 @@ class Worker(JobProcessor):
                 continue
             try:
                 messages = self.queue.sqs.receive_message(
-                    QueueUrl=self.queue.url, MaxNumberOfMessages=min(10, free),
+                    QueueUrl=self.queue.url,
+                    MaxNumberOfMessages=min(10, free),
                     WaitTimeSeconds=self.settings.sqs_wait_seconds,
-                    AttributeNames=["ApproximateReceiveCount", "SentTimestamp"], MessageAttributeNames=["kind"],
+                    AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageAttributeNames=["kind"],
                 ).get("Messages", [])
             except Exception as exc:
                 try:
@@ -370,8 +426,9 @@ class Worker(JobProcessor):
             left = list(self.inflight)
         for handle in left:  # unfinished: hand the message back for another worker now
             try:
-                self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=handle,
-                                                         VisibilityTimeout=0)
+                self.queue.sqs.change_message_visibility(
+                    QueueUrl=self.queue.url, ReceiptHandle=handle, VisibilityTimeout=0
+                )
             except Exception as exc:
                 log.warning("could not release a message", extra={"error": str(exc)})
         self.acks.close()  # the finished jobs' messages: deleted before this process goes
@@ -396,9 +453,13 @@ class Worker(JobProcessor):
     def _set_visibility(self, handles: list[str], seconds: int) -> None:
         for start in range(0, len(handles), 10):  # ten per request
             try:
-                self.queue.sqs.change_message_visibility_batch(QueueUrl=self.queue.url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
-                    for i, h in enumerate(handles[start:start + 10])])
+                self.queue.sqs.change_message_visibility_batch(
+                    QueueUrl=self.queue.url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                        for i, h in enumerate(handles[start : start + 10])
+                    ],
+                )
             except Exception as exc:
                 log.debug("visibility change failed", extra={"error": str(exc)})
 
@@ -437,8 +498,9 @@ class Worker(JobProcessor):
         self.acks.delete(message["ReceiptHandle"])
 
     def _release(self, message: dict, delay: int) -> None:
-        self.queue.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"],
-                                                 VisibilityTimeout=max(0, min(delay, 43200)))
+        self.queue.sqs.change_message_visibility(
+            QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=max(0, min(delay, 43200))
+        )
 
 
 def _is_score(message: dict) -> bool:
@@ -488,15 +550,20 @@ class DeleteBatcher:
     def _send(self, handles: list[str]) -> None:
         try:
             resp = self.queue.sqs.delete_message_batch(
-                QueueUrl=self.queue.url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)])
+                QueueUrl=self.queue.url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+            )
             failed = resp.get("Failed", [])
         except Exception as exc:
-            log.warning("could not delete finished jobs' messages; they will be redelivered and recognised",
-                        extra={"count": len(handles), "error": str(exc)})
+            log.warning(
+                "could not delete finished jobs' messages; they will be redelivered and recognised",
+                extra={"count": len(handles), "error": str(exc)},
+            )
             return
         if failed:
-            log.warning("SQS refused deleting finished jobs' messages; they will be redelivered and recognised",
-                        extra={"count": len(failed), "error": str(failed[0])})
+            log.warning(
+                "SQS refused deleting finished jobs' messages; they will be redelivered and recognised",
+                extra={"count": len(failed), "error": str(failed[0])},
+            )
 
     def close(self, timeout: float = 10) -> None:
         with self._cv:

@@ -27,8 +27,11 @@ pytestmark = [pytest.mark.load, pytest.mark.timeout(SCENARIO.load_s + SCENARIO.d
 def chaos_run(request, stack, stack_provider, report_paths):
     from harness.pytest_plugin import _say
 
-    chosen = [item.callspec.params["window"] for item in request.session.items
-              if item.module is request.module and hasattr(item, "callspec") and "window" in item.callspec.params]
+    chosen = [
+        item.callspec.params["window"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec") and "window" in item.callspec.params
+    ]
     sc = SCENARIO.only(chosen) if chosen else SCENARIO
     out = ChaosLoad(sc, stack, stack_provider, progress=_say(request.config)).run()
     report_paths.append(str(out.report_path))

@@ -19,18 +19,21 @@ from harness.system_under_test import wait_for
 
 def running(stack, ids) -> int:
     with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'",
-                            (ids,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'", (ids,)
+        ).fetchone()[0]
 
 
 def unpublished(stack, ids) -> int:
     with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute("SELECT count(*) FROM outbox WHERE job_id = ANY(%s::uuid[]) AND published_at IS NULL",
-                            (ids,)).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM outbox WHERE job_id = ANY(%s::uuid[]) AND published_at IS NULL", (ids,)
+        ).fetchone()[0]
 
 
-def test_worker_kill_mid_stream_loses_and_doubles_nothing(chaos_system, jobs_for, process_faults, http_faults, stack,
-                                                           timeline, transport):
+def test_worker_kill_mid_stream_loses_and_doubles_nothing(
+    chaos_system, jobs_for, process_faults, http_faults, stack, timeline, transport
+):
     sut = chaos_system(workers=2, concurrency=4, transport=transport)
     jobs = jobs_for(sut)
     with http_faults.delay(1.5):  # translations take a while: score jobs are mid-flight in both workers

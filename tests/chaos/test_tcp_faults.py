@@ -60,6 +60,7 @@ def kafka_proxy(tmp_path):
 @pytest.fixture
 def kafka_proxied(chaos_system, jobs_for, stack, kafka_proxy):
     """(system, jobs) whose Kafka traffic — the system's and the ledger's — all crosses the proxy."""
+
     def make(**kw):
         sut = chaos_system(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{kafka_proxy.port}", **kw)
         jobs = jobs_for(sut)

@@ -45,8 +45,7 @@ def api(stack, tmp_path_factory):
 
     with running_system(stack, tmp_path_factory.mktemp("fuzz-system"), SYSTEM_ENV, workers=1) as sut:
         # a connection per request: one request's answer never depends on what an earlier one did to the connection
-        with httpx.Client(base_url=sut.api_url, timeout=10,
-                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        with httpx.Client(base_url=sut.api_url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             yield sut, client
 
 
@@ -147,31 +146,55 @@ def test_the_mock_openai_service_from_its_openapi_document(mock_base):
 
 
 # -- hostile bodies (Hypothesis directly) ----------------------------------------------------------------------------
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**400), 10**400), st.floats(),
-                    st.text(max_size=40), st.just("𝄞" * 500), st.just("\x00\ud7ff\ufffd"))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**400), 10**400),
+    st.floats(),
+    st.text(max_size=40),
+    st.just("𝄞" * 500),
+    st.just("\x00\ud7ff\ufffd"),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 numbers = st.lists(st.one_of(st.floats(), st.integers(-(10**30), 10**30)), max_size=40)
-series = st.fixed_dictionaries({}, optional={
-    "pattern": st.one_of(st.sampled_from(PATTERNS), json_values),
-    "values": st.one_of(numbers, st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=40), json_values),
-    "actual": st.one_of(numbers, json_values),
-    "horizon": st.one_of(st.integers(-5, 120), st.integers(-(10**20), 10**20), json_values),
-    "models": st.one_of(st.lists(st.sampled_from(["lstm", "moving_average", "linear_trend", "gpt", ""]), max_size=4),
-                        json_values),
-    "window": st.one_of(st.integers(-2, 1200), json_values),
-    "metadata": json_values,
-    "surprise": json_values,
-})
+series = st.fixed_dictionaries(
+    {},
+    optional={
+        "pattern": st.one_of(st.sampled_from(PATTERNS), json_values),
+        "values": st.one_of(numbers, st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=40), json_values),
+        "actual": st.one_of(numbers, json_values),
+        "horizon": st.one_of(st.integers(-5, 120), st.integers(-(10**20), 10**20), json_values),
+        "models": st.one_of(
+            st.lists(st.sampled_from(["lstm", "moving_average", "linear_trend", "gpt", ""]), max_size=4), json_values
+        ),
+        "window": st.one_of(st.integers(-2, 1200), json_values),
+        "metadata": json_values,
+        "surprise": json_values,
+    },
+)
 bodies = st.one_of(
     series,
-    st.fixed_dictionaries({"series": st.one_of(st.lists(series, max_size=4), json_values)},
-                          optional={"extra": json_values}),
+    st.fixed_dictionaries(
+        {"series": st.one_of(st.lists(series, max_size=4), json_values)}, optional={"extra": json_values}
+    ),
     json_values,
     st.integers(1, 50_000).map(lambda depth: "[" * depth + "]" * depth),  # deep nesting, as text
 )
-content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", None,
-                                 "application/x-www-form-urlencoded", "application/xml", "multipart/form-data"])
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        None,
+        "application/x-www-form-urlencoded",
+        "application/xml",
+        "multipart/form-data",
+    ]
+)
 
 
 def encode(body, mangle: int) -> bytes:
@@ -209,13 +232,29 @@ def test_hostile_inference_bodies(api):
 
 chat_bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({}, optional={
-        "model": st.one_of(st.sampled_from(["gpt-4o-mini", "gpt-4o", ""]), json_values),
-        "messages": st.one_of(st.lists(st.fixed_dictionaries({}, optional={
-            "role": st.one_of(st.sampled_from(["system", "user", "assistant", "tool"]), json_values),
-            "content": st.one_of(st.text(max_size=200), json_values)}), max_size=4), json_values),
-        "temperature": st.one_of(st.floats(), json_values), "stream": st.one_of(st.booleans(), json_values),
-        "n": st.one_of(st.integers(-5, 10**12), json_values), "extra": json_values}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "model": st.one_of(st.sampled_from(["gpt-4o-mini", "gpt-4o", ""]), json_values),
+            "messages": st.one_of(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "role": st.one_of(st.sampled_from(["system", "user", "assistant", "tool"]), json_values),
+                            "content": st.one_of(st.text(max_size=200), json_values),
+                        },
+                    ),
+                    max_size=4,
+                ),
+                json_values,
+            ),
+            "temperature": st.one_of(st.floats(), json_values),
+            "stream": st.one_of(st.booleans(), json_values),
+            "n": st.one_of(st.integers(-5, 10**12), json_values),
+            "extra": json_values,
+        },
+    ),
 )
 
 
@@ -235,14 +274,41 @@ def test_hostile_chat_completions(mock_base):
         one()
 
 
-file_names = st.one_of(st.text(max_size=60), st.sampled_from(
-    ["../../etc/passwd", "..\\..\\boot.ini", "/abs/path.xml", "a/b/c.musicxml", "score.musicxml\x00.exe", "", ".",
-     "..", "CON", "x" * 500]))
+file_names = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(
+        [
+            "../../etc/passwd",
+            "..\\..\\boot.ini",
+            "/abs/path.xml",
+            "a/b/c.musicxml",
+            "score.musicxml\x00.exe",
+            "",
+            ".",
+            "..",
+            "CON",
+            "x" * 500,
+        ]
+    ),
+)
 file_bodies = st.one_of(
     st.binary(max_size=3000),
-    st.builds(lambda sig, rest: sig + rest,
-              st.sampled_from([b"MThd", b"%PDF-", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"PK\x03\x04",
-                               b"<score-partwise>", b"X:1\nK:C\n", b"**kern\n"]), st.binary(max_size=2000)),
+    st.builds(
+        lambda sig, rest: sig + rest,
+        st.sampled_from(
+            [
+                b"MThd",
+                b"%PDF-",
+                b"\x89PNG\r\n\x1a\n",
+                b"\xff\xd8\xff",
+                b"PK\x03\x04",
+                b"<score-partwise>",
+                b"X:1\nK:C\n",
+                b"**kern\n",
+            ]
+        ),
+        st.binary(max_size=2000),
+    ),
 )
 
 
@@ -253,8 +319,13 @@ def test_hostile_score_uploads(api):
     TALLY.ran.add("hostile scores")
 
     @settings(max_examples=budget(1.0, 0.2), suppress_health_check=list(HealthCheck), deadline=None)
-    @given(name=file_names, data=file_bodies, field=st.sampled_from(["file", "file", "upload"]),
-           title=st.one_of(st.none(), st.text(max_size=400)), language=st.one_of(st.none(), st.text(max_size=80)))
+    @given(
+        name=file_names,
+        data=file_bodies,
+        field=st.sampled_from(["file", "file", "upload"]),
+        title=st.one_of(st.none(), st.text(max_size=400)),
+        language=st.one_of(st.none(), st.text(max_size=80)),
+    )
     def one(name, data, field, title, language):
         form = {k: v for k, v in (("title", title), ("target_language", language)) if v is not None}
         r = send(client, "POST", "/api/v1/scores", files={field: (name, data)}, data=form)
@@ -286,8 +357,9 @@ def test_the_api_is_still_ready_and_every_accepted_job_settles(api, stack):
     assert client.get("/readyz").status_code == 200
     assert not TALLY.broken, "\n".join(TALLY.broken[:20])
     if len(TALLY.ran) == 5:  # every generator ran (not a -k selection)
-        assert TALLY.total >= TOTAL, (f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: "
-                                      f"{dict(TALLY.by_endpoint)}")
+        assert TALLY.total >= TOTAL, (
+            f"only {TALLY.total} fuzzed requests were sent, want {TOTAL}: {dict(TALLY.by_endpoint)}"
+        )
     assert TALLY.accepted, "no fuzzed request was accepted: the generators never made a valid job"
     report = ledger.settle(stack, TALLY.accepted, timeout=120, dlq_name=sut.dlq_name)
     assert report.ok, report.summary()

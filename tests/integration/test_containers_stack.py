@@ -23,8 +23,12 @@ def _only_on_the_containers_stack(request):
 
 
 def _containers(label_value: str) -> list[str]:
-    r = subprocess.run(["docker", "ps", "-a", "--filter", f"label=verisim.stack={label_value}", "--format",
-                        "{{.Names}}"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=verisim.stack={label_value}", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return r.stdout.split()
 
 
@@ -63,8 +67,9 @@ def test_a_killed_session_leaves_no_containers_once_the_next_one_starts(tmp_path
 def test_a_container_that_fails_to_start_reports_its_log_and_is_removed(tmp_path):
     from harness.stack.containers import ContainersProvider
 
-    provider = ContainersProvider(workdir=tmp_path, progress=lambda _: None,
-                                  overrides={"redis": {"extra_args": ["--no-such-option", "yes"]}})
+    provider = ContainersProvider(
+        workdir=tmp_path, progress=lambda _: None, overrides={"redis": {"extra_args": ["--no-such-option", "yes"]}}
+    )
     with pytest.raises(ServiceStartError) as info:
         provider.start(["redis"])
     assert "no-such-option" in str(info.value)  # redis' own complaint, from the container's log

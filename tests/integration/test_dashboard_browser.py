@@ -37,8 +37,12 @@ def test_dashboard_is_live_and_survives_an_api_restart(browser, system_factory):
     sut.start_worker()
     submit(api, 5, seed=1)
     title = f"Dashboard chorale {uuid.uuid4().hex[:6]}"
-    httpx.post(f"{api}/api/v1/scores", files={"file": ("chorale.musicxml", scores.musicxml())},
-               data={"title": title}, timeout=30)
+    httpx.post(
+        f"{api}/api/v1/scores",
+        files={"file": ("chorale.musicxml", scores.musicxml())},
+        data={"title": title},
+        timeout=30,
+    )
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -47,13 +51,15 @@ def test_dashboard_is_live_and_survives_an_api_restart(browser, system_factory):
     expect(page.get_by_test_id("stat-completed")).not_to_have_text("–", timeout=15000)
 
     # numbers move when jobs complete, pushed over the WebSocket (no reload)
-    page.wait_for_function("() => Number(document.querySelector('[data-testid=stat-completed]').innerText) >= 6",
-                           timeout=60000)
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=stat-completed]').innerText) >= 6", timeout=60000
+    )
     before = stat(page, "completed")
     submit(api, 10, seed=100)
     page.wait_for_function(
         f"() => Number(document.querySelector('[data-testid=stat-completed]').innerText) >= {before + 10}",
-        timeout=60000)
+        timeout=60000,
+    )
     assert stat(page, "total") >= before + 10
     expect(page.get_by_test_id("recent").locator("tbody tr")).to_have_count(20, timeout=15000)
     expect(page.get_by_test_id("model-latency")).to_contain_text("lstm", timeout=15000)
@@ -71,8 +77,8 @@ def test_dashboard_is_live_and_survives_an_api_restart(browser, system_factory):
     submit(api, 5, seed=200)
     after = stat(page, "completed")
     page.wait_for_function(
-        f"() => Number(document.querySelector('[data-testid=stat-completed]').innerText) >= {after + 5}",
-        timeout=60000)
+        f"() => Number(document.querySelector('[data-testid=stat-completed]').innerText) >= {after + 5}", timeout=60000
+    )
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(5500)  # one more chart refresh, so the screenshot shows the last jobs too

@@ -22,9 +22,28 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
     out = tmp_path / "sim.json"
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, "data_simulator.py", "--interval", "1", "--min-batch", "2", "--max-batch", "5",
-         "--count", "50", "--seed", "11", "--url", system.api_url, "--json-out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "data_simulator.py",
+            "--interval",
+            "1",
+            "--min-batch",
+            "2",
+            "--max-batch",
+            "5",
+            "--count",
+            "50",
+            "--seed",
+            "11",
+            "--url",
+            system.api_url,
+            "--json-out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads(out.read_text())
@@ -36,14 +55,17 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
 
     def all_done():
         with psycopg.connect(stack.postgres.dsn) as conn:
-            return conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status='completed'",
-                                (ids,)).fetchone()[0] == len(ids)
+            return conn.execute(
+                "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status='completed'", (ids,)
+            ).fetchone()[0] == len(ids)
 
     wait_for(all_done, 60, what="every simulator job completed")
     with psycopg.connect(stack.postgres.dsn) as conn:
         per_job = conn.execute(
             "SELECT job_id, array_agg(model_name ORDER BY model_name), bool_and(mae IS NOT NULL) "
-            "FROM inference_results WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id", (ids,)).fetchall()
+            "FROM inference_results WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id",
+            (ids,),
+        ).fetchall()
     assert len(per_job) == 50
     assert all(models == ["lstm", "moving_average"] and scored for _, models, scored in per_job)
     report = ledger.settle(stack, ids)  # one Kafka inference_results event per job and model, Redis agrees
@@ -62,9 +84,22 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
 def test_ctrl_c_stops_cleanly_with_a_summary(system, tmp_path):
     out = tmp_path / "sim.json"
     proc = subprocess.Popen(
-        [sys.executable, "data_simulator.py", "--interval", "0.2", "--url", system.api_url, "--seed", "3",
-         "--json-out", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "data_simulator.py",
+            "--interval",
+            "0.2",
+            "--url",
+            system.api_url,
+            "--seed",
+            "3",
+            "--json-out",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
@@ -76,7 +111,12 @@ def test_ctrl_c_stops_cleanly_with_a_summary(system, tmp_path):
 
 
 def test_unreachable_server_is_reported_not_a_traceback(tmp_path):
-    run = subprocess.run([sys.executable, "data_simulator.py", "--interval", "0.1", "--count", "3",
-                          "--url", "http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "data_simulator.py", "--interval", "0.1", "--count", "3", "--url", "http://127.0.0.1:9"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1
     assert "ConnectError" in run.stdout and "Traceback" not in run.stderr

@@ -29,8 +29,10 @@ FIGURES: dict[str, dict] = {}
 def mxl(inner: bytes, name: str = "score.musicxml") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        zf.writestr("META-INF/container.xml", f'<?xml version="1.0"?><container><rootfiles><rootfile full-path='
-                                              f'"{name}"/></rootfiles></container>')
+        zf.writestr(
+            "META-INF/container.xml",
+            f'<?xml version="1.0"?><container><rootfiles><rootfile full-path="{name}"/></rootfiles></container>',
+        )
         zf.writestr(name, inner)
     return buf.getvalue()
 
@@ -40,8 +42,10 @@ def zip_bomb() -> bytes:
     head = musicxml()[:200]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        zf.writestr("META-INF/container.xml", '<?xml version="1.0"?><container><rootfiles><rootfile full-path='
-                                              '"score.musicxml"/></rootfiles></container>')
+        zf.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container><rootfiles><rootfile full-path="score.musicxml"/></rootfiles></container>',
+        )
         with zf.open("score.musicxml", "w", force_zip64=True) as f:
             f.write(head)
             block = b" " * (1 << 20)
@@ -52,31 +56,39 @@ def zip_bomb() -> bytes:
 
 def billion_laughs() -> bytes:
     ents = '<!ENTITY lol "lol">' + "".join(
-        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
-    return (f'<?xml version="1.0"?><!DOCTYPE score-partwise [{ents}]><score-partwise version="3.1"><work>'
-            f"<work-title>&lol9;</work-title></work></score-partwise>").encode()
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    )
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE score-partwise [{ents}]><score-partwise version="3.1"><work>'
+        f"<work-title>&lol9;</work-title></work></score-partwise>"
+    ).encode()
 
 
 def external_entity() -> bytes:
-    return (b'<?xml version="1.0"?><!DOCTYPE score-partwise [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-            b'<score-partwise version="3.1"><work><work-title>&xxe;</work-title></work><part-list>'
-            b'<score-part id="P1"><part-name>x</part-name></score-part></part-list><part id="P1"><measure '
-            b'number="1"><note><pitch><step>C</step><octave>4</octave></pitch><duration>1</duration></note>'
-            b"</measure></part></score-partwise>")
+    return (
+        b'<?xml version="1.0"?><!DOCTYPE score-partwise [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b'<score-partwise version="3.1"><work><work-title>&xxe;</work-title></work><part-list>'
+        b'<score-part id="P1"><part-name>x</part-name></score-part></part-list><part id="P1"><measure '
+        b'number="1"><note><pitch><step>C</step><octave>4</octave></pitch><duration>1</duration></note>'
+        b"</measure></part></score-partwise>"
+    )
 
 
 def deep_nesting(depth: int = 100_000) -> bytes:
-    return b'<?xml version="1.0"?><score-partwise version="3.1">' + b"<a>" * depth + b"</a>" * depth + \
-        b"</score-partwise>"
+    return (
+        b'<?xml version="1.0"?><score-partwise version="3.1">' + b"<a>" * depth + b"</a>" * depth + b"</score-partwise>"
+    )
 
 
 def many_notes(measures: int = 2500) -> bytes:
     """About 1 MB of MusicXML: thousands of measures (a score far too long to render)."""
-    note = ("<note><pitch><step>C</step><octave>4</octave></pitch><duration>4</duration><type>whole</type></note>")
+    note = "<note><pitch><step>C</step><octave>4</octave></pitch><duration>4</duration><type>whole</type></note>"
     body = "".join(f'<measure number="{i}">{note}</measure>' for i in range(1, measures + 1))
-    return (f'<?xml version="1.0"?><score-partwise version="3.1"><part-list><score-part id="P1"><part-name>P'
-            f'</part-name></score-part></part-list><part id="P1"><measure number="0"><attributes><divisions>1'
-            f"</divisions></attributes></measure>{body}</part></score-partwise>").encode()
+    return (
+        f'<?xml version="1.0"?><score-partwise version="3.1"><part-list><score-part id="P1"><part-name>P'
+        f'</part-name></score-part></part-list><part id="P1"><measure number="0"><attributes><divisions>1'
+        f"</divisions></attributes></measure>{body}</part></score-partwise>"
+    ).encode()
 
 
 def midi_track(events: bytes, division: int = 480) -> bytes:
@@ -94,14 +106,22 @@ def vlq(n: int) -> bytes:
 
 def midi_slow_tempo() -> bytes:
     """One note 64 beats long at the slowest tempo a MIDI file can set (3.6 beats per minute): 18 minutes."""
-    return midi_track(b"\x00\xff\x51\x03\xff\xff\xff" + b"\x00\x90\x3c\x40" + vlq(480 * 64) + b"\x80\x3c\x40"
-                      + b"\x00\xff\x2f\x00")
+    return midi_track(
+        b"\x00\xff\x51\x03\xff\xff\xff" + b"\x00\x90\x3c\x40" + vlq(480 * 64) + b"\x80\x3c\x40" + b"\x00\xff\x2f\x00"
+    )
 
 
 def midi_long_gap() -> bytes:
     """A note, then a rest of the largest delta time a MIDI file can hold, then another note."""
-    return midi_track(b"\x00\x90\x3c\x40" + vlq(480) + b"\x80\x3c\x40" + vlq(0x0FFFFFFF) + b"\x90\x3e\x40"
-                      + vlq(480) + b"\x80\x3e\x40\x00\xff\x2f\x00")
+    return midi_track(
+        b"\x00\x90\x3c\x40"
+        + vlq(480)
+        + b"\x80\x3c\x40"
+        + vlq(0x0FFFFFFF)
+        + b"\x90\x3e\x40"
+        + vlq(480)
+        + b"\x80\x3e\x40\x00\xff\x2f\x00"
+    )
 
 
 def midi_lying_lengths() -> bytes:
@@ -162,8 +182,10 @@ def test_hostile_upload_is_refused_or_fails_with_its_reason_without_stalling_oth
 
 
 # -- budgets: a file that is simply too much for the budget it is given ------------------------------------------
-BUDGETS = {"time": ({"SCORE_JOB_TIMEOUT_SECONDS": "0.5"}, "time_budget_exceeded"),
-           "memory": ({"SCORE_JOB_MEMORY_MB": "10"}, "memory_budget_exceeded")}
+BUDGETS = {
+    "time": ({"SCORE_JOB_TIMEOUT_SECONDS": "0.5"}, "time_budget_exceeded"),
+    "memory": ({"SCORE_JOB_MEMORY_MB": "10"}, "memory_budget_exceeded"),
+}
 
 
 @pytest.mark.parametrize("budget", list(BUDGETS))

@@ -21,11 +21,21 @@ from system.storage.status_cache import StatusCache
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
 
-
 def row(job_id: str, status: str, n: int) -> dict:
-    return {"id": job_id, "kind": "inference", "status": status, "params": {"pattern": "linear"}, "attempts": n,
-            "error_code": "x" if status == "failed" else None, "error_message": None, "enqueued_at": None,
-            "started_at": None, "finished_at": None, "updated_at": None, "result": None}
+    return {
+        "id": job_id,
+        "kind": "inference",
+        "status": status,
+        "params": {"pattern": "linear"},
+        "attempts": n,
+        "error_code": "x" if status == "failed" else None,
+        "error_message": None,
+        "enqueued_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "updated_at": None,
+        "result": None,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +57,9 @@ def forward_only_holds(cache, writes: list[str]) -> None:
         for n, status in enumerate(writes):
             written = cache.put(row(job, status, n))
             held = json.loads(cache.get(job))
-            assert RANK[held["status"]] >= seen, f"went back to {held['status']} after {writes[:n + 1]}"
+            assert RANK[held["status"]] >= seen, f"went back to {held['status']} after {writes[: n + 1]}"
             seen = RANK[held["status"]]
-            assert written == (RANK[status] >= max(RANK[w] for w in writes[:n + 1])), (writes[:n + 1], written)
+            assert written == (RANK[status] >= max(RANK[w] for w in writes[: n + 1])), (writes[: n + 1], written)
         top = max(RANK[w] for w in writes)
         last_of_top = max(i for i, w in enumerate(writes) if RANK[w] == top)
         held = json.loads(cache.get(job))
@@ -64,8 +74,11 @@ def test_status_only_moves_forward_whatever_order_the_writers_land_in(cache, wri
 
 
 # -- the outbox: claim, release, mark published, in any order, by two publishers --------------------------------------
-OPS = st.lists(st.tuples(st.sampled_from(["claim", "release", "release_uncertain", "mark"]),
-                         st.sampled_from(["A", "B"])), min_size=1, max_size=14)
+OPS = st.lists(
+    st.tuples(st.sampled_from(["claim", "release", "release_uncertain", "mark"]), st.sampled_from(["A", "B"])),
+    min_size=1,
+    max_size=14,
+)
 
 
 @contextlib.contextmanager
@@ -104,9 +117,10 @@ def outbox_holds(store, ops: list[tuple[str, str]]) -> None:
         if op == "claim":
             got = store.claim_unpublished(job["id"])
             free = [i for i in ids if i not in published and i not in held["A"] + held["B"]]
-            assert sorted(r["id"] for r in got) == sorted(free), \
-                f"{who}'s claim got events {sorted(r['id'] for r in got)}, but only {sorted(free)} were free " \
+            assert sorted(r["id"] for r in got) == sorted(free), (
+                f"{who}'s claim got events {sorted(r['id'] for r in got)}, but only {sorted(free)} were free "
                 f"(held: {held}, published: {sorted(published)})"
+            )
             assert all(r["was_uncertain"] == (r["id"] in uncertain) for r in got)
             held[who] += [r["id"] for r in got]
             uncertain |= {r["id"] for r in got}
@@ -123,8 +137,9 @@ def outbox_holds(store, ops: list[tuple[str, str]]) -> None:
     with store.pool.connection() as conn:
         conn.execute("UPDATE outbox SET claimed_until = now() - interval '1 second' WHERE job_id = %s", (job["id"],))
     left = {r["id"] for r in store.claim_unpublished(job["id"])}
-    assert left == set(ids) - published, \
+    assert left == set(ids) - published, (
         f"claimable at the end: {sorted(left)}, want {sorted(set(ids) - published)} (published: {sorted(published)})"
+    )
 
 
 @given(ops=OPS)

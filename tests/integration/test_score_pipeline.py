@@ -42,8 +42,11 @@ def parse_like_a_user(data: bytes, suffix: str, tmp_path):
 
 
 def test_chorale_upload_is_analysed_translated_and_rendered(system, stack, mock_openai, tmp_path):
-    job_id, body = run_job(system, {"file": ("bwv66.6.musicxml", scores.musicxml())},
-                           {"title": "Christus, der ist mein Leben", "target_language": "Korean"})
+    job_id, body = run_job(
+        system,
+        {"file": ("bwv66.6.musicxml", scores.musicxml())},
+        {"title": "Christus, der ist mein Leben", "target_language": "Korean"},
+    )
     assert body["status"] == "completed", body
     result = body["result"]
     a = result["analysis"]
@@ -60,8 +63,12 @@ def test_chorale_upload_is_analysed_translated_and_rendered(system, stack, mock_
     played = max(e["offsetSeconds"] + e["durationSeconds"] for e in ref.flatten().secondsMap)
     assert a["duration_seconds"] == pytest.approx(played, abs=1e-3)
     # the title went through the SDK to the mock and came back translated
-    assert result["translation"] == {"language": "Korean", "title": "[mock] Christus, der ist mein Leben",
-                                     "lyrics": {}, "expressions": None}
+    assert result["translation"] == {
+        "language": "Korean",
+        "title": "[mock] Christus, der ist mein Leben",
+        "lyrics": {},
+        "expressions": None,
+    }
     assert any("Christus" in str(r) for r in mock_openai.requests()) or mock_openai.requests()
     # a real MP3 in S3 that decodes to the score's duration
     assert result["audio"]["key"] == f"artifacts/{job_id}/audio.mp3"
@@ -92,8 +99,12 @@ def test_lyrics_and_expressions_are_translated_too(system, mock_openai):
         ("midi", lambda: scores.midi(), "midi", "midi"),
         ("abc-tunebook", lambda: scores.corpus_bytes(scores.ABC_BOOK + ".abc"), "abc", "abc"),
         ("humdrum", lambda: scores.corpus_bytes(scores.HUMDRUM), "humdrum", "humdrum"),
-        ("pdf-with-mxl", lambda: scores.pdf(("score.mxl", scores.corpus_bytes("bach/bwv66.6.mxl"))), "pdf",
-         "pdf-attachment:score.mxl"),
+        (
+            "pdf-with-mxl",
+            lambda: scores.pdf(("score.mxl", scores.corpus_bytes("bach/bwv66.6.mxl"))),
+            "pdf",
+            "pdf-attachment:score.mxl",
+        ),
     ],
 )
 def test_every_symbolic_format_is_read(system, label, content, fmt, source):
@@ -134,7 +145,8 @@ def test_an_omr_command_reads_images_and_its_failures_are_reported(system_factor
         "if src.read_bytes().startswith(b'\\x89PNG'):\n"
         f"    (out / 'page.musicxml').write_bytes(pathlib.Path({str(tmp_path / 'answer.musicxml')!r}).read_bytes())\n"
         "else:\n"
-        "    sys.exit('stub OMR: cannot read this page')\n")
+        "    sys.exit('stub OMR: cannot read this page')\n"
+    )
     (tmp_path / "answer.musicxml").write_bytes(scores.musicxml())
     sut = system_factory(env={"SCORE_OMR_COMMAND": f"{sys.executable} {stub} {{input}} {{outdir}}"})
     sut.start_api()
@@ -164,8 +176,9 @@ def test_translation_failing_after_retries_keeps_analysis_and_audio(system, stac
     [warning] = body["result"]["warnings"]
     assert warning["code"] == "translation_failed" and "503" in warning["message"]
     assert body["result"]["analysis"]["key"]["name"] == "F# minor"
-    assert mp3_seconds(body["artifacts"]["audio"]) == pytest.approx(body["result"]["analysis"]["duration_seconds"],
-                                                                    abs=0.5)
+    assert mp3_seconds(body["artifacts"]["audio"]) == pytest.approx(
+        body["result"]["analysis"]["duration_seconds"], abs=0.5
+    )
     seen = [r for r in mock_openai.requests() if r["status"] == 503]
     assert [r["retry_count"] for r in seen] == [0, 1, 2]  # the SDK's two retries, then the warning
     report = ledger.settle(stack, [job_id])
@@ -189,13 +202,19 @@ def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) 
         time.sleep(0.3)  # the worker has taken what its slots allow
         inference_ids = inference_batch(PATTERNS, seed=77)(c)
         everything = score_ids + inference_ids
-        wait_for(lambda: all(c.get(f"/api/v1/jobs/{j}").json()["status"] in TERMINAL for j in everything), 120,
-                 what="all jobs terminal")
+        wait_for(
+            lambda: all(c.get(f"/api/v1/jobs/{j}").json()["status"] in TERMINAL for j in everything),
+            120,
+            what="all jobs terminal",
+        )
         with psycopg.connect(stack.postgres.dsn) as conn:
-            first_score_done = conn.execute("SELECT min(finished_at) FROM jobs WHERE id = ANY(%s::uuid[])",
-                                            (score_ids,)).fetchone()[0]
-            early = conn.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND started_at < %s",
-                                 (inference_ids, first_score_done)).fetchone()[0]
+            first_score_done = conn.execute(
+                "SELECT min(finished_at) FROM jobs WHERE id = ANY(%s::uuid[])", (score_ids,)
+            ).fetchone()[0]
+            early = conn.execute(
+                "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND started_at < %s",
+                (inference_ids, first_score_done),
+            ).fetchone()[0]
     return early, len(inference_ids)
 
 

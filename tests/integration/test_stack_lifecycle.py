@@ -33,9 +33,23 @@ def test_teardown_leaves_no_process_behind(tmp_path):
 def _start_cli(tmp_path, services="postgres,redis,kafka"):
     out = tmp_path / "stack.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.stack", "up", "--provider", "local", "--services", services,
-         "--json", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "harness.stack",
+            "up",
+            "--provider",
+            "local",
+            "--services",
+            services,
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while not out.exists():
@@ -78,8 +92,7 @@ def test_killed_parent_takes_its_services_with_it(tmp_path):
     ],
 )
 def test_a_service_that_cannot_start_fails_fast_with_its_log_tail(tmp_path, service, bad_args, expected_in_log):
-    provider = LocalProvider(workdir=tmp_path, progress=lambda _: None,
-                             overrides={service: {"extra_args": bad_args}})
+    provider = LocalProvider(workdir=tmp_path, progress=lambda _: None, overrides={service: {"extra_args": bad_args}})
     started = time.monotonic()
     with pytest.raises(ServiceStartError) as info:
         provider.start([service, "kafka"])

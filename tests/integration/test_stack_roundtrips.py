@@ -70,13 +70,20 @@ def test_redis_pubsub_and_expiry(redis_ns):
 def test_sqs_send_receive_visibility_timeout_and_dlq_redrive(sqs_queues):
     q = sqs_queues.create("jobs", visibility_timeout=1, dlq=True, max_receive_count=2)
     sqs = sqs_queues.client
-    sqs.send_message(QueueUrl=q.url, MessageBody='{"job": 1}', MessageAttributes={
-        "kind": {"DataType": "String", "StringValue": "inference"}})
+    sqs.send_message(
+        QueueUrl=q.url,
+        MessageBody='{"job": 1}',
+        MessageAttributes={"kind": {"DataType": "String", "StringValue": "inference"}},
+    )
 
     def receive(url, wait=3):
-        return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait,
-                                   AttributeNames=["ApproximateReceiveCount"],
-                                   MessageAttributeNames=["All"]).get("Messages", [])
+        return sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=wait,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
 
     first = receive(q.url)
     assert len(first) == 1 and first[0]["Body"] == '{"job": 1}'
@@ -120,8 +127,9 @@ def test_s3_put_get_and_presigned_urls(s3_prefix):
     s3 = s3_prefix.client
     key = s3_prefix.key("jobs/abc/score.musicxml")
     payload = b"<score-partwise/>" * 100
-    s3.put_object(Bucket=s3_prefix.bucket, Key=key, Body=payload, ContentType="application/xml",
-                  Metadata={"job-id": "abc"})
+    s3.put_object(
+        Bucket=s3_prefix.bucket, Key=key, Body=payload, ContentType="application/xml", Metadata={"job-id": "abc"}
+    )
     obj = s3.get_object(Bucket=s3_prefix.bucket, Key=key)
     assert obj["Body"].read() == payload and obj["Metadata"] == {"job-id": "abc"}
     listed = s3.list_objects_v2(Bucket=s3_prefix.bucket, Prefix=s3_prefix.prefix)["Contents"]

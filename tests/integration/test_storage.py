@@ -21,16 +21,31 @@ def test_migrations_apply_once_in_order(pg_schema):
     assert first == [v for v, _ in migrations()] and first == sorted(first)
     assert migrate(pg_schema.dsn) == []  # idempotent: a second start applies nothing
     with psycopg.connect(pg_schema.dsn) as conn:
-        tables = {t for (t,) in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (pg_schema.name,))}
+        tables = {
+            t
+            for (t,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (pg_schema.name,)
+            )
+        }
     assert {"jobs", "job_stages", "inference_results", "outbox", "schema_migrations"} <= tables
 
 
 def _row(status: str, at: str = "2026-01-01T00:00:00+00:00"):
     t = datetime.fromisoformat(at)
-    return {"id": uuid.UUID(int=7), "kind": "inference", "status": status, "params": {"pattern": "linear"},
-            "attempts": 1, "error_code": None, "error_message": None, "enqueued_at": t, "started_at": t,
-            "finished_at": t if status == "completed" else None, "updated_at": t, "result": None}
+    return {
+        "id": uuid.UUID(int=7),
+        "kind": "inference",
+        "status": status,
+        "params": {"pattern": "linear"},
+        "attempts": 1,
+        "error_code": None,
+        "error_message": None,
+        "enqueued_at": t,
+        "started_at": t,
+        "finished_at": t if status == "completed" else None,
+        "updated_at": t,
+        "result": None,
+    }
 
 
 def test_status_only_moves_forward_and_publishes_what_it_writes(stack, redis_ns):
@@ -120,8 +135,9 @@ def test_a_pooled_connection_whose_backend_died_is_replaced_not_handed_out(pg_sc
             assert conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"] != old
     finally:
         pool.close()
-    unchecked = ConnectionPool(pg_schema.dsn, min_size=1, max_size=1, kwargs={"autocommit": True,
-                                                                            "row_factory": dict_row})
+    unchecked = ConnectionPool(
+        pg_schema.dsn, min_size=1, max_size=1, kwargs={"autocommit": True, "row_factory": dict_row}
+    )
     try:  # the planted defect: the same fault on a pool without the check hands the dead connection out
         unchecked.wait(10)
         pooled_backend_killed(unchecked)
@@ -136,12 +152,16 @@ def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_sch
     pool = make_pool(pg_schema.dsn, 2)
     try:
         store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
-        items = [{"pattern": p, "values": [1, 2, 3], "models": ["moving_average"]} for p in ("linear", "seasonal", "cyclical")]
+        items = [
+            {"pattern": p, "values": [1, 2, 3], "models": ["moving_average"]}
+            for p in ("linear", "seasonal", "cyclical")
+        ]
         rows = store.create_many("inference", items)
         assert [r["params"]["pattern"] for r in rows] == ["linear", "seasonal", "cyclical"]  # the request's order
         events = store.claim_unpublished(job_ids=[r["id"] for r in rows])
         assert sorted((e["job_id"], e["payload"]["status"]) for e in events) == sorted(
-            (r["id"], "queued") for r in rows)
+            (r["id"], "queued") for r in rows
+        )
         claim = store.claim(rows[0]["id"])
         assert claim.attempt == 1 and claim.job["status"] == "running"
         [running] = store.claim_unpublished(rows[0]["id"])
@@ -151,7 +171,9 @@ def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_sch
         store.finish(rows[0]["id"], "completed", {"ok": True})
         assert store.claim(rows[0]["id"]) is None  # terminal: no second claim, no event
         assert [(e["topic"], e["payload"]["status"]) for e in store.claim_unpublished(rows[0]["id"])] == [
-            ("e", "completed"), ("i", "completed")]  # the status event, the model's result event
+            ("e", "completed"),
+            ("i", "completed"),
+        ]  # the status event, the model's result event
     finally:
         pool.close()
 

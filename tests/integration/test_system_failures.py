@@ -19,8 +19,9 @@ MUSICXML = scores.musicxml()
 
 def job_row(stack, job_id):
     with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute("SELECT status, attempts, error_code, error_message FROM jobs WHERE id=%s",
-                            (job_id,)).fetchone()
+        return conn.execute(
+            "SELECT status, attempts, error_code, error_message FROM jobs WHERE id=%s", (job_id,)
+        ).fetchone()
 
 
 def drain(sqs, url, wait=2) -> list[dict]:
@@ -41,8 +42,9 @@ def test_worker_killed_mid_job_redelivers_without_a_duplicate(system_factory, st
     doomed = sut.start_worker(concurrency=1)
     mock_openai.configure(delay_seconds=3)  # the translation stage is slow: the kill lands mid-job
     with sut.client() as c:
-        job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}, data={"title": "Kyrie"}
-                        ).json()["job_id"]
+        job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}, data={"title": "Kyrie"}).json()[
+            "job_id"
+        ]
         wait_for(lambda: mock_openai.requests(), 20, what="translation request in flight")
         assert job_row(stack, job_id)[0] == "running"
         sut.kill_worker(doomed)
@@ -65,12 +67,17 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
     # a job an older API version wrote, that crashes this worker every time (horizon is not a number)
     job_id = str(uuid.uuid4())
     with psycopg.connect(stack.postgres.dsn) as conn:
-        conn.execute("INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
-                     (job_id, Jsonb({"pattern": "linear", "values": [1, 2, 3], "horizon": "soon",
-                                     "models": ["moving_average"]})))
-        conn.execute("INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s, 'job_events', %s, %s)",
-                     (job_id, job_id, Jsonb({"job_id": job_id, "kind": "inference", "status": "queued",
-                                             "attempts": 0})))  # its 'queued' event, as that API wrote it too
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
+            (
+                job_id,
+                Jsonb({"pattern": "linear", "values": [1, 2, 3], "horizon": "soon", "models": ["moving_average"]}),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s, 'job_events', %s, %s)",
+            (job_id, job_id, Jsonb({"job_id": job_id, "kind": "inference", "status": "queued", "attempts": 0})),
+        )  # its 'queued' event, as that API wrote it too
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
     sqs.send_message(QueueUrl=url, MessageBody="this is not a job message")
 
@@ -86,7 +93,8 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
     while len(dead) < 2 and time.monotonic() < deadline:
         dead += drain(sqs, dlq_url, wait=1)
     assert sorted(m["Body"] for m in dead) == sorted(
-        [json.dumps({"job_id": job_id, "kind": "inference", "v": 1}), "this is not a job message"])
+        [json.dumps({"job_id": job_id, "kind": "inference", "v": 1}), "this is not a job message"]
+    )
     report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()  # failed in Postgres, Redis and one Kafka event per model
 
@@ -115,12 +123,15 @@ def test_permanent_failure_fails_once_without_retries(system_factory, stack):
     url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
     job_id = str(uuid.uuid4())
     with psycopg.connect(stack.postgres.dsn) as conn:
-        conn.execute("INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
-                     (job_id, Jsonb({"pattern": "linear", "values": [], "models": ["moving_average"]})))
+        conn.execute(
+            "INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
+            (job_id, Jsonb({"pattern": "linear", "values": [], "models": ["moving_average"]})),
+        )
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": job_id, "kind": "inference", "v": 1}))
     wait_for(lambda: job_row(stack, job_id)[0] == "failed", 30, what="job failed")
     _, attempts, code, message = job_row(stack, job_id)
     assert (attempts, code) == (1, "invalid_series") and "non-empty" in message
     events = by_key(read_topic(stack.kafka.bootstrap_servers, "inference_results"))[job_id]
-    assert [(e["model"], e["status"], e["error_code"]) for e in events] == [("moving_average", "failed",
-                                                                             "invalid_series")]
+    assert [(e["model"], e["status"], e["error_code"]) for e in events] == [
+        ("moving_average", "failed", "invalid_series")
+    ]

@@ -28,8 +28,7 @@ def system(system, transport, stack, tmp_path_factory):
     if system.transport == transport:
         yield system
         return
-    with running_system(stack, tmp_path_factory.mktemp(f"system-{transport}"), SYSTEM_ENV,
-                        transport=transport) as sut:
+    with running_system(stack, tmp_path_factory.mktemp(f"system-{transport}"), SYSTEM_ENV, transport=transport) as sut:
         yield sut
 
 
@@ -42,8 +41,14 @@ def wait_terminal(client, job_id, timeout=30):
 
 
 def series(pattern="linear", n=20, **extra):
-    return {"pattern": pattern, "values": [float(i) for i in range(n)], "actual": [float(n), float(n + 1)],
-            "horizon": 2, "metadata": {"source": "test"}, **extra}
+    return {
+        "pattern": pattern,
+        "values": [float(i) for i in range(n)],
+        "actual": [float(n), float(n + 1)],
+        "horizon": 2,
+        "metadata": {"source": "test"},
+        **extra,
+    }
 
 
 def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, stack):
@@ -63,9 +68,11 @@ def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, st
 
     with psycopg.connect(stack.postgres.dsn) as conn:
         status, started, finished, enqueued = conn.execute(
-            "SELECT status, started_at, finished_at, enqueued_at FROM jobs WHERE id=%s", (job_id,)).fetchone()
-        models = conn.execute("SELECT model_name FROM inference_results WHERE job_id=%s ORDER BY 1",
-                              (job_id,)).fetchall()
+            "SELECT status, started_at, finished_at, enqueued_at FROM jobs WHERE id=%s", (job_id,)
+        ).fetchone()
+        models = conn.execute(
+            "SELECT model_name FROM inference_results WHERE job_id=%s ORDER BY 1", (job_id,)
+        ).fetchall()
         stages = {s for (s,) in conn.execute("SELECT stage FROM job_stages WHERE job_id=%s", (job_id,))}
     assert status == "completed" and enqueued <= started <= finished
     assert models == [("linear_trend",), ("lstm",), ("moving_average",)]
@@ -79,8 +86,11 @@ def test_inference_job_is_completed_alike_in_postgres_redis_and_kafka(system, st
 
 def test_score_job_is_completed_with_its_upload_in_s3(system, stack):
     with system.client() as c:
-        r = c.post("/api/v1/scores", files={"file": ("ave.musicxml", MUSICXML, "application/xml")},
-                   data={"title": "Ave Maria", "target_language": "Korean"})
+        r = c.post(
+            "/api/v1/scores",
+            files={"file": ("ave.musicxml", MUSICXML, "application/xml")},
+            data={"title": "Ave Maria", "target_language": "Korean"},
+        )
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
         assert r.json()["format"] == "musicxml"
@@ -92,6 +102,7 @@ def test_score_job_is_completed_with_its_upload_in_s3(system, stack):
     stored = s3.get_object(Bucket=stack.aws.bucket, Key=f"uploads/{job_id}/input")
     assert stored["Body"].read() == MUSICXML
     import httpx
+
     assert httpx.get(body["artifacts"]["input"]).content == MUSICXML  # the presigned link works
     report = ledger.settle(stack, [job_id])
     assert report.ok, report.summary()
@@ -153,8 +164,16 @@ def test_websocket_pushes_every_state_change(system):
         ({"series": None}, "valid list"),
         ({"series": [None]}, "series"),
     ],
-    ids=["unknown-pattern", "empty-series", "non-numeric", "missing-values", "unknown-model", "empty-batch",
-         "null-batch", "null-series"],
+    ids=[
+        "unknown-pattern",
+        "empty-series",
+        "non-numeric",
+        "missing-values",
+        "unknown-model",
+        "empty-batch",
+        "null-batch",
+        "null-series",
+    ],
 )
 def test_bad_inference_input_gets_a_4xx_with_a_message(system, payload, fragment):
     with system.client() as c:
@@ -191,8 +210,10 @@ def test_s3_keys_come_from_job_ids_never_from_filenames(system, stack):
         r = c.post("/api/v1/scores", files={"file": ("../../etc/passwd.musicxml", MUSICXML)})
     assert r.status_code == 202
     job_id = r.json()["job_id"]
-    keys = [o["Key"] for o in stack.aws.client("s3").list_objects_v2(
-        Bucket=stack.aws.bucket, Prefix="uploads/").get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in stack.aws.client("s3").list_objects_v2(Bucket=stack.aws.bucket, Prefix="uploads/").get("Contents", [])
+    ]
     assert f"uploads/{job_id}/input" in keys
     assert not [k for k in keys if "passwd" in k or ".." in k]
 
@@ -203,8 +224,14 @@ def test_a_redelivered_message_never_produces_a_second_result(system, stack):
         first = wait_terminal(c, job_id)
         # the same message again, as an at-least-once queue (SQS, Celery on Redis) may deliver it
         system.send_message({"job_id": job_id, "kind": "inference", "v": 1})
-        wait_for(lambda: any(r["msg"].startswith("duplicate delivery") and r.get("job_id") == job_id
-                             for r in system.log_records("INFO")), 30, what="duplicate consumed")
+        wait_for(
+            lambda: any(
+                r["msg"].startswith("duplicate delivery") and r.get("job_id") == job_id
+                for r in system.log_records("INFO")
+            ),
+            30,
+            what="duplicate consumed",
+        )
         again = c.get(f"/api/v1/jobs/{job_id}").json()
     assert again["finished_at"] == first["finished_at"] and again["attempts"] == first["attempts"]
     report = ledger.settle(stack, [job_id])

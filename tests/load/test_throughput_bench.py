@@ -19,9 +19,12 @@ def test_drain_200_inference_jobs(benchmark, system, stack):
     rounds: list[dict] = []
 
     def drain():
-        _, fig = submit_and_wait(system.api_url, stack,
-                                 [inference_batch(PATTERNS, seed=1000 * len(rounds) + i) for i in range(BATCHES)],
-                                 "bench")
+        _, fig = submit_and_wait(
+            system.api_url,
+            stack,
+            [inference_batch(PATTERNS, seed=1000 * len(rounds) + i) for i in range(BATCHES)],
+            "bench",
+        )
         rounds.append(fig)
         return fig
 
@@ -30,14 +33,26 @@ def test_drain_200_inference_jobs(benchmark, system, stack):
     best = max(r["jobs_per_s"] for r in rounds)
     share = best / ceiling["send_receive_delete_per_s"]
     benchmark.extra_info.update(
-        jobs_per_s=best, sqs_ceiling_msgs_per_s=ceiling["send_receive_delete_per_s"],
-        share_of_ceiling=round(share, 4), enqueue_to_done_p95_ms=fig["enqueue_to_done_ms_p95"],
-        workers=len(system.workers))
-    history.append("throughput", {"jobs_per_s": [r["jobs_per_s"] for r in rounds], "best_jobs_per_s": best,
-                                  "sqs_ceiling_msgs_per_s": ceiling["send_receive_delete_per_s"],
-                                  "share_of_ceiling": round(share, 5), "workers": len(system.workers)})
-    print(f"\n{best} jobs/s with {len(system.workers)} workers; raw SQS ceiling "
-          f"{ceiling['send_receive_delete_per_s']} msg/s ({share:.1%})")
+        jobs_per_s=best,
+        sqs_ceiling_msgs_per_s=ceiling["send_receive_delete_per_s"],
+        share_of_ceiling=round(share, 4),
+        enqueue_to_done_p95_ms=fig["enqueue_to_done_ms_p95"],
+        workers=len(system.workers),
+    )
+    history.append(
+        "throughput",
+        {
+            "jobs_per_s": [r["jobs_per_s"] for r in rounds],
+            "best_jobs_per_s": best,
+            "sqs_ceiling_msgs_per_s": ceiling["send_receive_delete_per_s"],
+            "share_of_ceiling": round(share, 5),
+            "workers": len(system.workers),
+        },
+    )
+    print(
+        f"\n{best} jobs/s with {len(system.workers)} workers; raw SQS ceiling "
+        f"{ceiling['send_receive_delete_per_s']} msg/s ({share:.1%})"
+    )
     # the same gate as the load runs' capacity SLO: a ratio of this run's figures, never a bare jobs/s
     [verdict] = slo.evaluate(slo.section(slo.load(), "throughput"), {"capacity": {"share_of_ceiling": share}})
     assert verdict.ok, verdict.line()

@@ -11,5 +11,6 @@ def test_a_worker_without_job_budgets_is_caught(chaos_system, stack):
     out = deal_with(sut, stack.postgres.dsn, "dense.musicxml", dense_score(), timeout=60)
     problems = budget_problems(out, "time_budget_exceeded")
     assert out.job["status"] in ("completed", "completed_with_warnings"), out.figures()  # the defect took effect
-    assert problems[0] == (f"the job ended {out.job['status']!r} (None), not failed with time_budget_exceeded"), \
+    assert problems[0] == (f"the job ended {out.job['status']!r} (None), not failed with time_budget_exceeded"), (
         problems
+    )

@@ -8,16 +8,34 @@ from harness.chaos_load import ChaosLoad
 
 
 def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, stack_provider, report_paths):
-    sc = scenario.parse({
-        "name": "sabotage-ack-before-commit",
-        # score uploads only, translations slowed: every worker thread holds a job mid-flight when the kill comes
-        "run": {"users": 8, "spawn_rate": 8, "warmup_s": 2, "steady_s": 6, "workers": 2, "drain_timeout_s": 10,
-                "user_classes": ["ScoreUploader"]},
-        "openai": {"delay_seconds": 1.5},
-        "system": {"WORKER_SCORE_SLOTS": 4},  # every slot may hold a score job (the default keeps half for short ones)
-        "window": [{"name": "worker_kill", "fault": "worker.kill", "params": {"worker": 0}, "duration_s": 3,
-                    "recovery_s": 8}],
-    })
+    sc = scenario.parse(
+        {
+            "name": "sabotage-ack-before-commit",
+            # score uploads only, translations slowed: every worker thread holds a job mid-flight when the kill comes
+            "run": {
+                "users": 8,
+                "spawn_rate": 8,
+                "warmup_s": 2,
+                "steady_s": 6,
+                "workers": 2,
+                "drain_timeout_s": 10,
+                "user_classes": ["ScoreUploader"],
+            },
+            "openai": {"delay_seconds": 1.5},
+            "system": {
+                "WORKER_SCORE_SLOTS": 4
+            },  # every slot may hold a score job (the default keeps half for short ones)
+            "window": [
+                {
+                    "name": "worker_kill",
+                    "fault": "worker.kill",
+                    "params": {"worker": 0},
+                    "duration_s": 3,
+                    "recovery_s": 8,
+                }
+            ],
+        }
+    )
     out = ChaosLoad(sc, stack, stack_provider, sabotage="ack_before_commit").run()
     report_paths.append(str(out.report_path))
     assert not out.ok, "the run stayed green over a worker that acknowledges before committing"
@@ -33,12 +51,21 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
 def test_a_fault_that_met_no_traffic_fails_its_window(stack, stack_provider, report_paths):
     """OpenAI errors while only inference jobs run (they never call it): the window left no trace, so it must not
     pass as if the system had survived it — while the ledger, rightly, stays clean."""
-    sc = scenario.parse({
-        "name": "sabotage-no-trace",
-        "run": {"users": 5, "spawn_rate": 5, "warmup_s": 2, "steady_s": 4, "user_classes": ["InferenceSubmitter"]},
-        "window": [{"name": "openai_5xx", "fault": "http.error_rate", "params": {"rate": 1.0, "status": 500},
-                    "duration_s": 3, "recovery_s": 3}],
-    })
+    sc = scenario.parse(
+        {
+            "name": "sabotage-no-trace",
+            "run": {"users": 5, "spawn_rate": 5, "warmup_s": 2, "steady_s": 4, "user_classes": ["InferenceSubmitter"]},
+            "window": [
+                {
+                    "name": "openai_5xx",
+                    "fault": "http.error_rate",
+                    "params": {"rate": 1.0, "status": 500},
+                    "duration_s": 3,
+                    "recovery_s": 3,
+                }
+            ],
+        }
+    )
     out = ChaosLoad(sc, stack, stack_provider).run()
     report_paths.append(str(out.report_path))
     failing = [v for v in out.verdicts if not v.ok]

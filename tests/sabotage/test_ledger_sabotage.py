@@ -27,16 +27,18 @@ def red(report, kind: str, min_count: int = 1) -> list[str]:
 
 def running_jobs(stack, ids) -> list[str]:
     with psycopg.connect(stack.postgres.dsn) as conn:
-        return [str(r[0]) for r in conn.execute(
-            "SELECT id FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'", (ids,))]
+        return [
+            str(r[0])
+            for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'", (ids,))
+        ]
 
 
 @pytest.mark.parametrize("on,defect", [("sqs", "ack_before_commit"), ("celery", "celery_early_ack")])
-def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(chaos_system, jobs_for, process_faults, http_faults,
-                                                            stack, on, defect):
+def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(
+    chaos_system, jobs_for, process_faults, http_faults, stack, on, defect
+):
     """SQS: the message deleted on receipt; Celery: the task acknowledged on receipt (its default)."""
-    sut = chaos_system(workers=1, concurrency=4, sabotage=defect, transport=on,
-                       CELERY_VISIBILITY_TIMEOUT="4")
+    sut = chaos_system(workers=1, concurrency=4, sabotage=defect, transport=on, CELERY_VISIBILITY_TIMEOUT="4")
     jobs = jobs_for(sut)
     with http_faults.delay(3.0):  # translations hang: the jobs are mid-flight when the worker dies
         ids = [i for n in range(3) for i in jobs.score(f"Doomed {n}")]
@@ -139,5 +141,6 @@ def _tokens_terminal(stack, tokens) -> bool:
         n = conn.execute(
             "SELECT count(*) FROM jobs WHERE (params->'metadata'->>'submission' = ANY(%s) "
             "OR params->>'filename_stem' = ANY(%s)) AND status IN ('completed','completed_with_warnings','failed')",
-            (tokens, tokens)).fetchone()[0]
+            (tokens, tokens),
+        ).fetchone()[0]
     return n >= 3

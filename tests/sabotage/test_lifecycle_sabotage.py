@@ -16,7 +16,8 @@ DEFECTS = {"double_publish": "result_duplicate"}  # one is enough to show the te
 def test_the_lifecycle_machine_catches_a_planted_defect(defect, chaos_system, stack, stack_provider):
     sut = chaos_system(workers=1, sabotage=defect)
     with pytest.raises(BaseException) as err:  # noqa: PT011 — an AssertionError, or a group of them
-        run_lifecycle(sut, stack, stack_provider, 2, 5, shrink=False, sabotage=defect,
-                      settle_s=5, restarts=())  # restarting the session's stack here slowed later tests' workers
+        run_lifecycle(
+            sut, stack, stack_provider, 2, 5, shrink=False, sabotage=defect, settle_s=5, restarts=()
+        )  # restarting the session's stack here slowed later tests' workers
     said = "".join(traceback.format_exception(err.value))
     assert DEFECTS[defect] in said, said[-3000:]

@@ -17,8 +17,17 @@ def verdicts(section: str, figures: dict) -> dict[str, slo.Verdict]:
 
 def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
     sut = chaos_system(workers=1, api_sabotage="slow_api")
-    figures = load.measure(stack, sut.api_url, sut.queue_name, sut.dlq_name, 4, SECONDS, report.new_run_dir(),
-                           user_classes=["InferenceSubmitter"], burst_requests=0)
+    figures = load.measure(
+        stack,
+        sut.api_url,
+        sut.queue_name,
+        sut.dlq_name,
+        4,
+        SECONDS,
+        report.new_run_dir(),
+        user_classes=["InferenceSubmitter"],
+        burst_requests=0,
+    )
     v = verdicts("api", figures)["api POST /api/v1/inference p95 ms"]
     assert figures["api"]["POST /api/v1/inference"]["requests"] >= 20
     assert not v.ok and v.measured >= 400, v.line()  # the planted 0.4 s, measured by Locust, over the target
@@ -27,8 +36,17 @@ def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
 
 def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
     sut = chaos_system(workers=1, api_sabotage="ws_silent")
-    figures = load.measure(stack, sut.api_url, sut.queue_name, sut.dlq_name, 8, SECONDS, report.new_run_dir(),
-                           user_classes=["InferenceSubmitter", "FeedWatcher"], burst_requests=0)
+    figures = load.measure(
+        stack,
+        sut.api_url,
+        sut.queue_name,
+        sut.dlq_name,
+        8,
+        SECONDS,
+        report.new_run_dir(),
+        user_classes=["InferenceSubmitter", "FeedWatcher"],
+        burst_requests=0,
+    )
     ws = figures["api"]["/api/v1/dashboard/ws"]
     assert ws["requests"] >= 3 and figures["jobs"] > 0  # jobs ran, so an honest feed would have pushed events
     v = verdicts("api", figures)["api /api/v1/dashboard/ws error rate"]

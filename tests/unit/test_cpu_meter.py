@@ -11,12 +11,21 @@ BURN = "import time\nt=time.process_time()\nwhile time.process_time()-t<{s}: pas
 
 
 def test_a_reaped_child_is_counted_through_its_parent_and_a_live_one_by_itself():
-    parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, time\n"
-        f"subprocess.run([sys.executable, '-c', {BURN.format(s=0.3, tail='')!r}])\n"  # burns 0.3 s, reaped
-        f"child = subprocess.Popen([sys.executable, '-c', {BURN.format(s=0.3, tail='time.sleep(30)')!r}])\n"
-        "print(child.pid, flush=True)\n"
-        "time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys, time\n"
+                f"subprocess.run([sys.executable, '-c', {BURN.format(s=0.3, tail='')!r}])\n"  # burns 0.3 s, reaped
+                f"child = subprocess.Popen([sys.executable, '-c', {BURN.format(s=0.3, tail='time.sleep(30)')!r}])\n"
+                "print(child.pid, flush=True)\n"
+                "time.sleep(30)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         live_child = int(parent.stdout.readline())
         import time
@@ -32,7 +41,10 @@ def test_a_reaped_child_is_counted_through_its_parent_and_a_live_one_by_itself()
 
 
 def test_per_job_figures_add_up():
-    per = CpuMeter.per_job_ms({"api": 1.0, "workers": 2.0, "postgres": 0.5, "client": 0.1, "mock_openai": 0.0},
-                              {"api": 1.2, "workers": 2.6, "postgres": 0.7, "client": 0.2, "mock_openai": 0.0}, 100)
+    per = CpuMeter.per_job_ms(
+        {"api": 1.0, "workers": 2.0, "postgres": 0.5, "client": 0.1, "mock_openai": 0.0},
+        {"api": 1.2, "workers": 2.6, "postgres": 0.7, "client": 0.2, "mock_openai": 0.0},
+        100,
+    )
     assert per["api"] == 2.0 and per["workers"] == 6.0 and per["postgres"] == 2.0 and per["client"] == 1.0
     assert per["system"] == 10.0 and per["total"] == 11.0

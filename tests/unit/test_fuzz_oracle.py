@@ -14,15 +14,18 @@ def answer(status: int, body=None, text: str | None = None) -> httpx.Response:
     return httpx.Response(status, json=body if body is not None else {})
 
 
-@pytest.mark.parametrize("response, rule", [
-    (answer(500, text="Internal Server Error"), "500 to"),
-    (answer(503, {"detail": "a dependency is unavailable"}), "503 to"),  # a documented 503 is still a 5xx here
-    (None, "no answer"),
-    (answer(418, {"detail": "teapot"}), "undocumented 418"),
-    (answer(422, {}), "422 without a detail message"),
-    (answer(400, text="<html>bad</html>"), "400 without a detail message"),
-    (answer(400, {"error": {}}), "400 without a detail message"),
-])
+@pytest.mark.parametrize(
+    "response, rule",
+    [
+        (answer(500, text="Internal Server Error"), "500 to"),
+        (answer(503, {"detail": "a dependency is unavailable"}), "503 to"),  # a documented 503 is still a 5xx here
+        (None, "no answer"),
+        (answer(418, {"detail": "teapot"}), "undocumented 418"),
+        (answer(422, {}), "422 without a detail message"),
+        (answer(400, text="<html>bad</html>"), "400 without a detail message"),
+        (answer(400, {"error": {}}), "400 without a detail message"),
+    ],
+)
 def test_each_bad_answer_is_named(response, rule):
     t = Tally()
     with pytest.raises(AssertionError, match=rule):

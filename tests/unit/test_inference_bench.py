@@ -82,9 +82,13 @@ def interleaved_ratios(model, windows, rounds: int = 300) -> dict[str, float]:
         with torch.no_grad():
             return model(x)
 
-    pairs = {"worker_over_raw": (lambda: batcher.forecast(windows[0], 1), raw),
-             "batch8_speedup": (lambda: [lstm.forecast_batch(model, [v], 1) for v in windows],
-                                lambda: lstm.forecast_batch(model, windows, 1))}
+    pairs = {
+        "worker_over_raw": (lambda: batcher.forecast(windows[0], 1), raw),
+        "batch8_speedup": (
+            lambda: [lstm.forecast_batch(model, [v], 1) for v in windows],
+            lambda: lstm.forecast_batch(model, windows, 1),
+        ),
+    }
     out = {}
     for name, (num, den) in pairs.items():
         a, b = [], []
@@ -98,10 +102,20 @@ def interleaved_ratios(model, windows, rounds: int = 300) -> dict[str, float]:
 
 
 def _gate_verdicts(gates: dict, speedup: float, overhead: float) -> list[slo.Verdict]:
-    return [slo.Verdict("LSTM batch of 8 speed-up over 8 singles", f">= {gates['lstm_batch8_speedup_min']}",
-                        round(speedup, 3), speedup >= gates["lstm_batch8_speedup_min"]),
-            slo.Verdict("LSTM worker path / raw torch forward", f"<= {gates['lstm_worker_over_raw_max']}",
-                        round(overhead, 3), overhead <= gates["lstm_worker_over_raw_max"])]
+    return [
+        slo.Verdict(
+            "LSTM batch of 8 speed-up over 8 singles",
+            f">= {gates['lstm_batch8_speedup_min']}",
+            round(speedup, 3),
+            speedup >= gates["lstm_batch8_speedup_min"],
+        ),
+        slo.Verdict(
+            "LSTM worker path / raw torch forward",
+            f"<= {gates['lstm_worker_over_raw_max']}",
+            round(overhead, 3),
+            overhead <= gates["lstm_worker_over_raw_max"],
+        ),
+    ]
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
@@ -114,23 +128,35 @@ def test_gates_from_this_run(benchmark, model, windows):  # requests the fixture
     gates = slo.load()["bench"]
     speedup = MEDIANS["singles_8"] / MEDIANS["batch_8"]
     overhead = MEDIANS["worker_single"] / MEDIANS["raw_single"]
-    print(f"\nLSTM p50: worker path {MEDIANS['worker_single'] * 1e6:.0f} µs, raw torch "
-          f"{MEDIANS['raw_single'] * 1e6:.0f} µs (x{overhead:.2f}); batch of 8 {MEDIANS['batch_8'] * 1e6:.0f} µs vs "
-          f"8 singles {MEDIANS['singles_8'] * 1e6:.0f} µs (speed-up x{speedup:.2f}); moving average "
-          f"{MEDIANS['moving_average'] * 1e6:.1f} µs")
+    print(
+        f"\nLSTM p50: worker path {MEDIANS['worker_single'] * 1e6:.0f} µs, raw torch "
+        f"{MEDIANS['raw_single'] * 1e6:.0f} µs (x{overhead:.2f}); batch of 8 {MEDIANS['batch_8'] * 1e6:.0f} µs vs "
+        f"8 singles {MEDIANS['singles_8'] * 1e6:.0f} µs (speed-up x{speedup:.2f}); moving average "
+        f"{MEDIANS['moving_average'] * 1e6:.1f} µs"
+    )
     before = history.previous("lstm")
     if before:
-        print(f"previous run ({before['at']}): x{before['worker_over_raw']:.2f} worker/raw, "
-              f"x{before['batch8_speedup']:.2f} batch speed-up")
-    history.append("lstm", {**{k: round(v * 1e6, 2) for k, v in MEDIANS.items()},
-                            "worker_over_raw": round(overhead, 3), "batch8_speedup": round(speedup, 3)})
+        print(
+            f"previous run ({before['at']}): x{before['worker_over_raw']:.2f} worker/raw, "
+            f"x{before['batch8_speedup']:.2f} batch speed-up"
+        )
+    history.append(
+        "lstm",
+        {
+            **{k: round(v * 1e6, 2) for k, v in MEDIANS.items()},
+            "worker_over_raw": round(overhead, 3),
+            "batch8_speedup": round(speedup, 3),
+        },
+    )
     verdicts = _gate_verdicts(gates, speedup, overhead)
     if not all(v.ok for v in verdicts):
         # a ratio of two benchmarks run minutes apart can be skewed by a burst of contention on one side only: a gate
         # that fails is measured again with both sides interleaved, and the run fails only if it fails again
         again = interleaved_ratios(model, windows)
-        print("gate missed on the benchmarks (" + "; ".join(v.line() for v in verdicts if not v.ok) + "); interleaved "
-              f"re-measure: x{again['worker_over_raw']:.2f} worker/raw, x{again['batch8_speedup']:.2f} speed-up")
+        print(
+            "gate missed on the benchmarks (" + "; ".join(v.line() for v in verdicts if not v.ok) + "); interleaved "
+            f"re-measure: x{again['worker_over_raw']:.2f} worker/raw, x{again['batch8_speedup']:.2f} speed-up"
+        )
         verdicts = _gate_verdicts(gates, again["batch8_speedup"], again["worker_over_raw"])
     failed = [v.line() for v in verdicts if not v.ok]
     assert not failed, "\n".join(failed)

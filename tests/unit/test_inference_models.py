@@ -41,7 +41,7 @@ def test_lstm_forecasts_every_pattern_better_than_a_coin_and_rolls_past_its_hori
         [pred] = lstm.forecast_batch(model, [hist], 12)  # 12 > HORIZON: rolls forward on its own output
         assert len(pred) == 12
         mae, _ = errors(pred[:1], actual[:1])
-        spread = max(hist[-lstm.WINDOW:]) - min(hist[-lstm.WINDOW:])
+        spread = max(hist[-lstm.WINDOW :]) - min(hist[-lstm.WINDOW :])
         assert mae < spread, (pattern, mae, spread)  # within the window's range, not nonsense
 
 
@@ -50,6 +50,7 @@ def test_lstm_card_records_how_it_was_trained():
     assert card["seed"] and card["window"] == lstm.WINDOW and card["horizon"] == lstm.HORIZON
     assert set(card["heldout_next_value"]) == set(PATTERNS)
     import hashlib
+
     assert hashlib.sha256(lstm.CHECKPOINT.read_bytes()).hexdigest() == card["sha256"]
 
 

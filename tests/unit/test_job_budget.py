@@ -94,14 +94,19 @@ def test_a_child_that_dies_without_a_word_fails_the_job_with_how_it_died(how, sa
     assert err.value.code == "job_process_died" and said in err.value.message
 
 
-
 def test_a_child_whose_worker_died_stops_too():
     """A worker killed (SIGKILL) while its job process reads a file: the job process must not run on."""
     import subprocess
     import sys
 
-    worker = subprocess.Popen([sys.executable, "-c", "import time\nfrom system.pipelines.budget import "
-                               "run_within_budget\nrun_within_budget(time.sleep, 60, seconds=60, memory_mb=100)"])
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom system.pipelines.budget import "
+            "run_within_budget\nrun_within_budget(time.sleep, 60, seconds=60, memory_mb=100)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         job: list[psutil.Process] = []

@@ -21,14 +21,19 @@ def ev(status: str, attempts: int, event_id: int) -> dict:
 
 def clean() -> StoreState:
     """Two jobs as a healthy run leaves them: an inference job (two models) and a score job."""
-    rows = {INF: {"kind": "inference", "status": "completed", "params": {"models": MODELS}, "error_code": None},
-            SCORE: {"kind": "score", "status": "completed_with_warnings", "params": {}, "error_code": None}}
+    rows = {
+        INF: {"kind": "inference", "status": "completed", "params": {"models": MODELS}, "error_code": None},
+        SCORE: {"kind": "score", "status": "completed_with_warnings", "params": {}, "error_code": None},
+    }
     cached = {INF: json.dumps({"status": "completed"}), SCORE: json.dumps({"status": "completed_with_warnings"})}
-    results = {"inference": {INF: [{"model": m, "status": "completed"} for m in MODELS]},
-               "score": {SCORE: [{"status": "completed_with_warnings"}]}}
-    job_events = {INF: [ev("queued", 0, 1), ev("running", 1, 5), ev("completed", 1, 9)],
-                  SCORE: [ev("queued", 0, 2), ev("running", 1, 3), ev("running", 2, 7),
-                          ev("completed_with_warnings", 2, 8)]}
+    results = {
+        "inference": {INF: [{"model": m, "status": "completed"} for m in MODELS]},
+        "score": {SCORE: [{"status": "completed_with_warnings"}]},
+    }
+    job_events = {
+        INF: [ev("queued", 0, 1), ev("running", 1, 5), ev("completed", 1, 9)],
+        SCORE: [ev("queued", 0, 2), ev("running", 1, 3), ev("running", 2, 7), ev("completed_with_warnings", 2, 8)],
+    }
     return StoreState([INF, SCORE], rows, cached, results, job_events)
 
 
@@ -62,32 +67,45 @@ def _mutate(fn) -> ledger.LedgerReport:
 CASES = {
     "lost": (lambda s: s.rows.pop(INF), "accepted but not in Postgres"),
     "not_terminal": (lambda s: s.rows[INF].update(status="running"), "not terminal in Postgres (running)"),
-    "failed_without_reason": (lambda s: (s.rows[SCORE].update(status="failed"),
-                                         s.cached.update({SCORE: json.dumps({"status": "failed"})}),
-                                         s.results["score"][SCORE][0].update(status="failed"),
-                                         s.job_events[SCORE][-1].update(status="failed")),
-                              "failed without a recorded reason"),
-    "redis_disagrees": (lambda s: s.cached.update({INF: json.dumps({"status": "running"})}),
-                        "Redis says 'running', Postgres says 'completed'"),
-    "no_models": (lambda s: (s.rows[INF]["params"].update(models=[]), s.results["inference"].pop(INF)),
-                  "params list no models"),
+    "failed_without_reason": (
+        lambda s: (
+            s.rows[SCORE].update(status="failed"),
+            s.cached.update({SCORE: json.dumps({"status": "failed"})}),
+            s.results["score"][SCORE][0].update(status="failed"),
+            s.job_events[SCORE][-1].update(status="failed"),
+        ),
+        "failed without a recorded reason",
+    ),
+    "redis_disagrees": (
+        lambda s: s.cached.update({INF: json.dumps({"status": "running"})}),
+        "Redis says 'running', Postgres says 'completed'",
+    ),
+    "no_models": (
+        lambda s: (s.rows[INF]["params"].update(models=[]), s.results["inference"].pop(INF)),
+        "params list no models",
+    ),
     "result_missing": (lambda s: s.results["inference"][INF].pop(), "0 Kafka result events for moving_average"),
-    "result_duplicate": (lambda s: s.results["inference"][INF].append({"model": "lstm", "status": "completed"}),
-                         "2 Kafka result events for lstm, want 1"),
-    "result_unexpected": (lambda s: s.results["inference"][INF].append({"model": "ghost", "status": "completed"}),
-                          "'ghost', which the job did not run"),
-    "result_status": (lambda s: s.results["score"][SCORE][0].update(status="failed"),
-                      "Kafka event says 'failed'"),
+    "result_duplicate": (
+        lambda s: s.results["inference"][INF].append({"model": "lstm", "status": "completed"}),
+        "2 Kafka result events for lstm, want 1",
+    ),
+    "result_unexpected": (
+        lambda s: s.results["inference"][INF].append({"model": "ghost", "status": "completed"}),
+        "'ghost', which the job did not run",
+    ),
+    "result_status": (lambda s: s.results["score"][SCORE][0].update(status="failed"), "Kafka event says 'failed'"),
     "events_missing": (lambda s: s.job_events[INF].pop(), "job_events lacks completed"),
-    "events_duplicate": (lambda s: s.job_events[INF].append(ev("running", 1, 5)),
-                         "'running' (attempt 1) 2 times"),
+    "events_duplicate": (lambda s: s.job_events[INF].append(ev("running", 1, 5)), "'running' (attempt 1) 2 times"),
     "events_order": (lambda s: s.job_events[INF].append(ev("running", 2, 10)), "is not queued → running…"),
-    "topic_incomplete": (lambda s: s.read_errors.append("read of 'job_events' hit its 30s deadline"),
-                         "deadline"),
-    "refused_ran": (lambda s: s.refused_rows.update(tok=[{"id": INF, "status": "completed", "attempts": 1}]),
-                    "refused by the API, yet recorded as job"),
-    "dlq_unexplained": (lambda s: s.dlq.append({"message_id": "m1", "job_id": INF, "status": "completed",
-                                                "error_code": None}), "which is completed — unexplained"),
+    "topic_incomplete": (lambda s: s.read_errors.append("read of 'job_events' hit its 30s deadline"), "deadline"),
+    "refused_ran": (
+        lambda s: s.refused_rows.update(tok=[{"id": INF, "status": "completed", "attempts": 1}]),
+        "refused by the API, yet recorded as job",
+    ),
+    "dlq_unexplained": (
+        lambda s: s.dlq.append({"message_id": "m1", "job_id": INF, "status": "completed", "error_code": None}),
+        "which is completed — unexplained",
+    ),
 }
 
 
@@ -113,8 +131,10 @@ def test_one_problem_does_not_mask_another():
 
 def test_dlq_messages_that_are_explained_are_counted_not_flagged():
     state = clean()
-    state.dlq = [{"message_id": "a", "job_id": None, "status": None, "error_code": None},
-                 {"message_id": "b", "job_id": SCORE, "status": "failed", "error_code": "max_attempts_exceeded"}]
+    state.dlq = [
+        {"message_id": "a", "job_id": None, "status": None, "error_code": None},
+        {"message_id": "b", "job_id": SCORE, "status": "failed", "error_code": "max_attempts_exceeded"},
+    ]
     report = judge(state)
     assert report.ok and report.dlq == {"not a job message": 1, "job failed: max_attempts_exceeded": 1}
 

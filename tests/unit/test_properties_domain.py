@@ -25,8 +25,12 @@ series = st.lists(finite, min_size=1, max_size=300)
 
 
 # -- the pattern generators --------------------------------------------------------------------------------------
-@given(pattern=st.sampled_from(PATTERNS), n=st.integers(1, 10_000), seed=st.integers(0, 2**32),
-       noise=st.floats(0, 10, allow_nan=False))
+@given(
+    pattern=st.sampled_from(PATTERNS),
+    n=st.integers(1, 10_000),
+    seed=st.integers(0, 2**32),
+    noise=st.floats(0, 10, allow_nan=False),
+)
 def test_patterns_are_seeded_finite_and_as_long_as_asked(pattern, n, seed, noise):
     a = generate(pattern, n, seed, noise)
     assert len(a) == n and all(math.isfinite(v) for v in a)
@@ -58,7 +62,7 @@ def test_linear_trend_matches_least_squares(values, horizon, window):
     import numpy as np
 
     got = inference.linear_trend(values, horizon, window)
-    ys = np.array(values[-max(window * 4, 2):], dtype=float)
+    ys = np.array(values[-max(window * 4, 2) :], dtype=float)
     xs = np.arange(len(ys), dtype=float)
     slope, intercept = np.polyfit(xs, ys, 1)
     expected = [intercept + slope * (len(ys) - 1 + k) for k in range(1, horizon + 1)]
@@ -113,15 +117,26 @@ def test_lstm_forecasts_are_finite_well_shaped_and_batching_changes_nothing(lstm
 
 
 # -- format sniffing on arbitrary bytes ----------------------------------------------------------------------------
-SIGNATURES = {"midi": b"MThd", "pdf": b"%PDF-", "png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff", "mxl": b"PK\x03\x04"}
+SIGNATURES = {
+    "midi": b"MThd",
+    "pdf": b"%PDF-",
+    "png": b"\x89PNG\r\n\x1a\n",
+    "jpeg": b"\xff\xd8\xff",
+    "mxl": b"PK\x03\x04",
+}
 
 
-@given(data=st.one_of(
-    st.binary(max_size=5000),
-    st.builds(lambda sig, rest: sig + rest, st.sampled_from(list(SIGNATURES.values())), st.binary(max_size=2000)),
-    st.builds(lambda head, rest: head + rest, st.sampled_from([b"<score-partwise", b"**kern", b"X:1\nK:C\n", b"!!!"]),
-              st.binary(max_size=500)),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=5000),
+        st.builds(lambda sig, rest: sig + rest, st.sampled_from(list(SIGNATURES.values())), st.binary(max_size=2000)),
+        st.builds(
+            lambda head, rest: head + rest,
+            st.sampled_from([b"<score-partwise", b"**kern", b"X:1\nK:C\n", b"!!!"]),
+            st.binary(max_size=500),
+        ),
+    )
+)
 @example(b"PK\x03\x04")
 @example(b"PK\x05\x06" + b"\x00" * 18)  # an empty archive's end record alone
 @example(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\xe7\x28MTrk\xff\xff\xff\xff\x8f")  # SMPTE, a lying length

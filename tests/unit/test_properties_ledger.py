@@ -27,11 +27,16 @@ def healthy_runs(draw) -> StoreState:
         kind = draw(st.sampled_from(["inference", "score"]))
         status = draw(st.sampled_from(TERMINAL))
         models = draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=3, unique=True))
-        rows[jid] = {"kind": kind, "status": status, "params": {"models": models} if kind == "inference" else {},
-                     "error_code": "some_reason" if status == "failed" else None}
+        rows[jid] = {
+            "kind": kind,
+            "status": status,
+            "params": {"models": models} if kind == "inference" else {},
+            "error_code": "some_reason" if status == "failed" else None,
+        }
         cached[jid] = json.dumps({"status": status})
-        results[kind][jid] = ([{"model": m, "status": status} for m in models] if kind == "inference"
-                              else [{"status": status}])
+        results[kind][jid] = (
+            [{"model": m, "status": status} for m in models] if kind == "inference" else [{"status": status}]
+        )
         attempts = draw(st.integers(1, 3))
         path = [("queued", 0)] + [("running", a) for a in range(1, attempts + 1)] + [(status, attempts)]
         evs = []
@@ -47,11 +52,9 @@ INJECT = {
     "not_terminal": lambda s, j: s.rows[j].update(status="running"),
     "redis_disagrees": lambda s, j: s.cached.update({j: json.dumps({"status": "queued"})}),
     "result_missing": lambda s, j: s.results[s.rows[j]["kind"]][j].pop(),
-    "result_duplicate": lambda s, j: s.results[s.rows[j]["kind"]][j].append(
-        dict(s.results[s.rows[j]["kind"]][j][0])),
+    "result_duplicate": lambda s, j: s.results[s.rows[j]["kind"]][j].append(dict(s.results[s.rows[j]["kind"]][j][0])),
     "result_status": lambda s, j: s.results[s.rows[j]["kind"]][j][0].update(status="queued"),
-    "events_missing": lambda s, j: s.job_events.update(
-        {j: [e for e in s.job_events[j] if e["status"] != "queued"]}),
+    "events_missing": lambda s, j: s.job_events.update({j: [e for e in s.job_events[j] if e["status"] != "queued"]}),
     "events_duplicate": lambda s, j: s.job_events[j].append({**s.job_events[j][0], "event_id": 10_000}),
     "failed_without_reason": lambda s, j: s.rows[j].update(status="failed", error_code=None),
 }

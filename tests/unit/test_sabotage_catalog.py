@@ -32,14 +32,17 @@ def test_defects_split_by_the_process_they_go_into():
 
 def test_planting_replaces_the_systems_code_in_a_fresh_process():
     """In a subprocess (planting is for good): the patched attribute is no longer the system's own."""
-    code = ("import system.worker.runner as r, system.storage.events as e; before = (r.Worker._handle, "
-            "e.OutboxPublisher.publish); from harness.sabotage import plant; plant('ack_before_commit,double_publish');"
-            " assert r.Worker._handle is not before[0] and e.OutboxPublisher.publish is not before[1]; print('ok')")
+    code = (
+        "import system.worker.runner as r, system.storage.events as e; before = (r.Worker._handle, "
+        "e.OutboxPublisher.publish); from harness.sabotage import plant; plant('ack_before_commit,double_publish');"
+        " assert r.Worker._handle is not before[0] and e.OutboxPublisher.publish is not before[1]; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_the_entry_point_lists_the_catalog():
-    out = subprocess.run([sys.executable, "-m", "harness.sabotage", "--list"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.sabotage", "--list"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and all(name in out.stdout for name in CATALOG)

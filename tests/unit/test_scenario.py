@@ -14,9 +14,21 @@ BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service
 def test_shipped_scenarios_parse_and_cover_what_they_promise():
     full = scenario.load("full")
     faults = {w.fault for w in full.windows}
-    assert faults >= {"http.delay", "http.error_rate", "http.rate_limit", "http.timeout", "http.malformed_json",
-                      "http.connection_drop", "worker.kill", "worker.pause", "service.restart", "service.kill",
-                      "tcp.latency", "tcp.reset_peer", "tcp.timeout"}
+    assert faults >= {
+        "http.delay",
+        "http.error_rate",
+        "http.rate_limit",
+        "http.timeout",
+        "http.malformed_json",
+        "http.connection_drop",
+        "worker.kill",
+        "worker.pause",
+        "service.restart",
+        "service.kill",
+        "tcp.latency",
+        "tcp.reset_peer",
+        "tcp.timeout",
+    }
     restarted = {w.service for w in full.windows if w.fault == "service.restart"}
     assert restarted == set(scenario.SERVICES)
     for toxic in ("tcp.latency", "tcp.reset_peer", "tcp.timeout"):
@@ -27,20 +39,34 @@ def test_shipped_scenarios_parse_and_cover_what_they_promise():
     assert ci.load_s < 150  # it runs inside the README test command
 
 
-@pytest.mark.parametrize(("doc", "words"), [
-    ({"window": [{"name": "w", "fault": "http.teleport", "duration_s": 1}]}, "unknown fault 'http.teleport'"),
-    ({"window": [{"name": "w", "fault": "service.restart", "duration_s": 1}]}, "service.restart needs params.service"),
-    ({"window": [{"name": "w", "fault": "service.restart", "params": {"service": "mysql"}, "duration_s": 1}]},
-     "params.service = 'mysql'; choose from postgres, redis, kafka, localstack"),
-    ({"window": [{"name": "w", "fault": "tcp.latency", "params": {"service": "redis", "latency": 5},
-                  "duration_s": 1}]}, "unknown key(s) latency"),
-    ({"window": [{"name": "w", "fault": "worker.kill"}]}, "missing `duration_s`"),
-    ({**BASE, "run": {"userz": 3}}, "[run]: unknown key(s) userz"),
-    ({**BASE, "defaults": {"targets": {"recover_in": 3}}}, "unknown key(s) recover_in"),
-    ({**BASE, "ledger": {"lots": 1}}, "[ledger]: unknown key(s) lots"),
-    ({"window": BASE["window"] * 2}, "window names must be unique; repeated: w"),
-    ({}, "no [[window]]"),
-])
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        ({"window": [{"name": "w", "fault": "http.teleport", "duration_s": 1}]}, "unknown fault 'http.teleport'"),
+        (
+            {"window": [{"name": "w", "fault": "service.restart", "duration_s": 1}]},
+            "service.restart needs params.service",
+        ),
+        (
+            {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "mysql"}, "duration_s": 1}]},
+            "params.service = 'mysql'; choose from postgres, redis, kafka, localstack",
+        ),
+        (
+            {
+                "window": [
+                    {"name": "w", "fault": "tcp.latency", "params": {"service": "redis", "latency": 5}, "duration_s": 1}
+                ]
+            },
+            "unknown key(s) latency",
+        ),
+        ({"window": [{"name": "w", "fault": "worker.kill"}]}, "missing `duration_s`"),
+        ({**BASE, "run": {"userz": 3}}, "[run]: unknown key(s) userz"),
+        ({**BASE, "defaults": {"targets": {"recover_in": 3}}}, "unknown key(s) recover_in"),
+        ({**BASE, "ledger": {"lots": 1}}, "[ledger]: unknown key(s) lots"),
+        ({"window": BASE["window"] * 2}, "window names must be unique; repeated: w"),
+        ({}, "no [[window]]"),
+    ],
+)
 def test_a_mistake_is_named_where_it_is(doc, words):
     with pytest.raises(scenario.ScenarioError) as err:
         scenario.parse(doc)
@@ -48,10 +74,15 @@ def test_a_mistake_is_named_where_it_is(doc, words):
 
 
 def test_defaults_merge_and_only_selects_windows():
-    sc = scenario.parse({"defaults": {"recovery_s": 7, "targets": {"recover_s": 9, "server_errors": 0}},
-                         "window": [{"name": "a", "fault": "worker.kill", "duration_s": 2,
-                                     "targets": {"recover_s": 20}},
-                                    {"name": "b", "fault": "worker.pause", "duration_s": 3, "recovery_s": 4}]})
+    sc = scenario.parse(
+        {
+            "defaults": {"recovery_s": 7, "targets": {"recover_s": 9, "server_errors": 0}},
+            "window": [
+                {"name": "a", "fault": "worker.kill", "duration_s": 2, "targets": {"recover_s": 20}},
+                {"name": "b", "fault": "worker.pause", "duration_s": 3, "recovery_s": 4},
+            ],
+        }
+    )
     a, b = sc.windows
     assert a.recovery_s == 7 and a.targets == {"recover_s": 20, "server_errors": 0}
     assert b.recovery_s == 4 and b.targets == {"recover_s": 9, "server_errors": 0}
@@ -96,10 +127,18 @@ def test_a_straggler_counts_against_its_own_window_only():
     assert _time_to_recover(stuck_earlier, 100, 115, steady_p95_ms=100, tolerance=2, since=70) == 0.0
 
 
-@pytest.mark.parametrize("key, limit, bad, good", [
-    ("recover_s", 30, 31.5, 2.0), ("server_errors", 0, 3, 0), ("api_p95_ms", 500, 900, 120),
-    ("done_p95_ms", 5000, 7000, 800), ("min_completed", 10, 4, 40), ("min_accepted", 20, 0, 200),
-    ("failed_jobs", 0, 2, 0)])
+@pytest.mark.parametrize(
+    "key, limit, bad, good",
+    [
+        ("recover_s", 30, 31.5, 2.0),
+        ("server_errors", 0, 3, 0),
+        ("api_p95_ms", 500, 900, 120),
+        ("done_p95_ms", 5000, 7000, 800),
+        ("min_completed", 10, 4, 40),
+        ("min_accepted", 20, 0, 200),
+        ("failed_jobs", 0, 2, 0),
+    ],
+)
 def test_every_target_turns_red_with_its_name_when_missed(key, limit, bad, good):
     [trace, v] = window_verdicts("w1", "proxy_hits", 5, {key: limit}, {key: bad})
     assert trace.ok and not v.ok and v.slo == f"w1: {key}" and v.measured == bad

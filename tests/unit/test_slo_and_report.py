@@ -18,18 +18,45 @@ SLOS = {
 
 def figures(**over):
     f = {
-        "api": {"POST /x": {"requests": 100, "failures": 0, "error_rate": 0.0, "p50_ms": 10, "p95_ms": 40,
-                            "p99_ms": 60, "rps": 10},
-                "GET /y": {"requests": 100, "failures": 2, "error_rate": 0.02, "p50_ms": 10, "p95_ms": 90,
-                           "p99_ms": 95, "rps": 10}},
-        "queue": {"inference": {"jobs": 10, "wait_p50_ms": 10, "wait_p95_ms": 500, "done_p50_ms": 20,
-                                "done_p95_ms": 2500}},
-        "throughput_jobs_per_s": 7.5, "drain_s": 3.0, "dlq_messages": 0, "redelivered_jobs": 1, "failed_jobs": 0,
-        "models": {"lstm": {"count": 10, "p50_ms": 2, "p95_ms": 5}}, "jobs": 10, "by_status": {"completed": 10},
-        "api_history": [{"t": 100, "users": 5, "rps": 10, "p50_ms": 10, "p95_ms": 40, "failures_per_s": 0},
-                        {"t": 101, "users": 5, "rps": 12, "p50_ms": 11, "p95_ms": 45, "failures_per_s": 0}],
-        "queue_depth": [{"t": 100.5, "waiting": 3, "in_flight": 2, "dlq": 0}], "finished_times": [100.2, 101.7],
-        "users": 5, "duration_s": 2,
+        "api": {
+            "POST /x": {
+                "requests": 100,
+                "failures": 0,
+                "error_rate": 0.0,
+                "p50_ms": 10,
+                "p95_ms": 40,
+                "p99_ms": 60,
+                "rps": 10,
+            },
+            "GET /y": {
+                "requests": 100,
+                "failures": 2,
+                "error_rate": 0.02,
+                "p50_ms": 10,
+                "p95_ms": 90,
+                "p99_ms": 95,
+                "rps": 10,
+            },
+        },
+        "queue": {
+            "inference": {"jobs": 10, "wait_p50_ms": 10, "wait_p95_ms": 500, "done_p50_ms": 20, "done_p95_ms": 2500}
+        },
+        "throughput_jobs_per_s": 7.5,
+        "drain_s": 3.0,
+        "dlq_messages": 0,
+        "redelivered_jobs": 1,
+        "failed_jobs": 0,
+        "models": {"lstm": {"count": 10, "p50_ms": 2, "p95_ms": 5}},
+        "jobs": 10,
+        "by_status": {"completed": 10},
+        "api_history": [
+            {"t": 100, "users": 5, "rps": 10, "p50_ms": 10, "p95_ms": 40, "failures_per_s": 0},
+            {"t": 101, "users": 5, "rps": 12, "p50_ms": 11, "p95_ms": 45, "failures_per_s": 0},
+        ],
+        "queue_depth": [{"t": 100.5, "waiting": 3, "in_flight": 2, "dlq": 0}],
+        "finished_times": [100.2, 101.7],
+        "users": 5,
+        "duration_s": 2,
     }
     f.update(over)
     return f
@@ -56,18 +83,24 @@ def test_a_missing_figure_fails_rather_than_passes():
 
 def test_every_named_slo_without_a_measurement_fails():
     """An endpoint, queue kind or model the SLO file names and the run never measured fails as n/a."""
-    slos = {**SLOS, "api": {**SLOS["api"], "/ws": {"p95_ms": 1000, "error_rate": 0.01}},
-            "models": {"lstm": {"p95_ms": 20}, "moving_average": {"p95_ms": 1}}}
+    slos = {
+        **SLOS,
+        "api": {**SLOS["api"], "/ws": {"p95_ms": 1000, "error_rate": 0.01}},
+        "models": {"lstm": {"p95_ms": 20}, "moving_average": {"p95_ms": 1}},
+    }
     verdicts = {v.slo: v for v in slo.evaluate(slos, figures())}
-    for name in ("api /ws p95 ms", "api /ws error rate", "model moving_average latency p95 ms",
-                 "queue score enqueue->done p95 ms"):
+    for name in (
+        "api /ws p95 ms",
+        "api /ws error rate",
+        "model moving_average latency p95 ms",
+        "queue score enqueue->done p95 ms",
+    ):
         assert not verdicts[name].ok and verdicts[name].measured is None, name
         assert "FAIL" in verdicts[name].line() and "n/a" in verdicts[name].line()
 
 
 def test_capacity_is_judged_against_the_same_runs_sqs_ceiling():
-    slos = slo.section({"throughput": {"min_capacity_share_of_sqs_ceiling": 0.04}, "api": {"p95_ms": 1}},
-                       "throughput")
+    slos = slo.section({"throughput": {"min_capacity_share_of_sqs_ceiling": 0.04}, "api": {"p95_ms": 1}}, "throughput")
     ok = slo.evaluate(slos, {"capacity": {"jobs_per_s": 60, "share_of_ceiling": 0.05}})
     slow = slo.evaluate(slos, {"capacity": {"jobs_per_s": 12, "share_of_ceiling": 0.01}})
     missing = slo.evaluate(slos, {})
@@ -105,4 +138,3 @@ def test_the_diff_marks_only_moves_beyond_the_noise_band():
     assert rows["backlog drain s"]["noise_band_pct"] == 25
     faster = {"figures": {"throughput_jobs_per_s": 150.0, "drain_s": 1.0}}
     assert not any(r["worse"] for r in report.diff(faster, before, bands={}))  # better is never "worse"
-

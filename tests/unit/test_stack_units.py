@@ -24,8 +24,9 @@ def test_free_ports_are_distinct_and_bindable():
 
 
 def test_process_that_exits_fails_at_once_with_its_log(tmp_path):
-    p = ManagedProcess("crasher", [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"],
-                       tmp_path / "crasher.log").start()
+    p = ManagedProcess(
+        "crasher", [sys.executable, "-c", "print('boom: bad config'); raise SystemExit(3)"], tmp_path / "crasher.log"
+    ).start()
     started = time.monotonic()
     with pytest.raises(ServiceStartError) as info:
         p.wait_ready(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=30)

@@ -10,9 +10,20 @@ import redis
 
 from system.storage.status_cache import CacheUnavailable, StatusCache
 
-ROW = {"id": "a", "kind": "inference", "status": "queued", "params": {"pattern": "linear"}, "attempts": 0,
-       "error_code": None, "error_message": None, "enqueued_at": None, "started_at": None, "finished_at": None,
-       "updated_at": None, "result": None}
+ROW = {
+    "id": "a",
+    "kind": "inference",
+    "status": "queued",
+    "params": {"pattern": "linear"},
+    "attempts": 0,
+    "error_code": None,
+    "error_message": None,
+    "enqueued_at": None,
+    "started_at": None,
+    "finished_at": None,
+    "updated_at": None,
+    "result": None,
+}
 
 
 @pytest.fixture

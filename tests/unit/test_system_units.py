@@ -15,9 +15,17 @@ from system.pipelines.inference import errors, linear_trend, moving_average
 
 
 def test_settings_use_the_original_designs_names(monkeypatch):
-    for k, v in {"POSTGRES_HOST": "db", "POSTGRES_PORT": "5433", "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p",
-                 "POSTGRES_DB": "d", "SQS_QUEUE_NAME": "q", "S3_BUCKET_NAME": "b",
-                 "AWS_ENDPOINT_URL": "http://localstack:4566", "OPENAI_API_BASE": "http://mock:8089/v1"}.items():
+    for k, v in {
+        "POSTGRES_HOST": "db",
+        "POSTGRES_PORT": "5433",
+        "POSTGRES_USER": "u",
+        "POSTGRES_PASSWORD": "p",
+        "POSTGRES_DB": "d",
+        "SQS_QUEUE_NAME": "q",
+        "S3_BUCKET_NAME": "b",
+        "AWS_ENDPOINT_URL": "http://localstack:4566",
+        "OPENAI_API_BASE": "http://mock:8089/v1",
+    }.items():
         monkeypatch.setenv(k, v)
     s = Settings(_env_file=None)
     assert s.dsn == "postgresql://u:p@db:5433/d"
@@ -66,8 +74,12 @@ def test_inference_body_takes_one_series_or_a_batch():
     one = InferenceIn.model_validate({"pattern": "linear", "values": [1, 2]})
     batch = InferenceIn.model_validate({"series": [{"pattern": "seasonal", "values": [1, 2]}] * 3})
     assert len(one.series) == 1 and len(batch.series) == 3
-    for bad in ({"pattern": "linear", "values": [1, float("nan")]}, {"pattern": "linear", "values": [1, 2], "x": 1},
-                {"series": [{"pattern": "linear", "values": [1, 2]}], "extra": True}, {"series": None},
-                {"series": [None]}):
+    for bad in (
+        {"pattern": "linear", "values": [1, float("nan")]},
+        {"pattern": "linear", "values": [1, 2], "x": 1},
+        {"series": [{"pattern": "linear", "values": [1, 2]}], "extra": True},
+        {"series": None},
+        {"series": [None]},
+    ):
         with pytest.raises(ValidationError):
             InferenceIn.model_validate(bad)

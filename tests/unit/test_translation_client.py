@@ -15,15 +15,25 @@ BASE = "http://mock-openai.test/v1"
 
 
 def ok(text="[mock] Ave") -> httpx.Response:
-    return httpx.Response(200, json={
-        "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+    return httpx.Response(
+        200,
+        json={
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        },
+    )
 
 
 def limited(retry_after: str) -> httpx.Response:
-    return httpx.Response(429, headers={"retry-after": retry_after},
-                          json={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}})
+    return httpx.Response(
+        429,
+        headers={"retry-after": retry_after},
+        json={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+    )
 
 
 def client(**kw) -> openai.OpenAI:
@@ -59,8 +69,9 @@ def test_retry_after_above_120s_is_not_retried_at_all():
 @respx.mock
 def test_a_timeout_becomes_the_jobs_recorded_reason():
     route = respx.post(f"{BASE}/chat/completions").mock(side_effect=httpx.ReadTimeout("read timed out"))
-    done, warnings = translate_all(client(timeout=1.0), "gpt-4o-mini", "job-1",
-                                   {"title": "Ave", "lyrics:Soprano": "Ave Maria"}, "Korean")
+    done, warnings = translate_all(
+        client(timeout=1.0), "gpt-4o-mini", "job-1", {"title": "Ave", "lyrics:Soprano": "Ave Maria"}, "Korean"
+    )
     assert done == {} and route.call_count == 6  # each item: the call and its two retries
     assert [w["item"] for w in warnings] == ["title", "lyrics:Soprano"]
     assert all(w["code"] == "translation_failed" and "APITimeoutError" in w["message"] for w in warnings)
@@ -68,8 +79,9 @@ def test_a_timeout_becomes_the_jobs_recorded_reason():
 
 @respx.mock
 def test_client_errors_are_not_retried():
-    route = respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(
-        400, json={"error": {"message": "bad model", "type": "invalid_request_error"}}))
+    route = respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(400, json={"error": {"message": "bad model", "type": "invalid_request_error"}})
+    )
     with pytest.raises(openai.BadRequestError):
         translate(client(), "nope", "Ave", "Korean")
     assert route.call_count == 1
@@ -77,7 +89,8 @@ def test_client_errors_are_not_retried():
 
 @respx.mock
 def test_a_malformed_body_is_a_warning_not_a_crash():
-    respx.post(f"{BASE}/chat/completions").mock(return_value=httpx.Response(
-        200, content=b"{not json", headers={"content-type": "application/json"}))
+    respx.post(f"{BASE}/chat/completions").mock(
+        return_value=httpx.Response(200, content=b"{not json", headers={"content-type": "application/json"})
+    )
     done, warnings = translate_all(client(), "gpt-4o-mini", "job-1", {"title": "Ave"}, "Korean")
     assert done == {} and warnings[0]["code"] == "translation_failed"

@@ -42,8 +42,16 @@ class KafkaService(LocalService):
     def spawn(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.advertised_port}"
-        argv = [str(find_tansu()), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
-                "--storage-engine", "memory://tansu/"]
+        argv = [
+            str(find_tansu()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            advertised,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         env = {**os.environ, "RUST_LOG": os.environ.get("VERISIM_TANSU_LOG", "warn")}
         # tansu drains for 5 s on SIGTERM while clients are connected; its storage is memory, so be brief
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, stop_grace=1.0).start()

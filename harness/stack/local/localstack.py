@@ -50,7 +50,8 @@ def ensure_venv(progress=print) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv_dir())], check=True)
         r = subprocess.run(
             [str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q", *LOCALSTACK_PINS],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if r.returncode != 0:
             raise ServiceStartError("localstack", f"pip could not build its venv:\n{r.stderr[-3000:]}")
@@ -80,8 +81,7 @@ class LocalStackService(LocalService):
         if not link.exists():
             link.symlink_to(shared_cache)
         env = {
-            k: v for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "LOCALSTACK_", "PYTHON", "VIRTUAL_ENV"))
+            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_", "PYTHON", "VIRTUAL_ENV"))
         }
         env.update(
             GATEWAY_LISTEN=f"127.0.0.1:{self.port}",

@@ -87,16 +87,31 @@ class PostgresService(LocalService):
         data.mkdir(mode=0o700)
         _chown_tree(build, self.uid, self.gid)
         r = _run_as(
-            [str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync"],
-            self.uid, self.gid, cwd=build,
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            self.uid,
+            self.gid,
+            cwd=build,
         )
         if r.returncode != 0:
             shutil.rmtree(build, ignore_errors=True)
             raise ServiceStartError("postgres", f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-2000:]}")
         r = _run_as(
             [str(self.bin / "postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"],
-            self.uid, self.gid, cwd=build, input=f"CREATE DATABASE {DATABASE};\n",
+            self.uid,
+            self.gid,
+            cwd=build,
+            input=f"CREATE DATABASE {DATABASE};\n",
         )
         if r.returncode != 0:
             shutil.rmtree(build, ignore_errors=True)
@@ -117,16 +132,34 @@ class PostgresService(LocalService):
             _chown_tree(self.rundir, self.uid, self.gid)
         data = self.rundir / "data"
         argv = [
-            str(self.bin / "postgres"), "-D", str(data),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.rundir),
+            str(self.bin / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.rundir),
             # fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster
             # loses commits it already acknowledged — the postgres_kill chaos test caught exactly that
-            "-c", "fsync=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300", "-c", "log_min_messages=warning",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "log_min_messages=warning",
             *self.extra_args,
         ]
         self.process = ManagedProcess(
-            self.name, argv, self.log_path, user=self.uid, group=self.gid, cwd=self.rundir,
+            self.name,
+            argv,
+            self.log_path,
+            user=self.uid,
+            group=self.gid,
+            cwd=self.rundir,
             stop_signal=2,  # SIGINT = fast shutdown
         ).start()
 

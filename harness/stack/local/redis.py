@@ -27,8 +27,19 @@ class RedisService(LocalService):
         binary = require_binary("redis-server", "apt-get install -y redis-server")
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", *REDIS_PERSISTENCE,
-                "--daemonize", "no", "--dir", str(data), *self.extra_args]
+        argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            *REDIS_PERSISTENCE,
+            "--daemonize",
+            "no",
+            "--dir",
+            str(data),
+            *self.extra_args,
+        ]
         self.process = ManagedProcess(self.name, argv, self.log_path, stop_grace=3).start()
 
     def probe(self) -> None:
