@@ -326,11 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary["burst"] = fig
                 say(f"  enqueue→done p50 {fig['enqueue_to_done_ms_p50']} ms, p95 {fig['enqueue_to_done_ms_p95']} ms")
 
-        say("\nledger over every job of the run …")
-        report = ledger.settle(stack, all_jobs)
-        summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems[:20]}
-        say("  " + report.summary())
-        code = 0 if report.ok else 1
+        summary["ledger"], code = ledger.final_verdict(stack, all_jobs, say, "\nledger over every job of the run …")
     except KeyboardInterrupt:
         say("\ninterrupted")
     finally:

@@ -148,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         for kind, k in fig.get("by_kind", {}).items():
             say(f"  {kind:<9} jobs: queue wait p95 {k['queue_wait_ms_p95']} ms, longest {k['queue_wait_ms_max']} ms")
 
-        say("\nledger: every accepted job in exactly one terminal state, alike in Postgres, Redis and Kafka …")
-        report = ledger.settle(stack, all_jobs)
-        summary["ledger"] = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems}
-        say("  " + report.summary())
-        code = 0 if report.ok else 1
+        summary["ledger"], code = ledger.final_verdict(
+            stack,
+            all_jobs,
+            say,
+            "\nledger: every accepted job in exactly one terminal state, alike in Postgres, Redis and Kafka …",
+        )
     except KeyboardInterrupt:
         say("\ninterrupted")
     finally:

@@ -374,6 +374,15 @@ def settle(
         time.sleep(interval)
 
 
+def final_verdict(stack, job_ids, say, heading: str) -> tuple[dict, int]:
+    """A run's closing ledger (demo, capacity): print ``heading`` and the verdict; (summary for the JSON, exit code)."""
+    say(heading)
+    report = settle(stack, job_ids)
+    say("  " + report.summary())
+    summary = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems[:50]}
+    return summary, 0 if report.ok else 1
+
+
 def explain_dlq(stack, dlq_name: str) -> tuple[dict[str, int], list[str]]:
     """Every message in the DLQ, explained: a job marked failed with its reason, or a body that is no job at all.
     Returns (counts by explanation, problems)."""
