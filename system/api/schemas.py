@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from system.config import PATTERNS
 from system.pipelines.inference import MAX_ABS_VALUE, MODELS
@@ -18,15 +18,20 @@ class SeriesIn(BaseModel):
     model_config = {"extra": "forbid"}
 
     pattern: Pattern = Field(..., description=f"one of: {', '.join(PATTERNS)}")
-    values: list[float] = Field(..., min_length=2, max_length=10_000, description="the observed series, oldest first")
-    actual: list[float] | None = Field(
+    # strict: a JSON number only (true, false or "1.5" are refused, not read as 1.0, 0.0 and 1.5)
+    values: list[StrictFloat] = Field(
+        ..., min_length=2, max_length=10_000, description="the observed series, oldest first"
+    )
+    actual: list[StrictFloat] | None = Field(
         None, max_length=1_000, description="held-out true next values, to score each model's error"
     )
-    horizon: int = Field(1, ge=1, le=100, description="how many next values to forecast")
+    horizon: StrictInt = Field(1, ge=1, le=100, description="how many next values to forecast")
     models: list[str] | None = Field(
         None, description=f"models to run, from {', '.join(MODELS)} (default: lstm and moving_average)"
     )
-    window: int | None = Field(None, ge=1, le=1000, description="moving-average window (default MOVING_AVERAGE_WINDOW)")
+    window: StrictInt | None = Field(
+        None, ge=1, le=1000, description="moving-average window (default MOVING_AVERAGE_WINDOW)"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("values", "actual")

@@ -80,6 +80,13 @@ def test_inference_body_takes_one_series_or_a_batch():
         {"series": [{"pattern": "linear", "values": [1, 2]}], "extra": True},
         {"series": None},
         {"series": [None]},
+        # found by `nox -s fuzz` (Schemathesis, negative data): booleans were read as 1.0 and 0.0 and accepted
+        {"series": [{"metadata": {}, "pattern": "cyclical", "values": [True, False, True, False, True]}]},
+        {"pattern": "linear", "values": ["1.5", "2"]},
+        {"pattern": "linear", "values": [1, 2], "actual": [True]},
+        {"pattern": "linear", "values": [1, 2], "horizon": True},
+        {"pattern": "linear", "values": [1, 2], "horizon": "3"},
+        {"pattern": "linear", "values": [1, 2], "window": False},
     ):
         with pytest.raises(ValidationError):
             InferenceIn.model_validate(bad)
