@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -75,6 +76,12 @@ def run_lifecycle(
             self.seen: dict[str, int] = {}  # job id -> highest status rank read so far
             self.faults = 0
             self.fault_log: list[str] = []
+
+        @initialize(seed=st.integers(0, 1000))
+        def first_job(self, seed):
+            """Every sequence has a job to follow, whatever its rules draw (a sequence of only refused submissions
+            and faults would check nothing a defect in the job path could break)."""
+            self.jobs.inference(1, seed=seed)
 
         @rule(n=st.integers(1, 6), seed=st.integers(0, 1000))
         def submit_series(self, n, seed):
