@@ -72,13 +72,17 @@ def kafka_proxied(chaos_system, jobs_for, stack, kafka_proxy):
 
 def test_tcp_latency_on_kafka(kafka_proxied, kafka_proxy, timeline):
     sut, jobs = kafka_proxied(workers=2, concurrency=4)
+    before = kafka_proxy.hits["latency"]
     with kafka_proxy.toxic("latency", timeline, latency_ms=150, jitter_ms=50):
         for i in range(3):
             jobs.inference(5, seed=600 + i)
         rows = jobs.wait(timeout=120)
+        produced = kafka_proxy.hits["latency"] - before  # the workers' produce requests and answers, each slowed
+        jobs.assert_ledger(timeout=60)  # one result event per job and model, read back across the slowed link
     assert {r[0] for r in rows.values()} == {"completed"} and len(rows) == 15
-    assert kafka_proxy.connections > 0 and timeline.windows[-1].evidence["hits"] > 5  # produce requests were slowed
-    jobs.assert_ledger(timeout=60)  # one result event per job and model, read back through the proxy
+    # the workers publish in batches (a few produce requests for 15 jobs), so the count is small but never zero
+    assert kafka_proxy.connections > 0 and produced >= 1, produced
+    assert timeline.windows[-1].evidence["hits"] > produced + 2  # the ledger's fetches crossed the slowed link too
 
 
 def test_tcp_reset_peer_on_kafka(kafka_proxied, kafka_proxy, timeline):
