@@ -165,7 +165,7 @@ def _base_recipe() -> list[str]:
         'Dir::Cache::srcpkgcache "";\n'
     )
     # apt's own cleanup is skipped and the docker-clean config is written last: mmdebstrap drives apt from the
-    # host, so a Post-Invoke inside the target would run on the host (shared/research/docker-path.md §1b)
+    # host, so a Post-Invoke inside the target would run on the host (docs/docker-without-a-registry.md)
     return [
         "mmdebstrap",
         "--variant=minbase",

@@ -3,7 +3,7 @@
     python -m harness.docker.daemon          start one if none answers, print what answers
     python -m harness.docker.daemon --check  only say whether one answers (exit 1 if not)
 
-Flags (shared/research/docker-path.md §4): ``--ip=127.0.0.1`` publishes ports on loopback only;
+Flags (docs/docker-without-a-registry.md): ``--ip=127.0.0.1`` publishes ports on loopback only;
 ``--userland-proxy=false`` sends published ports through iptables instead of a docker-proxy process per port — the
 demo measured 1 worker 46.2 → 56.1 jobs/s and 2 workers 64.5 → 76.7 jobs/s with it (local processes: 57.0 / 85.0);
 ``--mtu=1400`` is the host's MTU (bridged egress). Its log is ``~/.cache/verisim/dockerd.log``.

@@ -8,7 +8,7 @@ Images, per service: ``$VERISIM_IMAGE_<SERVICE>`` when set, else by ``$VERISIM_I
 registry images below (pulled by Docker when missing); ``auto`` (default) — the offline build where it exists,
 else the upstream image.
 
-This machine's particulars (shared/research/docker-path.md): no registry, so Ryuk (the reaper image) is disabled and
+Machines without a registry (docs/docker-without-a-registry.md): no registry, so Ryuk (the reaper image) is disabled and
 containers are cleaned up by label instead — at ``stop`` and, for a session that was killed, when the next session
 starts; ``/.dockerenv`` exists, so the connection mode is pinned to ``docker_host`` on 127.0.0.1 before testcontainers
 is imported (else it would dial the bridge gateway); published ports are bound to 127.0.0.1 on host ports chosen

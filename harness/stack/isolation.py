@@ -118,7 +118,7 @@ class KafkaTopics:
         return f"g-{short_uid()}-{name}"
 
     def consumer_config(self, group_id: str | None = None, **extra) -> dict:
-        # tansu's group join takes ~session.timeout.ms / 2: keep it short in tests (research/local-backends.md §3)
+        # tansu's group join takes ~session.timeout.ms / 2: keep it short in tests (docs/local-backends.md)
         return {
             "bootstrap.servers": self.kafka.bootstrap_servers,
             "group.id": group_id or self.group_id(),

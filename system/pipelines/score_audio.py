@@ -1,7 +1,7 @@
 """Score → MIDI (960 ticks per quarter) → SoundFont synthesis (tinysoundfont) → peak-normalised MP3 (lameenc).
 
 music21 writes MIDI at 10,080 ticks per quarter by default, which tinysoundfont mistimes when the tempo changes
-(shared/research/music.md §2a); 960 is exact. The SoundFont defaults to the TimGM6mb.sf2 that pretty_midi ships.
+(docs/score-audio.md); 960 is exact. The SoundFont defaults to the TimGM6mb.sf2 that pretty_midi ships.
 """
 
 from __future__ import annotations

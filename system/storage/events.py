@@ -17,6 +17,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from system.batching import BackgroundBatcher
 from system.storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,10 @@ class OutboxPublisher:
         self.producer = self._new_producer()
         self._lock = threading.Lock()
         self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
-        self.gather_s = gather_s
-        self._pending: set = set()  # job ids handed to the background publisher (publish_soon)
-        self._pending_cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closing = False
+        # job ids whose new events are sent in the background (publish_soon)
+        self._background = BackgroundBatcher(
+            self.publish_jobs, name="outbox-publisher", batch_size=200, gather_s=gather_s
+        )
 
     def _new_producer(self) -> Producer:
         return Producer(
@@ -183,10 +183,6 @@ class OutboxPublisher:
             )
         return len(acked) + len(landed)
 
-    def publish_job(self, job_id) -> int:
-        """Inline, right after a state change; skipped while the breaker is open (the sweep delivers later)."""
-        return self.publish_jobs([job_id])
-
     def publish_jobs(self, job_ids) -> int:
         """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all."""
         if time.monotonic() < self.open_until or not job_ids:
@@ -197,38 +193,11 @@ class OutboxPublisher:
         """Hand a job's new events to this process's background publisher, which sends whatever piled up meanwhile
         in one batch (a few ms later). The caller does not wait for the broker: the events are committed in the
         outbox already, so if this process dies first a sweep publishes them, and nothing is lost."""
-        with self._pending_cv:
-            self._pending.add(job_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._publish_pending, name="outbox-publisher", daemon=True)
-                self._thread.start()
-            self._pending_cv.notify()
-
-    def _publish_pending(self) -> None:
-        while True:
-            with self._pending_cv:
-                while not self._pending and not self._closing:
-                    self._pending_cv.wait()
-                if not self._pending and self._closing:
-                    return
-            if not self._closing:
-                time.sleep(self.gather_s)  # jobs finishing together share one batch
-            with self._pending_cv:
-                ids, self._pending = sorted(self._pending, key=str), set()
-            for start in range(0, len(ids), 200):
-                try:
-                    self.publish_jobs(ids[start : start + 200])
-                except Exception as exc:  # Postgres or Kafka away: the outbox sweep publishes them later
-                    log.warning("background publish failed; the sweep will deliver: %s", exc)
+        self._background.put(job_id)
 
     def flush_pending(self, timeout: float = 10) -> None:
         """Publish what was handed over and stop the background publisher (shutdown)."""
-        with self._pending_cv:
-            self._closing = True
-            self._pending_cv.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        self._background.close(timeout)
 
     def sweep(self, older_than_seconds: float = 10, budget_s: float = 5.0, batch: int = 500) -> int:
         """Events a dead worker committed but never published, or that Kafka refused: also the breaker's probe.

@@ -21,11 +21,13 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import openai
 
+from system.batching import BackgroundBatcher
 from system.config import Settings
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, StageTimer
@@ -401,16 +403,11 @@ class Worker(JobProcessor):
             for m in messages:
                 with self.inflight_lock:
                     self.inflight[m["ReceiptHandle"]] = m
-                    if _is_score(m) and self.scores_running >= self.score_slots:
-                        self.held.append(m)  # runs when a score slot frees (see _run_one)
-                        hold = True
-                    else:
-                        self.scores_running += _is_score(m)
-                        hold = False
-                if hold:
-                    self._set_visibility([m["ReceiptHandle"]], HOLD_VISIBILITY_SECONDS)
-                else:
+                    run_now = self._take_slot(m)
+                if run_now:
                     executor.submit(self._run_one, m)
+                else:  # held until a score slot frees (_pass_slot)
+                    self._set_visibility([m["ReceiptHandle"]], HOLD_VISIBILITY_SECONDS)
         self._drain(executor)
 
     def _free_slots(self) -> int:
@@ -424,13 +421,7 @@ class Worker(JobProcessor):
             time.sleep(0.05)
         with self.inflight_lock:
             left = list(self.inflight)
-        for handle in left:  # unfinished: hand the message back for another worker now
-            try:
-                self.queue.sqs.change_message_visibility(
-                    QueueUrl=self.queue.url, ReceiptHandle=handle, VisibilityTimeout=0
-                )
-            except Exception as exc:
-                log.warning("could not release a message", extra={"error": str(exc)})
+        self._set_visibility(left, 0)  # unfinished: hand the messages back for another worker now
         self.acks.close()  # the finished jobs' messages: deleted before this process goes
         log.info("worker stopped", extra={"processed": self.processed, "released": len(left)})
         executor.shutdown(wait=False, cancel_futures=True)
@@ -461,7 +452,8 @@ class Worker(JobProcessor):
                     ],
                 )
             except Exception as exc:
-                log.debug("visibility change failed", extra={"error": str(exc)})
+                # not fatal: a message whose change is lost shows again after its current timeout
+                log.debug("visibility change failed", extra={"count": len(handles), "error": str(exc)})
 
     def _run_one(self, message: dict) -> None:
         handle = message["ReceiptHandle"]
@@ -469,22 +461,34 @@ class Worker(JobProcessor):
             self._handle(message)
         except Exception:
             log.exception("unhandled error around a message; it will be redelivered")
-            try:  # hand it back on a short, definite timer rather than wait for the visibility timeout
-                self._release(message, 2)
-            except Exception as exc:
-                log.debug("could not release the message; the visibility timeout will", extra={"error": str(exc)})
+            self._release(message, 2)  # back on a short, definite timer rather than after the visibility timeout
         finally:
-            follow = None
             with self.inflight_lock:
                 self.inflight.pop(handle, None)
-                if _is_score(message):
-                    if self.held and not self.stop_event.is_set():
-                        follow = self.held.popleft()  # its slot passes to the next held score job
-                    else:
-                        self.scores_running -= 1
+                follow = self._pass_slot(message)
             if follow is not None:  # off its short hold lease first
                 self._set_visibility([follow["ReceiptHandle"]], self.settings.sqs_visibility_timeout)
                 self._executor.submit(self._run_one, follow)
+
+    # -- score slots (both under inflight_lock) --------------------------------------------------------------------
+    def _take_slot(self, message: dict) -> bool:
+        """A received message: True if it may run now; a score message while every score slot is busy is held."""
+        if not _is_score(message):
+            return True
+        if self.scores_running >= self.score_slots:
+            self.held.append(message)
+            return False
+        self.scores_running += 1
+        return True
+
+    def _pass_slot(self, message: dict) -> dict | None:
+        """A finished message: a score job's slot passes to the next held score message (returned), or frees."""
+        if not _is_score(message):
+            return None
+        if self.held and not self.stop_event.is_set():
+            return self.held.popleft()
+        self.scores_running -= 1
+        return None
 
     def _handle(self, message: dict) -> None:
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
@@ -498,9 +502,8 @@ class Worker(JobProcessor):
         self.acks.delete(message["ReceiptHandle"])
 
     def _release(self, message: dict, delay: int) -> None:
-        self.queue.sqs.change_message_visibility(
-            QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=max(0, min(delay, 43200))
-        )
+        """Visible again after ``delay`` seconds (if SQS does not take the change, after the visibility timeout)."""
+        self._set_visibility([message["ReceiptHandle"]], max(0, min(delay, 43200)))
 
 
 def _is_score(message: dict) -> bool:
@@ -514,7 +517,7 @@ def _is_score(message: dict) -> bool:
     return kind == "score"
 
 
-class DeleteBatcher:
+class DeleteBatcher(BackgroundBatcher[str]):
     """Deletes acknowledged messages in batches of up to 10 (``delete_message_batch``) from a thread of its own: the
     job threads hand over the receipt handle of a job whose outcome is committed and go on. A delete that is lost
     (the process dies first, SQS refuses it) only means the message comes back after its visibility timeout, and a
@@ -522,32 +525,12 @@ class DeleteBatcher:
 
     def __init__(self, queue: JobQueue, gather_s: float = 0.005):
         self.queue = queue
-        self.gather_s = gather_s
-        self._handles: list[str] = []
-        self._cv = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="sqs-deletes", daemon=True)
-        self._thread.start()
+        super().__init__(self._send, name="sqs-deletes", batch_size=10, gather_s=gather_s)
 
     def delete(self, handle: str) -> None:
-        with self._cv:
-            self._handles.append(handle)
-            self._cv.notify()
+        self.put(handle)
 
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._handles and not self._closing:
-                    self._cv.wait()
-                if not self._handles and self._closing:
-                    return
-            if len(self._handles) < 10 and not self._closing:
-                time.sleep(self.gather_s)  # jobs finishing together share one request
-            with self._cv:
-                batch, self._handles = self._handles[:10], self._handles[10:]
-            self._send(batch)
-
-    def _send(self, handles: list[str]) -> None:
+    def _send(self, handles: Sequence[str]) -> None:
         try:
             resp = self.queue.sqs.delete_message_batch(
                 QueueUrl=self.queue.url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
@@ -564,12 +547,6 @@ class DeleteBatcher:
                 "SQS refused deleting finished jobs' messages; they will be redelivered and recognised",
                 extra={"count": len(failed), "error": str(failed[0])},
             )
-
-    def close(self, timeout: float = 10) -> None:
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._thread.join(timeout)
 
 
 def install_signal_handlers(worker: Worker) -> None:

@@ -67,3 +67,37 @@ def test_the_import_check_sees_a_planted_import(tmp_path):
     (tmp_path / "system" / "worker").mkdir(parents=True)
     (tmp_path / "system" / "worker" / "x.py").write_text("def f():\n    from harness.ledger import judge\n")
     assert violations(tmp_path, "system", ("harness", "tests")) == ["system/worker/x.py: harness.ledger"]
+
+
+# -- the repository stands on its own -------------------------------------------------------------------------------
+CITED_DOC = re.compile(r"docs/([\w.-]+\.md)")
+OUTSIDE = re.compile(r"(?:\.\./)?shared/(?:research|seeds)/[\w./-]*|research/[\w-]+\.md")
+
+
+def citations(root: Path) -> tuple[list[str], list[str]]:
+    """(docs pages cited that do not exist, places that cite notes outside the repository) over the code and docs."""
+    missing, outside = [], []
+    files = [
+        p for d in ("system", "harness", "tests", "docs") for p in (root / d).rglob("*") if p.suffix in {".py", ".md"}
+    ]
+    files += [root / n for n in ("README.md", "pyproject.toml", "noxfile.py", "dev.py") if (root / n).exists()]
+    for path in sorted(files):
+        if path == Path(__file__):
+            continue
+        text = path.read_text(errors="replace")
+        where = path.relative_to(root)
+        missing += [f"{where}: docs/{m}" for m in CITED_DOC.findall(text) if not (root / "docs" / m).exists()]
+        outside += [f"{where}: {m.group(0)}" for m in OUTSIDE.finditer(text)]
+    return missing, outside
+
+
+def test_the_code_cites_only_docs_inside_the_repository():
+    assert citations(ROOT) == ([], [])
+
+
+def test_the_citation_check_sees_a_dangling_or_outside_citation(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "real.md").write_text("x")
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "a.py").write_text('"""see docs/real.md, docs/gone.md and ../shared/research/music.md"""\n')
+    assert citations(tmp_path) == (["harness/a.py: docs/gone.md"], ["harness/a.py: ../shared/research/music.md"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from system.batching import BackgroundBatcher
 from system.worker.runner import DeleteBatcher
 
 
@@ -57,3 +58,26 @@ def test_a_refused_batch_is_logged_and_the_batcher_goes_on(caplog):
     acks.close()
     assert [h for batch in sqs.batches for h in batch] == ["a", "b"]
     assert "redelivered and recognised" in caplog.text
+
+
+def test_background_batcher_sends_each_item_once_in_order_and_flushes_at_close(caplog):
+    """The one batching thread under both the deletes and the outbox publisher: an item handed over twice before it
+    is sent goes once, order is kept, a failing send is logged and the thread goes on, close sends what is left."""
+    sent: list[list[int]] = []
+
+    def send(batch):
+        sent.append(list(batch))
+        if batch[0] == 0:
+            raise RuntimeError("broker away")
+
+    batcher = BackgroundBatcher(send, name="test-batcher", batch_size=4, gather_s=0.05)
+    for item in [0, 1, 1, 2, 0]:  # within the gathering window: 0, 1, 2 once each
+        batcher.put(item)
+    time.sleep(0.3)
+    for item in range(3, 9):
+        batcher.put(item)
+    batcher.close()
+    assert [i for b in sent for i in b] == list(range(9))
+    assert all(len(b) <= 4 for b in sent) and sent[0] == [0, 1, 2]
+    assert "test-batcher: a batch of 3 failed: broker away" in caplog.text
+    assert not batcher._thread.is_alive()

@@ -1,6 +1,6 @@
 """LocalStack (SQS + S3) on the host, in its own cached venv so its pins never bind the project's.
 
-Pins from shared/research/local-backends.md §4a: 4.13.1 is the newest release that imports on Python 3.11, and
+Pins (docs/dependency-pins.md): 4.13.1 is the newest release that imports on Python 3.11, and
 its dependencies drifted (cbor2 6, pyOpenSSL 25+, missing service-identity).
 """
 
