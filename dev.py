@@ -7,8 +7,10 @@
     python3 dev.py docker   Docker for the containers stack: Debian's docker.io + mmdebstrap, dockerd, offline images, and
                             Docker Compose (Debian's docker-compose) when the CLI has none
     python3 dev.py nox ...  any nox session, e.g. `python3 dev.py nox -s integration`
+    python3 dev.py lock     write requirements.lock from .venv (after changing a dependency in pyproject.toml)
 
-Setup is idempotent and quick when nothing changed (it hashes pyproject.toml).
+Setup installs from requirements.lock (every package at the version CI ran), and is idempotent and quick when
+nothing changed (it hashes pyproject.toml and the lock).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 VENV_PY = VENV / "bin" / "python"
+LOCK = ROOT / "requirements.lock"
 # Debian packages the local stack runs (binary to look for -> package that provides it)
 # installed without their declared dependencies (see pyproject.toml for why)
 NO_DEPS_PACKAGES = ["tinysoundfont==0.3.7"]
@@ -69,7 +72,10 @@ def apt_install(packages: list[str]) -> None:
 
 
 def ensure_venv() -> None:
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(NO_DEPS_PACKAGES).encode()).hexdigest()
+    pinned = LOCK.read_bytes() if LOCK.exists() else b""
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + pinned + " ".join(NO_DEPS_PACKAGES).encode()
+    ).hexdigest()
     marker = VENV / ".verisim-setup"
     if VENV_PY.exists() and marker.exists() and marker.read_text() == digest:
         return
@@ -80,7 +86,8 @@ def ensure_venv() -> None:
     say("installing the project and its dev tools into .venv (first time: a few minutes)")
     pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
-    subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]"], check=True)
+    constraints = ["-c", str(LOCK)] if LOCK.exists() else []
+    subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]", *constraints], check=True)
     subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
     marker.write_text(digest)
     say(f".venv ready in {time.monotonic() - started:.0f}s")
@@ -92,7 +99,7 @@ def ensure_tool_venvs() -> None:
         [
             str(VENV_PY),
             "-c",
-            "from harness.stack.local.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))",
+            "from harness.stack.services.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))",
         ],
         check=True,
         cwd=ROOT,
@@ -123,16 +130,37 @@ def nox(*args: str) -> int:
     return subprocess.call([str(VENV_PY), "-m", "nox", "--noxfile", str(ROOT / "noxfile.py"), *args], cwd=ROOT, env=env)
 
 
+def write_lock() -> None:
+    """requirements.lock: what .venv holds now (the project itself left out), one ``name==version`` a line."""
+    frozen = subprocess.run(
+        [str(VENV_PY), "-m", "pip", "--disable-pip-version-check", "freeze", "--exclude-editable"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    # a local label (torch's +cpu) is dropped: ==2.13.0 matches the wheel on disk and no other build
+    pins = sorted({line.split("+")[0] for line in frozen if "==" in line}, key=str.lower)
+    header = (
+        "# Every package of .venv at the version CI ran: `python3 dev.py setup` installs with these as constraints.\n"
+        "# Regenerate after changing a dependency in pyproject.toml: `python3 dev.py lock`.\n"
+    )
+    LOCK.write_text(header + "\n".join(pins) + "\n")
+    say(f"wrote {LOCK.name}: {len(pins)} packages")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in ("setup", "docker", "test", "demo", "up", "nox"):
+    if command not in ("setup", "docker", "test", "demo", "up", "nox", "lock"):
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
     setup()
     if command == "setup":
+        return 0
+    if command == "lock":
+        write_lock()
         return 0
     if command == "docker":
         ensure_docker()

@@ -13,7 +13,6 @@ dashboard's WebSocket open and time each connection until its first job event. `
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import uuid
@@ -21,18 +20,20 @@ from collections import deque
 
 from locust import HttpUser, between, events, task
 
+from harness.settings import current
 from system.simulators.patterns import PATTERNS, split
 
-DEFAULT_HOST = os.environ.get("VERISIM_API", "http://127.0.0.1:8000")
+SETTINGS = current()  # VERISIM_API, VERISIM_LOAD_SCORE, … (python -m harness.settings lists them)
+DEFAULT_HOST = SETTINGS.api
 RECENT_JOBS: deque[str] = deque(maxlen=500)  # job ids seen, for status reads
-WS_EVENT_TIMEOUT_S = float(os.environ.get("VERISIM_WS_EVENT_TIMEOUT_S", "2"))
+WS_EVENT_TIMEOUT_S = SETTINGS.ws_event_timeout_s
 _SCORE: bytes | None = None
 
 
 def score_bytes() -> bytes:
     global _SCORE
     if _SCORE is None:
-        path = os.environ.get("VERISIM_LOAD_SCORE")
+        path = SETTINGS.load_score
         if path:
             _SCORE = open(path, "rb").read()
         else:
@@ -71,7 +72,7 @@ def _log_request(
     """With ``$VERISIM_REQUEST_LOG`` set, one JSON line per request (when, what, status, ms, submission token):
     what the chaos-under-load runner cuts into phases."""
     global _REQUEST_LOG
-    path = os.environ.get("VERISIM_REQUEST_LOG")
+    path = SETTINGS.request_log
     if not path:
         return
     if _REQUEST_LOG is None:

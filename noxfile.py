@@ -29,12 +29,18 @@ def _pytest(session: nox.Session, *args: str, success_codes=(0,)) -> None:
     session.run(PY, "-m", "pytest", *args, *session.posargs, external=True, success_codes=list(success_codes))
 
 
-@nox.session(python=False)
-def lint(session: nox.Session) -> None:
-    """ruff over everything: lint, and the format check (`ruff format .` fixes it)."""
-    _setup(session)
+def _static_checks(session: nox.Session) -> None:
     session.run(PY, "-m", "ruff", "check", ".", external=True)
     session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
+    session.run(PY, "-m", "mypy", external=True)  # system/ and harness/, settings in pyproject.toml [tool.mypy]
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over everything (lint, and the format check: `ruff format .` fixes it), then mypy over system/ and
+    harness/ (every function body, annotated or not)."""
+    _setup(session)
+    _static_checks(session)
 
 
 @nox.session(python=False)
@@ -194,12 +200,11 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint; every test but benchmarks on the local stack (sabotage and the CI chaos-
+    """Everything that gates a merge: lint and type check; every test but benchmarks on the local stack (sabotage and the CI chaos-
     under-load scenario included); the ratio benchmarks; then the integration and process-fault tests again on the
     containers stack (dockerd started and images built when needed)."""
     _setup(session)
-    session.run(PY, "-m", "ruff", "check", ".", external=True)
-    session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
+    _static_checks(session)
     Path(ROOT / "reports").mkdir(exist_ok=True)
     session.run(
         PY,

@@ -8,12 +8,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.settings import current
+
 
 def cache_dir() -> Path:
     """``$VERISIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/verisim``, else ``~/.cache/verisim``."""
-    explicit = os.environ.get("VERISIM_CACHE_DIR")
+    explicit = current().cache_dir
     if explicit:
-        root = Path(explicit)
+        root = explicit
     else:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         root = Path(base) / "verisim"

@@ -27,6 +27,7 @@ from harness.cpu import SYSTEM, CpuMeter, system_meter
 from harness.cpu import table as cpu_table
 from harness.report import REPORTS
 from harness.stack import choose_provider
+from harness.stack.choice import CHOICES
 from harness.system_under_test import SystemUnderTest
 from harness.throughput import dumps, inference_batch, sqs_ceiling, submit_and_wait
 from system.simulators.patterns import PATTERNS
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stack",
         default="local",
-        choices=("auto", "local", "containers"),
+        choices=CHOICES,
         help="where the backing services run (default: local; CPU per process only on local)",
     )
     ap.add_argument("--workers", default="1,2,4", help="worker-process counts, one phase each (default 1,2,4)")
@@ -272,11 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                 profiles = []
                 if name == "profile":
                     est = max(5.0, args.jobs / 150)
-                    profiles = [
-                        (who, pid, out_dir / f"capacity-{stamp}-{who}.txt")
-                        for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid))
-                    ]
-                    profiles = [(who, py_spy(pid, est, path), path) for who, pid, path in profiles]
+                    for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid)):
+                        path = out_dir / f"capacity-{stamp}-{who}.txt"
+                        profiles.append((who, py_spy(pid, est, path), path))
                 say(
                     f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
                     + {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import psycopg
@@ -36,7 +37,12 @@ from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAICon
 from harness.faults.tcp import TcpProxy
 from harness.scenario import FAULTS, TARGETS, Scenario, Window
 from harness.slo import Verdict
+from harness.stack.choice import CHOICES
 from harness.throughput import percentile
+
+if TYPE_CHECKING:
+    from harness.stack.services.kafka import LocalKafka
+    from harness.system_under_test import SystemUnderTest
 
 BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
     "SQS_VISIBILITY_TIMEOUT": "4",
@@ -121,8 +127,8 @@ class ChaosLoad:
         self.run_dir = run_dir or report.new_run_dir()
         self.timeline = FaultTimeline(seed=7)
         self.proxies: dict[str, TcpProxy] = {}
-        self.own_kafka = None
-        self.sut = None
+        self.own_kafka: LocalKafka | None = None
+        self.sut: SystemUnderTest | None = None
         self.phases: list[Phase] = []
         self.fault_windows: dict[str, FaultWindow] = {}
         self._proxy_hits: dict[str, tuple[str, int]] = {}
@@ -149,12 +155,12 @@ class ChaosLoad:
             # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
             # the proxy, so every client (the system's and the ledger's) crosses it
             from harness.stack.endpoints import KafkaEndpoint
-            from harness.stack.local.kafka import KafkaService
             from harness.stack.process import free_ports
+            from harness.stack.services.kafka import LocalKafka
 
             (port,) = free_ports(1)
             p = self.proxies["kafka"] = TcpProxy("127.0.0.1", port, "kafka").start()
-            self.own_kafka = KafkaService(self.run_dir / "kafka", port, advertised_port=p.port)
+            self.own_kafka = LocalKafka(self.run_dir / "kafka", port, advertised_port=p.port)
             self.own_kafka.spawn()
             self.own_kafka.wait_ready()
             self.stack = replace(self.stack, kafka=KafkaEndpoint(f"127.0.0.1:{p.port}"))
@@ -209,12 +215,12 @@ class ChaosLoad:
                 fw.evidence["jobs_in_flight_at_pause"] = in_flight
                 yield fw
         elif w.fault.startswith("service."):
-            op = {
+            service_op: Callable[[str], contextlib.AbstractContextManager[FaultWindow]] = {
                 "service.restart": proc.service_down,
                 "service.kill": proc.service_killed,
                 "service.pause": proc.service_paused,
             }[w.fault]
-            with op(w.service) as fw:
+            with service_op(w.service) as fw:
                 yield fw
         elif w.fault.startswith("tcp."):
             proxy = self.proxies[w.service]
@@ -675,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=None, help="Locust users (default: the scenario's, 20)")
     ap.add_argument(
         "--stack",
-        choices=("auto", "local", "containers"),
+        choices=CHOICES,
         default="local",
         help="where the backing services run (default: local)",
     )

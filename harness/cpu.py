@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from harness.stack.provider import StackProvider
 
 SYSTEM = ("api", "workers", "postgres", "localstack", "kafka", "redis")  # the system's own processes
 
@@ -49,14 +53,14 @@ class CpuMeter:
         return per
 
 
-def system_meter(provider, sut) -> CpuMeter | None:
-    """A meter over a running system and its local stack; None on a stack whose processes are not ours to read."""
-    services = getattr(provider, "services", None)
-    if not services or not all(getattr(s, "process", None) for s in services.values()):
+def system_meter(provider: StackProvider, sut) -> CpuMeter | None:
+    """A meter over a running system and its local stack; None on a stack whose processes are not ours to read
+    (containers)."""
+    services = provider.services
+    if not services or not all(svc.pids() for svc in services.values()):
         return None
-    families: dict[str, Callable[[], list[int]]] = {
-        name: (lambda s=svc: s.process.members()) for name, svc in services.items()
-    }
+    # read when asked: a restarted service has new processes
+    families: dict[str, Callable[[], list[int]]] = {name: svc.pids for name, svc in services.items()}
     families["api"] = lambda: sut.api.members() if sut.api else []
     families["workers"] = lambda: [pid for w in sut.workers for pid in w.members()]
     return CpuMeter(families)

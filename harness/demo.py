@@ -19,6 +19,7 @@ from harness.cpu import table as cpu_table
 from harness.faults import MockOpenAIControl
 from harness.report import REPORTS
 from harness.stack import choose_provider
+from harness.stack.choice import CHOICES
 from harness.system_under_test import SystemUnderTest
 from harness.throughput import (
     dumps,
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stack",
         default="local",
-        choices=("auto", "local", "containers"),
+        choices=CHOICES,
         help="where the backing services run (default: local, the embedded default)",
     )
     ap.add_argument("--jobs", type=int, default=300, help="trivial inference jobs per worker-count phase (300)")

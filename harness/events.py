@@ -39,7 +39,8 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
             return []
         parts = list(md.topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        out, eof = [], set()
+        out: list[dict] = []
+        eof: set[int] = set()
         deadline = time.monotonic() + timeout
         last_msg = time.monotonic()
         while time.monotonic() < deadline:

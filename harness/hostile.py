@@ -39,7 +39,8 @@ class Stream:
     """Inference jobs submitted in a steady trickle (20/s at most, 2 000 at most) while a case runs."""
 
     def __init__(self, api: str):
-        self.api, self.ids, self.stop = api, [], threading.Event()
+        self.api, self.stop = api, threading.Event()
+        self.ids: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):

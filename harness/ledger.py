@@ -156,7 +156,8 @@ def cached_statuses(redis_url: str, job_ids) -> dict[str, str | None]:
     ids = [str(j) for j in job_ids]
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return dict(zip(ids, r.mget([status_key(i) for i in ids]) if ids else [], strict=True))
+        found = r.mget([status_key(i) for i in ids]) if ids else []
+        return {i: v if v is None or isinstance(v, str) else v.decode() for i, v in zip(ids, found, strict=True)}
     finally:
         r.close()
 

@@ -135,7 +135,7 @@ def run_lifecycle(
             with proc.pause(sut.workers[-1]):
                 time.sleep(seconds)
 
-        @precondition(lambda self: restarts and self.faults < 2)
+        @precondition(lambda self: bool(restarts) and self.faults < 2)
         @rule(service=st.sampled_from(list(restarts) or ["none"]))
         def restart_a_service(self, service):
             # Redis: statuses cached before are kept (append-only file), those missed are repaired from Postgres;

@@ -8,15 +8,18 @@ because a backend is missing.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.report import REPORTS
+from harness.settings import current
 from harness.stack import Stack, choose_provider
+from harness.stack.choice import CHOICES
 from harness.stack.isolation import KafkaTopics, PgSchema, RedisNamespace, S3Prefix, SqsQueues
 
 _started: dict = {}
@@ -26,8 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("verisim")
     group.addoption(
         "--stack",
-        choices=("auto", "local", "containers"),
-        default=os.environ.get("VERISIM_STACK", "auto"),
+        choices=CHOICES,
+        default=current().stack,
         help="where the backing services run: auto (containers when a Docker daemon answers and the images "
         "exist, else local processes), local, or containers. Env: VERISIM_STACK. Default: auto.",
     )
@@ -44,7 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def chosen_transport(config: pytest.Config) -> str | None:
     """The transport asked for (``--transport`` or ``VERISIM_TRANSPORT``); None when none was."""
-    return config.getoption("--transport") or os.environ.get("VERISIM_TRANSPORT") or None
+    return config.getoption("--transport") or current().transport or None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -108,7 +111,7 @@ def _say(config: pytest.Config):
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Stack:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Every backing service (Postgres, Redis, Kafka, SQS+S3, mock OpenAI), real and throwaway, for this session."""
     say = _say(request.config)
     say("")
@@ -255,7 +258,7 @@ def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest)
     Start its API and workers yourself; everything it started is stopped afterwards; logs stay under ``tmp_path``."""
     from harness.system_under_test import SystemUnderTest
 
-    made = []
+    made: list[Any] = []
 
     def make(env: dict[str, str] | None = None, transport: str | None = None) -> SystemUnderTest:
         sut = SystemUnderTest(

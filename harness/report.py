@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from pathlib import Path
 
-REPORTS = Path(os.environ.get("VERISIM_REPORTS_DIR", "reports"))
+from harness.settings import current
+
+REPORTS = current().reports_dir
 KEY_FIGURES = [  # (label, path into report.json, lower is better)
     ("throughput jobs/s", ("figures", "throughput_jobs_per_s"), False),
     ("capacity / SQS ceiling", ("figures", "capacity", "share_of_ceiling"), False),

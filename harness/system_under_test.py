@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
 from harness.stack.process import ManagedProcess, free_ports
@@ -56,7 +57,7 @@ class SystemUnderTest:
         if isolated:
             uid = short_uid()
             self.env.update(SQS_QUEUE_NAME=f"sut-{uid}-jobs", SQS_DLQ_NAME=f"sut-{uid}-jobs-dlq")
-        self.transport = transport or os.environ.get("VERISIM_TRANSPORT") or "sqs"
+        self.transport = transport or current().transport or "sqs"
         if self.transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {self.transport!r}: one of {', '.join(TRANSPORTS)}")
         self.env.update(TRANSPORTS[self.transport])

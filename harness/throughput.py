@@ -6,7 +6,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 import psycopg
@@ -204,7 +204,7 @@ def submit_and_wait(
     return job_ids, figures
 
 
-def inference_batch(patterns: list[str], n_values: int = 48, seed: int = 0, horizon: int = 3):
+def inference_batch(patterns: Sequence[str], n_values: int = 48, seed: int = 0, horizon: int = 3):
     """One request carrying a series of each pattern (from the shared generators), with held-out true values."""
     from system.simulators.patterns import split
 

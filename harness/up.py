@@ -9,6 +9,7 @@ import sys
 import threading
 
 from harness.stack import choose_provider
+from harness.stack.choice import CHOICES
 from harness.system_under_test import TRANSPORTS, SystemUnderTest
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stack",
         default=None,
-        choices=("auto", "local", "containers"),
+        choices=CHOICES,
         help="where the backing services run (default auto; env VERISIM_STACK)",
     )
     ap.add_argument("--port", type=int, default=8000, help="API port (default 8000; a free one if taken)")

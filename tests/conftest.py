@@ -4,7 +4,6 @@ families, a system of the test's own, and ``jobs_for`` (harness.jobs.Jobs bound 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from harness.faults import FaultTimeline, HttpFaults, ProcessFaults
 from harness.jobs import Jobs
 from harness.report import reports_path
+from harness.settings import current
 
 # Hypothesis profiles: "ci" (the default; derandomized, so a run is repeatable and a red one is red again) and
 # "fuzz" (`nox -s fuzz`: random, many more examples). Pick one with --hypothesis-profile=NAME or
@@ -28,7 +28,7 @@ settings.register_profile(
     "fuzz", max_examples=1000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
-settings.load_profile(os.environ.get("VERISIM_HYPOTHESIS_PROFILE", "ci"))
+settings.load_profile(current().hypothesis_profile)
 
 CHAOS_ENV = {
     "SQS_VISIBILITY_TIMEOUT": "4",  # a dead or frozen worker's message comes back quickly

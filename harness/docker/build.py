@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
+from harness.docker.inputs import LOCALSTACK_PINS, find_tansu
+from harness.settings import current
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 HASH_LABEL = "verisim.build-hash"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-MIRROR = os.environ.get("VERISIM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get("VERISIM_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+MIRROR = current().debian_mirror
+SECURITY_MIRROR = current().debian_security_mirror
 
 BASE_TAG = "verisim/debian:bookworm"
 PYTHON_TAG = "verisim/python:3.11-bookworm"
@@ -62,15 +64,11 @@ def _tree(src: Path, dest: str) -> list[tuple[Path, str]]:
 
 
 def _stage_tansu(ctx: Path) -> None:
-    from harness.stack.local.kafka import find_tansu
-
     shutil.copy2(find_tansu(), ctx / "tansu")
     os.chmod(ctx / "tansu", 0o755)
 
 
 def _localstack_pins() -> str:
-    from harness.stack.local.localstack import LOCALSTACK_PINS
-
     return " ".join(LOCALSTACK_PINS)  # word-split by the Dockerfile's RUN under `set -f` (no globbing)
 
 

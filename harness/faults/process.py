@@ -1,7 +1,7 @@
 """Process faults: kill (SIGKILL), pause (SIGSTOP/SIGCONT) and restart, for a worker and for each backing service.
 
 Local processes get signals; on the containers stack the same operations are Docker's kill/pause/unpause/stop/start
-(``harness.stack.containers.ContainerService``). Each operation lands on the fault timeline.
+(``harness.stack.container_runtime.ContainerService``). Each operation lands on the fault timeline.
 """
 
 from __future__ import annotations

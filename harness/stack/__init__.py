@@ -1,5 +1,6 @@
 """The suite's backing services: one ``Stack`` of endpoints, started by a provider (local processes or containers)."""
 
+from harness.stack.choice import choose_provider
 from harness.stack.endpoints import (
     AwsEndpoint,
     KafkaEndpoint,
@@ -9,7 +10,7 @@ from harness.stack.endpoints import (
     Stack,
 )
 from harness.stack.process import ServiceStartError
-from harness.stack.provider import SERVICES, StackProvider, StackUnavailable, choose_provider
+from harness.stack.provider import SERVICES, StackProvider, StackUnavailable
 
 __all__ = [
     "AwsEndpoint",

@@ -9,6 +9,8 @@ import sys
 import threading
 
 from harness.stack import SERVICES, choose_provider
+from harness.stack.choice import CHOICES
+from harness.stack.local_runtime import LocalService
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,17 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack and keep it running until Ctrl-C")
     up.add_argument(
+        "--stack",
         "--provider",
-        choices=("auto", "local", "containers"),
+        dest="stack",
+        choices=CHOICES,
         default=None,
-        help="auto (default; env VERISIM_STACK), local or containers",
+        help="where the services run: auto (default; env VERISIM_STACK), local or containers, as pytest's --stack",
     )
     up.add_argument(
         "--services",
         default=",".join(SERVICES),
         help=f"comma-separated subset of: {', '.join(SERVICES)} (default: all)",
     )
-    up.add_argument("--json", metavar="PATH", help="also write the endpoints (and server PIDs) to PATH as JSON")
+    up.add_argument("--json", metavar="PATH", help="also write the endpoints (and local servers' PIDs) to PATH as JSON")
     args = parser.parse_args(argv)
 
     services = [s.strip() for s in args.services.split(",") if s.strip()]
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    provider = choose_provider(args.provider, progress=lambda m: print(m, flush=True))
+    provider = choose_provider(args.stack, progress=lambda m: print(m, flush=True))
     try:
         stack = provider.start(services)
         env = stack.to_env()
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  export {k}={v}")
         print(f"  mock OpenAI admin: {stack.openai.admin_url}" if stack.openai else "", flush=True)
         if args.json:
-            pids = {n: s.process.pid for n, s in getattr(provider, "services", {}).items() if s.process}
+            pids = {n: s.process.pid for n, s in provider.services.items() if isinstance(s, LocalService) and s.process}
             with open(args.json, "w") as fh:
                 json.dump({"stack": stack.as_dict(), "env": env, "pids": pids}, fh, indent=2)
         print("\nrunning; Ctrl-C to stop", flush=True)

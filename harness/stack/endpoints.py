@@ -83,6 +83,9 @@ class OpenAIEndpoint:
     api_key: str = "sk-verisim-mock"
 
 
+Endpoint = PostgresEndpoint | RedisEndpoint | KafkaEndpoint | AwsEndpoint | OpenAIEndpoint
+
+
 @dataclass(frozen=True)
 class Stack:
     provider: str

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -144,7 +145,7 @@ class ManagedProcess:
             raise RuntimeError("ManagedProcess.start() must run on the main thread (PR_SET_PDEATHSIG is per thread)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self.user is not None:
             kwargs.update(user=self.user, group=self.group, extra_groups=[])
         try:

@@ -1,12 +1,25 @@
-"""The provider interface, and how ``--stack=auto|local|containers`` picks one."""
+"""What a provider is: it starts the backing services of one runtime in parallel and stops them, leaving nothing.
+
+``StackProvider`` holds what both runtimes share — the three start phases (``prepare`` in parallel, ``spawn`` on the
+main thread, ``wait_ready`` in parallel), cancelling the siblings of a service that failed and raising the first real
+failure, stopping in parallel, ``leftovers`` — so ``LocalProvider`` and ``ContainersProvider``
+(``harness.stack.providers``) only say how to build a service. ``harness.stack.choice`` picks one.
+"""
 
 from __future__ import annotations
 
-import abc
-import os
+import shutil
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
 
-from harness.stack.endpoints import Stack
+from harness.stack.endpoints import Stack, assemble
+from harness.stack.process import ServiceStartError, free_ports
+from harness.stack.service import BackingService
 
 SERVICES = ("postgres", "redis", "kafka", "localstack", "mock_openai")
 
@@ -15,55 +28,110 @@ class StackUnavailable(RuntimeError):
     """The requested provider cannot run here; the message says what to do."""
 
 
-class StackProvider(abc.ABC):
-    name: str
+def _timed(fn: Callable[[], object]) -> Callable[[], float]:
+    def run() -> float:
+        t0 = time.monotonic()
+        fn()
+        return time.monotonic() - t0
 
-    @abc.abstractmethod
+    return run
+
+
+class StackProvider:
+    name: str = "provider"
+    workdir_prefix = "verisim-stack-"
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        progress: Callable[[str], None] = print,
+        overrides: dict[str, dict] | None = None,
+    ):
+        self._own_workdir = workdir is None  # a temporary one (logs) goes with stop() when nothing is left
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=self.workdir_prefix))
+        self.progress = progress
+        self.overrides = overrides or {}  # per-service constructor kwargs (extra_args, env, …)
+        self.services: dict[str, BackingService] = {}
+        self._lock = threading.Lock()
+
+    # -- what a runtime says ----------------------------------------------------------------------------------------
+    def make(self, name: str, port: int, **kwargs) -> BackingService:
+        raise NotImplementedError
+
+    def before_start(self) -> None:
+        """Once, before any service is made."""
+
+    def started_note(self) -> str:
+        return ""
+
+    # -- shared ----------------------------------------------------------------------------------------------------
     def start(self, services: Iterable[str] = SERVICES) -> Stack:
         """Start the services, return once every one answers a real round trip (bounded), or raise."""
+        names = list(dict.fromkeys(services))
+        unknown = [n for n in names if n not in SERVICES]
+        if unknown:
+            raise ValueError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)}")
+        started = time.monotonic()
+        try:
+            self.before_start()
+            for name, port in zip(names, free_ports(len(names)), strict=True):
+                self.services[name] = self.make(name, port, **self.overrides.get(name, {}))
+            # 1. cached preparation (templates, venvs) in parallel
+            prepared = self._parallel({n: _timed(s.prepare) for n, s in self.services.items()})
+            # 2. spawn on the main thread (PR_SET_PDEATHSIG belongs to the spawning thread)
+            for svc in self.services.values():
+                svc.spawn()
+            # 3. a real round trip from each, in parallel, each bounded by its own timeout
+            ready = self._parallel({n: s.wait_ready for n, s in self.services.items()})
+        except BaseException:
+            self.stop()
+            raise
+        for name, seconds in ready.items():
+            self.progress(f"  {name:<12} ready in {seconds:5.2f}s{self.services[name].ready_note(prepared[name])}")
+        self.progress(f"stack ready in {time.monotonic() - started:.2f}s{self.started_note()}")
+        return assemble(self.name, self.services, ready, prepared)
 
-    @abc.abstractmethod
+    def _parallel(self, calls: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+        """Run every call; when one fails, tell the others to give up, then raise the first real failure."""
+        with ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix="stack") as pool:
+            futures = {name: pool.submit(fn) for name, fn in calls.items()}
+            done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in done):
+                for svc in self.services.values():
+                    svc.cancel.set()
+        results, errors = {}, []
+        for name, fut in futures.items():
+            exc = fut.exception()
+            if exc is not None:
+                errors.append(exc)
+            else:
+                results[name] = fut.result()
+        if errors:
+            real = [e for e in errors if not (isinstance(e, ServiceStartError) and "abandoned" in e.reason)]
+            raise (real or errors)[0]
+        return results
+
     def stop(self) -> None:
-        """Stop everything this provider started. Idempotent."""
+        """Stop everything this provider started, in parallel. Idempotent."""
+        with self._lock:
+            services = list(self.services.values())
+            if services:
+                with ThreadPoolExecutor(max_workers=len(services)) as pool:
+                    list(pool.map(lambda s: s.stop(), services))
+            if self._own_workdir and not self.leftovers():
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
-    @abc.abstractmethod
-    def leftovers(self) -> dict[str, list[int]]:
+    def service(self, name: str) -> BackingService:
+        if name not in self.services:
+            raise KeyError(f"{name!r} is not running in this stack; running: {', '.join(self.services)}")
+        return self.services[name]
+
+    def leftovers(self) -> dict[str, list]:
         """Whatever this provider started that is still alive (after ``stop`` this must be empty)."""
+        return {n: left for n, s in self.services.items() if (left := s.leftovers())}
 
     def __enter__(self) -> StackProvider:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def choose_provider(kind: str | None, progress: Callable[[str], None] = print, **kwargs) -> StackProvider:
-    """``kind`` (or ``$VERISIM_STACK``): ``auto`` = containers when a daemon answers and the images exist, else local."""
-    kind = (kind or os.environ.get("VERISIM_STACK") or "auto").lower()
-    if kind not in ("auto", "local", "containers"):
-        raise StackUnavailable(f"unknown stack provider {kind!r}: choose auto, local or containers")
-    if kind in ("auto", "containers"):
-        from harness.docker.daemon import daemon_answers
-
-        ok, why = daemon_answers()
-        if ok:
-            from harness.stack.containers import ContainersProvider, missing_images
-
-            missing = missing_images()
-            if not missing:
-                progress(f"stack: containers ({why})")
-                return ContainersProvider(progress=progress, **kwargs)
-            why = f"images not built: {', '.join(missing)} (build them with `nox -s images`)"
-        if kind == "containers":
-            raise StackUnavailable(
-                f"--stack=containers needs a Docker daemon with Verisim's images, but: {why}. "
-                "Get one with `python3 dev.py docker` (installs Debian's docker.io if needed, starts dockerd, builds the "
-                "images offline; or `apt-get install -y docker.io && python -m harness.docker.daemon && nox -s images`), "
-                "or use --stack=local."
-            )
-        progress(f"stack: local processes (containers not used: {why})")
-    else:
-        progress("stack: local processes (--stack=local)")
-    from harness.stack.local import LocalProvider
-
-    return LocalProvider(progress=progress, **kwargs)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
 
 from system.api.schemas import refusals
 from system.storage.status_cache import CHANNEL
@@ -15,6 +17,15 @@ from system.storage.status_cache import CHANNEL
 # every dashboard read needs Postgres (the queue view: SQS): a 503 with a message when it is away
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"], responses=refusals(422, 503))
 log = logging.getLogger("system.api.dashboard")
+
+page = APIRouter(include_in_schema=False)
+DASHBOARD_HTML = Path(__file__).parent / "static" / "dashboard.html"
+
+
+@page.get("/")
+def dashboard_page():
+    """The live dashboard (the same file works opened from disk, pointed at http://localhost:8000)."""
+    return FileResponse(DASHBOARD_HTML, media_type="text/html")
 
 
 def _rows(request: Request, sql: str, params=()):

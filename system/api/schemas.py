@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, field_validator, model_validator
 
@@ -11,7 +11,7 @@ from system.config import PATTERNS
 from system.pipelines.inference import MAX_ABS_VALUE, MODELS
 
 Pattern = Literal["linear", "seasonal", "exponential", "cyclical", "random_walk"]
-assert set(Pattern.__args__) == set(PATTERNS)
+assert set(get_args(Pattern)) == set(PATTERNS)
 
 
 class SeriesIn(BaseModel):

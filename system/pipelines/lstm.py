@@ -108,7 +108,9 @@ class _Request:
 
     def __init__(self, values: list[float], horizon: int):
         self.values, self.horizon = values, horizon
-        self.done, self.out, self.ms, self.size, self.error = False, None, 0.0, 0, None
+        self.done, self.ms, self.size = False, 0.0, 0
+        self.out: list[float] | None = None
+        self.error: Exception | None = None
 
 
 class MicroBatcher:
@@ -151,7 +153,7 @@ class MicroBatcher:
         return req.out, req.ms, req.size
 
     def _run(self, batch: list[_Request]) -> None:
-        error = None
+        error: Exception | None = None
         t0 = time.perf_counter()
         try:
             by_horizon: dict[int, list[_Request]] = {}

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import openai
 
@@ -151,7 +152,8 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
 
     with timer.stage("audio") as detail:
         try:
-            audio = render_midi(read["midi"], settings.score_soundfont, settings.score_mp3_bitrate)
+            soundfont = Path(settings.score_soundfont) if settings.score_soundfont else None
+            audio = render_midi(read["midi"], soundfont, settings.score_mp3_bitrate)
         except FileNotFoundError as exc:
             raise PermanentJobError("soundfont_missing", str(exc)) from exc
         key = artifact_key(job_id, "audio.mp3")

@@ -32,13 +32,13 @@ def parse_symbolic(data: bytes, fmt: str, workdir: Path):
 
     path = workdir / f"input{SUFFIX[fmt]}"
     path.write_bytes(data)
-    kwargs = {"forceSource": True, "storePickle": False}
+    kwargs: dict[str, bool | int] = {"forceSource": True, "storePickle": False}
     if fmt == "abc":
         first = re.search(rb"^X:\s*(\d+)", data, re.MULTILINE)
         if first:
             kwargs["number"] = int(first.group(1))
     try:
-        parsed = converter.parse(str(path), **kwargs)
+        parsed = converter.parse(str(path), **kwargs)  # type: ignore[arg-type]  # music21 types only its first keywords
     except MemoryError:
         raise  # the job's memory budget, not a verdict on the file's syntax
     except Exception as exc:

@@ -16,7 +16,10 @@ LONG = "schubert/Lindenbaum.xml"  # 123 s, with lyrics and text expressions
 def corpus_bytes(name: str) -> bytes:
     from music21 import corpus
 
-    return Path(corpus.getWork(name)).read_bytes()
+    found = corpus.getWork(name)
+    if isinstance(found, list):  # a name that matches several works: the first
+        found = found[0]
+    return Path(found).read_bytes()
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ import select
 from importlib import resources
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -52,7 +52,7 @@ def migrate(dsn: str) -> list[str]:
     return applied_now
 
 
-def check_idle_connection(conn: psycopg.Connection) -> None:
+def check_idle_connection(conn: psycopg.Connection[DictRow]) -> None:
     """The pool's check before it hands out a connection: one that died with a Postgres restart or kill is replaced,
     not handed out. Without a round trip (psycopg_pool's own check sends a query each time, ~10 % of a worker's CPU):
     an idle connection has nothing to read, so a readable socket means the server closed it or sent an error (a
@@ -65,10 +65,14 @@ def check_idle_connection(conn: psycopg.Connection) -> None:
         raise psycopg.OperationalError("the server closed the connection (or spoke unasked) while it was idle")
 
 
-def make_pool(dsn: str, size: int) -> ConnectionPool:
+DictPool = ConnectionPool[psycopg.Connection[DictRow]]  # every row a dict, by column name
+
+
+def make_pool(dsn: str, size: int) -> DictPool:
     """Autocommit connections: a statement is its own transaction, several go in ``conn.transaction()``."""
     pool = ConnectionPool(
         dsn,
+        connection_class=psycopg.Connection[DictRow],
         min_size=1,
         max_size=size,
         kwargs={"row_factory": dict_row, "autocommit": True},

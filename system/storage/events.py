@@ -9,6 +9,7 @@ every event it lacks unpublished again — the outbox sends those once more, in 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -162,7 +163,7 @@ class OutboxPublisher:
                 row["topic"],
                 key=row["key"],
                 value=json.dumps(payload, default=str),
-                on_delivery=lambda err, msg, rid=row["id"]: on_delivery(err, msg, rid),
+                on_delivery=functools.partial(on_delivery, row_id=row["id"]),
             )
         deadline = time.monotonic() + self.timeout_s + 2
         while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:

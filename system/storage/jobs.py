@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+
+from system.storage.db import DictPool
 
 TERMINAL = ("completed", "completed_with_warnings", "failed")
 
@@ -25,7 +26,7 @@ class Claim:
 
 
 class JobStore:
-    def __init__(self, pool: ConnectionPool, topics: dict[str, str], queue: str | None = None):
+    def __init__(self, pool: DictPool, topics: dict[str, str], queue: str | None = None):
         self.pool = pool
         self.topics = topics  # {"inference": ..., "score": ..., "events": ...}
         self.queue = queue  # the SQS queue this deployment sends to: its jobs are the only ones its sweeps touch

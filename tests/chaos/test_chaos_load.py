@@ -12,14 +12,13 @@ outside pytest (``python -m harness.chaos_load``), printing the fault × phase t
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from harness import scenario
 from harness.chaos_load import ChaosLoad
+from harness.settings import current
 
-SCENARIO = scenario.load(os.environ.get("VERISIM_CHAOS_SCENARIO", "ci"))
+SCENARIO = scenario.load(current().chaos_scenario)
 pytestmark = [pytest.mark.load, pytest.mark.timeout(SCENARIO.load_s + SCENARIO.drain_timeout_s + 600)]
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from harness.faults.tcp import TcpProxy
 from harness.stack.endpoints import KafkaEndpoint
-from harness.stack.local.kafka import KafkaService
 from harness.stack.process import free_ports
+from harness.stack.services.kafka import LocalKafka
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def kafka_proxy(tmp_path):
     """A tansu broker of this test's own on a free port, advertising a TCP proxy in front of it."""
     (broker_port,) = free_ports(1)
     proxy = TcpProxy("127.0.0.1", broker_port, "kafka").start()
-    broker = KafkaService(tmp_path, broker_port, advertised_port=proxy.port)
+    broker = LocalKafka(tmp_path, broker_port, advertised_port=proxy.port)
     broker.spawn()
     broker.wait_ready()
     yield proxy

@@ -18,7 +18,6 @@ the total (CI: 2 000; ``nox -s fuzz``: 20 000); per-endpoint counts are written 
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
@@ -28,11 +27,12 @@ from hypothesis import strategies as st
 from harness import ledger
 from harness.fuzz import Tally
 from harness.report import reports_path
+from harness.settings import current
 from system.config import PATTERNS
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
-TOTAL = int(os.environ.get("VERISIM_FUZZ_REQUESTS", "2000"))
+TOTAL = current().fuzz_requests or 2000
 SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "MAX_JSON_BYTES": "2000000", "SQS_VISIBILITY_TIMEOUT": "20"}
 
 
@@ -118,11 +118,11 @@ def test_every_operation_of_the_api_from_its_openapi_document(api):
 @pytest.fixture(scope="module")
 def mock_base(tmp_path_factory):
     """A mock OpenAI service of this module's own (its knobs change as it is fuzzed: no other test may share it)."""
-    from harness.stack.local.mock_openai import MockOpenAIService
     from harness.stack.process import free_ports
+    from harness.stack.services.mock_openai import LocalMockOpenAI
 
     (port,) = free_ports(1)
-    mock = MockOpenAIService(tmp_path_factory.mktemp("fuzz-mock"), port)
+    mock = LocalMockOpenAI(tmp_path_factory.mktemp("fuzz-mock"), port)
     mock.spawn()
     mock.wait_ready()
     try:

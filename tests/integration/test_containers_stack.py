@@ -33,12 +33,12 @@ def _containers(label_value: str) -> list[str]:
 
 
 def test_a_killed_session_leaves_no_containers_once_the_next_one_starts(tmp_path):
-    from harness.stack.containers import ContainersProvider
+    from harness.stack.providers import ContainersProvider
 
     # a session that is SIGKILLed after its stack is up: no teardown, no atexit, no Ryuk
     script = textwrap.dedent("""
         import os, signal
-        from harness.stack.containers import ContainersProvider
+        from harness.stack.providers import ContainersProvider
         p = ContainersProvider(progress=lambda _: None)
         p.start(["redis"])
         print(p.session, flush=True)
@@ -65,7 +65,7 @@ def test_a_killed_session_leaves_no_containers_once_the_next_one_starts(tmp_path
 
 
 def test_a_container_that_fails_to_start_reports_its_log_and_is_removed(tmp_path):
-    from harness.stack.containers import ContainersProvider
+    from harness.stack.providers import ContainersProvider
 
     provider = ContainersProvider(
         workdir=tmp_path, progress=lambda _: None, overrides={"redis": {"extra_args": ["--no-such-option", "yes"]}}
@@ -79,7 +79,7 @@ def test_a_container_that_fails_to_start_reports_its_log_and_is_removed(tmp_path
 def test_a_restarted_container_comes_back_on_the_same_port_with_its_data(tmp_path):
     import psycopg
 
-    from harness.stack.containers import ContainersProvider
+    from harness.stack.providers import ContainersProvider
 
     provider = ContainersProvider(workdir=tmp_path, progress=lambda _: None)
     try:

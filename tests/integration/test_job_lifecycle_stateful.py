@@ -7,16 +7,16 @@ invariants are listed there. Steps per sequence and sequences per run follow the
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from harness.lifecycle import ENV, run_lifecycle
 from harness.report import reports_path
+from harness.settings import current
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
-FUZZ = os.environ.get("VERISIM_HYPOTHESIS_PROFILE") == "fuzz" or os.environ.get("VERISIM_FUZZ_REQUESTS")
+FUZZ = current().hypothesis_profile == "fuzz" or current().fuzz_requests is not None
 SEQUENCES, STEPS = (10, 30) if FUZZ else (3, 12)
 
 

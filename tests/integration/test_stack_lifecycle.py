@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack.local import LocalProvider
 from harness.stack.process import ServiceStartError, alive, family
+from harness.stack.providers import LocalProvider
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,10 +105,10 @@ def test_a_service_that_cannot_start_fails_fast_with_its_log_tail(tmp_path, serv
 
 
 def test_a_service_that_never_answers_fails_after_its_bounded_wait(tmp_path, monkeypatch):
-    from harness.stack.local.redis import RedisService
+    from harness.stack.services.redis import LocalRedis
 
-    monkeypatch.setattr(RedisService, "ready_timeout", 1.5)
-    monkeypatch.setattr(RedisService, "probe", lambda self: (_ for _ in ()).throw(ConnectionError("no answer")))
+    monkeypatch.setattr(LocalRedis, "ready_timeout", 1.5)
+    monkeypatch.setattr(LocalRedis, "probe", lambda self: (_ for _ in ()).throw(ConnectionError("no answer")))
     provider = LocalProvider(workdir=tmp_path, progress=lambda _: None)
     started = time.monotonic()
     with pytest.raises(ServiceStartError, match="not ready after 2s") as info:

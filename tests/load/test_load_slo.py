@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from harness import load, report, slo
+from harness.settings import current
 
 pytestmark = pytest.mark.load
 
-USERS = int(os.environ.get("VERISIM_LOAD_USERS", "10"))
-DURATION = int(os.environ.get("VERISIM_LOAD_SECONDS", "30"))
+USERS = current().load_users
+DURATION = current().load_seconds
 
 
 def test_load_holds_the_slos(system, stack, report_paths, browser):

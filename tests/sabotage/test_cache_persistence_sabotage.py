@@ -9,14 +9,14 @@ import uuid
 import pytest
 
 from harness import ledger
-from harness.stack.local.redis import RedisService
 from harness.stack.process import free_ports
+from harness.stack.services.redis import LocalRedis
 from system.storage.status_cache import status_key
 
 
 @pytest.mark.parametrize(("planted", "persisted"), [([], True), (["--appendonly", "no"], False)])
 def test_a_redis_restart_without_persistence_is_caught(tmp_path, planted, persisted):
-    service = RedisService(tmp_path, free_ports(1)[0], extra_args=planted)
+    service = LocalRedis(tmp_path, free_ports(1)[0], extra_args=planted)
     service.spawn()
     service.wait_ready()
     try:

@@ -39,17 +39,31 @@ def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(
     chaos_system, jobs_for, process_faults, http_faults, stack, on, defect
 ):
     """SQS: the message deleted on receipt; Celery: the task acknowledged on receipt (its default)."""
-    sut = chaos_system(workers=1, concurrency=4, sabotage=defect, transport=on, CELERY_VISIBILITY_TIMEOUT="4")
+    sut = chaos_system(
+        workers=1,
+        concurrency=4,
+        sabotage=defect,
+        transport=on,
+        CELERY_VISIBILITY_TIMEOUT="4",
+        WORKER_SCORE_SLOTS="4",  # all three run at once: none is held back (a held message is not yet deleted)
+    )
     jobs = jobs_for(sut)
     with http_faults.delay(3.0):  # translations hang: the jobs are mid-flight when the worker dies
         ids = [i for n in range(3) for i in jobs.score(f"Doomed {n}")]
         in_flight = wait_for(lambda: jobs_in(stack, ids, "running"), 30, what="a score job running")
         process_faults.kill(sut.workers[0])
     sut.start_worker(concurrency=4, grace=5)  # a healthy replacement: it never sees the deleted messages
-    time.sleep(7)  # > the visibility timeout (4 s; Celery's restore runs every 2 s): a kept message would be back
-    # the jobs the defect lost: not terminal, with no worker on them and no message left. Not every job in flight
-    # is lost: an acknowledgement not yet flushed to the broker when the worker died lets its task come back.
+    # > the visibility timeout (4 s; Celery's restore runs every 2 s) plus a job's run: a kept message would be back
+    # and its job done by the replacement
+    time.sleep(9)
+    # the jobs the defect lost: not terminal, with no worker on them and no message left (still so 2 s later). Not
+    # every job in flight is lost: an acknowledgement not yet sent when the worker died lets its message come back.
     lost = jobs_in(stack, ids, "queued", "running")
+    for _ in range(5):
+        time.sleep(2)
+        if (still := jobs_in(stack, ids, "queued", "running")) == lost:
+            break
+        lost = still
     assert lost, f"the planted defect lost no job: {in_flight} were running at the kill and all finished"
     hits = red(jobs.verdict(timeout=3), "not_terminal", len(lost))
     assert all(any(j in p for p in hits) for j in lost), hits  # the lost jobs are named

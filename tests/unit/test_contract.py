@@ -69,6 +69,65 @@ def test_the_import_check_sees_a_planted_import(tmp_path):
     assert violations(tmp_path, "system", ("harness", "tests")) == ["system/worker/x.py: harness.ledger"]
 
 
+def import_cycles(root: Path, package: str) -> list[list[str]]:
+    """The import circles among ``package``'s modules (every import statement, at the top or inside a function)."""
+    mods = {}
+    for path in (root / package).rglob("*.py"):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                graph[mod] |= {a.name for a in node.names if a.name in mods}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    target = f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                    if target in mods:
+                        graph[mod].add(target)
+    cycles, index, low, stack, on_stack = [], {}, {}, [], set()
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph[v]:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_harness_has_no_import_circle():
+    assert import_cycles(ROOT, "harness") == []
+
+
+def test_the_circle_check_sees_a_planted_circle(tmp_path):
+    (tmp_path / "harness" / "stack").mkdir(parents=True)
+    (tmp_path / "harness" / "__init__.py").write_text("")
+    (tmp_path / "harness" / "stack" / "__init__.py").write_text("")
+    (tmp_path / "harness" / "stack" / "provider.py").write_text("def pick():\n    from harness.stack import local\n")
+    (tmp_path / "harness" / "stack" / "local.py").write_text("from harness.stack.provider import pick\n")
+    (tmp_path / "harness" / "docker.py").write_text("from harness.stack import provider\n")
+    assert import_cycles(tmp_path, "harness") == [["harness.stack.local", "harness.stack.provider"]]
+
+
 # -- the repository stands on its own -------------------------------------------------------------------------------
 CITED_DOC = re.compile(r"docs/([\w.-]+\.md)")
 OUTSIDE = re.compile(r"(?:\.\./)?shared/(?:research|seeds)/[\w./-]*|research/[\w-]+\.md")

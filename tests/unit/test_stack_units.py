@@ -91,10 +91,10 @@ def test_auto_falls_back_to_local_and_says_so(monkeypatch):
 
 
 def test_auto_falls_back_to_local_when_images_are_missing(monkeypatch):
-    from harness.stack import containers
+    from harness.stack import providers
 
     monkeypatch.setattr(daemon, "daemon_answers", lambda timeout=5.0: (True, "Docker 20.10"))
-    monkeypatch.setattr(containers, "missing_images", lambda: ["verisim/redis:7-bookworm"])
+    monkeypatch.setattr(providers, "missing_images", lambda: ["verisim/redis:7-bookworm"])
     said = []
     assert choose_provider("auto", progress=said.append).name == "local"
     assert "images not built" in said[0] and "nox -s images" in said[0]
@@ -103,29 +103,46 @@ def test_auto_falls_back_to_local_when_images_are_missing(monkeypatch):
 
 
 def test_image_choice_offline_upstream_and_explicit(monkeypatch):
-    from harness.stack import containers
+    from harness.stack import container_runtime
+    from harness.stack.services.kafka import KafkaContainer
+    from harness.stack.services.postgres import PostgresContainer
 
-    monkeypatch.setattr(containers, "_image_exists", lambda image: False)
+    monkeypatch.setattr(container_runtime, "image_exists", lambda image: False)
     monkeypatch.setenv("VERISIM_IMAGES", "auto")
-    assert containers.image_for("postgres") == "postgres:16"  # no offline build: the registry image
-    monkeypatch.setattr(containers, "_image_exists", lambda image: True)
-    assert containers.image_for("postgres") == "verisim/postgres:15-bookworm"
+    assert PostgresContainer.chosen_image() == "postgres:16"  # no offline build: the registry image
+    monkeypatch.setattr(container_runtime, "image_exists", lambda image: True)
+    assert PostgresContainer.chosen_image() == "verisim/postgres:15-bookworm"
     monkeypatch.setenv("VERISIM_IMAGES", "upstream")
-    assert containers.image_for("kafka") == "confluentinc/cp-kafka:7.6.0"
+    assert KafkaContainer.chosen_image() == "confluentinc/cp-kafka:7.6.0"
     monkeypatch.setenv("VERISIM_IMAGE_KAFKA", "my/kafka:1")
-    assert containers.image_for("kafka") == "my/kafka:1"
+    assert KafkaContainer.chosen_image() == "my/kafka:1"
 
 
 def test_container_owner_tag_tells_a_live_process_from_a_dead_one():
     import subprocess
 
-    from harness.stack import containers
+    from harness.stack import container_runtime as runtime
 
-    assert containers.owner_alive(containers.owner_tag())
+    assert runtime.owner_alive(runtime.owner_tag())
     p = subprocess.Popen(["true"])
     p.wait()
-    assert not containers.owner_alive(f"{p.pid}:{containers._process_start_ticks(1)}")
-    assert not containers.owner_alive("")
+    assert not runtime.owner_alive(f"{p.pid}:{runtime._started_at(1)}")
+    assert not runtime.owner_alive(f"1:{runtime._started_at(1)}0")  # pid 1 lives, but started at another time
+    assert not runtime.owner_alive("")
+
+
+def test_every_service_has_both_recipes_with_one_probe_and_endpoint():
+    """One module per service: its local and container classes share what the service is (probe, endpoint)."""
+    from harness.stack.provider import SERVICES
+    from harness.stack.services import RECIPES
+
+    assert tuple(RECIPES) == SERVICES
+    for name, (local, container) in RECIPES.items():
+        assert local.name == container.name == name
+        shared = set(local.__mro__) & set(container.__mro__)
+        role = next(c for c in local.__mro__ if c in shared)  # the service's own class, above both runtimes
+        assert role.__module__ == local.__module__ == container.__module__ == f"harness.stack.services.{name}"
+        assert "probe" in role.__dict__ and "endpoint" in role.__dict__
 
 
 def test_env_selects_the_provider(monkeypatch):

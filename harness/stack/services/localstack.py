@@ -1,7 +1,8 @@
-"""LocalStack (SQS + S3) on the host, in its own cached venv so its pins never bind the project's.
+"""LocalStack: the SQS queues (jobs, dead letters) and the S3 artifact store.
 
-Pins (docs/dependency-pins.md): 4.13.1 is the newest release that imports on Python 3.11, and
-its dependencies drifted (cbor2 6, pyOpenSSL 25+, missing service-identity).
+Local: LocalStack in host mode, in a cached venv of its own so its pins never bind the project's
+(``harness.docker.inputs.LOCALSTACK_PINS``; docs/dependency-pins.md). Container: testcontainers'
+``LocalStackContainer`` on the offline image (the same pins) or ``localstack/localstack:4.13``.
 """
 
 from __future__ import annotations
@@ -11,24 +12,42 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
+from harness.docker.inputs import LOCALSTACK_PINS, LOCALSTACK_VERSION
 from harness.stack import probes
+from harness.stack.container_runtime import ContainerService
 from harness.stack.endpoints import AwsEndpoint
-from harness.stack.local.base import LocalService
+from harness.stack.local_runtime import LocalService
 from harness.stack.process import ManagedProcess, ServiceStartError
+from harness.stack.service import BackingService
 
-LOCALSTACK_VERSION = "4.13.1"
-LOCALSTACK_PINS = [
-    f"localstack-core[runtime]=={LOCALSTACK_VERSION}",
-    "cbor2<6",
-    "pyopenssl<25",
-    "cryptography<45",
-    "service-identity",
-]
+# both runtimes: SQS and S3 only, loaded at start, queue URLs by path, S3 signatures checked, any origin
+SETTINGS = {
+    "EAGER_SERVICE_LOADING": "1",
+    "SQS_ENDPOINT_STRATEGY": "path",
+    "S3_SKIP_SIGNATURE_VALIDATION": "0",
+    "DISABLE_CORS_CHECKS": "1",
+}
 
 
+class LocalStack(BackingService):
+    name = "localstack"
+    ready_timeout = 120.0  # first run on a cold cache builds a service catalog (≈8 s); loaded machines are slower
+
+    def probe(self) -> None:
+        probes.aws(self.endpoint())
+
+    def after_ready(self) -> None:
+        probes.create_aws_resources(self.endpoint())
+
+    def endpoint(self) -> AwsEndpoint:
+        return AwsEndpoint(endpoint_url=f"http://127.0.0.1:{self.port}")
+
+
+# -- a local process --------------------------------------------------------------------------------------------------
 def venv_dir() -> Path:
     return cache_dir() / f"localstack-{LOCALSTACK_VERSION}"
 
@@ -37,7 +56,7 @@ def venv_python() -> Path:
     return venv_dir() / "bin" / "python"
 
 
-def ensure_venv(progress=print) -> Path:
+def ensure_venv(progress: Callable[[str], None] = print) -> Path:
     """Create the LocalStack venv once (≈1–2 min, ≈0.5 GB); later runs reuse it."""
     marker = venv_dir() / ".verisim-pins"
     want = "\n".join(LOCALSTACK_PINS)
@@ -60,11 +79,8 @@ def ensure_venv(progress=print) -> Path:
     return venv_python()
 
 
-class LocalStackService(LocalService):
-    name = "localstack"
-    ready_timeout = 120.0  # first run on a cold cache builds a service catalog (≈8 s); loaded machines are slower
-
-    def __init__(self, workdir, port, progress=print):
+class LocalLocalStack(LocalStack, LocalService):
+    def __init__(self, workdir: Path, port: int, progress: Callable[[str], None] = print):
         super().__init__(workdir, port)
         self.progress = progress
 
@@ -84,28 +100,34 @@ class LocalStackService(LocalService):
             k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_", "PYTHON", "VIRTUAL_ENV"))
         }
         env.update(
+            SETTINGS,
             GATEWAY_LISTEN=f"127.0.0.1:{self.port}",
             LOCALSTACK_HOST=f"127.0.0.1:{self.port}",
             SERVICES="sqs,s3",
-            EAGER_SERVICE_LOADING="1",
             DNS_ADDRESS="0",
             DISABLE_EVENTS="1",
             SKIP_SSL_CERT_DOWNLOAD="1",
             OVERRIDE_IN_DOCKER="0",
             FILESYSTEM_ROOT=str(root),
-            SQS_ENDPOINT_STRATEGY="path",
-            S3_SKIP_SIGNATURE_VALIDATION="0",
             LOCALSTACK_TELEMETRY_DISABLED="1",
-            DISABLE_CORS_CHECKS="1",
         )
         argv = [str(venv_python()), "-m", "localstack.runtime.main"]
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, cwd=root, stop_grace=10).start()
 
-    def endpoint(self) -> AwsEndpoint:
-        return AwsEndpoint(endpoint_url=f"http://127.0.0.1:{self.port}")
 
-    def probe(self) -> None:
-        probes.aws(self.endpoint())
+# -- a container ------------------------------------------------------------------------------------------------------
+class LocalStackContainer(LocalStack, ContainerService):
+    container_port = 4566
+    offline_image = "verisim/localstack:4.13.1"
+    upstream_image = "localstack/localstack:4.13"
 
-    def after_ready(self) -> None:
-        probes.create_aws_resources(self.endpoint())
+    def make(self):
+        from testcontainers.community.localstack import LocalStackContainer as Container
+        from testcontainers.core.container import DockerContainer
+
+        c = Container(self.image, region_name="us-east-1").with_services("sqs", "s3")
+        for k, v in {**SETTINGS, "LOCALSTACK_HOST": f"127.0.0.1:{self.port}"}.items():
+            c = c.with_env(k, v)
+        # its wait for "Ready." never notices an exited container; our probe (health + SQS and S3 calls) does
+        c.start = lambda: DockerContainer.start(c)  # type: ignore[method-assign,assignment,misc]
+        return c

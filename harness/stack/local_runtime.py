@@ -1,43 +1,26 @@
-"""The shape every local service follows: prepare (cached, may run in a thread) → spawn (main thread) → wait_ready."""
+"""The local runtime: a backing service as a plain process on 127.0.0.1 (``ManagedProcess``), no Docker."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import threading
-from pathlib import Path
+import signal as signals
+import time
 
 from harness.stack.process import ManagedProcess, ServiceStartError
+from harness.stack.service import BackingService
 
 
-class LocalService:
-    name: str = "service"
-    ready_timeout: float = 30.0
+class LocalService(BackingService):
+    """Subclasses set ``self.process`` in ``spawn``."""
 
-    def __init__(self, workdir: Path, port: int):
-        self.workdir = workdir
-        self.port = port
-        self.process: ManagedProcess | None = None
-        self.cancel = threading.Event()  # set by the provider when a sibling failed: stop waiting
+    process: ManagedProcess | None = None
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "logs" / f"{self.name}.log"
-
-    def prepare(self) -> None:
-        """Slow, cacheable work (templates, venvs). Safe to run off the main thread."""
-
-    def spawn(self) -> None:
-        raise NotImplementedError
-
-    def probe(self) -> None:
-        """One real round trip; raises until the service answers."""
-        raise NotImplementedError
-
-    def after_ready(self) -> None:
-        """Create what the stack promises to exist (buckets, queues, databases)."""
+    def ready_note(self, prepared_s: float) -> str:
+        return f" (+{prepared_s:.2f}s preparing caches)" if prepared_s > 0.05 else ""
 
     def wait_ready(self) -> float:
-        assert self.process is not None
+        assert self.process is not None, "spawn first"
         seconds = self.process.wait_ready(self.probe, self.ready_timeout, cancel=self.cancel)
         try:
             self.after_ready()
@@ -47,46 +30,42 @@ class LocalService:
             ) from exc
         return seconds
 
-    def endpoint(self):
-        raise NotImplementedError
-
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
 
     # -- faults: the same process, on the same port ---------------------------------------------------------------
     def halt(self) -> None:
-        """Stop the server but keep what a restart needs (data directory, port)."""
         if self.process is not None:
             self.process.stop()
 
     def start_again(self) -> float:
-        """Start it again on the same port (main thread) and wait for a real round trip."""
         self.cancel.clear()
         self.spawn()
-        return self.wait_ready()
+        seconds = self.wait_ready()
+        self.after_restart()
+        return seconds
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole process family (SIGSTOP/SIGCONT pause and resume it, SIGKILL kills it)."""
-        import os
-        import signal as signals
-        import time
-
-        pids = self.process.members()
-        for pid in pids:
+        assert self.process is not None, "not started"
+        for pid in self.process.members():
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         if sig == signals.SIGKILL:
             # reap it: a zombie still "exists", and Postgres refuses to start while its lock file names a live PID
-            self.process.proc.wait(10)
+            if self.process.proc is not None:
+                self.process.proc.wait(10)
             deadline = time.monotonic() + 10
             while self.process.leftovers() and time.monotonic() < deadline:
                 time.sleep(0.05)
 
     def leftovers(self) -> list[int]:
         return self.process.leftovers() if self.process else []
+
+    def pids(self) -> list[int]:
+        return self.process.members() if self.process else []
 
 
 def require_binary(name: str, install_hint: str) -> str:

@@ -1,4 +1,9 @@
-"""PostgreSQL from the machine's binaries: initdb once into a cached template, copy per session, run unprivileged."""
+"""PostgreSQL: the job store's system of record.
+
+Local: the machine's binaries (Debian's ``postgresql``); ``initdb`` once into a cached template, copied per session,
+run as an unprivileged user (Postgres refuses root; docs/local-backends.md). Container: testcontainers'
+``PostgresContainer`` on the offline image (Debian's postgresql-15) or ``postgres:16``.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,36 @@ import tempfile
 from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
+from harness.settings import current
 from harness.stack import probes
+from harness.stack.container_runtime import ContainerService
 from harness.stack.endpoints import PostgresEndpoint
-from harness.stack.local.base import LocalService
+from harness.stack.local_runtime import LocalService
 from harness.stack.process import ManagedProcess, ServiceStartError
+from harness.stack.service import BackingService
 
-USER = "verisim"
-PASSWORD = "verisim"
-DATABASE = "verisim"
+USER = PASSWORD = DATABASE = "verisim"
+# fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster loses commits it
+# already acknowledged — the postgres_kill chaos test caught exactly that
+SERVER_FLAGS = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"]
 INSTALL_HINT = "apt-get install -y postgresql   (or set VERISIM_PG_BIN to a directory holding initdb and postgres)"
 
 
+class Postgres(BackingService):
+    name = "postgres"
+    ready_timeout = 30.0
+
+    def probe(self) -> None:
+        probes.postgres(self.endpoint())
+
+    def endpoint(self) -> PostgresEndpoint:
+        return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)
+
+
+# -- a local process --------------------------------------------------------------------------------------------------
 def find_pg_bin() -> Path:
-    explicit = os.environ.get("VERISIM_PG_BIN")
-    candidates = [explicit] if explicit else []
+    explicit = current().pg_bin
+    candidates = [str(explicit)] if explicit else []
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
     for c in candidates:
         if c and (Path(c) / "initdb").exists() and (Path(c) / "postgres").exists():
@@ -36,7 +57,7 @@ def server_identity() -> tuple[int | None, int | None]:
     """Postgres refuses root: run as ``nobody`` then (or ``$VERISIM_PG_USER``)."""
     if os.geteuid() != 0:
         return None, None
-    pw = pwd.getpwnam(os.environ.get("VERISIM_PG_USER", "nobody"))
+    pw = pwd.getpwnam(current().pg_user)
     return pw.pw_uid, pw.pw_gid
 
 
@@ -46,7 +67,7 @@ def _run_as(argv, uid, gid, **kwargs):
 
 
 def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
-    if uid is None:
+    if uid is None or gid is None:
         return
     for root, _dirs, files in os.walk(path):
         os.chown(root, uid, gid)
@@ -54,10 +75,7 @@ def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
             os.lchown(os.path.join(root, f), uid, gid)
 
 
-class PostgresService(LocalService):
-    name = "postgres"
-    ready_timeout = 30.0
-
+class LocalPostgres(Postgres, LocalService):
     def __init__(self, workdir: Path, port: int, extra_args: list[str] | None = None):
         super().__init__(workdir, port)
         self.extra_args = extra_args or []
@@ -86,23 +104,8 @@ class PostgresService(LocalService):
         data = build / "data"
         data.mkdir(mode=0o700)
         _chown_tree(build, self.uid, self.gid)
-        r = _run_as(
-            [
-                str(self.bin / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                USER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            self.uid,
-            self.gid,
-            cwd=build,
-        )
+        initdb = [str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8"]
+        r = _run_as([*initdb, "--locale=C.UTF-8", "--no-sync"], self.uid, self.gid, cwd=build)
         if r.returncode != 0:
             shutil.rmtree(build, ignore_errors=True)
             raise ServiceStartError("postgres", f"initdb failed (exit {r.returncode}): {r.stderr.strip()[-2000:]}")
@@ -130,27 +133,11 @@ class PostgresService(LocalService):
             shutil.copytree(self.template, self.rundir / "data", symlinks=True)
             os.chmod(self.rundir / "data", 0o700)
             _chown_tree(self.rundir, self.uid, self.gid)
-        data = self.rundir / "data"
         argv = [
             str(self.bin / "postgres"),
-            "-D",
-            str(data),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-k",
-            str(self.rundir),
-            # fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster
-            # loses commits it already acknowledged — the postgres_kill chaos test caught exactly that
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=300",
-            "-c",
-            "log_min_messages=warning",
+            *("-D", str(self.rundir / "data"), "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.rundir)),
+            *SERVER_FLAGS,
+            *("-c", "log_min_messages=warning"),
             *self.extra_args,
         ]
         self.process = ManagedProcess(
@@ -163,14 +150,28 @@ class PostgresService(LocalService):
             stop_signal=2,  # SIGINT = fast shutdown
         ).start()
 
-    def probe(self) -> None:
-        probes.postgres(self.endpoint())
-
-    def endpoint(self) -> PostgresEndpoint:
-        return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)
-
     def stop(self) -> None:
         super().stop()
         if self.rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
             self.rundir = None
+
+
+# -- a container ------------------------------------------------------------------------------------------------------
+class PostgresContainer(Postgres, ContainerService):
+    container_port = 5432
+    ready_timeout = 60.0
+    offline_image = "verisim/postgres:15-bookworm"
+    upstream_image = "postgres:16"
+
+    def make(self):
+        from testcontainers.community.postgres import PostgresContainer as Container
+
+        c = (
+            Container(self.image, username=USER, password=PASSWORD, dbname=DATABASE, driver=None)
+            .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
+            .with_command(["postgres", *SERVER_FLAGS, *self.extra_args])
+        )
+        # its psql poll never notices an exited container; our probe (SELECT 1) does
+        c._connect = lambda: None  # type: ignore[method-assign]
+        return c
