@@ -1,7 +1,7 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
     nox -s lint | unit | integration | chaos | chaos-load | sabotage | load | load-distributed | bench | images |
-           containers | compose | ci | up | demo
+           containers | compose | coverage | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -196,6 +196,26 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
         *session.posargs,
         external=True,
     )
+
+
+@nox.session(python=False)
+def coverage(session: nox.Session) -> None:
+    """system/'s coverage over the unit and integration tests on the local stack, measured in the test process and in
+    every API, worker and simulator process they start (coverage's subprocess support); gated at 85 % of system/.
+    Per-package table and reports/coverage/summary.json; HTML in reports/coverage/html (-- -k … narrows the run)."""
+    import shutil
+
+    _setup(session)
+    data = ROOT / "reports" / "coverage"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    env = {"COVERAGE_PROCESS_START": str(ROOT / "pyproject.toml"), "COVERAGE_FILE": str(data / ".coverage")}
+    tests = ["tests/unit", "tests/integration", "-m", "not bench", "--stack=local", "-p", "no:cacheprovider"]
+    session.run(PY, "-m", "pytest", *tests, *session.posargs, env=env, external=True)
+    session.run(PY, "-m", "coverage", "combine", "--quiet", env=env, external=True)
+    session.run(PY, "-m", "coverage", "json", "--quiet", "-o", str(data / "coverage.json"), env=env, external=True)
+    session.run(PY, "-m", "coverage", "html", "--quiet", "-d", str(data / "html"), env=env, external=True)
+    session.run(PY, "-m", "harness.coverage_report", "--json", str(data / "coverage.json"), external=True)
 
 
 @nox.session(python=False)

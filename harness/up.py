@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sys
-import threading
 
 from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
+from harness.stack.process import run_until_stopped, stop_on_sigterm
 from harness.system_under_test import TRANSPORTS, SystemUnderTest
 
 
@@ -42,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_sigterm()
     provider = choose_provider(args.stack, progress=lambda m: print(m, flush=True))
     sut = None
     try:
@@ -84,10 +82,8 @@ system.worker.celery_worker):""",
         for k, v in sut.env.items():
             if k in stack.to_env() or k.startswith(("SQS_", "INFERENCE_", "SCORE_", "CELERY_")):
                 print(f"  export {k}={v}")
-        print("\nrunning; Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+        run_until_stopped(stop)
+    except KeyboardInterrupt:  # during start-up
         pass
     finally:
         print("\nstopping …", flush=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
 from harness.stack import SERVICES, choose_provider
 from harness.stack.choice import CHOICES
 from harness.stack.local_runtime import LocalService
+from harness.stack.process import run_until_stopped, stop_on_sigterm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_sigterm()
     provider = choose_provider(args.stack, progress=lambda m: print(m, flush=True))
     try:
         stack = provider.start(services)
@@ -52,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             pids = {n: s.process.pid for n, s in provider.services.items() if isinstance(s, LocalService) and s.process}
             with open(args.json, "w") as fh:
                 json.dump({"stack": stack.as_dict(), "env": env, "pids": pids}, fh, indent=2)
-        print("\nrunning; Ctrl-C to stop", flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+        run_until_stopped(stop)
+    except KeyboardInterrupt:  # during start-up
         pass
     finally:
         print("stopping the stack …", flush=True)

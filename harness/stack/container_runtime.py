@@ -102,6 +102,16 @@ class ContainerService(BackingService):
     offline_image = ""
     upstream_image = ""
 
+    def __init_subclass__(cls, *, port_inside: int | None = None, images: tuple[str, str] | None = None, **kwargs):
+        """``port_inside``: the port the service listens on in the container; ``images``: (offline, upstream)."""
+        super().__init_subclass__(**kwargs)
+        if port_inside is not None:
+            cls.container_port = port_inside
+        if images is not None:
+            cls.offline_image, cls.upstream_image = images
+        # creating and starting a container comes before the first answer: never less than a minute
+        cls.ready_timeout = max(cls.ready_timeout, 60.0)
+
     def __init__(
         self,
         workdir: Path,

@@ -273,3 +273,22 @@ def _kill(pids, sig: int) -> None:
 import atexit  # noqa: E402
 
 atexit.register(ManagedProcess.kill_all)
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event SIGTERM sets (from now on, start-up included): the caller then stops what it started."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def run_until_stopped(stop: threading.Event) -> None:
+    """Block until Ctrl-C or ``stop`` is set: the foreground loop of ``python -m harness.stack up`` and ``nox -s up``."""
+    print("\nrunning; Ctrl-C to stop", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass

@@ -15,14 +15,36 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.stack.endpoints import Endpoint
 
 
 class BackingService(abc.ABC):
+    """A service module declares its class in one line, ``class Redis(BackingService, service="redis",
+    ready_timeout=10, check=probes.redis)``, and gives it an ``endpoint``."""
+
     name: str = "service"
     ready_timeout: float = 30.0
+    check: Callable[[Any], None]  # one real round trip against the endpoint (harness.stack.probes)
+
+    def __init_subclass__(
+        cls,
+        *,
+        service: str | None = None,
+        ready_timeout: float | None = None,
+        check: Callable[[Any], None] | None = None,
+        **kwargs,
+    ):
+        super().__init_subclass__(**kwargs)
+        if service is not None:
+            cls.name = service
+        if ready_timeout is not None:
+            cls.ready_timeout = ready_timeout
+        if check is not None:
+            cls.check = staticmethod(check)
 
     def __init__(self, workdir: Path, port: int):
         self.workdir = workdir
@@ -40,9 +62,9 @@ class BackingService(abc.ABC):
             return ""
 
     # -- what the service is (its module) ---------------------------------------------------------------------------
-    @abc.abstractmethod
     def probe(self) -> None:
         """One real round trip; raises until the service answers."""
+        type(self).check(self.endpoint())
 
     @abc.abstractmethod
     def endpoint(self) -> Endpoint:

@@ -2,7 +2,7 @@
 
 ``create_app`` wires the routers — ``jobs`` (``/api/v1/scores``, ``/api/v1/inference``, ``/api/v1/jobs/{id}``),
 ``dashboard`` (``/api/v1/dashboard/…`` and the page at ``/``) and ``health`` (``/healthz``, ``/readyz``,
-``/metrics``) — to the connections built at start-up (``Deps``), and turns every refusal into a clear 4xx and every
+``/metrics``) — to the connections built at start-up (``system.wiring.Connections``), and turns every refusal into a clear 4xx and every
 unavailable dependency into a 503 with a message.
 """
 
@@ -20,10 +20,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from system.api import dashboard, health, jobs
-from system.api.deps import Deps
 from system.api.metrics import make_registry
 from system.config import Settings, get_settings
 from system.storage.events import OutboxPublisher
+from system.wiring import Connections
 
 log = logging.getLogger("system.api")
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        deps = Deps.connect(settings)
+        deps = Connections.open(settings, settings.db_pool_size)
         app.state.deps = deps
         app.state.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, deps.store)
         app.state.registry = make_registry(deps)

@@ -13,22 +13,22 @@ import psycopg
 import redis
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, HTTPException, Request, UploadFile
 
-from system.api.deps import Deps
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
 from system.storage.jobs import TERMINAL, job_message, job_summary
+from system.wiring import Connections
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 log = logging.getLogger("system.api")
 
 
-def deps_of(request: Request) -> Deps:
+def deps_of(request: Request) -> Connections:
     return request.app.state.deps
 
 
-AppDeps = Annotated[Deps, Depends(deps_of)]
+AppDeps = Annotated[Connections, Depends(deps_of)]
 
 
 # -- jobs in ------------------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def submit_inference(request: Request, deps: AppDeps, body: InferenceIn, backgro
     return {"job_ids": [str(r["id"]) for r in rows], "count": len(rows), "deferred": deferred}
 
 
-def enqueue(request: Request, deps: Deps, rows, background: BackgroundTasks) -> list[str]:
+def enqueue(request: Request, deps: Connections, rows, background: BackgroundTasks) -> list[str]:
     """The rows are committed: the jobs are accepted whatever the queue does now. Messages the queue does not take
     are flagged ``send_pending`` and sent by a worker's sweep; returns the ids left pending."""
     try:  # Redis is a cache: a job is accepted without it (the worker writes the later states)
@@ -140,7 +140,7 @@ def get_job(deps: AppDeps, job_id: uuid.UUID):
     return out
 
 
-def artifact_links(deps: Deps, row) -> dict[str, str]:
+def artifact_links(deps: Connections, row) -> dict[str, str]:
     links = {}
     if row.get("input_key"):
         links["input"] = deps.artifacts.presign(row["input_key"])

@@ -31,12 +31,11 @@ from system.batching import BackgroundBatcher
 from system.config import Settings
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, StageTimer
-from system.storage.aws import Artifacts, JobQueue
-from system.storage.db import make_pool, migrate
+from system.storage.aws import JobQueue
 from system.storage.events import OutboxPublisher, ensure_topics
-from system.storage.jobs import JobStore, job_message
-from system.storage.queues import CeleryQueue, JobRouter
-from system.storage.status_cache import StatusCache
+from system.storage.jobs import job_message
+from system.storage.queues import CeleryQueue
+from system.wiring import Connections
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
@@ -71,24 +70,13 @@ class JobProcessor:
     ):
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
-        migrate(settings.dsn)
         topics = [settings.kafka_topic_inference, settings.kafka_topic_scores, settings.kafka_topic_job_events]
         ensure_topics(settings.kafka_bootstrap_servers, topics)
-        self.pool = make_pool(settings.dsn, self.concurrency + 2)
-        self.store = JobStore(
-            self.pool,
-            {
-                "inference": settings.kafka_topic_inference,
-                "score": settings.kafka_topic_scores,
-                "events": settings.kafka_topic_job_events,
-            },
-            queue=settings.sqs_queue_name,
-        )
-        self.cache = StatusCache(settings.redis_url)
+        self.connections = Connections.open(settings, self.concurrency + 2, sqs=queue, celery=celery)
+        self.store, self.cache = self.connections.store, self.connections.cache
+        self.router = self.connections.queue  # re-sends go to each kind's transport
+        self.artifacts = self.connections.artifacts
         self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
-        self.router = JobRouter(settings, sqs=queue, celery=celery)  # re-sends go to each kind's transport
-        self.store.note_queue_epoch(self.router.created())  # a queue recreated from now on is noticed against this
-        self.artifacts = Artifacts(settings)
         self.llm = openai.OpenAI(
             base_url=settings.openai_api_base,
             api_key=settings.openai_api_key,
@@ -224,11 +212,10 @@ class JobProcessor:
 
     def process(self, body: str, receives: int, max_receives: int) -> Disposition:
         """Take one delivered message (its ``receives``-th delivery) to its job's outcome, committed in Postgres,
-        published to Kafka and cached in Redis, and say what becomes of the message."""
-
-        def retry_or_give_up() -> Disposition:
-            return DEAD_LETTER if receives >= max_receives else Disposition("retry", self._backoff(receives))
-
+        published to Kafka and cached in Redis, and say what becomes of the message. The states a delivery goes
+        through: not a job message → left for the DLQ; a job already claimed or finished → ack (nothing new);
+        claimed → running → completed / failed (permanent error, or transient on the last attempt: dead letter) /
+        retried later (transient)."""
         try:
             job_id = uuid.UUID(str(json.loads(body)["job_id"]))
         except (ValueError, KeyError, TypeError) as exc:
@@ -237,24 +224,14 @@ class JobProcessor:
                 "poison message: not a job message; leaving it for the DLQ",
                 extra={"error": str(exc), "receives": receives, "body": body[:200]},
             )
-            return retry_or_give_up()
+            return self._retry_or_give_up(receives, max_receives)
 
         claim = self.store.claim(job_id)
         if claim is None:
-            job = self.store.get(job_id)
-            if job is None:
-                log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
-                return retry_or_give_up()
-            # a redelivery of a finished job: finish what a dead worker may have left, produce nothing new
-            self.publisher.publish_soon(job_id)
-            self._cache(job)
-            log.info(
-                "duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id), "status": job["status"]}
-            )
-            return ACK
+            return self._not_claimed(job_id, receives, max_receives)
 
         job = claim.job
-        self._publish(job)
+        self._publish(job)  # "running"
         timer = StageTimer(job_id, claim.attempt)  # its records are written with the outcome, in one go
         started = time.perf_counter()
         try:
@@ -263,51 +240,12 @@ class JobProcessor:
             else:
                 outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
         except PermanentJobError as exc:
-            row = self.store.finish(
-                job_id, "failed", None, error_code=exc.code, error_message=exc.message, stages=timer.records
-            )
-            if row:
-                self._publish(row)
+            self._finish(job_id, "failed", timer, error_code=exc.code, error_message=exc.message)
             log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
             return ACK
         except Exception as exc:
-            code = exc.code if isinstance(exc, JobError) else "unexpected_error"
-            text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
-            if receives >= max_receives:
-                row = self.store.finish(
-                    job_id,
-                    "failed",
-                    None,
-                    error_code="max_attempts_exceeded",
-                    stages=timer.records,
-                    error_message=f"{code}: {text} (after {receives} attempts)",
-                )
-                if row:
-                    self._publish(row)
-                log.error(
-                    "job failed on its last attempt; message goes to the DLQ",
-                    extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives},
-                )
-                return DEAD_LETTER
-            self.store.record_stages(job_id, timer.records)
-            self.store.note_attempt_error(job_id, code, text)
-            retry = Disposition("retry", self._backoff(receives))
-            log.warning(
-                "attempt failed; retrying with backoff",
-                extra={
-                    "job_id": str(job_id),
-                    "error_code": code,
-                    "reason": text,
-                    "receives": receives,
-                    "retry_in_s": retry.delay,
-                },
-            )
-            return retry
-        row = self.store.finish(job_id, outcome.status, outcome.result, outcome.model_results, stages=timer.records)
-        if row:
-            self._publish(row)
-        else:
-            self.publisher.publish_soon(job_id)
+            return self._attempt_failed(job_id, exc, timer, receives, max_receives)
+        duplicate = not self._finish(job_id, outcome.status, timer, outcome.result, outcome.model_results)
         self.processed += 1
         log.info(
             "job done",
@@ -318,17 +256,73 @@ class JobProcessor:
                 "attempt": claim.attempt,
                 "stage_ms": timer.durations_ms,
                 "total_ms": round((time.perf_counter() - started) * 1000, 3),
-                "duplicate": row is None,
+                "duplicate": duplicate,
             },
         )
         return ACK
+
+    def _retry_or_give_up(self, receives: int, max_receives: int) -> Disposition:
+        return DEAD_LETTER if receives >= max_receives else Disposition("retry", self._backoff(receives))
+
+    def _not_claimed(self, job_id: uuid.UUID, receives: int, max_receives: int) -> Disposition:
+        job = self.store.get(job_id)
+        if job is None:
+            log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
+            return self._retry_or_give_up(receives, max_receives)
+        # a redelivery of a finished (or running) job: finish what a dead worker may have left, produce nothing new
+        self.publisher.publish_soon(job_id)
+        self._cache(job)
+        log.info(
+            "duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id), "status": job["status"]}
+        )
+        return ACK
+
+    def _finish(self, job_id: uuid.UUID, status: str, timer: StageTimer, result=None, model_results=None, **error):
+        """The terminal state, its stage records and its events in one transaction, then published and cached.
+        Returns the row, or None when the job had already finished (a duplicate run: its events are sent anyway)."""
+        row = self.store.finish(job_id, status, result, model_results, stages=timer.records, **error)
+        if row:
+            self._publish(row)
+        else:
+            self.publisher.publish_soon(job_id)
+        return row
+
+    def _attempt_failed(
+        self, job_id: uuid.UUID, exc: Exception, timer: StageTimer, receives: int, max_receives: int
+    ) -> Disposition:
+        """A transient failure: retried with backoff, or on the last attempt the job fails and the message goes on
+        to the dead letters."""
+        code = exc.code if isinstance(exc, JobError) else "unexpected_error"
+        text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+        if receives >= max_receives:
+            message = f"{code}: {text} (after {receives} attempts)"
+            self._finish(job_id, "failed", timer, error_code="max_attempts_exceeded", error_message=message)
+            log.error(
+                "job failed on its last attempt; message goes to the DLQ",
+                extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives},
+            )
+            return DEAD_LETTER
+        self.store.record_stages(job_id, timer.records)
+        self.store.note_attempt_error(job_id, code, text)
+        retry = Disposition("retry", self._backoff(receives))
+        log.warning(
+            "attempt failed; retrying with backoff",
+            extra={
+                "job_id": str(job_id),
+                "error_code": code,
+                "reason": text,
+                "receives": receives,
+                "retry_in_s": retry.delay,
+            },
+        )
+        return retry
 
     def _backoff(self, receives: int) -> int:
         return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
 
     def close(self) -> None:
         self.publisher.close()
-        self.pool.close()
+        self.connections.close()
 
 
 class Worker(JobProcessor):

@@ -142,7 +142,7 @@ def test_every_service_has_both_recipes_with_one_probe_and_endpoint():
         shared = set(local.__mro__) & set(container.__mro__)
         role = next(c for c in local.__mro__ if c in shared)  # the service's own class, above both runtimes
         assert role.__module__ == local.__module__ == container.__module__ == f"harness.stack.services.{name}"
-        assert "probe" in role.__dict__ and "endpoint" in role.__dict__
+        assert "check" in role.__dict__ and "endpoint" in role.__dict__
 
 
 def test_env_selects_the_provider(monkeypatch):

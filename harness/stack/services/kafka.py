@@ -21,13 +21,7 @@ from harness.stack.process import ManagedProcess, ServiceStartError
 from harness.stack.service import BackingService
 
 
-class Kafka(BackingService):
-    name = "kafka"
-    ready_timeout = 15.0
-
-    def probe(self) -> None:
-        probes.kafka(self.endpoint())
-
+class Kafka(BackingService, service="kafka", ready_timeout=15, check=probes.kafka):
     def endpoint(self) -> KafkaEndpoint:
         return KafkaEndpoint(f"127.0.0.1:{self.port}")
 
@@ -54,12 +48,10 @@ class LocalKafka(Kafka, LocalService):
         return KafkaEndpoint(f"127.0.0.1:{self.advertised_port}")
 
 
-class KafkaContainer(Kafka, ContainerService):
-    container_port = 9093  # KafkaContainer's client-facing listener
-    ready_timeout = 60.0
-    offline_image = "verisim/tansu:0.6.0"
-    upstream_image = "confluentinc/cp-kafka:7.6.0"
+IMAGES = ("verisim/tansu:0.6.0", "confluentinc/cp-kafka:7.6.0")  # (offline, upstream)
 
+
+class KafkaContainer(Kafka, ContainerService, port_inside=9093, images=IMAGES):  # 9093: its client listener
     def make(self):
         from testcontainers.community.kafka import KafkaContainer as Container
 

@@ -33,13 +33,8 @@ SETTINGS = {
 }
 
 
-class LocalStack(BackingService):
-    name = "localstack"
-    ready_timeout = 120.0  # first run on a cold cache builds a service catalog (≈8 s); loaded machines are slower
-
-    def probe(self) -> None:
-        probes.aws(self.endpoint())
-
+# ready in 120 s: a first run on a cold cache builds a service catalog (≈8 s); loaded machines are slower
+class LocalStack(BackingService, service="localstack", ready_timeout=120, check=probes.aws):
     def after_ready(self) -> None:
         probes.create_aws_resources(self.endpoint())
 
@@ -116,11 +111,10 @@ class LocalLocalStack(LocalStack, LocalService):
 
 
 # -- a container ------------------------------------------------------------------------------------------------------
-class LocalStackContainer(LocalStack, ContainerService):
-    container_port = 4566
-    offline_image = "verisim/localstack:4.13.1"
-    upstream_image = "localstack/localstack:4.13"
+IMAGES = ("verisim/localstack:4.13.1", "localstack/localstack:4.13")  # (offline, upstream)
 
+
+class LocalStackContainer(LocalStack, ContainerService, port_inside=4566, images=IMAGES):
     def make(self):
         from testcontainers.community.localstack import LocalStackContainer as Container
         from testcontainers.core.container import DockerContainer

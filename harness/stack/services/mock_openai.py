@@ -18,13 +18,7 @@ from harness.stack.process import ManagedProcess
 from harness.stack.service import BackingService
 
 
-class MockOpenAI(BackingService):
-    name = "mock_openai"
-    ready_timeout = 30.0
-
-    def probe(self) -> None:
-        probes.openai(self.endpoint())
-
+class MockOpenAI(BackingService, service="mock_openai", check=probes.openai):
     def endpoint(self) -> OpenAIEndpoint:
         base = f"http://127.0.0.1:{self.port}"
         return OpenAIEndpoint(base_url=f"{base}/v1", admin_url=f"{base}/admin")
@@ -41,11 +35,10 @@ class LocalMockOpenAI(MockOpenAI, LocalService):
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, stop_grace=5).start()
 
 
-class MockOpenAIContainer(MockOpenAI, ContainerService):
-    container_port = 8089
-    ready_timeout = 60.0
-    offline_image = upstream_image = "verisim/mock-openai:dev"
+IMAGES = ("verisim/mock-openai:dev",) * 2  # (offline, upstream)
 
+
+class MockOpenAIContainer(MockOpenAI, ContainerService, port_inside=8089, images=IMAGES):
     def make(self):
         from testcontainers.core.container import DockerContainer
 

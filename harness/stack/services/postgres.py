@@ -31,13 +31,7 @@ SERVER_FLAGS = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_conn
 INSTALL_HINT = "apt-get install -y postgresql   (or set VERISIM_PG_BIN to a directory holding initdb and postgres)"
 
 
-class Postgres(BackingService):
-    name = "postgres"
-    ready_timeout = 30.0
-
-    def probe(self) -> None:
-        probes.postgres(self.endpoint())
-
+class Postgres(BackingService, service="postgres", check=probes.postgres):
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)
 
@@ -158,12 +152,10 @@ class LocalPostgres(Postgres, LocalService):
 
 
 # -- a container ------------------------------------------------------------------------------------------------------
-class PostgresContainer(Postgres, ContainerService):
-    container_port = 5432
-    ready_timeout = 60.0
-    offline_image = "verisim/postgres:15-bookworm"
-    upstream_image = "postgres:16"
+IMAGES = ("verisim/postgres:15-bookworm", "postgres:16")  # (offline, upstream)
 
+
+class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMAGES):
     def make(self):
         from testcontainers.community.postgres import PostgresContainer as Container
 

@@ -20,13 +20,7 @@ from harness.stack.service import BackingService
 PERSISTENCE = ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
-class Redis(BackingService):
-    name = "redis"
-    ready_timeout = 10.0
-
-    def probe(self) -> None:
-        probes.redis(self.endpoint())
-
+class Redis(BackingService, service="redis", ready_timeout=10, check=probes.redis):
     def endpoint(self) -> RedisEndpoint:
         return RedisEndpoint("127.0.0.1", self.port)
 
@@ -45,12 +39,10 @@ class LocalRedis(Redis, LocalService):
         self.process = ManagedProcess(self.name, argv, self.log_path, stop_grace=3).start()
 
 
-class RedisContainer(Redis, ContainerService):
-    container_port = 6379
-    ready_timeout = 60.0
-    offline_image = "verisim/redis:7-bookworm"
-    upstream_image = "redis:7"
+IMAGES = ("verisim/redis:7-bookworm", "redis:7")  # (offline, upstream)
 
+
+class RedisContainer(Redis, ContainerService, port_inside=6379, images=IMAGES):
     def make(self):
         from testcontainers.community.redis import RedisContainer as Container
 

@@ -1,19 +1,21 @@
-"""Connections the API holds for its lifetime, built once at start-up."""
+"""The connections a process of the system holds for its lifetime, built one way for the API and the worker:
+migrate Postgres → a pool → the job store → the status cache → the queues (each kind of job to its transport) → the
+artifact store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from system.config import Settings
-from system.storage.aws import Artifacts
+from system.storage.aws import Artifacts, JobQueue
 from system.storage.db import make_pool, migrate
 from system.storage.jobs import JobStore
-from system.storage.queues import JobRouter
+from system.storage.queues import CeleryQueue, JobRouter
 from system.storage.status_cache import StatusCache
 
 
 @dataclass
-class Deps:
+class Connections:
     settings: Settings
     store: JobStore
     cache: StatusCache
@@ -21,11 +23,12 @@ class Deps:
     artifacts: Artifacts
 
     @classmethod
-    def connect(cls, settings: Settings) -> Deps:
+    def open(
+        cls, settings: Settings, pool_size: int, sqs: JobQueue | None = None, celery: CeleryQueue | None = None
+    ) -> Connections:
         migrate(settings.dsn)
-        pool = make_pool(settings.dsn, settings.db_pool_size)
         store = JobStore(
-            pool,
+            make_pool(settings.dsn, pool_size),
             {
                 "inference": settings.kafka_topic_inference,
                 "score": settings.kafka_topic_scores,
@@ -33,7 +36,7 @@ class Deps:
             },
             queue=settings.sqs_queue_name,
         )
-        queue = JobRouter(settings)
+        queue = JobRouter(settings, sqs=sqs, celery=celery)
         store.note_queue_epoch(queue.created())  # the queue as it is now: a recreated one is noticed against this
         return cls(settings, store, StatusCache(settings.redis_url), queue, Artifacts(settings))
 
