@@ -213,8 +213,10 @@ def coverage(session: nox.Session) -> None:
     tests = ["tests/unit", "tests/integration", "-m", "not bench", "--stack=local", "-p", "no:cacheprovider"]
     session.run(PY, "-m", "pytest", *tests, *session.posargs, env=env, external=True)
     session.run(PY, "-m", "coverage", "combine", "--quiet", env=env, external=True)
-    session.run(PY, "-m", "coverage", "json", "--quiet", "-o", str(data / "coverage.json"), env=env, external=True)
-    session.run(PY, "-m", "coverage", "html", "--quiet", "-d", str(data / "html"), env=env, external=True)
+    # the gate is harness.coverage_report's (with its per-package table), not each of coverage's writers
+    written = ["--quiet", "--fail-under=0"]
+    session.run(PY, "-m", "coverage", "json", *written, "-o", str(data / "coverage.json"), env=env, external=True)
+    session.run(PY, "-m", "coverage", "html", *written, "-d", str(data / "html"), env=env, external=True)
     session.run(PY, "-m", "harness.coverage_report", "--json", str(data / "coverage.json"), external=True)
 
 

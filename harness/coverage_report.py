@@ -30,6 +30,7 @@ def by_package(files: dict[str, dict]) -> dict[str, dict[str, float]]:
     return {
         k: {"statements": n, "covered": c, "percent": round(100 * c / n, 1) if n else 100.0}
         for k, (n, c) in sorted(sums.items(), key=lambda kv: (kv[0] == "total", kv[0]))
+        if n or k == "total"
     }
 
 

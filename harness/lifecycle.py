@@ -91,8 +91,17 @@ def run_lifecycle(
         def submit_score(self, title):
             self.jobs.score(title or "untitled")
 
+        @initialize(which=st.integers(0, len(INVALID) - 1))
+        def first_refusal(self, which):
+            """And every sequence sends an invalid body at least once: whatever its rules draw, the refusal path is
+            checked (a 4xx with a message, nothing stored) in every run, not only in runs whose draws happen on it."""
+            self._refused(which)
+
         @rule(which=st.integers(0, len(INVALID) - 1))
         def submit_invalid(self, which):
+            self._refused(which)
+
+        def _refused(self, which: int) -> None:
             token = uuid.uuid4().hex
             r = httpx.post(f"{sut.api_url}/api/v1/inference", json=INVALID[which](token), timeout=10)
             assert 400 <= r.status_code < 500, f"invalid body #{which} got {r.status_code}: {r.text[:200]}"

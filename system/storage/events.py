@@ -136,18 +136,19 @@ class OutboxPublisher:
                 failed.append(str(err))
 
         rows = sorted(rows, key=lambda r: r["id"])
+        token = rows[0].get("claim_token")  # one claim's rows: its marks stick only while the claim is still theirs
         landed: list[int] = []
         uncertain = [r for r in rows if r.get("was_uncertain")]
         if uncertain:  # an earlier publish of these may have reached the broker: whatever is in the log stays there
             try:
                 present = event_ids_in(self.bootstrap, sorted({r["topic"] for r in uncertain}), timeout_s=10)
             except Exception as exc:
-                self.store.release_claims([r["id"] for r in rows])
+                self.store.release_claims([r["id"] for r in rows], token=token)
                 self.open_until = time.monotonic() + self.cool_down
                 log.warning("could not check the log for events an earlier publish may have delivered: %s", exc)
                 return 0
             landed = [r["id"] for r in uncertain if r["id"] in present]
-            self.store.mark_published(landed)
+            self.store.mark_published(landed, token)
             rows = [r for r in rows if r["id"] not in set(landed)]
             if landed:
                 log.warning(
@@ -168,10 +169,17 @@ class OutboxPublisher:
         deadline = time.monotonic() + self.timeout_s + 2
         while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:
             producer.poll(0.05)
-        self.store.mark_published(acked)
+        marked = self.store.mark_published(acked, token)
+        voided = [i for i in acked if i not in marked]
+        if voided:  # acknowledged by a broker that has since lost its log (restore_unpublished voided the claim)
+            self.store.release_voided(voided)
+            log.warning(
+                "events acknowledged by a broker that has since lost its log; they will be checked and sent again",
+                extra={"count": len(voided)},
+            )
         if len(acked) < len(rows):
             # refused or unanswered: an unanswered one may have reached the broker, so it is checked before a resend
-            self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)], uncertain=True)
+            self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)], uncertain=True, token=token)
             self.open_until = time.monotonic() + self.cool_down
             with self._lock:  # a broker that came back empty does not know this producer's id: start afresh
                 if self.producer is producer:
@@ -182,7 +190,7 @@ class OutboxPublisher:
                 len(rows) - len(acked),
                 failed[0] if failed else "no delivery report",
             )
-        return len(acked) + len(landed)
+        return len(marked) + len(landed)
 
     def publish_jobs(self, job_ids) -> int:
         """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all."""
@@ -212,7 +220,7 @@ class OutboxPublisher:
                 try:  # a restarted in-memory broker has forgotten its topics
                     ensure_topics(self.bootstrap, self.topics)
                 except Exception as exc:
-                    self.store.release_claims([r["id"] for r in rows])
+                    self.store.release_claims([r["id"] for r in rows], token=rows[0].get("claim_token"))
                     log.warning("kafka still unavailable: %s", exc)
                     return 0
             first = False

@@ -219,13 +219,22 @@ class JobStore:
     def restore_unpublished(self, marker: str, present_in_log) -> int | None:
         """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
         from the log (``present_in_log(topics) -> set of event ids`` reads what the broker holds now) is marked
-        unpublished again, so the outbox publishes it once more. Serialized across workers by an advisory lock on
+        unpublished again, so the outbox publishes it once more; and the claims in flight are voided (see
+        ``mark_published``). Serialized across workers by an advisory lock on
         ``marker``; returns the number restored, or None when another worker held the lock."""
         with self.pool.connection() as conn, conn.transaction():
             if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
                 "pg_try_advisory_xact_lock"
             ]:
                 return None
+            # claims in flight may hold an acknowledgement from the broker that forgot it: void their tokens, so their
+            # late mark does not stick. Their leases stay: no other publisher sends them while theirs is still at it;
+            # it gives them back (release_voided), and the next publisher looks for them in the log first.
+            conn.execute(
+                "UPDATE outbox o SET claim_token = NULL FROM jobs j WHERE j.id = o.job_id "
+                "AND (j.queue = %s OR j.queue IS NULL) AND o.published_at IS NULL AND o.claim_token IS NOT NULL",
+                (self.queue,),
+            )
             rows = conn.execute(
                 "SELECT o.id, o.topic FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NOT NULL "
                 "AND (j.queue = %s OR j.queue IS NULL)",
@@ -359,10 +368,12 @@ class JobStore:
         )  # a sweep: this deployment's jobs
         # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
         # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
-        # uncertain and looks for them in the log before sending them again (``was_uncertain``).
+        # uncertain and looks for them in the log before sending them again (``was_uncertain``). Its token
+        # (``claim_token``, the same on every row) is what ``mark_published`` must show.
         with self.pool.connection() as conn:
             return conn.execute(
-                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true
+                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true,
+                    claim_token = %(token)s
                     FROM (SELECT id, uncertain AS was_uncertain FROM outbox WHERE published_at IS NULL AND {where}
                           AND (claimed_until IS NULL OR claimed_until < now())
                           ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
@@ -374,24 +385,42 @@ class JobStore:
                     "lease": lease_seconds,
                     "limit": limit,
                     "queue": self.queue,
+                    "token": uuid.uuid4(),
                 },
             ).fetchall()
 
-    def release_claims(self, ids: list[int], uncertain: bool = False) -> None:
-        """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already."""
+    def release_claims(self, ids: list[int], uncertain: bool = False, token: uuid.UUID | None = None) -> None:
+        """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already.
+        ``token``: only while they are still this claim's."""
         if ids:
             with self.pool.connection() as conn:
                 conn.execute(
-                    "UPDATE outbox SET claimed_until = NULL, uncertain = uncertain OR %s "
-                    "WHERE id = ANY(%s) AND published_at IS NULL",
-                    (uncertain, ids),
+                    "UPDATE outbox SET claimed_until = NULL, claim_token = NULL, uncertain = uncertain OR %s "
+                    "WHERE id = ANY(%s) AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s)",
+                    (uncertain, ids, token, token),
                 )
 
-    def mark_published(self, ids: list[int]) -> None:
+    def mark_published(self, ids: list[int], token: uuid.UUID | None = None) -> set[int]:
+        """Mark them published; returns the ids marked. ``token``: only while they are still this claim's — a claim
+        voided meanwhile (the broker lost its log: ``restore_unpublished``) is not marked: its publisher gives it
+        back with ``release_voided``, and it is looked for in the log and sent again."""
+        if not ids:
+            return set()
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE outbox SET published_at=now(), uncertain=false, claim_token = NULL WHERE id = ANY(%s) "
+                "AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s) RETURNING id",
+                (ids, token, token),
+            ).fetchall()
+        return {r["id"] for r in rows}
+
+    def release_voided(self, ids: list[int]) -> None:
+        """Give back claimed events whose claim a log restore voided: claimable again, uncertain."""
         if ids:
             with self.pool.connection() as conn:
                 conn.execute(
-                    "UPDATE outbox SET published_at=now(), uncertain=false WHERE id = ANY(%s) AND published_at IS NULL",
+                    "UPDATE outbox SET claimed_until = NULL, uncertain = true "
+                    "WHERE id = ANY(%s) AND published_at IS NULL AND claim_token IS NULL",
                     (ids,),
                 )
 
