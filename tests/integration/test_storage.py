@@ -71,53 +71,53 @@ def test_status_only_moves_forward_and_publishes_what_it_writes(stack, redis_ns)
         sub.close()
 
 
-def test_an_ack_from_a_broker_that_then_lost_its_log_does_not_mark_the_event_published(pg_schema):
+@pytest.fixture
+def store_with_a_job(pg_schema):
+    """A job store on a fresh schema, and one inference job in it (its "queued" event in the outbox)."""
+    migrate(pg_schema.dsn)
+    pool = make_pool(pg_schema.dsn, 4)
+    try:
+        store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
+        yield store, store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+    finally:
+        pool.close()
+
+
+def test_an_ack_from_a_broker_that_then_lost_its_log_does_not_mark_the_event_published(store_with_a_job):
     """Found by the lifecycle machine (a worker paused, Kafka restarted): publisher A claims an event and the broker
     acknowledges it; the broker restarts empty; another worker restores the log while A is stopped; then A marks the
     event published — for good, though the log that held it is gone. The restore voids the claims in flight, so A's
     late mark does not stick: the event stays unpublished and uncertain (looked for in the log, then sent again)."""
-    migrate(pg_schema.dsn)
-    pool = make_pool(pg_schema.dsn, 4)
-    try:
-        store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
-        job = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
-        claimed = store.claim_unpublished(job["id"])
-        ids, token = [r["id"] for r in claimed], claimed[0]["claim_token"]
-        assert store.restore_unpublished("verisim.log-epoch.test", lambda topics: set()) == 0  # nothing published yet
-        assert store.claim_unpublished(job["id"]) == []  # still A's: nobody sends it while A may be sending it
-        assert store.mark_published(ids, token) == set()  # A resumes with the acknowledgement of the lost log
-        store.release_voided(ids)  # ... and gives it back
-        again = store.claim_unpublished(job["id"])
-        assert [r["id"] for r in again] == ids and again[0]["was_uncertain"]  # looked for in the log, then resent
-        # the same late mark without the claim's token (the old rule) would have stuck: the event lost
-        store.release_claims(ids)
-        assert store.mark_published(ids) == set(ids)
-        assert store.claim_unpublished(job["id"]) == []
-    finally:
-        pool.close()
+    store, job = store_with_a_job
+    claimed = store.claim_unpublished(job["id"])
+    ids, token = [r["id"] for r in claimed], claimed[0]["claim_token"]
+    assert store.restore_unpublished("verisim.log-epoch.test", lambda topics: set()) == 0  # nothing published yet
+    assert store.claim_unpublished(job["id"]) == []  # still A's: nobody sends it while A may be sending it
+    assert store.mark_published(ids, token) == set()  # A resumes with the acknowledgement of the lost log
+    store.release_voided(ids)  # ... and gives it back
+    again = store.claim_unpublished(job["id"])
+    assert [r["id"] for r in again] == ids and again[0]["was_uncertain"]  # looked for in the log, then resent
+    # the same late mark without the claim's token (the old rule) would have stuck: the event lost
+    store.release_claims(ids)
+    assert store.mark_published(ids) == set(ids)
+    assert store.claim_unpublished(job["id"]) == []
 
 
-def test_two_publishers_never_claim_the_same_outbox_event(pg_schema):
-    migrate(pg_schema.dsn)
-    pool = make_pool(pg_schema.dsn, 4)
-    try:
-        store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
-        job = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
-        a = store.claim_unpublished(job["id"])
-        b = store.claim_unpublished(job["id"])
-        assert len(a) == 1 and b == []  # leased to the first caller
-        store.release_claims([r["id"] for r in a])  # e.g. Kafka refused it
-        c = store.claim_unpublished(job["id"])
-        assert [r["id"] for r in c] == [r["id"] for r in a]
-        store.mark_published([r["id"] for r in c])
-        assert store.claim_unpublished(job["id"]) == []
-        # a publisher that died holding a lease: once the lease runs out the sweep takes the event again
-        store.claim(job["id"])
-        leased = store.claim_unpublished(job["id"], lease_seconds=0)
-        assert len(leased) == 1
-        assert [r["id"] for r in store.claim_unpublished(older_than_seconds=0)] == [leased[0]["id"]]
-    finally:
-        pool.close()
+def test_two_publishers_never_claim_the_same_outbox_event(store_with_a_job):
+    store, job = store_with_a_job
+    a = store.claim_unpublished(job["id"])
+    b = store.claim_unpublished(job["id"])
+    assert len(a) == 1 and b == []  # leased to the first caller
+    store.release_claims([r["id"] for r in a])  # e.g. Kafka refused it
+    c = store.claim_unpublished(job["id"])
+    assert [r["id"] for r in c] == [r["id"] for r in a]
+    store.mark_published([r["id"] for r in c])
+    assert store.claim_unpublished(job["id"]) == []
+    # a publisher that died holding a lease: once the lease runs out the sweep takes the event again
+    store.claim(job["id"])
+    leased = store.claim_unpublished(job["id"], lease_seconds=0)
+    assert len(leased) == 1
+    assert [r["id"] for r in store.claim_unpublished(older_than_seconds=0)] == [leased[0]["id"]]
 
 
 def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
