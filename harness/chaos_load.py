@@ -263,6 +263,10 @@ class ChaosLoad:
             proc = ProcessFaults(self.timeline, self.provider, {"kafka": self.own_kafka} if self.own_kafka else {})
             requests_log = self.run_dir / "requests.jsonl"
             load_s = int(sc.load_s + 0.999)
+            # a fault window lasts longer than its duration when bringing a service back takes a while (a container
+            # restarts in seconds): the load goes on until the last recovery phase has ended, then stops (bounded)
+            load_done = threading.Event()
+            slack_s = 15 * sum(w.family == "process" for w in sc.windows) + 30
             self.say(
                 f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
                 f"({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
@@ -274,10 +278,11 @@ class ChaosLoad:
                         self.sut.api_url,
                         sc.users,
                         sc.spawn_rate,
-                        load_s,
+                        load_s + slack_s,
                         self.run_dir,
                         extra_env={"VERISIM_REQUEST_LOG": str(requests_log)},
                         user_classes=sc.user_classes or None,
+                        stop=load_done,
                     )
                 ),
                 daemon=True,
@@ -305,7 +310,8 @@ class ChaosLoad:
                         after = self.proxies[w.service].hits
                         fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
                     self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
-                locust.join(load_s + 180)
+                load_done.set()
+                locust.join(load_s + slack_s + 180)
                 load_ended = time.time()
                 self.say(f"  [{load_ended - self.phases[0].start:6.1f}s] load over; draining the backlog …")
                 drained = self._drain(sc.drain_timeout_s)

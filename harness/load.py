@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,9 +79,11 @@ def run_locust(
     workers: int = 0,
     extra_env: dict | None = None,
     user_classes: list[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> subprocess.CompletedProcess:
     """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``. ``user_classes``
-    limits the run to those users of the locustfile (default: all three)."""
+    limits the run to those users of the locustfile (default: all three). ``stop`` (one process only): set it to end
+    the load sooner — Locust is sent SIGTERM, stops its users and writes its stats as at the end of its time."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
     base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--host", host]
@@ -102,8 +106,21 @@ def run_locust(
         *(user_classes or []),
     ]
     timeout = duration_s + 120
-    if not workers:
+    if not workers and stop is None:
         return subprocess.run(base + common, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    if not workers:
+        proc = subprocess.Popen(
+            base + common, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        with ThreadPoolExecutor(1) as reader:  # read its output meanwhile: a full pipe would stall it
+            output = reader.submit(proc.communicate, timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            out, err = output.result()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     master_port = _free_port()
     master = subprocess.Popen(
         base

@@ -158,14 +158,23 @@ class OutboxPublisher:
             if not rows:
                 return len(landed)
         producer = self.producer  # thread-safe; each caller waits for its own messages only
-        for row in rows:
-            payload = {**row["payload"], "event_id": row["id"]}
-            producer.produce(
-                row["topic"],
-                key=row["key"],
-                value=json.dumps(payload, default=str),
-                on_delivery=functools.partial(on_delivery, row_id=row["id"]),
-            )
+        try:
+            for row in rows:
+                payload = {**row["payload"], "event_id": row["id"]}
+                producer.produce(
+                    row["topic"],
+                    key=row["key"],
+                    value=json.dumps(payload, default=str),
+                    on_delivery=functools.partial(on_delivery, row_id=row["id"]),
+                )
+        except (KafkaException, BufferError) as exc:
+            # e.g. the idempotent producer's fatal state after a broker that lost its log: it refuses every produce
+            # from now on, so it is replaced; what it may have sent is checked in the log before a resend
+            self.store.release_claims([r["id"] for r in rows], uncertain=True, token=token)
+            self.open_until = time.monotonic() + self.cool_down
+            self._replace_producer(producer)
+            log.warning("kafka producer failed; the events stay in the outbox: %s", exc)
+            return len(landed)
         deadline = time.monotonic() + self.timeout_s + 2
         while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:
             producer.poll(0.05)
@@ -181,16 +190,20 @@ class OutboxPublisher:
             # refused or unanswered: an unanswered one may have reached the broker, so it is checked before a resend
             self.store.release_claims([r["id"] for r in rows if r["id"] not in set(acked)], uncertain=True, token=token)
             self.open_until = time.monotonic() + self.cool_down
-            with self._lock:  # a broker that came back empty does not know this producer's id: start afresh
-                if self.producer is producer:
-                    producer.purge()
-                    self.producer = self._new_producer()
+            self._replace_producer(producer)
             log.warning(
                 "kafka refused %d event(s); they stay in the outbox: %s",
                 len(rows) - len(acked),
                 failed[0] if failed else "no delivery report",
             )
         return len(marked) + len(landed)
+
+    def _replace_producer(self, producer: Producer) -> None:
+        """A broker that came back empty does not know this producer's id: start afresh (once, whoever sees it)."""
+        with self._lock:
+            if self.producer is producer:
+                producer.purge()
+                self.producer = self._new_producer()
 
     def publish_jobs(self, job_ids) -> int:
         """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all."""
