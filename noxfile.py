@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -200,60 +201,95 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
 
 @nox.session(python=False)
 def coverage(session: nox.Session) -> None:
-    """system/'s coverage over the unit and integration tests on the local stack, measured in the test process and in
-    every API, worker and simulator process they start (coverage's subprocess support); gated at 85 % of system/.
-    Per-package table and reports/coverage/summary.json; HTML in reports/coverage/html (-- -k … narrows the run)."""
+    """system/'s coverage over the unit and integration tests (the generated-input ones aside) on the local stack,
+    measured in the test process and in every API, worker and simulator process they start (coverage's subprocess
+    support); gated at 85 % of system/, as in CI. Per-package table and reports/coverage/summary.json; HTML in
+    reports/coverage/html (-- -k … narrows the run)."""
+    _setup(session)
+    session.run(PY, "-m", "pytest", *MEASURED_TESTS, *session.posargs, env=_coverage_env(), external=True)
+    _coverage_gate(session, html=True)
+
+
+# what the coverage gate measures: the system's own behaviour, not its timing. The chaos, sabotage and load tests judge
+# time and throughput, which the tracer would slow; the generated-input tests (fuzz) spend their time in Hypothesis's
+# engine, in the test process, which the tracer slows most (+64 s of a 113 s overhead, measured): those run unmeasured
+UNMEASURED = "chaos or sabotage or load or fuzz"
+MEASURED_TESTS = ["tests", "-m", f"not bench and not ({UNMEASURED})", "--stack=local", "-p", "no:cacheprovider"]
+COVERAGE_DATA = ROOT / "reports" / "coverage"
+
+
+def _coverage_env() -> dict[str, str]:
+    """A fresh data folder, and the variable that makes every Python process the tests start measure itself."""
     import shutil
 
-    _setup(session)
-    data = ROOT / "reports" / "coverage"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    env = {"COVERAGE_PROCESS_START": str(ROOT / "pyproject.toml"), "COVERAGE_FILE": str(data / ".coverage")}
-    tests = ["tests/unit", "tests/integration", "-m", "not bench", "--stack=local", "-p", "no:cacheprovider"]
-    session.run(PY, "-m", "pytest", *tests, *session.posargs, env=env, external=True)
+    shutil.rmtree(COVERAGE_DATA, ignore_errors=True)
+    COVERAGE_DATA.mkdir(parents=True)
+    return {"COVERAGE_PROCESS_START": str(ROOT / "pyproject.toml"), "COVERAGE_FILE": str(COVERAGE_DATA / ".coverage")}
+
+
+def _coverage_gate(session: nox.Session, html: bool = False) -> None:
+    """Combine every process's data; the per-package table and the gate (harness.coverage_report: 85 % of system/)."""
+    env = {"COVERAGE_FILE": str(COVERAGE_DATA / ".coverage")}
     session.run(PY, "-m", "coverage", "combine", "--quiet", env=env, external=True)
     # the gate is harness.coverage_report's (with its per-package table), not each of coverage's writers
     written = ["--quiet", "--fail-under=0"]
-    session.run(PY, "-m", "coverage", "json", *written, "-o", str(data / "coverage.json"), env=env, external=True)
-    session.run(PY, "-m", "coverage", "html", *written, "-d", str(data / "html"), env=env, external=True)
-    session.run(PY, "-m", "harness.coverage_report", "--json", str(data / "coverage.json"), external=True)
+    session.run(
+        PY, "-m", "coverage", "json", *written, "-o", str(COVERAGE_DATA / "coverage.json"), env=env, external=True
+    )
+    if html:
+        session.run(PY, "-m", "coverage", "html", *written, "-d", str(COVERAGE_DATA / "html"), env=env, external=True)
+    session.run(PY, "-m", "harness.coverage_report", "--json", str(COVERAGE_DATA / "coverage.json"), external=True)
 
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint and type check; every test but benchmarks on the local stack (sabotage and the CI chaos-
-    under-load scenario included); the ratio benchmarks; then the integration and process-fault tests again on the
-    containers stack (dockerd started and images built when needed)."""
+    """Everything that gates a merge: lint, format and type check; the unit and integration tests on the local stack
+    with system/'s coverage measured and gated; the chaos, sabotage and load tests (the CI chaos-under-load scenario
+    included); the ratio benchmarks; then the integration and process-fault tests again on the containers stack
+    (dockerd started and images built when needed). Every step runs; the session fails if any did."""
+    from nox.command import CommandFailed
+
     _setup(session)
-    _static_checks(session)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(
-        PY,
-        "-m",
-        "pytest",
-        "tests",
-        "-m",
-        "not bench",
-        "--stack=local",
-        "--junitxml=reports/junit.xml",
-        *session.posargs,
-        external=True,
+    failed: list[str] = []
+
+    def step(name: str, run: Callable[[], object]) -> None:
+        try:
+            run()
+        except CommandFailed:
+            failed.append(name)
+            session.warn(f"CI step failed: {name} (the next steps still run)")
+
+    step("static checks", lambda: _static_checks(session))
+    measured = [*MEASURED_TESTS, "--junitxml=reports/junit.xml", *session.posargs]
+    step("unit and integration", lambda: session.run(PY, "-m", "pytest", *measured, env=_coverage_env(), external=True))
+    step("coverage gate", lambda: _coverage_gate(session))
+    unmeasured = ["tests", "-m", f"not bench and ({UNMEASURED})", "--stack=local", "-p", "no:cacheprovider"]
+    step(
+        "chaos, sabotage, load and fuzz",
+        lambda: session.run(
+            PY, "-m", "pytest", *unmeasured, "--junitxml=reports/junit-faults.xml", *session.posargs, external=True
+        ),
     )
     # the ratio benchmarks (same-run ratios, so a fresh clone needs no saved baseline); history in reports/
-    session.run(
-        PY,
-        "-m",
-        "pytest",
-        *RATIO_BENCHMARKS,
-        "-m",
-        "bench",
-        "--stack=local",
-        "--benchmark-json=reports/bench-latest.json",
-        "--junitxml=reports/junit-bench.xml",
-        external=True,
+    step(
+        "ratio benchmarks",
+        lambda: session.run(
+            PY,
+            "-m",
+            "pytest",
+            *RATIO_BENCHMARKS,
+            "-m",
+            "bench",
+            "--stack=local",
+            "--benchmark-json=reports/bench-latest.json",
+            "--junitxml=reports/junit-bench.xml",
+            external=True,
+        ),
     )
-    _containers_pass(session)
+    step("containers stack", lambda: _containers_pass(session))
+    if failed:
+        session.error(f"CI failed: {', '.join(failed)}")
 
 
 RATIO_BENCHMARKS = ["tests/unit/test_inference_bench.py", "tests/load/test_throughput_bench.py"]

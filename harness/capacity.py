@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import history, ledger
 from harness.cpu import SYSTEM, CpuMeter, system_meter
 from harness.cpu import table as cpu_table
+from harness.polling import poll_until
 from harness.report import REPORTS
 from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
@@ -91,13 +92,12 @@ def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, t
     with httpx.Client(base_url=sut.api_url, timeout=60) as c:
         for i in range(scores):
             score_ids.extend(score_upload(content, f"capacity {i}")(c))
-    while time.monotonic() - started < timeout and count_terminal(stack, score_ids)[0] < len(score_ids):
-        time.sleep(0.2)
+    poll_until(
+        lambda: count_terminal(stack, score_ids)[0] >= len(score_ids), timeout - (time.monotonic() - started), 0.2
+    )
     stop.set()
     t.join(30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and count_terminal(stack, stream_ids)[0] < len(stream_ids):
-        time.sleep(0.2)
+    poll_until(lambda: count_terminal(stack, stream_ids)[0] >= len(stream_ids), 60, 0.2)
     fig = job_figures(stack, score_ids + stream_ids)
     fig.update(
         scores=len(score_ids),

@@ -16,7 +16,7 @@ import psycopg
 from harness import ledger
 from harness.contract import TERMINAL
 from harness.faults import FaultTimeline
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 
 class Jobs:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,20 +107,25 @@ def run_locust(
         *(user_classes or []),
     ]
     timeout = duration_s + 120
-    if not workers and stop is None:
-        return subprocess.run(base + common, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if not workers:
         proc = subprocess.Popen(
             base + common, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
         )
         with ThreadPoolExecutor(1) as reader:  # read its output meanwhile: a full pipe would stall it
-            output = reader.submit(proc.communicate, timeout=timeout)
+            output = reader.submit(proc.communicate)
             deadline = time.monotonic() + timeout
             while proc.poll() is None and not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
                 time.sleep(0.2)
+            overran = proc.poll() is None and time.monotonic() >= deadline
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            out, err = output.result()
+                proc.send_signal(signal.SIGTERM)  # Locust stops its users and writes its stats, as at its end
+            try:
+                out, err = output.result(timeout=30)
+            except FuturesTimeout:
+                proc.kill()
+                out, err = output.result()
+        if overran:
+            raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     master_port = _free_port()
     master = subprocess.Popen(

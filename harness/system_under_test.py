@@ -9,7 +9,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -273,15 +272,3 @@ def _entry(module: str, sabotage: str | None) -> list[str]:
     if sabotage:
         return [sys.executable, "-m", "harness.sabotage", sabotage, module]
     return [sys.executable, "-m", module]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; bounded. Returns that value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last value: {last!r})")

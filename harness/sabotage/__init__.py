@@ -88,9 +88,9 @@ def _celery_early_ack() -> None:
 
 @defect("double_publish", "worker", "produces every outbox event to Kafka twice")
 def _double_publish() -> None:
-    from system.storage.events import OutboxPublisher
+    from system.storage.outbox import Outbox
 
-    publish = OutboxPublisher.publish
+    publish = Outbox.publish
 
     def twice(self, rows):
         done = publish(self, rows)
@@ -101,7 +101,7 @@ def _double_publish() -> None:
         self.producer.flush(10)
         return done
 
-    OutboxPublisher.publish = twice
+    Outbox.publish = twice
 
 
 @defect("skip_redis", "worker", "never writes a terminal status to Redis")

@@ -137,13 +137,18 @@ class ContainerService(BackingService):
     def make(self) -> DockerContainer:
         raise NotImplementedError
 
+    # testcontainers runs our probe as the container's wait strategy (``waiting_for``) — unless the container class
+    # has a start sequence of its own that the service needs (Kafka's start script), which then waits first
+    probe_in_start = True
+
     def _create(self) -> DockerContainer:
         c = self.make()
-        # published on loopback only, at the port chosen up front (docker-py takes (ip, port); the stubs say int)
+        # published on loopback only, at the port chosen up front: docker-py takes (ip, port), which
+        # ``with_bind_ports`` (a port, or "port/proto") cannot say; ``ports`` is the attribute it writes
         c.ports = {f"{self.container_port}/tcp": ("127.0.0.1", self.port)}  # type: ignore[dict-item]
-        for k, v in self.extra_env.items():
-            c.with_env(k, v)
-        c._name = f"verisim-{self.session}-{self.name}"
+        c.with_envs(**self.extra_env).with_name(f"verisim-{self.session}-{self.name}")
+        if self.probe_in_start:
+            c.waiting_for(probe_wait(self))
         return c.with_kwargs(labels={LABEL: self.session, OWNER_LABEL: owner_tag(), "verisim.service": self.name})
 
     def _wrapped(self):
@@ -154,11 +159,13 @@ class ContainerService(BackingService):
         """Nothing on the main thread: the container is created and started in ``wait_ready``, in parallel."""
 
     def wait_ready(self) -> float:
-        """Create and start the container (testcontainers' own wait), then wait for our round trip."""
-        started = time.monotonic()
+        """Create and start the container; testcontainers waits for our round trip (``probe_wait``)."""
+        started = self._started = time.monotonic()
         self.container = self._create()
         try:
             self.container.start()
+        except ServiceStartError:
+            raise
         except Exception as exc:
             self.save_logs()
             raise ServiceStartError(
@@ -173,7 +180,10 @@ class ContainerService(BackingService):
             ) from exc
         return time.monotonic() - started
 
+    _started = 0.0
+
     def _await_probe(self, started: float) -> float:
+        """Our probe's round trip, polled until it answers; fails fast when the container exits."""
         last: Exception | None = None
         while time.monotonic() - started < self.ready_timeout:
             if self.cancel.is_set():
@@ -200,7 +210,7 @@ class ContainerService(BackingService):
         )
 
     def save_logs(self) -> None:
-        if self.container is None or self.container._container is None:
+        if self.container is None or self.container.get_wrapped_container() is None:
             return
         try:
             out = self._wrapped().logs()
@@ -231,7 +241,7 @@ class ContainerService(BackingService):
             wrapped.kill(signal=sig)
 
     def stop(self) -> None:
-        if self.container is None or self.container._container is None:
+        if self.container is None or self.container.get_wrapped_container() is None:
             return
         self.save_logs()
         try:
@@ -245,7 +255,7 @@ class ContainerService(BackingService):
                 raise
 
     def leftovers(self) -> list[str]:
-        if self.container is None or self.container._container is None:
+        if self.container is None or self.container.get_wrapped_container() is None:
             return []
         import docker.errors
 
@@ -254,3 +264,16 @@ class ContainerService(BackingService):
         except docker.errors.NotFound:
             return []
         return [self._wrapped().short_id]
+
+
+def probe_wait(service: ContainerService):
+    """Testcontainers' wait strategy for ``service``: our probe (``BackingService.probe``) until it answers, within
+    the service's ready timeout, failing fast when the container exits — which the images' own waits (a psql or
+    PING poll, a log line) never notice."""
+    from testcontainers.core.waiting_utils import WaitStrategy
+
+    class ProbeWait(WaitStrategy):
+        def wait_until_ready(self, container) -> None:
+            service._await_probe(service._started)
+
+    return ProbeWait()

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from system.api import dashboard, health, jobs
 from system.api.metrics import make_registry
 from system.config import Settings, get_settings
-from system.storage.events import OutboxPublisher
+from system.storage.outbox import Outbox
 from system.wiring import Connections
 
 log = logging.getLogger("system.api")
@@ -65,11 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         deps = Connections.open(settings, settings.db_pool_size)
         app.state.deps = deps
-        app.state.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, deps.store)
+        app.state.outbox = Outbox(settings.kafka_bootstrap_servers, deps.store.pool, deps.store.queue)
         app.state.registry = make_registry(deps)
         log.info("api ready", extra={"queue": settings.sqs_queue_name, "transports": deps.queue.kinds})
         yield
-        app.state.publisher.close()
+        app.state.outbox.close()
         deps.close()
 
     app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)

@@ -36,7 +36,7 @@ def readyz(request: Request):
     if deps.queue.celery is not None:
         check("celery", deps.queue.celery.depth)
     check("s3", lambda: deps.artifacts.s3.head_bucket(Bucket=deps.artifacts.bucket))
-    check("kafka", lambda: request.app.state.publisher.producer.list_topics(timeout=3))
+    check("kafka", lambda: request.app.state.outbox.producer.list_topics(timeout=3))
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 

@@ -105,14 +105,14 @@ def enqueue(request: Request, deps: Connections, rows, background: BackgroundTas
             deps.store.mark_send_pending([uuid.UUID(j) for j in pending])
         except psycopg.Error as exc:  # the stale-job sweep (REQUEUE_AFTER_SECONDS) still sends them
             log.warning("could not flag deferred jobs", extra={"error": str(exc), "count": len(pending)})
-    background.add_task(publish_events, request.app.state.publisher, [r["id"] for r in rows])
+    background.add_task(publish_events, request.app.state.outbox, [r["id"] for r in rows])
     return pending
 
 
-def publish_events(publisher, job_ids) -> None:
+def publish_events(outbox, job_ids) -> None:
     """After the answer: the new jobs' events in one claim, one produce-and-wait, one mark."""
     try:
-        publisher.publish_jobs(job_ids)
+        outbox.publish_jobs(job_ids)
     except Exception as exc:  # the worker's outbox sweep publishes them later
         log.warning("event publish deferred", extra={"count": len(job_ids), "error": str(exc)})
 

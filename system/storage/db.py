@@ -82,3 +82,8 @@ def make_pool(dsn: str, size: int) -> DictPool:
     )
     pool.open(wait=True, timeout=15)
     return pool
+
+
+def columns_of(rows: list[tuple]) -> list[list]:
+    """Rows as columns: the arrays of an ``INSERT … SELECT * FROM unnest(…)`` (one statement for many rows)."""
+    return [list(col) for col in zip(*rows, strict=True)]

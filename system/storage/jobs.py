@@ -12,7 +12,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from system.storage.db import DictPool
+from system.storage import outbox
+from system.storage.db import DictPool, columns_of
 
 TERMINAL = ("completed", "completed_with_warnings", "failed")
 
@@ -216,41 +217,6 @@ class JobStore:
                 (self.queue,),
             ).rowcount
 
-    def restore_unpublished(self, marker: str, present_in_log) -> int | None:
-        """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
-        from the log (``present_in_log(topics) -> set of event ids`` reads what the broker holds now) is marked
-        unpublished again, so the outbox publishes it once more; and the claims in flight are voided (see
-        ``mark_published``). Serialized across workers by an advisory lock on
-        ``marker``; returns the number restored, or None when another worker held the lock."""
-        with self.pool.connection() as conn, conn.transaction():
-            if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
-                "pg_try_advisory_xact_lock"
-            ]:
-                return None
-            # claims in flight may hold an acknowledgement from the broker that forgot it: void their tokens, so their
-            # late mark does not stick. Their leases stay: no other publisher sends them while theirs is still at it;
-            # it gives them back (release_voided), and the next publisher looks for them in the log first.
-            conn.execute(
-                "UPDATE outbox o SET claim_token = NULL FROM jobs j WHERE j.id = o.job_id "
-                "AND (j.queue = %s OR j.queue IS NULL) AND o.published_at IS NULL AND o.claim_token IS NOT NULL",
-                (self.queue,),
-            )
-            rows = conn.execute(
-                "SELECT o.id, o.topic FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NOT NULL "
-                "AND (j.queue = %s OR j.queue IS NULL)",
-                (self.queue,),
-            ).fetchall()
-            if not rows:
-                return 0
-            present = present_in_log(sorted({r["topic"] for r in rows}))
-            missing = [r["id"] for r in rows if r["id"] not in present]
-            if missing:
-                conn.execute(
-                    "UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false WHERE id = ANY(%s)",
-                    (missing,),
-                )
-            return len(missing)
-
     def recently_finished(self, seconds: float, settled: float = 3.0, limit: int = 5000) -> list[dict[str, Any]]:
         """(id, status) of this deployment's jobs that turned terminal in the last ``seconds``, at least ``settled``
         seconds ago (their worker has had time to tell Redis itself)."""
@@ -270,13 +236,13 @@ class JobStore:
                 (code, message[:2000], job_id),
             )
 
-    # -- outbox --------------------------------------------------------------------------------------------------
+    # -- its events (into the outbox, in the caller's transaction) ------------------------------------------------
     def _event(self, conn, row: dict[str, Any], status: str) -> None:
         self._events(conn, [row], status)
 
     def _events(self, conn, rows: list[dict[str, Any]], status: str) -> None:
         """The status events of ``rows`` into the outbox, in ``conn``'s transaction (one statement)."""
-        self._outbox(
+        outbox.add(
             conn,
             [
                 (
@@ -297,16 +263,6 @@ class JobStore:
             ],
         )
 
-    @staticmethod
-    def _outbox(conn, entries: list[tuple]) -> None:
-        """(job_id, topic, key, payload) entries into the outbox in one statement (ids in the entries' order)."""
-        if entries:
-            conn.execute(
-                "INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], "
-                "%s::text[], %s::text[], %s::jsonb[])",
-                columns_of(entries),
-            )
-
     def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
         self._event(conn, row, row["status"])
         base = {
@@ -318,7 +274,7 @@ class JobStore:
         }
         if row["kind"] == "inference":
             models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            self._outbox(
+            outbox.add(
                 conn,
                 [
                     (
@@ -341,88 +297,9 @@ class JobStore:
                 ],
             )
         else:
-            self._outbox(
+            outbox.add(
                 conn, [(row["id"], self.topics["score"], str(row["id"]), Jsonb({**base, "result": row["result"]}))]
             )
-
-    def claim_unpublished(
-        self,
-        job_id: uuid.UUID | None = None,
-        older_than_seconds: float = 0,
-        limit: int = 500,
-        lease_seconds: float = 30,
-        job_ids: list[uuid.UUID] | None = None,
-    ):
-        """Unpublished events (of ``job_id``, of ``job_ids``, or — a sweep — of any of this deployment's jobs older
-        than ``older_than_seconds``), leased to this caller so two publishers never send the same one (a lease that
-        expires, because its publisher died, makes the events claimable again)."""
-        if job_id is not None:
-            job_ids = [job_id]
-        where = (
-            "job_id = ANY(%(jobs)s)"
-            if job_ids is not None
-            else (
-                "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
-                "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))"
-            )
-        )  # a sweep: this deployment's jobs
-        # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
-        # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
-        # uncertain and looks for them in the log before sending them again (``was_uncertain``). Its token
-        # (``claim_token``, the same on every row) is what ``mark_published`` must show.
-        with self.pool.connection() as conn:
-            return conn.execute(
-                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true,
-                    claim_token = %(token)s
-                    FROM (SELECT id, uncertain AS was_uncertain FROM outbox WHERE published_at IS NULL AND {where}
-                          AND (claimed_until IS NULL OR claimed_until < now())
-                          ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
-                    WHERE o.id = c.id
-                    RETURNING o.*, c.was_uncertain""",
-                {
-                    "jobs": job_ids,
-                    "age": older_than_seconds,
-                    "lease": lease_seconds,
-                    "limit": limit,
-                    "queue": self.queue,
-                    "token": uuid.uuid4(),
-                },
-            ).fetchall()
-
-    def release_claims(self, ids: list[int], uncertain: bool = False, token: uuid.UUID | None = None) -> None:
-        """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already.
-        ``token``: only while they are still this claim's."""
-        if ids:
-            with self.pool.connection() as conn:
-                conn.execute(
-                    "UPDATE outbox SET claimed_until = NULL, claim_token = NULL, uncertain = uncertain OR %s "
-                    "WHERE id = ANY(%s) AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s)",
-                    (uncertain, ids, token, token),
-                )
-
-    def mark_published(self, ids: list[int], token: uuid.UUID | None = None) -> set[int]:
-        """Mark them published; returns the ids marked. ``token``: only while they are still this claim's — a claim
-        voided meanwhile (the broker lost its log: ``restore_unpublished``) is not marked: its publisher gives it
-        back with ``release_voided``, and it is looked for in the log and sent again."""
-        if not ids:
-            return set()
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "UPDATE outbox SET published_at=now(), uncertain=false, claim_token = NULL WHERE id = ANY(%s) "
-                "AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s) RETURNING id",
-                (ids, token, token),
-            ).fetchall()
-        return {r["id"] for r in rows}
-
-    def release_voided(self, ids: list[int]) -> None:
-        """Give back claimed events whose claim a log restore voided: claimable again, uncertain."""
-        if ids:
-            with self.pool.connection() as conn:
-                conn.execute(
-                    "UPDATE outbox SET claimed_until = NULL, uncertain = true "
-                    "WHERE id = ANY(%s) AND published_at IS NULL AND claim_token IS NULL",
-                    (ids,),
-                )
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:
@@ -441,11 +318,6 @@ class JobStore:
                 (job_id,),
             ).fetchall()
         return job
-
-
-def columns_of(rows: list[tuple]) -> list[list]:
-    """Rows as columns: the arrays of an ``INSERT … SELECT * FROM unnest(…)`` (one statement for many rows)."""
-    return [list(col) for col in zip(*rows, strict=True)]
 
 
 def job_message(row: dict[str, Any]) -> dict[str, Any]:

@@ -32,8 +32,9 @@ from system.config import Settings
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, StageTimer
 from system.storage.aws import JobQueue
-from system.storage.events import OutboxPublisher, ensure_topics
+from system.storage.events import ensure_topics
 from system.storage.jobs import job_message
+from system.storage.outbox import Outbox
 from system.storage.queues import CeleryQueue
 from system.wiring import Connections
 
@@ -76,7 +77,7 @@ class JobProcessor:
         self.store, self.cache = self.connections.store, self.connections.cache
         self.router = self.connections.queue  # re-sends go to each kind's transport
         self.artifacts = self.connections.artifacts
-        self.publisher = OutboxPublisher(settings.kafka_bootstrap_servers, self.store, topics)
+        self.outbox = Outbox(settings.kafka_bootstrap_servers, self.store.pool, self.store.queue, topics)
         self.llm = openai.OpenAI(
             base_url=settings.openai_api_base,
             api_key=settings.openai_api_key,
@@ -136,18 +137,18 @@ class JobProcessor:
                     self._requeue_stale()
                 except Exception as exc:
                     log.warning("requeue sweep failed", extra={"error": str(exc)})
-            failing = time.monotonic() < self.publisher.open_until + 60
+            failing = time.monotonic() < self.outbox.open_until + 60
             if time.monotonic() - last_sweep > (1.0 if failing else 10.0):
                 last_sweep = time.monotonic()
                 try:
-                    self.publisher.sweep(older_than_seconds=0 if failing else 10)
+                    self.outbox.sweep(older_than_seconds=0 if failing else 10)
                 except Exception as exc:
                     log.warning("outbox sweep failed", extra={"error": str(exc)})
 
     def _recover_lost_stores(self) -> None:
         """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are
         flagged for re-sending (see ``JobStore.note_queue_epoch``). The Kafka log: restored from the outbox (see
-        ``OutboxPublisher.restore_lost_log``). Each costs one request when nothing was lost."""
+        ``Outbox.restore_lost_log``). Each costs one request when nothing was lost."""
         try:
             flagged = self.store.note_queue_epoch(self.router.created())
             if flagged:
@@ -158,7 +159,7 @@ class JobProcessor:
         except Exception as exc:
             log.debug("queue epoch check failed", extra={"error": str(exc)})
         try:
-            self.publisher.restore_lost_log()
+            self.outbox.restore_lost_log()
         except Exception as exc:
             log.debug("kafka log check failed", extra={"error": str(exc)})
 
@@ -175,7 +176,7 @@ class JobProcessor:
 
     # -- one message --------------------------------------------------------------------------------------------
     def _publish(self, row: dict) -> None:
-        self.publisher.publish_soon(row["id"])  # committed in the outbox: sent in the background, in batches
+        self.outbox.publish_soon(row["id"])  # committed in the outbox: sent in the background, in batches
         self._cache(row)
 
     def _cache(self, row: dict) -> None:
@@ -270,7 +271,7 @@ class JobProcessor:
             log.error("message for an unknown job; leaving it for the DLQ", extra={"job_id": str(job_id)})
             return self._retry_or_give_up(receives, max_receives)
         # a redelivery of a finished (or running) job: finish what a dead worker may have left, produce nothing new
-        self.publisher.publish_soon(job_id)
+        self.outbox.publish_soon(job_id)
         self._cache(job)
         log.info(
             "duplicate delivery of a finished job; deleted", extra={"job_id": str(job_id), "status": job["status"]}
@@ -284,7 +285,7 @@ class JobProcessor:
         if row:
             self._publish(row)
         else:
-            self.publisher.publish_soon(job_id)
+            self.outbox.publish_soon(job_id)
         return row
 
     def _attempt_failed(
@@ -321,7 +322,7 @@ class JobProcessor:
         return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
 
     def close(self) -> None:
-        self.publisher.close()
+        self.outbox.close()
         self.connections.close()
 
 

@@ -14,7 +14,7 @@ import time
 import psycopg
 
 from harness import ledger
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 
 def running(stack, ids) -> int:

@@ -10,7 +10,7 @@ import httpx
 import redis
 
 from harness.jobs import Jobs
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 
 def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -70,8 +71,13 @@ def test_a_container_that_fails_to_start_reports_its_log_and_is_removed(tmp_path
     provider = ContainersProvider(
         workdir=tmp_path, progress=lambda _: None, overrides={"redis": {"extra_args": ["--no-such-option", "yes"]}}
     )
+    started = time.monotonic()
     with pytest.raises(ServiceStartError) as info:
         provider.start(["redis"])
+    # noticed by the wait testcontainers runs in start() (our probe, which watches the container's state): at once,
+    # not after the ready timeout
+    assert "the container exited" in info.value.reason, info.value.reason
+    assert time.monotonic() - started < provider.services["redis"].ready_timeout / 2
     assert "no-such-option" in str(info.value)  # redis' own complaint, from the container's log
     assert provider.leftovers() == {} and _containers(provider.session) == []
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from harness import ledger
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PATTERNS = {"linear", "seasonal", "exponential", "cyclical", "random_walk"}

@@ -82,40 +82,43 @@ OPS = st.lists(
 
 
 @contextlib.contextmanager
-def isolated_store(stack, store_class=None):
-    """A job store on a Postgres schema of its own (``store_class``: a ``JobStore`` or a sabotaged subclass)."""
+def isolated_outbox(stack, table_class=None):
+    """The outbox table on a Postgres schema of its own (``table_class``: an ``OutboxTable`` or a sabotaged subclass)."""
     from harness.stack.isolation import PgSchema
     from system.storage.db import make_pool, migrate
-    from system.storage.jobs import JobStore
+    from system.storage.outbox import OutboxTable
 
     schema = PgSchema(stack.postgres)
     migrate(schema.dsn)
     pool = make_pool(schema.dsn, 2)
     try:
-        yield (store_class or JobStore)(pool, {"inference": "i", "score": "s", "events": "e"})
+        yield (table_class or OutboxTable)(pool)
     finally:
         pool.close()
         schema.cleanup()
 
 
 @pytest.fixture(scope="module")
-def outbox_store(stack):
-    with isolated_store(stack) as store:
-        yield store
+def outbox_table(stack):
+    with isolated_outbox(stack) as table:
+        yield table
 
 
-def outbox_holds(store, ops: list[tuple[str, str]]) -> None:
+def outbox_holds(table, ops: list[tuple[str, str]]) -> None:
     """Model: an event is free, held by A or B, or published. A claim takes a free event and marks it uncertain (its
     publish may land before the mark commits); a release frees it (still uncertain); a mark publishes it for good."""
+    from system.storage.jobs import JobStore
+
+    store = JobStore(table.pool, {"inference": "i", "score": "s", "events": "e"})
     job = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
-    ids = [r["id"] for r in store.claim_unpublished(job["id"], lease_seconds=0)]  # the rows create() wrote
-    store.release_claims(ids)
+    ids = [r["id"] for r in table.claim(job["id"], lease_seconds=0)]  # the rows create() wrote
+    table.release(ids)
     held: dict[str, list[int]] = {"A": [], "B": []}
     published: set[int] = set()
     uncertain: set[int] = set(ids)  # the claim above
     for op, who in ops:
         if op == "claim":
-            got = store.claim_unpublished(job["id"])
+            got = table.claim(job["id"])
             free = [i for i in ids if i not in published and i not in held["A"] + held["B"]]
             assert sorted(r["id"] for r in got) == sorted(free), (
                 f"{who}'s claim got events {sorted(r['id'] for r in got)}, but only {sorted(free)} were free "
@@ -125,23 +128,23 @@ def outbox_holds(store, ops: list[tuple[str, str]]) -> None:
             held[who] += [r["id"] for r in got]
             uncertain |= {r["id"] for r in got}
         elif op.startswith("release"):
-            store.release_claims(held[who], uncertain=op == "release_uncertain")
+            table.release(held[who], uncertain=op == "release_uncertain")
             held[who] = []
         else:
-            store.mark_published(held[who])
+            table.mark_published(held[who])
             published |= set(held[who])
             uncertain -= set(held[who])
             held[who] = []
     # nothing published is ever claimable again, not even once every lease has run out (a publisher that died, or a
     # mark that never landed, looks like a lease still held until then); everything else is
-    with store.pool.connection() as conn:
+    with table.pool.connection() as conn:
         conn.execute("UPDATE outbox SET claimed_until = now() - interval '1 second' WHERE job_id = %s", (job["id"],))
-    left = {r["id"] for r in store.claim_unpublished(job["id"])}
+    left = {r["id"] for r in table.claim(job["id"])}
     assert left == set(ids) - published, (
         f"claimable at the end: {sorted(left)}, want {sorted(set(ids) - published)} (published: {sorted(published)})"
     )
 
 
 @given(ops=OPS)
-def test_an_outbox_event_is_leased_to_one_publisher_and_published_once(outbox_store, ops):
-    outbox_holds(outbox_store, ops)
+def test_an_outbox_event_is_leased_to_one_publisher_and_published_once(outbox_table, ops):
+    outbox_holds(outbox_table, ops)

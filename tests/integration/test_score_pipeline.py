@@ -12,7 +12,7 @@ from music21 import converter, corpus, text
 
 from harness import ledger
 from harness.contract import TERMINAL
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 from system.simulators import scores
 
 

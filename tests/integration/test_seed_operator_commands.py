@@ -8,7 +8,7 @@ import json
 import subprocess
 
 from harness.events import read_topic
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 # verbatim from the design document ("PostgreSQL 데이터 확인")
 DESIGN_SQL = """SELECT

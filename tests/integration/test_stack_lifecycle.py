@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.polling import poll_until
 from harness.stack.process import ServiceStartError, alive, family
 from harness.stack.providers import LocalProvider
 
@@ -78,10 +79,7 @@ def test_killed_parent_takes_its_services_with_it(tmp_path):
     proc, pids = _start_cli(tmp_path)
     proc.kill()
     proc.wait(10)
-    deadline = time.monotonic() + 10
-    while alive(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert alive(pids) == []
+    assert poll_until(lambda: alive(pids) == [], 10), f"still running after the CLI was killed: {alive(pids)}"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from system.storage.db import make_pool, migrate, migrations
 from system.storage.jobs import JobStore
+from system.storage.outbox import OutboxTable
 from system.storage.status_cache import CHANNEL, StatusCache
 
 
@@ -72,52 +73,54 @@ def test_status_only_moves_forward_and_publishes_what_it_writes(stack, redis_ns)
 
 
 @pytest.fixture
-def store_with_a_job(pg_schema):
-    """A job store on a fresh schema, and one inference job in it (its "queued" event in the outbox)."""
+def outbox_with_a_job(pg_schema):
+    """A job store and its outbox table on a fresh schema, and one inference job (its "queued" event in the
+    outbox)."""
     migrate(pg_schema.dsn)
     pool = make_pool(pg_schema.dsn, 4)
     try:
         store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
-        yield store, store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+        job = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+        yield store, OutboxTable(pool), job
     finally:
         pool.close()
 
 
-def test_an_ack_from_a_broker_that_then_lost_its_log_does_not_mark_the_event_published(store_with_a_job):
+def test_an_ack_from_a_broker_that_then_lost_its_log_does_not_mark_the_event_published(outbox_with_a_job):
     """Found by the lifecycle machine (a worker paused, Kafka restarted): publisher A claims an event and the broker
     acknowledges it; the broker restarts empty; another worker restores the log while A is stopped; then A marks the
     event published — for good, though the log that held it is gone. The restore voids the claims in flight, so A's
     late mark does not stick: the event stays unpublished and uncertain (looked for in the log, then sent again)."""
-    store, job = store_with_a_job
-    claimed = store.claim_unpublished(job["id"])
+    store, table, job = outbox_with_a_job
+    claimed = table.claim(job["id"])
     ids, token = [r["id"] for r in claimed], claimed[0]["claim_token"]
-    assert store.restore_unpublished("verisim.log-epoch.test", lambda topics: set()) == 0  # nothing published yet
-    assert store.claim_unpublished(job["id"]) == []  # still A's: nobody sends it while A may be sending it
-    assert store.mark_published(ids, token) == set()  # A resumes with the acknowledgement of the lost log
-    store.release_voided(ids)  # ... and gives it back
-    again = store.claim_unpublished(job["id"])
+    assert table.restore_unpublished("verisim.log-epoch.test", lambda topics: set()) == 0  # nothing published yet
+    assert table.claim(job["id"]) == []  # still A's: nobody sends it while A may be sending it
+    assert table.mark_published(ids, token) == set()  # A resumes with the acknowledgement of the lost log
+    table.release_voided(ids)  # ... and gives it back
+    again = table.claim(job["id"])
     assert [r["id"] for r in again] == ids and again[0]["was_uncertain"]  # looked for in the log, then resent
     # the same late mark without the claim's token (the old rule) would have stuck: the event lost
-    store.release_claims(ids)
-    assert store.mark_published(ids) == set(ids)
-    assert store.claim_unpublished(job["id"]) == []
+    table.release(ids)
+    assert table.mark_published(ids) == set(ids)
+    assert table.claim(job["id"]) == []
 
 
-def test_two_publishers_never_claim_the_same_outbox_event(store_with_a_job):
-    store, job = store_with_a_job
-    a = store.claim_unpublished(job["id"])
-    b = store.claim_unpublished(job["id"])
+def test_two_publishers_never_claim_the_same_outbox_event(outbox_with_a_job):
+    store, table, job = outbox_with_a_job
+    a = table.claim(job["id"])
+    b = table.claim(job["id"])
     assert len(a) == 1 and b == []  # leased to the first caller
-    store.release_claims([r["id"] for r in a])  # e.g. Kafka refused it
-    c = store.claim_unpublished(job["id"])
+    table.release([r["id"] for r in a])  # e.g. Kafka refused it
+    c = table.claim(job["id"])
     assert [r["id"] for r in c] == [r["id"] for r in a]
-    store.mark_published([r["id"] for r in c])
-    assert store.claim_unpublished(job["id"]) == []
+    table.mark_published([r["id"] for r in c])
+    assert table.claim(job["id"]) == []
     # a publisher that died holding a lease: once the lease runs out the sweep takes the event again
     store.claim(job["id"])
-    leased = store.claim_unpublished(job["id"], lease_seconds=0)
+    leased = table.claim(job["id"], lease_seconds=0)
     assert len(leased) == 1
-    assert [r["id"] for r in store.claim_unpublished(older_than_seconds=0)] == [leased[0]["id"]]
+    assert [r["id"] for r in table.claim(older_than_seconds=0)] == [leased[0]["id"]]
 
 
 def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
@@ -132,11 +135,11 @@ def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
         a.mark_send_pending([mine["id"]])
         sent_by: dict[str, list] = {"a": [], "b": []}
         assert b.send_pending(lambda msgs: sent_by["b"].extend(msgs) or []) == 0
-        assert b.stale_queued(0) == [] and b.claim_unpublished(older_than_seconds=0) == []
+        assert b.stale_queued(0) == [] and OutboxTable(pool, "queue-b").claim(older_than_seconds=0) == []
         assert a.send_pending(lambda msgs: sent_by["a"].extend(msgs) or []) == 1
         assert sent_by == {"a": [{"job_id": str(mine["id"]), "kind": "inference", "v": 1}], "b": []}
         assert [r["id"] for r in a.stale_queued(0)] == [mine["id"]]
-        assert len(a.claim_unpublished(older_than_seconds=0)) == 1  # its 'queued' event
+        assert len(OutboxTable(pool, "queue-a").claim(older_than_seconds=0)) == 1  # its 'queued' event
     finally:
         pool.close()
 
@@ -177,26 +180,26 @@ def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_sch
     migrate(pg_schema.dsn)
     pool = make_pool(pg_schema.dsn, 2)
     try:
-        store = JobStore(pool, {"inference": "i", "score": "s", "events": "e"})
+        store, table = JobStore(pool, {"inference": "i", "score": "s", "events": "e"}), OutboxTable(pool)
         items = [
             {"pattern": p, "values": [1, 2, 3], "models": ["moving_average"]}
             for p in ("linear", "seasonal", "cyclical")
         ]
         rows = store.create_many("inference", items)
         assert [r["params"]["pattern"] for r in rows] == ["linear", "seasonal", "cyclical"]  # the request's order
-        events = store.claim_unpublished(job_ids=[r["id"] for r in rows])
+        events = table.claim(job_ids=[r["id"] for r in rows])
         assert sorted((e["job_id"], e["payload"]["status"]) for e in events) == sorted(
             (r["id"], "queued") for r in rows
         )
         claim = store.claim(rows[0]["id"])
         assert claim.attempt == 1 and claim.job["status"] == "running"
-        [running] = store.claim_unpublished(rows[0]["id"])
+        [running] = table.claim(rows[0]["id"])
         p = running["payload"]
         assert (p["job_id"], p["kind"], p["status"], p["attempts"]) == (str(rows[0]["id"]), "inference", "running", 1)
         assert datetime.fromisoformat(p["at"]) == claim.job["updated_at"]
         store.finish(rows[0]["id"], "completed", {"ok": True})
         assert store.claim(rows[0]["id"]) is None  # terminal: no second claim, no event
-        assert [(e["topic"], e["payload"]["status"]) for e in store.claim_unpublished(rows[0]["id"])] == [
+        assert [(e["topic"], e["payload"]["status"]) for e in table.claim(rows[0]["id"])] == [
             ("e", "completed"),
             ("i", "completed"),
         ]  # the status event, the model's result event
@@ -210,7 +213,7 @@ def test_the_background_publisher_sends_what_piles_up_in_batches(pg_schema, stac
     from concurrent.futures import ThreadPoolExecutor
 
     from harness.events import read_topic
-    from system.storage.events import OutboxPublisher
+    from system.storage.outbox import Outbox
 
     migrate(pg_schema.dsn)
     pool = make_pool(pg_schema.dsn, 6)
@@ -218,20 +221,20 @@ def test_the_background_publisher_sends_what_piles_up_in_batches(pg_schema, stac
     claims = []
     try:
         store = JobStore(pool, {"inference": topic, "score": topic, "events": topic})
-        claim_unpublished = store.claim_unpublished
+        outbox = Outbox(stack.kafka.bootstrap_servers, pool)
+        claim = outbox.table.claim
 
         def counted(*args, **kwargs):
             claims.append(kwargs.get("job_ids"))
-            return claim_unpublished(*args, **kwargs)
+            return claim(*args, **kwargs)
 
-        store.claim_unpublished = counted
+        outbox.table.claim = counted  # type: ignore[method-assign]
         rows = store.create_many("inference", [{"pattern": "linear", "values": [1, 2], "models": []}] * 60)
-        publisher = OutboxPublisher(stack.kafka.bootstrap_servers, store)
         with ThreadPoolExecutor(6) as threads:
-            list(threads.map(lambda r: publisher.publish_soon(r["id"]), rows))
-        publisher.close()  # publishes what is still pending
+            list(threads.map(lambda r: outbox.publish_soon(r["id"]), rows))
+        outbox.close()  # publishes what is still pending
         assert len(claims) < len(rows) / 3, f"{len(claims)} claims for {len(rows)} jobs: not batched"
-        assert store.claim_unpublished(job_ids=[r["id"] for r in rows]) == []  # all marked published
+        assert claim(job_ids=[r["id"] for r in rows]) == []  # all marked published
         got = read_topic(stack.kafka.bootstrap_servers, topic)
         assert sorted(m["value"]["job_id"] for m in got) == sorted(str(r["id"]) for r in rows)  # each once
     finally:

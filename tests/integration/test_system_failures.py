@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from harness import ledger
 from harness.events import by_key, read_topic
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 from system.simulators import scores
 
 MUSICXML = scores.musicxml()

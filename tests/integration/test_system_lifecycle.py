@@ -14,8 +14,9 @@ from websockets.sync.client import connect as ws_connect
 from harness import ledger
 from harness.contract import TERMINAL
 from harness.events import by_key, read_topic
+from harness.polling import wait_for
 from harness.pytest_plugin import SYSTEM_ENV
-from harness.system_under_test import running_system, wait_for
+from harness.system_under_test import running_system
 from system.simulators import scores
 
 MUSICXML = scores.musicxml()

@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from harness.system_under_test import wait_for
+from harness.polling import wait_for
 
 
 def red(report, kind: str, min_count: int = 1) -> list[str]:

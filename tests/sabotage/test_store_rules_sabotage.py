@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from system.storage.jobs import JobStore, dumps, job_summary
+from system.storage.jobs import dumps, job_summary
+from system.storage.outbox import OutboxTable
 from system.storage.status_cache import StatusCache, status_key
 from tests.integration.test_properties_stores import (
     OPS,
     WRITES,
     forward_only_holds,
-    isolated_store,
+    isolated_outbox,
     outbox_holds,
 )
 
@@ -25,20 +26,20 @@ class LastWriterWins(StatusCache):
         return True
 
 
-class LeaseIgnored(JobStore):
+class LeaseIgnored(OutboxTable):
     """Planted: a claim takes events another publisher holds."""
 
-    def claim_unpublished(self, job_id=None, **kwargs):
+    def claim(self, job_id=None, **kwargs):
         with self.pool.connection() as conn:
             conn.execute("UPDATE outbox SET claimed_until = NULL WHERE job_id = %s", (job_id,))
-        return super().claim_unpublished(job_id, **kwargs)
+        return super().claim(job_id, **kwargs)
 
 
-class MarkLost(JobStore):
+class MarkLost(OutboxTable):
     """Planted: marking an event published writes nothing."""
 
-    def mark_published(self, ids):
-        pass
+    def mark_published(self, ids, token=None):
+        return set()
 
 
 def counterexample(prop, strategy, target) -> str:
@@ -61,8 +62,8 @@ def test_a_cache_without_the_forward_only_rule_is_caught(stack):
     assert "went back to" in said, said
 
 
-@pytest.mark.parametrize(("store_class", "words"), [(LeaseIgnored, "were free"), (MarkLost, "claimable at the end")])
-def test_an_outbox_that_breaks_its_lease_or_loses_its_marks_is_caught(stack, store_class, words):
-    with isolated_store(stack, store_class) as store:
-        said = counterexample(outbox_holds, OPS, store)
+@pytest.mark.parametrize(("table_class", "words"), [(LeaseIgnored, "were free"), (MarkLost, "claimable at the end")])
+def test_an_outbox_that_breaks_its_lease_or_loses_its_marks_is_caught(stack, table_class, words):
+    with isolated_outbox(stack, table_class) as table:
+        said = counterexample(outbox_holds, OPS, table)
     assert words in said, said

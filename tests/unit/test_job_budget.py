@@ -10,6 +10,7 @@ import time
 import psutil
 import pytest
 
+from harness.polling import poll_until
 from system.pipelines.base import PermanentJobError
 from system.pipelines.budget import BudgetError, run_within_budget
 
@@ -108,20 +109,19 @@ def test_a_child_whose_worker_died_stops_too():
         ]
     )
     try:
-        deadline = time.monotonic() + 30
-        job: list[psutil.Process] = []
-        while not job and time.monotonic() < deadline:
-            time.sleep(0.1)
+
+        def job_processes() -> list[psutil.Process]:
             servers = [p for p in psutil.Process(worker.pid).children() if "forkserver" in " ".join(p.cmdline())]
-            job = [c for s in servers for c in s.children()]
+            return [c for s in servers for c in s.children()]
+
+        job = poll_until(job_processes, 30)
         assert job, "no job process started"
         time.sleep(0.5)  # its watch has begun
     finally:
         worker.kill()
         worker.wait(10)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (alive := [p for p in job if running(p)]):
-        time.sleep(0.1)
+    poll_until(lambda: not any(running(p) for p in job), 5)
+    alive = [p for p in job if running(p)]
     assert not alive, f"job process {alive} ran on without its worker"
 
 

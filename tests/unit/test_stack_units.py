@@ -8,6 +8,7 @@ import time
 import pytest
 
 from harness.docker import daemon
+from harness.polling import poll_until
 from harness.stack import Stack, StackUnavailable, choose_provider
 from harness.stack.endpoints import AwsEndpoint, PostgresEndpoint
 from harness.stack.process import ManagedProcess, ServiceStartError, alive, free_ports
@@ -44,11 +45,8 @@ def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
     p = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "s.log", stop_grace=0.5).start()
     with pytest.raises(ServiceStartError, match="not ready after 1s"):
         p.wait_ready(lambda: (_ for _ in ()).throw(TimeoutError("nope")), timeout=0.6)
-    deadline = time.monotonic() + 5
-    while len(p.members()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = p.members()
-    assert len(pids) == 2
+    pids = poll_until(lambda: len(p.members()) == 2 and p.members(), 5, interval=0.05)
+    assert pids and len(pids) == 2
     p.stop()
     assert p.leftovers() == [] and alive(pids) == []
 

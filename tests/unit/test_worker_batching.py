@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from harness.polling import poll_until
 from system.batching import BackgroundBatcher
 from system.worker.runner import DeleteBatcher
 
@@ -50,9 +51,7 @@ def test_a_refused_batch_is_logged_and_the_batcher_goes_on(caplog):
     sqs = FakeSqs(fail=True)
     acks = DeleteBatcher(FakeQueue(sqs), gather_s=0.001)
     acks.delete("a")
-    deadline = time.monotonic() + 5
-    while not sqs.batches and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll_until(lambda: sqs.batches, 5, interval=0.01)
     sqs.fail = False
     acks.delete("b")
     acks.close()

@@ -52,6 +52,8 @@ IMAGES = ("verisim/tansu:0.6.0", "confluentinc/cp-kafka:7.6.0")  # (offline, ups
 
 
 class KafkaContainer(Kafka, ContainerService, port_inside=9093, images=IMAGES):  # 9093: its client listener
+    probe_in_start = False  # the broker starts from the script testcontainers copies in after the container starts
+
     def make(self):
         from testcontainers.community.kafka import KafkaContainer as Container
 

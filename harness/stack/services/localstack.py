@@ -1,8 +1,9 @@
 """LocalStack: the SQS queues (jobs, dead letters) and the S3 artifact store.
 
 Local: LocalStack in host mode, in a cached venv of its own so its pins never bind the project's
-(``harness.docker.inputs.LOCALSTACK_PINS``; docs/dependency-pins.md). Container: testcontainers'
-``LocalStackContainer`` on the offline image (the same pins) or ``localstack/localstack:4.13``.
+(``harness.docker.inputs.LOCALSTACK_PINS``; docs/dependency-pins.md). Container: a testcontainers
+``DockerContainer`` on the offline image (the same pins) or ``localstack/localstack:4.13``, ready when our probe (health,
+an SQS and an S3 call) answers.
 """
 
 from __future__ import annotations
@@ -116,12 +117,13 @@ IMAGES = ("verisim/localstack:4.13.1", "localstack/localstack:4.13")  # (offline
 
 class LocalStackContainer(LocalStack, ContainerService, port_inside=4566, images=IMAGES):
     def make(self):
-        from testcontainers.community.localstack import LocalStackContainer as Container
         from testcontainers.core.container import DockerContainer
 
-        c = Container(self.image, region_name="us-east-1").with_services("sqs", "s3")
-        for k, v in {**SETTINGS, "LOCALSTACK_HOST": f"127.0.0.1:{self.port}"}.items():
-            c = c.with_env(k, v)
-        # its wait for "Ready." never notices an exited container; our probe (health + SQS and S3 calls) does
-        c.start = lambda: DockerContainer.start(c)  # type: ignore[method-assign,assignment,misc]
-        return c
+        return DockerContainer(self.image).with_envs(
+            SERVICES="sqs,s3",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            **SETTINGS,
+            LOCALSTACK_HOST=f"127.0.0.1:{self.port}",
+        )

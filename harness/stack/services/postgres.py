@@ -1,8 +1,9 @@
 """PostgreSQL: the job store's system of record.
 
 Local: the machine's binaries (Debian's ``postgresql``); ``initdb`` once into a cached template, copied per session,
-run as an unprivileged user (Postgres refuses root; docs/local-backends.md). Container: testcontainers'
-``PostgresContainer`` on the offline image (Debian's postgresql-15) or ``postgres:16``.
+run as an unprivileged user (Postgres refuses root; docs/local-backends.md). Container: a testcontainers
+``DockerContainer`` (the image's own env: user, password, database) on the offline image (Debian's postgresql-15)
+or ``postgres:16``, ready when our probe answers (``container_runtime.probe_wait``).
 """
 
 from __future__ import annotations
@@ -157,13 +158,12 @@ IMAGES = ("verisim/postgres:15-bookworm", "postgres:16")  # (offline, upstream)
 
 class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMAGES):
     def make(self):
-        from testcontainers.community.postgres import PostgresContainer as Container
+        from testcontainers.core.container import DockerContainer
 
-        c = (
-            Container(self.image, username=USER, password=PASSWORD, dbname=DATABASE, driver=None)
-            .with_env("POSTGRES_INITDB_ARGS", "--no-sync")
+        return (
+            DockerContainer(self.image)
+            .with_envs(
+                POSTGRES_USER=USER, POSTGRES_PASSWORD=PASSWORD, POSTGRES_DB=DATABASE, POSTGRES_INITDB_ARGS="--no-sync"
+            )
             .with_command(["postgres", *SERVER_FLAGS, *self.extra_args])
         )
-        # its psql poll never notices an exited container; our probe (SELECT 1) does
-        c._connect = lambda: None  # type: ignore[method-assign]
-        return c

@@ -3,7 +3,8 @@
 Persisted the way a production Redis holding live state is: an append-only file, fsynced every second
 (``PERSISTENCE``, both runtimes). A restart (stop + start) keeps every status; only a SIGKILL can lose the last
 second, and the workers' repair loop rewrites what Redis missed while it was away. Local: Debian's ``redis-server``,
-its file in the stack's work directory. Container: testcontainers' ``RedisContainer``.
+its file in the stack's work directory. Container: a testcontainers ``DockerContainer``, ready when our probe
+(PING) answers.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ IMAGES = ("verisim/redis:7-bookworm", "redis:7")  # (offline, upstream)
 
 class RedisContainer(Redis, ContainerService, port_inside=6379, images=IMAGES):
     def make(self):
-        from testcontainers.community.redis import RedisContainer as Container
+        from testcontainers.core.container import DockerContainer
 
-        c = Container(self.image).with_command(["redis-server", *PERSISTENCE, *self.extra_args])
-        c._wait_strategy = None  # its PING poll never notices an exited container; our probe (PING) does
-        return c
+        return DockerContainer(self.image).with_command(["redis-server", *PERSISTENCE, *self.extra_args])

@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS queue_epochs (
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The publishers restore the Kafka log after a broker lost it (see system/storage/events.py): they look up the
+-- The publishers restore the Kafka log after a broker lost it (see system/storage/outbox.py): they look up the
 -- events of one deployment's jobs that are marked published.
 CREATE INDEX IF NOT EXISTS outbox_job_id ON outbox (job_id);
 

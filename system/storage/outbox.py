@@ -1,0 +1,361 @@
+"""The outbox: a job's Kafka events, committed in the same transaction as the job's state change and published
+afterwards. This module owns the ``outbox`` table and its publishing:
+
+- ``add`` writes events inside the caller's transaction (the job store's; its one-statement ``claim`` writes its
+  ``running`` event in the same statement);
+- ``OutboxTable`` claims, marks, gives back and restores them (leases, claim tokens, the uncertain flag);
+- ``Outbox`` publishes them (idempotent producer, key = job id), in the background or by sweeps, behind a breaker.
+
+The Kafka log is kept across a broker that loses it. Production Kafka keeps its log on disk; a broker that keeps it in
+memory (the local tansu) forgets every topic when it restarts. Postgres keeps every event in the outbox, so the
+publishers restore the log: each deployment keeps a marker topic on the broker (``verisim.log-epoch.<queue>``); when
+it is gone, the broker has lost its log, and one worker (an advisory lock) reads what the broker holds now and marks
+every event it lacks unpublished again — the outbox sends those once more, in order, and nothing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+import uuid
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from system.batching import BackgroundBatcher
+from system.storage.db import DictPool, columns_of
+from system.storage.events import ensure_topics, event_ids_in
+
+log = logging.getLogger(__name__)
+
+
+def add(conn, entries: list[tuple]) -> None:
+    """(job_id, topic, key, payload) entries into the outbox, in ``conn``'s transaction, in one statement (ids in the
+    entries' order)."""
+    if entries:
+        conn.execute(
+            "INSERT INTO outbox (job_id, topic, key, payload) SELECT * FROM unnest(%s::uuid[], "
+            "%s::text[], %s::text[], %s::jsonb[])",
+            columns_of(entries),
+        )
+
+
+class OutboxTable:
+    """The outbox rows of one deployment (``queue``): what its publishers claim, mark and give back."""
+
+    def __init__(self, pool: DictPool, queue: str | None = None):
+        self.pool = pool
+        self.queue = queue  # sweeps and restores touch only the events of this queue's jobs
+
+    def restore_unpublished(self, marker: str, present_in_log) -> int | None:
+        """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
+        from the log (``present_in_log(topics) -> set of event ids`` reads what the broker holds now) is marked
+        unpublished again, so the outbox publishes it once more; and the claims in flight are voided (see
+        ``mark_published``). Serialized across workers by an advisory lock on
+        ``marker``; returns the number restored, or None when another worker held the lock."""
+        with self.pool.connection() as conn, conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
+                "pg_try_advisory_xact_lock"
+            ]:
+                return None
+            # claims in flight may hold an acknowledgement from the broker that forgot it: void their tokens, so their
+            # late mark does not stick. Their leases stay: no other publisher sends them while theirs is still at it;
+            # it gives them back (release_voided), and the next publisher looks for them in the log first.
+            voided = conn.execute(
+                "UPDATE outbox o SET claim_token = NULL FROM jobs j WHERE j.id = o.job_id "
+                "AND (j.queue = %s OR j.queue IS NULL) AND o.published_at IS NULL AND o.claim_token IS NOT NULL",
+                (self.queue,),
+            ).rowcount
+            if voided:
+                log.warning("claims in flight voided by the log restore", extra={"count": voided})
+            rows = conn.execute(
+                "SELECT o.id, o.topic FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NOT NULL "
+                "AND (j.queue = %s OR j.queue IS NULL)",
+                (self.queue,),
+            ).fetchall()
+            if not rows:
+                return 0
+            present = present_in_log(sorted({r["topic"] for r in rows}))
+            missing = [r["id"] for r in rows if r["id"] not in present]
+            if missing:
+                conn.execute(
+                    "UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false WHERE id = ANY(%s)",
+                    (missing,),
+                )
+            return len(missing)
+
+    def claim(
+        self,
+        job_id: uuid.UUID | None = None,
+        older_than_seconds: float = 0,
+        limit: int = 500,
+        lease_seconds: float = 30,
+        job_ids: list[uuid.UUID] | None = None,
+    ):
+        """Unpublished events (of ``job_id``, of ``job_ids``, or — a sweep — of any of this deployment's jobs older
+        than ``older_than_seconds``), leased to this caller so two publishers never send the same one (a lease that
+        expires, because its publisher died, makes the events claimable again)."""
+        if job_id is not None:
+            job_ids = [job_id]
+        where = (
+            "job_id = ANY(%(jobs)s)"
+            if job_ids is not None
+            else (
+                "created_at < now() - make_interval(secs => %(age)s) AND EXISTS (SELECT 1 FROM jobs j WHERE "
+                "j.id = outbox.job_id AND (j.queue = %(queue)s OR j.queue IS NULL))"
+            )
+        )  # a sweep: this deployment's jobs
+        # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
+        # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
+        # uncertain and looks for them in the log before sending them again (``was_uncertain``). Its token
+        # (``claim_token``, the same on every row) is what ``mark_published`` must show.
+        with self.pool.connection() as conn:
+            return conn.execute(
+                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true,
+                    claim_token = %(token)s
+                    FROM (SELECT id, uncertain AS was_uncertain FROM outbox WHERE published_at IS NULL AND {where}
+                          AND (claimed_until IS NULL OR claimed_until < now())
+                          ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
+                    WHERE o.id = c.id
+                    RETURNING o.*, c.was_uncertain""",
+                {
+                    "jobs": job_ids,
+                    "age": older_than_seconds,
+                    "lease": lease_seconds,
+                    "limit": limit,
+                    "queue": self.queue,
+                    "token": uuid.uuid4(),
+                },
+            ).fetchall()
+
+    def release(self, ids: list[int], uncertain: bool = False, token: uuid.UUID | None = None) -> None:
+        """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already.
+        ``token``: only while they are still this claim's."""
+        if ids:
+            with self.pool.connection() as conn:
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = NULL, claim_token = NULL, uncertain = uncertain OR %s "
+                    "WHERE id = ANY(%s) AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s)",
+                    (uncertain, ids, token, token),
+                )
+
+    def mark_published(self, ids: list[int], token: uuid.UUID | None = None) -> set[int]:
+        """Mark them published; returns the ids marked. ``token``: only while they are still this claim's — a claim
+        voided meanwhile (the broker lost its log: ``restore_unpublished``) is not marked: its publisher gives it
+        back with ``release_voided``, and it is looked for in the log and sent again."""
+        if not ids:
+            return set()
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "UPDATE outbox SET published_at=now(), uncertain=false, claim_token = NULL WHERE id = ANY(%s) "
+                "AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s) RETURNING id",
+                (ids, token, token),
+            ).fetchall()
+        return {r["id"] for r in rows}
+
+    def release_voided(self, ids: list[int]) -> None:
+        """Give back claimed events whose claim a log restore voided: claimable again, uncertain."""
+        if ids:
+            with self.pool.connection() as conn:
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = NULL, uncertain = true "
+                    "WHERE id = ANY(%s) AND published_at IS NULL AND claim_token IS NULL",
+                    (ids,),
+                )
+
+
+class Outbox:
+    """Publishes the outbox. When Kafka fails, a breaker opens for ``cool_down`` seconds: job threads stop waiting
+    on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it, re-creating the topics
+    a restarted in-memory broker lost."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        pool: DictPool,
+        queue: str | None = None,
+        topics: list[str] | None = None,
+        timeout_s: float = 3,
+        cool_down: float = 30,
+        gather_s: float = 0.003,
+    ):
+        self.table = OutboxTable(pool, queue)
+        self.bootstrap = bootstrap
+        self.topics = topics or []
+        self.timeout_s = timeout_s
+        self.cool_down = cool_down
+        self.open_until = 0.0
+        self.producer = self._new_producer()
+        self._lock = threading.Lock()
+        self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
+        # job ids whose new events are sent in the background (publish_soon)
+        self._background = BackgroundBatcher(
+            self.publish_jobs, name="outbox-publisher", batch_size=200, gather_s=gather_s
+        )
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": int(self.timeout_s * 1000),
+            }
+        )
+
+    def publish(self, rows) -> int:
+        """Produce ``rows`` (one claim's rows), wait for the broker, mark the acknowledged ones published. Returns
+        how many were marked (sent now, or found in the log from an earlier publish)."""
+        if not rows:
+            return 0
+        rows = sorted(rows, key=lambda r: r["id"])
+        token = rows[0].get("claim_token")  # one claim's rows: its marks stick only while the claim is still theirs
+        landed: list[int] = []
+        uncertain = [r for r in rows if r.get("was_uncertain")]
+        if uncertain:  # an earlier publish of these may have reached the broker: whatever is in the log stays there
+            try:
+                present = event_ids_in(self.bootstrap, sorted({r["topic"] for r in uncertain}), timeout_s=10)
+            except Exception as exc:
+                self._give_back(rows, token, uncertain=False, why=f"could not check the log for earlier sends: {exc}")
+                return 0
+            landed = [r["id"] for r in uncertain if r["id"] in present]
+            self.table.mark_published(landed, token)  # a voided claim's mark does not stick: looked for again later
+            rows = [r for r in rows if r["id"] not in set(landed)]
+            if landed:
+                log.warning(
+                    "events an earlier publish delivered were in the log already; not sent again",
+                    extra={"count": len(landed)},
+                )
+            if not rows:
+                return len(landed)
+        acked, failed, producer = self._produce_and_wait(rows)
+        if producer is None:  # produce() raised
+            self._give_back(rows, token, uncertain=True, why=f"the producer failed: {failed[0]}")
+            return len(landed)
+        marked = self.table.mark_published(acked, token)
+        voided = [i for i in acked if i not in marked]
+        if voided:  # acknowledged by a broker that has since lost its log (restore_unpublished voided the claim)
+            self.table.release_voided(voided)
+            log.warning(
+                "events acknowledged by a broker that has since lost its log; they will be checked and sent again",
+                extra={"count": len(voided)},
+            )
+        if len(acked) < len(rows):
+            # refused or unanswered: an unanswered one may have reached the broker, so it is checked before a resend
+            why = f"kafka refused {len(rows) - len(acked)} event(s): {failed[0] if failed else 'no delivery report'}"
+            self._give_back([r for r in rows if r["id"] not in set(acked)], token, uncertain=True, why=why, by=producer)
+        return len(marked) + len(landed)
+
+    def _produce_and_wait(self, rows) -> tuple[list[int], list[str], Producer | None]:
+        """Send ``rows``; wait (bounded) for their delivery reports. (acknowledged ids, errors, the producer used),
+        the producer None when ``produce`` itself raised — e.g. the idempotent producer's fatal state after a broker
+        that lost its log: it refuses every produce from then on, so it is replaced."""
+        acked: list[int] = []
+        failed: list[str] = []
+
+        def on_delivery(err, msg, row_id):
+            if err is None:
+                acked.append(row_id)
+            else:
+                failed.append(str(err))
+
+        producer = self.producer  # thread-safe; each caller waits for its own messages only
+        try:
+            for row in rows:
+                producer.produce(
+                    row["topic"],
+                    key=row["key"],
+                    value=json.dumps({**row["payload"], "event_id": row["id"]}, default=str),
+                    on_delivery=functools.partial(on_delivery, row_id=row["id"]),
+                )
+        except (KafkaException, BufferError) as exc:
+            self._replace_producer(producer)
+            return [], [str(exc)], None
+        deadline = time.monotonic() + self.timeout_s + 2
+        while len(acked) + len(failed) < len(rows) and time.monotonic() < deadline:
+            producer.poll(0.05)
+        return acked, failed, producer
+
+    def _give_back(self, rows, token, uncertain: bool, why: str, by: Producer | None = None) -> None:
+        """Rows this publisher could not publish go back to the outbox (``uncertain``: they may have reached the
+        broker, so they are looked for in the log before a resend); the breaker opens; a producer whose sends failed
+        (``by``) is replaced."""
+        self.table.release([r["id"] for r in rows], uncertain=uncertain, token=token)
+        self.open_until = time.monotonic() + self.cool_down
+        if by is not None:
+            self._replace_producer(by)
+        log.warning("%s; the events stay in the outbox", why)
+
+    def _replace_producer(self, producer: Producer) -> None:
+        """A broker that came back empty does not know this producer's id: start afresh (once, whoever sees it)."""
+        with self._lock:
+            if self.producer is producer:
+                producer.purge()
+                self.producer = self._new_producer()
+
+    def publish_jobs(self, job_ids) -> int:
+        """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all."""
+        if time.monotonic() < self.open_until or not job_ids:
+            return 0
+        return self.publish(self.table.claim(job_ids=list(job_ids)))
+
+    def publish_soon(self, job_id) -> None:
+        """Hand a job's new events to this process's background publisher, which sends whatever piled up meanwhile
+        in one batch (a few ms later). The caller does not wait for the broker: the events are committed in the
+        outbox already, so if this process dies first a sweep publishes them, and nothing is lost."""
+        self._background.put(job_id)
+
+    def flush_pending(self, timeout: float = 10) -> None:
+        """Publish what was handed over and stop the background publisher (shutdown)."""
+        self._background.close(timeout)
+
+    def sweep(self, older_than_seconds: float = 10, budget_s: float = 5.0, batch: int = 500) -> int:
+        """Events a dead worker committed but never published, or that Kafka refused: also the breaker's probe.
+        Batch after batch while they come full (a restored log is thousands of events), for up to ``budget_s``."""
+        total = 0
+        deadline = time.monotonic() + budget_s
+        first = True
+        while True:
+            rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
+            if first and rows and self.topics and time.monotonic() < self.open_until + 60:
+                try:  # a restarted in-memory broker has forgotten its topics
+                    ensure_topics(self.bootstrap, self.topics)
+                except Exception as exc:
+                    self.table.release([r["id"] for r in rows], token=rows[0].get("claim_token"))
+                    log.warning("kafka still unavailable: %s", exc)
+                    return 0
+            first = False
+            delivered = self.publish(rows)
+            total += delivered
+            if rows and delivered == len(rows):
+                self.open_until = 0.0
+            if len(rows) < batch or delivered < len(rows) or time.monotonic() > deadline:
+                return total
+
+    def restore_lost_log(self) -> int:
+        """If the broker lost its log (the deployment's marker topic is gone), republish what it lost from the
+        outbox. Cheap when nothing was lost: one metadata request. Returns the number of events restored."""
+        marker = f"verisim.log-epoch.{self.table.queue or 'default'}"
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        if marker in self._admin.list_topics(timeout=5).topics:
+            return 0
+        restored = self.table.restore_unpublished(marker, lambda topics: event_ids_in(self.bootstrap, topics))
+        if restored is None:  # another worker is restoring
+            return 0
+        ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin)
+        if restored:
+            log.warning(
+                "the broker lost its log (restarted without persistence?): restoring events from the outbox",
+                extra={"count": restored},
+            )
+            self.sweep(older_than_seconds=0)
+        return restored
+
+    def close(self) -> None:
+        self.flush_pending()
+        self.producer.flush(10)
