@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import threading
 import time
@@ -692,21 +691,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where the backing services run (default: local)",
     )
     ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
-    ap.add_argument(
-        "--transport",
-        choices=("sqs", "celery"),
-        default=None,
-        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
-    )
-    ap.add_argument(
-        "--sabotage",
-        default="",
-        metavar="DEFECT[,…]",
-        help="plant defects of harness.sabotage in the workers / API: the run must fail",
-    )
+    from harness.system_under_test import add_system_options, apply_system_options
+
+    add_system_options(ap, "the workers / API", "the run")
     args = ap.parse_args(argv)
-    if args.transport:
-        os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts
+    apply_system_options(args)
     sc = scenarios.load(args.scenario)
     if args.only:
         sc = sc.only([n.strip() for n in args.only.split(",") if n.strip()])

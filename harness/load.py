@@ -354,21 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
     ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
     ap.add_argument("--slo", type=Path, default=None, help="SLO file (default slo.toml)")
-    ap.add_argument(
-        "--transport",
-        choices=("sqs", "celery"),
-        default=None,
-        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
-    )
-    ap.add_argument(
-        "--sabotage",
-        default="",
-        metavar="DEFECT[,…]",
-        help="plant defects of harness.sabotage in the API / workers (e.g. slow_api): the gate must fail",
-    )
+    from harness.system_under_test import add_system_options, apply_system_options
+
+    add_system_options(ap, "the API / workers (e.g. slow_api)", "the gate")
     args = ap.parse_args(argv)
-    if args.transport:
-        os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts
+    apply_system_options(args)
     if args.host:
         ap.error(
             "--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "

@@ -268,6 +268,28 @@ def running_system(
         sut.stop()
 
 
+def add_system_options(ap, planted_in: str, verdict: str) -> None:
+    """``--transport`` and ``--sabotage``, as the commands that start the system take them (``apply_system_options``
+    after parsing). ``planted_in``: where a defect goes; ``verdict``: what must then fail."""
+    ap.add_argument(
+        "--transport",
+        choices=("sqs", "celery"),
+        default=None,
+        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
+    )
+    ap.add_argument(
+        "--sabotage",
+        default="",
+        metavar="DEFECT[,…]",
+        help=f"plant defects of harness.sabotage in {planted_in}: {verdict} must fail",
+    )
+
+
+def apply_system_options(args) -> None:
+    if args.transport:
+        os.environ["VERISIM_TRANSPORT"] = args.transport  # every SystemUnderTest this run starts
+
+
 def _entry(module: str, sabotage: str | None) -> list[str]:
     if sabotage:
         return [sys.executable, "-m", "harness.sabotage", sabotage, module]

@@ -103,3 +103,60 @@ def test_a_restarted_container_comes_back_on_the_same_port_with_its_data(tmp_pat
     finally:
         provider.stop()
     assert provider.leftovers() == {}
+
+
+def test_the_stack_cli_runs_containers_and_writes_their_endpoints(tmp_path):
+    """``python -m harness.stack up --stack containers --json F``: the endpoints in F answer; SIGTERM removes the
+    containers it started."""
+    import json
+    import signal
+
+    import redis
+
+    from harness.polling import wait_for
+
+    before = set(_containers_all())
+    out = tmp_path / "stack.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.stack",
+            "up",
+            "--stack",
+            "containers",
+            "--services",
+            "redis",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: out.exists() or proc.poll() is not None, 120, what="the stack CLI's JSON")
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)  # the file is complete
+        info = json.loads(out.read_text())
+        assert redis.Redis.from_url(info["env"]["REDIS_URL"]).ping()
+        assert info["env"]["REDIS_URL"].endswith(f":{info['stack']['redis']['port']}/0")
+        started = set(_containers_all()) - before
+        assert len(started) == 1 and next(iter(started)).endswith("-redis"), started
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "no process left behind" in output, output
+    assert set(_containers_all()) - before == set()
+
+
+def _containers_all() -> list[str]:
+    r = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=verisim.stack", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return r.stdout.split()
