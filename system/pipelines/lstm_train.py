@@ -1,7 +1,8 @@
 """Train the LSTM forecaster reproducibly on generated series: ``python -m system.pipelines.lstm_train``.
 
-Writes ``system/models/lstm.pt`` (state dict) and ``system/models/lstm.json`` (seed, hyper-parameters, data, and
-held-out accuracy per pattern against the moving average). Same seed, same torch build → same weights.
+Writes ``system/models/lstm.pt`` (state dict; ``--out`` elsewhere) and its card beside it, ``lstm.json`` (seed,
+hyper-parameters, data, and held-out accuracy per pattern against the moving average). Same seed, same torch build →
+same weights.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import platform
 import random
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--train-seeds", type=int, default=40, help="series per pattern for training (default 40)")
-    ap.add_argument("--out", default=str(CHECKPOINT))
+    ap.add_argument("--out", default=str(CHECKPOINT), help="the checkpoint; its card goes beside it (.json)")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(model, range(1000, 1100))
     torch.save(model.state_dict(), args.out)
     digest = hashlib.sha256(open(args.out, "rb").read()).hexdigest()
-    CARD.write_text(
+    card = CARD if Path(args.out).resolve() == CHECKPOINT.resolve() else Path(args.out).with_suffix(".json")
+    card.write_text(
         json.dumps(
             {
                 "model": "LSTMForecaster",
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for p, m in metrics.items():
         print(f"{p:<12} LSTM MAE {m['lstm_mae']:>9.4f}   MA MAE {m['moving_average_mae']:>9.4f}")
-    print(f"wrote {args.out} ({digest[:12]}) and {CARD}")
+    print(f"wrote {args.out} ({digest[:12]}) and {card}")
     return 0
 
 
