@@ -12,6 +12,12 @@ from harness.stack.local_runtime import LocalService
 from harness.stack.process import run_until_stopped, stop_on_sigterm
 
 
+def command(stack: str, services: list[str], json_path: str | None = None) -> list[str]:
+    """The argv that runs this CLI (``up``) for ``services`` on ``stack``, writing the endpoints to ``json_path``."""
+    argv = [sys.executable, "-m", "harness.stack", "up", "--stack", stack, "--services", ",".join(services)]
+    return argv + (["--json", json_path] if json_path else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

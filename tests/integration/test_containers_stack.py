@@ -114,22 +114,12 @@ def test_the_stack_cli_runs_containers_and_writes_their_endpoints(tmp_path):
     import redis
 
     from harness.polling import wait_for
+    from harness.stack.__main__ import command
 
     before = set(_containers_all())
     out = tmp_path / "stack.json"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness.stack",
-            "up",
-            "--stack",
-            "containers",
-            "--services",
-            "redis",
-            "--json",
-            str(out),
-        ],
+        command("containers", ["redis"], str(out)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from harness.polling import poll_until
+from harness.stack.__main__ import command
 from harness.stack.process import ServiceStartError, alive, family
 from harness.stack.providers import LocalProvider
 
@@ -34,18 +34,7 @@ def test_teardown_leaves_no_process_behind(tmp_path):
 def _start_cli(tmp_path, services="postgres,redis,kafka"):
     out = tmp_path / "stack.json"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness.stack",
-            "up",
-            "--provider",
-            "local",
-            "--services",
-            services,
-            "--json",
-            str(out),
-        ],
+        command("local", services.split(","), str(out)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
