@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.polling import poll_until
+from harness.polling import poll_until, wait_for
 from harness.stack.__main__ import command
 from harness.stack.process import ServiceStartError, alive, family
 from harness.stack.providers import LocalProvider
@@ -41,12 +41,9 @@ def _start_cli(tmp_path, services="postgres,redis,kafka"):
         text=True,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while not out.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "stack CLI not ready in 60 s"
-        time.sleep(0.1)
-    time.sleep(0.2)
+    wait_for(lambda: out.exists() or proc.poll() is not None, 60, what="the stack CLI's JSON")
+    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    time.sleep(0.2)  # the file is complete
     info = json.loads(out.read_text())
     pids = sorted(pid for leader in info["pids"].values() for pid in family(leader))
     assert alive(pids) == pids and len(pids) >= 5
