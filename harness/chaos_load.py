@@ -175,8 +175,13 @@ class ChaosLoad:
         self.sut = SystemUnderTest(
             self.stack, workdir=self.run_dir / "system", env=env, isolated=True, progress=self.say
         )
-        self.sut.start_api(sabotage=self.api_sabotage)
-        self.sut.start_workers(sc.workers, concurrency=sc.worker_concurrency, grace=5, sabotage=self.sabotage)
+        self.sut.start(
+            sc.workers,
+            concurrency=sc.worker_concurrency,
+            grace=5,
+            sabotage=self.sabotage,
+            api_sabotage=self.api_sabotage,
+        )
 
     # -- the faults -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -237,9 +237,7 @@ def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytes
         transport=chosen_transport(request.config),
     )
     try:
-        sut.start_api()
-        for transport in sut.worker_transports():
-            sut.start_workers(2, transport=transport)
+        sut.start(2)
         yield sut
     except BaseException:
         say(sut.logs())

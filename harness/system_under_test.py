@@ -17,7 +17,7 @@ import httpx
 from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
-from harness.stack.process import ManagedProcess, free_ports
+from harness.stack.process import ManagedProcess, free_ports, stop_all
 
 # the job kinds' transports (INFERENCE_TRANSPORT, SCORE_TRANSPORT) of each choice; "seeds": the original designs
 TRANSPORTS = {
@@ -32,7 +32,8 @@ WORKER_MODULES = {"sqs": "system.worker", "celery": "system.worker.celery_worker
 
 
 class SystemUnderTest:
-    """``start_api()``, ``start_worker()`` (as many as you like), ``stop()``; every process logs to ``workdir``.
+    """``start()`` (the API and its workers, launched together), or ``start_api()`` and ``start_worker()`` (as many as
+    you like); ``stop()``; every process logs to ``workdir``.
 
     ``env`` overrides settings (e.g. ``SQS_VISIBILITY_TIMEOUT``); ``isolated=True`` gives this instance queue names
     of its own, so killing its workers never disturbs another instance on the same stack. ``transport``: which queue
@@ -76,8 +77,34 @@ class SystemUnderTest:
     def dlq_name(self) -> str:
         return self.env.get("SQS_DLQ_NAME") or f"{self.queue_name}-dlq"
 
+    def start(
+        self,
+        workers: int = 2,
+        concurrency: int = 4,
+        grace: float = 10,
+        timeout: float = 60,
+        sabotage: str | None = None,
+        api_sabotage: str | None = None,
+    ) -> str:
+        """The API and ``workers`` workers of each kind its transport needs (``worker_transports``), all launched
+        before any is waited for: their start-ups overlap. ``sabotage``/``api_sabotage`` as in ``start_worker`` and
+        ``start_api``. Returns the API's URL."""
+        self._launch_api(None, api_sabotage)
+        started = [
+            self._launch_worker(concurrency, grace, sabotage, kind)
+            for kind in self.worker_transports()
+            for _ in range(workers)
+        ]
+        self._wait_api(timeout)
+        self._wait_workers(started, timeout)
+        return self.api_url
+
     def start_api(self, port: int | None = None, timeout: float = 60, sabotage: str | None = None) -> str:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this API process (the sabotage tests)."""
+        self._launch_api(port, sabotage)
+        return self._wait_api(timeout)
+
+    def _launch_api(self, port: int | None, sabotage: str | None) -> None:
         port = port or free_ports(1)[0]
         self.api = ManagedProcess(
             "api",
@@ -87,6 +114,9 @@ class SystemUnderTest:
             stop_grace=10,
         ).start()
         self.api_url = f"http://127.0.0.1:{port}"
+
+    def _wait_api(self, timeout: float) -> str:
+        assert self.api is not None
 
         def probe():
             httpx.get(f"{self.api_url}/readyz", timeout=3).raise_for_status()
@@ -122,29 +152,33 @@ class SystemUnderTest:
     ) -> list[ManagedProcess]:
         """``count`` workers (as ``start_worker``), launched together and then waited for: their warm-ups overlap."""
         kind = transport or ("celery" if self.transport == "celery" else "sqs")
+        started = [self._launch_worker(concurrency, grace, sabotage, kind) for _ in range(count)]
+        self._wait_workers(started, timeout)
+        return started
+
+    def _launch_worker(self, concurrency: int, grace: float, sabotage: str | None, kind: str) -> ManagedProcess:
         args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
-        started = []
-        for _ in range(count):
-            n = self._started_workers  # never reused: a replacement gets a log of its own
-            self._started_workers += 1
-            proc = ManagedProcess(
-                f"worker-{n}",
-                [*_entry(WORKER_MODULES[kind], sabotage), *args],
-                self.workdir / "logs" / f"worker-{n}.log",
-                env=self.env,
-                stop_grace=grace + 5,
-            ).start()
-            self.workers.append(proc)
-            started.append((n, proc))
-        for n, proc in started:
+        n = self._started_workers  # never reused: a replacement gets a log of its own
+        self._started_workers += 1
+        proc = ManagedProcess(
+            f"worker-{n}",
+            [*_entry(WORKER_MODULES[kind], sabotage), *args],
+            self.workdir / "logs" / f"worker-{n}.log",
+            env=self.env,
+            stop_grace=grace + 5,
+        ).start()
+        self.workers.append(proc)
+        return proc
+
+    def _wait_workers(self, started: list[ManagedProcess], timeout: float) -> None:
+        for proc in started:
 
             def probe(log=proc.log_path):
                 if '"msg": "worker ready"' not in log.read_text(errors="replace"):
                     raise RuntimeError("no 'worker ready' line yet")
 
             seconds = proc.wait_ready(probe, timeout)
-            self.progress(f"  worker-{n:<5} ready in {seconds:5.2f}s")
-        return [proc for _, proc in started]
+            self.progress(f"  {proc.name:<12} ready in {seconds:5.2f}s")
 
     def send_message(self, message: dict) -> None:
         """Put a job message on the queue its kind travels on, as an at-least-once queue may deliver it again."""
@@ -199,12 +233,8 @@ class SystemUnderTest:
         return httpx.Client(base_url=self.api_url, timeout=timeout)
 
     def stop(self) -> None:
-        for w in self.workers:
-            w.stop()
-        if self.api:
-            self.api.stop()
-        if self.flower:
-            self.flower.stop()
+        """Every process this instance started, signalled together (their shutdowns overlap)."""
+        stop_all([*self.workers, self.api, self.flower])
         if self._own_workdir and not self.leftovers():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -260,9 +290,7 @@ def running_system(
     ``with running_system(stack, tmp_path_factory.mktemp("x")) as sut: yield sut``)."""
     sut = SystemUnderTest(stack, workdir=workdir, env=env, isolated=True, transport=transport)
     try:
-        sut.start_api()
-        for kind in sut.worker_transports():
-            sut.start_workers(workers, concurrency=concurrency, grace=grace, transport=kind)
+        sut.start(workers, concurrency=concurrency, grace=grace)
         yield sut
     finally:
         sut.stop()

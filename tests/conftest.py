@@ -73,9 +73,7 @@ def chaos_system(system_factory):
         **env,
     ):
         sut = system_factory(env={**CHAOS_ENV, **env}, transport=transport)
-        sut.start_api(sabotage=api_sabotage)
-        if workers:
-            sut.start_workers(workers, concurrency=concurrency, grace=5, sabotage=sabotage)
+        sut.start(workers, concurrency=concurrency, grace=5, sabotage=sabotage, api_sabotage=api_sabotage)
         return sut
 
     return make

@@ -220,15 +220,25 @@ class ManagedProcess:
 
     def stop(self) -> None:
         """Signal the leader (it shuts its own children down), wait ``stop_grace``, then SIGKILL what is left."""
+        stop_all([self])
+
+    def _signal_stop(self) -> None:
         if self.proc is None:
             return
         self.members()  # snapshot the family before anyone is re-parented
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(self.stop_signal)
-                self.proc.wait(self.stop_grace)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
+            except ProcessLookupError:
                 pass
+
+    def _finish_stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(self.stop_grace)
+        except subprocess.TimeoutExpired:
+            pass
         deadline = time.monotonic() + self.stop_grace
         while self.members() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -273,6 +283,16 @@ def _kill(pids, sig: int) -> None:
 import atexit  # noqa: E402
 
 atexit.register(ManagedProcess.kill_all)
+
+
+def stop_all(procs: Sequence[ManagedProcess | None]) -> None:
+    """Stop several processes as ``ManagedProcess.stop`` does, all signalled first: their shutdowns overlap (a worker
+    takes about a second to finish its long poll), so stopping N costs about the slowest, not the sum."""
+    live = [p for p in procs if p is not None]
+    for p in live:
+        p._signal_stop()
+    for p in live:
+        p._finish_stop()
 
 
 def stop_on_sigterm() -> threading.Event:

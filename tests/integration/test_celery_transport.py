@@ -16,8 +16,7 @@ from harness.polling import wait_for
 def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline):
     """...and Flower, as `nox -s up -- --transport celery` starts it, lists the worker and the jobs' tasks."""
     sut = system_factory(env={"CELERY_VISIBILITY_TIMEOUT": "30"}, transport="celery")
-    sut.start_api()
-    sut.start_worker(concurrency=4)
+    sut.start(1, concurrency=4)
     flower = sut.start_flower()
     jobs = Jobs(sut, stack, "celery-e2e", timeline)
     for i in range(6):

@@ -33,8 +33,7 @@ def submit(api: str, n: int, seed: int) -> None:
 
 def test_dashboard_is_live_and_survives_an_api_restart(browser, system_factory):
     sut = system_factory()
-    api = sut.start_api()
-    sut.start_worker()
+    api = sut.start(1)
     submit(api, 5, seed=1)
     title = f"Dashboard chorale {uuid.uuid4().hex[:6]}"
     httpx.post(

@@ -149,8 +149,7 @@ def test_an_omr_command_reads_images_and_its_failures_are_reported(system_factor
     )
     (tmp_path / "answer.musicxml").write_bytes(scores.musicxml())
     sut = system_factory(env={"SCORE_OMR_COMMAND": f"{sys.executable} {stub} {{input}} {{outdir}}"})
-    sut.start_api()
-    sut.start_worker()
+    sut.start(1)
     _, body = run_job(sut, {"file": ("page.png", scores.png())})
     assert body["status"] == "completed", body
     assert body["result"]["analysis"]["source"] == "omr:png" and body["result"]["analysis"]["measures"] == 10
@@ -161,8 +160,7 @@ def test_an_omr_command_reads_images_and_its_failures_are_reported(system_factor
 
 def test_scores_over_the_length_cap_fail_before_rendering(system_factory):
     sut = system_factory(env={"SCORE_MAX_AUDIO_SECONDS": "60"})
-    sut.start_api()
-    sut.start_worker()
+    sut.start(1)
     _, body = run_job(sut, {"file": ("lindenbaum.xml", scores.corpus_bytes(scores.LONG))})
     assert body["status"] == "failed" and body["error_code"] == "score_too_long"
     assert "123s" in body["error_message"] and "60s" in body["error_message"]

@@ -38,8 +38,8 @@ def drain(sqs, url, wait=2) -> list[dict]:
 def test_worker_killed_mid_job_redelivers_without_a_duplicate(system_factory, stack, mock_openai):
     # a short visibility timeout so the redelivery comes quickly once nobody extends it
     sut = system_factory(env={"SQS_VISIBILITY_TIMEOUT": "3"})
-    sut.start_api()
-    doomed = sut.start_worker(concurrency=1)
+    sut.start(1, concurrency=1)
+    doomed = sut.workers[0]
     mock_openai.configure(delay_seconds=3)  # the translation stage is slow: the kill lands mid-job
     with sut.client() as c:
         job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}, data={"title": "Kyrie"}).json()[
@@ -101,8 +101,8 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
 
 def test_sigterm_lets_the_in_flight_job_finish(system_factory, stack, mock_openai):
     sut = system_factory()
-    sut.start_api()
-    worker = sut.start_worker(concurrency=1, grace=15)
+    sut.start(1, concurrency=1, grace=15)
+    worker = sut.workers[0]
     mock_openai.configure(delay_seconds=2)
     with sut.client() as c:
         job_id = c.post("/api/v1/scores", files={"file": ("s.musicxml", MUSICXML)}).json()["job_id"]
