@@ -65,6 +65,8 @@ MARKERS = {
     "bench": "pytest-benchmark benchmarks (run by nox -s bench)",
     "fuzz": "generated inputs (Hypothesis): API fuzzing and the stateful lifecycle test (nox -s fuzz runs them longer)",
     "sabotage": "a planted defect that a verdict of the suite must catch (nox -s sabotage)",
+    "timing": "judges time or throughput against a limit (SLO gates, p95s, time to recover): never run beside another "
+    "test (CI runs these one at a time, after the others ran two at a time)",
 }
 
 

@@ -91,6 +91,22 @@ def report_paths():
     return REPORTS
 
 
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker (-n): hand this worker's matrix rows and reports to the controller, which prints them."""
+    handed = getattr(session.config, "workeroutput", None)
+    if handed is not None:
+        handed["verisim_matrix"] = json.dumps(MATRIX)
+        handed["verisim_reports"] = json.dumps(REPORTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker finished; gather what it handed over."""
+    handed = getattr(node, "workeroutput", {})
+    MATRIX.extend(json.loads(handed.get("verisim_matrix", "[]")))
+    REPORTS.extend(json.loads(handed.get("verisim_reports", "[]")))
+
+
 def pytest_terminal_summary(terminalreporter):
     if REPORTS:
         terminalreporter.section("verisim reports")

@@ -19,7 +19,11 @@ from harness.chaos_load import ChaosLoad
 from harness.settings import current
 
 SCENARIO = scenario.load(current().chaos_scenario)
-pytestmark = [pytest.mark.load, pytest.mark.timeout(SCENARIO.load_s + SCENARIO.drain_timeout_s + 600)]
+pytestmark = [
+    pytest.mark.load,
+    pytest.mark.timing,
+    pytest.mark.timeout(SCENARIO.load_s + SCENARIO.drain_timeout_s + 600),
+]
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,24 @@ from harness import ledger
 from harness.polling import wait_for
 
 
-def running(stack, ids) -> int:
-    with psycopg.connect(stack.postgres.dsn) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = 'running'", (ids,)
-        ).fetchone()[0]
-
-
 def unpublished(stack, ids) -> int:
     with psycopg.connect(stack.postgres.dsn) as conn:
         return conn.execute(
             "SELECT count(*) FROM outbox WHERE job_id = ANY(%s::uuid[]) AND published_at IS NULL", (ids,)
         ).fetchone()[0]
+
+
+def holding(sut, worker) -> set[str]:
+    """Jobs ``worker`` has begun (a stage done) and not yet ended ("job done" / "job failed"), read from its log."""
+    begun, ended = set(), set()
+    for r in sut.log_records("INFO"):
+        if r["process"] != worker.name or "job_id" not in r:
+            continue
+        if r["msg"] == "stage done":
+            begun.add(r["job_id"])
+        elif r["msg"] in ("job done", "job failed"):
+            ended.add(r["job_id"])
+    return begun - ended
 
 
 def test_worker_kill_mid_stream_loses_and_doubles_nothing(
@@ -41,8 +47,8 @@ def test_worker_kill_mid_stream_loses_and_doubles_nothing(
             jobs.score(f"Chorale {i}")
         for i in range(4):
             jobs.inference(5, seed=i * 10)
-        # more than 4 running (each worker takes at most 4): the worker about to die holds jobs mid-flight
-        wait_for(lambda: running(stack, jobs.accepted) > 4, 30, what="both workers busy")
+        # both workers hold jobs mid-flight (a score job's translations take seconds), the one about to die too
+        wait_for(lambda: all(holding(sut, w) for w in sut.workers), 30, 0.2, what="both workers holding a job")
         process_faults.kill(sut.workers[0])
         for i in range(4, 8):
             jobs.inference(5, seed=i * 10)

@@ -9,7 +9,7 @@ import pytest
 from harness import load, report, slo
 from harness.settings import current
 
-pytestmark = pytest.mark.load
+pytestmark = [pytest.mark.load, pytest.mark.timing]
 
 USERS = current().load_users
 DURATION = current().load_seconds

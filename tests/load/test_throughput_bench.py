@@ -10,7 +10,7 @@ from harness import history, slo
 from harness.throughput import inference_batch, sqs_ceiling, submit_and_wait
 from system.simulators.patterns import PATTERNS
 
-pytestmark = [pytest.mark.bench, pytest.mark.load]
+pytestmark = [pytest.mark.bench, pytest.mark.load, pytest.mark.timing]
 BATCHES = 40  # x5 series = 200 jobs per round
 
 

@@ -3,8 +3,12 @@ job's result (``ack_before_commit``), killed mid-run, loses the jobs it held —
 
 from __future__ import annotations
 
+import pytest
+
 from harness import scenario
 from harness.chaos_load import ChaosLoad
+
+pytestmark = pytest.mark.timing  # a run of chaos under load: its p95s and recovery times are verdicts too
 
 
 def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, stack_provider, report_paths):

@@ -6,7 +6,11 @@ Select one with ``-k``: ``slow_api``, ``ws_silent``, ``slow_worker``.
 
 from __future__ import annotations
 
+import pytest
+
 from harness import load, report, slo
+
+pytestmark = pytest.mark.timing  # its verdicts are times: never beside another test
 
 SECONDS = 12  # of Locust per test: enough for ~100 requests of the kind under test
 
