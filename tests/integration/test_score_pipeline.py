@@ -216,6 +216,7 @@ def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) 
     return early, len(inference_ids)
 
 
+@pytest.mark.timing  # a wait of at most 1 s is its verdict: never beside another test
 def test_short_jobs_do_not_wait_behind_score_rendering(stack, tmp_path):
     """A worker keeps slots free for short jobs (WORKER_SCORE_SLOTS, default half): inference jobs submitted
     behind four score uploads all start while the first score is still rendering. Planted defect: every slot may run

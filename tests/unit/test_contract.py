@@ -160,3 +160,42 @@ def test_the_citation_check_sees_a_dangling_or_outside_citation(tmp_path):
     (tmp_path / "harness").mkdir()
     (tmp_path / "harness" / "a.py").write_text('"""see docs/real.md, docs/gone.md and ../shared/research/music.md"""\n')
     assert citations(tmp_path) == (["harness/a.py: docs/gone.md"], ["harness/a.py: ../shared/research/music.md"])
+
+
+# -- what judges time is marked so ------------------------------------------------------------------------------------
+# CI runs the fault tests two at a time (pytest-xdist) and those marked ``timing`` alone: a test that gates on time
+# (an SLO of harness.slo, or the load harness.load / harness.chaos_load make) must carry the marker, or its verdict
+# would measure its neighbour. Unit tests of the gates judge synthetic figures and are exempt.
+JUDGES_TIME = {"harness.slo", "harness.load", "harness.chaos_load"}
+
+
+def unmarked_timing(root: Path) -> list[str]:
+    out = []
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        if path.relative_to(root / "tests").parts[0] == "unit":
+            continue
+        used = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                used |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                used |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        if used & JUDGES_TIME and "pytest.mark.timing" not in path.read_text():
+            out.append(f"{path.relative_to(root)}: uses {', '.join(sorted(used & JUDGES_TIME))}")
+    return out
+
+
+def test_every_test_that_judges_time_is_marked_timing():
+    assert unmarked_timing(ROOT) == []
+
+
+def test_the_timing_check_sees_an_unmarked_gate(tmp_path):
+    (tmp_path / "tests" / "load").mkdir(parents=True)
+    (tmp_path / "tests" / "unit").mkdir()
+    gate = "from harness import slo\n\ndef test_p95():\n    slo.load()\n"
+    (tmp_path / "tests" / "load" / "test_gate.py").write_text(gate)
+    (tmp_path / "tests" / "unit" / "test_gate_maths.py").write_text(gate)  # exempt: synthetic figures
+    (tmp_path / "tests" / "load" / "test_marked.py").write_text(
+        "import pytest\n" + gate + "pytestmark = pytest.mark.timing\n"
+    )
+    assert unmarked_timing(tmp_path) == ["tests/load/test_gate.py: uses harness.slo"]
