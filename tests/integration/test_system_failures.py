@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from harness import ledger
 from harness.events import by_key, read_topic
+from harness.jobs import Jobs
 from harness.polling import wait_for
 from system.simulators import scores
 
@@ -113,6 +114,40 @@ def test_sigterm_lets_the_in_flight_job_finish(system_factory, stack, mock_opena
     assert time.monotonic() - started < 15
     assert job_row(stack, job_id)[0] == "completed"  # finished, not abandoned
     report = ledger.settle(stack, [job_id])
+    assert report.ok, report.summary()
+
+
+def test_sigterm_hands_prefetched_messages_back_at_once(system_factory, stack, mock_openai):
+    """Messages a worker prefetched (received, queued behind its busy thread) go back to the queue when it is told to
+    stop, not after the visibility timeout: another worker finishes them long before that, and the stopped worker
+    never ran them."""
+    sut = system_factory(env={"SQS_VISIBILITY_TIMEOUT": "60", "WORKER_PREFETCH": "16"})
+    sut.start(1, concurrency=1, grace=15)
+    first = sut.workers[0]
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
+
+    def taken() -> int:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+
+    jobs = Jobs(sut, stack, "prefetch")
+    mock_openai.configure(delay_seconds=2)  # the score job holds the worker's one thread
+    jobs.score("Held up")
+    wait_for(lambda: mock_openai.requests(), 20, what="translation in flight")
+    queued = jobs.inference(5, seed=1)
+    wait_for(lambda: taken() == 6, 10, what="the 5 inference messages prefetched")
+    assert sut.terminate_worker(first, timeout=30) == 0
+    mock_openai.configure(delay_seconds=0)
+    sut.start_worker(concurrency=4)
+    began = time.monotonic()
+    rows = jobs.wait(timeout=50)
+    assert time.monotonic() - began < 30, "the prefetched messages waited out the visibility timeout (60 s)"
+    assert {r[0] for r in rows.values()} == {"completed"}
+    assert all(rows[j][1] == 1 for j in queued)  # claimed once: by the second worker
+    ran_first = {r["job_id"] for r in sut.log_records("INFO") if r["process"] == first.name and r["msg"] == "job done"}
+    assert ran_first and not ran_first & set(queued), ran_first  # the stopped worker finished the score job only
+    report = ledger.settle(stack, jobs.accepted)
     assert report.ok, report.summary()
 
 
