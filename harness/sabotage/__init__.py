@@ -62,9 +62,10 @@ def _ack_before_commit() -> None:
 
     handle = Worker._handle
 
-    def acked_first(self, message):
-        self._delete(message)  # the defect: the job is now only in this process's memory
-        return handle(self, message)
+    def acked_first(self, messages):
+        for message in messages:
+            self._delete(message)  # the defect: the job is now only in this process's memory
+        return handle(self, messages)
 
     Worker._handle = acked_first
 
@@ -110,37 +111,41 @@ def _skip_redis() -> None:
 
     put = StatusCache.put
 
+    put_many = StatusCache.put_many
+
     def put_unless_terminal(self, row):
         if row["status"] in TERMINAL:
             return None
         return put(self, row)
 
+    def put_many_unless_terminal(self, rows):
+        return put_many(self, [r for r in rows if r["status"] not in TERMINAL])
+
     StatusCache.put = put_unless_terminal
+    StatusCache.put_many = put_many_unless_terminal
 
 
 @defect("never_finish", "worker", "an inference job's pipeline never returns (the job stays running)")
 def _never_finish() -> None:
     from system.pipelines import inference
 
-    def hang(job, timer, window):
+    def hang(jobs, window):
         while True:
             time.sleep(3600)
 
-    inference.run = hang
+    inference.run_many = hang
 
 
 @defect("drop_terminal_event", "worker", "writes no job_events row for a job's terminal transition")
 def _drop_terminal_event() -> None:
-    from system.storage.jobs import TERMINAL, JobStore
+    from system.storage.jobs import JobStore
 
-    event = JobStore._event
+    terminal_entries = JobStore._terminal_entries
 
-    def without_terminal(self, conn, row, status):
-        if status in TERMINAL:
-            return None
-        return event(self, conn, row, status)
+    def without_status(self, row, model_results):
+        return [e for e in terminal_entries(self, row, model_results) if e[1] != self.topics["events"]]
 
-    JobStore._event = without_terminal
+    JobStore._terminal_entries = without_status
 
 
 @defect("ghost_model_event", "worker", "adds an inference_results event for a model the job never ran")
@@ -149,35 +154,29 @@ def _ghost_model_event() -> None:
 
     from system.storage.jobs import JobStore
 
-    terminal_events = JobStore._terminal_events
+    terminal_entries = JobStore._terminal_entries
 
-    def with_ghost(self, conn, row, model_results):
-        terminal_events(self, conn, row, model_results)
+    def with_ghost(self, row, model_results):
+        entries = terminal_entries(self, row, model_results)
         if row["kind"] == "inference":
-            conn.execute(
-                "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                (
-                    row["id"],
-                    self.topics["inference"],
-                    str(row["id"]),
-                    Jsonb({"job_id": str(row["id"]), "status": row["status"], "model": "ghost"}),
-                ),
-            )
+            ghost = {"job_id": str(row["id"]), "status": row["status"], "model": "ghost"}
+            entries.append((row["id"], self.topics["inference"], str(row["id"]), Jsonb(ghost)))
+        return entries
 
-    JobStore._terminal_events = with_ghost
+    JobStore._terminal_entries = with_ghost
 
 
 @defect("slow_worker", "worker", "every inference job takes 1 s longer (capacity falls more than 5x)")
 def _slow_worker() -> None:
     from system.pipelines import inference
 
-    run = inference.run
+    run_many = inference.run_many
 
-    def slow(job, timer, window):
-        time.sleep(1.0)
-        return run(job, timer, window)
+    def slow(jobs, window):
+        time.sleep(1.0 * len(jobs))
+        return run_many(jobs, window)
 
-    inference.run = slow
+    inference.run_many = slow
 
 
 # -- in the API ----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import psycopg
 import redis
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
@@ -36,7 +36,6 @@ AppDeps = Annotated[Connections, Depends(deps_of)]
 def upload_score(
     request: Request,
     deps: AppDeps,
-    background: BackgroundTasks,
     file: Annotated[UploadFile, File(description=f"the score: {ACCEPTED_HUMAN}")],
     title: Annotated[str | None, Form(max_length=300)] = None,
     target_language: Annotated[str | None, Form(max_length=50)] = None,
@@ -69,12 +68,12 @@ def upload_score(
         input_key=key,
         job_id=job_id,
     )
-    deferred = enqueue(request, deps, [row], background)
+    deferred = enqueue(request, deps, [row])
     return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
 
 
 @router.post("/inference", status_code=202, response_model=InferenceAccepted, responses=refusals(400, 413, 422, 503))
-def submit_inference(request: Request, deps: AppDeps, body: InferenceIn, background: BackgroundTasks):
+def submit_inference(request: Request, deps: AppDeps, body: InferenceIn):
     longest = deps.settings.max_series_length
     items = []
     for s in body.series:
@@ -84,11 +83,11 @@ def submit_inference(request: Request, deps: AppDeps, body: InferenceIn, backgro
         params["models"] = params["models"] or list(DEFAULT_MODELS)
         items.append(params)
     rows = deps.store.create_many("inference", items)
-    deferred = enqueue(request, deps, rows, background)
+    deferred = enqueue(request, deps, rows)
     return {"job_ids": [str(r["id"]) for r in rows], "count": len(rows), "deferred": deferred}
 
 
-def enqueue(request: Request, deps: Connections, rows, background: BackgroundTasks) -> list[str]:
+def enqueue(request: Request, deps: Connections, rows) -> list[str]:
     """The rows are committed: the jobs are accepted whatever the queue does now. Messages the queue does not take
     are flagged ``send_pending`` and sent by a worker's sweep; returns the ids left pending."""
     try:  # Redis is a cache: a job is accepted without it (the worker writes the later states)
@@ -105,16 +104,10 @@ def enqueue(request: Request, deps: Connections, rows, background: BackgroundTas
             deps.store.mark_send_pending([uuid.UUID(j) for j in pending])
         except psycopg.Error as exc:  # the stale-job sweep (REQUEUE_AFTER_SECONDS) still sends them
             log.warning("could not flag deferred jobs", extra={"error": str(exc), "count": len(pending)})
-    background.add_task(publish_events, request.app.state.outbox, [r["id"] for r in rows])
+    outbox = request.app.state.outbox
+    for r in rows:  # their "queued" events: published in the background, together with other requests' events
+        outbox.publish_soon(r["id"])
     return pending
-
-
-def publish_events(outbox, job_ids) -> None:
-    """After the answer: the new jobs' events in one claim, one produce-and-wait, one mark."""
-    try:
-        outbox.publish_jobs(job_ids)
-    except Exception as exc:  # the worker's outbox sweep publishes them later
-        log.warning("event publish deferred", extra={"count": len(job_ids), "error": str(exc)})
 
 
 # -- jobs out -----------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer
 
@@ -86,57 +88,106 @@ def _usable_numbers(xs) -> bool:
     )
 
 
-def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
-    params = job["params"]
-    with timer.stage("validate"):
-        values = params.get("values")
-        if not values or not _usable_numbers(values):
-            raise PermanentJobError(
-                "invalid_series", f"values must be a non-empty list of finite numbers within ±{MAX_ABS_VALUE:g}"
-            )
-        horizon = int(params.get("horizon", 1))
-        actual = params.get("actual") or []
-        if not _usable_numbers(actual):
-            raise PermanentJobError(
-                "invalid_series", f"actual must be a list of finite numbers within ±{MAX_ABS_VALUE:g}"
-            )
-        models = params.get("models") or DEFAULT_MODELS
-        unknown = [m for m in models if m not in MODELS]
-        if unknown:
-            raise PermanentJobError("unknown_model", f"unknown model(s): {', '.join(unknown)}")
-    window = int(params.get("window") or window)
-    model_results = []
-    for name in models:
-        with timer.stage(f"model:{name}") as detail:
-            t0 = time.perf_counter()
-            if name == "lstm":
-                pred, batch_ms, batch_size = lstm_batcher().forecast(values, horizon)
-                detail.update(batch_size=batch_size, batch_forward_ms=round(batch_ms, 4))
-            else:
-                pred = MODELS[name](values, horizon, window)
-            ms = (time.perf_counter() - t0) * 1000
-        if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried: it would recur
-            raise PermanentJobError("non_finite_result", f"{name} produced a non-finite forecast for this series")
-        mae, rmse = errors(pred, actual)
-        model_results.append(
-            {
-                "model": name,
-                "pattern": params.get("pattern"),
-                "prediction": pred,
-                "inference_ms": round(ms, 4),
-                "mae": mae,
-                "rmse": rmse,
-            }
+@dataclass
+class _Spec:
+    values: list[float]
+    horizon: int
+    actual: list[float]
+    models: list[str]
+    window: int
+
+
+def _validate(params: dict, window: int) -> _Spec:
+    values = params.get("values")
+    if not values or not _usable_numbers(values):
+        raise PermanentJobError(
+            "invalid_series", f"values must be a non-empty list of finite numbers within ±{MAX_ABS_VALUE:g}"
         )
-    result = {
-        "models": {
-            m["model"]: {
-                "prediction": m["prediction"],
-                "inference_ms": m["inference_ms"],
-                "mae": m["mae"],
-                "rmse": m["rmse"],
+    horizon = int(params.get("horizon", 1))
+    actual = params.get("actual") or []
+    if not _usable_numbers(actual):
+        raise PermanentJobError("invalid_series", f"actual must be a list of finite numbers within ±{MAX_ABS_VALUE:g}")
+    models = params.get("models") or DEFAULT_MODELS
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise PermanentJobError("unknown_model", f"unknown model(s): {', '.join(unknown)}")
+    return _Spec(values, horizon, actual, models, int(params.get("window") or window))
+
+
+def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
+    """One job (``run_many`` of one)."""
+    [outcome] = run_many([(job, timer)], window)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def run_many(jobs: list[tuple[dict, StageTimer]], window: int) -> list[PipelineResult | Exception]:
+    """Several jobs a worker took together: each is validated, their LSTM forecasts go to the micro-batcher at once
+    (one forward pass per batch of them, shared with other threads' jobs), then each job's other models run. Each
+    job's outcome is its result or the exception that ended it (``PermanentJobError``: fails now; any other: its
+    attempt failed), so one bad series never fails its neighbours. Every job gets its own stage records."""
+    outcomes: list[PipelineResult | Exception | None] = [None] * len(jobs)
+    specs: dict[int, _Spec] = {}
+    for i, (job, timer) in enumerate(jobs):
+        try:
+            with timer.stage("validate"):
+                specs[i] = _validate(job["params"], window)
+        except Exception as exc:
+            outcomes[i] = exc
+    lstm_jobs = [i for i, spec in specs.items() if "lstm" in spec.models]
+    forecasts = {}
+    if lstm_jobs:
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        answers = lstm_batcher().forecast_many([(specs[i].values, specs[i].horizon) for i in lstm_jobs])
+        lstm_span = (started, datetime.now(UTC), (time.perf_counter() - t0) * 1000)
+        forecasts = dict(zip(lstm_jobs, answers, strict=True))
+    for i, spec in specs.items():
+        job, timer = jobs[i]
+        try:
+            model_results = []
+            for name in spec.models:
+                if name == "lstm":
+                    answer = forecasts[i]
+                    begun, ended, ms = lstm_span
+                    detail = {"batch_size": answer.size, "batch_forward_ms": round(answer.ms, 4)}
+                    status = "ok" if answer.error is None else f"error: {type(answer.error).__name__}"
+                    timer.add("model:lstm", begun, ended, ms, status, detail)
+                    if answer.error is not None:
+                        raise answer.error
+                    pred = answer.out
+                else:
+                    with timer.stage(f"model:{name}"):
+                        t0 = time.perf_counter()
+                        pred = MODELS[name](spec.values, spec.horizon, spec.window)
+                        ms = (time.perf_counter() - t0) * 1000
+                if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried
+                    raise PermanentJobError(
+                        "non_finite_result", f"{name} produced a non-finite forecast for this series"
+                    )
+                mae, rmse = errors(pred, spec.actual)
+                model_results.append(
+                    {
+                        "model": name,
+                        "pattern": job["params"].get("pattern"),
+                        "prediction": pred,
+                        "inference_ms": round(ms, 4),
+                        "mae": mae,
+                        "rmse": rmse,
+                    }
+                )
+            result = {
+                "models": {
+                    m["model"]: {
+                        "prediction": m["prediction"],
+                        "inference_ms": m["inference_ms"],
+                        "mae": m["mae"],
+                        "rmse": m["rmse"],
+                    }
+                    for m in model_results
+                }
             }
-            for m in model_results
-        }
-    }
-    return PipelineResult("completed", result, model_results)
+            outcomes[i] = PipelineResult("completed", result, model_results)
+        except Exception as exc:
+            outcomes[i] = exc
+    return [o if o is not None else RuntimeError("no outcome") for o in outcomes]

@@ -132,25 +132,31 @@ class MicroBatcher:
 
     def forecast(self, values: list[float], horizon: int) -> tuple[list[float], float, int]:
         """Returns (prediction, milliseconds of the forward pass it rode in, size of that batch)."""
-        req = _Request(values, horizon)
+        [req] = self.forecast_many([(values, horizon)])
+        if req.error is not None:
+            raise req.error
+        assert req.out is not None
+        return req.out, req.ms, req.size
+
+    def forecast_many(self, items: list[tuple[list[float], int]]) -> list[_Request]:
+        """Forecasts for several (values, horizon) at once: they join the pending batch together. Each answer carries
+        its prediction (``out``) or the forward pass's ``error``, its batch's ``ms`` and ``size``."""
+        reqs = [_Request(values, horizon) for values, horizon in items]
         with self._cond:
-            self._pending.append(req)
+            self._pending.extend(reqs)
             self._cond.notify_all()
         while True:
             with self._cond:
-                while not req.done and self._leading:
+                while self._leading and not all(r.done for r in reqs):
                     self._cond.wait()
-                if req.done:
-                    break
+                if all(r.done for r in reqs):
+                    return reqs
                 self._leading = True
                 deadline = time.monotonic() + self.max_wait_s
                 while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                     self._cond.wait(left)
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             self._run(batch)
-        if req.error is not None:
-            raise req.error
-        return req.out, req.ms, req.size
 
     def _run(self, batch: list[_Request]) -> None:
         error: Exception | None = None

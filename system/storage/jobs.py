@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -24,6 +24,35 @@ class Claim:
 
     job: dict[str, Any]
     attempt: int
+
+
+@dataclass
+class Finish:
+    """A job's terminal transition, as ``JobStore.finish_many`` writes it."""
+
+    job_id: uuid.UUID
+    status: str
+    result: dict[str, Any] | None = None
+    model_results: list[dict[str, Any]] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _stage_rows(job_id: uuid.UUID, stages: list[dict[str, Any]]) -> list[tuple]:
+    return [
+        (
+            job_id,
+            s["name"],
+            s["attempt"],
+            s["started"],
+            s["finished"],
+            s["ms"],
+            s["status"],
+            Jsonb(s["detail"]) if s["detail"] is not None else None,
+        )
+        for s in stages
+    ]
 
 
 class JobStore:
@@ -43,7 +72,7 @@ class JobStore:
                 "RETURNING *",
                 (job_id, kind, Jsonb(params), input_key, self.queue),
             ).fetchone()
-            self._event(conn, row, "queued")
+            self._events(conn, [row], "queued")
         return row
 
     def create_many(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -87,18 +116,25 @@ class JobStore:
     def claim(self, job_id: uuid.UUID) -> Claim | None:
         """Mark the job running (again, after a redelivery), with its event, in one statement (one round trip).
         None if it is unknown or already terminal."""
+        return self.claim_many([job_id]).get(job_id)
+
+    def claim_many(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, Claim]:
+        """``claim`` for several jobs in one statement: the claims made, by job id (the unknown and terminal ones
+        are absent)."""
+        if not job_ids:
+            return {}
         with self.pool.connection() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 """WITH j AS (UPDATE jobs SET status='running', attempts=attempts+1,
                                   started_at=coalesce(started_at, now()), updated_at=now()
-                              WHERE id=%(id)s AND status IN ('queued','running') RETURNING *),
+                              WHERE id = ANY(%(ids)s) AND status IN ('queued','running') RETURNING *),
                         e AS (INSERT INTO outbox (job_id, topic, key, payload)
                               SELECT id, %(topic)s, id::text, jsonb_build_object('job_id', id::text, 'kind', kind,
                                   'status', 'running', 'attempts', attempts, 'at', updated_at) FROM j)
                    SELECT * FROM j""",
-                {"id": job_id, "topic": self.topics["events"]},
-            ).fetchone()
-        return None if row is None else Claim(row, row["attempts"])
+                {"ids": sorted(set(job_ids)), "topic": self.topics["events"]},
+            ).fetchall()
+        return {r["id"]: Claim(r, r["attempts"]) for r in rows}
 
     _STAGE_SQL = (
         "INSERT INTO job_stages (job_id, stage, attempt, started_at, finished_at, duration_ms, status, "
@@ -110,27 +146,16 @@ class JobStore:
 
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
         """Stage records (``StageTimer.records``) in one statement; in ``conn``'s transaction when given."""
-        if not stages:
+        self._record_stage_rows(_stage_rows(job_id, stages), conn)
+
+    def _record_stage_rows(self, rows: list[tuple], conn=None) -> None:
+        if not rows:
             return
-        rows = [
-            (
-                job_id,
-                s["name"],
-                s["attempt"],
-                s["started"],
-                s["finished"],
-                s["ms"],
-                s["status"],
-                Jsonb(s["detail"]) if s["detail"] is not None else None,
-            )
-            for s in stages
-        ]
-        columns = columns_of(rows)
         if conn is not None:
-            conn.execute(self._STAGE_SQL, columns)
+            conn.execute(self._STAGE_SQL, columns_of(rows))
             return
         with self.pool.connection() as own:
-            own.execute(self._STAGE_SQL, columns)
+            own.execute(self._STAGE_SQL, columns_of(rows))
 
     def finish(
         self,
@@ -145,39 +170,65 @@ class JobStore:
         """The one terminal transition. Returns the row if this call made it, None if the job was already terminal
         (a redelivered message finishing second writes nothing: no second result, no second event). ``stages``: this
         attempt's stage records, written in the same transaction (one round trip for all of them)."""
-        assert status in TERMINAL
+        [row] = self.finish_many(
+            [Finish(job_id, status, result, model_results, error_code, error_message, stages or [])]
+        )
+        return row
+
+    def finish_many(self, finishes: list[Finish]) -> list[dict[str, Any] | None]:
+        """``finish`` for several jobs (distinct ids) in one transaction, a statement per table for all of them
+        (group commit: the jobs a worker ran together pay for one commit). Returns each one's row, or None where the
+        job was already terminal."""
+        if not finishes:
+            return []
+        assert all(f.status in TERMINAL for f in finishes)
+        assert len({f.job_id for f in finishes}) == len(finishes), "one finish per job"
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            self.record_stages(job_id, stages or [], conn)
-            row = conn.execute(
-                "UPDATE jobs SET status=%s, result=%s, error_code=%s, error_message=%s, finished_at=now(), "
-                "updated_at=now() WHERE id=%s AND status IN ('queued','running') RETURNING *",
-                (status, Jsonb(result) if result is not None else None, error_code, error_message, job_id),
-            ).fetchone()
-            if row is None:
-                return None
-            if model_results:
+            self._record_stage_rows([r for f in finishes for r in _stage_rows(f.job_id, f.stages)], conn)
+            got = conn.execute(
+                "UPDATE jobs SET status=t.status, result=t.result, error_code=t.error_code, "
+                "error_message=t.error_message, finished_at=now(), updated_at=now() "
+                "FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::text[], %s::text[]) "
+                "AS t(id, status, result, error_code, error_message) "
+                "WHERE jobs.id = t.id AND jobs.status IN ('queued','running') RETURNING jobs.*",
+                columns_of(
+                    [
+                        (
+                            f.job_id,
+                            f.status,
+                            Jsonb(f.result) if f.result is not None else None,
+                            f.error_code,
+                            f.error_message,
+                        )
+                        for f in finishes
+                    ]
+                ),
+            ).fetchall()
+            rows = {r["id"]: r for r in got}
+            made = [(f, rows[f.job_id]) for f in finishes if f.job_id in rows]
+            results = [
+                (
+                    f.job_id,
+                    m["model"],
+                    m["pattern"],
+                    Jsonb(m["prediction"]),
+                    m["inference_ms"],
+                    m.get("mae"),
+                    m.get("rmse"),
+                    row["enqueued_at"],
+                )
+                for f, row in made
+                for m in f.model_results or []
+            ]
+            if results:
                 conn.execute(
                     "INSERT INTO inference_results (job_id, model_name, pattern, prediction, inference_ms, mae, rmse, "
                     "created_at) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[], "
                     "%s::float8[], %s::float8[], %s::float8[], %s::timestamptz[]) ON CONFLICT DO NOTHING",
-                    columns_of(
-                        [
-                            (
-                                job_id,
-                                m["model"],
-                                m["pattern"],
-                                Jsonb(m["prediction"]),
-                                m["inference_ms"],
-                                m.get("mae"),
-                                m.get("rmse"),
-                                row["enqueued_at"],
-                            )
-                            for m in model_results
-                        ]
-                    ),
+                    columns_of(results),
                 )  # completed_at: now()
-            self._terminal_events(conn, row, model_results or [])
-        return row
+            outbox.add(conn, [e for f, row in made for e in self._terminal_entries(row, f.model_results or [])])
+        return [rows.get(f.job_id) for f in finishes]
 
     def stale_queued(self, older_than_seconds: float, limit: int = 500) -> list[dict[str, Any]]:
         """Jobs queued and untouched for longer than ``older_than_seconds``; their clock restarts (one worker takes
@@ -236,35 +287,31 @@ class JobStore:
                 (code, message[:2000], job_id),
             )
 
-    # -- its events (into the outbox, in the caller's transaction) ------------------------------------------------
-    def _event(self, conn, row: dict[str, Any], status: str) -> None:
-        self._events(conn, [row], status)
-
+    # -- its events (outbox entries, written in the caller's transaction) -----------------------------------------
     def _events(self, conn, rows: list[dict[str, Any]], status: str) -> None:
         """The status events of ``rows`` into the outbox, in ``conn``'s transaction (one statement)."""
-        outbox.add(
-            conn,
-            [
-                (
-                    r["id"],
-                    self.topics["events"],
-                    str(r["id"]),
-                    Jsonb(
-                        {
-                            "job_id": str(r["id"]),
-                            "kind": r["kind"],
-                            "status": status,
-                            "attempts": r["attempts"],
-                            "at": r["updated_at"].isoformat(),
-                        }
-                    ),
-                )
-                for r in rows
-            ],
+        outbox.add(conn, [self._status_entry(r, status) for r in rows])
+
+    def _status_entry(self, row: dict[str, Any], status: str) -> tuple:
+        """A job's status event on the events topic: (job_id, topic, key, payload)."""
+        return (
+            row["id"],
+            self.topics["events"],
+            str(row["id"]),
+            Jsonb(
+                {
+                    "job_id": str(row["id"]),
+                    "kind": row["kind"],
+                    "status": status,
+                    "attempts": row["attempts"],
+                    "at": row["updated_at"].isoformat(),
+                }
+            ),
         )
 
-    def _terminal_events(self, conn, row: dict[str, Any], model_results: list[dict[str, Any]]) -> None:
-        self._event(conn, row, row["status"])
+    def _terminal_entries(self, row: dict[str, Any], model_results: list[dict[str, Any]]) -> list[tuple]:
+        """A finished job's events: its status, and its result on its kind's topic (one per model for inference)."""
+        entries = [self._status_entry(row, row["status"])]
         base = {
             "job_id": str(row["id"]),
             "status": row["status"],
@@ -274,32 +321,28 @@ class JobStore:
         }
         if row["kind"] == "inference":
             models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            outbox.add(
-                conn,
-                [
-                    (
-                        row["id"],
-                        self.topics["inference"],
-                        str(row["id"]),
-                        Jsonb(
-                            {
-                                **base,
-                                "model": m["model"],
-                                "pattern": row["params"].get("pattern"),
-                                "prediction": m.get("prediction"),
-                                "inference_ms": m.get("inference_ms"),
-                                "mae": m.get("mae"),
-                                "rmse": m.get("rmse"),
-                            }
-                        ),
-                    )
-                    for m in models
-                ],
-            )
+            entries += [
+                (
+                    row["id"],
+                    self.topics["inference"],
+                    str(row["id"]),
+                    Jsonb(
+                        {
+                            **base,
+                            "model": m["model"],
+                            "pattern": row["params"].get("pattern"),
+                            "prediction": m.get("prediction"),
+                            "inference_ms": m.get("inference_ms"),
+                            "mae": m.get("mae"),
+                            "rmse": m.get("rmse"),
+                        }
+                    ),
+                )
+                for m in models
+            ]
         else:
-            outbox.add(
-                conn, [(row["id"], self.topics["score"], str(row["id"]), Jsonb({**base, "result": row["result"]}))]
-            )
+            entries.append((row["id"], self.topics["score"], str(row["id"]), Jsonb({**base, "result": row["result"]})))
+        return entries
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:

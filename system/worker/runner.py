@@ -30,10 +30,10 @@ import openai
 from system.batching import BackgroundBatcher
 from system.config import Settings
 from system.pipelines import budget, inference, score
-from system.pipelines.base import JobError, PermanentJobError, StageTimer
+from system.pipelines.base import JobError, PermanentJobError, PipelineResult, StageTimer
 from system.storage.aws import JobQueue
 from system.storage.events import ensure_topics
-from system.storage.jobs import job_message
+from system.storage.jobs import Claim, Finish, job_message
 from system.storage.outbox import Outbox
 from system.storage.queues import CeleryQueue
 from system.wiring import Connections
@@ -174,19 +174,35 @@ class JobProcessor:
                 extra={"count": len(stale) - len(refused), "after_s": self.settings.requeue_after_seconds},
             )
 
-    # -- one message --------------------------------------------------------------------------------------------
+    # -- messages to outcomes -----------------------------------------------------------------------------------
     def _publish(self, row: dict) -> None:
         self.outbox.publish_soon(row["id"])  # committed in the outbox: sent in the background, in batches
         self._cache(row)
 
+    def _publish_many(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.outbox.publish_soon(row["id"])
+        self._cache_many(rows)
+
     def _cache(self, row: dict) -> None:
         """Redis is a cache: when it is down the job goes on, and the heartbeat rewrites the status from Postgres."""
+        self._cache_many([row])
+
+    def _cache_many(self, rows: list[dict]) -> None:
+        if not rows:
+            return
         try:
-            self.cache.put(row)
-            self.cache_backlog.discard(row["id"])
+            if len(rows) == 1:
+                self.cache.put(rows[0])
+            else:
+                self.cache.put_many(rows)  # one round trip
+            self.cache_backlog.difference_update(r["id"] for r in rows)
         except Exception as exc:
-            self.cache_backlog.add(row["id"])
-            log.warning("status cache unavailable; will repair", extra={"job_id": str(row["id"]), "error": str(exc)})
+            self.cache_backlog.update(r["id"] for r in rows)
+            log.warning(
+                "status cache unavailable; will repair",
+                extra={"job_id": str(rows[0]["id"]), "count": len(rows), "error": str(exc)},
+            )
 
     def _reconcile_cache(self, seconds: float = 30) -> int:
         """Rewrite, from Postgres, the cached status of every job of this deployment that finished in the last
@@ -212,55 +228,104 @@ class JobProcessor:
             self.cache_backlog.discard(job_id)
 
     def process(self, body: str, receives: int, max_receives: int) -> Disposition:
-        """Take one delivered message (its ``receives``-th delivery) to its job's outcome, committed in Postgres,
-        published to Kafka and cached in Redis, and say what becomes of the message. The states a delivery goes
+        """Take one delivered message (its ``receives``-th delivery) to its job's outcome (``process_many`` of one)."""
+        [outcome] = self.process_many([(body, receives)], max_receives)
+        return outcome
+
+    def process_many(self, deliveries: list[tuple[str, int]], max_receives: int) -> list[Disposition]:
+        """Take delivered messages (body, how many times delivered) to their jobs' outcomes, committed in Postgres,
+        published to Kafka and cached in Redis, and say what becomes of each message. The states a delivery goes
         through: not a job message → left for the DLQ; a job already claimed or finished → ack (nothing new);
         claimed → running → completed / failed (permanent error, or transient on the last attempt: dead letter) /
-        retried later (transient)."""
-        try:
-            job_id = uuid.UUID(str(json.loads(body)["job_id"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            # nothing to mark failed: it goes to the dead letters once its attempts are spent
-            log.error(
-                "poison message: not a job message; leaving it for the DLQ",
-                extra={"error": str(exc), "receives": receives, "body": body[:200]},
-            )
-            return self._retry_or_give_up(receives, max_receives)
+        retried later (transient).
 
-        claim = self.store.claim(job_id)
-        if claim is None:
-            return self._not_claimed(job_id, receives, max_receives)
-
-        job = claim.job
-        self._publish(job)  # "running"
-        timer = StageTimer(job_id, claim.attempt)  # its records are written with the outcome, in one go
-        started = time.perf_counter()
-        try:
-            if job["kind"] == "inference":
-                outcome = inference.run(job, timer, self.settings.moving_average_window)
+        Several messages (the inference jobs of one receive) go through together: one claim statement for all, one
+        Redis round trip per state, their LSTM forecasts in shared forward passes, and one transaction for all their
+        terminal states (group commit). Each job keeps its own outcome: one that fails does not fail the others."""
+        out: list[Disposition | None] = [None] * len(deliveries)
+        ids: dict[int, uuid.UUID] = {}
+        for i, (body, receives) in enumerate(deliveries):
+            try:
+                ids[i] = uuid.UUID(str(json.loads(body)["job_id"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                # nothing to mark failed: it goes to the dead letters once its attempts are spent
+                log.error(
+                    "poison message: not a job message; leaving it for the DLQ",
+                    extra={"error": str(exc), "receives": receives, "body": body[:200]},
+                )
+                out[i] = self._retry_or_give_up(receives, max_receives)
+        claims = self.store.claim_many(list(ids.values()))
+        claimed: dict[int, Claim] = {}
+        for i, job_id in ids.items():
+            claim = claims.pop(job_id, None)  # a job twice in one batch: its second message is a duplicate
+            if claim is None:
+                out[i] = self._not_claimed(job_id, deliveries[i][1], max_receives)
             else:
-                outcome = score.run(job, timer, self.artifacts, self.llm, self.settings)
-        except PermanentJobError as exc:
-            self._finish(job_id, "failed", timer, error_code=exc.code, error_message=exc.message)
-            log.info("job failed", extra={"job_id": str(job_id), "error_code": exc.code, "reason": exc.message})
-            return ACK
-        except Exception as exc:
-            return self._attempt_failed(job_id, exc, timer, receives, max_receives)
-        duplicate = not self._finish(job_id, outcome.status, timer, outcome.result, outcome.model_results)
-        self.processed += 1
-        log.info(
-            "job done",
-            extra={
-                "job_id": str(job_id),
-                "kind": job["kind"],
-                "status": outcome.status,
-                "attempt": claim.attempt,
-                "stage_ms": timer.durations_ms,
-                "total_ms": round((time.perf_counter() - started) * 1000, 3),
-                "duplicate": duplicate,
-            },
-        )
-        return ACK
+                claimed[i] = claim
+        self._publish_many([c.job for c in claimed.values()])  # "running"
+        timers = {i: StageTimer(c.job["id"], c.attempt) for i, c in claimed.items()}
+        started = time.perf_counter()
+        outcomes = self._run_pipelines(claimed, timers)
+        finishes: dict[int, Finish] = {}
+        for i, outcome in outcomes.items():
+            job_id = ids[i]
+            if isinstance(outcome, PermanentJobError):
+                finishes[i] = Finish(
+                    job_id, "failed", error_code=outcome.code, error_message=outcome.message, stages=timers[i].records
+                )
+            elif not isinstance(outcome, Exception):
+                finishes[i] = Finish(
+                    job_id, outcome.status, outcome.result, outcome.model_results, stages=timers[i].records
+                )
+        rows = self._finish_many(list(finishes.values()))
+        total_ms = round((time.perf_counter() - started) * 1000, 3)  # of the whole batch, from claim to commit
+        for (i, finish), row in zip(finishes.items(), rows, strict=True):
+            job = claimed[i].job
+            if finish.status == "failed":
+                log.info(
+                    "job failed",
+                    extra={"job_id": str(job["id"]), "error_code": finish.error_code, "reason": finish.error_message},
+                )
+            else:
+                self.processed += 1
+                log.info(
+                    "job done",
+                    extra={
+                        "job_id": str(job["id"]),
+                        "kind": job["kind"],
+                        "status": finish.status,
+                        "attempt": claimed[i].attempt,
+                        "stage_ms": timers[i].durations_ms,
+                        "total_ms": total_ms,
+                        "batch": len(claimed),
+                        "duplicate": row is None,
+                    },
+                )
+            out[i] = ACK
+        for i, outcome in outcomes.items():  # transient failures: retried later, or dead-lettered on the last attempt
+            if out[i] is None:
+                assert isinstance(outcome, Exception)
+                out[i] = self._attempt_failed(ids[i], outcome, timers[i], deliveries[i][1], max_receives)
+        return [o if o is not None else Disposition("retry", 2) for o in out]
+
+    def _run_pipelines(
+        self, claimed: dict[int, Claim], timers: dict[int, StageTimer]
+    ) -> dict[int, PipelineResult | Exception]:
+        """Each claimed job's pipeline: the inference jobs together (``inference.run_many``), score jobs one by one."""
+        outcomes: dict[int, PipelineResult | Exception] = {}
+        batch = [i for i, c in claimed.items() if c.job["kind"] == "inference"]
+        if batch:
+            results = inference.run_many(
+                [(claimed[i].job, timers[i]) for i in batch], self.settings.moving_average_window
+            )
+            outcomes.update(zip(batch, results, strict=True))
+        for i, c in claimed.items():
+            if c.job["kind"] != "inference":
+                try:
+                    outcomes[i] = score.run(c.job, timers[i], self.artifacts, self.llm, self.settings)
+                except Exception as exc:
+                    outcomes[i] = exc
+        return outcomes
 
     def _retry_or_give_up(self, receives: int, max_receives: int) -> Disposition:
         return DEAD_LETTER if receives >= max_receives else Disposition("retry", self._backoff(receives))
@@ -279,14 +344,19 @@ class JobProcessor:
         return ACK
 
     def _finish(self, job_id: uuid.UUID, status: str, timer: StageTimer, result=None, model_results=None, **error):
-        """The terminal state, its stage records and its events in one transaction, then published and cached.
-        Returns the row, or None when the job had already finished (a duplicate run: its events are sent anyway)."""
-        row = self.store.finish(job_id, status, result, model_results, stages=timer.records, **error)
-        if row:
-            self._publish(row)
-        else:
-            self.outbox.publish_soon(job_id)
+        """One job's terminal state (``_finish_many`` of one)."""
+        [row] = self._finish_many([Finish(job_id, status, result, model_results, stages=timer.records, **error)])
         return row
+
+    def _finish_many(self, finishes: list[Finish]) -> list[dict | None]:
+        """Terminal states, their stage records and their events in one transaction, then published and cached.
+        Returns each row, or None where the job had already finished (a duplicate run: its events are sent anyway)."""
+        rows = self.store.finish_many(finishes)
+        for finish, row in zip(finishes, rows, strict=True):
+            if row is None:
+                self.outbox.publish_soon(finish.job_id)
+        self._publish_many([r for r in rows if r is not None])
+        return rows
 
     def _attempt_failed(
         self, job_id: uuid.UUID, exc: Exception, timer: StageTimer, receives: int, max_receives: int
@@ -402,14 +472,19 @@ class Worker(JobProcessor):
                 log.warning("receive failed; retrying", extra={"error": str(exc)})
                 self.stop_event.wait(1.0)
                 continue
+            batch: list[dict] = []  # the inference messages of this receive: run together, by one thread
             for m in messages:
                 with self.inflight_lock:
                     self.inflight[m["ReceiptHandle"]] = m
                     run_now = self._take_slot(m)
-                if run_now:
-                    executor.submit(self._run_one, m)
-                else:  # held until a score slot frees (_pass_slot)
+                if not run_now:  # held until a score slot frees (_pass_slot)
                     self._set_visibility([m["ReceiptHandle"]], HOLD_VISIBILITY_SECONDS)
+                elif _is_score(m):
+                    executor.submit(self._run, [m])
+                else:
+                    batch.append(m)
+            if batch:
+                executor.submit(self._run, batch)
         self._drain(executor)
 
     def _free_slots(self) -> int:
@@ -458,23 +533,27 @@ class Worker(JobProcessor):
                 # not fatal: a message whose change is lost shows again after its current timeout
                 log.debug("visibility change failed", extra={"count": len(handles), "error": str(exc)})
 
-    def _run_one(self, message: dict) -> None:
-        handle = message["ReceiptHandle"]
+    def _run(self, messages: list[dict]) -> None:
+        """Messages a thread takes together: one score message, or the inference messages of one receive."""
         try:
             if self.stop_event.is_set():  # prefetched, not begun when the stop came: back to the queue at once
-                self._release(message, 0)
+                self._release_all(messages, 0)
                 return
-            self._handle(message)
+            self._handle(messages)
         except Exception:
-            log.exception("unhandled error around a message; it will be redelivered")
-            self._release(message, 2)  # back on a short, definite timer rather than after the visibility timeout
+            log.exception("unhandled error around messages; they will be redelivered", extra={"count": len(messages)})
+            self._release_all(messages, 2)  # back on a short, definite timer rather than after the visibility timeout
         finally:
+            follows = []
             with self.inflight_lock:
-                self.inflight.pop(handle, None)
-                follow = self._pass_slot(message)
-            if follow is not None:  # off its short hold lease first
+                for message in messages:
+                    self.inflight.pop(message["ReceiptHandle"], None)
+                    follow = self._pass_slot(message)
+                    if follow is not None:
+                        follows.append(follow)
+            for follow in follows:  # off its short hold lease first
                 self._set_visibility([follow["ReceiptHandle"]], self.settings.sqs_visibility_timeout)
-                self._executor.submit(self._run_one, follow)
+                self._executor.submit(self._run, [follow])
 
     # -- score slots (both under inflight_lock) --------------------------------------------------------------------
     def _take_slot(self, message: dict) -> bool:
@@ -496,20 +575,26 @@ class Worker(JobProcessor):
         self.scores_running -= 1
         return None
 
-    def _handle(self, message: dict) -> None:
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        outcome = self.process(message["Body"], receives, self.max_receives)
-        if outcome.action == "ack":
-            self._delete(message)
-        else:  # retry: visible again after the backoff; dead letter: the redrive policy moves it on its next receive
-            self._release(message, outcome.delay)
+    def _handle(self, messages: list[dict]) -> None:
+        outcomes = self.process_many(
+            [(m["Body"], int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))) for m in messages],
+            self.max_receives,
+        )
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.action == "ack":
+                self._delete(message)
+            else:  # retry: visible again after the backoff; dead letter: the redrive policy moves it on its next receive
+                self._release(message, outcome.delay)
 
     def _delete(self, message: dict) -> None:
         self.acks.delete(message["ReceiptHandle"])
 
     def _release(self, message: dict, delay: int) -> None:
         """Visible again after ``delay`` seconds (if SQS does not take the change, after the visibility timeout)."""
-        self._set_visibility([message["ReceiptHandle"]], max(0, min(delay, 43200)))
+        self._release_all([message], delay)
+
+    def _release_all(self, messages: list[dict], delay: int) -> None:
+        self._set_visibility([m["ReceiptHandle"] for m in messages], max(0, min(delay, 43200)))
 
 
 def _is_score(message: dict) -> bool:
