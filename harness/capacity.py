@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2,4", help="worker-process counts, one phase each (default 1,2,4)")
     ap.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker process (default 4)")
     ap.add_argument("--jobs", type=int, default=2000, help="inference jobs per phase (default 2000)")
-    ap.add_argument("--clients", type=int, default=4, help="client threads submitting (default 4)")
+    ap.add_argument("--clients", type=int, default=8, help="client threads submitting (default 8)")
     ap.add_argument("--burst", type=int, default=300, help="jobs in the enqueue→done burst at 2 workers (300; 0: none)")
     ap.add_argument("--no-headroom", action="store_true", help="skip the 2× client threads phase")
     ap.add_argument(

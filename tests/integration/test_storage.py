@@ -12,7 +12,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from system.storage.db import make_pool, migrate, migrations
-from system.storage.jobs import JobStore
+from system.storage.jobs import Finish, JobStore
 from system.storage.outbox import OutboxTable
 from system.storage.status_cache import CHANNEL, StatusCache
 
@@ -121,6 +121,43 @@ def test_two_publishers_never_claim_the_same_outbox_event(outbox_with_a_job):
     leased = table.claim(job["id"], lease_seconds=0)
     assert len(leased) == 1
     assert [r["id"] for r in table.claim(older_than_seconds=0)] == [leased[0]["id"]]
+
+
+def test_jobs_finished_together_commit_together_and_never_twice(outbox_with_a_job):
+    """``claim_many``/``finish_many``, the worker's group commit: jobs claimed in one statement and finished in one
+    transaction (one ``now()``: the same finished_at), each with its own outcome, its result rows and its events; a
+    job already terminal gets no second transition, result or event."""
+    store, table, job = outbox_with_a_job
+    other = store.create("inference", {"pattern": "linear", "values": [1, 2], "models": ["moving_average"]})
+    ids = [job["id"], other["id"]]
+    claims = store.claim_many([*ids, uuid.uuid4()])  # an unknown id is simply not claimed
+    assert sorted(claims) == sorted(ids) and {c.attempt for c in claims.values()} == {1}
+    assert claims[job["id"]].job["started_at"] == claims[other["id"]].job["started_at"]  # one statement
+    earlier = table.claim(job_ids=ids)  # queued + running: out of the way
+    table.mark_published([r["id"] for r in earlier], earlier[0]["claim_token"])
+    model = {"model": "moving_average", "pattern": "linear", "prediction": [3.0], "inference_ms": 0.1}
+    done, failed = store.finish_many(
+        [
+            Finish(job["id"], "completed", {"ok": True}, [model]),
+            Finish(other["id"], "failed", error_code="invalid_series", error_message="bad"),
+        ]
+    )
+    assert (done["status"], failed["status"], failed["error_code"]) == ("completed", "failed", "invalid_series")
+    assert done["finished_at"] == failed["finished_at"]  # one transaction
+    assert store.finish_many([Finish(job["id"], "failed", error_code="late", error_message="x")]) == [None]
+    assert store.claim_many(ids) == {}  # terminal: no second claim
+    events = {(e["job_id"], e["topic"], e["payload"]["status"]) for e in table.claim(job_ids=ids)}
+    assert events == {
+        (job["id"], "e", "completed"),
+        (job["id"], "i", "completed"),
+        (other["id"], "e", "failed"),
+        (other["id"], "i", "failed"),  # one per model it was asked for, with the reason
+    }
+    with store.pool.connection() as conn:
+        results = conn.execute("SELECT job_id, model_name FROM inference_results WHERE job_id = ANY(%s)", (ids,))
+        assert [(r["job_id"], r["model_name"]) for r in results] == [(job["id"], "moving_average")]
+        status = conn.execute("SELECT status FROM jobs WHERE id = %s", (job["id"],)).fetchone()["status"]
+    assert status == "completed"  # the late "failed" changed nothing
 
 
 def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):

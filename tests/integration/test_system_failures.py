@@ -170,3 +170,43 @@ def test_permanent_failure_fails_once_without_retries(system_factory, stack):
     assert [(e["model"], e["status"], e["error_code"]) for e in events] == [
         ("moving_average", "failed", "invalid_series")
     ]
+
+
+def test_a_receives_jobs_run_as_one_batch_and_a_bad_one_fails_alone(system_factory, stack):
+    """Ten messages wait before the worker starts, so one receive takes them all and the worker runs them as one
+    batch: the jobs' terminal states commit in one transaction (one finished_at), the job with a bad series fails with
+    its reason while its neighbours complete, a second message for a job is a duplicate (the job runs once), and a
+    poison message among them is left to the DLQ path without failing anyone."""
+    sut = system_factory()
+    sut.start_api()  # creates the queues; no worker yet
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=sut.queue_name)["QueueUrl"]
+    good = [str(uuid.uuid4()) for _ in range(7)]
+    bad = str(uuid.uuid4())
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        for job_id in good + [bad]:
+            values = [] if job_id == bad else [1.0, 2.0, 3.0, 4.0]
+            conn.execute(
+                "INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
+                (job_id, Jsonb({"pattern": "linear", "values": values, "models": ["lstm", "moving_average"]})),
+            )
+    bodies = [{"job_id": j, "kind": "inference", "v": 1} for j in [*good, bad, good[0]]] + [{"not": "a job"}]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": json.dumps(b)} for i, b in enumerate(bodies)]
+    )
+    worker = sut.start_worker()
+    wait_for(lambda: all(job_row(stack, j)[0] in ("completed", "failed") for j in good + [bad]), 30, what="jobs")
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        rows = conn.execute(
+            "SELECT id::text, status, attempts, error_code, finished_at FROM jobs WHERE id = ANY(%s::uuid[])",
+            (good + [bad],),
+        ).fetchall()
+    state = {r[0]: r[1:] for r in rows}
+    assert {state[j][:3] for j in good} == {("completed", 1, None)}  # each ran once: the duplicate ran nothing
+    assert state[bad][:3] == ("failed", 1, "invalid_series")
+    done = [r for r in sut.log_records("INFO") if r["process"] == worker.name and r["msg"] == "job done"]
+    assert len(done) == 7 and max(r["batch"] for r in done) > 1, [r["batch"] for r in done]
+    # a batch's jobs finish in one transaction: the failed job shares its commit with the completed ones
+    assert len({state[j][3] for j in good + [bad]}) < 8 and state[bad][3] in {state[j][3] for j in good}
+    poison = [r for r in sut.log_records("ERROR") if r["process"] == worker.name and "poison" in r["msg"]]
+    assert poison, "the poison message was not seen"
