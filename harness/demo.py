@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = provider.start()
         summary["stack_ready_s"] = stack.ready_seconds
-        say("\n[1/5] raw SQS ceiling (send batch + receive + delete, 1000 messages)")
+        say("\n[1/5] raw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
         say(
             f"  {c['send_receive_delete_per_s']} msg/s end to end (send {c['send_per_s']}/s, "

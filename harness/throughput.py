@@ -16,21 +16,30 @@ from harness.stack.endpoints import AwsEndpoint, Stack
 from system.stats import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 
 
-def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200, warm_up: int = 200) -> dict:
-    """send_message_batch(10) then receive(10) + delete_message_batch on a throwaway queue: the emulator's ceiling.
+def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200, warm_up: int = 200, rounds: int = 3) -> dict:
+    """send_message_batch(10) then receive(10) + delete_message_batch on a throwaway queue: the emulator's ceiling,
+    the best of ``rounds`` timed rounds of ``n`` messages each (``round_per_s``: every round's rate).
+
     A first round of ``warm_up`` messages is not timed: the emulator loads its SQS provider on first use (measured:
-    right after start-up an untimed first round halved the figure, 765 against 1 474 msg/s)."""
+    right after start-up an untimed first round halved the figure, 765 against 1 474 msg/s). A ceiling is what the
+    emulator can do, so the best round counts: one timed round read 679-1 653 msg/s within minutes on the 2-core
+    machine (a worker still importing its libraries, a sweep running), which made every ratio to it swing as much."""
     sqs = aws.client("sqs")
     url = sqs.create_queue(QueueName=f"ceiling-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     try:
         body = "x" * body_bytes
-        _send_receive_delete(sqs, url, warm_up, body)
-        send_s, receive_s, got = _send_receive_delete(sqs, url, n, body)
+        if warm_up:
+            _send_receive_delete(sqs, url, warm_up, body)
+        timed = [_send_receive_delete(sqs, url, n, body) for _ in range(max(1, rounds))]
     finally:
         sqs.delete_queue(QueueUrl=url)
+    send_s, receive_s, got = min(timed, key=lambda t: (t[0] + t[1]) / max(t[2], 1))
     return {
         "messages": n,
         "received": got,
+        "rounds": len(timed),
+        "received_all_rounds": sum(g for _, _, g in timed),
+        "round_per_s": [round(g / (s + r), 1) for s, r, g in timed],
         "send_per_s": round(n / send_s, 1),
         "receive_delete_per_s": round(got / receive_s, 1),
         "send_receive_delete_per_s": round(got / (send_s + receive_s), 1),
@@ -39,7 +48,7 @@ def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200, warm_up:
 
 def warm_sqs(aws: AwsEndpoint, n: int = 200) -> None:
     """Send, receive and delete ``n`` messages on a throwaway queue: what ``sqs_ceiling`` does untimed first."""
-    sqs_ceiling(aws, n, warm_up=0)
+    sqs_ceiling(aws, n, warm_up=0, rounds=1)
 
 
 def _send_receive_delete(sqs, url: str, n: int, body: str) -> tuple[float, float, int]:
