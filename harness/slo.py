@@ -88,6 +88,13 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
     return out
 
 
+def drain_verdict(share: float | None, slos: dict | None = None) -> Verdict:
+    """The throughput benchmark's gate (slo.toml ``[bench] drain_share_of_sqs_ceiling_min``): jobs/s draining
+    2 000 jobs over the raw SQS ceiling measured just before, the median of its rounds."""
+    gates = (slos if slos is not None else load())["bench"]
+    return _min("drain jobs/s / raw SQS ceiling", share, gates["drain_share_of_sqs_ceiling_min"])
+
+
 def section(slos: dict, *names: str) -> dict:
     """Only the named sections of an SLO file (a run that measured only those, e.g. a capacity burst)."""
     return {k: v for k, v in slos.items() if k in names}

@@ -74,3 +74,5 @@ def test_slow_worker_fails_the_capacity_gate(chaos_system, stack):
     assert ok_v.ok, f"honest workers miss the capacity gate: {ok_v.line()} ({fine['jobs_per_s']} jobs/s)"
     assert fine["jobs_per_s"] >= 5 * bad["jobs_per_s"], (fine, bad)
     assert not bad_v.ok, bad_v.line()
+    drained = slo.drain_verdict(bad["share_of_ceiling"])  # the throughput benchmark's gate, the same ratio
+    assert not drained.ok and "drain jobs/s / raw SQS ceiling" in drained.line(), drained.line()

@@ -109,6 +109,18 @@ def test_capacity_is_judged_against_the_same_runs_sqs_ceiling():
     assert [v.ok for v in missing] == [False]
 
 
+def test_the_drain_benchmark_is_judged_by_its_own_gate():
+    gates = {"bench": {"drain_share_of_sqs_ceiling_min": 0.19}}
+    assert slo.drain_verdict(0.25, gates).ok
+    late = slo.drain_verdict(0.13, gates)  # what the one-message-per-commit worker measured
+    assert not late.ok and "drain jobs/s / raw SQS ceiling" in late.line() and "0.13" in late.line()
+    assert not slo.drain_verdict(None, gates).ok  # not measured: fails
+    assert (
+        slo.load()["bench"]["drain_share_of_sqs_ceiling_min"]
+        > slo.load()["throughput"]["min_capacity_share_of_sqs_ceiling"]
+    )  # the long drains run nearer the ceiling than a 300-job burst
+
+
 def test_the_shipped_slo_file_parses():
     shipped = slo.load()
     assert shipped["api"]["POST /api/v1/inference"]["p95_ms"] > 0 and "lstm" in shipped["models"]
