@@ -43,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=CHOICES,
         help="where the backing services run (default: local, the embedded default)",
     )
-    ap.add_argument("--jobs", type=int, default=300, help="trivial inference jobs per worker-count phase (300)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=2000,
+        help="inference jobs per SQS worker-count phase (2000: long enough for jobs/s and CPU per job to mean "
+        "something); the Celery and mixed phases send up to 300",
+    )
+    ap.add_argument("--clients", type=int, default=8, help="client threads submitting in those phases (8)")
     ap.add_argument("--scores", type=int, default=20, help="score uploads in the mixed phase (20)")
     ap.add_argument(
         "--error-rate",
@@ -78,14 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         api = sut.start_api()
         sut.start_worker(concurrency=4)
         batches = max(1, args.jobs // 5)
+        small = min(batches, 60)  # the Celery and mixed phases: 300 jobs
         meter = system_meter(provider, sut)
         for workers in (1, 2):
             if workers == 2:
                 sut.start_worker(concurrency=4)
-            say(f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs, {workers} worker(s) × 4 concurrent")
+            say(
+                f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs from {args.clients} client threads, "
+                f"{workers} worker(s) × 4 concurrent"
+            )
             before = meter.read() if meter else None
             ids, fig = submit_and_wait(
-                api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)], f"{workers} worker(s)"
+                api,
+                stack,
+                [inference_batch(PATTERNS, seed=10_000 * workers + i) for i in range(batches)],
+                f"{workers} worker(s)",
+                concurrency=args.clients,
             )
             if meter:
                 fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
@@ -99,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
         say(
-            f"\n[4/5] the same {batches * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
+            f"\n[4/5] {small * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
             f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
         )
         summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
@@ -113,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             celery.start_worker(concurrency=4)
             celery.start_worker(concurrency=4)
             ids, fig = submit_and_wait(
-                celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(batches)], "celery, 2 workers"
+                celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(small)], "celery, 2 workers"
             )
         finally:
             celery.stop()
@@ -125,16 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         say(
-            f"\n[5/5] mixed load: {args.scores} score uploads + {batches * 5} inference jobs, "
+            f"\n[5/5] mixed load: {args.scores} score uploads + {small * 5} inference jobs, "
             f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)"
         )
         control = MockOpenAIControl(stack.openai)
         control.configure(error_rate=args.error_rate, jitter_seconds=0.05, seed=7)
         mixed = []
-        for i in range(max(args.scores, batches)):
+        for i in range(max(args.scores, small)):
             if i < args.scores:
                 mixed.append(score_upload(MUSICXML, f"Chorale {i}"))
-            if i < batches:
+            if i < small:
                 mixed.append(inference_batch(PATTERNS, seed=1000 + i))
         ids, fig = submit_and_wait(api, stack, mixed, "mixed")
         all_jobs += ids
