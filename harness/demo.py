@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         say("\n[1/5] raw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
         summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
         say(
-            f"  {c['send_receive_delete_per_s']} msg/s end to end (send {c['send_per_s']}/s, "
-            f"receive+delete {c['receive_delete_per_s']}/s)"
+            f"  {c['send_receive_delete_per_s']} msg/s end to end (rounds {c['round_per_s']}; best round: send "
+            f"{c['send_per_s']}/s, receive+delete {c['receive_delete_per_s']}/s)"
         )
 
         sut = SystemUnderTest(stack, progress=say)
