@@ -22,8 +22,9 @@ def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200, warm_up:
 
     A first round of ``warm_up`` messages is not timed: the emulator loads its SQS provider on first use (measured:
     right after start-up an untimed first round halved the figure, 765 against 1 474 msg/s). A ceiling is what the
-    emulator can do, so the best round counts: one timed round read 679-1 653 msg/s within minutes on the 2-core
-    machine (a worker still importing its libraries, a sweep running), which made every ratio to it swing as much."""
+    emulator can do, so the best round counts. Measured on the 2-core machine: rounds within one LocalStack process
+    agree within a few per cent when nothing else runs, but two LocalStack processes differ by up to 1.6× (its CPU at
+    the ceiling 0.32 against 0.52 ms per message), so compare shares of the ceiling only within a run."""
     sqs = aws.client("sqs")
     url = sqs.create_queue(QueueName=f"ceiling-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     try:

@@ -127,7 +127,7 @@ def run_many(jobs: list[tuple[dict, StageTimer]], window: int) -> list[PipelineR
     (one forward pass per batch of them, shared with other threads' jobs), then each job's other models run. Each
     job's outcome is its result or the exception that ended it (``PermanentJobError``: fails now; any other: its
     attempt failed), so one bad series never fails its neighbours. Every job gets its own stage records."""
-    outcomes: list[PipelineResult | Exception | None] = [None] * len(jobs)
+    outcomes: dict[int, PipelineResult | Exception] = {}
     specs: dict[int, _Spec] = {}
     for i, (job, timer) in enumerate(jobs):
         try:
@@ -136,58 +136,54 @@ def run_many(jobs: list[tuple[dict, StageTimer]], window: int) -> list[PipelineR
         except Exception as exc:
             outcomes[i] = exc
     lstm_jobs = [i for i, spec in specs.items() if "lstm" in spec.models]
-    forecasts = {}
+    forecasts: dict[int, tuple] = {}
     if lstm_jobs:
         started, t0 = datetime.now(UTC), time.perf_counter()
         answers = lstm_batcher().forecast_many([(specs[i].values, specs[i].horizon) for i in lstm_jobs])
-        lstm_span = (started, datetime.now(UTC), (time.perf_counter() - t0) * 1000)
-        forecasts = dict(zip(lstm_jobs, answers, strict=True))
+        span = (started, datetime.now(UTC), (time.perf_counter() - t0) * 1000)
+        forecasts = {i: (answer, span) for i, answer in zip(lstm_jobs, answers, strict=True)}
     for i, spec in specs.items():
         job, timer = jobs[i]
         try:
-            model_results = []
-            for name in spec.models:
-                if name == "lstm":
-                    answer = forecasts[i]
-                    begun, ended, ms = lstm_span
-                    detail = {"batch_size": answer.size, "batch_forward_ms": round(answer.ms, 4)}
-                    status = "ok" if answer.error is None else f"error: {type(answer.error).__name__}"
-                    timer.add("model:lstm", begun, ended, ms, status, detail)
-                    if answer.error is not None:
-                        raise answer.error
-                    pred = answer.out
-                else:
-                    with timer.stage(f"model:{name}"):
-                        t0 = time.perf_counter()
-                        pred = MODELS[name](spec.values, spec.horizon, spec.window)
-                        ms = (time.perf_counter() - t0) * 1000
-                if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried
-                    raise PermanentJobError(
-                        "non_finite_result", f"{name} produced a non-finite forecast for this series"
-                    )
-                mae, rmse = errors(pred, spec.actual)
-                model_results.append(
-                    {
-                        "model": name,
-                        "pattern": job["params"].get("pattern"),
-                        "prediction": pred,
-                        "inference_ms": round(ms, 4),
-                        "mae": mae,
-                        "rmse": rmse,
-                    }
-                )
-            result = {
-                "models": {
-                    m["model"]: {
-                        "prediction": m["prediction"],
-                        "inference_ms": m["inference_ms"],
-                        "mae": m["mae"],
-                        "rmse": m["rmse"],
-                    }
-                    for m in model_results
-                }
-            }
-            outcomes[i] = PipelineResult("completed", result, model_results)
+            outcomes[i] = _models(job["params"].get("pattern"), spec, timer, forecasts.get(i))
         except Exception as exc:
             outcomes[i] = exc
-    return [o if o is not None else RuntimeError("no outcome") for o in outcomes]
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def _models(pattern: str | None, spec: _Spec, timer: StageTimer, lstm: tuple | None) -> PipelineResult:
+    """One validated job's models, in the order it asked for them; ``lstm``: its forecast from the batch (the answer
+    and the span of the call it rode in)."""
+    model_results = []
+    for name in spec.models:
+        if name == "lstm":
+            assert lstm is not None
+            answer, (begun, ended, ms) = lstm
+            detail = {"batch_size": answer.size, "batch_forward_ms": round(answer.ms, 4)}
+            status = "ok" if answer.error is None else f"error: {type(answer.error).__name__}"
+            timer.add("model:lstm", begun, ended, ms, status, detail)
+            if answer.error is not None:
+                raise answer.error
+            pred = answer.out
+        else:
+            with timer.stage(f"model:{name}"):
+                t0 = time.perf_counter()
+                pred = MODELS[name](spec.values, spec.horizon, spec.window)
+                ms = (time.perf_counter() - t0) * 1000
+        if not all(math.isfinite(v) for v in pred):  # never stored (JSON has no NaN), never retried: it would recur
+            raise PermanentJobError("non_finite_result", f"{name} produced a non-finite forecast for this series")
+        mae, rmse = errors(pred, spec.actual)
+        model_results.append(
+            {
+                "model": name,
+                "pattern": pattern,
+                "prediction": pred,
+                "inference_ms": round(ms, 4),
+                "mae": mae,
+                "rmse": rmse,
+            }
+        )
+    result = {
+        "models": {m["model"]: {k: m[k] for k in ("prediction", "inference_ms", "mae", "rmse")} for m in model_results}
+    }
+    return PipelineResult("completed", result, model_results)

@@ -192,10 +192,7 @@ class JobProcessor:
         if not rows:
             return
         try:
-            if len(rows) == 1:
-                self.cache.put(rows[0])
-            else:
-                self.cache.put_many(rows)  # one round trip
+            self.cache.put_many(rows)  # one round trip
             self.cache_backlog.difference_update(r["id"] for r in rows)
         except Exception as exc:
             self.cache_backlog.update(r["id"] for r in rows)
