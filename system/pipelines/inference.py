@@ -114,14 +114,6 @@ def _validate(params: dict, window: int) -> _Spec:
     return _Spec(values, horizon, actual, models, int(params.get("window") or window))
 
 
-def run(job: dict, timer: StageTimer, window: int) -> PipelineResult:
-    """One job (``run_many`` of one)."""
-    [outcome] = run_many([(job, timer)], window)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
 def run_many(jobs: list[tuple[dict, StageTimer]], window: int) -> list[PipelineResult | Exception]:
     """Several jobs a worker took together: each is validated, their LSTM forecasts go to the micro-batcher at once
     (one forward pass per batch of them, shared with other threads' jobs), then each job's other models run. Each

@@ -175,12 +175,8 @@ class JobProcessor:
             )
 
     # -- messages to outcomes -----------------------------------------------------------------------------------
-    def _publish(self, row: dict) -> None:
-        self.outbox.publish_soon(row["id"])  # committed in the outbox: sent in the background, in batches
-        self._cache(row)
-
     def _publish_many(self, rows: list[dict]) -> None:
-        for row in rows:
+        for row in rows:  # committed in the outbox: sent in the background, in batches
             self.outbox.publish_soon(row["id"])
         self._cache_many(rows)
 
@@ -303,7 +299,9 @@ class JobProcessor:
             if out[i] is None:
                 assert isinstance(outcome, Exception)
                 out[i] = self._attempt_failed(ids[i], outcome, timers[i], deliveries[i][1], max_receives)
-        return [o if o is not None else Disposition("retry", 2) for o in out]
+        done = [o for o in out if o is not None]  # every delivery was given one above
+        assert len(done) == len(out), "a delivery without a disposition"
+        return done
 
     def _run_pipelines(
         self, claimed: dict[int, Claim], timers: dict[int, StageTimer]
