@@ -20,6 +20,7 @@ from collections import deque
 
 from locust import HttpUser, between, events, task
 
+from harness.journal import Journal, file_digest, series_digest
 from harness.settings import current
 from system.simulators.patterns import PATTERNS, split
 
@@ -28,6 +29,8 @@ DEFAULT_HOST = SETTINGS.api
 RECENT_JOBS: deque[str] = deque(maxlen=500)  # job ids seen, for status reads
 WS_EVENT_TIMEOUT_S = SETTINGS.ws_event_timeout_s
 _SCORE: bytes | None = None
+# what the API told these users (VERISIM_JOURNAL): the ledger's accepted set comes from here, not from the stores
+JOURNAL = Journal(SETTINGS.journal, source="locust") if SETTINGS.journal else None
 
 
 def score_bytes() -> bytes:
@@ -43,15 +46,21 @@ def score_bytes() -> bytes:
     return _SCORE
 
 
-def submit_job(client, path: str, token: str, **kwargs) -> None:
-    """POST a job; anything but 202 is a failure; accepted job ids are remembered for status reads. ``token``
-    tags the submission (``metadata.submission`` / the file's name): a refused one can be looked for later."""
+def submit_job(client, path: str, token: str, kind: str, digests: list[str], **kwargs) -> None:
+    """POST a job; anything but 202 is a failure; accepted job ids are remembered for status reads and written to
+    the journal with ``digests`` (of each input, in the order sent). ``token`` tags the submission
+    (``metadata.submission`` / the file's name): a refused one can be looked for later."""
     with client.post(path, catch_response=True, name=f"POST {path}", context={"token": token}, **kwargs) as r:
         if r.status_code != 202:
             r.failure(f"HTTP {r.status_code}: {r.text[:120]}")
+            if JOURNAL:
+                JOURNAL.refused(kind, token, r.status_code or None)
             return
         body = r.json()
-        RECENT_JOBS.extend(body.get("job_ids") or [body["job_id"]])
+        ids = body.get("job_ids") or [body["job_id"]]
+        RECENT_JOBS.extend(ids)
+        if JOURNAL:
+            JOURNAL.accepted(ids, kind, digests)
 
 
 _REQUEST_LOG = None
@@ -117,7 +126,14 @@ class InferenceSubmitter(HttpUser):
                     "metadata": {"submission": token},
                 }
             )
-        submit_job(self.client, "/api/v1/inference", token, json={"series": series})
+        submit_job(
+            self.client,
+            "/api/v1/inference",
+            token,
+            "inference",
+            [series_digest(s) for s in series],
+            json={"series": series},
+        )
 
 
 class ScoreUploader(HttpUser):
@@ -134,6 +150,8 @@ class ScoreUploader(HttpUser):
             self.client,
             "/api/v1/scores",
             token,
+            "score",
+            [file_digest(score_bytes())],
             files={"file": (f"{token}.musicxml", score_bytes())},
             data={"title": "Christus, der ist mein Leben"},
         )

@@ -25,6 +25,7 @@ from pathlib import Path
 from harness import history, ledger
 from harness.cpu import SYSTEM, CpuMeter, system_meter
 from harness.cpu import table as cpu_table
+from harness.journal import Journal
 from harness.polling import poll_until
 from harness.report import REPORTS
 from harness.stack import choose_provider
@@ -37,7 +38,14 @@ SERIES_PER_REQUEST = len(PATTERNS)  # one series of each pattern per request
 
 
 def run_phase(
-    sut: SystemUnderTest, stack, meter: CpuMeter | None, jobs: int, clients: int, label: str, seed: int
+    sut: SystemUnderTest,
+    stack,
+    meter: CpuMeter | None,
+    jobs: int,
+    clients: int,
+    label: str,
+    seed: int,
+    journal: Journal | None = None,
 ) -> tuple[list[str], dict]:
     """``jobs`` inference jobs (requests of one series per pattern) from ``clients`` threads; figures + CPU."""
     requests = max(1, jobs // SERIES_PER_REQUEST)
@@ -49,6 +57,7 @@ def run_phase(
         [inference_batch(PATTERNS, seed=seed + i) for i in range(requests)],
         label,
         concurrency=clients,
+        journal=journal,
     )
     wall = time.monotonic() - t0
     fig["clients"] = clients
@@ -61,7 +70,9 @@ def run_phase(
     return ids, fig
 
 
-def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, timeout: float = 180) -> dict:
+def mixed_phase(
+    sut: SystemUnderTest, stack, scores: int, stream_per_s: float, timeout: float = 180, journal: Journal | None = None
+) -> dict:
     """``scores`` score uploads at once, and meanwhile a steady stream of inference jobs (``stream_per_s`` requests of
     one series per pattern a second, well below capacity) until every score is done: how long did inference jobs wait
     in the queue while scores rendered? (Goal: ≤ 1 s; a worker keeps slots free for short jobs.)"""
@@ -82,7 +93,7 @@ def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, t
             i = 0
             while not stop.is_set():
                 t0 = time.monotonic()
-                stream_ids.extend(inference_batch(PATTERNS, seed=5_000_000 + i)(c))
+                stream_ids.extend(inference_batch(PATTERNS, seed=5_000_000 + i)(c, journal))
                 i += 1
                 stop.wait(max(0.0, 1 / stream_per_s - (time.monotonic() - t0)))
 
@@ -91,7 +102,7 @@ def mixed_phase(sut: SystemUnderTest, stack, scores: int, stream_per_s: float, t
     started = time.monotonic()
     with httpx.Client(base_url=sut.api_url, timeout=60) as c:
         for i in range(scores):
-            score_ids.extend(score_upload(content, f"capacity {i}")(c))
+            score_ids.extend(score_upload(content, f"capacity {i}")(c, journal))
     poll_until(
         lambda: count_terminal(stack, score_ids)[0] >= len(score_ids), timeout - (time.monotonic() - started), 0.2
     )
@@ -229,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "phases": [],
     }
-    all_jobs: list[str] = []
+    journal = Journal(source="capacity")  # what the API told the clients: the ledger's accepted set
     sut = None
     code = 1
     out_dir = Path(args.report_dir)
@@ -260,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             sut.workers.clear()
             sut.start_workers(n, concurrency=args.concurrency)
             # a short warm-up so every worker has its connections open before the clock starts
-            warm, _ = submit_and_wait(
+            submit_and_wait(
                 sut.api_url,
                 sut.stack,
                 [inference_batch(PATTERNS, seed=10**6 + i) for i in range(4 * n)],
                 f"{n} worker(s): warm-up",
+                journal=journal,
             )
-            all_jobs += warm
             phases = [("main", args.clients)]
             if n == 2 and not args.no_headroom:
                 phases.append(("headroom", args.clients * 2))
@@ -285,9 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                         name, ""
                     )
                 )
-                ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed)
+                ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed, journal)
                 seed += 10_000
-                all_jobs += ids
                 fig.update(workers=n, phase=name, share_of_ceiling=round(fig["jobs_per_s"] / ceiling, 4))
                 fig["saturated"] = saturated(fig, cores)
                 summary["phases"].append(fig)
@@ -311,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
                     f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})"
                 )
-                fig = mixed_phase(sut, stack, args.mixed, 10.0)
-                all_jobs += fig.pop("ids")
+                fig = mixed_phase(sut, stack, args.mixed, 10.0, journal=journal)
+                fig.pop("ids")
                 summary["mixed"] = fig
                 inf = fig.get("by_kind", {}).get("inference", {})
                 say(
@@ -322,13 +332,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if n == 2 and args.burst:
                 say(f"\nburst: {args.burst} jobs at once, 2 workers (enqueue→done)")
-                ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed)
+                ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed, journal)
                 seed += 10_000
-                all_jobs += ids
                 summary["burst"] = fig
                 say(f"  enqueue→done p50 {fig['enqueue_to_done_ms_p50']} ms, p95 {fig['enqueue_to_done_ms_p95']} ms")
 
-        summary["ledger"], code = ledger.final_verdict(stack, all_jobs, say, "\nledger over every job of the run …")
+        summary["ledger"], code = ledger.final_verdict(
+            stack, journal, say, "\nledger over the client journal: every job, its outputs …", scope=[sut.queue_name]
+        )
     except KeyboardInterrupt:
         say("\ninterrupted")
     finally:

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 import psycopg
 
+from harness import journal as journals
 from harness import ledger, report
 from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
 from harness.faults.tcp import TcpProxy
@@ -124,6 +125,7 @@ class ChaosLoad:
         self.sabotage = sabotage
         self.api_sabotage = api_sabotage
         self.run_dir = run_dir or report.new_run_dir()
+        self.journal_path = self.run_dir / "journal.jsonl"  # what Locust's users were told: the ledger's set
         self.timeline = FaultTimeline(seed=7)
         self.proxies: dict[str, TcpProxy] = {}
         self.own_kafka: LocalKafka | None = None
@@ -284,7 +286,10 @@ class ChaosLoad:
                         sc.spawn_rate,
                         load_s + slack_s,
                         self.run_dir,
-                        extra_env={"VERISIM_REQUEST_LOG": str(requests_log)},
+                        extra_env={
+                            "VERISIM_REQUEST_LOG": str(requests_log),
+                            "VERISIM_JOURNAL": str(self.journal_path),
+                        },
                         user_classes=sc.user_classes or None,
                         stop=load_done,
                     )
@@ -391,10 +396,11 @@ class ChaosLoad:
                 "attempts": r[3],
                 "enq": float(r[4]),
                 "done": None if r[5] is None else float(r[5]),
+                "error_code": r[6],
             }
             for r in self._query(
-                "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at) "
-                "FROM jobs WHERE queue = %s",
+                "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at), "
+                "error_code FROM jobs WHERE queue = %s",
                 (self.sut.queue_name,),
             )
         ]
@@ -408,19 +414,21 @@ class ChaosLoad:
         ]
         mock = control.requests()
         warnings = [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")]
-        refused_tokens = [r["token"] for r in requests if r["token"] and r["status"] is not None and r["status"] >= 400]
-        self.say(f"  ledger over {len(jobs)} job(s) ({len(refused_tokens)} refused submission(s)) …")
-        led = (
-            ledger.settle(
-                self.stack,
-                [j["id"] for j in jobs],
-                timeout=60 if drained else 5,
-                refused=refused_tokens,
-                dlq_name=self.sut.dlq_name,
-            )
-            if jobs or refused_tokens
-            else ledger.LedgerReport()
+        told = journals.read(self.journal_path)
+        self.say(
+            f"  ledger over the client journal: {len(told.accepted_ids)} accepted job(s), {told.refusals} refused "
+            f"submission(s); the stores hold {len(jobs)} job(s) on the run's queue …"
         )
+        led = ledger.settle(  # an empty journal raises: a run that was told nothing proves nothing
+            self.stack,
+            journal=told,
+            timeout=60 if drained else 5,
+            dlq_name=self.sut.dlq_name,
+            scope=[self.sut.queue_name],
+            failures=sc.failure_budget(),
+        )
+        for line in ledger.content_lines(led):
+            self.say(line)
         steady = self._phase_figures(self.phases[1], requests, jobs, ())
         verdicts: list[Verdict] = []
         windows = []
@@ -449,6 +457,7 @@ class ChaosLoad:
                 "failed_jobs": f_fig["failed"] + r_fig["failed"],
             }
             wv = window_verdicts(w.name, FAULTS[w.fault].trace, trace, w.targets, measured)
+            wv.append(failure_budget_verdict(w, jobs, fault.start, rec.end))
             verdicts += wv
             windows.append(
                 {
@@ -488,13 +497,7 @@ class ChaosLoad:
             extra={
                 "scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
                 "phases": [p.__dict__ for p in self.phases],
-                "ledger": {
-                    "jobs": led.jobs,
-                    "by_status": dict(led.by_status),
-                    "problems": led.problems,
-                    "kinds": dict(led.kinds),
-                    "dlq": led.dlq,
-                },
+                "ledger": ledger.as_dict(led),
             },
         )
         return out
@@ -644,6 +647,22 @@ def window_verdicts(
             )
         )
     return out
+
+
+def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float) -> Verdict:
+    """The jobs accepted in the window or its recovery that failed beyond the window's ``expect_failures``: each
+    named, with its reason (a failure is not a success)."""
+    failed: dict[str, list[str]] = {}
+    for j in jobs:
+        if j["status"] == "failed" and start <= j["enq"] < end:
+            failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
+    over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
+    n = sum(len(ids) for ids in over.values())
+    budget = ", ".join(f"{c} {k}" for c, k in sorted(w.expect_failures.items())) or "none"
+    named = "; ".join(f"{code}: {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}" for code, ids in over.items())
+    return Verdict(
+        f"{w.name}: failed jobs outside the budget ({budget})" + (f" — {named}" if named else ""), "<= 0", n, n == 0
+    )
 
 
 def _time_to_recover(

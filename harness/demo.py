@@ -17,6 +17,7 @@ from harness import ledger
 from harness.cpu import CpuMeter, system_meter
 from harness.cpu import table as cpu_table
 from harness.faults import MockOpenAIControl
+from harness.journal import Journal
 from harness.report import REPORTS
 from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     provider = choose_provider(args.stack, progress=say)
     sut = None
     summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    all_jobs: list[str] = []
+    journal = Journal(source="demo")  # what the API told the demo's clients: the ledger's accepted set
+    scope: list[str] = []  # the queues whose every job must be in the journal
     code = 1
     try:
         stack = provider.start()
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         sut = SystemUnderTest(stack, progress=say)
+        scope.append(sut.queue_name)
         api = sut.start_api()
         sut.start_worker(concurrency=4)
         batches = max(1, args.jobs // 5)
@@ -101,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 [inference_batch(PATTERNS, seed=10_000 * workers + i) for i in range(batches)],
                 f"{workers} worker(s)",
                 concurrency=args.clients,
+                journal=journal,
             )
             if meter:
                 fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
-            all_jobs += ids
             summary[f"inference_{workers}_worker"] = fig
             say(
                 f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
@@ -123,16 +126,20 @@ def main(argv: list[str] | None = None) -> int:
             f"pop {rc['receive_delete_per_s']}/s)"
         )
         celery = SystemUnderTest(stack, progress=say, transport="celery", isolated=True)
+        scope.append(celery.queue_name)
         try:
             celery_api = celery.start_api()
             celery.start_worker(concurrency=4)
             celery.start_worker(concurrency=4)
             ids, fig = submit_and_wait(
-                celery_api, stack, [inference_batch(PATTERNS, seed=i) for i in range(small)], "celery, 2 workers"
+                celery_api,
+                stack,
+                [inference_batch(PATTERNS, seed=i) for i in range(small)],
+                "celery, 2 workers",
+                journal=journal,
             )
         finally:
             celery.stop()
-        all_jobs += ids
         summary["inference_2_worker_celery"] = fig
         say(
             f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
@@ -151,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 mixed.append(score_upload(MUSICXML, f"Chorale {i}"))
             if i < small:
                 mixed.append(inference_batch(PATTERNS, seed=1000 + i))
-        ids, fig = submit_and_wait(api, stack, mixed, "mixed")
-        all_jobs += ids
+        ids, fig = submit_and_wait(api, stack, mixed, "mixed", journal=journal)
         upstream = control.requests()
         fig["mock_openai"] = {
             "requests": len(upstream),
@@ -166,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
 
         summary["ledger"], code = ledger.final_verdict(
             stack,
-            all_jobs,
+            journal,
             say,
-            "\nledger: every accepted job in exactly one terminal state, alike in Postgres, Redis and Kafka …",
+            "\nledger: every job the clients were told was accepted (their journal) in exactly one terminal state, "
+            "none failed, alike in Postgres, Redis and Kafka, its outputs checked against the oracle's own …",
+            scope=scope,
         )
     except KeyboardInterrupt:
         say("\ninterrupted")
@@ -215,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "ledger" in summary:
         lg = summary["ledger"]
-        print(f"  ledger                       {lg['jobs']} jobs, {len(lg['problems'])} problems")
+        checked = sum(lg["content"].get("checked", {}).values()) if lg.get("content") else 0
+        print(
+            f"  ledger                       {lg['journal'].get('accepted')} jobs in the client journal, "
+            f"{lg['jobs']} judged, {len(lg['problems'])} problems; {checked} outputs checked against the oracle, "
+            f"{lg['content'].get('mismatches', 0) if lg.get('content') else '?'} mismatches"
+        )
     print(f"  figures saved to {out}")
     return code
 

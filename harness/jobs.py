@@ -16,6 +16,7 @@ import psycopg
 from harness import ledger
 from harness.contract import TERMINAL
 from harness.faults import FaultTimeline
+from harness.journal import Journal, file_digest, series_digest
 from harness.polling import wait_for
 
 
@@ -32,6 +33,12 @@ class Jobs:
         self.refused_tokens: list[str] = []  # each refused submission's token: the ledger checks none of them ran
         self.last_status: int | None = None  # of the latest submission (None: no answer at all)
         self.deferred = 0  # accepted while the queue did not take the message (sent later by the pending sweep)
+        self.journal = Journal(source=name or "jobs")  # what the API told this client: the ledger's accepted set
+        self.failures: dict[str, int] = {}  # the failure budget: error_code -> jobs allowed to fail so (default none)
+
+    def expect_failures(self, code: str, n: int = 1) -> None:
+        """Allow ``n`` more jobs to fail with ``code`` (``"*"``: any reason): what the test's fault is meant to do."""
+        self.failures[code] = self.failures.get(code, 0) + n
 
     def inference(self, n: int = 5, seed: int = 0) -> list[str]:
         from system.simulators.patterns import PATTERNS, split
@@ -49,21 +56,31 @@ class Jobs:
                     "metadata": {"submission": token},
                 }
             )
-        return self._post("/api/v1/inference", token, json={"series": series}, key="job_ids")
+        return self._post(
+            "/api/v1/inference",
+            token,
+            "inference",
+            [series_digest(s) for s in series],
+            json={"series": series},
+            key="job_ids",
+        )
 
     def score(self, title: str = "Chorale") -> list[str]:
         from system.simulators.scores import musicxml
 
         token = uuid.uuid4().hex  # the file's name: the API keeps its stem with the job
+        content = musicxml()
         return self._post(
             "/api/v1/scores",
             token,
-            files={"file": (f"{token}.musicxml", musicxml())},
+            "score",
+            [file_digest(content)],
+            files={"file": (f"{token}.musicxml", content)},
             data={"title": title},
             key="job_id",
         )
 
-    def _post(self, path, token, key, **kw) -> list[str]:
+    def _post(self, path, token, kind, digests, key, **kw) -> list[str]:
         try:
             r = httpx.post(self.sut.api_url + path, timeout=30, **kw)
         except httpx.HTTPError:
@@ -72,11 +89,13 @@ class Jobs:
         if r is None or r.status_code != 202:
             self.rejected += 1
             self.refused_tokens.append(token)
+            self.journal.refused(kind, token, self.last_status)
             return []
         deferred = r.json().get("deferred")
         self.deferred += len(deferred) if isinstance(deferred, list) else int(bool(deferred))
         ids = r.json()[key]
         ids = ids if isinstance(ids, list) else [ids]
+        self.journal.accepted(ids, kind, digests)
         self.accepted += ids
         return ids
 
@@ -120,9 +139,15 @@ class Jobs:
         return self.rows()
 
     def verdict(self, timeout: float = 30) -> ledger.LedgerReport:
-        """The ledger over every accepted job, every refused submission and the DLQ, once settled (bounded)."""
+        """The ledger over this client's journal (every accepted job, every refused submission), the contents of every
+        job, every other job on the system's queue (none may exist) and the DLQ, once settled (bounded)."""
         return ledger.settle(
-            self.stack, self.accepted, timeout=timeout, refused=self.refused_tokens, dlq_name=self.sut.dlq_name
+            self.stack,
+            journal=self.journal,
+            timeout=timeout,
+            dlq_name=self.sut.dlq_name,
+            scope=[self.sut.queue_name],
+            failures=self.failures,
         )
 
     def assert_ledger(self, timeout: float = 30) -> None:

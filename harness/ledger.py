@@ -29,8 +29,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import content
 from harness.contract import EVENTS_TOPIC, RESULT_TOPICS, TERMINAL, status_key
 from harness.events import TopicReadIncomplete, by_key, read_topic
+from harness.journal import Journal
 
 # every kind of problem the ledger reports, with what it means
 PROBLEMS = {
@@ -49,6 +51,11 @@ PROBLEMS = {
     "topic_incomplete": "a Kafka topic read hit its deadline: the verdict would rest on a partial read",
     "refused_ran": "a submission the API refused became a job anyway",
     "dlq_unexplained": "a DLQ message for a job that is not failed with a reason",
+    "unsubmitted": "a job in the stores that no client was told about (not in the client journal)",
+    "failed_unbudgeted": "a job failed with a reason the run's failure budget does not allow (a failure is not a "
+    "success)",
+    "events_attempts": "the number of running events differs from the row's attempts",
+    **content.CHECKS,  # what each job produced (harness.content)
 }
 
 
@@ -73,6 +80,9 @@ class StoreState:
     read_errors: list[str] = field(default_factory=list)
     refused_rows: dict[str, list[dict]] = field(default_factory=dict)  # refused token -> jobs that carry it
     dlq: list[dict] = field(default_factory=list)  # {"message_id", "job_id" | None, "status", "error_code"}
+    unsubmitted: list[dict] = field(default_factory=list)  # rows in the run's scope that no client was told about
+    outputs: content.Outputs | None = None  # what the jobs produced (None: contents not judged)
+    failures: dict[str, int] = field(default_factory=dict)  # the failure budget: error_code (or "*") -> allowed
 
 
 @dataclass
@@ -83,6 +93,8 @@ class LedgerReport:
     kinds: Counter = field(default_factory=Counter)  # problem kind -> count
     dlq: dict[str, int] = field(default_factory=dict)  # DLQ messages by explanation
     checked_at: float | None = None  # wall clock when the check that produced this report began reading
+    content: dict = field(default_factory=dict)  # the content oracle's counts: checked, unchecked, mismatches
+    journal: dict = field(default_factory=dict)  # the client journal's counts (accepted, refused, by source)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +107,9 @@ class LedgerReport:
 
     def summary(self) -> str:
         head = f"{self.jobs} jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
+        if self.content:
+            checked = sum(self.content.get("checked", {}).values())
+            head += f"; {checked} outputs checked, {self.content.get('mismatches', 0)} mismatches"
         if self.ok:
             return head + "; every store agrees"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.kinds.items()))
@@ -109,14 +124,32 @@ def gather(
     refused: list[str] | tuple = (),
     dlq_name: str | None = None,
     events_topic: str = EVENTS_TOPIC,
+    journal: Journal | None = None,
+    scope: list[str] | tuple = (),
+    contents: bool = True,
 ) -> StoreState:
+    """``journal``: the digests of what the clients sent; ``scope``: the queues whose jobs must all be in
+    ``job_ids`` (any other job accepted on them since the journal began is *unsubmitted*); ``contents``: read the
+    jobs' outputs for the content oracle too."""
     import psycopg
     from psycopg.rows import dict_row
 
     topics = topics or RESULT_TOPICS
     ids = [str(j) for j in job_ids]
     errors: list[str] = []
+    unsubmitted: list[dict] = []
     with psycopg.connect(stack.postgres.dsn, row_factory=dict_row) as conn:
+        if scope and journal is not None:
+            unsubmitted = [
+                {**r, "id": str(r["id"])}
+                for r in conn.execute(
+                    "SELECT id, kind, status, queue, enqueued_at, params->'metadata'->>'submission' AS token, "
+                    "params->>'filename_stem' AS stem FROM jobs WHERE queue = ANY(%s) "
+                    "AND enqueued_at >= to_timestamp(%s) AND NOT (id = ANY(%s::uuid[]))",
+                    (list(scope), journal.started - 1.0, ids),
+                )
+            ]
+            unsubmitted = [u for u in unsubmitted if u["token"] not in refused and u["stem"] not in refused]
         rows = {
             str(r["id"]): r
             for r in conn.execute(
@@ -147,7 +180,8 @@ def gather(
     results = {kind: read(topic) for kind, topic in topics.items()}
     job_events = read(events_topic) if events_topic else {}
     dlq = _read_dlq(stack, dlq_name) if dlq_name else []
-    return StoreState(ids, rows, cached, results, job_events, errors, refused_rows, dlq)
+    outputs = content.gather(stack, ids, journal.digests if journal is not None else {}) if contents else None
+    return StoreState(ids, rows, cached, results, job_events, errors, refused_rows, dlq, unsubmitted, outputs)
 
 
 def cached_statuses(redis_url: str, job_ids) -> dict[str, str | None]:
@@ -215,6 +249,12 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
     if not state.job_ids and not refused:
         raise EmptyLedger()
     report = LedgerReport(jobs=len(state.job_ids))
+    for u in state.unsubmitted:
+        report.add(
+            "unsubmitted",
+            u["id"],
+            f"a {u['kind']} job ({u['status']}) on queue {u['queue']} that no client was told about",
+        )
     for err in state.read_errors:
         report.add("topic_incomplete", "kafka", err)
     for jid in state.job_ids:
@@ -240,7 +280,44 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
                 f"{j['attempts']} attempt(s)): a client told 'no' may see it run",
             )
     _judge_dlq(report, state.dlq)
+    _judge_failures(report, state)
+    if state.outputs is not None:
+        events: dict[str, list[dict]] = {}
+        for per_job in state.results.values():
+            for jid, got in per_job.items():
+                events.setdefault(jid, []).extend(got)
+        settled = {j: r for j, r in state.outputs.rows.items() if r["status"] in TERMINAL}
+        outputs = content.Outputs(settled, state.outputs.results, state.outputs.objects, state.outputs.digests)
+        judged = content.judge(outputs, state.cached, events)
+        for kind, jid, text in judged.problems:
+            report.add(kind, jid, text)
+        report.content = judged.summary()
     return report
+
+
+def _judge_failures(report: LedgerReport, state: StoreState) -> None:
+    """Failed jobs beyond the failure budget (``{error_code: n}``, ``"*"`` for any reason; default none): each is
+    named with its reason, since a job that failed 'with a reason' still did not do its work."""
+    failed: dict[str, list[str]] = {}
+    for jid in state.job_ids:
+        row = state.rows.get(jid)
+        if row is not None and row["status"] == "failed":
+            failed.setdefault(row.get("error_code") or "no reason", []).append(jid)
+    spare = state.failures.get("*", 0)
+    for code, jids in sorted(failed.items()):
+        over = len(jids) - state.failures.get(code, 0)
+        if over > 0 and spare > 0:
+            used = min(spare, over)
+            spare, over = spare - used, over - used
+        if over > 0:
+            allowed = state.failures.get(code, 0)
+            for jid in jids:
+                report.add(
+                    "failed_unbudgeted",
+                    jid,
+                    f"failed ({code}): {len(jids)} job(s) failed so, the budget allows {allowed}"
+                    + (f" (+{state.failures['*']} of any reason)" if state.failures.get("*") else ""),
+                )
 
 
 def _judge_dlq(report: LedgerReport, dlq: list[dict]) -> None:
@@ -321,15 +398,40 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
     )
     if not forward:
         report.add("events_order", jid, f"job_events path {path} is not queued → running… → {row['status']}")
+    running = {a for s, a in unique if s == "running"}
+    if row.get("attempts") is not None and len(running) != row["attempts"]:
+        report.add(
+            "events_attempts", jid, f"{len(running)} running event(s) for {row['attempts']} attempt(s) in Postgres"
+        )
 
 
 def check(
-    stack, job_ids, topics: dict[str, str] | None = None, refused=(), dlq_name: str | None = None
+    stack,
+    job_ids,
+    topics: dict[str, str] | None = None,
+    refused=(),
+    dlq_name: str | None = None,
+    journal: Journal | None = None,
+    scope: list[str] | tuple = (),
+    failures: dict[str, int] | None = None,
+    contents: bool = True,
 ) -> LedgerReport:
+    """The ledger over ``job_ids`` — or, given a ``journal``, over every id its clients were told was accepted and
+    every submission they were told was refused (``job_ids`` and ``refused`` are then ignored). ``failures``: the
+    failure budget (default: none may fail)."""
+    if journal is not None:
+        job_ids, refused = journal.accepted_ids, journal.refused_tokens
     ids = [str(j) for j in job_ids]
-    if not ids and not refused:
+    n_refused = journal.refusals if journal is not None else len(refused)
+    if not ids and not n_refused:
         raise EmptyLedger()  # before touching any store
-    report = judge(gather(stack, ids, topics, refused=refused, dlq_name=dlq_name), refused=len(refused))
+    state = gather(
+        stack, ids, topics, refused=refused, dlq_name=dlq_name, journal=journal, scope=scope, contents=contents
+    )
+    state.failures = dict(failures or {})
+    report = judge(state, refused=n_refused)
+    if journal is not None:
+        report.journal = journal.summary()
     if report.kinds["events_missing"] or report.kinds["result_missing"]:
         _explain_missing(stack, report)
     return report
@@ -358,7 +460,16 @@ def _explain_missing(stack, report: LedgerReport) -> None:
 
 
 def settle(
-    stack, job_ids, timeout: float = 30, interval: float = 0.5, topics=None, refused=(), dlq_name: str | None = None
+    stack,
+    job_ids=(),
+    timeout: float = 30,
+    interval: float = 0.5,
+    topics=None,
+    refused=(),
+    dlq_name: str | None = None,
+    journal: Journal | None = None,
+    scope: list[str] | tuple = (),
+    failures: dict[str, int] | None = None,
 ) -> LedgerReport:
     """``check`` until every store agrees or ``timeout`` passes; the last report either way.
 
@@ -368,20 +479,59 @@ def settle(
     deadline = time.monotonic() + timeout
     while True:
         began = time.time()
-        report = check(stack, job_ids, topics, refused=refused, dlq_name=dlq_name)
+        report = check(
+            stack, job_ids, topics, refused=refused, dlq_name=dlq_name, journal=journal, scope=scope, failures=failures
+        )
         report.checked_at = began
         if report.ok or time.monotonic() > deadline:
             return report
         time.sleep(interval)
 
 
-def final_verdict(stack, job_ids, say, heading: str) -> tuple[dict, int]:
-    """A run's closing ledger (demo, capacity): print ``heading`` and the verdict; (summary for the JSON, exit code)."""
+def as_dict(report: LedgerReport) -> dict:
+    """A report as the runs save it (JSON)."""
+    return {
+        "jobs": report.jobs,
+        "by_status": dict(report.by_status),
+        "problems": report.problems[:50],
+        "problem_count": len(report.problems),
+        "kinds": dict(report.kinds),
+        "dlq": report.dlq,
+        "journal": report.journal,
+        "content": report.content,
+    }
+
+
+def content_lines(report: LedgerReport) -> list[str]:
+    """The content verdict as printed: what was checked, by kind and check, the tolerances, the mismatches."""
+    c = report.content
+    if not c:
+        return ["  content: not judged"]
+    lines = [
+        f"  client journal: {report.journal.get('accepted', '?')} accepted, {report.journal.get('refused', '?')} "
+        f"refused (by source {report.journal.get('by_source', {})}); the stores judged: {report.jobs} jobs"
+    ]
+    lines.append(
+        f"  content: {sum(c['checked'].values())} outputs checked, {c['mismatches']} mismatches, "
+        f"{report.kinds.get('failed_unbudgeted', 0)} failures outside the budget"
+    )
+    lines += [f"    {name:<34} {n:>6}" for name, n in c["checked"].items()]
+    lines += [f"    not checked: {name} × {n}" for name, n in c["unchecked"].items()]
+    lines.append("    tolerances: " + "; ".join(f"{k} {v:g}" for k, v in c["tolerances"].items()))
+    return lines
+
+
+def final_verdict(
+    stack, journal: Journal, say, heading: str, scope=(), failures: dict[str, int] | None = None
+) -> tuple[dict, int]:
+    """A run's closing ledger (demo, capacity) over its client journal: print ``heading``, the verdict and the
+    content verdict; (summary for the JSON, exit code)."""
     say(heading)
-    report = settle(stack, job_ids)
+    report = settle(stack, journal=journal, scope=scope, failures=failures)
     say("  " + report.summary())
-    summary = {"jobs": report.jobs, "by_status": dict(report.by_status), "problems": report.problems[:50]}
-    return summary, 0 if report.ok else 1
+    for line in content_lines(report):
+        say(line)
+    return as_dict(report), 0 if report.ok else 1
 
 
 def explain_dlq(stack, dlq_name: str) -> tuple[dict[str, int], list[str]]:

@@ -277,7 +277,7 @@ def _r(v):
     return None if v is None else round(v, 3)
 
 
-def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: str = "capacity") -> dict:
+def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: str = "capacity", journal=None) -> dict:
     """Jobs/s while a backlog exists: a burst of ``requests`` × 5 inference jobs sent from 8 client threads, faster
     than the workers take them (even through a slow API), timed from the jobs' own timestamps, and its share of the
     raw SQS ceiling measured in the same run."""
@@ -285,12 +285,19 @@ def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: 
     from system.simulators.patterns import PATTERNS
 
     _, fig = submit_and_wait(
-        host, stack, [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)], label, concurrency=8
+        host,
+        stack,
+        [inference_batch(PATTERNS, seed=90_000 + i) for i in range(requests)],
+        label,
+        concurrency=8,
+        journal=journal,
     )
     share = fig.get("jobs_per_s", 0) / ceiling["send_receive_delete_per_s"]
     return {
         "jobs": fig["jobs"],
         "terminal": fig["terminal"],
+        "completed": fig.get("completed", 0),
+        "failed": fig.get("failed", 0),
         "jobs_per_s": fig.get("jobs_per_s"),
         "enqueue_to_done_p95_ms": fig.get("enqueue_to_done_ms_p95"),
         "share_of_ceiling": round(share, 5),
@@ -311,20 +318,45 @@ def measure(
     burst_requests: int = 60,
 ) -> dict:
     """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take): the raw SQS
-    ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none)."""
+    ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none),
+    then the ledger over the clients' journal (Locust's and the burst's): every accepted job, its outputs."""
+    from harness import journal as journals
+    from harness import ledger
     from harness.throughput import sqs_ceiling
 
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     started = datetime.now(UTC)
+    journal_path = out_dir / "journal.jsonl"
     with QueueSampler(stack, queue_name, dlq_name) as sampler:
         run = run_locust(
-            host, users, spawn_rate or max(1.0, users / 5), duration_s, out_dir, workers, user_classes=user_classes
+            host,
+            users,
+            spawn_rate or max(1.0, users / 5),
+            duration_s,
+            out_dir,
+            workers,
+            extra_env={"VERISIM_JOURNAL": str(journal_path)},
+            user_classes=user_classes,
         )
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)
         time.sleep(1.1)  # one more depth sample after the drain
     if burst_requests:
-        figures["capacity"] = capacity(stack, host, ceiling, burst_requests)
+        burst = journals.Journal(journal_path, source="capacity burst")
+        figures["capacity"] = capacity(stack, host, ceiling, burst_requests, journal=burst)
+        burst.close()
+        figures["failed_jobs"] += figures["capacity"]["failed"]  # the burst's failures are judged too
+    told = journals.read(journal_path)
+    figures["journal"] = told.summary()
+    print(
+        f"ledger over the client journal ({figures['journal']['accepted']} accepted, "
+        f"{figures['journal']['refused']} refused) …",
+        flush=True,
+    )
+    verdict = ledger.settle(stack, journal=told, scope=[queue_name], dlq_name=dlq_name, timeout=60)
+    figures["ledger"] = ledger.as_dict(verdict)
+    for line in ["  " + verdict.summary(), *ledger.content_lines(verdict)]:
+        print(line, flush=True)
     (out_dir / "locust.log").write_text(run.stdout + run.stderr)
     if not (out_dir / "locust_stats.csv").exists():
         raise RuntimeError(f"Locust produced no stats (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")

@@ -147,6 +147,9 @@ class Window:
     recovery_s: float
     expect_refusals: tuple[int, ...] = ()  # status codes the API may answer while this fault lasts (e.g. 503)
     targets: dict[str, float] = field(default_factory=dict)
+    # the window's failure budget: error_code -> how many jobs accepted in the window or its recovery may fail so
+    # (default: none may fail; a failed job outside it turns the window red with its id and reason)
+    expect_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -175,6 +178,14 @@ class Scenario:
     ledger: dict[str, int]  # problem kind -> how many are allowed (default 0 for every kind)
     user_classes: list[str] = field(default_factory=list)
     openai: dict = field(default_factory=dict)  # mock OpenAI knobs for the whole run (e.g. a realistic latency)
+
+    def failure_budget(self) -> dict[str, int]:
+        """The run's failure budget: every window's ``expect_failures`` added up (none outside the windows)."""
+        out: dict[str, int] = {}
+        for w in self.windows:
+            for code, n in w.expect_failures.items():
+                out[code] = out.get(code, 0) + n
+        return out
 
     @property
     def load_s(self) -> float:
@@ -233,7 +244,11 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
     windows = []
     for i, w in enumerate(doc.get("window", [])):
         label = f"{where} window {w.get('name') or i + 1}"
-        _no_unknown(w, {"name", "fault", "params", "duration_s", "recovery_s", "expect_refusals", "targets"}, label)
+        _no_unknown(
+            w,
+            {"name", "fault", "params", "duration_s", "recovery_s", "expect_refusals", "expect_failures", "targets"},
+            label,
+        )
         for key in ("name", "fault", "duration_s"):
             if key not in w:
                 raise ScenarioError(f"{label}: missing `{key}`")
@@ -259,6 +274,7 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
                 float(w.get("recovery_s", defaults.get("recovery_s", 15))),
                 tuple(w.get("expect_refusals", defaults.get("expect_refusals", ()))),
                 targets,
+                {str(k): int(v) for k, v in w.get("expect_failures", {}).items()},
             )
         )
     names = [w.name for w in windows]

@@ -45,6 +45,11 @@ class VerisimSettings(BaseSettings):
         None, description="a score file the Locust upload user sends (default: a corpus work)"
     )
     request_log: Path | None = Field(None, description="Locust writes one JSON line per request here when set")
+    journal: Path | None = Field(
+        None,
+        description="Locust writes its client journal here when set: each accepted job id (kind, input digest) and "
+        "each refusal, what the ledger judges (harness.journal)",
+    )
     ws_event_timeout_s: float = Field(2.0, gt=0, description="how long the WebSocket user waits for an event")
     # -- generated inputs and chaos ----------------------------------------------------------------------------------
     hypothesis_profile: str = Field("ci", description="Hypothesis profile: dev, ci or fuzz")

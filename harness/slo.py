@@ -82,6 +82,15 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
         out.append(_max("redelivered jobs", figures.get("redelivered_jobs"), d["max_redelivered_jobs"]))
     if "max_failed_jobs" in d:
         out.append(_max("failed jobs", figures.get("failed_jobs"), d["max_failed_jobs"]))
+    if "max_ledger_problems" in d:
+        led = figures.get("ledger")
+        out.append(
+            _max(
+                "ledger and content problems (client journal)",
+                None if led is None else led.get("problem_count", len(led.get("problems", []))),
+                d["max_ledger_problems"],
+            )
+        )
     for model, target in slos.get("models", {}).items():
         m = figures.get("models", {}).get(model) or {}
         out.append(_max(f"model {model} latency p95 ms", m.get("p95_ms"), target["p95_ms"]))

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 
 from harness.contract import TERMINAL
+from harness.journal import Journal, file_digest, series_digest
 from harness.stack.endpoints import AwsEndpoint, Stack
 from system.stats import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 
@@ -101,16 +102,18 @@ def redis_ceiling(redis_url: str, n: int = 1000, body_bytes: int = 200) -> dict:
 
 
 def job_figures(stack: Stack, job_ids: list[str]) -> dict:
-    """Figures from the jobs' own timestamps in Postgres (queue-native: not what a client saw)."""
+    """Figures from the jobs' own timestamps in Postgres (queue-native: not what a client saw). Rates count the jobs
+    that completed (with or without warnings): a failed job did not do its work, however fast it failed."""
     with psycopg.connect(stack.postgres.dsn) as conn:
         rows = conn.execute(
             "SELECT status, extract(epoch FROM enqueued_at), extract(epoch FROM started_at), "
             "extract(epoch FROM finished_at), kind FROM jobs WHERE id = ANY(%s::uuid[])",
             (job_ids,),
         ).fetchall()
-    done = [r for r in rows if r[0] in TERMINAL and r[3] is not None]
+    done = [r for r in rows if r[0] in TERMINAL and r[0] != "failed" and r[3] is not None]
+    terminal = sum(1 for r in rows if r[0] in TERMINAL)
     if not done:
-        return {"jobs": len(job_ids), "terminal": 0}
+        return {"jobs": len(job_ids), "terminal": terminal, "completed": 0, "failed": terminal}
     first_enqueued = min(float(r[1]) for r in done)
     last_finished = max(float(r[3]) for r in done)
     waits = [(float(r[2]) - float(r[1])) * 1000 for r in done if r[2] is not None]
@@ -129,7 +132,9 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
             }
     return {
         "jobs": len(job_ids),
-        "terminal": len(done),
+        "terminal": terminal,
+        "completed": len(done),
+        "failed": by_status.get("failed", 0),
         "by_status": by_status,
         "by_kind": by_kind,
         "jobs_per_s": round(len(done) / max(last_finished - first_enqueued, 1e-6), 1),
@@ -184,9 +189,11 @@ def submit_and_wait(
     label: str,
     timeout: float = 300,
     concurrency: int = 1,
+    journal: Journal | None = None,
 ) -> tuple[list[str], dict]:
-    """Run every submission (each returns the job ids it got accepted) from ``concurrency`` client threads, then
-    wait until all are terminal."""
+    """Run every submission (each returns the job ids it got accepted, and writes what it was told to ``journal``)
+    from ``concurrency`` client threads, then wait until all are terminal."""
+    journal = journal if journal is not None else Journal(source=label)
     from concurrent.futures import ThreadPoolExecutor
 
     job_ids: list[str] = []
@@ -199,7 +206,7 @@ def submit_and_wait(
 
         def one(submit) -> list[str] | None:
             try:
-                return submit(client)
+                return submit(client, journal)
             except httpx.HTTPError:
                 return None
 
@@ -226,27 +233,41 @@ def submit_and_wait(
     return job_ids, figures
 
 
+def _answered(r: httpx.Response, journal: Journal | None, kind: str, digests: list[str], key: str) -> list[str]:
+    """The ids a 202 carries, written to ``journal``; any other answer is a refusal, written and raised."""
+    if r.status_code != 202:
+        if journal is not None:
+            journal.refused(kind, None, r.status_code)
+        r.raise_for_status()
+        raise httpx.HTTPStatusError(f"HTTP {r.status_code}, not 202", request=r.request, response=r)
+    got = r.json()[key]
+    ids = got if isinstance(got, list) else [got]
+    if journal is not None:
+        journal.accepted(ids, kind, digests)
+    return ids
+
+
 def inference_batch(patterns: Sequence[str], n_values: int = 48, seed: int = 0, horizon: int = 3):
-    """One request carrying a series of each pattern (from the shared generators), with held-out true values."""
+    """One request carrying a series of each pattern (from the shared generators), with held-out true values. Each
+    series is drawn with its own seed (``seed`` and its place in the request): no two jobs of a batch are alike, so a
+    forecast handed to the wrong job shows."""
     from system.simulators.patterns import split
 
-    def submit(client: httpx.Client) -> list[str]:
+    def submit(client: httpx.Client, journal: Journal | None = None) -> list[str]:
         series = []
-        for p in patterns:
-            values, actual = split(p, n_values, horizon, seed=seed)
+        for i, p in enumerate(patterns):
+            values, actual = split(p, n_values, horizon, seed=seed * 16 + i)
             series.append({"pattern": p, "values": values, "actual": actual, "horizon": horizon})
         r = client.post("/api/v1/inference", json={"series": series})
-        r.raise_for_status()
-        return r.json()["job_ids"]
+        return _answered(r, journal, "inference", [series_digest(s) for s in series], "job_ids")
 
     return submit
 
 
 def score_upload(content: bytes, title: str):
-    def submit(client: httpx.Client) -> list[str]:
+    def submit(client: httpx.Client, journal: Journal | None = None) -> list[str]:
         r = client.post("/api/v1/scores", files={"file": ("score.musicxml", content)}, data={"title": title})
-        r.raise_for_status()
-        return [r.json()["job_id"]]
+        return _answered(r, journal, "score", [file_digest(content)], "job_id")
 
     return submit
 

@@ -1,13 +1,16 @@
 """Planted defects: the suite's own proof that its verdicts can turn red.
 
-Each defect is planted from the suite's side — ``system/`` has no sabotage switch. Process defects patch the
+Each defect is planted from the suite's side — ``system/`` has no sabotage switch. Each names the verdicts it must
+turn red (``reveals``: ledger problem kinds, content checks); a unit test fails when a verdict has no such twin, and
+the sabotage tests plant each one and check that every verdict it names went red. Process defects patch the
 system's classes inside a real worker or API process started through this package's entry point::
 
     python -m harness.sabotage <defect>[,<defect>…] system.worker --concurrency 4
     python -m harness.sabotage slow_api system.api --port 8000
 
-(``SystemUnderTest.start_worker(sabotage=…)`` / ``start_api(sabotage=…)`` do that). Store defects
-(a row corrupted after the fact, a stray DLQ message) are written straight into the stores by the tests.
+(``SystemUnderTest.start_worker(sabotage=…)`` / ``start_api(sabotage=…)`` do that). Store defects (a row corrupted
+after the fact, a stray DLQ message, a job no client submitted) are written straight into the stores, behind the
+system's back: ``plant_in_stores(name, stack, job_ids, queue)``.
 ``python -m harness.sabotage --list`` prints the catalog.
 """
 
@@ -27,20 +30,45 @@ log = logging.getLogger("harness.sabotage")
 @dataclass(frozen=True)
 class Defect:
     name: str
-    target: str  # "worker" or "api": the process it is planted in
+    target: str  # "worker", "api" (the process it is planted in) or "store" (written into the stores)
     what: str
-    plant: Callable[[], None]
+    plant: Callable[..., None]
+    reveals: tuple[str, ...] = ()  # the verdicts it must turn red, by name (ledger problem kinds, content checks)
 
 
 CATALOG: dict[str, Defect] = {}
 
 
-def defect(name: str, target: str, what: str):
-    def register(fn: Callable[[], None]) -> Callable[[], None]:
-        CATALOG[name] = Defect(name, target, what, fn)
+def defect(name: str, target: str, what: str, reveals: tuple[str, ...] = ()):
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        CATALOG[name] = Defect(name, target, what, fn, reveals)
         return fn
 
     return register
+
+
+# verdict kinds whose twin is a recorded store state, not a planted defect, and why
+RECORDED_ONLY = {
+    "topic_incomplete": "a Kafka read cut short by its deadline is the reader's state, not a store's: its twin is "
+    "the recorded read in tests/unit/test_ledger.py",
+}
+
+
+def missing_twins(catalog: dict[str, Defect], kinds) -> set[str]:
+    """The verdict kinds no defect of ``catalog`` reveals (and that have no recorded twin in ``RECORDED_ONLY``)."""
+    twinned = {k for d in catalog.values() for k in d.reveals}
+    return set(kinds) - twinned - set(RECORDED_ONLY)
+
+
+def plant_in_stores(name: str, stack, job_ids: list[str], queue: str) -> list[str]:
+    """Plant the store defect ``name`` on the stores of ``stack`` (``job_ids``: finished jobs of the run on
+    ``queue``); returns the job ids it touched (or made)."""
+    d = CATALOG[name]
+    if d.target != "store":
+        raise ValueError(f"{name} is planted in a {d.target} process, not in the stores")
+    touched = d.plant(stack, job_ids, queue)
+    log.warning("SABOTAGE planted in the stores: %s — %s", name, d.what)
+    return list(touched or [])
 
 
 def plant(names: str) -> list[Defect]:
@@ -49,6 +77,8 @@ def plant(names: str) -> list[Defect]:
     for name in filter(None, (n.strip() for n in names.split(","))):
         if name not in CATALOG:
             raise SystemExit(f"unknown defect {name!r}; the catalog: {', '.join(sorted(CATALOG))}")
+        if CATALOG[name].target == "store":
+            raise SystemExit(f"{name} is a store defect: plant it with plant_in_stores, not in a process")
         CATALOG[name].plant()
         planted.append(CATALOG[name])
         log.warning("SABOTAGE planted: %s — %s", name, CATALOG[name].what)
@@ -56,7 +86,12 @@ def plant(names: str) -> list[Defect]:
 
 
 # -- in the worker -------------------------------------------------------------------------------------------------
-@defect("ack_before_commit", "worker", "deletes the SQS message as soon as it is received, before any commit")
+@defect(
+    "ack_before_commit",
+    "worker",
+    "deletes the SQS message as soon as it is received, before any commit",
+    reveals=("not_terminal",),
+)
 def _ack_before_commit() -> None:
     from system.worker.runner import Worker
 
@@ -75,6 +110,7 @@ def _ack_before_commit() -> None:
     "worker",
     "the Celery worker acknowledges each task on receipt (Celery's default, "
     "acks_late off) and acknowledges a task whose worker process was lost",
+    reveals=("not_terminal",),
 )
 def _celery_early_ack() -> None:
     from system.storage import queues
@@ -87,7 +123,12 @@ def _celery_early_ack() -> None:
     queues.celery_config = early
 
 
-@defect("double_publish", "worker", "produces every outbox event to Kafka twice")
+@defect(
+    "double_publish",
+    "worker",
+    "produces every outbox event to Kafka twice",
+    reveals=("result_duplicate", "events_duplicate"),
+)
 def _double_publish() -> None:
     from system.storage.outbox import Outbox
 
@@ -105,7 +146,7 @@ def _double_publish() -> None:
     Outbox.publish = twice
 
 
-@defect("skip_redis", "worker", "never writes a terminal status to Redis")
+@defect("skip_redis", "worker", "never writes a terminal status to Redis", reveals=("redis_disagrees",))
 def _skip_redis() -> None:
     from system.storage.status_cache import StatusCache
 
@@ -125,7 +166,12 @@ def _skip_redis() -> None:
     StatusCache.put_many = put_many_unless_terminal
 
 
-@defect("never_finish", "worker", "an inference job's pipeline never returns (the job stays running)")
+@defect(
+    "never_finish",
+    "worker",
+    "an inference job's pipeline never returns (the job stays running)",
+    reveals=("not_terminal",),
+)
 def _never_finish() -> None:
     from system.pipelines import inference
 
@@ -136,7 +182,12 @@ def _never_finish() -> None:
     inference.run_many = hang
 
 
-@defect("drop_terminal_event", "worker", "writes no job_events row for a job's terminal transition")
+@defect(
+    "drop_terminal_event",
+    "worker",
+    "writes no job_events row for a job's terminal transition",
+    reveals=("events_missing",),
+)
 def _drop_terminal_event() -> None:
     from system.storage.jobs import JobStore
 
@@ -148,7 +199,12 @@ def _drop_terminal_event() -> None:
     JobStore._terminal_entries = without_status
 
 
-@defect("ghost_model_event", "worker", "adds an inference_results event for a model the job never ran")
+@defect(
+    "ghost_model_event",
+    "worker",
+    "adds an inference_results event for a model the job never ran",
+    reveals=("result_unexpected",),
+)
 def _ghost_model_event() -> None:
     from psycopg.types.json import Jsonb
 
@@ -217,7 +273,12 @@ def _slow_api() -> None:
     _wrap_app(change)
 
 
-@defect("refuse_after_accepting", "api", "answers 503 to job submissions it has already committed and enqueued")
+@defect(
+    "refuse_after_accepting",
+    "api",
+    "answers 503 to job submissions it has already committed and enqueued",
+    reveals=("refused_ran",),
+)
 def _refuse_after_accepting() -> None:
     from fastapi.responses import JSONResponse
 
@@ -251,3 +312,326 @@ def _ws_silent() -> None:
         app.router.routes.insert(0, app.router.routes.pop())
 
     _wrap_app(change)
+
+
+# -- in the worker: what jobs produce ----------------------------------------------------------------------------
+@defect(
+    "batch_mixup",
+    "worker",
+    "hands each LSTM forecast of a micro-batch to the next job of the batch",
+    reveals=("prediction_wrong",),
+)
+def _batch_mixup() -> None:
+    from system.pipelines.lstm import MicroBatcher
+
+    forecast_many = MicroBatcher.forecast_many
+
+    def rotated(self, items):
+        reqs = forecast_many(self, items)
+        outs = [r.out for r in reqs]
+        if len(outs) > 1:
+            for r, out in zip(reqs, outs[1:] + outs[:1], strict=True):
+                r.out = out[: r.horizon] if out is not None and len(out) >= r.horizon else r.out
+        return reqs
+
+    MicroBatcher.forecast_many = rotated
+
+
+@defect(
+    "moving_average_off",
+    "worker",
+    "the moving average forecasts 0.1 % high",
+    reveals=("prediction_wrong",),
+)
+def _moving_average_off() -> None:
+    from system.pipelines import inference
+
+    honest = inference.MODELS["moving_average"]
+    inference.MODELS["moving_average"] = lambda values, horizon, window: [
+        v * 1.001 for v in honest(values, horizon, window)
+    ]
+
+
+@defect("metrics_off", "worker", "reports every MAE and RMSE 1 % high", reveals=("metrics_wrong",))
+def _metrics_off() -> None:
+    from system.pipelines import inference
+
+    honest = inference.errors
+
+    def high(pred, actual):
+        mae, rmse = honest(pred, actual)
+        return (None if mae is None else mae * 1.01), (None if rmse is None else rmse * 1.01)
+
+    inference.errors = high
+
+
+@defect(
+    "invented_failure",
+    "worker",
+    "fails every inference job 'with a reason' (error_code invented_reason) instead of running it",
+    reveals=("failed_unbudgeted",),
+)
+def _invented_failure() -> None:
+    from system.pipelines import inference
+    from system.pipelines.base import PermanentJobError
+
+    def fail(jobs, window):
+        return [PermanentJobError("invented_reason", "the worker decided not to") for _ in jobs]
+
+    inference.run_many = fail
+
+
+@defect(
+    "drop_result_event", "worker", "writes no inference_results event for a job's LSTM", reveals=("result_missing",)
+)
+def _drop_result_event() -> None:
+    from system.storage.jobs import JobStore
+
+    terminal_entries = JobStore._terminal_entries
+
+    def without_lstm(self, row, model_results):
+        return [e for e in terminal_entries(self, row, model_results) if e[3].obj.get("model") != "lstm"]
+
+    JobStore._terminal_entries = without_lstm
+
+
+@defect(
+    "silent_audio",
+    "worker",
+    "renders each score's MP3 as silence of the right length",
+    reveals=("audio_wrong",),
+)
+def _silent_audio() -> None:
+    from system.pipelines import score
+
+    render = score.render_midi
+
+    def silent(midi, soundfont, bitrate):
+        import lameenc
+
+        honest = render(midi, soundfont, bitrate)
+        enc = lameenc.Encoder()
+        enc.set_bit_rate(bitrate)
+        enc.set_in_sample_rate(honest.sample_rate)
+        enc.set_channels(2)
+        enc.set_quality(7)
+        zeros = bytes(4 * int(honest.seconds * honest.sample_rate))
+        return type(honest)(bytes(enc.encode(zeros) + enc.flush()), honest.seconds, honest.sample_rate, 0.0)
+
+    score.render_midi = silent
+
+
+@defect(
+    "analysis_off",
+    "worker",
+    "reports one measure more than each score has",
+    reveals=("analysis_wrong",),
+)
+def _analysis_off() -> None:
+    from system.pipelines import score
+
+    run = score.run
+
+    def counted_wrong(job, timer, artifacts, llm, settings):
+        out = run(job, timer, artifacts, llm, settings)
+        if out.result and "analysis" in out.result:
+            out.result["analysis"]["measures"] += 1
+        return out
+
+    score.run = counted_wrong
+
+
+@defect(
+    "truncated_mp3",
+    "worker",
+    "stores each MP3 without its last 1 000 bytes (the record keeps the full size)",
+    reveals=("artifact_wrong",),
+)
+def _truncated_mp3() -> None:
+    from system.storage.aws import Artifacts
+
+    put = Artifacts.put
+
+    def short(self, key, data, content_type, metadata=None):
+        if content_type == "audio/mpeg":
+            data = data[:-1000]
+        return put(self, key, data, content_type, metadata)
+
+    Artifacts.put = short
+
+
+# -- in the API: what clients are told ----------------------------------------------------------------------------
+@defect(
+    "vanishing_job",
+    "api",
+    "answers 202 for every series of a request, then deletes the last one's job from every store, unsent",
+    reveals=("lost",),
+)
+def _vanishing_job() -> None:
+    from system.api import jobs as api_jobs
+
+    enqueue = api_jobs.enqueue
+
+    def all_but_last(request, deps, rows):
+        if len(rows) < 2:
+            return enqueue(request, deps, rows)
+        victim = rows[-1]["id"]
+        with deps.store.pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM outbox WHERE job_id = %s", (victim,))
+            conn.execute("DELETE FROM jobs WHERE id = %s", (victim,))
+        return enqueue(request, deps, rows[:-1])
+
+    api_jobs.enqueue = all_but_last
+
+
+@defect(
+    "input_tampered",
+    "api",
+    "stores each series with its values in reverse order (the job runs on what was stored)",
+    reveals=("input_differs",),
+)
+def _input_tampered() -> None:
+    from system.storage.jobs import JobStore
+
+    create_many = JobStore.create_many
+
+    def reversed_values(self, kind, items):
+        return create_many(self, kind, [{**p, "values": list(reversed(p["values"]))} for p in items])
+
+    JobStore.create_many = reversed_values
+
+
+# -- in the stores, behind the system's back (plant_in_stores) ---------------------------------------------------
+def _sql(stack, sql: str, args=()) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        cur = conn.execute(sql, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _inference_jobs(stack, job_ids: list[str]) -> list[str]:
+    rows = _sql(
+        stack, "SELECT id::text FROM jobs WHERE id = ANY(%s::uuid[]) AND kind = 'inference' ORDER BY id", (job_ids,)
+    )
+    if not rows:
+        raise ValueError("the store defect needs a finished inference job of the run")
+    return [r[0] for r in rows]
+
+
+@defect("deleted_row", "store", "deletes an accepted job's row from Postgres", reveals=("lost",))
+def _deleted_row(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(stack, "DELETE FROM jobs WHERE id = %s", (victim,))
+    return [victim]
+
+
+@defect(
+    "failed_row_without_reason",
+    "store",
+    "marks a completed job failed, with no reason",
+    reveals=("failed_without_reason", "redis_disagrees"),
+)
+def _failed_row_without_reason(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(stack, "UPDATE jobs SET status = 'failed', error_code = NULL WHERE id = %s", (victim,))
+    return [victim]
+
+
+@defect(
+    "status_rewritten",
+    "store",
+    "rewrites a completed job's status to completed_with_warnings in Postgres alone",
+    reveals=("result_status", "events_order", "redis_disagrees"),
+)
+def _status_rewritten(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(stack, "UPDATE jobs SET status = 'completed_with_warnings' WHERE id = %s", (victim,))
+    return [victim]
+
+
+@defect("models_forgotten", "store", "empties a job's list of models", reveals=("no_models",))
+def _models_forgotten(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(stack, "UPDATE jobs SET params = jsonb_set(params, '{models}', '[]') WHERE id = %s", (victim,))
+    return [victim]
+
+
+@defect(
+    "dlq_stray",
+    "store",
+    "sends a completed job's message to the DLQ",
+    reveals=("dlq_unexplained",),
+)
+def _dlq_stray(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    sqs = stack.aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{queue}-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"job_id": victim, "kind": "inference", "v": 1}))
+    return [victim]
+
+
+@defect(
+    "unsubmitted_row",
+    "store",
+    "inserts a completed job on the run's queue that no client submitted",
+    reveals=("unsubmitted",),
+)
+def _unsubmitted_row(stack, job_ids, queue):
+    import uuid
+
+    from psycopg.types.json import Jsonb
+
+    ghost = str(uuid.uuid4())
+    _sql(
+        stack,
+        "INSERT INTO jobs (id, kind, status, params, queue, attempts, started_at, finished_at) VALUES "
+        "(%s, 'inference', 'completed', %s, %s, 1, now(), now())",
+        (ghost, Jsonb({"pattern": "linear", "values": [1.0, 2.0], "models": ["moving_average"]}), queue),
+    )
+    return [ghost]
+
+
+@defect(
+    "prediction_rewritten",
+    "store",
+    "rewrites one job's LSTM forecast in inference_results alone (jobs.result and Kafka keep the original)",
+    reveals=("copies_disagree",),
+)
+def _prediction_rewritten(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(
+        stack,
+        "UPDATE inference_results SET prediction = (SELECT jsonb_agg(0) FROM jsonb_array_elements(prediction)) "
+        "WHERE job_id = %s AND model_name = 'lstm'",
+        (victim,),
+    )
+    return [victim]
+
+
+@defect(
+    "result_time_reversed",
+    "store",
+    "moves a job's result rows' completed_at to before their created_at",
+    reveals=("times_impossible",),
+)
+def _result_time_reversed(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(
+        stack,
+        "UPDATE inference_results SET completed_at = created_at - interval '1 second' WHERE job_id = %s",
+        (victim,),
+    )
+    return [victim]
+
+
+@defect(
+    "attempts_bumped",
+    "store",
+    "adds an attempt to a job's row that no running event shows",
+    reveals=("events_attempts",),
+)
+def _attempts_bumped(stack, job_ids, queue):
+    victim = _inference_jobs(stack, job_ids)[0]
+    _sql(stack, "UPDATE jobs SET attempts = attempts + 1 WHERE id = %s", (victim,))
+    return [victim]

@@ -96,7 +96,7 @@ def test_poison_message_ends_in_the_dlq_with_the_job_failed_and_why(system_facto
     assert sorted(m["Body"] for m in dead) == sorted(
         [json.dumps({"job_id": job_id, "kind": "inference", "v": 1}), "this is not a job message"]
     )
-    report = ledger.settle(stack, [job_id])
+    report = ledger.settle(stack, [job_id], failures={"max_attempts_exceeded": 1})
     assert report.ok, report.summary()  # failed in Postgres, Redis and one Kafka event per model
 
 
@@ -184,11 +184,20 @@ def test_a_receives_jobs_run_as_one_batch_and_a_bad_one_fails_alone(system_facto
     good = [str(uuid.uuid4()) for _ in range(7)]
     bad = str(uuid.uuid4())
     with psycopg.connect(stack.postgres.dsn) as conn:
-        for job_id in good + [bad]:
-            values = [] if job_id == bad else [1.0, 2.0, 3.0, 4.0]
+        for k, job_id in enumerate(good + [bad]):
+            # each job its own series (level and slope), so a forecast handed to another job of the batch shows
+            values = [] if job_id == bad else [1.0 + 3 * k + (k + 1) * i * 0.5 for i in range(12)]
             conn.execute(
-                "INSERT INTO jobs (id, kind, status, params) VALUES (%s, 'inference', 'queued', %s)",
-                (job_id, Jsonb({"pattern": "linear", "values": values, "models": ["lstm", "moving_average"]})),
+                "INSERT INTO jobs (id, kind, status, params, queue) VALUES (%s, 'inference', 'queued', %s, %s)",
+                (
+                    job_id,
+                    Jsonb({"pattern": "linear", "values": values, "models": ["lstm", "moving_average"]}),
+                    sut.queue_name,
+                ),
+            )
+            conn.execute(  # its 'queued' event, as the API writes it
+                "INSERT INTO outbox (job_id, topic, key, payload) VALUES (%s, 'job_events', %s, %s)",
+                (job_id, job_id, Jsonb({"job_id": job_id, "kind": "inference", "status": "queued", "attempts": 0})),
             )
     bodies = [{"job_id": j, "kind": "inference", "v": 1} for j in [*good, bad, good[0]]] + [{"not": "a job"}]
     sqs.send_message_batch(
@@ -210,3 +219,7 @@ def test_a_receives_jobs_run_as_one_batch_and_a_bad_one_fails_alone(system_facto
     assert len({state[j][3] for j in good + [bad]}) < 8 and state[bad][3] in {state[j][3] for j in good}
     poison = [r for r in sut.log_records("ERROR") if r["process"] == worker.name and "poison" in r["msg"]]
     assert poison, "the poison message was not seen"
+    # what each job of the batch produced is its own: every forecast against the oracle's, every copy alike
+    report = ledger.settle(stack, good + [bad], failures={"invalid_series": 1})
+    assert report.ok, report.summary()
+    assert report.content["checked"]["inference: lstm"] == 7 and report.content["mismatches"] == 0

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from harness import ledger
+from harness import content, ledger
 from harness.ledger import PROBLEMS, EmptyLedger, StoreState, judge
 
 INF, SCORE = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
@@ -22,8 +22,14 @@ def ev(status: str, attempts: int, event_id: int) -> dict:
 def clean() -> StoreState:
     """Two jobs as a healthy run leaves them: an inference job (two models) and a score job."""
     rows = {
-        INF: {"kind": "inference", "status": "completed", "params": {"models": MODELS}, "error_code": None},
-        SCORE: {"kind": "score", "status": "completed_with_warnings", "params": {}, "error_code": None},
+        INF: {
+            "kind": "inference",
+            "status": "completed",
+            "params": {"models": MODELS},
+            "error_code": None,
+            "attempts": 1,
+        },
+        SCORE: {"kind": "score", "status": "completed_with_warnings", "params": {}, "error_code": None, "attempts": 2},
     }
     cached = {INF: json.dumps({"status": "completed"}), SCORE: json.dumps({"status": "completed_with_warnings"})}
     results = {
@@ -106,11 +112,38 @@ CASES = {
         lambda s: s.dlq.append({"message_id": "m1", "job_id": INF, "status": "completed", "error_code": None}),
         "which is completed — unexplained",
     ),
+    "unsubmitted": (
+        lambda s: s.unsubmitted.append({"id": "33", "kind": "inference", "status": "completed", "queue": "q"}),
+        "that no client was told about",
+    ),
+    "failed_unbudgeted": (lambda s: _fail(s, SCORE, "invented"), "failed (invented): 1 job(s) failed so, the budget"),
+    "events_attempts": (lambda s: s.rows[INF].update(attempts=2), "1 running event(s) for 2 attempt(s)"),
 }
 
 
+def _fail(s: StoreState, jid: str, code: str) -> None:
+    s.rows[jid].update(status="failed", error_code=code)
+    s.cached[jid] = json.dumps({"status": "failed"})
+    for e in s.results["score" if jid == SCORE else "inference"][jid]:
+        e.update(status="failed")
+    s.job_events[jid][-1].update(status="failed")
+
+
 def test_every_problem_kind_has_a_planted_case():
-    assert set(CASES) == set(PROBLEMS)
+    """The content checks have theirs in test_content.py."""
+    assert set(CASES) == set(PROBLEMS) - set(content.CHECKS)
+
+
+def test_a_failure_within_its_budget_passes_and_one_more_does_not():
+    state = copy.deepcopy(clean())
+    _fail(state, SCORE, "input_lost")
+    state.failures = {"input_lost": 1}
+    assert judge(state).ok
+    _fail(state, INF, "input_lost")
+    report = judge(state)
+    assert report.kinds == {"failed_unbudgeted": 2}, report.summary()
+    state.failures = {"input_lost": 1, "*": 1}  # any reason: the spare covers the second
+    assert judge(state).ok
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
+from harness.ledger import PROBLEMS
 from harness.load import _split_defects
-from harness.sabotage import CATALOG, plant
+from harness.sabotage import CATALOG, missing_twins, plant
 
 
 def test_the_catalog_covers_both_processes_and_at_least_ten_defects():
     assert len(CATALOG) >= 10
-    assert {d.target for d in CATALOG.values()} == {"worker", "api"}
+    assert {d.target for d in CATALOG.values()} == {"worker", "api", "store"}
     assert all(d.what for d in CATALOG.values())
 
 
@@ -46,3 +47,21 @@ def test_the_entry_point_lists_the_catalog():
         [sys.executable, "-m", "harness.sabotage", "--list"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and all(name in out.stdout for name in CATALOG)
+
+
+def test_every_verdict_kind_has_a_sabotage_twin():
+    """Every kind of problem the ledger and the content oracle report is revealed by a planted defect (the sabotage
+    tests plant each and check its verdicts went red); no defect claims a verdict that does not exist."""
+    assert missing_twins(CATALOG, PROBLEMS) == set()
+    claimed = {k for d in CATALOG.values() for k in d.reveals}
+    assert claimed <= set(PROBLEMS), claimed - set(PROBLEMS)
+
+
+def test_a_verdict_whose_twin_is_removed_is_named():
+    without = {name: d for name, d in CATALOG.items() if name != "metrics_off"}
+    assert missing_twins(without, PROBLEMS) == {"metrics_wrong"}
+
+
+def test_store_defects_are_not_planted_in_a_process():
+    with pytest.raises(SystemExit, match="store defect"):
+        plant("deleted_row")
