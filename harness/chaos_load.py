@@ -414,7 +414,7 @@ class ChaosLoad:
         ]
         mock = control.requests()
         warnings = [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")]
-        told = journals.read(self.journal_path)
+        told = journals.read(self.journal_path, started=0.0)  # the queue is the run's own: every job on it counts
         self.say(
             f"  ledger over the client journal: {len(told.accepted_ids)} accepted job(s), {told.refusals} refused "
             f"submission(s); the stores hold {len(jobs)} job(s) on the run's queue …"

@@ -10,6 +10,21 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from harness.journal import Journal, series_digest
+
+
+def _sent_series_digests(response, n: int) -> list[str | None]:
+    """The digests of the series an accepted inference request carried (None each where the body does not read back
+    as that many series: the input check is then skipped for those jobs, not failed)."""
+    try:
+        sent = json.loads(response.request.content)
+        series = sent["series"] if isinstance(sent, dict) and "series" in sent else [sent]
+        if len(series) == n:
+            return [series_digest(s) for s in series]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return [None] * n
+
 
 class Tally:
     """Every fuzzed request: counts per endpoint and status, accepted job ids, and what broke a rule."""
@@ -20,6 +35,7 @@ class Tally:
         self.accepted: list[str] = []
         self.broken: list[str] = []
         self.ran: set[str] = set()  # which generators ran (the total is judged only when all of them did)
+        self.journal = Journal(source="fuzz")  # what the API told the fuzzer: the ledger's accepted set
 
     @property
     def total(self) -> int:
@@ -55,6 +71,10 @@ class Tally:
             body = response.json()
             ids = body.get("job_ids") or ([body["job_id"]] if "job_id" in body else [])
             self.accepted += ids
+            kind = "score" if "job_id" in body else "inference"
+            self.journal.accepted(
+                ids, kind, _sent_series_digests(response, len(ids)) if kind == "inference" else [None] * len(ids)
+            )
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -137,8 +137,10 @@ class Journal:
         return {"accepted": len(self.accepted_ids), "refused": self.refusals, "by_source": by_source}
 
 
-def read(paths: Path | str | Iterable[Path | str]) -> Journal:
-    """One journal from the files at ``paths`` (missing files read as empty: a client that was told nothing)."""
+def read(paths: Path | str | Iterable[Path | str], started: float | None = None) -> Journal:
+    """One journal from the files at ``paths`` (missing files read as empty: a client that was told nothing).
+    ``started``: when its clients began (default: its first entry) — a job accepted on the run's queue since then
+    that the journal lacks is *unsubmitted*."""
     if isinstance(paths, str | Path):
         paths = [paths]
     entries = []
@@ -149,6 +151,10 @@ def read(paths: Path | str | Iterable[Path | str]) -> Journal:
         for line in p.read_text().splitlines():
             if line.strip():
                 d = json.loads(line)
+                sent = d.pop("input", None)  # a client outside the harness (the data simulator) writes its input
+                if sent is not None and "digest" not in d:
+                    d["digest"] = series_digest(sent) if d.get("kind") == "inference" else None
                 entries.append(Entry(**d))
     entries.sort(key=lambda e: e.t)
-    return Journal(source="files", entries=entries, started=entries[0].t if entries else time.time())
+    first = entries[0].t if entries else time.time()
+    return Journal(source="files", entries=entries, started=started if started is not None else first)

@@ -146,7 +146,7 @@ def gather(
                     "SELECT id, kind, status, queue, enqueued_at, params->'metadata'->>'submission' AS token, "
                     "params->>'filename_stem' AS stem FROM jobs WHERE queue = ANY(%s) "
                     "AND enqueued_at >= to_timestamp(%s) AND NOT (id = ANY(%s::uuid[]))",
-                    (list(scope), journal.started - 1.0, ids),
+                    (list(scope), journal.started, ids),
                 )
             ]
             unsubmitted = [u for u in unsubmitted if u["token"] not in refused and u["stem"] not in refused]

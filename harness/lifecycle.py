@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from harness.contract import RANK, job_message
+from harness.contract import RANK, TERMINAL, job_message
 from harness.faults import FaultTimeline, ProcessFaults
 from harness.jobs import Jobs
 
@@ -108,6 +108,7 @@ def run_lifecycle(
             assert r.json().get("detail"), f"a {r.status_code} without a message"
             self.jobs.rejected += 1
             self.jobs.refused_tokens.append(token)
+            self.jobs.journal.refused("inference", token, r.status_code)
 
         @precondition(lambda self: self.jobs.accepted)
         @rule(data=st.data())
@@ -126,32 +127,44 @@ def run_lifecycle(
             job = data.draw(st.sampled_from(self.jobs.accepted))
             sqs.send_message(QueueUrl=queue_url, MessageBody=job_message(job, "inference"))
 
+        def _in_flight(self, seed: int) -> int:
+            """Jobs submitted right before a fault (a score, slow to render, and a batch of series): how many are
+            not yet terminal as it hits — the fault meets work in progress, not an idle system."""
+            self.jobs.score(f"in flight {seed}")
+            self.jobs.inference(5, seed=seed)
+            return sum(1 for r in self.jobs.rows().values() if r[0] not in TERMINAL)
+
         @precondition(lambda self: self.faults < 2)
-        @rule()
-        def kill_a_worker(self):
+        @rule(seed=st.integers(0, 1000))
+        def kill_a_worker(self, seed):
             self.faults += 1
-            self.fault_log.append("kill_worker")
+            busy = self._in_flight(seed)
+            self.fault_log.append(f"kill_worker ({busy} jobs in flight)")
             victim = sut.workers[0]
             proc.kill(victim)
             sut.workers.remove(victim)
             sut.start_worker(concurrency=4, grace=5, sabotage=sabotage)
 
+        # up to twice the visibility timeout (ENV: 4 s): a long pause lets the message come back to the other worker
+        # while the paused one still holds it, so the at-least-once path (a job run twice, finished once) is walked
         @precondition(lambda self: self.faults < 2)
-        @rule(seconds=st.floats(0.2, 2.0))
-        def pause_a_worker(self, seconds):
+        @rule(seconds=st.floats(0.2, 8.0), seed=st.integers(0, 1000))
+        def pause_a_worker(self, seconds, seed):
             self.faults += 1
-            self.fault_log.append("pause_worker")
+            busy = self._in_flight(seed)
+            self.fault_log.append(f"pause_worker {seconds:.1f}s ({busy} jobs in flight)")
             with proc.pause(sut.workers[-1]):
                 time.sleep(seconds)
 
         @precondition(lambda self: bool(restarts) and self.faults < 2)
-        @rule(service=st.sampled_from(list(restarts) or ["none"]))
-        def restart_a_service(self, service):
+        @rule(service=st.sampled_from(list(restarts) or ["none"]), seed=st.integers(0, 1000))
+        def restart_a_service(self, service, seed):
             # Redis: statuses cached before are kept (append-only file), those missed are repaired from Postgres;
             # Postgres: submissions are refused (503) while it is away, running jobs retry their writes; Kafka:
             # events wait in the outbox
             self.faults += 1
-            self.fault_log.append(f"restart_{service}")
+            busy = self._in_flight(seed)
+            self.fault_log.append(f"restart_{service} ({busy} jobs in flight)")
             with proc.service_down(service):
                 time.sleep(0.5)
 

@@ -346,7 +346,7 @@ def measure(
         figures["capacity"] = capacity(stack, host, ceiling, burst_requests, journal=burst)
         burst.close()
         figures["failed_jobs"] += figures["capacity"]["failed"]  # the burst's failures are judged too
-    told = journals.read(journal_path)
+    told = journals.read(journal_path, started=started.timestamp())
     figures["journal"] = told.summary()
     print(
         f"ledger over the client journal ({figures['journal']['accepted']} accepted, "

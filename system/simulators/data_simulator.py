@@ -59,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--patterns", default=",".join(PATTERNS), help=f"comma-separated subset of {', '.join(PATTERNS)}")
     ap.add_argument("--json-out", metavar="PATH", help="write the summary (with every accepted job id) to PATH")
+    ap.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="append what the API answered to PATH, one JSON line per accepted job (its id and the series sent) "
+        "and per refused request: the client's own record, for a verifier to judge the stores against",
+    )
     return ap
 
 
@@ -111,10 +117,25 @@ class Simulator:
             self.accepted += body["count"]
             self.job_ids += body["job_ids"]
             self.by_pattern.update(s["pattern"] for s in series)
+            self.journal(
+                [
+                    {"event": "accepted", "kind": "inference", "job_id": j, "input": s}
+                    for j, s in zip(body["job_ids"], series, strict=True)
+                ]
+            )
         else:
             self.failed_requests += 1
             self.failed_jobs += len(series)
             self.errors[f"HTTP {r.status_code}: {r.text[:120]}"] += 1
+            self.journal([{"event": "refused", "kind": "inference", "status": r.status_code}])
+
+    def journal(self, entries: list[dict]) -> None:
+        """``--journal``: what the API answered, as it answered (one line per job or refusal)."""
+        if not self.args.journal:
+            return
+        now = time.time()
+        with open(self.args.journal, "a") as fh:
+            fh.write("".join(json.dumps({"t": now, "source": "data_simulator", **e}) + "\n" for e in entries))
 
     def progress(self, force: bool = False) -> None:
         now = time.monotonic()

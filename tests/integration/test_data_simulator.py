@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness import ledger
+from harness import journal, ledger
 from harness.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,8 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
             system.api_url,
             "--json-out",
             str(out),
+            "--journal",
+            str(out.with_suffix(".journal.jsonl")),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -68,8 +70,15 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
         ).fetchall()
     assert len(per_job) == 50
     assert all(models == ["lstm", "moving_average"] and scored for _, models, scored in per_job)
-    report = ledger.settle(stack, ids)  # one Kafka inference_results event per job and model, Redis agrees
+    # the ledger over the simulator's own journal: every job it was told of, its outputs against the oracle's
+    told = journal.read(out.with_suffix(".journal.jsonl"))
+    assert told.accepted_ids == ids and len(told.digests) == 50
+    report = ledger.settle(stack, journal=told)  # one Kafka inference_results event per job and model, Redis agrees
     assert report.ok, report.summary()
+    assert (
+        report.content["checked"]["inference: lstm"] == 50
+        and report.content["checked"]["inference: input digest"] == 50
+    )
 
     with system.client() as c:
         patterns = {p["pattern"] for p in c.get("/api/v1/dashboard/patterns").json()["patterns"]}
