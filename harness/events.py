@@ -62,6 +62,7 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
                     "value": json.loads(msg.value()),
                     "partition": msg.partition(),
                     "offset": msg.offset(),
+                    "timestamp": msg.timestamp()[1],  # ms, the producer's create time
                 }
             )
         else:
@@ -73,7 +74,12 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
 
 
 def by_key(messages: list[dict]) -> dict[str, list[dict]]:
+    """Each key's values in the order the log holds them (one key, one partition: offset order), each carrying its
+    place in the log (``_partition``, ``_offset``) and the producer's timestamp (``_ts``, ms)."""
     grouped: dict[str, list[dict]] = defaultdict(list)
     for m in messages:
-        grouped[m["key"]].append(m["value"])
+        value = m["value"] if isinstance(m["value"], dict) else {"value": m["value"]}
+        grouped[m["key"]].append(
+            {**value, "_partition": m.get("partition"), "_offset": m.get("offset"), "_ts": m.get("timestamp")}
+        )
     return grouped

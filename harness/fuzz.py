@@ -21,7 +21,7 @@ def _sent_series_digests(response, n: int) -> list[str | None]:
         series = sent["series"] if isinstance(sent, dict) and "series" in sent else [sent]
         if len(series) == n:
             return [series_digest(s) for s in series]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError):  # RuntimeError: no request recorded
         pass
     return [None] * n
 

@@ -13,12 +13,18 @@ What must hold, per accepted job:
 * Kafka result events: an inference job lists the models it runs and has exactly one event per model, none for a
   model it did not run and none without a model; a score job exactly one event. Every event carries the record's
   status.
-* Kafka ``job_events``: one forward path — ``queued``, then ``running`` once per attempt, then exactly one terminal
-  event, the record's status, last — with no event twice.
+* Kafka ``job_events``, in the order the log holds them: one forward path — ``queued``, then ``running`` once per
+  attempt (as many as the record's ``attempts``), then exactly one terminal event, the record's status, last — with
+  no event twice; its result events are in the log after its last running event.
+* What it produced (``harness.content``): every output against the oracle's own reference, every copy alike field by
+  field, its input what its client sent.
+* A failed job is within the run's failure budget (default: none may fail).
 * A topic read that hit its deadline is a problem (a cut-short read could hide a duplicate), never a pass.
 
-Across the run: a refused submission (the API did not answer 2xx) never became a job; every DLQ message is a job
-that failed with its reason, or a body that is no job at all. An empty job list is an error: it proves nothing.
+Across the run: the accepted jobs are those the clients were told of (their journal, ``harness.journal``), never
+what the stores hold; a job on the run's queue that no client submitted is a problem; a refused submission (the API
+did not answer 2xx) never became a job; every DLQ message is a job that failed with its reason, or a body that is no
+job at all. An empty journal is an error: it proves nothing.
 """
 
 from __future__ import annotations
@@ -270,7 +276,9 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
             report.add("failed_without_reason", jid, "failed without a recorded reason")
         _judge_cache(report, jid, row, state.cached.get(jid))
         _judge_results(report, jid, row, state.results.get(row["kind"], {}).get(jid, []))
-        _judge_job_events(report, jid, row, state.job_events.get(jid, []))
+        _judge_job_events(
+            report, jid, row, state.job_events.get(jid, []), state.results.get(row["kind"], {}).get(jid, [])
+        )
     for token, jobs in sorted(state.refused_rows.items()):
         for j in jobs:
             report.add(
@@ -372,10 +380,11 @@ def _judge_results(report: LedgerReport, jid: str, row: dict, got: list[dict]) -
             report.add("result_unexpected", jid, f"{n} Kafka result event(s) for {model!r}, which the job did not run")
 
 
-def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]) -> None:
-    """queued, running per attempt, one terminal (the record's status) last; nothing twice. Ordered by the outbox
-    id the event carries (two publishers may deliver a job's events to Kafka in either order)."""
-    got = sorted(got, key=lambda e: (e.get("event_id") is None, e.get("event_id") or 0))
+def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict], results: list[dict] = ()) -> None:
+    """queued, running per attempt, one terminal (the record's status) last; nothing twice; as many running events
+    as the record's attempts. Judged in the order Kafka holds them (the job's key: one partition, offset order), as
+    a consumer reads them; the job's result events (another topic) come after its last running event."""
+    got = sorted(got, key=lambda e: (e.get("_partition") or 0, e.get("_offset") or 0))
     seen = Counter((e.get("status"), e.get("attempts")) for e in got)
     for (status, attempts), n in sorted(seen.items(), key=str):
         if n > 1:
@@ -395,13 +404,29 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
         and path[-1] == row["status"]
         and len([s for s in path if s in TERMINAL]) == 1
         and all(s == "running" for s in path[1:-1])
+        and [a for s, a in unique if s == "running"] == sorted(a for s, a in unique if s == "running")
     )
     if not forward:
-        report.add("events_order", jid, f"job_events path {path} is not queued → running… → {row['status']}")
-    running = {a for s, a in unique if s == "running"}
-    if row.get("attempts") is not None and len(running) != row["attempts"]:
         report.add(
-            "events_attempts", jid, f"{len(running)} running event(s) for {row['attempts']} attempt(s) in Postgres"
+            "events_order",
+            jid,
+            f"job_events in the log's order {[f'{s}#{a}' for s, a in unique]} is not queued → running… → "
+            f"{row['status']}",
+        )
+    running = [e for e in got if e.get("status") == "running"]
+    last_running = max((e.get("_ts") or 0 for e in running), default=0)
+    early = [e for e in results if e.get("_ts") is not None and e["_ts"] < last_running]
+    if early:
+        report.add(
+            "events_order",
+            jid,
+            f"{len(early)} result event(s) in the log before its last running event "
+            f"({min(e['_ts'] for e in early)} < {last_running} ms)",
+        )
+    attempts = {a for s, a in unique if s == "running"}
+    if row.get("attempts") is not None and len(attempts) != row["attempts"]:
+        report.add(
+            "events_attempts", jid, f"{len(attempts)} running event(s) for {row['attempts']} attempt(s) in Postgres"
         )
 
 

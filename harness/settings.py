@@ -39,8 +39,8 @@ class VerisimSettings(BaseSettings):
     reports_dir: Path = Field(Path("reports"), description="where run reports, figures and histories are written")
     # -- load (Locust) ---------------------------------------------------------------------------------------------
     api: str = Field("http://127.0.0.1:8000", description="the operation server Locust's users call")
-    load_users: int = Field(10, ge=1, description="Locust users in tests/load")
-    load_seconds: int = Field(30, ge=1, description="seconds of load in tests/load")
+    load_users: int = Field(20, ge=1, description="Locust users in tests/load (the SLO targets were measured at 20)")
+    load_seconds: int = Field(60, ge=1, description="seconds of load in tests/load (the SLO targets: 60)")
     load_score: Path | None = Field(
         None, description="a score file the Locust upload user sends (default: a corpus work)"
     )

@@ -94,10 +94,16 @@ class OutboxTable:
         limit: int = 500,
         lease_seconds: float = 30,
         job_ids: list[uuid.UUID] | None = None,
+        blocked: list | None = None,
     ):
         """Unpublished events (of ``job_id``, of ``job_ids``, or — a sweep — of any of this deployment's jobs older
         than ``older_than_seconds``), leased to this caller so two publishers never send the same one (a lease that
-        expires, because its publisher died, makes the events claimable again)."""
+        expires, because its publisher died, makes the events claimable again).
+
+        A job's events reach the log in their order: an event is claimed only together with every earlier unpublished
+        event of its job, so one publisher sends them in order. One whose earlier event another publisher holds (its
+        'queued' event still on its way from the API, say) is left for that publisher's turn to end; its job id is
+        added to ``blocked``, if given, so the caller can come back for it."""
         if job_id is not None:
             job_ids = [job_id]
         where = (
@@ -111,16 +117,26 @@ class OutboxTable:
         # A claim marks the rows uncertain until they are marked published: if the broker takes them but the mark
         # never commits (Postgres lost mid-publish, the publisher killed), the next publisher finds them still
         # uncertain and looks for them in the log before sending them again (``was_uncertain``). Its token
-        # (``claim_token``, the same on every row) is what ``mark_published`` must show.
+        # (``claim_token``, the same on every row) is what ``mark_published`` must show. A candidate is free when
+        # every earlier unpublished event of its job is a candidate too (so, by induction, free as well); the
+        # others stay where they are, flagged ``blocked`` in the answer.
         with self.pool.connection() as conn:
-            return conn.execute(
-                f"""UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s), uncertain = true,
-                    claim_token = %(token)s
-                    FROM (SELECT id, uncertain AS was_uncertain FROM outbox WHERE published_at IS NULL AND {where}
-                          AND (claimed_until IS NULL OR claimed_until < now())
-                          ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) c
-                    WHERE o.id = c.id
-                    RETURNING o.*, c.was_uncertain""",
+            rows = conn.execute(
+                f"""WITH c AS (SELECT id, job_id, uncertain AS was_uncertain FROM outbox
+                               WHERE published_at IS NULL AND {where}
+                               AND (claimed_until IS NULL OR claimed_until < now())
+                               ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED),
+                        free AS (SELECT c.* FROM c WHERE NOT EXISTS (
+                                    SELECT 1 FROM outbox p WHERE p.job_id = c.job_id AND p.id < c.id
+                                    AND p.published_at IS NULL AND p.id NOT IN (SELECT id FROM c))),
+                        claimed AS (UPDATE outbox o SET claimed_until = now() + make_interval(secs => %(lease)s),
+                                        uncertain = true, claim_token = %(token)s
+                                    FROM free WHERE o.id = free.id
+                                    RETURNING o.*, free.was_uncertain)
+                    SELECT *, false AS blocked FROM claimed
+                    UNION ALL
+                    SELECT o.*, c.was_uncertain, true AS blocked FROM c JOIN outbox o ON o.id = c.id
+                    WHERE c.id NOT IN (SELECT id FROM free)""",
                 {
                     "jobs": job_ids,
                     "age": older_than_seconds,
@@ -130,6 +146,9 @@ class OutboxTable:
                     "token": uuid.uuid4(),
                 },
             ).fetchall()
+        if blocked is not None:
+            blocked.extend(sorted({r["job_id"] for r in rows if r["blocked"]}))
+        return [{k: v for k, v in r.items() if k != "blocked"} for r in rows if not r["blocked"]]
 
     def release(self, ids: list[int], uncertain: bool = False, token: uuid.UUID | None = None) -> None:
         """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already.
@@ -297,11 +316,22 @@ class Outbox:
                 producer.purge()
                 self.producer = self._new_producer()
 
-    def publish_jobs(self, job_ids) -> int:
-        """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all."""
+    def publish_jobs(self, job_ids, retries: int = 10, wait_s: float = 0.02) -> int:
+        """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all. Events
+        that must wait for an earlier event another publisher is sending (``claim``) are claimed again shortly, a
+        few times; what is still held back then is the sweep's."""
         if time.monotonic() < self.open_until or not job_ids:
             return 0
-        return self.publish(self.table.claim(job_ids=list(job_ids)))
+        done = 0
+        todo = list(job_ids)
+        for attempt in range(retries + 1):
+            blocked: list = []
+            done += self.publish(self.table.claim(job_ids=todo, blocked=blocked))
+            if not blocked or attempt == retries or time.monotonic() < self.open_until:
+                return done
+            todo = blocked
+            time.sleep(wait_s)
+        return done
 
     def publish_soon(self, job_id) -> None:
         """Hand a job's new events to this process's background publisher, which sends whatever piled up meanwhile
@@ -322,8 +352,14 @@ class Outbox:
         while True:
             rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
             if first and rows and self.topics and time.monotonic() < self.open_until + 60:
-                try:  # a restarted in-memory broker has forgotten its topics
+                try:  # a restarted in-memory broker has forgotten its topics, and its log
                     ensure_topics(self.bootstrap, self.topics)
+                    # what it lost goes back first, so no job's later event reaches the new log before its earlier
+                    # ones (their rows are marked unpublished again, and these rows' claims wait behind them)
+                    self.table.release([r["id"] for r in rows], token=rows[0].get("claim_token"))
+                    if self.restore_lost_log():
+                        return total
+                    rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
                 except Exception as exc:
                     self.table.release([r["id"] for r in rows], token=rows[0].get("claim_token"))
                     log.warning("kafka still unavailable: %s", exc)

@@ -228,9 +228,11 @@ def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_sch
         assert sorted((e["job_id"], e["payload"]["status"]) for e in events) == sorted(
             (r["id"], "queued") for r in rows
         )
+        table.mark_published([e["id"] for e in events])  # sent: a job's next events may follow
         claim = store.claim(rows[0]["id"])
         assert claim.attempt == 1 and claim.job["status"] == "running"
         [running] = table.claim(rows[0]["id"])
+        table.mark_published([running["id"]])
         p = running["payload"]
         assert (p["job_id"], p["kind"], p["status"], p["attempts"]) == (str(rows[0]["id"]), "inference", "running", 1)
         assert datetime.fromisoformat(p["at"]) == claim.job["updated_at"]
@@ -242,6 +244,23 @@ def test_a_requests_jobs_and_a_claim_carry_their_events_in_the_same_write(pg_sch
         ]  # the status event, the model's result event
     finally:
         pool.close()
+
+
+def test_a_jobs_events_are_claimed_only_behind_its_earlier_ones(outbox_with_a_job):
+    """While one publisher holds a job's 'queued' event, another may not send its later events (they would reach the
+    log first): they wait, flagged blocked, and go together once the earlier one is published."""
+    store, table, job = outbox_with_a_job
+    [queued] = table.claim(job["id"])  # the API's publisher, still producing
+    store.claim(job["id"])  # the worker: running, and its event
+    blocked: list = []
+    assert table.claim(job["id"], blocked=blocked) == [] and blocked == [job["id"]]
+    table.mark_published([queued["id"]])
+    [running] = table.claim(job["id"])
+    assert running["payload"]["status"] == "running"
+    store.finish(job["id"], "completed", {"ok": True})
+    assert table.claim(job["id"]) == []  # behind the running event, still on its way
+    table.mark_published([running["id"]])
+    assert {e["payload"]["status"] for e in table.claim(job["id"])} == {"completed"}
 
 
 def test_the_background_publisher_sends_what_piles_up_in_batches(pg_schema, stack, kafka_topics):

@@ -1,5 +1,5 @@
 """The ledger's verdict on generated store states: any healthy run is clean, and a defect injected into any job of
-it is reported by its kind (Hypothesis builds the runs: kinds, models, statuses, retries, event delivery order)."""
+it is reported by its kind (Hypothesis builds the runs: kinds, models, statuses, retries; events in the log's order)."""
 
 from __future__ import annotations
 
@@ -33,18 +33,21 @@ def healthy_runs(draw) -> StoreState:
             "params": {"models": models} if kind == "inference" else {},
             "error_code": "some_reason" if status == "failed" else None,
         }
+        attempts = draw(st.integers(1, 3))
+        rows[jid]["attempts"] = attempts
         cached[jid] = json.dumps({"status": status})
         results[kind][jid] = (
             [{"model": m, "status": status} for m in models] if kind == "inference" else [{"status": status}]
         )
-        attempts = draw(st.integers(1, 3))
         path = [("queued", 0)] + [("running", a) for a in range(1, attempts + 1)] + [(status, attempts)]
         evs = []
         for s, a in path:
             event_id += 1
             evs.append({"status": s, "attempts": a, "event_id": event_id})
-        events[jid] = draw(st.permutations(evs))  # delivered in any order: judged by outbox id
-    return StoreState(ids, rows, cached, results, events)
+        events[jid] = evs  # as the log holds them: in order
+    state = StoreState(ids, rows, cached, results, events)
+    state.failures = {"*": n}  # the failed ones are the run's expected failures: each has its reason
+    return state
 
 
 INJECT = {
@@ -57,6 +60,8 @@ INJECT = {
     "events_missing": lambda s, j: s.job_events.update({j: [e for e in s.job_events[j] if e["status"] != "queued"]}),
     "events_duplicate": lambda s, j: s.job_events[j].append({**s.job_events[j][0], "event_id": 10_000}),
     "failed_without_reason": lambda s, j: s.rows[j].update(status="failed", error_code=None),
+    "events_order": lambda s, j: s.job_events[j].reverse(),
+    "events_attempts": lambda s, j: s.rows[j].update(attempts=s.rows[j]["attempts"] + 1),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import scenario
-from harness.chaos_load import _time_to_recover, window_verdicts
+from harness.chaos_load import _time_to_recover, failure_budget_verdict, window_verdicts
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 
@@ -150,3 +150,31 @@ def test_a_figure_never_measured_fails_its_target_and_no_trace_fails_the_window(
     [trace, v] = window_verdicts("w1", "openai_faulted", 0, {"recover_s": 30}, {"recover_s": None})
     assert not v.ok and v.measured is None
     assert not trace.ok and trace.slo == "w1: the fault reached the system (openai_faulted)"
+
+
+def test_a_windows_failures_are_judged_against_its_budget_and_named():
+    sc = scenario.parse(
+        {
+            "window": [
+                {"name": "ls", "fault": "worker.kill", "duration_s": 2, "expect_failures": {"input_lost": 2}},
+                {"name": "k", "fault": "worker.pause", "duration_s": 3},
+            ],
+        }
+    )
+    ls, k = sc.windows
+    assert ls.expect_failures == {"input_lost": 2} and k.expect_failures == {}
+    assert sc.failure_budget() == {"input_lost": 2}
+
+    def job(i, enq, status="completed", code=None):
+        return {"id": f"j{i}", "enq": enq, "status": status, "error_code": code}
+
+    run = [
+        job(1, 10.5, "failed", "input_lost"),
+        job(2, 11, "failed", "input_lost"),
+        job(3, 11),
+        job(4, 30, "failed", "x"),
+    ]
+    within = failure_budget_verdict(ls, run, 10, 20)
+    assert within.ok and within.measured == 0 and "(input_lost 2)" in within.slo
+    over = failure_budget_verdict(k, run, 10, 40)  # no budget: every failed job in it counts, named
+    assert not over.ok and over.measured == 3 and "input_lost: j1, j2" in over.slo and "x: j4" in over.slo
