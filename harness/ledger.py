@@ -380,7 +380,9 @@ def _judge_results(report: LedgerReport, jid: str, row: dict, got: list[dict]) -
             report.add("result_unexpected", jid, f"{n} Kafka result event(s) for {model!r}, which the job did not run")
 
 
-def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict], results: list[dict] = ()) -> None:
+def _judge_job_events(
+    report: LedgerReport, jid: str, row: dict, got: list[dict], results: list[dict] | None = None
+) -> None:
     """queued, running per attempt, one terminal (the record's status) last; nothing twice; as many running events
     as the record's attempts. Judged in the order Kafka holds them (the job's key: one partition, offset order), as
     a consumer reads them; the job's result events (another topic) come after its last running event."""
@@ -415,7 +417,7 @@ def _judge_job_events(report: LedgerReport, jid: str, row: dict, got: list[dict]
         )
     running = [e for e in got if e.get("status") == "running"]
     last_running = max((e.get("_ts") or 0 for e in running), default=0)
-    early = [e for e in results if e.get("_ts") is not None and e["_ts"] < last_running]
+    early = [e for e in results or [] if e.get("_ts") is not None and e["_ts"] < last_running]
     if early:
         report.add(
             "events_order",

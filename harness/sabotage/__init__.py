@@ -32,7 +32,7 @@ class Defect:
     name: str
     target: str  # "worker", "api" (the process it is planted in) or "store" (written into the stores)
     what: str
-    plant: Callable[..., None]
+    plant: Callable[..., object]
     reveals: tuple[str, ...] = ()  # the verdicts it must turn red, by name (ledger problem kinds, content checks)
 
 
@@ -40,7 +40,7 @@ CATALOG: dict[str, Defect] = {}
 
 
 def defect(name: str, target: str, what: str, reveals: tuple[str, ...] = ()):
-    def register(fn: Callable[..., None]) -> Callable[..., None]:
+    def register(fn: Callable[..., object]) -> Callable[..., object]:
         CATALOG[name] = Defect(name, target, what, fn, reveals)
         return fn
 
@@ -68,7 +68,7 @@ def plant_in_stores(name: str, stack, job_ids: list[str], queue: str) -> list[st
         raise ValueError(f"{name} is planted in a {d.target} process, not in the stores")
     touched = d.plant(stack, job_ids, queue)
     log.warning("SABOTAGE planted in the stores: %s — %s", name, d.what)
-    return list(touched or [])
+    return list(touched) if isinstance(touched, list) else []
 
 
 def plant(names: str) -> list[Defect]:
@@ -418,7 +418,7 @@ def _silent_audio() -> None:
         zeros = bytes(4 * int(honest.seconds * honest.sample_rate))
         return type(honest)(bytes(enc.encode(zeros) + enc.flush()), honest.seconds, honest.sample_rate, 0.0)
 
-    score.render_midi = silent
+    score.render_midi = silent  # type: ignore[assignment]
 
 
 @defect(
