@@ -156,12 +156,16 @@ class OutboxTable:
 
     def release(self, ids: list[int], uncertain: bool = False, token: uuid.UUID | None = None) -> None:
         """Give claimed events back. ``uncertain``: their publish timed out, so they may be in the log already.
-        ``token``: only while they are still this claim's."""
+        ``token``: only while they are still this claim's — or no one's: a claim a log restore voided (its token
+        cleared, its lease kept) is given back by its holder too, as uncertain, rather than held until the lease runs
+        out (a job's later events wait behind it)."""
         if ids:
             with self.pool.connection() as conn:
                 conn.execute(
-                    "UPDATE outbox SET claimed_until = NULL, claim_token = NULL, uncertain = uncertain OR %s "
-                    "WHERE id = ANY(%s) AND published_at IS NULL AND (%s::uuid IS NULL OR claim_token = %s)",
+                    "UPDATE outbox SET claimed_until = NULL, claim_token = NULL, "
+                    "uncertain = uncertain OR %s OR claim_token IS NULL "
+                    "WHERE id = ANY(%s) AND published_at IS NULL "
+                    "AND (%s::uuid IS NULL OR claim_token = %s OR claim_token IS NULL)",
                     (uncertain, ids, token, token),
                 )
 

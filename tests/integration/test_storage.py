@@ -106,6 +106,21 @@ def test_an_ack_from_a_broker_that_then_lost_its_log_does_not_mark_the_event_pub
     assert table.claim(job["id"]) == []
 
 
+def test_a_voided_claim_that_failed_to_publish_is_given_back_at_once(outbox_with_a_job):
+    """Publisher A's send fails (the broker is down) after a log restore voided its claim: giving the events back with
+    A's old token frees them at once, uncertain, instead of leaving them leased for 30 s — and a job's later events,
+    which wait behind them, with them (seen: the Kafka-restart chaos test took 31-37 s to agree before this)."""
+    store, table, job = outbox_with_a_job
+    claimed = table.claim(job["id"])
+    ids, token = [r["id"] for r in claimed], claimed[0]["claim_token"]
+    table.restore_unpublished("verisim.log-epoch.test", lambda topics: set())  # voids A's claim, keeps its lease
+    store.claim(job["id"])  # the job's running event, behind the queued one
+    assert table.claim(job["id"]) == []
+    table.release(ids, uncertain=False, token=token)  # A gives back what it could not send
+    again = table.claim(job["id"])
+    assert [r["payload"]["status"] for r in again] == ["queued", "running"] and again[0]["was_uncertain"]
+
+
 def test_two_publishers_never_claim_the_same_outbox_event(outbox_with_a_job):
     store, table, job = outbox_with_a_job
     a = table.claim(job["id"])
