@@ -426,6 +426,7 @@ class ChaosLoad:
             dlq_name=self.sut.dlq_name,
             scope=[self.sut.queue_name],
             failures=sc.failure_budget(),
+            s3_lost_before=self._s3_lost_before(),
         )
         for line in ledger.content_lines(led):
             self.say(line)
@@ -501,6 +502,20 @@ class ChaosLoad:
             },
         )
         return out
+
+    def _s3_lost_before(self) -> float | None:
+        """The local emulator keeps S3 in memory: a restart (or kill) of LocalStack loses every object written before
+        it ends. The oracle counts those as not checked; what was written after must be there."""
+        ends = [
+            p.end
+            for w in self.scenario.windows
+            for p in self.phases
+            if p.kind == "fault"
+            and p.window == w.name
+            and w.fault in ("service.restart", "service.kill")
+            and w.service == "localstack"
+        ]
+        return max(ends) if ends else None
 
     def _last_of_backlog(self, jobs: list[dict], fault_end: float, since: float = 0.0) -> dict | None:
         """The job of the window's backlog (accepted from ``since`` until the fault's end) that finished last: what
@@ -650,11 +665,12 @@ def window_verdicts(
 
 
 def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float) -> Verdict:
-    """The jobs accepted in the window or its recovery that failed beyond the window's ``expect_failures``: each
+    """The failed jobs whose life overlaps the window or its recovery (accepted before it ended, failed after it
+    began: a job accepted just before a fault can be the one it fails) beyond the window's ``expect_failures``: each
     named, with its reason (a failure is not a success)."""
     failed: dict[str, list[str]] = {}
     for j in jobs:
-        if j["status"] == "failed" and start <= j["enq"] < end:
+        if j["status"] == "failed" and j["enq"] < end and (j.get("done") or end) >= start:
             failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
     over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
     n = sum(len(ids) for ids in over.values())

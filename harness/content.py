@@ -53,6 +53,9 @@ class Outputs:
     results: dict[str, dict[str, dict[str, Any]]]  # job id -> model -> inference_results row
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # S3 key -> {"bytes", "type"} (absent: none)
     digests: dict[str, str] = field(default_factory=dict)  # job id -> the journal's input digest
+    # the artifact store lost every object written before this time (an in-memory emulator restarted): such objects
+    # are counted as not checked, not as wrong; an object written afterwards must be there
+    s3_lost_before: float | None = None
 
 
 @dataclass
@@ -86,7 +89,9 @@ TOLERANCES = {
 
 
 # -- reading the stores ------------------------------------------------------------------------------------------
-def gather(stack, job_ids: list[str], digests: dict[str, str] | None = None) -> Outputs:
+def gather(
+    stack, job_ids: list[str], digests: dict[str, str] | None = None, s3_lost_before: float | None = None
+) -> Outputs:
     import psycopg
     from psycopg.rows import dict_row
 
@@ -98,7 +103,7 @@ def gather(stack, job_ids: list[str], digests: dict[str, str] | None = None) -> 
         for r in conn.execute("SELECT * FROM inference_results WHERE job_id = ANY(%s::uuid[])", (list(job_ids),)):
             results.setdefault(str(r["job_id"]), {})[r["model_name"]] = r
     objects = _read_objects(stack, [r for r in rows.values() if r["kind"] == "score"])
-    return Outputs(rows, results, objects, dict(digests or {}))
+    return Outputs(rows, results, objects, dict(digests or {}), s3_lost_before)
 
 
 def _read_objects(stack, score_rows: list[dict]) -> dict[str, dict]:
@@ -172,7 +177,9 @@ def _judge_input(report: ContentReport, jid: str, row: dict, outputs: Outputs) -
     if row["kind"] == "score":
         obj = outputs.objects.get(row.get("input_key") or "")
         if obj is None:
-            if row["status"] != "failed" or row.get("error_code") != "input_lost":
+            if _lost_with_the_store(outputs, row["enqueued_at"]):
+                report.unchecked["score: S3 object lost with the emulator (written before its restart)"] += 1
+            elif row["status"] != "failed" or row.get("error_code") != "input_lost":
                 report.add("artifact_wrong", jid, f"the upload {row.get('input_key')!r} is not in S3")
             return
         if len(obj["bytes"]) != (row.get("params") or {}).get("bytes"):
@@ -187,6 +194,10 @@ def _judge_input(report: ContentReport, jid: str, row: dict, outputs: Outputs) -
     report.checked[f"{row['kind']}: input digest"] += 1
     if stored != sent:
         report.add("input_differs", jid, f"the client sent {sent}, the stores hold {stored}")
+
+
+def _lost_with_the_store(outputs: Outputs, written: datetime | None) -> bool:
+    return outputs.s3_lost_before is not None and written is not None and written.timestamp() < outputs.s3_lost_before
 
 
 def _judge_times(report: ContentReport, jid: str, row: dict) -> None:
@@ -390,7 +401,9 @@ def _judge_score(report: ContentReport, jid: str, row: dict, outputs: Outputs, e
     upload = outputs.objects.get(row.get("input_key") or "")
     fmt = (row.get("params") or {}).get("format")
     read = ref.read_score(upload["bytes"], fmt) if upload else None
-    if read is None:
+    if upload is None:
+        report.unchecked["score: analysis (its upload is gone from S3)"] += 1
+    elif read is None:
         report.unchecked[f"score: analysis ({fmt}: no direct music21 read)"] += 1
     else:
         report.checked["score: analysis"] += 1
@@ -410,7 +423,10 @@ def _judge_score(report: ContentReport, jid: str, row: dict, outputs: Outputs, e
     audio = result.get("audio") or {}
     obj = outputs.objects.get(audio.get("key") or "")
     if obj is None:
-        report.add("artifact_wrong", jid, f"the MP3 {audio.get('key')!r} is not in S3")
+        if _lost_with_the_store(outputs, row["finished_at"]):
+            report.unchecked["score: S3 object lost with the emulator (written before its restart)"] += 1
+        else:
+            report.add("artifact_wrong", jid, f"the MP3 {audio.get('key')!r} is not in S3")
         return
     report.checked["score: mp3"] += 1
     if len(obj["bytes"]) != audio.get("bytes") or obj["type"] != "audio/mpeg":

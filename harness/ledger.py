@@ -133,6 +133,7 @@ def gather(
     journal: Journal | None = None,
     scope: list[str] | tuple = (),
     contents: bool = True,
+    s3_lost_before: float | None = None,
 ) -> StoreState:
     """``journal``: the digests of what the clients sent; ``scope``: the queues whose jobs must all be in
     ``job_ids`` (any other job accepted on them since the journal began is *unsubmitted*); ``contents``: read the
@@ -186,7 +187,8 @@ def gather(
     results = {kind: read(topic) for kind, topic in topics.items()}
     job_events = read(events_topic) if events_topic else {}
     dlq = _read_dlq(stack, dlq_name) if dlq_name else []
-    outputs = content.gather(stack, ids, journal.digests if journal is not None else {}) if contents else None
+    digests = journal.digests if journal is not None else {}
+    outputs = content.gather(stack, ids, digests, s3_lost_before) if contents else None
     return StoreState(ids, rows, cached, results, job_events, errors, refused_rows, dlq, unsubmitted, outputs)
 
 
@@ -295,7 +297,9 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
             for jid, got in per_job.items():
                 events.setdefault(jid, []).extend(got)
         settled = {j: r for j, r in state.outputs.rows.items() if r["status"] in TERMINAL}
-        outputs = content.Outputs(settled, state.outputs.results, state.outputs.objects, state.outputs.digests)
+        outputs = content.Outputs(
+            settled, state.outputs.results, state.outputs.objects, state.outputs.digests, state.outputs.s3_lost_before
+        )
         judged = content.judge(outputs, state.cached, events)
         for kind, jid, text in judged.problems:
             report.add(kind, jid, text)
@@ -442,6 +446,7 @@ def check(
     scope: list[str] | tuple = (),
     failures: dict[str, int] | None = None,
     contents: bool = True,
+    s3_lost_before: float | None = None,
 ) -> LedgerReport:
     """The ledger over ``job_ids`` — or, given a ``journal``, over every id its clients were told was accepted and
     every submission they were told was refused (``job_ids`` and ``refused`` are then ignored). ``failures``: the
@@ -453,7 +458,15 @@ def check(
     if not ids and not n_refused:
         raise EmptyLedger()  # before touching any store
     state = gather(
-        stack, ids, topics, refused=refused, dlq_name=dlq_name, journal=journal, scope=scope, contents=contents
+        stack,
+        ids,
+        topics,
+        refused=refused,
+        dlq_name=dlq_name,
+        journal=journal,
+        scope=scope,
+        contents=contents,
+        s3_lost_before=s3_lost_before,
     )
     state.failures = dict(failures or {})
     report = judge(state, refused=n_refused)
@@ -497,6 +510,7 @@ def settle(
     journal: Journal | None = None,
     scope: list[str] | tuple = (),
     failures: dict[str, int] | None = None,
+    s3_lost_before: float | None = None,
 ) -> LedgerReport:
     """``check`` until every store agrees or ``timeout`` passes; the last report either way.
 
@@ -507,7 +521,15 @@ def settle(
     while True:
         began = time.time()
         report = check(
-            stack, job_ids, topics, refused=refused, dlq_name=dlq_name, journal=journal, scope=scope, failures=failures
+            stack,
+            job_ids,
+            topics,
+            refused=refused,
+            dlq_name=dlq_name,
+            journal=journal,
+            scope=scope,
+            failures=failures,
+            s3_lost_before=s3_lost_before,
         )
         report.checked_at = began
         if report.ok or time.monotonic() > deadline:
