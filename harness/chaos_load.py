@@ -665,12 +665,12 @@ def window_verdicts(
 
 
 def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float) -> Verdict:
-    """The failed jobs whose life overlaps the window or its recovery (accepted before it ended, failed after it
-    began: a job accepted just before a fault can be the one it fails) beyond the window's ``expect_failures``: each
-    named, with its reason (a failure is not a success)."""
+    """The jobs that failed during the window or its recovery (whenever they were accepted: a job accepted before a
+    fault can be the one it fails) beyond the window's ``expect_failures``: each named, with its reason (a failure
+    is not a success)."""
     failed: dict[str, list[str]] = {}
     for j in jobs:
-        if j["status"] == "failed" and j["enq"] < end and (j.get("done") or end) >= start:
+        if j["status"] == "failed" and j.get("done") is not None and start <= j["done"] < end:
             failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
     over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
     n = sum(len(ids) for ids in over.values())

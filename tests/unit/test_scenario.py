@@ -165,14 +165,15 @@ def test_a_windows_failures_are_judged_against_its_budget_and_named():
     assert ls.expect_failures == {"input_lost": 2} and k.expect_failures == {}
     assert sc.failure_budget() == {"input_lost": 2}
 
-    def job(i, enq, status="completed", code=None):
-        return {"id": f"j{i}", "enq": enq, "status": status, "error_code": code}
+    def job(i, enq, done, status="completed", code=None):
+        return {"id": f"j{i}", "enq": enq, "done": done, "status": status, "error_code": code}
 
     run = [
-        job(1, 10.5, "failed", "input_lost"),
-        job(2, 11, "failed", "input_lost"),
-        job(3, 11),
-        job(4, 30, "failed", "x"),
+        job(1, 9.5, 10.5, "failed", "input_lost"),  # accepted before the fault, failed in it: the fault's
+        job(2, 11, 12, "failed", "input_lost"),
+        job(3, 11, 12),
+        job(4, 30, 31, "failed", "x"),
+        job(5, 2, 3, "failed", "y"),  # failed before the window began: not the window's
     ]
     within = failure_budget_verdict(ls, run, 10, 20)
     assert within.ok and within.measured == 0 and "(input_lost 2)" in within.slo
