@@ -63,7 +63,9 @@ def submit_job(client, path: str, token: str, kind: str, digests: list[str], **k
             JOURNAL.accepted(ids, kind, digests)
 
 
-_REQUEST_LOG = None
+# opened at import, before any socket exists (a file opened among gevent's sockets can take a just-closed socket's
+# descriptor number: see harness.journal.Journal.open_file)
+_REQUEST_LOG = open(SETTINGS.request_log, "a", buffering=1) if SETTINGS.request_log else None  # noqa: SIM115
 
 
 @events.request.add_listener

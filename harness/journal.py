@@ -71,6 +71,17 @@ class Journal:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
+        if self.path is not None:  # opened now, not at the first entry: see open_file
+            self.open_file()
+
+    def open_file(self) -> None:
+        """Open the journal's file. Done when the journal is made: in a Locust process that is at import, before any
+        socket exists. Opened lazily, among sockets that gevent's libev watches, its descriptor could take the number
+        of one just closed, and libev aborts the process (``I/O watcher with invalid fd found in epoll_ctl``: seen
+        twice, each time 2 s into a 20-user run)."""
+        if self._fd is None and self.path is not None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     # -- writing ---------------------------------------------------------------------------------------------------
     def accepted(self, job_ids: Sequence[str], kind: str, digests: Sequence[str | None]) -> None:
@@ -88,9 +99,8 @@ class Journal:
         with self._lock:
             self.entries += entries
             if self.path is not None:
-                if self._fd is None:
-                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self.open_file()
+                assert self._fd is not None
                 os.write(self._fd, "".join(json.dumps(e.as_dict()) + "\n" for e in entries).encode())
 
     def close(self) -> None:
