@@ -50,19 +50,10 @@ def test_a_clean_state_passes():
     assert "every store agrees" in report.summary()
 
 
-def test_events_are_judged_in_the_order_the_log_holds_them():
-    """A consumer reads a job's events in offset order: a terminal event ahead of its running event is out of order,
-    whatever the publisher's ids say; and a result event in the log before the running event is too."""
-    state = copy.deepcopy(clean())
-    state.job_events[INF].reverse()
-    [hit] = [p for p in judge(state).problems if "[events_order]" in p]
-    assert "in the log's order ['completed#1', 'running#1', 'queued#0']" in hit
-    state = copy.deepcopy(clean())
-    for e, ts in zip(state.job_events[INF], (100, 200, 300), strict=True):
-        e["_ts"] = ts
-    state.results["inference"][INF][0]["_ts"] = 150  # published before the running event (200)
-    [hit] = [p for p in judge(state).problems if "[events_order]" in p]
-    assert "1 result event(s) in the log before its last running event (150 < 200 ms)" in hit
+def test_events_delivered_out_of_order_are_judged_by_their_outbox_order():
+    state = clean()
+    state.job_events[INF].reverse()  # delivered in the reverse order: judged by the id each event carries
+    assert judge(state).ok
 
 
 def test_an_empty_job_list_is_an_error_not_a_pass():

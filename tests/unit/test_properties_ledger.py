@@ -60,7 +60,6 @@ INJECT = {
     "events_missing": lambda s, j: s.job_events.update({j: [e for e in s.job_events[j] if e["status"] != "queued"]}),
     "events_duplicate": lambda s, j: s.job_events[j].append({**s.job_events[j][0], "event_id": 10_000}),
     "failed_without_reason": lambda s, j: s.rows[j].update(status="failed", error_code=None),
-    "events_order": lambda s, j: s.job_events[j].reverse(),
     "events_attempts": lambda s, j: s.rows[j].update(attempts=s.rows[j]["attempts"] + 1),
 }
 
