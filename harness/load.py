@@ -330,9 +330,11 @@ def measure(
     request (a planted defect's) passes False."""
     from harness import journal as journals
     from harness import ledger
+    from harness.model_ceiling import lstm_ceiling
     from harness.throughput import sqs_ceiling
 
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
+    model_ceilings = {"lstm": lstm_ceiling()}  # the model's raw forward pass on this machine, in the same run
     started = datetime.now(UTC)
     journal_path = out_dir / "journal.jsonl"
     with QueueSampler(stack, queue_name, dlq_name) as sampler:
@@ -382,6 +384,7 @@ def measure(
         load_ended=load_ended,
         dlq_messages=max((s["dlq"] for s in sampler.samples), default=0),
         sqs_ceiling=ceiling,
+        model_ceilings=model_ceilings,
         share_of_sqs_ceiling=round(figures["throughput_jobs_per_s"] / ceiling["send_receive_delete_per_s"], 5),
     )
     return figures

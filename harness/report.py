@@ -21,6 +21,7 @@ KEY_FIGURES = [  # (label, path into report.json, lower is better)
     ("POST /api/v1/inference p95 ms", ("figures", "api", "POST /api/v1/inference", "p95_ms"), True),
     ("POST /api/v1/scores p95 ms", ("figures", "api", "POST /api/v1/scores", "p95_ms"), True),
     ("lstm p95 ms", ("figures", "models", "lstm", "p95_ms"), True),
+    ("lstm raw forward (8 windows) median ms", ("figures", "model_ceilings", "lstm", "median_ms"), True),
     ("jobs", ("figures", "jobs"), False),
 ]
 

@@ -235,6 +235,19 @@ def _slow_worker() -> None:
     inference.run_many = slow
 
 
+@defect("slow_model", "worker", "every LSTM forward pass takes 0.1 s longer (the model path 100x its raw speed)")
+def _slow_model() -> None:
+    from system.pipelines import lstm
+
+    forecast_batch = lstm.forecast_batch
+
+    def slow(model, windows, horizon):
+        time.sleep(0.1)
+        return forecast_batch(model, windows, horizon)
+
+    lstm.forecast_batch = slow
+
+
 # -- in the API ----------------------------------------------------------------------------------------------------
 def _wrap_app(change: Callable) -> None:
     import system.api.app as app_module

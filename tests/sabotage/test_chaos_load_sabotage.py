@@ -22,7 +22,9 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
                 "warmup_s": 2,
                 "steady_s": 6,
                 "workers": 2,
-                "drain_timeout_s": 10,
+                # long enough for the live workers to finish the backlog (30 uploads at the end of the load, 1.5 s
+                # translations), so what is still not terminal is what the killed worker had acknowledged
+                "drain_timeout_s": 25,
                 "user_classes": ["ScoreUploader"],
             },
             "openai": {"delay_seconds": 1.5},

@@ -1,7 +1,7 @@
 """The SLO gates' teeth: a planted defect in a real API or worker process, a short real load (Locust as a subprocess,
 or a burst of jobs), and the shipped ``slo.toml`` must turn the matching verdict red.
 
-Select one with ``-k``: ``slow_api``, ``ws_silent``, ``slow_worker``.
+Select one with ``-k``: ``slow_api``, ``ws_silent``, ``slow_worker``, ``slow_model``.
 """
 
 from __future__ import annotations
@@ -78,3 +78,27 @@ def test_slow_worker_fails_the_capacity_gate(chaos_system, stack):
     assert not bad_v.ok, bad_v.line()
     drained = slo.drain_verdict(bad["share_of_ceiling"])  # the throughput benchmark's gate, the same ratio
     assert not drained.ok and "drain jobs/s / raw SQS ceiling" in drained.line(), drained.line()
+
+
+def test_slow_model_fails_the_model_latency_gate(chaos_system, stack):
+    """The LSTM's latency in the system is judged against a raw forward pass timed in the same run: a worker whose
+    forward passes take 0.1 s longer fails it, while the moving average beside it still passes."""
+    sut = chaos_system(workers=1, sabotage="slow_model")
+    figures = load.measure(
+        stack,
+        sut.api_url,
+        sut.queue_name,
+        sut.dlq_name,
+        3,
+        SECONDS,
+        report.new_run_dir(),
+        user_classes=["InferenceSubmitter"],
+        burst_requests=0,
+        reset_stats=False,
+    )
+    got = verdicts("models", figures)
+    v = got["model lstm latency p95 / raw forward"]
+    assert figures["models"]["lstm"]["count"] >= 10 and figures["models"]["lstm"]["p95_ms"] >= 100
+    assert not v.ok and v.measured > slo.load()["models"]["lstm"]["p95_over_raw_max"], v.line()
+    assert "FAIL" in v.line() and figures["model_ceilings"]["lstm"]["median_ms"] > 0
+    assert got["model moving_average latency p95 ms"].ok, got["model moving_average latency p95 ms"].line()

@@ -109,6 +109,17 @@ def test_capacity_is_judged_against_the_same_runs_sqs_ceiling():
     assert [v.ok for v in missing] == [False]
 
 
+def test_model_latency_is_judged_against_the_same_runs_raw_forward_pass():
+    slos = {"models": {"lstm": {"p95_over_raw_max": 40}}}
+    ceiling = {"model_ceilings": {"lstm": {"median_ms": 0.5}}}
+    ok = slo.evaluate(slos, figures(**ceiling))  # 5 ms / 0.5 ms
+    slow = slo.evaluate(slos, figures(models={"lstm": {"p95_ms": 30}}, **ceiling))
+    unmeasured = slo.evaluate(slos, figures())  # no ceiling in the run: n/a, a failure
+    assert [(v.slo, v.measured, v.ok) for v in ok] == [("model lstm latency p95 / raw forward", 10.0, True)]
+    assert [(v.measured, v.ok) for v in slow] == [(60.0, False)] and "FAIL" in slow[0].line()
+    assert [(v.measured, v.ok) for v in unmeasured] == [(None, False)]
+
+
 def test_the_drain_benchmark_is_judged_by_its_own_gate():
     gates = {"bench": {"drain_share_of_sqs_ceiling_min": 0.19}}
     assert slo.drain_verdict(0.25, gates).ok
