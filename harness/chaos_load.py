@@ -319,6 +319,7 @@ class ChaosLoad:
                         after = self.proxies[w.service].hits
                         fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
                     self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
+                load_end = time.time()  # what the scenario asked for ends here
                 load_done.set()
                 locust.join(load_s + slack_s + 180)
                 load_ended = time.time()
@@ -327,7 +328,7 @@ class ChaosLoad:
                 time.sleep(1.1)
             run = box.get("run")
             (self.run_dir / "locust.log").write_text((run.stdout + run.stderr) if run else "locust did not finish")
-            return self._judge(control, requests_log, sampler.samples, load_ended, drained)
+            return self._judge(control, requests_log, sampler.samples, load_ended, drained, run, load_end)
         finally:
             with contextlib.suppress(Exception):
                 MockOpenAIControl(self.stack.openai).reset()
@@ -385,7 +386,16 @@ class ChaosLoad:
             return conn.execute(sql, args).fetchall()
 
     # -- verdicts -------------------------------------------------------------------------------------------------
-    def _judge(self, control, requests_log: Path, depth: list[dict], load_ended: float, drained: bool) -> Outcome:
+    def _judge(
+        self,
+        control,
+        requests_log: Path,
+        depth: list[dict],
+        load_ended: float,
+        drained: bool,
+        run=None,
+        load_end: float | None = None,
+    ) -> Outcome:
         sc = self.scenario
         requests = [json.loads(x) for x in requests_log.read_text().splitlines() if x.strip()]
         jobs = [
@@ -431,7 +441,7 @@ class ChaosLoad:
         for line in ledger.content_lines(led):
             self.say(line)
         steady = self._phase_figures(self.phases[1], requests, jobs, ())
-        verdicts: list[Verdict] = []
+        verdicts: list[Verdict] = generator_verdicts(run, requests, load_end or load_ended)
         windows = []
         for w in sc.windows:
             fault = next(p for p in self.phases if p.kind == "fault" and p.window == w.name)
@@ -662,6 +672,35 @@ def window_verdicts(
             )
         )
     return out
+
+
+GENERATOR_GAP_S = 5.0  # the load generator's last answered request may precede the load's end by this much at most
+
+
+def generator_verdicts(run, requests: list[dict], load_end: float, gap_s: float = GENERATOR_GAP_S) -> list[Verdict]:
+    """The load generator outlived the faults it watched: Locust exited on its own terms (0, or 1 for failed
+    requests; a signal, e.g. gevent's libev abort -6, or no exit at all, is a run whose later windows were judged on
+    no traffic), and requests were still being answered until the load's end. Either failure makes the whole run
+    invalid, whatever the windows say."""
+    code = None if run is None else run.returncode
+    last = max((float(r["t"]) for r in requests), default=None)
+    gap = None if last is None else round(max(0.0, load_end - last), 3)
+    return [
+        Verdict(
+            "load generator: Locust exited on its own (0, or 1 with failed requests)"
+            + ("" if code in (0, 1) else f" — it did not (exit {code}): the run is invalid"),
+            "in (0, 1)",
+            None if code is None else float(code),
+            code in (0, 1),
+        ),
+        Verdict(
+            "load generator: requests answered until the load's end (s before it)"
+            + ("" if gap is not None and gap <= gap_s else " — the load stopped early: the run is invalid"),
+            f"<= {gap_s:g}",
+            gap,
+            gap is not None and gap <= gap_s,
+        ),
+    ]
 
 
 def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float) -> Verdict:

@@ -78,3 +78,55 @@ def test_a_fault_that_met_no_traffic_fails_its_window(stack, stack_provider, rep
     assert [v.slo for v in failing] == ["openai_5xx: the fault reached the system (openai_faulted)"], failing
     assert failing[0].measured == 0
     assert out.ledger.ok and out.ledger.jobs > 0, out.ledger.summary()
+
+
+def test_a_load_generator_that_dies_makes_the_run_invalid(stack, stack_provider, report_paths):
+    """Locust aborted mid-run (SIGABRT, as gevent's libev assertion ends it): the windows after it would be judged on
+    no traffic, so the run fails as invalid, naming the exit and how early the load stopped."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    sc = scenario.parse(
+        {
+            "name": "sabotage-generator-dies",
+            "run": {"users": 4, "spawn_rate": 4, "warmup_s": 2, "steady_s": 3, "user_classes": ["InferenceSubmitter"]},
+            "window": [
+                {
+                    "name": "redis_pause",
+                    "fault": "service.pause",
+                    "params": {"service": "redis"},
+                    "duration_s": 2,
+                    "recovery_s": 6,
+                }
+            ],
+        }
+    )
+    killed: list[int] = []
+
+    def abort_locust() -> None:  # 4 s after Locust starts: during the steady phase
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for p in psutil.Process().children(recursive=True):
+                try:
+                    if "locust" in " ".join(p.cmdline()) and time.time() - p.create_time() > 4:
+                        p.send_signal(signal.SIGABRT)
+                        killed.append(p.pid)
+                except psutil.Error:
+                    pass
+            time.sleep(0.2)
+
+    threading.Thread(target=abort_locust, daemon=True).start()
+    out = ChaosLoad(sc, stack, stack_provider).run()
+    report_paths.append(str(out.report_path))
+    assert killed, "the test never found Locust to abort"
+    failing = {v.slo.split(" — ")[0]: v for v in out.verdicts if not v.ok}
+    exited = failing["load generator: Locust exited on its own (0, or 1 with failed requests)"]
+    assert exited.measured == -signal.SIGABRT and "invalid" in exited.line(), exited.line()
+    early = failing["load generator: requests answered until the load's end (s before it)"]
+    assert early.measured is not None and early.measured > 5, (
+        early.line()
+    )  # the 2 s window and 6 s recovery went unloaded
+    assert not out.ok

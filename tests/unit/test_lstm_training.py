@@ -8,19 +8,27 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 TINY = ["--epochs", "3", "--train-seeds", "2"]
 
 
-def train(out, seed: int = 7) -> dict:
-    r = subprocess.run(
-        [sys.executable, "-m", "system.pipelines.lstm_train", *TINY, "--seed", str(seed), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return json.loads(out.with_suffix(".json").read_text())
+def train(*runs: tuple[Path, int]) -> list[dict]:
+    """One training subprocess per (checkpoint, seed), all at once (each spends most of its time importing torch),
+    and their cards."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "system.pipelines.lstm_train", *TINY, "--seed", str(seed), "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for out, seed in runs
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-4000:]
+    return [json.loads(out.with_suffix(".json").read_text()) for out, _ in runs]
 
 
 def test_training_learns_and_writes_a_checkpoint_the_worker_loads_with_its_card(tmp_path):
@@ -28,7 +36,7 @@ def test_training_learns_and_writes_a_checkpoint_the_worker_loads_with_its_card(
 
     from system.pipelines import lstm
 
-    card = train(tmp_path / "a.pt")
+    [card] = train((tmp_path / "a.pt", 7))
     history = card["loss_history"]
     assert len(history) == 3 and history[-1] < history[0], history
     assert card["sha256"] == hashlib.sha256((tmp_path / "a.pt").read_bytes()).hexdigest()
@@ -43,11 +51,10 @@ def test_training_learns_and_writes_a_checkpoint_the_worker_loads_with_its_card(
 def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tmp_path):
     import torch
 
-    def weights(name: str, seed: int = 7) -> dict:
-        train(tmp_path / name, seed)  # (the file's bytes name its archive after the file: weights are compared)
-        return torch.load(tmp_path / name, map_location="cpu", weights_only=True)
-
-    a, b, c = weights("a.pt"), weights("b.pt"), weights("c.pt", seed=8)
+    runs = [(tmp_path / "a.pt", 7), (tmp_path / "b.pt", 7), (tmp_path / "c.pt", 8)]
+    train(*runs)
+    # (the file's bytes name its archive after the file: the weights are compared)
+    a, b, c = (torch.load(out, map_location="cpu", weights_only=True) for out, _ in runs)
     assert a.keys() == b.keys() == c.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import scenario
-from harness.chaos_load import _time_to_recover, failure_budget_verdict, window_verdicts
+from harness.chaos_load import _time_to_recover, failure_budget_verdict, generator_verdicts, window_verdicts
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 
@@ -179,3 +179,20 @@ def test_a_windows_failures_are_judged_against_its_budget_and_named():
     assert within.ok and within.measured == 0 and "(input_lost 2)" in within.slo
     over = failure_budget_verdict(k, run, 10, 40)  # no budget: every failed job in it counts, named
     assert not over.ok and over.measured == 3 and "input_lost: j1, j2" in over.slo and "x: j4" in over.slo
+
+
+def test_a_load_generator_that_died_or_stopped_early_fails_the_run():
+    import subprocess
+
+    def run(code):
+        return subprocess.CompletedProcess(["locust"], code, "", "")
+
+    answered = [{"t": 100.0}, {"t": 158.0}]
+    fine = generator_verdicts(run(1), answered, load_end=160.0)
+    assert [v.ok for v in fine] == [True, True] and fine[1].measured == 2.0
+    aborted = generator_verdicts(run(-6), [{"t": 100.0}, {"t": 124.0}], load_end=160.0)
+    assert [v.ok for v in aborted] == [False, False]
+    assert aborted[0].measured == -6 and "exit -6" in aborted[0].line() and "invalid" in aborted[0].line()
+    assert aborted[1].measured == 36.0 and "stopped early" in aborted[1].line()
+    never = generator_verdicts(None, [], load_end=160.0)  # Locust never finished, nothing was answered
+    assert [(v.ok, v.measured) for v in never] == [(False, None), (False, None)]
