@@ -65,6 +65,26 @@ PROBLEMS = {
 }
 
 
+# Problems that waiting cannot mend: each is about a job already terminal in Postgres, or a row, message or input
+# that exists. ``settle`` stops waiting once two reads agree on a set of only these (it still waits out lag: a
+# missing event, a Redis status behind, a job not yet terminal).
+FINAL = frozenset(
+    {
+        "failed_without_reason",
+        "failed_unbudgeted",
+        "no_models",
+        "unsubmitted",
+        "refused_ran",
+        "input_differs",
+        "prediction_wrong",
+        "metrics_wrong",
+        "analysis_wrong",
+        "audio_wrong",
+        "times_impossible",
+    }
+)
+
+
 class EmptyLedger(ValueError):
     """``check`` was given no job ids: a verdict over nothing proves nothing."""
 
@@ -504,12 +524,15 @@ def settle(
     failures: dict[str, int] | None = None,
     s3_lost_before: float | None = None,
 ) -> LedgerReport:
-    """``check`` until every store agrees or ``timeout`` passes; the last report either way.
+    """``check`` until every store agrees or ``timeout`` passes; the last report either way. Problems waiting cannot
+    mend (``FINAL``: a terminal job failed outside the budget, an output that differs from the reference, …) end the
+    wait once two reads a second apart find the same ones.
 
     Postgres commits first, then Kafka is told, then Redis: right after a job turns terminal in Postgres the other
     two may lag by a moment (longer while a fault slows them), so a verdict waits for them, boundedly.
     """
     deadline = time.monotonic() + timeout
+    before: list[str] | None = None
     while True:
         began = time.time()
         report = check(
@@ -526,7 +549,10 @@ def settle(
         report.checked_at = began
         if report.ok or time.monotonic() > deadline:
             return report
-        time.sleep(interval)
+        if sorted(report.problems) == before and set(report.kinds) <= FINAL:
+            return report  # the same problems twice, none of which more waiting could mend
+        before = sorted(report.problems)
+        time.sleep(max(interval, 1.0) if set(report.kinds) <= FINAL else interval)
 
 
 def as_dict(report: LedgerReport) -> dict:

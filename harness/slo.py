@@ -102,6 +102,26 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
     return out
 
 
+def family(verdict_name: str) -> str:
+    """A verdict's kind without the endpoint, queue kind or model it names: ``api POST /x p95 ms`` -> ``api p95 ms``,
+    ``queue score enqueue->done p95 ms`` -> ``queue enqueue->done p95 ms``, ``model lstm latency p95 ms`` ->
+    ``model latency p95 ms``. Each kind needs a planted defect that turns it red (``harness.sabotage``)."""
+    words = verdict_name.split()
+    if words[0] == "api":
+        return " ".join(["api", *words[-2:]])
+    if words[0] in ("queue", "model") and len(words) > 2:
+        return " ".join([words[0], *words[2:]])
+    return verdict_name
+
+
+def families(slos: dict) -> set[str]:
+    """Every kind of verdict an SLO file gives (``slo:`` + its family), as the sabotage catalog names them."""
+    names = [v.slo for v in evaluate(slos, {})]
+    if "drain_share_of_sqs_ceiling_min" in slos.get("bench", {}):
+        names.append(drain_verdict(None, slos).slo)
+    return {f"slo: {family(n)}" for n in names}
+
+
 def drain_verdict(share: float | None, slos: dict | None = None) -> Verdict:
     """The throughput benchmark's gate (slo.toml ``[bench] drain_share_of_sqs_ceiling_min``): jobs/s draining
     2 000 jobs over the raw SQS ceiling measured just before, the median of its rounds."""

@@ -222,7 +222,18 @@ def _ghost_model_event() -> None:
     JobStore._terminal_entries = with_ghost
 
 
-@defect("slow_worker", "worker", "every inference job takes 1 s longer (capacity falls more than 5x)")
+@defect(
+    "slow_worker",
+    "worker",
+    "every inference job takes 1 s longer (capacity falls more than 5x)",
+    reveals=(
+        "slo: capacity jobs/s / raw SQS ceiling",
+        "slo: drain jobs/s / raw SQS ceiling",
+        "slo: queue enqueue->start p95 ms",
+        "slo: queue enqueue->done p95 ms",
+        "slo: backlog drain s",
+    ),
+)
 def _slow_worker() -> None:
     from system.pipelines import inference
 
@@ -235,7 +246,34 @@ def _slow_worker() -> None:
     inference.run_many = slow
 
 
-@defect("slow_model", "worker", "every LSTM forward pass takes 0.1 s longer (the model path 100x its raw speed)")
+@defect(
+    "flaky_first_attempt",
+    "worker",
+    "every inference job's first attempt fails as if a store had blipped (retried: each job needs two deliveries)",
+    reveals=("slo: redelivered jobs",),
+)
+def _flaky_first_attempt() -> None:
+    from system.pipelines import inference
+    from system.pipelines.base import TransientJobError
+
+    run_many = inference.run_many
+
+    def flaky(jobs, window):
+        out = run_many(jobs, window)
+        return [
+            TransientJobError("flaky", "a first attempt never succeeds") if (job.get("attempts") or 1) <= 1 else o
+            for (job, _), o in zip(jobs, out, strict=True)
+        ]
+
+    inference.run_many = flaky
+
+
+@defect(
+    "slow_model",
+    "worker",
+    "every LSTM forward pass takes 0.1 s longer, every moving average 1 ms (the model paths 100x their raw speed)",
+    reveals=("slo: model latency p95 / raw forward", "slo: model latency p95 ms"),
+)
 def _slow_model() -> None:
     from system.pipelines import lstm
 
@@ -246,6 +284,15 @@ def _slow_model() -> None:
         return forecast_batch(model, windows, horizon)
 
     lstm.forecast_batch = slow
+    from system.pipelines import inference
+
+    moving_average = inference.MODELS["moving_average"]
+
+    def slow_average(values, horizon, window):
+        time.sleep(0.001)
+        return moving_average(values, horizon, window)
+
+    inference.MODELS["moving_average"] = slow_average
 
 
 # -- in the API ----------------------------------------------------------------------------------------------------
@@ -272,7 +319,7 @@ def _no_job_budget() -> None:
     score.run_within_budget = in_thread
 
 
-@defect("slow_api", "api", "POST /api/v1/inference answers 0.4 s late")
+@defect("slow_api", "api", "POST /api/v1/inference answers 0.4 s late", reveals=("slo: api p95 ms", "slo: api p99 ms"))
 def _slow_api() -> None:
     import asyncio
 
@@ -306,7 +353,12 @@ def _refuse_after_accepting() -> None:
     _wrap_app(change)
 
 
-@defect("ws_silent", "api", "the dashboard WebSocket says hello and then never pushes an event")
+@defect(
+    "ws_silent",
+    "api",
+    "the dashboard WebSocket says hello and then never pushes an event",
+    reveals=("slo: api error rate",),
+)
 def _ws_silent() -> None:
     from fastapi import WebSocket, WebSocketDisconnect
 
@@ -382,7 +434,7 @@ def _metrics_off() -> None:
     "invented_failure",
     "worker",
     "fails every inference job 'with a reason' (error_code invented_reason) instead of running it",
-    reveals=("failed_unbudgeted",),
+    reveals=("failed_unbudgeted", "slo: failed jobs", "slo: ledger and content problems (client journal)"),
 )
 def _invented_failure() -> None:
     from system.pipelines import inference
@@ -574,7 +626,7 @@ def _models_forgotten(stack, job_ids, queue):
     "dlq_stray",
     "store",
     "sends a completed job's message to the DLQ",
-    reveals=("dlq_unexplained",),
+    reveals=("dlq_unexplained", "slo: DLQ messages"),
 )
 def _dlq_stray(stack, job_ids, queue):
     victim = _inference_jobs(stack, job_ids)[0]

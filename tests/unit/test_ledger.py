@@ -178,3 +178,29 @@ def test_a_cut_short_topic_read_raises_instead_of_returning_a_partial_list():
     exc = TopicReadIncomplete("job_events", [{"key": "k", "value": {}}], 0.5, 1, 3)
     assert isinstance(exc, TimeoutError) and "incomplete" in str(exc) and "1/3 partition" in str(exc)
     assert exc.partial and exc.topic == "job_events"
+
+
+def test_settle_stops_waiting_for_problems_no_wait_can_mend(monkeypatch):
+    """Two reads that find the same failures outside the budget end the wait; a lagging store is waited for."""
+    from harness import ledger
+
+    def report(kind):
+        r = ledger.LedgerReport(jobs=1)
+        r.add(kind, "job-1", "as planted")
+        return r
+
+    calls = []
+
+    def check(*a, kind="failed_unbudgeted", **k):
+        calls.append(1)
+        return report(check.kind)
+
+    check.kind = "failed_unbudgeted"
+    monkeypatch.setattr(ledger, "check", check)
+    monkeypatch.setattr(ledger.time, "sleep", lambda s: None)
+    got = ledger.settle(None, ["job-1"], timeout=60)
+    assert len(calls) == 2 and got.kinds == {"failed_unbudgeted": 1}
+    calls.clear()
+    check.kind = "redis_disagrees"  # Redis may still catch up: waited for until the timeout
+    got = ledger.settle(None, ["job-1"], timeout=0.05)
+    assert len(calls) > 2 and got.kinds == {"redis_disagrees": 1}

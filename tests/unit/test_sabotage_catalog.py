@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from harness import slo
 from harness.ledger import PROBLEMS
 from harness.load import _split_defects
 from harness.sabotage import CATALOG, missing_twins, plant
@@ -54,7 +55,20 @@ def test_every_verdict_kind_has_a_sabotage_twin():
     tests plant each and check its verdicts went red); no defect claims a verdict that does not exist."""
     assert missing_twins(CATALOG, PROBLEMS) == set()
     claimed = {k for d in CATALOG.values() for k in d.reveals}
-    assert claimed <= set(PROBLEMS), claimed - set(PROBLEMS)
+    known = set(PROBLEMS) | slo.families(slo.load())
+    assert claimed <= known, claimed - known
+
+
+def test_every_kind_of_slo_verdict_has_a_sabotage_twin():
+    """Each kind of verdict the shipped slo.toml gives (per endpoint, queue kind or model alike) is turned red by a
+    planted defect in tests/sabotage/test_slo_sabotage.py; a new kind of SLO without one fails here, by name."""
+    kinds = slo.families(slo.load())
+    assert {"slo: api p95 ms", "slo: queue enqueue->done p95 ms", "slo: redelivered jobs"} <= kinds
+    assert missing_twins(CATALOG, kinds) == set()
+    without = {name: d for name, d in CATALOG.items() if name != "flaky_first_attempt"}
+    assert missing_twins(without, kinds) == {"slo: redelivered jobs"}
+    assert slo.family("api POST /api/v1/scores p99 ms") == "api p99 ms"
+    assert slo.family("model lstm latency p95 / raw forward") == "model latency p95 / raw forward"
 
 
 def test_a_verdict_whose_twin_is_removed_is_named():
