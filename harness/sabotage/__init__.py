@@ -33,7 +33,12 @@ class Defect:
     target: str  # "worker", "api" (the process it is planted in) or "store" (written into the stores)
     what: str
     plant: Callable[..., object]
-    reveals: tuple[str, ...] = ()  # the verdicts it must turn red, by name (ledger problem kinds, content checks)
+    reveals: tuple[str, ...] = ()  # the verdicts it must turn red: ledger problem kinds, content checks, "slo: …"
+
+    @property
+    def ledger_kinds(self) -> tuple[str, ...]:
+        """What it reveals in the ledger's report (its SLO verdicts, ``slo: …``, aside)."""
+        return tuple(k for k in self.reveals if not k.startswith("slo: "))
 
 
 CATALOG: dict[str, Defect] = {}

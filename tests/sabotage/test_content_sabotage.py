@@ -26,7 +26,7 @@ PROCESS_GROUPS = {
 def red_by_name(report, defects: list[str]) -> None:
     assert not report.ok, f"the ledger stayed green over {defects}: {report.summary()}"
     for name in defects:
-        for kind in CATALOG[name].reveals:
+        for kind in CATALOG[name].ledger_kinds:
             assert report.kinds[kind] >= 1, f"{name} should turn [{kind}] red: {report.summary()}"
 
 
@@ -77,6 +77,6 @@ def test_store_defects_turn_their_verdicts_red(chaos_system, jobs_for, stack):
     report = jobs.verdict(timeout=2)
     red_by_name(report, store)
     for name, victims in touched.items():
-        for kind in CATALOG[name].reveals:
+        for kind in CATALOG[name].ledger_kinds:
             hits = [p for p in report.problems if f"[{kind}]" in p]
             assert any(v in p for v in victims for p in hits), f"{name}: [{kind}] does not name {victims}: {hits}"
