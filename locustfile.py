@@ -193,20 +193,28 @@ class FeedWatcher(HttpUser):
 
     @task
     def websocket(self) -> None:
-        from websockets.sync.client import connect
+        # websocket-client: one blocking socket, which gevent's patched socket module makes cooperative. Not the
+        # `websockets` sync client: its reader thread waits in a selector on a socket that another thread closes, and
+        # under gevent a socket closed while a watcher still holds it aborts the whole Locust process (libev's
+        # "I/O watcher with invalid fd found in epoll_ctl", exit -6, seen in CI chaos runs).
+        import websocket
 
         url = self.host.replace("http", "ws", 1) + "/api/v1/dashboard/ws"
         started = time.perf_counter()
         received, exc = 0, None
         try:
-            with connect(url, open_timeout=5, close_timeout=1) as ws:
-                if json.loads(ws.recv(timeout=5)).get("type") != "hello":
+            ws = websocket.create_connection(url, timeout=5)
+            try:
+                if json.loads(ws.recv()).get("type") != "hello":
                     raise RuntimeError("no hello from the dashboard WebSocket")
+                ws.settimeout(WS_EVENT_TIMEOUT_S)
                 try:
-                    ws.recv(timeout=WS_EVENT_TIMEOUT_S)
+                    ws.recv()
                     received = 1
-                except TimeoutError:
+                except websocket.WebSocketTimeoutException:
                     raise TimeoutError(f"no job event within {WS_EVENT_TIMEOUT_S:g} s of the hello") from None
+            finally:
+                ws.close(timeout=1)
         except Exception as e:  # reported to Locust as a failed request
             exc = e
         events.request.fire(

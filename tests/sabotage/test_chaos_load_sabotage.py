@@ -47,7 +47,10 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
     assert not out.ok, "the run stayed green over a worker that acknowledges before committing"
     lost = [p for p in out.ledger.problems if "[not_terminal]" in p]
     assert lost, f"no job named as lost: {out.ledger.summary()}"
-    assert all("not terminal in Postgres (running)" in p for p in lost), lost
+    # the acknowledged jobs stay 'running' with no message left to bring them back; on a slow machine the live
+    # workers' backlog may also outlast the drain, 'queued' or 'running', and is named the same way
+    assert any("not terminal in Postgres (running)" in p for p in lost), lost
+    assert all("not terminal in Postgres (running)" in p or "(queued)" in p for p in lost), lost
     failing = {v.slo for v in out.verdicts if not v.ok}
     assert {"ledger: not_terminal", "backlog drained (every accepted job terminal)"} <= failing, failing
     kill = out.windows[0]
