@@ -19,20 +19,26 @@ def verdicts(section: str, figures: dict) -> dict[str, slo.Verdict]:
     return {v.slo: v for v in slo.evaluate(slo.section(slo.load(), section), figures)}
 
 
-def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
-    sut = chaos_system(workers=1, api_sabotage="slow_api")
-    figures = load.measure(
+def short_load(stack, sut, users: int, user_classes=("InferenceSubmitter",)) -> dict:
+    """``SECONDS`` of Locust against ``sut`` and what it measured; no capacity burst, and every request counts (no
+    ``--reset-stats``: in 12 s the ramp-up is most of the run)."""
+    return load.measure(
         stack,
         sut.api_url,
         sut.queue_name,
         sut.dlq_name,
-        4,
+        users,
         SECONDS,
         report.new_run_dir(),
-        user_classes=["InferenceSubmitter"],
+        user_classes=list(user_classes),
         burst_requests=0,
-        reset_stats=False,  # 12 s: every request counts
+        reset_stats=False,
     )
+
+
+def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
+    sut = chaos_system(workers=1, api_sabotage="slow_api")
+    figures = short_load(stack, sut, 4)
     v = verdicts("api", figures)["api POST /api/v1/inference p95 ms"]
     assert figures["api"]["POST /api/v1/inference"]["requests"] >= 20
     assert not v.ok and v.measured >= 400, v.line()  # the planted 0.4 s, measured by Locust, over the target
@@ -43,18 +49,7 @@ def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
 
 def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
     sut = chaos_system(workers=1, api_sabotage="ws_silent")
-    figures = load.measure(
-        stack,
-        sut.api_url,
-        sut.queue_name,
-        sut.dlq_name,
-        8,
-        SECONDS,
-        report.new_run_dir(),
-        user_classes=["InferenceSubmitter", "FeedWatcher"],
-        burst_requests=0,
-        reset_stats=False,  # 12 s: every request counts
-    )
+    figures = short_load(stack, sut, 8, ["InferenceSubmitter", "FeedWatcher"])
     ws = figures["api"]["/api/v1/dashboard/ws"]
     assert ws["requests"] >= 3 and figures["jobs"] > 0  # jobs ran, so an honest feed would have pushed events
     v = verdicts("api", figures)["api /api/v1/dashboard/ws error rate"]
@@ -86,18 +81,7 @@ def test_slow_model_fails_the_model_latency_gate(chaos_system, stack):
     """The LSTM's latency in the system is judged against a raw forward pass timed in the same run: a worker whose
     forward passes take 0.1 s longer fails it; its moving average, 1 ms slower, fails its own target."""
     sut = chaos_system(workers=1, sabotage="slow_model")
-    figures = load.measure(
-        stack,
-        sut.api_url,
-        sut.queue_name,
-        sut.dlq_name,
-        3,
-        SECONDS,
-        report.new_run_dir(),
-        user_classes=["InferenceSubmitter"],
-        burst_requests=0,
-        reset_stats=False,
-    )
+    figures = short_load(stack, sut, 3)
     got = verdicts("models", figures)
     v = got["model lstm latency p95 / raw forward"]
     assert figures["models"]["lstm"]["count"] >= 10 and figures["models"]["lstm"]["p95_ms"] >= 100
@@ -138,18 +122,8 @@ def test_a_slow_failing_worker_fails_the_queue_backlog_and_delivery_slos(chaos_s
 
     planter = threading.Thread(target=plant_stray, daemon=True)
     planter.start()
-    figures = load.measure(
-        stack,
-        sut.api_url,
-        sut.queue_name,
-        sut.dlq_name,
-        1,  # ~3 jobs/s offered against ~4 jobs/s of a slowed worker, each job delivered twice: a backlog of ~10 s
-        SECONDS,
-        report.new_run_dir(),
-        user_classes=["InferenceSubmitter"],
-        burst_requests=0,
-        reset_stats=False,
-    )
+    # one user: ~3 jobs/s offered against ~4 jobs/s of a slowed worker, each job delivered twice: a backlog of ~10 s
+    figures = short_load(stack, sut, 1)
     planter.join(5)
     assert stray, "no failed job to send to the DLQ"
     got = {v.slo: v for v in slo.evaluate(slo.load(), figures)}
