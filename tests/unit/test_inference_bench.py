@@ -175,4 +175,5 @@ def test_the_interleaved_gate_catches_a_slowed_worker_path(model, windows, monke
     monkeypatch.setattr(lstm.MicroBatcher, "forecast", slowed)
     again = interleaved_ratios(model, windows, rounds=60)
     [_, worker] = _gate_verdicts(slo.load()["bench"], again["batch8_speedup"], again["worker_over_raw"])
-    assert not worker.ok and worker.measured > 3, worker.line()
+    gate = slo.load()["bench"]["lstm_worker_over_raw_max"]
+    assert not worker.ok and worker.measured > 1.5 * gate, worker.line()  # x2.8 on a machine at half speed, x4+ idle
