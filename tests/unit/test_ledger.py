@@ -191,16 +191,17 @@ def test_settle_stops_waiting_for_problems_no_wait_can_mend(monkeypatch):
 
     calls = []
 
-    def check(*a, kind="failed_unbudgeted", **k):
-        calls.append(1)
-        return report(check.kind)
+    kind = ["failed_unbudgeted"]  # what every read finds
 
-    check.kind = "failed_unbudgeted"
+    def check(*a, **k):
+        calls.append(1)
+        return report(kind[0])
+
     monkeypatch.setattr(ledger, "check", check)
     monkeypatch.setattr(ledger.time, "sleep", lambda s: None)
     got = ledger.settle(None, ["job-1"], timeout=60)
     assert len(calls) == 2 and got.kinds == {"failed_unbudgeted": 1}
     calls.clear()
-    check.kind = "redis_disagrees"  # Redis may still catch up: waited for until the timeout
+    kind[0] = "redis_disagrees"  # Redis may still catch up: waited for until the timeout
     got = ledger.settle(None, ["job-1"], timeout=0.05)
     assert len(calls) > 2 and got.kinds == {"redis_disagrees": 1}
