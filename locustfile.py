@@ -135,10 +135,13 @@ class InferenceSubmitter(HttpUser):
 
 
 class ScoreUploader(HttpUser):
-    """Score uploads (the chorale, or $VERISIM_LOAD_SCORE): heavy jobs, so fewer and slower."""
+    """Score uploads (the chorale, or $VERISIM_LOAD_SCORE): heavy jobs, so fewer and slower. A chorale costs its
+    worker's child about 1-2 s of a core (reading, analysis, audio; twice that on a machine running at half speed), so
+    20 users' three uploaders, one upload every 4-8 s each, keep about half a core busy with scores: an SLO run
+    judges the system at a load the 2-core machine holds, and ``nox -s capacity`` finds where it stops holding."""
 
     weight = 1
-    wait_time = between(2, 5)
+    wait_time = between(4, 8)
     host = DEFAULT_HOST
 
     @task

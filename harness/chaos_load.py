@@ -453,7 +453,15 @@ class ChaosLoad:
             # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the
             # previous window's to answer for, and a straggler of its counts against it alone)
             since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
-            recover = _time_to_recover(jobs, fault.end, nxt, steady["done_p95_ms"], sc.recovery_tolerance, since=since)
+            recover = _time_to_recover(
+                jobs,
+                fault.end,
+                nxt,
+                steady["done_p95_ms"],
+                sc.recovery_tolerance,
+                since=since,
+                kind_p95_ms=steady["done_p95_ms_by_kind"],
+            )
             evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
             evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since)
             fw.evidence.update(evidence)
@@ -569,6 +577,10 @@ class ChaosLoad:
             "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
             "failed": sum(1 for j in enq if j["status"] == "failed"),
             "done_p95_ms": _r(percentile(dones, 95)),
+            "done_p95_ms_by_kind": {
+                kind: _r(percentile([(j["done"] - j["enq"]) * 1000 for j in enq if j["kind"] == kind and j["done"]], 95))
+                for kind in sorted({j["kind"] for j in enq})
+            },
         }
 
     def _evidence(
@@ -728,18 +740,25 @@ def _time_to_recover(
     tolerance: float,
     bucket_s: float = 5.0,
     since: float = 0.0,
+    kind_p95_ms: dict[str, float] | None = None,
 ) -> float | None:
     """Seconds from ``fault_end`` until (a) every job accepted from ``since`` (the previous fault's end) until then
-    has finished and (b) the jobs accepted in a ``bucket_s`` slice starting then finish with an enqueue->done p95
-    within ``tolerance`` × the steady phase's. None when that never happened before ``horizon`` (the next fault, or
-    the end of the load)."""
+    has finished, those the fault held back included, and (b) the jobs accepted in a ``bucket_s`` slice starting
+    then finish with an enqueue->done p95 within ``tolerance`` × the steady phase's. None when that never happened
+    before ``horizon`` (the next fault, or the end of the load).
+
+    A job of the backlog was held back when its enqueue->done exceeded ``tolerance`` × the steady p95 of its kind
+    (``kind_p95_ms``; the steady p95 of all jobs for a kind it lacks): a score job that took what score jobs take in
+    the steady phase was not delayed by the fault, and its finish says nothing about recovery."""
     if steady_p95_ms is None:
         return None
     before = [j for j in jobs if since <= j["enq"] < fault_end]
     if any(j["done"] is None for j in before):
         return None
-    drained = max((j["done"] for j in before), default=fault_end)
     limit = steady_p95_ms * tolerance
+    kind_limits = {k: v * tolerance for k, v in (kind_p95_ms or {}).items() if v is not None}
+    held = [j for j in before if (j["done"] - j["enq"]) * 1000 > kind_limits.get(j.get("kind", ""), limit)]
+    drained = max((j["done"] for j in held), default=fault_end)
     t = fault_end
     while t + bucket_s <= horizon + 0.001:
         slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
