@@ -578,7 +578,9 @@ class ChaosLoad:
             "failed": sum(1 for j in enq if j["status"] == "failed"),
             "done_p95_ms": _r(percentile(dones, 95)),
             "done_p95_ms_by_kind": {
-                kind: _r(percentile([(j["done"] - j["enq"]) * 1000 for j in enq if j["kind"] == kind and j["done"]], 95))
+                kind: _r(
+                    percentile([(j["done"] - j["enq"]) * 1000 for j in enq if j["kind"] == kind and j["done"]], 95)
+                )
                 for kind in sorted({j["kind"] for j in enq})
             },
         }

@@ -53,6 +53,9 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
     assert all("not terminal in Postgres (running)" in p or "(queued)" in p for p in lost), lost
     failing = {v.slo for v in out.verdicts if not v.ok}
     assert {"ledger: not_terminal", "backlog drained (every accepted job terminal)"} <= failing, failing
+    # the window's recovery waits for its backlog, and the acknowledged jobs never finish: it never recovers
+    recover = next(v for v in out.verdicts if v.slo == "worker_kill: recover_s")
+    assert not recover.ok and recover.measured is None, recover.line()
     kill = out.windows[0]
     assert kill["evidence"]["jobs_in_flight_at_kill"] >= 1
 

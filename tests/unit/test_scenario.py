@@ -131,7 +131,10 @@ def test_a_job_as_slow_as_its_kind_is_in_steady_state_does_not_hold_recovery_ope
     # steady: inference 0.1 s, score 8 s. A score accepted at 99 and done at 107 took its kind's usual time; the
     # same score done at 125 was held back by the fault, and recovery waits for it
     fast = [(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)]
-    usual = [{"enq": 99, "done": 107.0, "kind": "score"}, *({"enq": e, "done": d, "kind": "inference"} for e, d in fast)]
+    usual = [
+        {"enq": 99, "done": 107.0, "kind": "score"},
+        *({"enq": e, "done": d, "kind": "inference"} for e, d in fast),
+    ]
     kinds = {"inference": 100, "score": 8000}
     assert _time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5, kind_p95_ms=kinds) == 0.0
     held = [{**usual[0], "done": 125.0}, *usual[1:]]
