@@ -463,7 +463,7 @@ class ChaosLoad:
                 kind_p95_ms=steady["done_p95_ms_by_kind"],
             )
             evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
-            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since)
+            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since, steady)
             fw.evidence.update(evidence)
             trace = evidence.get(FAULTS[w.fault].trace, 0)
             measured = {
@@ -535,10 +535,14 @@ class ChaosLoad:
         ]
         return max(ends) if ends else None
 
-    def _last_of_backlog(self, jobs: list[dict], fault_end: float, since: float = 0.0) -> dict | None:
-        """The job of the window's backlog (accepted from ``since`` until the fault's end) that finished last: what
-        kept it from draining."""
-        before = [j for j in jobs if since <= j["enq"] < fault_end and j["done"] is not None]
+    def _last_of_backlog(self, jobs: list[dict], fault_end: float, since: float, steady: dict) -> dict | None:
+        """The job of the window's backlog (accepted from ``since`` until the fault's end) that the fault held back
+        and that finished last: what kept the window from recovering sooner."""
+        before = [j for j in jobs if since <= j["enq"] < fault_end]
+        if steady["done_p95_ms"] is not None:
+            tol = self.scenario.recovery_tolerance
+            before = held_back(before, steady["done_p95_ms"], tol, steady["done_p95_ms_by_kind"])
+        before = [j for j in before if j["done"] is not None]
         if not before:
             return None
         last = max(before, key=lambda j: j["done"])
@@ -734,6 +738,20 @@ def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float
     )
 
 
+def held_back(
+    jobs: list[dict], steady_p95_ms: float, tolerance: float, kind_p95_ms: dict[str, float] | None = None
+) -> list[dict]:
+    """The finished jobs whose enqueue->done exceeded ``tolerance`` × the steady phase's p95 of their kind (of all
+    jobs, for a kind the steady phase did not finish): the ones a fault delayed."""
+    kind_limits = {k: v * tolerance for k, v in (kind_p95_ms or {}).items() if v is not None}
+    limit = steady_p95_ms * tolerance
+    return [
+        j
+        for j in jobs
+        if j["done"] is not None and (j["done"] - j["enq"]) * 1000 > kind_limits.get(j.get("kind", ""), limit)
+    ]
+
+
 def _time_to_recover(
     jobs: list[dict],
     fault_end: float,
@@ -758,8 +776,7 @@ def _time_to_recover(
     if any(j["done"] is None for j in before):
         return None
     limit = steady_p95_ms * tolerance
-    kind_limits = {k: v * tolerance for k, v in (kind_p95_ms or {}).items() if v is not None}
-    held = [j for j in before if (j["done"] - j["enq"]) * 1000 > kind_limits.get(j.get("kind", ""), limit)]
+    held = held_back(before, steady_p95_ms, tolerance, kind_p95_ms)
     drained = max((j["done"] for j in held), default=fault_end)
     t = fault_end
     while t + bucket_s <= horizon + 0.001:

@@ -128,7 +128,10 @@ FAULTS: dict[str, Fault] = {
 }
 
 TARGETS = {  # target key -> (what it limits, "max" | "min")
-    "recover_s": ("seconds from the fault's end until enqueue->done p95 is back and the backlog drained", "max"),
+    "recover_s": (
+        "seconds from the fault's end until enqueue->done p95 is back and the jobs it held back finished",
+        "max",
+    ),
     "server_errors": ("5xx answers other than the window's expected refusals, window + recovery", "max"),
     "api_p95_ms": ("API p95 during the window (every request)", "max"),
     "done_p95_ms": ("enqueue->done p95 of the jobs accepted during the window", "max"),
