@@ -247,7 +247,8 @@ def _coverage_gate(session: nox.Session, html: bool = False) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """Everything that gates a merge: lint, format and type check; the unit and integration tests on the local stack
-    with system/'s coverage measured and gated; the chaos, sabotage and fuzz tests that judge no time, two at a time;
+    (two at a time, then those that judge time alone) with system/'s coverage measured and gated; the chaos, sabotage
+    and fuzz tests that judge no time, two at a time;
     those that judge time (marker timing: load SLOs, the CI chaos-under-load scenario), one at a time; the ratio
     benchmarks; then the integration and process-fault tests again on the containers stack
     (dockerd started and images built when needed). Every step runs; the session fails if any did."""
@@ -265,8 +266,28 @@ def ci(session: nox.Session) -> None:
             session.warn(f"CI step failed: {name} (the next steps still run)")
 
     step("static checks", lambda: _static_checks(session))
-    measured = [*MEASURED_TESTS, "--junitxml=reports/junit.xml", *session.posargs]
-    step("unit and integration", lambda: session.run(PY, "-m", "pytest", *measured, env=_coverage_env(), external=True))
+    # the unit and integration tests mostly wait on the processes and stores they drive: two at a time (a file's
+    # tests together, each xdist worker on a local stack and system of its own), measured by coverage in every
+    # process; those whose verdict is a wait (marker timing) then run alone, measured too, into the same data
+    cov_env = _coverage_env()
+    for name, marks, extra, junit in (
+        ("unit and integration (2 at a time)", "not timing", ["-n", "2", "--dist", "loadfile"], "junit.xml"),
+        ("unit and integration that judge time (alone)", "timing", [], "junit-measured-timing.xml"),
+    ):
+        args = [
+            "tests",
+            "-m",
+            f"not bench and not ({UNMEASURED}) and {marks}",
+            "--stack=local",
+            "-p",
+            "no:cacheprovider",
+        ]
+        step(
+            name,
+            lambda a=args, e=extra, j=f"--junitxml=reports/{junit}": session.run(
+                PY, "-m", "pytest", *a, *e, j, *session.posargs, env=cov_env, external=True
+            ),
+        )
     step("coverage gate", lambda: _coverage_gate(session))
     # the fault tests that judge no time run two at a time (pytest-xdist; a file's tests stay together), each xdist
     # worker on a local stack of its own, so one test's restarted Postgres is never another's; they mostly wait
