@@ -10,7 +10,10 @@ The Kafka log is kept across a broker that loses it. Production Kafka keeps its 
 memory (the local tansu) forgets every topic when it restarts. Postgres keeps every event in the outbox, so the
 publishers restore the log: each deployment keeps a marker topic on the broker (``verisim.log-epoch.<queue>``); when
 it is gone, the broker has lost its log, and one worker (an advisory lock) reads what the broker holds now and marks
-every event it lacks unpublished again — the outbox sends those once more, in order, and nothing twice.
+every event it lacks unpublished again — the outbox sends those once more, in order, and nothing twice. They come back
+uncertain, so their publisher reads the log for them once more before it sends: an event is sent again only when two
+reads of the log lack it, and one read that missed an event (or a marker topic that merely looked absent) costs a
+second read, never a second copy.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ class OutboxTable:
         """After a broker lost its log: every event of this deployment's jobs that is marked published yet absent
         from the log (``present_in_log(topics) -> set of event ids`` reads what the broker holds now) is marked
         unpublished again, so the outbox publishes it once more; and the claims in flight are voided (see
-        ``mark_published``). Serialized across workers by an advisory lock on
-        ``marker``; returns the number restored, or None when another worker held the lock."""
+        ``mark_published``). The restored events are uncertain: their publisher looks for them in the log again
+        before it sends them. Serialized across workers by an advisory lock on ``marker``; returns the number
+        restored, or None when another worker held the lock."""
         with self.pool.connection() as conn, conn.transaction():
             if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (marker,)).fetchone()[
                 "pg_try_advisory_xact_lock"
@@ -82,7 +86,7 @@ class OutboxTable:
             missing = [r["id"] for r in rows if r["id"] not in present]
             if missing:
                 conn.execute(
-                    "UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = false WHERE id = ANY(%s)",
+                    "UPDATE outbox SET published_at = NULL, claimed_until = NULL, uncertain = true WHERE id = ANY(%s)",
                     (missing,),
                 )
             return len(missing)

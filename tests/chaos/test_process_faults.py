@@ -184,7 +184,7 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     recreated (its CreatedTimestamp changed) and re-sends the queued jobs at once, well before the stale-job period
     (REQUEUE_AFTER_SECONDS, 300 s by default). While it is down, jobs are still accepted (the row is the promise):
     their messages wait in the SQS outbox (``send_pending``) and a worker sends them once the queue answers."""
-    sut = chaos_system(workers=1, concurrency=4)
+    sut = chaos_system(workers=1, concurrency=4, REQUEUE_AFTER_SECONDS="300")  # the stale-job sweep out of reach
     jobs = jobs_for(sut)
     sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait in the queue
     jobs.inference(5, seed=300)
