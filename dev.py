@@ -42,21 +42,23 @@ def say(msg: str) -> None:
     print(f"[setup] {msg}", flush=True)
 
 
-def missing_system_packages() -> list[str]:
+def missing_system_packages(wanted: dict[str, str]) -> list[str]:
     missing = []
-    for probe, package in SYSTEM_PACKAGES.items():
+    for probe, package in wanted.items():
         found = glob.glob(probe) if probe.startswith("/") else shutil.which(probe)
         if not found:
             missing.append(package)
     return missing
 
 
-def ensure_system_packages() -> None:
-    missing = missing_system_packages()
+def ensure_system_packages(extra: dict[str, str] | None = None) -> None:
+    """The local stack's Debian packages, and ``extra`` (binary -> package) with them: one apt-get run."""
+    wanted = {**SYSTEM_PACKAGES, **(extra or {})}
+    missing = missing_system_packages(wanted)
     if not missing:
         return
     apt_install(missing)
-    still = missing_system_packages()
+    still = missing_system_packages(wanted)
     if still:
         sys.exit(f"[setup] apt-get ran but these are still missing: {', '.join(still)}")
 
@@ -87,23 +89,22 @@ def ensure_venv() -> None:
     pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
     constraints = ["-c", str(LOCK)] if LOCK.exists() else []
+    # what the LocalStack venv's builder imports comes first, so that venv is built while the rest installs
+    subprocess.run([*pip, "install", "-q", "pydantic-settings", *constraints], check=True)
+    tools = start_tool_venvs()
     subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]", *constraints], check=True)
     subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
     marker.write_text(digest)
     say(f".venv ready in {time.monotonic() - started:.0f}s")
+    if tools.wait() != 0:
+        sys.exit("[setup] the LocalStack venv could not be built (its error is above)")
 
 
-def ensure_tool_venvs() -> None:
-    """The LocalStack venv lives in the shared cache (~/.cache/verisim) so every checkout reuses it."""
-    subprocess.run(
-        [
-            str(VENV_PY),
-            "-c",
-            "from harness.stack.services.localstack import ensure_venv; ensure_venv(lambda m: print('[setup]', m))",
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+def start_tool_venvs() -> subprocess.Popen:
+    """The LocalStack venv, in the shared cache (~/.cache/verisim) so every checkout reuses it: built in a process of
+    its own (it needs only pydantic-settings of .venv); quick when it exists."""
+    code = "from harness.docker.inputs import ensure_localstack_venv as e; e(lambda m: print('[setup]', m, flush=True))"
+    return subprocess.Popen([str(VENV_PY), "-c", code], cwd=ROOT)
 
 
 # what the containers stack needs: Debian's engine and mmdebstrap (the base image, built with no registry)
@@ -111,18 +112,43 @@ DOCKER_PACKAGES = {"dockerd": "docker.io", "mmdebstrap": "mmdebstrap"}
 
 
 def ensure_docker() -> None:
-    """Install Debian's docker.io when no dockerd exists, start it when none answers, build the offline images."""
-    missing = [pkg for binary, pkg in DOCKER_PACKAGES.items() if not shutil.which(binary)]
-    if missing:
-        apt_install(missing)
+    """Start dockerd when none answers and build the offline images (setup installed Debian's docker.io)."""
     subprocess.run([str(VENV_PY), "-m", "harness.docker.daemon"], check=True, cwd=ROOT)
     subprocess.run([str(VENV_PY), "-m", "harness.docker.build"], check=True, cwd=ROOT)
 
 
-def setup() -> None:
-    ensure_system_packages()
+def setup(extra_packages: dict[str, str] | None = None) -> None:
+    """Debian's packages (apt) while the venvs install (pip): neither needs the other."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def apt() -> None:
+        try:
+            ensure_system_packages(extra_packages)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit included: re-raised below
+            failed.append(exc)
+
+    packages = threading.Thread(target=apt)
+    packages.start()
     ensure_venv()
-    ensure_tool_venvs()
+    if start_tool_venvs().wait() != 0:
+        sys.exit("[setup] the LocalStack venv could not be built (its error is above)")
+    packages.join()
+    if failed:
+        raise failed[0]
+
+
+def start_docker_in_background() -> Path:
+    """dockerd and the offline images for the containers stack, built while the first tests run (the containers
+    step waits for the build's lock and finds them done). Returns the log; a failure shows again in that step."""
+    log = ROOT / "reports" / "docker-setup.log"
+    log.parent.mkdir(exist_ok=True)
+    code = "from harness.docker.daemon import main as d; from harness.docker.build import main as b; exit(d() or b([]))"
+    with open(log, "w") as fh:
+        subprocess.Popen([str(VENV_PY), "-c", code], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    say(f"dockerd and the offline images: starting in the background (log: {log.relative_to(ROOT)})")
+    return log
 
 
 def nox(*args: str) -> int:
@@ -156,7 +182,7 @@ def main(argv: list[str]) -> int:
     if command not in ("setup", "docker", "test", "demo", "up", "nox", "lock"):
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
-    setup()
+    setup(DOCKER_PACKAGES if command in ("docker", "test") else None)
     if command == "setup":
         return 0
     if command == "lock":
@@ -172,7 +198,7 @@ def main(argv: list[str]) -> int:
         )
         return 0
     if command == "test":
-        ensure_docker()  # CI runs the integration tests on the containers stack too
+        start_docker_in_background()  # CI runs the integration tests on the containers stack too
         return nox("-s", "ci", "--", *rest)
     if command in ("demo", "up"):
         return nox("-s", command, "--", *rest)

@@ -24,11 +24,17 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def cache_lock(name: str) -> Iterator[None]:
-    """An exclusive file lock so two sessions never build the same cached thing at once."""
+def cache_lock(name: str, progress=None) -> Iterator[None]:
+    """An exclusive file lock so two sessions never build the same cached thing at once; ``progress`` is told when
+    another process holds it (the wait may be minutes)."""
     lock_path = cache_dir() / f".{name}.lock"
     with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                progress(f"waiting for another process that holds the {name} lock ({lock_path}) to finish")
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -325,7 +325,7 @@ class Builder:
             finally:
                 done[spec.name].set()
 
-        with cache_lock("image-build"), ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        with cache_lock("image-build", self.progress), ThreadPoolExecutor(max_workers=len(todo)) as pool:
             list(pool.map(run, todo))
         if errors:
             raise errors[0]

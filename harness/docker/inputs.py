@@ -7,9 +7,15 @@ It sits here, below ``harness.stack``, so that the image builds (``harness.docke
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from harness.cache import cache_dir, cache_lock
 from harness.settings import current
 
 # 4.13.1 is the newest LocalStack that imports on Python 3.11; its dependencies drifted (docs/dependency-pins.md)
@@ -25,6 +31,39 @@ LOCALSTACK_PINS = [
 
 class MissingInput(RuntimeError):
     """An input is not installed; the message says how to get it."""
+
+
+def localstack_venv_dir() -> Path:
+    return cache_dir() / f"localstack-{LOCALSTACK_VERSION}"
+
+
+def localstack_python() -> Path:
+    return localstack_venv_dir() / "bin" / "python"
+
+
+def ensure_localstack_venv(progress: Callable[[str], None] = print) -> Path:
+    """The local runtime's LocalStack: a venv of its own in the shared cache, made once (≈1–2 min, ≈0.5 GB) and
+    reused by every checkout. Needs only pydantic-settings of the project's venv, so ``dev.py setup`` builds it while
+    the project's own packages install."""
+    marker = localstack_venv_dir() / ".verisim-pins"
+    want = "\n".join(LOCALSTACK_PINS)
+    with cache_lock("localstack-venv"):
+        if marker.exists() and marker.read_text() == want and localstack_python().exists():
+            return localstack_python()
+        progress(f"building the LocalStack venv in {localstack_venv_dir()} (once; about 1–2 minutes)")
+        shutil.rmtree(localstack_venv_dir(), ignore_errors=True)
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "venv", str(localstack_venv_dir())], check=True)
+        r = subprocess.run(
+            [str(localstack_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q", *LOCALSTACK_PINS],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            raise MissingInput(f"pip could not build the LocalStack venv:\n{r.stderr[-3000:]}")
+        marker.write_text(want)
+        progress(f"LocalStack venv ready in {time.monotonic() - started:.0f}s")
+    return localstack_python()
 
 
 def find_tansu() -> Path:

@@ -305,10 +305,15 @@ def stop_on_sigterm() -> threading.Event:
 
 
 def run_until_stopped(stop: threading.Event) -> None:
-    """Block until Ctrl-C or ``stop`` is set: the foreground loop of ``python -m harness.stack up`` and ``nox -s up``."""
+    """Block until Ctrl-C or ``stop`` is set: the foreground loop of ``python -m harness.stack up`` and ``nox -s up``.
+    Ctrl-C sets the event too rather than raising: a KeyboardInterrupt that lands inside a finalizer or a library's
+    callback is swallowed there, and the loop would go on waiting; a CLI once ignored a Ctrl-C so, under pytest-xdist."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     print("\nrunning; Ctrl-C to stop", flush=True)
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -9,15 +9,11 @@ an SQS and an S3 call) answers.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cache import cache_dir, cache_lock
-from harness.docker.inputs import LOCALSTACK_PINS, LOCALSTACK_VERSION
+from harness.cache import cache_dir
+from harness.docker.inputs import MissingInput, ensure_localstack_venv, localstack_python
 from harness.stack import probes
 from harness.stack.container_runtime import ContainerService
 from harness.stack.endpoints import AwsEndpoint
@@ -44,44 +40,16 @@ class LocalStack(BackingService, service="localstack", ready_timeout=120, check=
 
 
 # -- a local process --------------------------------------------------------------------------------------------------
-def venv_dir() -> Path:
-    return cache_dir() / f"localstack-{LOCALSTACK_VERSION}"
-
-
-def venv_python() -> Path:
-    return venv_dir() / "bin" / "python"
-
-
-def ensure_venv(progress: Callable[[str], None] = print) -> Path:
-    """Create the LocalStack venv once (≈1–2 min, ≈0.5 GB); later runs reuse it."""
-    marker = venv_dir() / ".verisim-pins"
-    want = "\n".join(LOCALSTACK_PINS)
-    with cache_lock("localstack-venv"):
-        if marker.exists() and marker.read_text() == want and venv_python().exists():
-            return venv_python()
-        progress(f"building the LocalStack venv in {venv_dir()} (once; about 1–2 minutes)")
-        shutil.rmtree(venv_dir(), ignore_errors=True)
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "venv", str(venv_dir())], check=True)
-        r = subprocess.run(
-            [str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q", *LOCALSTACK_PINS],
-            capture_output=True,
-            text=True,
-        )
-        if r.returncode != 0:
-            raise ServiceStartError("localstack", f"pip could not build its venv:\n{r.stderr[-3000:]}")
-        marker.write_text(want)
-        progress(f"LocalStack venv ready in {time.monotonic() - started:.0f}s")
-    return venv_python()
-
-
 class LocalLocalStack(LocalStack, LocalService):
     def __init__(self, workdir: Path, port: int, progress: Callable[[str], None] = print):
         super().__init__(workdir, port)
         self.progress = progress
 
     def prepare(self) -> None:
-        ensure_venv(self.progress)
+        try:
+            ensure_localstack_venv(self.progress)
+        except MissingInput as exc:
+            raise ServiceStartError("localstack", str(exc)) from exc
 
     def spawn(self) -> None:
         root = self.workdir / "localstack"
@@ -107,7 +75,7 @@ class LocalLocalStack(LocalStack, LocalService):
             FILESYSTEM_ROOT=str(root),
             LOCALSTACK_TELEMETRY_DISABLED="1",
         )
-        argv = [str(venv_python()), "-m", "localstack.runtime.main"]
+        argv = [str(localstack_python()), "-m", "localstack.runtime.main"]
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, cwd=root, stop_grace=10).start()
 
 
