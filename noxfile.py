@@ -247,8 +247,8 @@ def _coverage_gate(session: nox.Session, html: bool = False) -> None:
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
     """Everything that gates a merge: lint, format and type check; the unit and integration tests on the local stack
-    (two at a time, then those that judge time alone) with system/'s coverage measured and gated; the chaos, sabotage
-    and fuzz tests that judge no time, two at a time;
+    (three at a time, then those that judge time alone) with system/'s coverage measured and gated; the chaos, sabotage
+    and fuzz tests that judge no time, three at a time;
     those that judge time (marker timing: load SLOs, the CI chaos-under-load scenario), one at a time; the ratio
     benchmarks; then the integration and process-fault tests again on the containers stack
     (dockerd started and images built when needed). Every step runs; the session fails if any did."""
@@ -266,45 +266,35 @@ def ci(session: nox.Session) -> None:
             session.warn(f"CI step failed: {name} (the next steps still run)")
 
     step("static checks", lambda: _static_checks(session))
-    # the unit and integration tests mostly wait on the processes and stores they drive: two at a time (a file's
-    # tests together, each xdist worker on a local stack and system of its own), measured by coverage in every
-    # process; those whose verdict is a wait (marker timing) then run alone, measured too, into the same data
+
+    def pytest_step(name: str, selection: str, parallel: bool, junit: str, env: dict | None = None) -> None:
+        """One pytest run of CI: ``selection`` (a marker expression) on the local stack, three at a time (a file's
+        tests together, each xdist worker on a local stack and system of its own) or alone."""
+        args = ["tests", "-m", selection, "--stack=local", "-p", "no:cacheprovider", f"--junitxml=reports/{junit}"]
+        extra = ["-n", str(PARALLEL_TESTS), "--dist", "loadfile"] if parallel else []
+        step(name, lambda: session.run(PY, "-m", "pytest", *args, *extra, *session.posargs, env=env, external=True))
+
+    # the unit and integration tests mostly wait on the processes and stores they drive: several at a time, measured
+    # by coverage in every process; those whose verdict is a wait (marker timing) then run alone, measured too, into
+    # the same data
     cov_env = _coverage_env()
-    for name, marks, extra, junit in (
-        ("unit and integration (2 at a time)", "not timing", ["-n", "2", "--dist", "loadfile"], "junit.xml"),
-        ("unit and integration that judge time (alone)", "timing", [], "junit-measured-timing.xml"),
-    ):
-        args = [
-            "tests",
-            "-m",
-            f"not bench and not ({UNMEASURED}) and {marks}",
-            "--stack=local",
-            "-p",
-            "no:cacheprovider",
-        ]
-        step(
-            name,
-            lambda a=args, e=extra, j=f"--junitxml=reports/{junit}": session.run(
-                PY, "-m", "pytest", *a, *e, j, *session.posargs, env=cov_env, external=True
-            ),
-        )
+    measured = f"not bench and not ({UNMEASURED})"
+    pytest_step("unit and integration (3 at a time)", f"{measured} and not timing", True, "junit.xml", cov_env)
+    pytest_step(
+        "unit and integration that judge time (alone)",
+        f"{measured} and timing",
+        False,
+        "junit-measured-timing.xml",
+        cov_env,
+    )
     step("coverage gate", lambda: _coverage_gate(session))
-    # the fault tests that judge no time run two at a time (pytest-xdist; a file's tests stay together), each xdist
-    # worker on a local stack of its own, so one test's restarted Postgres is never another's; they mostly wait
-    # (fault windows, visibility timeouts), measured at 28 % of the two cores busy when run one at a time. What
-    # judges time (marker timing: SLO gates, chaos under load) then runs alone.
-    for name, marks, extra, junit in (
-        ("chaos, sabotage and fuzz (2 at a time)", "not timing", ["-n", "2", "--dist", "loadfile"], "faults"),
-        ("load, SLO and chaos-under-load (alone)", "timing", [], "timing"),
-    ):
-        args = ["tests", "-m", f"not bench and ({UNMEASURED}) and {marks}", "--stack=local", "-p", "no:cacheprovider"]
-        junitxml = f"--junitxml=reports/junit-{junit}.xml"
-        step(
-            name,
-            lambda a=args, e=extra, j=junitxml: session.run(
-                PY, "-m", "pytest", *a, *e, j, *session.posargs, external=True
-            ),
-        )
+    # the fault tests that judge no time (or only that a planted defect turns a time verdict red: red_verdicts) run
+    # several at a time, each xdist worker on a local stack of its own, so one test's restarted Postgres is never
+    # another's; they mostly wait (fault windows, visibility timeouts). What judges time (marker timing: SLO gates,
+    # chaos under load) then runs alone.
+    faults = f"not bench and ({UNMEASURED})"
+    pytest_step("chaos, sabotage and fuzz (3 at a time)", f"{faults} and not timing", True, "junit-faults.xml")
+    pytest_step("load, SLO and chaos-under-load (alone)", f"{faults} and timing", False, "junit-timing.xml")
     # the ratio benchmarks (same-run ratios, so a fresh clone needs no saved baseline); history in reports/
     step(
         "ratio benchmarks",
@@ -327,6 +317,9 @@ def ci(session: nox.Session) -> None:
 
 
 RATIO_BENCHMARKS = ["tests/unit/test_inference_bench.py", "tests/load/test_throughput_bench.py"]
+# xdist workers of CI's parallel steps: on 2 cores the tests mostly wait (fault windows, visibility timeouts, the
+# processes they drive), so three keep both cores busy; a file's tests stay on one worker (--dist loadfile)
+PARALLEL_TESTS = 3
 
 
 @nox.session(python=False)

@@ -66,7 +66,9 @@ MARKERS = {
     "fuzz": "generated inputs (Hypothesis): API fuzzing and the stateful lifecycle test (nox -s fuzz runs them longer)",
     "sabotage": "a planted defect that a verdict of the suite must catch (nox -s sabotage)",
     "timing": "judges time or throughput against a limit (SLO gates, p95s, time to recover): never run beside another "
-    "test (CI runs these one at a time, after the others ran two at a time)",
+    "test (CI runs these one at a time, after the others ran several at a time)",
+    "red_verdicts": "judges time only by asserting that a planted defect turns its verdicts red (a busy neighbour can "
+    "only make them redder, never green): runs beside other tests, unlike `timing`",
 }
 
 

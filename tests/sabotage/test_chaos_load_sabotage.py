@@ -8,9 +8,11 @@ import pytest
 from harness import scenario
 from harness.chaos_load import ChaosLoad
 
-pytestmark = pytest.mark.timing  # a run of chaos under load: its p95s and recovery times are verdicts too
+# a run of chaos under load: its p95s and recovery times are verdicts too. Where the test asserts only what turned
+# red, it runs beside other tests (red_verdicts); where it asserts that nothing else did, alone (timing)
 
 
+@pytest.mark.red_verdicts
 def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, stack_provider, report_paths):
     sc = scenario.parse(
         {
@@ -61,6 +63,7 @@ def test_ack_before_commit_fails_the_scenario_with_the_lost_jobs_named(stack, st
     assert kill["evidence"]["jobs_in_flight_at_kill"] >= 1
 
 
+@pytest.mark.timing
 def test_a_fault_that_met_no_traffic_fails_its_window(stack, stack_provider, report_paths):
     """OpenAI errors while only inference jobs run (they never call it): the window left no trace, so it must not
     pass as if the system had survived it — while the ledger, rightly, stays clean."""
@@ -87,6 +90,7 @@ def test_a_fault_that_met_no_traffic_fails_its_window(stack, stack_provider, rep
     assert out.ledger.ok and out.ledger.jobs > 0, out.ledger.summary()
 
 
+@pytest.mark.red_verdicts
 def test_a_load_generator_that_dies_makes_the_run_invalid(stack, stack_provider, report_paths):
     """Locust aborted mid-run (SIGABRT, as gevent's libev assertion ends it): the windows after it would be judged on
     no traffic, so the run fails as invalid, naming the exit and how early the load stopped."""

@@ -163,10 +163,12 @@ def test_the_citation_check_sees_a_dangling_or_outside_citation(tmp_path):
 
 
 # -- what judges time is marked so ------------------------------------------------------------------------------------
-# CI runs the fault tests two at a time (pytest-xdist) and those marked ``timing`` alone: a test that gates on time
-# (an SLO of harness.slo, or the load harness.load / harness.chaos_load make) must carry the marker, or its verdict
-# would measure its neighbour. Unit tests of the gates judge synthetic figures and are exempt.
+# CI runs the fault tests several at a time (pytest-xdist) and those marked ``timing`` alone: a test in a module that
+# gates on time (an SLO of harness.slo, or the load harness.load / harness.chaos_load make) must carry that marker, or
+# its verdict would measure its neighbour, unless it carries ``red_verdicts`` (it asserts only that a planted defect
+# turns verdicts red, which a busy neighbour cannot undo). Unit tests of the gates judge synthetic figures: exempt.
 JUDGES_TIME = {"harness.slo", "harness.load", "harness.chaos_load"}
+TIME_MARKS = ("mark.timing", "mark.red_verdicts")
 
 
 def unmarked_timing(root: Path) -> list[str]:
@@ -174,14 +176,27 @@ def unmarked_timing(root: Path) -> list[str]:
     for path in sorted((root / "tests").rglob("test_*.py")):
         if path.relative_to(root / "tests").parts[0] == "unit":
             continue
+        tree = ast.parse(path.read_text(), str(path))
         used = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 used |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 used |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        if used & JUDGES_TIME and "pytest.mark.timing" not in path.read_text():
-            out.append(f"{path.relative_to(root)}: uses {', '.join(sorted(used & JUDGES_TIME))}")
+        if not used & JUDGES_TIME:
+            continue
+        module_marks = " ".join(
+            ast.unparse(n.value)
+            for n in tree.body
+            if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)
+        )
+        if "mark.timing" in module_marks:
+            continue
+        for fn in tree.body:
+            if isinstance(fn, ast.FunctionDef) and fn.name.startswith("test_"):
+                marks = " ".join(ast.unparse(d) for d in fn.decorator_list)
+                if not any(m in marks for m in TIME_MARKS):
+                    out.append(f"{path.relative_to(root)}::{fn.name}: uses {', '.join(sorted(used & JUDGES_TIME))}")
     return out
 
 
@@ -198,4 +213,12 @@ def test_the_timing_check_sees_an_unmarked_gate(tmp_path):
     (tmp_path / "tests" / "load" / "test_marked.py").write_text(
         "import pytest\n" + gate + "pytestmark = pytest.mark.timing\n"
     )
-    assert unmarked_timing(tmp_path) == ["tests/load/test_gate.py: uses harness.slo"]
+    # one test of a module marked, one not: the unmarked one is named; red_verdicts counts as marked
+    (tmp_path / "tests" / "load" / "test_mixed.py").write_text(
+        "import pytest\nfrom harness import load\n\n@pytest.mark.timing\ndef test_a():\n    pass\n\n"
+        "@pytest.mark.red_verdicts\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n"
+    )
+    assert unmarked_timing(tmp_path) == [
+        "tests/load/test_gate.py::test_p95: uses harness.slo",
+        "tests/load/test_mixed.py::test_c: uses harness.load",
+    ]
