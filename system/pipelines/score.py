@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import openai
+from typing import TYPE_CHECKING
 
 from system.config import Settings
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
@@ -30,6 +29,9 @@ from system.pipelines.score_analysis import analyse, performed
 from system.pipelines.score_audio import render_midi, to_midi
 from system.pipelines.score_ingest import ingest
 from system.storage.aws import artifact_key
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger("system.pipeline.score")
 MAX_TRANSLATION_CHARS = 4000
@@ -47,6 +49,10 @@ def translate(client: openai.OpenAI, model: str, text: str, target: str) -> str:
 
 
 def translate_all(client, model, job_id, items: dict[str, str], target: str) -> tuple[dict, list[dict]]:
+    # imported here, not at the top: the SDK is a costly import, and this module is imported by every worker and
+    # preloaded into the score jobs' forkserver, which never translates
+    import openai
+
     done, warnings = {}, []
     for name, text in items.items():
         try:

@@ -24,8 +24,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import openai
+from typing import Any
 
 from system.batching import BackgroundBatcher
 from system.config import Settings
@@ -78,16 +77,28 @@ class JobProcessor:
         self.router = self.connections.queue  # re-sends go to each kind's transport
         self.artifacts = self.connections.artifacts
         self.outbox = Outbox(settings.kafka_bootstrap_servers, self.store.pool, self.store.queue, topics)
-        self.llm = openai.OpenAI(
-            base_url=settings.openai_api_base,
-            api_key=settings.openai_api_key,
-            timeout=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
-        )
+        self._llm: Any = None
+        self._llm_lock = threading.Lock()
         self._warm_up()
         self.stop_event = threading.Event()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
+
+    @property
+    def llm(self):
+        """The OpenAI client, made at the first translation: the SDK is the costliest import of the worker's, and a
+        worker that runs no score job never needs it (a restarted worker answers that much sooner)."""
+        with self._llm_lock:
+            if self._llm is None:
+                import openai
+
+                self._llm = openai.OpenAI(
+                    base_url=self.settings.openai_api_base,
+                    api_key=self.settings.openai_api_key,
+                    timeout=self.settings.openai_timeout_seconds,
+                    max_retries=self.settings.openai_max_retries,
+                )
+            return self._llm
 
     def inflight_count(self) -> int:
         return 0
