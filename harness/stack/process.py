@@ -306,8 +306,8 @@ def stop_on_sigterm() -> threading.Event:
 
 def run_until_stopped(stop: threading.Event) -> None:
     """Block until Ctrl-C or ``stop`` is set: the foreground loop of ``python -m harness.stack up`` and ``nox -s up``.
-    Ctrl-C sets the event too rather than raising: a KeyboardInterrupt that lands inside a finalizer or a library's
-    callback is swallowed there, and the loop would go on waiting; a CLI once ignored a Ctrl-C so, under pytest-xdist."""
+    Ctrl-C sets the event through a handler of its own: a process a shell starts in the background inherits SIGINT
+    ignored, and Python then never raises KeyboardInterrupt (a stack CLI so started ran on after SIGINT)."""
     import signal
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
