@@ -31,7 +31,8 @@ def test_teardown_leaves_no_process_behind(tmp_path):
     assert alive(pids) == []
 
 
-def _start_cli(tmp_path, services="postgres,redis,kafka"):
+def _start_cli(tmp_path, services="postgres,redis,kafka", sigint_ignored=False):
+    """``sigint_ignored``: as a shell starts a command in the background, with SIGINT ignored from the start."""
     out = tmp_path / "stack.json"
     proc = subprocess.Popen(
         command("local", services.split(","), str(out)),
@@ -40,6 +41,7 @@ def _start_cli(tmp_path, services="postgres,redis,kafka"):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
     wait_for(lambda: out.exists() or proc.poll() is not None, 60, what="the stack CLI's JSON")
     assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -50,11 +52,20 @@ def _start_cli(tmp_path, services="postgres,redis,kafka"):
     return proc, pids
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_session_stops_every_service(tmp_path, sig):
-    proc, pids = _start_cli(tmp_path)
+@pytest.mark.parametrize(
+    "sig, sigint_ignored",
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c", "ctrl-c-started-in-background", "sigterm"],
+)
+def test_interrupted_session_stops_every_service(tmp_path, sig, sigint_ignored):
+    proc, pids = _start_cli(tmp_path, sigint_ignored=sigint_ignored)
     proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=30)
+    try:
+        output, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM stops it and its services: a red run leaves nothing behind either
+        output, _ = proc.communicate(timeout=30)
+        pytest.fail(f"still running 30 s after {sig.name}:\n{output}")
     assert proc.returncode == 0, output
     assert "no process left behind" in output
     assert alive(pids) == []
