@@ -10,8 +10,7 @@ import pytest
 
 from harness import load, report, slo
 
-# its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed, a worker slowed and failing)
-# run beside other tests (red_verdicts: a neighbour can only make them redder); those that need a green verdict too,
+# its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed) run beside other tests (red_verdicts: a neighbour can only make them redder); those that need a green verdict too,
 # or judge against a ceiling measured in the same run (the honest capacity, the raw forward pass), run alone (timing)
 
 SECONDS = 12  # of Locust per test: enough for ~100 requests of the kind under test
@@ -97,7 +96,7 @@ def test_slow_model_fails_the_model_latency_gate(chaos_system, stack):
     assert not ma.ok and ma.measured >= 1, ma.line()
 
 
-@pytest.mark.red_verdicts
+@pytest.mark.timing  # its stray DLQ message must land while the load runs: beside other tests the first failure came too late
 def test_a_slow_failing_worker_fails_the_queue_backlog_and_delivery_slos(chaos_system, stack):
     """Short Locust load on workers whose first attempt at each job fails (retried), whose second takes 1 s and then
     fails the job "with a reason", and a stray message in the DLQ: every queue, backlog and delivery SLO of the
