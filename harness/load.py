@@ -221,6 +221,23 @@ def _num(v: str) -> float | None:
         return None
 
 
+def _stage_figures(rows: list[tuple[str, float]]) -> dict:
+    """Each pipeline stage's p50, p95 and slowest run (ms), from the stage timings the worker recorded per job: where
+    a kind's time to done went."""
+    by_stage: dict[str, list[float]] = {}
+    for stage, ms in rows:
+        by_stage.setdefault(stage, []).append(float(ms))
+    return {
+        stage: {
+            "runs": len(ms),
+            "p50_ms": _r(percentile(ms, 50)),
+            "p95_ms": _r(percentile(ms, 95)),
+            "max_ms": _r(max(ms)),
+        }
+        for stage, ms in sorted(by_stage.items())
+    }
+
+
 def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: float = 300) -> dict:
     """Wait for every job accepted during the run to end, then the queue-native figures from their timestamps."""
     deadline = time.monotonic() + timeout
@@ -242,6 +259,11 @@ def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: f
             "WHERE j.enqueued_at >= %s",
             (started,),
         ).fetchall()
+        stage_rows = conn.execute(
+            "SELECT j.kind, s.stage, s.duration_ms FROM job_stages s JOIN jobs j ON j.id = s.job_id "
+            "WHERE j.enqueued_at >= %s",
+            (started,),
+        ).fetchall()
     per_kind: dict = {}
     for kind in {r[0] for r in rows}:
         ks = [r for r in rows if r[0] == kind and r[5] is not None]
@@ -254,6 +276,7 @@ def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: f
             "wait_p95_ms": _r(percentile(waits, 95)),
             "done_p50_ms": _r(percentile(dones, 50)),
             "done_p95_ms": _r(percentile(dones, 95)),
+            "stages": _stage_figures([(stage, ms) for k, stage, ms in stage_rows if k == kind]),
         }
     finished = [float(r[5]) for r in rows if r[5] is not None]
     first = min((float(r[3]) for r in rows), default=None)

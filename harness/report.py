@@ -214,6 +214,11 @@ def render_html(doc: dict) -> str:
         [k, q["jobs"], q["wait_p50_ms"], q["wait_p95_ms"], q["done_p50_ms"], q["done_p95_ms"]]
         for k, q in sorted(f.get("queue", {}).items())
     ]
+    stage_rows = [
+        [k, stage, st["runs"], st["p50_ms"], st["p95_ms"], st["max_ms"]]
+        for k, q in sorted(f.get("queue", {}).items())
+        for stage, st in q.get("stages", {}).items()
+    ]
     diff_rows = [
         [
             d["figure"],
@@ -255,6 +260,7 @@ Previous run: {html.escape(str(doc.get("previous") or "none"))}.</p>{fault_note}
 <section><h2>SLO verdicts</h2>{_table(["verdict", "SLO", "measured", "target"], slo_rows, "slo")}</section>
 <section><h2>API (from Locust)</h2>{_table(["endpoint", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], api_rows)}</section>
 <section><h2>Queue-native (from the jobs' own timestamps)</h2>{_table(["kind", "jobs", "enqueue→start p50 ms", "p95 ms", "enqueue→done p50 ms", "p95 ms"], q_rows)}</section>
+<section><h2>Pipeline stages (the worker's per-job stage timings)</h2>{_table(["kind", "stage", "runs", "p50 ms", "p95 ms", "slowest ms"], stage_rows)}</section>
 <section><h2>Against the previous run</h2>{_table(["figure", "now", "previous", "change"], diff_rows)}</section>
 </main></body></html>"""
 

@@ -86,8 +86,7 @@ class JobProcessor:
 
     @property
     def llm(self):
-        """The OpenAI client, made at the first translation: the SDK is the costliest import of the worker's, and a
-        worker that runs no score job never needs it (a restarted worker answers that much sooner)."""
+        """The OpenAI client, made (with the SDK's resources, which it imports at first use) by ``_warm_up``."""
         with self._llm_lock:
             if self._llm is None:
                 import openai
@@ -98,6 +97,7 @@ class JobProcessor:
                     timeout=self.settings.openai_timeout_seconds,
                     max_retries=self.settings.openai_max_retries,
                 )
+                self._llm.chat.completions  # noqa: B018 - the SDK imports its resources at first use (~0.6 s)
             return self._llm
 
     def inflight_count(self) -> int:
@@ -108,6 +108,9 @@ class JobProcessor:
         t0 = time.perf_counter()
         inference.lstm_batcher()
         budget.warm_up()  # the score jobs' forkserver imports music21 (0.5-1 s)
+        # Before the worker answers: made at the first translation, the SDK's import (1-3 s of Python holding the GIL)
+        # would run beside this process's inference threads and inside that score job's own time.
+        self.llm  # noqa: B018
 
         log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
 

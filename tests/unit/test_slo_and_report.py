@@ -39,7 +39,14 @@ def figures(**over):
             },
         },
         "queue": {
-            "inference": {"jobs": 10, "wait_p50_ms": 10, "wait_p95_ms": 500, "done_p50_ms": 20, "done_p95_ms": 2500}
+            "inference": {
+                "jobs": 10,
+                "wait_p50_ms": 10,
+                "wait_p95_ms": 500,
+                "done_p50_ms": 20,
+                "done_p95_ms": 2500,
+                "stages": {"model:lstm": {"runs": 10, "p50_ms": 2, "p95_ms": 5, "max_ms": 7.25}},
+            }
         },
         "throughput_jobs_per_s": 7.5,
         "drain_s": 3.0,
@@ -150,6 +157,7 @@ def test_report_has_plots_verdicts_and_the_diff_to_the_previous_run(tmp_path, mo
     page = path.read_text()
     assert page.count("<svg") == 3 and 'class="fault"' in page and "rate_limit" in page
     assert "SLO verdicts" in page and "FAIL" in page and "Against the previous run" in page
+    assert "Pipeline stages" in page and "model:lstm" in page and "7.25" in page  # where a kind's time went
 
 
 def test_the_diff_marks_only_moves_beyond_the_noise_band():
