@@ -440,15 +440,16 @@ class ChaosLoad:
         )
         for line in ledger.content_lines(led):
             self.say(line)
-        steady = self._phase_figures(self.phases[1], requests, jobs, ())
+        told_at = [e.t for e in told.entries if e.event == "accepted" and e.job_id]
+        steady = self._phase_figures(self.phases[1], requests, jobs, (), told_at)
         verdicts: list[Verdict] = generator_verdicts(run, requests, load_end or load_ended)
         windows = []
         for w in sc.windows:
             fault = next(p for p in self.phases if p.kind == "fault" and p.window == w.name)
             rec = next(p for p in self.phases if p.kind == "recovery" and p.window == w.name)
             fw = self.fault_windows[w.name]
-            f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals)
-            r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals)
+            f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals, told_at)
+            r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals, told_at)
             nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
             # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the
             # previous window's to answer for, and a straggler of its counts against it alone)
@@ -556,7 +557,11 @@ class ChaosLoad:
             "last_error": " ".join(x for x in (why[0] if why else ()) if x) or None,
         }
 
-    def _phase_figures(self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple) -> dict:
+    def _phase_figures(
+        self, ph: Phase, requests: list[dict], jobs: list[dict], expected: tuple, told_at: list[float]
+    ) -> dict:
+        """``told_at``: when the clients were told each accepted job id (their journal): what was accepted comes from
+        the clients, never from the stores being judged."""
         # a request belongs to the phase it was answered in: what the fault did shows in the answer
         rs = [r for r in requests if ph.start <= r["t"] + r["ms"] / 1000 < ph.end]
         posts = [r for r in rs if r["name"].startswith("POST ")]
@@ -577,7 +582,8 @@ class ChaosLoad:
             "refused_by_status": dict(codes),
             "server_errors": server_errors,
             "api_p95_ms": _r(percentile([r["ms"] for r in http_rs], 95)),
-            "accepted": len(enq),
+            "accepted": sum(1 for t in told_at if ph.start <= t < ph.end),
+            "stored": len(enq),
             "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
             "failed": sum(1 for j in enq if j["status"] == "failed"),
             "done_p95_ms": _r(percentile(dones, 95)),
@@ -669,6 +675,27 @@ def _r(v):
 def _sleep_until(t: float) -> None:
     while (left := t - time.time()) > 0:
         time.sleep(min(left, 0.5))
+
+
+WINDOW_CHECKS = ("the fault reached the system", "failed jobs outside the budget")  # besides the TARGETS
+
+
+def window_kinds() -> set[str]:
+    """Every kind of verdict a chaos window can give, as ``window_family`` names them: the sabotage catalog must hold
+    a twin for each (tests/unit/test_sabotage_catalog.py)."""
+    return {f"window: {k}" for k in (*WINDOW_CHECKS, *TARGETS)}
+
+
+def window_family(verdict: str) -> str | None:
+    """The kind of a window's verdict: ``worker_kill: recover_s`` -> ``window: recover_s``, ``openai_5xx: the fault
+    reached the system (openai_faulted)`` -> ``window: the fault reached the system``; None for any other verdict."""
+    _, sep, rest = verdict.partition(": ")
+    if not sep:
+        return None
+    for key in (*WINDOW_CHECKS, *TARGETS):
+        if rest == key or rest.startswith(f"{key} "):
+            return f"window: {key}"
+    return None
 
 
 def window_verdicts(

@@ -136,7 +136,7 @@ TARGETS = {  # target key -> (what it limits, "max" | "min")
     "api_p95_ms": ("API p95 during the window (every request)", "max"),
     "done_p95_ms": ("enqueue->done p95 of the jobs accepted during the window", "max"),
     "min_completed": ("jobs that completed during the window", "min"),
-    "min_accepted": ("jobs accepted during the window", "min"),
+    "min_accepted": ("jobs the clients were told were accepted during the window (their journal)", "min"),
     "failed_jobs": ("jobs accepted in the window or its recovery that ended failed", "max"),
 }
 

@@ -33,12 +33,13 @@ class Defect:
     target: str  # "worker", "api" (the process it is planted in) or "store" (written into the stores)
     what: str
     plant: Callable[..., object]
-    reveals: tuple[str, ...] = ()  # the verdicts it must turn red: ledger problem kinds, content checks, "slo: …"
+    reveals: tuple[str, ...] = ()  # the verdicts it must turn red: ledger kinds, content checks, "slo: …", "window: …"
 
     @property
     def ledger_kinds(self) -> tuple[str, ...]:
-        """What it reveals in the ledger's report (its SLO verdicts, ``slo: …``, aside)."""
-        return tuple(k for k in self.reveals if not k.startswith("slo: "))
+        """What it reveals in the ledger's report (its SLO and chaos-window verdicts, ``slo: …``, ``window: …``,
+        aside)."""
+        return tuple(k for k in self.reveals if not k.startswith(("slo: ", "window: ")))
 
 
 CATALOG: dict[str, Defect] = {}
@@ -52,10 +53,12 @@ def defect(name: str, target: str, what: str, reveals: tuple[str, ...] = ()):
     return register
 
 
-# verdict kinds whose twin is a recorded store state, not a planted defect, and why
+# verdict kinds whose twin is not a planted defect, and where it is
 RECORDED_ONLY = {
     "topic_incomplete": "a Kafka read cut short by its deadline is the reader's state, not a store's: its twin is "
     "the recorded read in tests/unit/test_ledger.py",
+    "window: the fault reached the system": "a fault that meets no traffic is the scenario's doing, not the "
+    "system's: its twin is tests/sabotage/test_chaos_load_sabotage.py::test_a_fault_that_met_no_traffic_fails_its_window",
 }
 
 
@@ -95,7 +98,7 @@ def plant(names: str) -> list[Defect]:
     "ack_before_commit",
     "worker",
     "deletes the SQS message as soon as it is received, before any commit",
-    reveals=("not_terminal",),
+    reveals=("not_terminal", "window: recover_s"),
 )
 def _ack_before_commit() -> None:
     from system.worker.runner import Worker
@@ -237,6 +240,8 @@ def _ghost_model_event() -> None:
         "slo: queue enqueue->start p95 ms",
         "slo: queue enqueue->done p95 ms",
         "slo: backlog drain s",
+        "window: done_p95_ms",
+        "window: min_completed",
     ),
 )
 def _slow_worker() -> None:
@@ -324,7 +329,12 @@ def _no_job_budget() -> None:
     score.run_within_budget = in_thread
 
 
-@defect("slow_api", "api", "POST /api/v1/inference answers 0.4 s late", reveals=("slo: api p95 ms", "slo: api p99 ms"))
+@defect(
+    "slow_api",
+    "api",
+    "POST /api/v1/inference answers 0.4 s late",
+    reveals=("slo: api p95 ms", "slo: api p99 ms", "window: api_p95_ms"),
+)
 def _slow_api() -> None:
     import asyncio
 
@@ -342,7 +352,7 @@ def _slow_api() -> None:
     "refuse_after_accepting",
     "api",
     "answers 503 to job submissions it has already committed and enqueued",
-    reveals=("refused_ran",),
+    reveals=("refused_ran", "window: server_errors", "window: min_accepted"),
 )
 def _refuse_after_accepting() -> None:
     from fastapi.responses import JSONResponse
@@ -439,7 +449,13 @@ def _metrics_off() -> None:
     "invented_failure",
     "worker",
     "fails every inference job 'with a reason' (error_code invented_reason) instead of running it",
-    reveals=("failed_unbudgeted", "slo: failed jobs", "slo: ledger and content problems (client journal)"),
+    reveals=(
+        "failed_unbudgeted",
+        "slo: failed jobs",
+        "slo: ledger and content problems (client journal)",
+        "window: failed_jobs",
+        "window: failed jobs outside the budget",
+    ),
 )
 def _invented_failure() -> None:
     from system.pipelines import inference

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import scenario
-from harness.chaos_load import ChaosLoad
+from harness.chaos_load import ChaosLoad, window_family
 
 # a run of chaos under load: its p95s and recovery times are verdicts too. Where the test asserts only what turned
 # red, it runs beside other tests (red_verdicts); where it asserts that nothing else did, alone (timing)
@@ -140,4 +140,71 @@ def test_a_load_generator_that_dies_makes_the_run_invalid(stack, stack_provider,
     assert early.measured is not None and early.measured > 5, (
         early.line()
     )  # the 2 s window and 6 s recovery went unloaded
+    assert not out.ok
+
+
+@pytest.mark.red_verdicts
+def test_each_window_target_turns_red_on_the_defect_it_measures(stack, stack_provider, report_paths):
+    """One run, four planted defects, every target a window can set red by name, each figure showing its cause: an
+    API that answers 0.4 s late (api_p95_ms) with a 503 for jobs it has committed (server_errors, and min_accepted:
+    0 from the client journal while the stores hold the jobs), a worker that takes 1 s per job (done_p95_ms,
+    min_completed: at most one job per thread per second) and then fails it with an invented reason (failed_jobs and
+    the failure budget, which names the reason)."""
+    concurrency, duration = 2, 4
+    sc = scenario.parse(
+        {
+            "name": "sabotage-window-targets",
+            "run": {
+                "users": 2,
+                "spawn_rate": 2,
+                "warmup_s": 2,
+                "steady_s": 2,
+                "workers": 1,
+                "worker_concurrency": concurrency,
+                # the slow worker's backlog (arrivals ~2x what it finishes) drains before the window's jobs fail
+                "drain_timeout_s": 40,
+                "user_classes": ["InferenceSubmitter"],
+            },
+            "window": [
+                {
+                    "name": "pg_latency",
+                    "fault": "tcp.latency",
+                    "params": {"service": "postgres", "latency_ms": 1},
+                    "duration_s": duration,
+                    "recovery_s": 2,
+                    "targets": {
+                        "api_p95_ms": 300,
+                        "server_errors": 0,
+                        "min_accepted": 1,
+                        "done_p95_ms": 800,
+                        "min_completed": 30,
+                        "failed_jobs": 0,
+                    },
+                }
+            ],
+        }
+    )
+    out = ChaosLoad(
+        sc,
+        stack,
+        stack_provider,
+        sabotage="invented_failure,slow_worker",  # slow_worker wraps the failing pipeline: 1 s, then the failure
+        api_sabotage="slow_api,refuse_after_accepting",
+    ).run()
+    report_paths.append(str(out.report_path))
+    v = {window_family(x.slo): x for x in out.verdicts if window_family(x.slo)}
+    assert v["window: the fault reached the system"].ok, v["window: the fault reached the system"].line()
+    red = {k for k, x in v.items() if not x.ok}
+    expected = {f"window: {k}" for k in sc.windows[0].targets} | {"window: failed jobs outside the budget"}
+    assert red == expected, sorted(red ^ expected)
+    fault = out.windows[0]["phases"]["fault"]
+    assert v["window: api_p95_ms"].measured >= 400, v["window: api_p95_ms"].line()
+    assert v["window: server_errors"].measured >= 1 and fault["refused_by_status"].get("503", 0) >= 1, fault
+    assert v["window: min_accepted"].measured == 0 and fault["stored"] >= 1, (
+        fault
+    )  # the clients' truth, not the stores'
+    assert v["window: done_p95_ms"].measured >= 1000, v["window: done_p95_ms"].line()
+    assert v["window: min_completed"].measured <= concurrency * (duration + 2), v["window: min_completed"].line()
+    assert v["window: failed_jobs"].measured >= 1, v["window: failed_jobs"].line()
+    assert "invented_reason" in next(x.slo for x in out.verdicts if "failed jobs outside the budget" in x.slo)
     assert not out.ok

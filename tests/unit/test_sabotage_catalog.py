@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from harness import slo
+from harness.chaos_load import window_family, window_kinds
 from harness.ledger import PROBLEMS
 from harness.load import _split_defects
 from harness.sabotage import CATALOG, missing_twins, plant
@@ -55,8 +56,26 @@ def test_every_verdict_kind_has_a_sabotage_twin():
     tests plant each and check its verdicts went red); no defect claims a verdict that does not exist."""
     assert missing_twins(CATALOG, PROBLEMS) == set()
     claimed = {k for d in CATALOG.values() for k in d.reveals}
-    known = set(PROBLEMS) | slo.families(slo.load())
+    known = set(PROBLEMS) | slo.families(slo.load()) | window_kinds()
     assert claimed <= known, claimed - known
+
+
+def test_every_kind_of_chaos_window_verdict_has_a_sabotage_twin():
+    """Each target a scenario window can set, and each check every window gets, is turned red by a planted defect in
+    tests/sabotage/test_chaos_load_sabotage.py; a new target without one fails here, by name."""
+    kinds = window_kinds()
+    assert {"window: recover_s", "window: min_accepted", "window: the fault reached the system"} <= kinds
+    assert missing_twins(CATALOG, kinds) == set()
+    without = {name: d for name, d in CATALOG.items() if name != "slow_api"}
+    assert missing_twins(without, kinds) == {"window: api_p95_ms"}
+    assert window_family("worker_kill: recover_s") == "window: recover_s"
+    assert window_family("openai_5xx: the fault reached the system (openai_faulted)") == (
+        "window: the fault reached the system"
+    )
+    assert window_family("redis_pause: failed jobs outside the budget (none) — x: 1") == (
+        "window: failed jobs outside the budget"
+    )
+    assert window_family("ledger: not_terminal") is None and window_family("backlog drained") is None
 
 
 def test_every_kind_of_slo_verdict_has_a_sabotage_twin():
