@@ -1,7 +1,7 @@
 """nox sessions. Each runs in the project's own .venv (made by `python3 dev.py setup`, which they call if needed).
 
-    nox -s lint | unit | integration | chaos | chaos-load | sabotage | load | load-distributed | bench | images |
-           containers | compose | coverage | ci | up | demo
+    nox -s lint | unit | integration | chaos | verdict-time | chaos-load | sabotage | load | load-distributed |
+           bench | images | containers | compose | coverage | ci | up | demo
 Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s integration -- -k sqs --stack=local`.
 """
 
@@ -60,6 +60,14 @@ def integration(session: nox.Session) -> None:
 def chaos(session: nox.Session) -> None:
     """Fault-injection tests (tests/chaos; select a fault with -- -k rate_limit)."""
     _pytest(session, "tests/chaos")
+
+
+@nox.session(name="verdict-time", python=False)
+def verdict_time(session: nox.Session) -> None:
+    """Time a cold `pytest tests/chaos -k rate_limit` (or the pytest arguments after --) from the command to its
+    exit, split into start-up, stack and each test; appended to reports/verdict-time.jsonl."""
+    _setup(session)
+    session.run(PY, "-m", "harness.verdict_time", *session.posargs, external=True)
 
 
 @nox.session(name="chaos-load", python=False)
