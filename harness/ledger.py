@@ -13,7 +13,7 @@ What must hold, per accepted job:
 * Kafka result events: an inference job lists the models it runs and has exactly one event per model, none for a
   model it did not run and none without a model; a score job exactly one event. Every event carries the record's
   status.
-* Kafka ``job_events``, in the outbox's order: one forward path — ``queued``, then ``running`` once per attempt (as
+* Kafka ``job_events``, in the log's order (the offsets of the job's key's partition): one forward path — ``queued``, then ``running`` once per attempt (as
   many as the record's ``attempts``), then exactly one terminal event, the record's status, last — with no event
   twice.
 * What it produced (``harness.content``): every output against the oracle's own reference, every copy alike field by
@@ -409,10 +409,9 @@ def _judge_job_events(
 ) -> None:
     """queued, running per attempt, one terminal (the record's status) last; nothing twice; as many running events
     as the record's attempts."""
-    # judged in the outbox's order (the id each event carries). Judged in the log's order, a CI chaos run found a job
-    # whose terminal event reached a broker that had lost its log before its restored earlier events: the outbox
-    # keeps a job's events in order only while its publishers notice the loss (README, "Kafka order")
-    got = sorted(got, key=lambda e: (e.get("event_id") is None, e.get("event_id") or 0))
+    # judged in the order a consumer of the log meets them (one key, one partition: offset order), never re-sorted by
+    # the id the publisher gave them: a publisher that sends a job's events out of order fails here
+    got = sorted(got, key=lambda e: (e.get("_partition") or 0, e.get("_offset") or 0))
     seen = Counter((e.get("status"), e.get("attempts")) for e in got)
     for (status, attempts), n in sorted(seen.items(), key=str):
         if n > 1:
@@ -438,7 +437,7 @@ def _judge_job_events(
         report.add(
             "events_order",
             jid,
-            f"job_events in the outbox's order {[f'{s}#{a}' for s, a in unique]} is not queued → running… → "
+            f"job_events in the log's order {[f'{s}#{a}' for s, a in unique]} is not queued → running… → "
             f"{row['status']}",
         )
     attempts = {a for s, a in unique if s == "running"}

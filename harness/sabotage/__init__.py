@@ -208,6 +208,31 @@ def _drop_terminal_event() -> None:
 
 
 @defect(
+    "running_event_late",
+    "worker",
+    "sends each job's running event to Kafka 1 s late (after its terminal event), marking it published at once",
+    reveals=("events_order",),
+)
+def _running_event_late() -> None:
+    import threading
+
+    from system.storage.outbox import Outbox
+
+    produce_and_wait = Outbox._produce_and_wait
+
+    def late(self, rows):
+        running = [r for r in rows if r["payload"].get("status") == "running"]
+        now = [r for r in rows if r["payload"].get("status") != "running"]
+        acked, failed, producer = produce_and_wait(self, now) if now else ([], [], self.producer)
+        if running and producer is not None:
+            threading.Timer(1.0, produce_and_wait, (self, running)).start()
+            acked = [*acked, *(r["id"] for r in running)]
+        return acked, failed, producer
+
+    Outbox._produce_and_wait = late
+
+
+@defect(
     "ghost_model_event",
     "worker",
     "adds an inference_results event for a model the job never ran",

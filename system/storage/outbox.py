@@ -14,6 +14,12 @@ every event it lacks unpublished again — the outbox sends those once more, in 
 uncertain, so their publisher reads the log for them once more before it sends: an event is sent again only when two
 reads of the log lack it, and one read that missed an event (or a marker topic that merely looked absent) costs a
 second read, never a second copy.
+
+No publisher sends into a log it has not seen intact. A publisher's view of the log is unknown when it starts and
+whenever its producer reports a broker error (a lost connection: the broker may have restarted); before its next send
+it looks for the marker topic, and if the marker is gone it restores the log first (or leaves its events for the
+worker doing so). Only then can a job's later event follow its restored earlier ones in the log, which the ledger
+judges in the log's own order.
 """
 
 from __future__ import annotations
@@ -219,15 +225,18 @@ class Outbox:
         self.timeout_s = timeout_s
         self.cool_down = cool_down
         self.open_until = 0.0
-        self.producer = self._new_producer()
         self._lock = threading.Lock()
         self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
+        self.marker = f"verisim.log-epoch.{queue or 'default'}"
+        self._log_seen = False  # this publisher has seen the log intact since its producer's last broker error
+        self.producer = self._new_producer()
         # job ids whose new events are sent in the background (publish_soon)
         self._background = BackgroundBatcher(
             self.publish_jobs, name="outbox-publisher", batch_size=200, gather_s=gather_s
         )
 
     def _new_producer(self) -> Producer:
+        self._log_seen = False
         return Producer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -235,8 +244,45 @@ class Outbox:
                 "acks": "all",
                 "linger.ms": 5,
                 "message.timeout.ms": int(self.timeout_s * 1000),
+                "error_cb": self._on_broker_error,
             }
         )
+
+    def _on_broker_error(self, err) -> None:
+        """librdkafka's report of a broker error (served by ``poll``): the broker may have restarted, and lost its log."""
+        self._log_seen = False
+        log.debug("kafka reported an error; the log is looked at again before the next send", extra={"error": str(err)})
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return self._admin
+
+    def _ready_to_send(self) -> bool:
+        """Whether this publisher may send now: it has seen the log intact since its producer's last broker error,
+        or looks now and finds it so, or finds it lost and restores it (what the broker lost goes back first; a
+        publisher that finds another restoring it sends nothing yet). False opens the breaker: the sweep comes back."""
+        self.producer.poll(0)  # serve the broker errors reported while this publisher was idle
+        if self._log_seen:
+            return True
+        try:
+            if self._log_intact() or (self.restore_lost_log() is not None and self._log_intact()):
+                return True
+            why = "the broker lost its log and another publisher is restoring it"
+        except Exception as exc:
+            why = f"could not look at the log: {exc}"
+        self.open_until = time.monotonic() + self.cool_down
+        log.warning("%s; the events stay in the outbox", why)
+        return False
+
+    def _log_intact(self) -> bool:
+        """Whether the broker still holds the log this deployment wrote (its marker topic is there). Set before the
+        look, so a broker error reported meanwhile makes the next send look again."""
+        self._log_seen = True
+        if self.marker in self._admin_client().list_topics(timeout=5).topics:
+            return True
+        self._log_seen = False
+        return False
 
     def publish(self, rows) -> int:
         """Produce ``rows`` (one claim's rows), wait for the broker, mark the acknowledged ones published. Returns
@@ -332,7 +378,7 @@ class Outbox:
         """The unpublished events of these jobs in one go: one claim, one produce-and-wait, one mark for all. Events
         that must wait for an earlier event another publisher is sending (``claim``) are claimed again shortly, a
         few times; what is still held back then is the sweep's."""
-        if time.monotonic() < self.open_until or not job_ids:
+        if time.monotonic() < self.open_until or not job_ids or not self._ready_to_send():
             return 0
         done = 0
         todo = list(job_ids)
@@ -362,6 +408,8 @@ class Outbox:
         deadline = time.monotonic() + budget_s
         first = True
         while True:
+            if not self._ready_to_send():
+                return total
             rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
             if first and rows and self.topics and time.monotonic() < self.open_until + 60:
                 try:  # a restarted in-memory broker has forgotten its topics, and its log
@@ -384,18 +432,17 @@ class Outbox:
             if len(rows) < batch or delivered < len(rows) or time.monotonic() > deadline:
                 return total
 
-    def restore_lost_log(self) -> int:
+    def restore_lost_log(self) -> int | None:
         """If the broker lost its log (the deployment's marker topic is gone), republish what it lost from the
-        outbox. Cheap when nothing was lost: one metadata request. Returns the number of events restored."""
-        marker = f"verisim.log-epoch.{self.table.queue or 'default'}"
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        if marker in self._admin.list_topics(timeout=5).topics:
+        outbox. Cheap when nothing was lost: one metadata request. Returns the number of events restored (None when
+        another worker is restoring it)."""
+        marker = self.marker
+        if self._log_intact():
             return 0
         restored = self.table.restore_unpublished(marker, lambda topics: event_ids_in(self.bootstrap, topics))
         if restored is None:  # another worker is restoring
-            return 0
-        ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin)
+            return None
+        ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin_client())
         if restored:
             log.warning(
                 "the broker lost its log (restarted without persistence?): restoring events from the outbox",

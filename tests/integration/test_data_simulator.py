@@ -91,7 +91,7 @@ def test_simulator_jobs_all_complete_with_both_models(system, stack, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(system, tmp_path):
-    out = tmp_path / "sim.json"
+    out, told = tmp_path / "sim.json", tmp_path / "journal.jsonl"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -104,13 +104,17 @@ def test_ctrl_c_stops_cleanly_with_a_summary(system, tmp_path):
             "3",
             "--json-out",
             str(out),
+            "--journal",
+            str(told),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.5)
+    # interrupted once it has had a job accepted (a busy machine takes seconds just to start it)
+    wait_for(lambda: told.exists() and '"accepted"' in told.read_text(), 60, what="the simulator's first accepted job")
+    time.sleep(0.5)  # mid-run: more batches on their way
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output

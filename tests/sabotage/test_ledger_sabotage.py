@@ -3,7 +3,7 @@ process, or a direct write to a store) and passes only when the ledger names tha
 stays green here fails the test.
 
 Select one with ``-k``: ``ack_before_commit``, ``double_publish``, ``skip_redis``, ``never_finish``,
-``drop_terminal_event``, ``ghost_model_event``, ``refused`` (the store defects: test_content_sabotage.py).
+``drop_terminal_event``, ``ghost_model_event``, ``running_event_late``, ``refused`` (the store defects: test_content_sabotage.py).
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ WORKER_DEFECTS = {
     "skip_redis": ("redis_disagrees", 1, "Redis says 'running', Postgres says 'completed'", []),
     "drop_terminal_event": ("events_missing", 1, "job_events lacks completed", []),
     "ghost_model_event": ("result_unexpected", 1, "'ghost', which the job did not run", []),
+    # the log holds queued, the terminal event, then running: judged in the log's order (the ids say otherwise)
+    "running_event_late": ("events_order", 1, "in the log's order ['queued#0', 'completed#1', 'running#1']", []),
 }
 
 

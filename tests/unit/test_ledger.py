@@ -50,10 +50,22 @@ def test_a_clean_state_passes():
     assert "every store agrees" in report.summary()
 
 
-def test_events_delivered_out_of_order_are_judged_by_their_outbox_order():
+def test_events_are_judged_in_the_logs_order_not_by_the_publishers_ids():
+    """A consumer meets a job's events in offset order: a terminal event the log holds before the running one is out
+    of order even though the ids the publisher gave them say otherwise."""
     state = clean()
-    state.job_events[INF].reverse()  # delivered in the reverse order: judged by the id each event carries
-    assert judge(state).ok
+    for offset, e in enumerate(reversed(state.job_events[INF])):
+        e.update(_partition=2, _offset=100 + offset)  # the log holds completed, running, queued
+    report = judge(state)
+    assert [p for p in report.problems if "[events_order]" in p] == [
+        f"{INF}: [events_order] job_events in the log's order ['completed#1', 'running#1', 'queued#0'] is not "
+        "queued → running… → completed"
+    ], report.problems
+    in_order = clean()
+    for offset, e in enumerate(in_order.job_events[INF]):
+        e.update(_partition=2, _offset=100 + offset)
+    in_order.job_events[INF].reverse()  # read in any order, sorted by offset: in order
+    assert judge(in_order).ok, judge(in_order).problems
 
 
 def test_an_empty_job_list_is_an_error_not_a_pass():

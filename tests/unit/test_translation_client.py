@@ -37,7 +37,9 @@ def limited(retry_after: str) -> httpx.Response:
 
 
 def client(**kw) -> openai.OpenAI:
-    return openai.OpenAI(base_url=BASE, api_key="sk-test", max_retries=kw.pop("max_retries", 2), **kw)
+    made = openai.OpenAI(base_url=BASE, api_key="sk-test", max_retries=kw.pop("max_retries", 2), **kw)
+    made.chat.completions  # noqa: B018 - the SDK imports its resources at first use: not in a timed call
+    return made
 
 
 @respx.mock
@@ -59,8 +61,9 @@ def test_retry_after_is_honoured():
 @respx.mock
 def test_retry_after_above_120s_is_not_retried_at_all():
     route = respx.post(f"{BASE}/chat/completions").mock(side_effect=[limited("121"), ok()])
+    llm = client()
     started = time.monotonic()
-    done, warnings = translate_all(client(), "gpt-4o-mini", "job-1", {"title": "Ave"}, "Korean")
+    done, warnings = translate_all(llm, "gpt-4o-mini", "job-1", {"title": "Ave"}, "Korean")
     assert time.monotonic() - started < 5  # no 121 s wait, and no retry: the SDK gives up at once
     assert route.call_count == 1 and done == {}
     assert "RateLimitError (HTTP 429)" in warnings[0]["message"]
