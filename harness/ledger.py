@@ -13,9 +13,9 @@ What must hold, per accepted job:
 * Kafka result events: an inference job lists the models it runs and has exactly one event per model, none for a
   model it did not run and none without a model; a score job exactly one event. Every event carries the record's
   status.
-* Kafka ``job_events``, in the log's order (the offsets of the job's key's partition): one forward path — ``queued``, then ``running`` once per attempt (as
-  many as the record's ``attempts``), then exactly one terminal event, the record's status, last — with no event
-  twice.
+* Kafka ``job_events``, in the log's order (offsets in the job key's partition): one forward path — ``queued``,
+  then ``running`` once per attempt (as many as the record's ``attempts``), then exactly one terminal event, the
+  record's status, last — with no event twice; its result events after its last ``running`` event.
 * What it produced (``harness.content``): every output against the oracle's own reference, every copy alike field by
   field, its input what its client sent.
 * A failed job is within the run's failure budget (default: none may fail).
@@ -408,7 +408,7 @@ def _judge_job_events(
     report: LedgerReport, jid: str, row: dict, got: list[dict], results: list[dict] | None = None
 ) -> None:
     """queued, running per attempt, one terminal (the record's status) last; nothing twice; as many running events
-    as the record's attempts."""
+    as the record's attempts; its results after its (last) running event."""
     # judged in the order a consumer of the log meets them (one key, one partition: offset order), never re-sorted by
     # the id the publisher gave them: a publisher that sends a job's events out of order fails here
     got = sorted(got, key=lambda e: (e.get("_partition") or 0, e.get("_offset") or 0))
@@ -444,6 +444,21 @@ def _judge_job_events(
     if row.get("attempts") is not None and len(attempts) != row["attempts"]:
         report.add(
             "events_attempts", jid, f"{len(attempts)} running event(s) for {row['attempts']} attempt(s) in Postgres"
+        )
+    # a result comes from the job's last attempt, so it reaches the log after that attempt's running event: across
+    # topics the log's order is the producer's timestamps (one producer clock per machine, milliseconds)
+    last_running = max(
+        (e["_ts"] for e in got if e.get("status") == "running" and e.get("_ts") is not None), default=None
+    )
+    early = [
+        r for r in results or [] if last_running is not None and r.get("_ts") is not None and r["_ts"] < last_running
+    ]
+    if early:
+        report.add(
+            "events_order",
+            jid,
+            f"{len(early)} result event(s) in the log before the job's running event "
+            f"(by up to {last_running - min(r['_ts'] for r in early)} ms)",
         )
 
 

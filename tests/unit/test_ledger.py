@@ -68,6 +68,18 @@ def test_events_are_judged_in_the_logs_order_not_by_the_publishers_ids():
     assert judge(in_order).ok, judge(in_order).problems
 
 
+def test_a_result_in_the_log_before_the_jobs_running_event_is_out_of_order():
+    state = clean()
+    state.job_events[INF][1]["_ts"] = 5_000  # running
+    for r in state.results["inference"][INF]:
+        r["_ts"] = 5_000  # produced with it (same millisecond): in order
+    assert judge(state).ok, judge(state).problems
+    state.results["inference"][INF][0]["_ts"] = 4_000  # the lstm result a second before the running event
+    assert [p for p in judge(state).problems if "[events_order]" in p] == [
+        f"{INF}: [events_order] 1 result event(s) in the log before the job's running event (by up to 1000 ms)"
+    ]
+
+
 def test_an_empty_job_list_is_an_error_not_a_pass():
     with pytest.raises(EmptyLedger, match="proves nothing"):
         judge(StoreState([], {}, {}, {}, {}))
