@@ -77,28 +77,11 @@ class JobProcessor:
         self.router = self.connections.queue  # re-sends go to each kind's transport
         self.artifacts = self.connections.artifacts
         self.outbox = Outbox(settings.kafka_bootstrap_servers, self.store.pool, self.store.queue, topics)
-        self._llm: Any = None
-        self._llm_lock = threading.Lock()
+        self.llm: Any = None  # the OpenAI client, made by _warm_up
         self._warm_up()
         self.stop_event = threading.Event()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
-
-    @property
-    def llm(self):
-        """The OpenAI client, made (with the SDK's resources, which it imports at first use) by ``_warm_up``."""
-        with self._llm_lock:
-            if self._llm is None:
-                import openai
-
-                self._llm = openai.OpenAI(
-                    base_url=self.settings.openai_api_base,
-                    api_key=self.settings.openai_api_key,
-                    timeout=self.settings.openai_timeout_seconds,
-                    max_retries=self.settings.openai_max_retries,
-                )
-                self._llm.chat.completions  # noqa: B018 - the SDK imports its resources at first use (~0.6 s)
-            return self._llm
 
     def inflight_count(self) -> int:
         return 0
@@ -108,9 +91,17 @@ class JobProcessor:
         t0 = time.perf_counter()
         inference.lstm_batcher()
         budget.warm_up()  # the score jobs' forkserver imports music21 (0.5-1 s)
-        # Before the worker answers: made at the first translation, the SDK's import (1-3 s of Python holding the GIL)
-        # would run beside this process's inference threads and inside that score job's own time.
-        self.llm  # noqa: B018
+        # The OpenAI client, before the worker answers: made at the first translation, the SDK's import (1-3 s of
+        # Python holding the GIL) would run beside this process's inference threads and inside that score job's time
+        import openai
+
+        self.llm = openai.OpenAI(
+            base_url=self.settings.openai_api_base,
+            api_key=self.settings.openai_api_key,
+            timeout=self.settings.openai_timeout_seconds,
+            max_retries=self.settings.openai_max_retries,
+        )
+        self.llm.chat.completions  # noqa: B018 - the SDK imports its resources at first use (~0.6 s)
 
         log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
 
