@@ -210,7 +210,8 @@ def _drop_terminal_event() -> None:
 @defect(
     "running_event_late",
     "worker",
-    "sends each job's running event to Kafka 1 s late (after its terminal event), marking it published at once",
+    "holds each job's running event until the job's terminal events are in the log, then sends it (marking it "
+    "published at once)",
     reveals=("events_order",),
 )
 def _running_event_late() -> None:
@@ -219,15 +220,23 @@ def _running_event_late() -> None:
     from system.storage.outbox import Outbox
 
     produce_and_wait = Outbox._produce_and_wait
+    held: dict = {}  # job id -> its running rows, waiting for the job's terminal events to be sent
+    lock = threading.Lock()
 
     def late(self, rows):
         running = [r for r in rows if r["payload"].get("status") == "running"]
         now = [r for r in rows if r["payload"].get("status") != "running"]
+        with lock:
+            for r in running:
+                held.setdefault(r["job_id"], []).append(r)
         acked, failed, producer = produce_and_wait(self, now) if now else ([], [], self.producer)
-        if running and producer is not None:
-            threading.Timer(1.0, produce_and_wait, (self, running)).start()
-            acked = [*acked, *(r["id"] for r in running)]
-        return acked, failed, producer
+        sent = set(acked)
+        ended = {r["job_id"] for r in now if r["id"] in sent and r["payload"].get("status") in ("completed", "failed")}
+        with lock:
+            after = [r for job in ended for r in held.pop(job, [])]
+        if after and producer is not None:
+            produce_and_wait(self, after)  # behind the terminal events of their jobs, every time
+        return [*acked, *(r["id"] for r in running)], failed, producer
 
     Outbox._produce_and_wait = late
 

@@ -34,6 +34,17 @@ def jobs_in(stack, ids, *statuses: str) -> list[str]:
         return [str(r[0]) for r in rows]
 
 
+def published(stack, ids) -> list[str]:
+    """The ids among ``ids`` whose every outbox event so far is marked published (in the log)."""
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        rows = conn.execute(
+            "SELECT job_id FROM outbox WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id "
+            "HAVING bool_and(published_at IS NOT NULL)",
+            (ids,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+
 @pytest.mark.parametrize("on,defect", [("sqs", "ack_before_commit"), ("celery", "celery_early_ack")])
 def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(
     chaos_system, jobs_for, process_faults, http_faults, stack, on, defect
@@ -95,12 +106,23 @@ WORKER_DEFECTS = {
 
 
 @pytest.mark.parametrize("defect", sorted(WORKER_DEFECTS))
-def test_a_worker_defect_is_named_by_the_ledger(defect, chaos_system, jobs_for):
+def test_a_worker_defect_is_named_by_the_ledger(defect, chaos_system, jobs_for, stack):
     kind, per_job, words, also = WORKER_DEFECTS[defect]
     assert {kind, *also} <= set(CATALOG[defect].reveals)  # what the catalog says this defect reveals
-    sut = chaos_system(workers=1, sabotage=defect)
-    jobs = jobs_for(sut)
-    jobs.inference(2, seed=len(defect))
+    if defect == "running_event_late":
+        # The defect lives in the worker's publisher, but whichever process claims a job's unpublished events sends
+        # them all: the API, publishing its 'queued' event a few ms after it answered, would send a 'running' event
+        # the worker had already committed. So the jobs are accepted, and their 'queued' events are in the log,
+        # before the worker exists: every 'running' event is the worker's to send.
+        sut = chaos_system(workers=0)
+        jobs = jobs_for(sut)
+        ids = jobs.inference(2, seed=len(defect))
+        wait_for(lambda: len(published(stack, ids)) == len(ids), 30, what="the queued events in the log")
+        sut.start_worker(grace=5, sabotage=defect)
+    else:
+        sut = chaos_system(workers=1, sabotage=defect)
+        jobs = jobs_for(sut)
+        jobs.inference(2, seed=len(defect))
     jobs.wait(timeout=60)
     report = jobs.verdict(timeout=5)
     hits = red(report, kind, 2 * per_job)
