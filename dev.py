@@ -94,20 +94,56 @@ def ensure_venv() -> subprocess.Popen | None:
     if not VENV_PY.exists():
         say(f"creating {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    say("installing the project and its dev tools into .venv (first time: a few minutes)")
-    pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", "-U", "pip"], check=True)
+    say("installing the project and its dev tools into .venv (first time: a minute or two)")
+    install = installer()
     constraints = ["-c", str(LOCK)] if LOCK.exists() else []
     # what the LocalStack venv's builder and the image build import comes first, so both can start while the rest
     # installs
-    subprocess.run([*pip, "install", "-q", *BOOTSTRAP_PACKAGES, *constraints], check=True)
+    install(*BOOTSTRAP_PACKAGES, *constraints)
     HARNESS_IMPORTABLE.set()
     tools = start_tool_venvs()
-    subprocess.run([*pip, "install", "-q", "-e", f"{ROOT}[dev]", *constraints], check=True)
-    subprocess.run([*pip, "install", "-q", "--no-deps", *NO_DEPS_PACKAGES], check=True)
+    install("-e", f"{ROOT}[dev]", *constraints)
+    install("--no-deps", *NO_DEPS_PACKAGES)
     marker.write_text(digest)
     say(f".venv ready in {time.monotonic() - started:.0f}s")
     return tools
+
+
+def installer():
+    """What installs into .venv: uv (put into .venv by pip; it fetches and unpacks in parallel and keeps a cache, so a
+    fresh .venv takes seconds where pip took minutes), told the package sources pip is configured with. When uv cannot
+    be had, or one of its installs fails, pip does that install."""
+    pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
+    uv = VENV / "bin" / "uv"
+    if not uv.exists() and subprocess.run([*pip, "install", "-q", "uv"]).returncode != 0:
+        say("uv could not be installed: pip installs everything (slower)")
+    sources = pip_sources(pip) if uv.exists() else []
+
+    def install(*args: str) -> None:
+        if uv.exists():
+            done = subprocess.run([str(uv), "pip", "install", "-q", "--python", str(VENV_PY), *sources, *args])
+            if done.returncode == 0:
+                return
+            say(f"uv failed (exit {done.returncode}) on {' '.join(args)}: pip tries")
+        subprocess.run([*pip, "install", "-q", *args], check=True)
+
+    return install
+
+
+def pip_sources(pip: list[str]) -> list[str]:
+    """pip's configuration (its files and PIP_* variables) as uv options: the same indexes, local wheel folders and
+    version caps as pip would use. uv reads neither; like pip, it takes the best version any of them offers."""
+    listed = subprocess.run([*pip, "config", "list"], capture_output=True, text=True).stdout
+    flags = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links"}
+    flags["constraint"] = "--constraint"
+    options: list[str] = ["--index-strategy", "unsafe-best-match"]
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        flag = flags.get(key.rsplit(".", 1)[-1])
+        for item in value.strip("'\"").split() if flag else []:
+            if item not in options:
+                options += [flag, item]
+    return options
 
 
 def start_tool_venvs() -> subprocess.Popen:
