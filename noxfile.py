@@ -7,8 +7,10 @@ Arguments after `--` go to pytest (or to the program, for up/demo), e.g. `nox -s
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -266,12 +268,16 @@ def ci(session: nox.Session) -> None:
     Path(ROOT / "reports").mkdir(exist_ok=True)
     failed: list[str] = []
 
+    figures: list[dict] = []
+
     def step(name: str, run: Callable[[], object]) -> None:
+        started, busy_before = time.monotonic(), _cpu_jiffies()
         try:
             run()
         except CommandFailed:
             failed.append(name)
             session.warn(f"CI step failed: {name} (the next steps still run)")
+        figures.append(_step_figures(name, started, busy_before, name not in failed))
 
     step("static checks", lambda: _static_checks(session))
 
@@ -320,8 +326,44 @@ def ci(session: nox.Session) -> None:
         ),
     )
     step("containers stack", lambda: _containers_pass(session))
+    _report_steps(session, figures)
     if failed:
         session.error(f"CI failed: {', '.join(failed)}")
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """The machine's (busy, total) CPU time so far, from /proc/stat (every process, the stack's included)."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return (0, 0)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields) - idle, sum(fields))
+
+
+def _step_figures(name: str, started: float, before: tuple[int, int], ok: bool) -> dict:
+    busy, total = (a - b for a, b in zip(_cpu_jiffies(), before, strict=True))
+    return {
+        "step": name,
+        "ok": ok,
+        "wall_s": round(time.monotonic() - started, 1),
+        "cpu_busy": round(busy / total, 3) if total else None,  # share of all cores' time spent busy
+        "cores": os.cpu_count(),
+    }
+
+
+def _report_steps(session: nox.Session, figures: list[dict]) -> None:
+    """Where CI's time went: each step's wall time and how busy the machine's cores were meanwhile (a step well
+    below 100 % waits on something; one at 100 % is bound by the CPU). Appended to reports/ci-steps.jsonl."""
+    lines = [f"{'step':<48} {'wall s':>7} {'cpu busy':>8}"]
+    for f in figures:
+        busy = f"{f['cpu_busy']:.0%}" if f["cpu_busy"] is not None else "-"
+        lines.append(f"{f['step'] + ('' if f['ok'] else ' (FAILED)'):<48} {f['wall_s']:>7.0f} {busy:>8}")
+    lines.append(f"{'all steps':<48} {sum(f['wall_s'] for f in figures):>7.0f}")
+    session.log("CI steps:\n" + "\n".join(lines))
+    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": figures}
+    with open(ROOT / "reports" / "ci-steps.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 RATIO_BENCHMARKS = ["tests/unit/test_inference_bench.py", "tests/load/test_throughput_bench.py"]
