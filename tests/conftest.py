@@ -1,5 +1,6 @@
 """Fixtures the chaos, sabotage and load tests share (``report_paths`` too): a fault timeline per test (saved under reports/chaos/), the fault
-families, a system of the test's own, and ``jobs_for`` (harness.jobs.Jobs bound to it)."""
+families, a system of the test's own (or one per module for tests that only turn the mock's knobs), and ``jobs_for``
+(harness.jobs.Jobs bound to it)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,30 @@ def chaos_system(system_factory):
         return sut
 
     return make
+
+
+@pytest.fixture(scope="module")
+def knob_system(stack, tmp_path_factory, request):
+    """One system (own queue, chaos settings, one worker of concurrency 2) for a whole module whose tests change
+    nothing in it: they only turn the mock OpenAI service's knobs, reset before and after each test. Sharing it is
+    safe for the verdicts: each test's ledger judges the jobs its own journal accepted, and counts any other job on
+    the queue accepted since that journal began (none may exist), so earlier tests' jobs are neither judged nor hidden."""
+    from harness.pytest_plugin import SYSTEM_ENV, chosen_transport
+    from harness.system_under_test import SystemUnderTest
+
+    sut = SystemUnderTest(
+        stack,
+        workdir=tmp_path_factory.mktemp("knob-system"),
+        env={**SYSTEM_ENV, **CHAOS_ENV},
+        isolated=True,
+        transport=chosen_transport(request.config),
+    )
+    try:
+        sut.start(1, concurrency=2, grace=5)
+        yield sut
+    finally:
+        sut.stop()
+        assert sut.leftovers() == []
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """HTTP faults in the mock OpenAI service (out of process) while score jobs run: what the SDK promises, and no loss.
 
 Select by fault: ``pytest tests/chaos -k rate_limit`` (or ``timeout``, ``error_rate``, ``malformed_json``).
+
+The tests share one system (``knob_system``: one worker, two jobs at a time): a fault here lives in the mock service,
+whose knobs and request log are reset around each test, and no test changes the system itself. Each submits its jobs
+one after another, so the mock sees their calls in a known order.
 """
 
 from __future__ import annotations
@@ -11,9 +15,8 @@ import pytest
 
 
 @pytest.mark.parametrize("retry_after", [0, 2], ids=["retry_after_0", "retry_after_2"])
-def test_rate_limit_is_retried_as_the_sdk_promises(chaos_system, jobs_for, http_faults, mock_openai, retry_after):
-    sut = chaos_system(workers=1, concurrency=1)  # one call at a time: the scripted 429s land in a known order
-    jobs = jobs_for(sut)
+def test_rate_limit_is_retried_as_the_sdk_promises(knob_system, jobs_for, http_faults, mock_openai, retry_after):
+    jobs = jobs_for(knob_system)  # one job at a time: the scripted 429s land in a known order
     for i in range(2):  # two jobs, each meeting two 429s: the SDK's two retries get it through
         with http_faults.rate_limit(retry_after=retry_after, count=2):
             jobs.score(f"Chorale {i}")
@@ -31,9 +34,8 @@ def test_rate_limit_is_retried_as_the_sdk_promises(chaos_system, jobs_for, http_
     jobs.assert_ledger()
 
 
-def test_rate_limit_retry_after_121_is_not_retried(chaos_system, jobs_for, http_faults, mock_openai):
-    sut = chaos_system(workers=1, concurrency=1)
-    jobs = jobs_for(sut)
+def test_rate_limit_retry_after_121_is_not_retried(knob_system, jobs_for, http_faults, mock_openai):
+    jobs = jobs_for(knob_system)
     started = time.monotonic()
     with http_faults.rate_limit(retry_after=121, count=1):
         jobs.score("Too patient")
@@ -47,9 +49,8 @@ def test_rate_limit_retry_after_121_is_not_retried(chaos_system, jobs_for, http_
     jobs.assert_ledger()
 
 
-def test_timeout_is_retried_then_recorded_as_the_reason(chaos_system, jobs_for, http_faults, mock_openai):
-    sut = chaos_system(workers=1, concurrency=2)  # OPENAI_TIMEOUT_SECONDS=2
-    jobs = jobs_for(sut)
+def test_timeout_is_retried_then_recorded_as_the_reason(knob_system, jobs_for, http_faults, mock_openai):
+    jobs = jobs_for(knob_system)  # OPENAI_TIMEOUT_SECONDS=2
     started = time.monotonic()
     with http_faults.delay(3.0):  # every answer comes after the client gave up
         jobs.score("Slow upstream")
@@ -65,9 +66,8 @@ def test_timeout_is_retried_then_recorded_as_the_reason(chaos_system, jobs_for, 
     jobs.assert_ledger()
 
 
-def test_error_rate_is_absorbed_by_retries(chaos_system, jobs_for, http_faults, mock_openai):
-    sut = chaos_system(workers=2, concurrency=2)
-    jobs = jobs_for(sut)
+def test_error_rate_is_absorbed_by_retries(knob_system, jobs_for, http_faults, mock_openai):
+    jobs = jobs_for(knob_system)
     with http_faults.error_rate(0.4, status=503):
         for i in range(6):
             jobs.score(f"Chorale {i}")
@@ -83,9 +83,8 @@ def test_error_rate_is_absorbed_by_retries(chaos_system, jobs_for, http_faults, 
     jobs.assert_ledger()
 
 
-def test_malformed_json_is_a_warning_and_not_retried(chaos_system, jobs_for, http_faults, mock_openai):
-    sut = chaos_system(workers=1, concurrency=1)
-    jobs = jobs_for(sut)
+def test_malformed_json_is_a_warning_and_not_retried(knob_system, jobs_for, http_faults, mock_openai):
+    jobs = jobs_for(knob_system)
     with http_faults.malformed_json(1.0):
         jobs.score("Garbled")
         [row] = jobs.wait().values()
@@ -96,9 +95,8 @@ def test_malformed_json_is_a_warning_and_not_retried(chaos_system, jobs_for, htt
     jobs.assert_ledger()
 
 
-def test_connection_drop_mid_answer_is_retried(chaos_system, jobs_for, http_faults, mock_openai):
-    sut = chaos_system(workers=1, concurrency=1)
-    jobs = jobs_for(sut)
+def test_connection_drop_mid_answer_is_retried(knob_system, jobs_for, http_faults, mock_openai):
+    jobs = jobs_for(knob_system)
     with http_faults.connection_drop(1.0):  # every answer is cut off: the SDK retries twice, then a warning
         jobs.score("Cut off")
         [row] = jobs.wait().values()
