@@ -207,6 +207,9 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
         marks,
         "--stack=containers",
         "--junitxml=reports/junit-containers.xml",
+        # two at a time, test by test, each xdist worker on a containers stack of its own: the process-fault file
+        # alone is most of the pass, so splitting by file would leave one worker idle
+        *(["-n", "2", "--dist", "load"] if not tests else []),
         *session.posargs,
         external=True,
     )
