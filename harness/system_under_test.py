@@ -166,6 +166,7 @@ class SystemUnderTest:
             self.workdir / "logs" / f"worker-{n}.log",
             env=self.env,
             stop_grace=grace + 5,
+            forkable=kind == "sqs",  # the SQS worker: forked from the template that has torch and the SDK imported
         ).start()
         self.workers.append(proc)
         return proc

@@ -20,6 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.stack import forked
+from harness.stack.forked import ForkedProcess
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -125,7 +128,10 @@ class ManagedProcess:
         group: int | None = None,
         stop_signal: int = signal.SIGTERM,
         stop_grace: float = 5.0,
+        forkable: bool = False,
     ):
+        """``forkable``: ``argv`` is ``python -m module …`` and may be forked from the test process's template, which
+        has the heavy libraries imported already (``harness.stack.forked``), rather than started afresh."""
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -135,7 +141,8 @@ class ManagedProcess:
         self.group = group
         self.stop_signal = stop_signal
         self.stop_grace = stop_grace
-        self.proc: subprocess.Popen | None = None
+        self.forkable = forkable
+        self.proc: subprocess.Popen | ForkedProcess | None = None
         self.started_at: float | None = None
         self._seen: set[int] = set()  # every pid ever seen in this process's family
 
@@ -144,6 +151,10 @@ class ManagedProcess:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("ManagedProcess.start() must run on the main thread (PR_SET_PDEATHSIG is per thread)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        module = forked.module_of(self.argv) if self.forkable and self.user is None else None
+        if module is not None and forked.enabled(self.env):
+            self.proc = forked.ForkedProcess(module, self.env, str(self.cwd) if self.cwd else None, str(self.log_path))
+            return self._started()
         log = open(self.log_path, "ab")
         kwargs: dict[str, Any] = {}
         if self.user is not None:
@@ -164,6 +175,9 @@ class ManagedProcess:
             raise ServiceStartError(self.name, f"cannot execute {self.argv[0]}: {exc}", self.log_path) from exc
         finally:
             log.close()
+        return self._started()
+
+    def _started(self) -> ManagedProcess:
         self.started_at = time.monotonic()
         with self._registry_lock:
             self._registry.append(self)

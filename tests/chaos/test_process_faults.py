@@ -67,11 +67,11 @@ def test_worker_pause_past_the_visibility_timeout(chaos_system, jobs_for, proces
     with http_faults.delay(1.0):  # translations take a while: the frozen worker holds jobs mid-flight
         for i in range(4):
             jobs.score(f"Chorale {i}")
-        time.sleep(1.5)
+        wait_for(lambda: holding(sut, sut.workers[0]), 30, 0.2, what="worker-0 holding a job")
         with process_faults.pause(sut.workers[0]):
-            # > the visibility timeout (SQS 4 s; Celery 5 s + its 2 s restore interval): its messages go to the other
-            # worker
-            time.sleep(6 if transport == "sqs" else 8)
+            # frozen past the visibility timeout (SQS 4 s; Celery 5 s + its 2 s restore interval): its messages go
+            # to the other worker, which runs them again once it has a slot free. Frozen until that is seen (bounded)
+            wait_for(lambda: any(r[1] >= 2 for r in jobs.rows().values()), 60, 0.3, what="a frozen job run again")
         rows = jobs.wait(timeout=120)
     assert {r[0] for r in rows.values()} == {"completed"}
     assert any(r[1] >= 2 for r in rows.values())  # the frozen worker's jobs were redelivered and run again

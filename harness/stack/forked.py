@@ -1,0 +1,134 @@
+"""Python services forked from a template process that has their heavy libraries imported already.
+
+A worker process spends most of its start-up importing torch and the OpenAI SDK (seconds of CPU each, every time).
+The suite starts a hundred of them in one CI run, on a machine whose cores the tests already keep busy, so this
+module keeps one *template* per test process: a fork server (multiprocessing's own, a private instance) that has
+imported those libraries once. A service started through it is a fork of the template that then runs its module
+exactly as ``python -m module args…`` would: its own session, its own environment, working directory and log, killed
+with the template (which dies with the test process). What the service does is unchanged; only the imports are
+already done. ``ForkedProcess`` is the part of ``subprocess.Popen`` that ``ManagedProcess`` uses.
+
+Not used when coverage measures the processes (a forked child would share its template's data file): those start as
+ordinary processes. ``VERISIM_FORK_SERVICES=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import runpy
+import subprocess
+import sys
+import threading
+from multiprocessing import popen_forkserver, reduction, spawn, util
+from multiprocessing import process as mp_process
+from multiprocessing.context import set_spawning_popen
+from multiprocessing.forkserver import ForkServer, read_signed
+
+# imported once by the template: what a worker would otherwise import at every start (and nothing that reads the
+# service's settings at import: those come from the environment each service is given)
+PRELOAD = ["torch", "openai", "openai.resources.chat", "numpy", "httpx", "psycopg", "redis", "boto3", "pydantic"]
+PRELOAD += ["harness.stack.forked"]
+
+_SERVER = ForkServer()
+_SERVER.set_forkserver_preload(PRELOAD)
+_lock = threading.Lock()
+
+
+def enabled(env: dict[str, str] | None) -> bool:
+    """Whether a service with environment ``env`` may be forked from the template."""
+    given = os.environ if env is None else env  # a service given no environment inherits this process's
+    if given.get("VERISIM_FORK_SERVICES", "1") == "0":
+        return False
+    return "COVERAGE_PROCESS_START" not in given  # each measured process must write data of its own
+
+
+def module_of(argv: list[str]) -> list[str] | None:
+    """``[module, args…]`` when ``argv`` runs a module of this interpreter (``python -m module args…``), else None."""
+    if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m":
+        return argv[2:]
+    return None
+
+
+def _run(module_argv: list[str], env: dict[str, str] | None, cwd: str | None, log_path: str) -> None:
+    """In the forked child: become the service (``python -m`` semantics), with its session, log, env and cwd."""
+    from harness.stack.process import _die_with_parent
+
+    os.setsid()
+    _die_with_parent()
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd:
+        os.chdir(cwd)
+    sys.argv = list(module_argv)
+    runpy.run_module(module_argv[0], run_name="__main__", alter_sys=True)
+
+
+class _Popen(popen_forkserver.Popen):
+    """multiprocessing's fork-server launch, on this module's private server (not the global one, which other code
+    in the test process — the job budget's tests — starts with preloads of its own)."""
+
+    def _launch(self, process_obj):
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = _SERVER.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        _parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))  # type: ignore[attr-defined]
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = read_signed(self.sentinel)
+
+
+class _Process(mp_process.BaseProcess):
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _Popen(process_obj)
+
+
+class ForkedProcess:
+    """A service forked from the template, seen through the part of ``subprocess.Popen``'s interface the harness
+    uses: ``pid``, ``poll``, ``wait`` (``subprocess.TimeoutExpired``), ``send_signal``, ``returncode`` (negative: the
+    signal that ended it)."""
+
+    def __init__(self, module_argv: list[str], env: dict[str, str] | None, cwd: str | None, log_path: str):
+        self.args = module_argv
+        self._process = _Process(target=_run, args=(module_argv, env, cwd, log_path), name=module_argv[0])
+        with _lock:
+            self._process.start()
+        self.pid: int = self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        code = self._process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
