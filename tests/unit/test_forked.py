@@ -38,10 +38,12 @@ def test_its_exit_code_and_the_signal_that_ended_it_are_reported_as_popen_does(t
     assert server.leftovers() == []
 
 
-def test_coverage_or_the_switch_means_an_ordinary_process(tmp_path):
-    assert not forked.enabled({"COVERAGE_PROCESS_START": "pyproject.toml"})
-    assert not forked.enabled({"VERISIM_FORK_SERVICES": "0"})
-    proc = managed(tmp_path, "calendar", env={"VERISIM_FORK_SERVICES": "0", "PATH": "/usr/bin:/bin"}).start()
+def test_coverage_or_the_switch_means_an_ordinary_process(tmp_path, monkeypatch):
+    assert forked.enabled({"PATH": "/usr/bin:/bin"})
+    assert not forked.enabled({"COVERAGE_PROCESS_START": "pyproject.toml"})  # the service would be measured
+    monkeypatch.setenv("VERISIM_FORK_SERVICES", "0")
+    assert not forked.enabled({"PATH": "/usr/bin:/bin"})
+    proc = managed(tmp_path, "calendar", env={"PATH": "/usr/bin:/bin"}).start()
     assert isinstance(proc.proc, subprocess.Popen)
     started = time.monotonic()
     assert proc.proc.wait(60) == 0 and time.monotonic() - started < 60
