@@ -112,6 +112,7 @@ class SystemUnderTest:
             self.workdir / "logs" / "api.log",
             env=self.env,
             stop_grace=10,
+            forkable=True,  # forked from the template that has FastAPI and the AWS SDK imported
         ).start()
         self.api_url = f"http://127.0.0.1:{port}"
 
@@ -166,7 +167,7 @@ class SystemUnderTest:
             self.workdir / "logs" / f"worker-{n}.log",
             env=self.env,
             stop_grace=grace + 5,
-            forkable=kind == "sqs",  # the SQS worker: forked from the template that has torch and the SDK imported
+            forkable=True,  # forked from the template that has torch and the OpenAI SDK imported
         ).start()
         self.workers.append(proc)
         return proc

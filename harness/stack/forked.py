@@ -25,10 +25,12 @@ from multiprocessing import process as mp_process
 from multiprocessing.context import set_spawning_popen
 from multiprocessing.forkserver import ForkServer, read_signed
 
+from harness.stack.deathsig import die_with_parent
+
 # imported once by the template: what a worker would otherwise import at every start (and nothing that reads the
 # service's settings at import: those come from the environment each service is given)
 PRELOAD = ["torch", "openai", "openai.resources.chat", "numpy", "httpx", "psycopg", "redis", "boto3", "pydantic"]
-PRELOAD += ["harness.stack.forked"]
+PRELOAD += ["fastapi", "uvicorn", "celery", "harness.stack.forked"]  # the API's, the Celery worker's
 
 _SERVER = ForkServer()
 _SERVER.set_forkserver_preload(PRELOAD)
@@ -54,10 +56,8 @@ def module_of(argv: list[str]) -> list[str] | None:
 
 def _run(module_argv: list[str], env: dict[str, str] | None, cwd: str | None, log_path: str) -> None:
     """In the forked child: become the service (``python -m`` semantics), with its session, log, env and cwd."""
-    from harness.stack.process import _die_with_parent
-
     os.setsid()
-    _die_with_parent()
+    die_with_parent()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -69,6 +69,17 @@ def _run(module_argv: list[str], env: dict[str, str] | None, cwd: str | None, lo
         os.chdir(cwd)
     sys.argv = list(module_argv)
     runpy.run_module(module_argv[0], run_name="__main__", alter_sys=True)
+
+
+def _ensure_template() -> None:
+    """Start the template if it is not running, outside coverage even when this process is measured: a measured
+    template would hand its tracer and its SIGTERM handler (save, exit 1) to every service forked from it."""
+    measured = os.environ.pop("COVERAGE_PROCESS_START", None)
+    try:
+        _SERVER.ensure_running()
+    finally:
+        if measured is not None:
+            os.environ["COVERAGE_PROCESS_START"] = measured
 
 
 class _Popen(popen_forkserver.Popen):
@@ -109,6 +120,7 @@ class ForkedProcess:
         self.args = module_argv
         self._process = _Process(target=_run, args=(module_argv, env, cwd, log_path), name=module_argv[0])
         with _lock:
+            _ensure_template()
             self._process.start()
         self.pid: int = self._process.pid
 

@@ -9,7 +9,6 @@ Every process is started
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -21,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.stack import forked
+from harness.stack.deathsig import die_with_parent
 from harness.stack.forked import ForkedProcess
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ServiceStartError(RuntimeError):
@@ -39,10 +36,6 @@ class ServiceStartError(RuntimeError):
         if log_path:
             msg += f"\n--- last lines of {log_path} ---\n{log_tail or '(log is empty)'}"
         super().__init__(msg)
-
-
-def _die_with_parent() -> None:
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -168,7 +161,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 **kwargs,
             )
         except OSError as exc:

@@ -35,7 +35,10 @@ def test_a_reaped_child_is_counted_through_its_parent_and_a_live_one_by_itself()
         while (seconds := meter.read()["family"]) < 0.55 and time.monotonic() < deadline:
             time.sleep(0.1)  # until the live child has burnt its 0.3 s (a busy machine runs it later)
         assert 0.55 <= seconds <= 1.5, seconds  # 0.3 reaped + 0.3 live + two interpreters' start-up
-        assert family_cpu_seconds([parent.pid], reaped_children=False) < 0.3  # the parent itself only sleeps
+        # the reaped child's 0.3 s counts only when asked for (the parent's own start-up, slower when coverage
+        # measures it, is in both)
+        own = family_cpu_seconds([parent.pid], reaped_children=False)
+        assert family_cpu_seconds([parent.pid], reaped_children=True) - own >= 0.25
     finally:
         parent.kill()
         parent.wait()

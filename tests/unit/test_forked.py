@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,9 +13,14 @@ import pytest
 from harness.stack import forked
 from harness.stack.process import ManagedProcess, family
 
+# a service's environment without coverage's variable (CI's measured step sets it: a measured service starts afresh)
+PLAIN_ENV = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
+
 
 def managed(tmp_path, *argv: str, env=None) -> ManagedProcess:
-    return ManagedProcess("probe", [sys.executable, "-m", *argv], tmp_path / "probe.log", env=env, forkable=True)
+    return ManagedProcess(
+        "probe", [sys.executable, "-m", *argv], tmp_path / "probe.log", env=env or PLAIN_ENV, forkable=True
+    )
 
 
 def test_a_forked_module_runs_as_python_dash_m_would_with_its_output_in_its_log(tmp_path):
