@@ -97,6 +97,7 @@ def test_a_load_generator_that_dies_makes_the_run_invalid(stack, stack_provider,
     import signal
     import threading
     import time
+    from pathlib import Path
 
     import psutil
 
@@ -117,12 +118,19 @@ def test_a_load_generator_that_dies_makes_the_run_invalid(stack, stack_provider,
     )
     killed: list[int] = []
 
-    def abort_locust() -> None:  # 4 s after Locust starts: during the steady phase
-        deadline = time.monotonic() + 60
+    first_request: dict[int, float] = {}  # Locust's pid -> when its request log was first seen holding a request
+
+    def abort_locust() -> None:  # once it has sent for 2 s (whenever its start-up ends): during the steady phase
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not killed:
             for p in psutil.Process().children(recursive=True):
                 try:
-                    if "locust" in " ".join(p.cmdline()) and time.time() - p.create_time() > 4:
+                    if "locust" not in " ".join(p.cmdline()):
+                        continue
+                    log = Path(p.environ().get("VERISIM_REQUEST_LOG", ""))  # its request log, in its environment
+                    if p.pid not in first_request and log.is_file() and log.stat().st_size:
+                        first_request[p.pid] = time.monotonic()
+                    if time.monotonic() - first_request.get(p.pid, time.monotonic()) > 2:
                         p.send_signal(signal.SIGABRT)
                         killed.append(p.pid)
                 except psutil.Error:

@@ -42,7 +42,8 @@ def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
     sut = chaos_system(workers=1, api_sabotage="slow_api")
     figures = short_load(stack, sut, 4)
     v = verdicts("api", figures)["api POST /api/v1/inference p95 ms"]
-    assert figures["api"]["POST /api/v1/inference"]["requests"] >= 20
+    # every request carries the planted 0.4 s, so a few are enough to show it (a busy CI machine gave 16 in 12 s)
+    assert figures["api"]["POST /api/v1/inference"]["requests"] >= 10
     assert not v.ok and v.measured >= 400, v.line()  # the planted 0.4 s, measured by Locust, over the target
     assert "FAIL" in v.line() and "POST /api/v1/inference" in v.line()
     p99 = verdicts("api", figures)["api POST /api/v1/inference p99 ms"]
