@@ -229,6 +229,7 @@ class Outbox:
         self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
         self.marker = f"verisim.log-epoch.{queue or 'default'}"
         self._log_seen = False  # this publisher has seen the log intact since its producer's last broker error
+        self._broker_errored = False  # its producer has seen a broker error since it was made
         self.producer = self._new_producer()
         # job ids whose new events are sent in the background (publish_soon)
         self._background = BackgroundBatcher(
@@ -237,6 +238,7 @@ class Outbox:
 
     def _new_producer(self) -> Producer:
         self._log_seen = False
+        self._broker_errored = False
         return Producer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -251,6 +253,7 @@ class Outbox:
     def _on_broker_error(self, err) -> None:
         """librdkafka's report of a broker error (served by ``poll``): the broker may have restarted, and lost its log."""
         self._log_seen = False
+        self._broker_errored = True
         log.debug("kafka reported an error; the log is looked at again before the next send", extra={"error": str(err)})
 
     def _admin_client(self) -> AdminClient:
@@ -267,6 +270,7 @@ class Outbox:
             return True
         try:
             if self._log_intact() or (self.restore_lost_log() is not None and self._log_intact()):
+                self._renew_after_broker_error()
                 return True
             why = "the broker lost its log and another publisher is restoring it"
         except Exception as exc:
@@ -274,6 +278,16 @@ class Outbox:
         self.open_until = time.monotonic() + self.cool_down
         log.warning("%s; the events stay in the outbox", why)
         return False
+
+    def _renew_after_broker_error(self) -> None:
+        """A producer that saw the broker fail may outlive the broker's memory of it: a broker that restarted empty
+        hands its producer ids out again, and when one goes to a new producer, this one's sends look like that one's
+        duplicates — acknowledged, never written (seen: a publisher whose breaker kept it idle through a Kafka
+        restart and the restore after it sent 99 jobs' events into nothing). So a producer that saw a broker error is
+        replaced before its next send; the new one gets its id from the broker as it is now."""
+        if self._broker_errored:
+            self._replace_producer(self.producer)
+            self._log_seen = True  # looked at just now, by this caller
 
     def _log_intact(self) -> bool:
         """Whether the broker still holds the log this deployment wrote (its marker topic is there). Set before the
