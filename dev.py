@@ -111,8 +111,10 @@ def ensure_venv() -> subprocess.Popen | None:
 
 def installer():
     """What installs into .venv: uv (put into .venv by pip; it fetches and unpacks in parallel and keeps a cache, so a
-    fresh .venv takes seconds where pip took minutes), told the package sources pip is configured with. When uv cannot
-    be had, or one of its installs fails, pip does that install."""
+    fresh .venv takes seconds where pip took minutes), told the package sources pip is configured with, and made to
+    compile bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (this kind of machine sets it), a package
+    installed without its .pyc files is compiled again by every process that imports it (torch: twice the import
+    time). When uv cannot be had, or one of its installs fails, pip does that install."""
     pip = [str(VENV_PY), "-m", "pip", "--disable-pip-version-check"]
     uv = VENV / "bin" / "uv"
     if not uv.exists() and subprocess.run([*pip, "install", "-q", "uv"]).returncode != 0:
@@ -121,7 +123,9 @@ def installer():
 
     def install(*args: str) -> None:
         if uv.exists():
-            done = subprocess.run([str(uv), "pip", "install", "-q", "--python", str(VENV_PY), *sources, *args])
+            done = subprocess.run(
+                [str(uv), "pip", "install", "-q", "--compile-bytecode", "--python", str(VENV_PY), *sources, *args]
+            )
             if done.returncode == 0:
                 return
             say(f"uv failed (exit {done.returncode}) on {' '.join(args)}: pip tries")
