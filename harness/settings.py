@@ -29,8 +29,8 @@ class VerisimSettings(BaseSettings):
     cache_dir: Path | None = Field(None, description="the shared cache (venvs, templates); default ~/.cache/verisim")
     fork_services: bool = Field(
         True,
-        description="start the SQS workers the tests run as forks of a template that has torch and the OpenAI SDK "
-        "imported (seconds of CPU saved per worker); off: each starts afresh, as it always does under coverage",
+        description="start the workers and APIs the tests run as forks of a template that has torch, the OpenAI "
+        "SDK and FastAPI imported (seconds of CPU saved per process); off: each starts afresh, as under coverage",
     )
     pg_bin: Path | None = Field(None, description="folder of Postgres's initdb/postgres; default Debian's newest")
     pg_user: str = Field("nobody", description="the unprivileged user a local Postgres runs as (it refuses root)")

@@ -25,24 +25,21 @@ def red(report, kind: str, min_count: int = 1) -> list[str]:
     return hits
 
 
+def ids_from(stack, sql: str, *params) -> list[str]:
+    """The first column of ``sql``'s rows, as strings."""
+    with psycopg.connect(stack.postgres.dsn) as conn:
+        return [str(r[0]) for r in conn.execute(sql, params).fetchall()]
+
+
 def jobs_in(stack, ids, *statuses: str) -> list[str]:
     """The ids among ``ids`` whose Postgres status is one of ``statuses``."""
-    with psycopg.connect(stack.postgres.dsn) as conn:
-        rows = conn.execute(
-            "SELECT id FROM jobs WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)", (ids, list(statuses))
-        ).fetchall()
-        return [str(r[0]) for r in rows]
+    return ids_from(stack, "SELECT id FROM jobs WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)", ids, list(statuses))
 
 
 def published(stack, ids) -> list[str]:
     """The ids among ``ids`` whose every outbox event so far is marked published (in the log)."""
-    with psycopg.connect(stack.postgres.dsn) as conn:
-        rows = conn.execute(
-            "SELECT job_id FROM outbox WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id "
-            "HAVING bool_and(published_at IS NOT NULL)",
-            (ids,),
-        ).fetchall()
-        return [str(r[0]) for r in rows]
+    sql = "SELECT job_id FROM outbox WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id HAVING bool_and(published_at IS NOT NULL)"
+    return ids_from(stack, sql, ids)
 
 
 @pytest.mark.parametrize("on,defect", [("sqs", "ack_before_commit"), ("celery", "celery_early_ack")])
