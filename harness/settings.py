@@ -30,7 +30,7 @@ class VerisimSettings(BaseSettings):
     fork_services: bool = Field(
         True,
         description="start the workers and APIs the tests run as forks of a template that has torch, the OpenAI "
-        "SDK and FastAPI imported (seconds of CPU saved per process); off: each starts afresh, as under coverage",
+        "SDK and FastAPI imported (seconds of CPU saved per process); off: each starts afresh",
     )
     pg_bin: Path | None = Field(None, description="folder of Postgres's initdb/postgres; default Debian's newest")
     pg_user: str = Field("nobody", description="the unprivileged user a local Postgres runs as (it refuses root)")

@@ -8,8 +8,10 @@ exactly as ``python -m module args…`` would: its own session, its own environm
 with the template (which dies with the test process). What the service does is unchanged; only the imports are
 already done. ``ForkedProcess`` is the part of ``subprocess.Popen`` that ``ManagedProcess`` uses.
 
-Not used when coverage measures the processes (a forked child would share its template's data file): those start as
-ordinary processes. ``VERISIM_FORK_SERVICES=0`` turns it off (``python -m harness.settings``).
+Under coverage the template stays unmeasured (its tracer would be every child's); a service whose environment asks for
+measurement (``COVERAGE_PROCESS_START``) starts its own tracer once forked, before it imports anything of ``system/``,
+and saves its data when it ends, as a ``python -m`` start with coverage's ``.pth`` hook would.
+``VERISIM_FORK_SERVICES=0`` turns forking off (``python -m harness.settings``).
 """
 
 from __future__ import annotations
@@ -37,14 +39,11 @@ _SERVER.set_forkserver_preload(PRELOAD)
 _lock = threading.Lock()
 
 
-def enabled(env: dict[str, str] | None) -> bool:
-    """Whether a service with environment ``env`` may be forked from the template."""
+def enabled() -> bool:
+    """Whether services may be forked from the template (the setting ``fork_services``)."""
     from harness.settings import current
 
-    if not current().fork_services:
-        return False
-    given = os.environ if env is None else env  # a service given no environment inherits this process's
-    return "COVERAGE_PROCESS_START" not in given  # each measured process must write data of its own
+    return current().fork_services
 
 
 def module_of(argv: list[str]) -> list[str] | None:
@@ -68,7 +67,24 @@ def _run(module_argv: list[str], env: dict[str, str] | None, cwd: str | None, lo
     if cwd:
         os.chdir(cwd)
     sys.argv = list(module_argv)
-    runpy.run_module(module_argv[0], run_name="__main__", alter_sys=True)
+    sys.path.insert(0, os.getcwd())  # as ``python -m`` does
+    measured = _start_coverage()
+    try:
+        runpy.run_module(module_argv[0], run_name="__main__", alter_sys=True)
+    finally:
+        if measured is not None:  # multiprocessing ends the child with os._exit: no atexit hook would save the data
+            measured.stop()
+            measured.save()
+
+
+def _start_coverage():
+    """The child's own coverage tracer when its environment asks for one (coverage's ``process_startup``, which a
+    fresh interpreter runs from coverage's ``.pth`` file); None when it does not."""
+    if "COVERAGE_PROCESS_START" not in os.environ:
+        return None
+    import coverage
+
+    return coverage.process_startup()
 
 
 def _ensure_template() -> None:
@@ -88,6 +104,9 @@ class _Popen(popen_forkserver.Popen):
 
     def _launch(self, process_obj):
         prep_data = spawn.get_preparation_data(process_obj._name)
+        # coverage's multiprocessing support, when it measures the test process, hides a "stowaway" here that starts
+        # the test process's tracer in the child: the service's own environment decides that instead (_start_coverage)
+        prep_data.pop("stowaway", None)
         buf = io.BytesIO()
         set_spawning_popen(self)
         try:

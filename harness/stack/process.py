@@ -145,7 +145,7 @@ class ManagedProcess:
             raise RuntimeError("ManagedProcess.start() must run on the main thread (PR_SET_PDEATHSIG is per thread)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         module = forked.module_of(self.argv) if self.forkable and self.user is None else None
-        if module is not None and forked.enabled(self.env):
+        if module is not None and forked.enabled():
             self.proc = forked.ForkedProcess(module, self.env, str(self.cwd) if self.cwd else None, str(self.log_path))
             return self._started()
         log = open(self.log_path, "ab")

@@ -9,11 +9,12 @@ import sys
 import time
 
 import pytest
+from coverage import CoverageData
 
 from harness.stack import forked
 from harness.stack.process import ManagedProcess, family
 
-# a service's environment without coverage's variable (CI's measured step sets it: a measured service starts afresh)
+# a service's environment without coverage's variable (CI's measured step sets it)
 PLAIN_ENV = {k: v for k, v in os.environ.items() if k != "COVERAGE_PROCESS_START"}
 
 
@@ -44,11 +45,27 @@ def test_its_exit_code_and_the_signal_that_ended_it_are_reported_as_popen_does(t
     assert server.leftovers() == []
 
 
-def test_coverage_or_the_switch_means_an_ordinary_process(tmp_path, monkeypatch):
-    assert forked.enabled({"PATH": "/usr/bin:/bin"})
-    assert not forked.enabled({"COVERAGE_PROCESS_START": "pyproject.toml"})  # the service would be measured
+def test_a_fork_whose_environment_asks_for_coverage_measures_itself_and_saves_its_data(tmp_path):
+    (tmp_path / "probe_mod.py").write_text("def twice(x):\n    return 2 * x\n\nprint(twice(21))\n")
+    rc = tmp_path / "covrc"
+    rc.write_text(f"[run]\nsource = {tmp_path}\nparallel = true\n")
+    env = {**PLAIN_ENV, "COVERAGE_PROCESS_START": str(rc), "COVERAGE_FILE": str(tmp_path / ".coverage")}
+    proc = ManagedProcess("probe", [sys.executable, "-m", "probe_mod"], tmp_path / "probe.log", env=env, cwd=tmp_path)
+    proc.forkable = True
+    proc.start()
+    assert isinstance(proc.proc, forked.ForkedProcess)
+    assert proc.proc.wait(60) == 0 and "42" in proc.log_path.read_text()
+    written = list(tmp_path.glob(".coverage.*"))
+    assert len(written) == 1 and str(proc.pid) in written[0].name  # the child's own data file, not the template's
+    data = CoverageData(str(written[0]))
+    data.read()
+    assert data.lines(str(tmp_path / "probe_mod.py")) == [1, 2, 4]  # measured from its first line
+
+
+def test_the_switch_means_an_ordinary_process(tmp_path, monkeypatch):
+    assert forked.enabled()
     monkeypatch.setenv("VERISIM_FORK_SERVICES", "0")
-    assert not forked.enabled({"PATH": "/usr/bin:/bin"})
+    assert not forked.enabled()
     proc = managed(tmp_path, "calendar", env={"PATH": "/usr/bin:/bin"}).start()
     assert isinstance(proc.proc, subprocess.Popen)
     started = time.monotonic()
