@@ -32,10 +32,40 @@ def _pytest(session: nox.Session, *args: str, success_codes=(0,)) -> None:
     session.run(PY, "-m", "pytest", *args, *session.posargs, external=True, success_codes=list(success_codes))
 
 
+# lint, the format check, and mypy over system/ and harness/ (settings in pyproject.toml [tool.mypy])
+STATIC_CHECKS = [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]]
+
+
 def _static_checks(session: nox.Session) -> None:
-    session.run(PY, "-m", "ruff", "check", ".", external=True)
-    session.run(PY, "-m", "ruff", "format", "--check", ".", external=True)
-    session.run(PY, "-m", "mypy", external=True)  # system/ and harness/, settings in pyproject.toml [tool.mypy]
+    for check in STATIC_CHECKS:
+        session.run(PY, "-m", *check, external=True)
+
+
+class _Beside:
+    """A CI step run in the background beside another: every command runs, output to a log shown when it ends."""
+
+    def __init__(self, name: str, commands: list[list[str]], log: Path):
+        import shlex
+        import subprocess
+        import threading
+
+        self.name, self.log = name, log
+        self.started, self.busy_before = time.monotonic(), _cpu_jiffies()
+        script = "rc=0; " + " ".join(f"{shlex.join(c)} || rc=1;" for c in commands) + " exit $rc"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.figures: dict = {}
+        self.waiter = threading.Thread(target=self._wait, daemon=True)
+        self.waiter.start()
+
+    def _wait(self) -> None:
+        code = self.proc.wait()
+        self.figures = _step_figures(self.name, self.started, self.busy_before, code == 0)
+
+    def join(self, session: nox.Session) -> dict:
+        self.waiter.join()
+        session.log(f"{self.name} ({self.log}):\n{self.log.read_text().rstrip()}")
+        return self.figures
 
 
 @nox.session(python=False)
@@ -259,14 +289,14 @@ def _coverage_gate(session: nox.Session, html: bool = False) -> None:
 
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything that gates a merge: lint, format and type check; the unit and integration tests on the local stack
-    (three at a time, then those that judge time alone) with system/'s coverage measured and gated; the chaos, sabotage
-    and fuzz tests that judge no time, three at a time;
-    those that judge time (marker timing: load SLOs, the CI chaos-under-load scenario), one at a time; the ratio
-    benchmarks; then the integration and process-fault tests again on the containers stack
+    """Everything that gates a merge: lint, format and type check; the unit and integration tests on the local stack,
+    three at a time, with system/'s coverage measured and gated; the chaos, sabotage and fuzz tests that judge no
+    time, three at a time; those that judge time (marker timing: load SLOs, the CI chaos-under-load scenario) and the
+    ratio benchmarks, one at a time; then the integration and process-fault tests again on the containers stack
     (dockerd started and images built when needed). Every step runs; the session fails if any did."""
     from nox.command import CommandFailed
 
+    ci_started = time.monotonic()
     _setup(session)
     Path(ROOT / "reports").mkdir(exist_ok=True)
     failed: list[str] = []
@@ -282,54 +312,48 @@ def ci(session: nox.Session) -> None:
             session.warn(f"CI step failed: {name} (the next steps still run)")
         figures.append(_step_figures(name, started, busy_before, name not in failed))
 
-    step("static checks", lambda: _static_checks(session))
-
-    def pytest_step(name: str, selection: str, parallel: bool, junit: str, env: dict | None = None) -> None:
+    def pytest_step(
+        name: str, selection: str, parallel: bool, junit: str, env: dict | None = None, more: tuple[str, ...] = ()
+    ) -> None:
         """One pytest run of CI: ``selection`` (a marker expression) on the local stack, three at a time (a file's
         tests together, each xdist worker on a local stack and system of its own) or alone."""
         args = ["tests", "-m", selection, "--stack=local", "-p", "no:cacheprovider", f"--junitxml=reports/{junit}"]
+        args += more
         extra = ["-n", str(PARALLEL_TESTS), "--dist", "loadfile"] if parallel else []
         step(name, lambda: session.run(PY, "-m", "pytest", *args, *extra, *session.posargs, env=env, external=True))
 
     # the unit and integration tests mostly wait on the processes and stores they drive: several at a time, measured
-    # by coverage in every process; those whose verdict is a wait (marker timing) then run alone, measured too, into
-    # the same data
+    # by coverage in every process
     cov_env = _coverage_env()
-    measured = f"not bench and not ({UNMEASURED})"
-    pytest_step("unit and integration (3 at a time)", f"{measured} and not timing", True, "junit.xml", cov_env)
-    pytest_step(
-        "unit and integration that judge time (alone)",
-        f"{measured} and timing",
-        False,
-        "junit-measured-timing.xml",
-        cov_env,
-    )
+    measured = f"not bench and not ({UNMEASURED}) and not timing"
+    pytest_step("unit and integration (3 at a time)", measured, True, "junit.xml", cov_env)
     step("coverage gate", lambda: _coverage_gate(session))
     # the fault tests that judge no time (or only that a planted defect turns a time verdict red: red_verdicts) run
     # several at a time, each xdist worker on a local stack of its own, so one test's restarted Postgres is never
-    # another's; they mostly wait (fault windows, visibility timeouts). What judges time (marker timing: SLO gates,
-    # chaos under load) then runs alone.
-    faults = f"not bench and ({UNMEASURED})"
-    pytest_step("chaos, sabotage and fuzz (3 at a time)", f"{faults} and not timing", True, "junit-faults.xml")
-    pytest_step("load, SLO and chaos-under-load (alone)", f"{faults} and timing", False, "junit-timing.xml")
-    # the ratio benchmarks (same-run ratios, so a fresh clone needs no saved baseline); history in reports/
-    step(
-        "ratio benchmarks",
-        lambda: session.run(
-            PY,
-            "-m",
-            "pytest",
-            *RATIO_BENCHMARKS,
-            "-m",
-            "bench",
-            "--stack=local",
-            "--benchmark-json=reports/bench-latest.json",
-            "--junitxml=reports/junit-bench.xml",
-            external=True,
-        ),
+    # another's; they mostly wait (fault windows, visibility timeouts)
+    faults = f"not bench and ({UNMEASURED}) and not timing"
+    # the static checks need one core for under a minute, which the fault step, waiting on its windows, leaves idle
+    static = _Beside(
+        "static checks (beside the fault step)",
+        [[PY, "-m", *check] for check in STATIC_CHECKS],
+        ROOT / "reports" / "static-checks.log",
+    )
+    pytest_step("chaos, sabotage and fuzz (3 at a time)", faults, True, "junit-faults.xml")
+    figures.append(static.join(session))
+    if not figures[-1]["ok"]:
+        failed.append(static.name)
+    # what judges time then runs alone, in one pytest run (one stack, one system): the tests whose verdict is a wait
+    # (marker timing: SLO gates, chaos under load, a score that must not hold up short jobs) and the ratio benchmarks
+    # (same-run ratios, so a fresh clone needs no saved baseline; history in reports/)
+    pytest_step(
+        "load, SLO, chaos-under-load and ratio benchmarks (alone)",
+        "timing or bench",
+        False,
+        "junit-timing.xml",
+        more=("--benchmark-json=reports/bench-latest.json",),
     )
     step("containers stack", lambda: _containers_pass(session))
-    _report_steps(session, figures)
+    _report_steps(session, figures, time.monotonic() - ci_started)
     if failed:
         session.error(f"CI failed: {', '.join(failed)}")
 
@@ -355,21 +379,20 @@ def _step_figures(name: str, started: float, before: tuple[int, int], ok: bool) 
     }
 
 
-def _report_steps(session: nox.Session, figures: list[dict]) -> None:
+def _report_steps(session: nox.Session, figures: list[dict], total_s: float) -> None:
     """Where CI's time went: each step's wall time and how busy the machine's cores were meanwhile (a step well
     below 100 % waits on something; one at 100 % is bound by the CPU). Appended to reports/ci-steps.jsonl."""
     lines = [f"{'step':<48} {'wall s':>7} {'cpu busy':>8}"]
     for f in figures:
         busy = f"{f['cpu_busy']:.0%}" if f["cpu_busy"] is not None else "-"
         lines.append(f"{f['step'] + ('' if f['ok'] else ' (FAILED)'):<48} {f['wall_s']:>7.0f} {busy:>8}")
-    lines.append(f"{'all steps':<48} {sum(f['wall_s'] for f in figures):>7.0f}")
+    lines.append(f"{'all steps (the session, set-up included)':<48} {total_s:>7.0f}")
     session.log("CI steps:\n" + "\n".join(lines))
-    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": figures}
+    record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": figures, "total_s": round(total_s)}
     with open(ROOT / "reports" / "ci-steps.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
 
 
-RATIO_BENCHMARKS = ["tests/unit/test_inference_bench.py", "tests/load/test_throughput_bench.py"]
 # xdist workers of CI's parallel steps: on 2 cores the tests mostly wait (fault windows, visibility timeouts, the
 # processes they drive), so three keep both cores busy; a file's tests stay on one worker (--dist loadfile)
 PARALLEL_TESTS = 3
