@@ -36,6 +36,7 @@ SYSTEM_PACKAGES = {
     "redis-server": "redis-server",
     "/usr/lib/postgresql/*/bin/initdb": "postgresql",
     "chromium": "chromium",  # the dashboard's browser test (driven by Playwright, no browser download)
+    "promtool": "prometheus",  # the generated alerting rules' unit tests (promtool test rules), promtool check metrics
 }
 
 

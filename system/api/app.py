@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from system.api import dashboard, health, jobs
-from system.api.metrics import make_registry
+from system.api.metrics import RequestMetrics, SystemCollector, registry_with_http
 from system.config import Settings, get_settings
 from system.storage.outbox import Outbox
 from system.wiring import Connections
@@ -74,13 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.outbox.restore_lost_log()
         except Exception as exc:  # the broker or Postgres not answering yet: the workers look again every 2 s
             log.warning("kafka log check at start-up failed", extra={"error": str(exc)})
-        app.state.registry = make_registry(deps)
+        collector = SystemCollector(deps)
+        registry.register(collector)
         log.info("api ready", extra={"queue": settings.sqs_queue_name, "transports": deps.queue.kinds})
         yield
+        registry.unregister(collector)
         app.state.outbox.close()
         deps.close()
 
+    registry, http_metrics = registry_with_http()
     app = FastAPI(title="Verisim operation server", version="0.1.0", lifespan=lifespan)
+    app.state.registry = registry
     app.include_router(jobs.router)
     app.include_router(dashboard.router)
     app.include_router(dashboard.page)
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # the dashboard may be opened as a file (origin "null"): let it read the API
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"])
+    # outermost: every answer is timed and counted, a refusal by the middlewares above included
+    app.add_middleware(RequestMetrics, metrics=http_metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):

@@ -1,13 +1,93 @@
-"""Prometheus ``/metrics``: queue depth and in-flight from SQS, jobs by state and stage durations from Postgres."""
+"""Prometheus ``/metrics``, named and labelled as Prometheus' conventions ask (base units, ``_total`` counters).
+
+- Requests, measured by the API as it answers them: ``verisim_http_request_duration_seconds`` (histogram) and
+  ``verisim_http_requests_total`` by method, route template and status code.
+- Read from the stores at each scrape: SQS messages by state and the dead letters; jobs by kind and state, each
+  kind's queue wait (enqueued → started) and turnaround (enqueued → finished) and the redeliveries (attempts after
+  the first) from Postgres, the system of record, per queue; each stage's duration from ``job_stages``.
+
+The histograms' bucket bounds include every latency target the suite's SLO file sets for the figure, so a quantile
+that Prometheus interpolates is exact at the threshold an alert compares it with.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 log = logging.getLogger("system.api.metrics")
-BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
+
+REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.35, 0.4, 0.5, 0.7, 1.0, 1.5, 2.5, 5.0, 10.0)
+QUEUE_BUCKETS_S = (0.05, 0.1, 0.25, 0.4, 0.8, 1.0, 2.0, 3.0, 6.0, 10.0, 30.0, 60.0, 300.0)
+STAGE_BUCKETS_S = (0.00001, 0.00005, 0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+
+
+class HttpMetrics:
+    """The API's request histogram and counter, on the app's own registry (several apps may share one process)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        labels = ["method", "route"]
+        self.duration = Histogram(
+            "verisim_http_request_duration_seconds",
+            "time to answer a request, by method and route template",
+            labels,
+            registry=registry,
+            buckets=REQUEST_BUCKETS_S,
+        )
+        self.requests = Counter(
+            "verisim_http_requests",
+            "requests answered, by method, route template and status code",
+            [*labels, "code"],
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, code: int, seconds: float) -> None:
+        self.duration.labels(method, route).observe(seconds)
+        self.requests.labels(method, route, str(code)).inc()
+
+
+class RequestMetrics:
+    """ASGI middleware: each HTTP request's time to its last body byte and its status code, by the route template
+    the router matched (``/api/v1/jobs/{job_id}``, not each id; ``unmatched`` when none did). An exception no handler
+    answered counts as the 500 the server then sends."""
+
+    def __init__(self, app, metrics: HttpMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        code = 500
+
+        async def sending(message):
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], route, code, time.perf_counter() - started)
+
+
+def _histogram(name: str, doc: str, labels: list[str], rows, bounds) -> HistogramMetricFamily:
+    """A histogram family from rows holding ``n``, ``s`` (sum, seconds) and ``le_<i>`` (count ≤ bounds[i])."""
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for r in rows:
+        buckets = [(repr(float(b)), r[f"le_{i}"]) for i, b in enumerate(bounds)] + [("+Inf", r["n"])]
+        family.add_metric([str(r[k]) for k in labels], buckets, float(r["s"]))
+    return family
+
+
+def _bucket_sql(expr: str, bounds) -> str:
+    return ", ".join(f"count(*) FILTER (WHERE {expr} <= {b}) AS le_{i}" for i, b in enumerate(bounds))
 
 
 class SystemCollector:
@@ -15,13 +95,18 @@ class SystemCollector:
         self.deps = deps
 
     def collect(self):
+        settings = self.deps.settings
         try:
             depth = self.deps.queue.depth()
             g = GaugeMetricFamily("verisim_queue_messages", "SQS messages by state", labels=["queue", "state"])
             for state in ("visible", "in_flight", "delayed"):
-                g.add_metric([self.deps.settings.sqs_queue_name, state], depth[state])
-            g.add_metric([self.deps.settings.dlq_name, "visible"], depth["dlq"])
+                g.add_metric([settings.sqs_queue_name, state], depth[state])
             yield g
+            dead = GaugeMetricFamily(
+                "verisim_dead_letter_messages", "messages in the dead-letter queue", labels=["queue"]
+            )
+            dead.add_metric([settings.sqs_queue_name], depth["dlq"])
+            yield dead
         except Exception as exc:
             log.warning("queue depth unavailable: %s", exc)
         with self.deps.store.pool.connection() as conn:
@@ -29,18 +114,39 @@ class SystemCollector:
             for r in conn.execute("SELECT kind, status, count(*) AS n FROM jobs GROUP BY 1, 2"):
                 jobs.add_metric([r["kind"], r["status"]], r["n"])
             yield jobs
-            hist = HistogramMetricFamily("verisim_stage_duration_milliseconds", "job stage durations", labels=["stage"])
-            cases = ", ".join(f"count(*) FILTER (WHERE duration_ms <= {b}) AS le_{b}" for b in BUCKETS_MS)
-            for r in conn.execute(
-                f"SELECT stage, count(*) AS n, coalesce(sum(duration_ms), 0) AS s, {cases} "
+            waits = "extract(epoch FROM started_at - enqueued_at)"
+            turnaround = "extract(epoch FROM finished_at - enqueued_at)"
+            labels = ["queue", "kind"]
+            rows = conn.execute(
+                f"SELECT queue, kind, count(*) AS n, coalesce(sum({waits}), 0) AS s, {_bucket_sql(waits, QUEUE_BUCKETS_S)} "
+                "FROM jobs WHERE started_at IS NOT NULL GROUP BY 1, 2"
+            ).fetchall()
+            yield _histogram(
+                "verisim_job_queue_wait_seconds", "enqueued -> started, per job", labels, rows, QUEUE_BUCKETS_S
+            )
+            rows = conn.execute(
+                f"SELECT queue, kind, count(*) AS n, coalesce(sum({turnaround}), 0) AS s, "
+                f"{_bucket_sql(turnaround, QUEUE_BUCKETS_S)} FROM jobs WHERE finished_at IS NOT NULL GROUP BY 1, 2"
+            ).fetchall()
+            yield _histogram(
+                "verisim_job_turnaround_seconds", "enqueued -> finished, per job", labels, rows, QUEUE_BUCKETS_S
+            )
+            again = CounterMetricFamily(
+                "verisim_job_redeliveries", "attempts after each job's first (redeliveries)", labels=labels
+            )
+            for r in conn.execute("SELECT queue, kind, sum(greatest(attempts - 1, 0)) AS n FROM jobs GROUP BY 1, 2"):
+                again.add_metric([str(r["queue"]), r["kind"]], float(r["n"]))
+            yield again
+            seconds = "duration_ms / 1000.0"
+            rows = conn.execute(
+                f"SELECT stage, count(*) AS n, coalesce(sum({seconds}), 0) AS s, {_bucket_sql(seconds, STAGE_BUCKETS_S)} "
                 "FROM job_stages WHERE duration_ms IS NOT NULL GROUP BY stage"
-            ):
-                buckets = [(str(b), r[f"le_{b}"]) for b in BUCKETS_MS] + [("+Inf", r["n"])]
-                hist.add_metric([r["stage"]], buckets, r["s"])
-            yield hist
+            ).fetchall()
+            yield _histogram("verisim_stage_duration_seconds", "job stage durations", ["stage"], rows, STAGE_BUCKETS_S)
 
 
-def make_registry(deps) -> CollectorRegistry:
+def registry_with_http() -> tuple[CollectorRegistry, HttpMetrics]:
+    """The API's registry with its request metrics; the stores' figures join it once the connections are open
+    (``SystemCollector``)."""
     registry = CollectorRegistry()
-    registry.register(SystemCollector(deps))
-    return registry
+    return registry, HttpMetrics(registry)

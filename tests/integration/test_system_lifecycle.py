@@ -129,7 +129,7 @@ def test_a_batch_shows_up_on_the_dashboard_api(system):
         assert len(recent) == 10 and {r["job_id"] for r in recent} & set(r.json()["job_ids"])
         metrics = c.get("/metrics").text
         assert 'verisim_jobs{kind="inference",state="completed"}' in metrics
-        assert "verisim_queue_messages" in metrics and "verisim_stage_duration_milliseconds_bucket" in metrics
+        assert_prometheus_metrics(metrics, system.queue_name)
         ready = c.get("/readyz").json()
         brokers = {"sqs"} | ({"celery"} if system.transport != "sqs" else set())
         assert ready["status"] == "ready" and set(ready["checks"]) == {"postgres", "redis", "s3", "kafka", *brokers}
@@ -262,3 +262,32 @@ def test_concurrent_submissions_all_end_terminal_with_nothing_lost(system, stack
     report = ledger.settle(stack, job_ids)
     assert report.ok, report.summary()
     assert report.by_status == {"completed": 40}
+
+
+def assert_prometheus_metrics(text: str, queue: str) -> None:
+    """The figures the generated alerting rules read (deploy/prometheus/verisim-rules.yml) are served, by route
+    template and per queue, and pass ``promtool check metrics`` (Prometheus' naming conventions)."""
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from harness.prometheus_rules import promtool
+
+    samples = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert {
+        "verisim_http_request_duration_seconds",
+        "verisim_http_requests",
+        "verisim_job_queue_wait_seconds",
+        "verisim_job_turnaround_seconds",
+        "verisim_job_redeliveries",
+        "verisim_dead_letter_messages",
+        "verisim_stage_duration_seconds",
+        "verisim_queue_messages",
+    } <= families, families
+    assert 'verisim_http_requests_total{code="202",method="POST",route="/api/v1/inference"}' in text
+    assert 'route="/api/v1/jobs/{job_id}"' in text  # the template, not one series per job id
+    assert f'verisim_job_turnaround_seconds_count{{kind="inference",queue="{queue}"}}' in text
+    assert samples["verisim_http_request_duration_seconds_count"].value >= 1
+    checked = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
