@@ -315,11 +315,11 @@ def ci(session: nox.Session) -> None:
     def pytest_step(
         name: str, selection: str, parallel: bool, junit: str, env: dict | None = None, more: tuple[str, ...] = ()
     ) -> None:
-        """One pytest run of CI: ``selection`` (a marker expression) on the local stack, three at a time (each xdist
-        worker on a local stack and system of its own) or alone."""
+        """One pytest run of CI: ``selection`` (a marker expression) on the local stack, three at a time (a file's
+        tests together, each xdist worker on a local stack and system of its own) or alone."""
         args = ["tests", "-m", selection, "--stack=local", "-p", "no:cacheprovider", f"--junitxml=reports/{junit}"]
         args += more
-        extra = ["-n", str(PARALLEL_TESTS), "--dist", "loadgroup"] if parallel else []
+        extra = ["-n", str(PARALLEL_TESTS), "--dist", "loadfile"] if parallel else []
         step(name, lambda: session.run(PY, "-m", "pytest", *args, *extra, *session.posargs, env=env, external=True))
 
     # the unit and integration tests mostly wait on the processes and stores they drive: several at a time, measured
@@ -346,7 +346,7 @@ def ci(session: nox.Session) -> None:
     # (marker timing: SLO gates, chaos under load, a score that must not hold up short jobs) and the ratio benchmarks
     # (same-run ratios, so a fresh clone needs no saved baseline; history in reports/)
     pytest_step(
-        "what judges time, and the ratio benchmarks (alone)",
+        "load, SLO, chaos-under-load and ratio benchmarks (alone)",
         "timing or bench",
         False,
         "junit-timing.xml",
@@ -394,8 +394,7 @@ def _report_steps(session: nox.Session, figures: list[dict], total_s: float) -> 
 
 
 # xdist workers of CI's parallel steps: on 2 cores the tests mostly wait (fault windows, visibility timeouts, the
-# processes they drive), so three keep both cores busy; tests that share a module's fixture stay on one worker
-# (--dist loadgroup, the groups set in tests/conftest.py), every other test goes to whichever worker is free
+# processes they drive), so three keep both cores busy; a file's tests stay on one worker (--dist loadfile)
 PARALLEL_TESTS = 3
 
 

@@ -45,23 +45,6 @@ CHAOS_ENV = {
     # test's 120 s wait. Tests that prove a faster path (the queue-epoch re-send) set the default back.
     "REQUEUE_AFTER_SECONDS": "30",
 }
-SHARED_SCOPES = {"module", "package", "class"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """CI's parallel steps (pytest-xdist ``--dist loadgroup``): a test that uses a fixture shared by its module (or
-    class, or package) stays on one worker with the other tests of that module, which build the fixture once; every
-    other test goes to whichever worker is free, so one long file of independent tests (the process faults) does not
-    hold one worker while the others idle."""
-    for item in items:
-        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        shared = [d for chain in defs.values() for d in chain if d.scope in SHARED_SCOPES]
-        # a module-scoped parameter (``transport``) is a value, not something built once: it does not bind
-        if any(getattr(d.func, "__name__", "") != "get_direct_param_fixture_func" for d in shared):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
-
 MATRIX: list[dict] = []  # one row per chaos test that ran the ledger: printed at the end of the session
 REPORTS: list[str] = []  # run reports the tests wrote: listed at the end of the session
 
