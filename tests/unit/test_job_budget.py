@@ -37,9 +37,13 @@ def fail() -> None:
 
 
 def children() -> set[int]:
-    """The job processes alive now: the forkserver's children."""
-    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
-    return {c.pid for s in servers for c in s.children()}
+    """The job processes alive now: the children of the budget's fork server (multiprocessing's global one). The
+    harness's service template (``harness.stack.forked``) is a fork server too, whose children are the services of
+    the session's system when this test process runs one."""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    return {c.pid for c in psutil.Process(pid).children()} if pid else set()
 
 
 # -- the verdicts --------------------------------------------------------------------------------------------------
