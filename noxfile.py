@@ -291,9 +291,10 @@ def _coverage_gate(session: nox.Session, html: bool = False) -> None:
 def ci(session: nox.Session) -> None:
     """Everything that gates a merge: the unit and integration tests on the local stack, three at a time, with
     system/'s coverage measured and gated; the chaos, sabotage and fuzz tests that judge no time, three at a time,
-    with lint, the format check and the type check beside them; those that judge time (marker timing: load SLOs, the CI chaos-under-load scenario) and the
-    ratio benchmarks, one at a time; then the integration and process-fault tests again on the containers stack
-    (dockerd started and images built when needed). Every step runs; the session fails if any did."""
+    with lint, the format check and the type check beside them; those that judge time (marker timing: load SLOs, the
+    CI chaos-under-load scenario) and the ratio benchmarks, one at a time; then the integration and process-fault
+    tests again on the containers stack (dockerd started and images built when needed). Every step runs; the session
+    fails if any did."""
     from nox.command import CommandFailed
 
     ci_started = time.monotonic()
