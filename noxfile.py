@@ -347,7 +347,7 @@ def ci(session: nox.Session) -> None:
     # (marker timing: SLO gates, chaos under load, a score that must not hold up short jobs) and the ratio benchmarks
     # (same-run ratios, so a fresh clone needs no saved baseline; history in reports/)
     pytest_step(
-        "load, SLO, chaos-under-load and ratio benchmarks (alone)",
+        "what judges time, and the ratio benchmarks (alone)",
         "timing or bench",
         False,
         "junit-timing.xml",
