@@ -166,6 +166,13 @@ def test_permanent_failure_fails_once_without_retries(system_factory, stack):
     wait_for(lambda: job_row(stack, job_id)[0] == "failed", 30, what="job failed")
     _, attempts, code, message = job_row(stack, job_id)
     assert (attempts, code) == (1, "invalid_series") and "non-empty" in message
+    # the outbox publishes after the row commits: wait for the event, then judge every event the job has
+    wait_for(
+        lambda: by_key(read_topic(stack.kafka.bootstrap_servers, "inference_results")).get(job_id),
+        30,
+        0.5,
+        what="the job's result event",
+    )
     events = by_key(read_topic(stack.kafka.bootstrap_servers, "inference_results"))[job_id]
     assert [(e["model"], e["status"], e["error_code"]) for e in events] == [
         ("moving_average", "failed", "invalid_series")
