@@ -18,12 +18,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
-from harness import report, slo
+from harness import report, slo, two_judges
 from harness.stack.endpoints import Stack
 from harness.throughput import percentile
 
@@ -344,13 +345,16 @@ def measure(
     user_classes: list[str] | None = None,
     burst_requests: int = 60,
     reset_stats: bool = True,
+    slos: dict | None = None,
 ) -> dict:
     """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take): the raw SQS
     ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none),
     then the ledger over the clients' journal (Locust's and the burst's): every accepted job, its outputs.
     ``reset_stats``: Locust's own ``--reset-stats``, the ramp-up left out of the API figures (the first requests of a
     run meet cold connections: one of them alone can be a p99 of ~100 requests); a short run that must count every
-    request (a planted defect's) passes False."""
+    request (a planted defect's) passes False. When the stack has Prometheus, its alerts over the load
+    (``harness.two_judges``: the rules of ``slos``, default slo.toml) are read once the backlog has drained, before
+    the burst."""
     from harness import journal as journals
     from harness import ledger
     from harness.model_ceiling import lstm_ceiling
@@ -374,6 +378,11 @@ def measure(
         )
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)
+        if stack.prometheus:  # over the figures Locust reports: after the ramp-up when its stats were reset
+            ramp_s = users / (spawn_rate or max(1.0, users / 5)) if reset_stats else 0.0
+            scope = {"system": queue_name, "queue": queue_name}
+            readings = two_judges.read(stack.prometheus, slos or slo.load(), scope, started.timestamp() + ramp_s)
+            figures["prometheus"] = [asdict(r) for r in readings]
         time.sleep(1.1)  # one more depth sample after the drain
     if burst_requests:
         burst = journals.Journal(journal_path, source="capacity burst")
@@ -449,16 +458,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{f' ({args.workers} Locust workers)' if args.workers else ''} …",
             flush=True,
         )
+        slos = slo.load(args.slo)
         figures = measure(
-            stack, api, sut.queue_name, sut.dlq_name, args.users, args.duration, run_dir, workers=args.workers
+            stack,
+            api,
+            sut.queue_name,
+            sut.dlq_name,
+            args.users,
+            args.duration,
+            run_dir,
+            workers=args.workers,
+            slos=slos,
         )
     finally:
         if sut:
             sut.stop()
         provider.stop()
-    verdicts = slo.evaluate(slo.load(args.slo), figures)
-    path = report.write(run_dir, figures, verdicts)
+    verdicts = slo.evaluate(slos, figures)
+    rows = two_judges.judge(slos, verdicts, figures)
+    path = report.write(run_dir, figures, verdicts, extra={"two_judges": two_judges.as_dicts(rows)})
     print("\n".join(v.line() for v in verdicts))
+    if rows:
+        print("\n" + two_judges.table(rows))
     print(f"\nreport: {path}")
     return 0 if all(v.ok for v in verdicts) else 1
 

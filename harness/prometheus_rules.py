@@ -13,6 +13,7 @@ never imports ``system/``.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shutil
 import subprocess
@@ -29,10 +30,25 @@ OUT_DIR = ROOT / "deploy" / "prometheus"
 RULES = OUT_DIR / "verisim-rules.yml"
 TESTS = OUT_DIR / "verisim-rules.test.yml"
 
-RATE_WINDOW = "5m"  # the window each figure is read over
-FOR = "2m"  # how long a breach must last before the alert fires
-INTERVAL = "15s"  # the test series' step and the rules' evaluation interval
-TEST_AT = "10m"
+
+@dataclass(frozen=True)
+class Timing:
+    """How the rules read time: each figure over ``window``, a breach held ``hold`` before it pages, evaluated every
+    ``interval``. Production's defaults; ``over_interval`` gives a run's (``harness.two_judges``)."""
+
+    window: str = "5m"
+    hold: str = "2m"
+    interval: str = "15s"
+
+
+PRODUCTION = Timing()
+TEST_AT = "10m"  # promtool's cases are judged here, their series stepped by PRODUCTION.interval
+
+
+def over_interval(seconds: float) -> Timing:
+    """A bounded run's timing: each figure over the run's whole interval, read once it is over (no hold)."""
+    return Timing(window=f"{max(1, math.ceil(seconds))}s", hold="0s", interval="1s")
+
 
 # verdicts of harness.slo that no rule over the system's metrics can judge, and why
 CLIENT_SIDE = {
@@ -46,71 +62,102 @@ NOT_ALERTABLE = {
     "model lstm latency p95 / raw forward": "a ratio to a raw forward pass the suite times in the same run",
     "throughput jobs/s": "offered load, not a promise of the system",
 }
+SCRAPE_ROUTES = ("/metrics",)  # Prometheus' own requests: never a client's, never judged
 
-RECORDING = {
-    "verisim:http_request_duration_seconds:p95": "histogram_quantile(0.95, sum by (le, method, route) "
-    f"(rate(verisim_http_request_duration_seconds_bucket[{RATE_WINDOW}])))",
-    "verisim:http_request_duration_seconds:p99": "histogram_quantile(0.99, sum by (le, method, route) "
-    f"(rate(verisim_http_request_duration_seconds_bucket[{RATE_WINDOW}])))",
-    "verisim:http_requests:error_ratio": "sum by (method, route) "
-    f'(rate(verisim_http_requests_total{{code=~"5.."}}[{RATE_WINDOW}])) / sum by (method, route) '
-    f"(rate(verisim_http_requests_total[{RATE_WINDOW}]))",
-    "verisim:job_queue_wait_seconds:p95": "histogram_quantile(0.95, sum by (le, queue, kind) "
-    f"(rate(verisim_job_queue_wait_seconds_bucket[{RATE_WINDOW}])))",
-    "verisim:job_turnaround_seconds:p95": "histogram_quantile(0.95, sum by (le, queue, kind) "
-    f"(rate(verisim_job_turnaround_seconds_bucket[{RATE_WINDOW}])))",
-    "verisim:stage_duration_seconds:p95": "histogram_quantile(0.95, sum by (le, stage) "
-    f"(rate(verisim_stage_duration_seconds_bucket[{RATE_WINDOW}])))",
+
+def _sel(matchers: list[str]) -> str:
+    return "{" + ",".join(matchers) + "}" if matchers else ""
+
+
+def _quantile(q: float, metric: str, by: str) -> str:
+    return f"histogram_quantile({q:g}, sum by (le, {by}) (rate({metric}_bucket<SEL>[<W>])))"
+
+
+# each SLO figure as PromQL over the system's metrics: <SEL> the series' matchers, <W> the window it is read over
+FIGURES = {
+    "verisim:http_request_duration_seconds:p95": _quantile(
+        0.95, "verisim_http_request_duration_seconds", "method, route"
+    ),
+    "verisim:http_request_duration_seconds:p99": _quantile(
+        0.99, "verisim_http_request_duration_seconds", "method, route"
+    ),
+    # an endpoint with requests and no 5xx reads 0 (not "no series")
+    "verisim:http_requests:error_ratio": '(sum by (method, route) (rate(verisim_http_requests_total<SEL+code=~"5..">[<W>]))'
+    " or 0 * sum by (method, route) (rate(verisim_http_requests_total<SEL>[<W>])))"
+    " / sum by (method, route) (rate(verisim_http_requests_total<SEL>[<W>]))",
+    "verisim:job_queue_wait_seconds:p95": _quantile(0.95, "verisim_job_queue_wait_seconds", "queue, kind"),
+    "verisim:job_turnaround_seconds:p95": _quantile(0.95, "verisim_job_turnaround_seconds", "queue, kind"),
+    "verisim:stage_duration_seconds:p95": _quantile(0.95, "verisim_stage_duration_seconds", "stage"),
 }
+
+
+def fill(template: str, matchers: list[str], window: str) -> str:
+    """A figure's PromQL for these series over ``window``."""
+    out = template.replace("<SEL>", _sel(matchers)).replace("<W>", window)
+    return re.sub(r"<SEL\+([^>]*)>", lambda m: _sel([*matchers, m.group(1)]), out)
 
 
 @dataclass
 class Alert:
-    """One alerting rule and the series its two test cases feed it (``fire`` must fire it, ``calm`` must not)."""
+    """One alerting rule: its figure (a recorded one, or PromQL of its own), over its target; and the series its two
+    test cases feed it (``fire`` must fire it, ``calm`` must not)."""
 
     name: str
     slo: str
-    expr: str
+    figure: str  # a FIGURES name, or PromQL with <SEL> and <W>
+    matchers: list[str]  # the series it judges
     target: float
     unit: str
     labels: dict[str, str]  # the labels the expression's result keeps (the test's expected alert carries them)
     fire: list[tuple[str, str]] = field(default_factory=list)  # (series, promtool values)
     calm: list[tuple[str, str]] = field(default_factory=list)
+    per_queue: bool = False  # its series carry the job queue's name (``queue``)
 
-    def rule(self) -> dict:
+    def figure_expr(self, timing: Timing = PRODUCTION, scope: dict[str, str] | None = None) -> str:
+        """The figure alone. In production a recorded figure is read from its recording rule; with a ``scope``
+        (``system``: the label the suite gives one system's targets, ``queue``: its job queue) it is computed in
+        place, over ``timing.window``, from that system's series only."""
+        if self.figure in FIGURES and scope is None:
+            return f"{self.figure}{_sel(self.matchers)}"
+        only = {k: v for k, v in (scope or {}).items() if k != "queue" or self.per_queue}
+        return fill(FIGURES.get(self.figure, self.figure), [*self.matchers, *_labels(only)], timing.window)
+
+    def rule(
+        self, timing: Timing = PRODUCTION, scope: dict[str, str] | None = None, labels: dict | None = None
+    ) -> dict:
         return {
             "alert": self.name,
-            "expr": self.expr,
-            "for": FOR,
-            "labels": {"severity": "page", "slo": self.slo},
-            "annotations": self.annotations(),
+            "expr": f"{self.figure_expr(timing, scope)} > {self.target:g}",
+            "for": timing.hold,
+            "labels": {"severity": "page", "slo": self.slo, **(labels or {})},
+            "annotations": self.annotations(timing),
         }
 
-    def annotations(self) -> dict[str, str]:
+    def annotations(self, timing: Timing = PRODUCTION) -> dict[str, str]:
         return {
             "summary": f"{self.slo}: over its target",
-            "description": f"Verisim's SLO '{self.slo}' (slo.toml): at most {self.target:g} {self.unit}, the figure "
-            "the merge gate judges",
+            "description": f"Verisim's SLO '{self.slo}' (slo.toml): at most {self.target:g} "
+            f"{self.unit.replace('<W>', timing.window)}".rstrip()
+            + ", the figure the merge gate judges",
         }
 
 
-def _selector(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+def _labels(labels: dict[str, str]) -> list[str]:
+    return [f'{k}="{v}"' for k, v in labels.items()]
 
 
 def _camel(text: str) -> str:
     return "".join(w[:1].upper() + w[1:].lower() for w in re.split(r"[^A-Za-z0-9]+", text) if w)
 
 
-def _quantile_alert(name, slo_name, record, metric, labels, target_s, match: str | None = None) -> Alert:
-    """``record`` (a quantile) over ``target_s``, for the series ``match`` selects (default: ``labels``); tested on
-    series with ``labels``, their observations just above the target, then at most it."""
+def _quantile_alert(name, slo_name, record, metric, labels, target_s, matchers: list[str] | None = None) -> Alert:
+    """``record`` (a quantile) over ``target_s``, for the series ``matchers`` select (default: ``labels``); tested
+    on series with ``labels``, their observations just above the target, then at most it."""
     where = dict(labels)
-    selector = _selector(where) if match is None else "{" + match + "}"
-    alert = Alert(name, slo_name, f"{record}{selector} > {target_s:g}", target_s, "s", where)
+    alert = Alert(name, slo_name, record, _labels(where) if matchers is None else matchers, target_s, "s", where)
 
     def series(le_counts: dict[str, str]) -> list[tuple[str, str]]:
-        return [(f"{metric}_bucket{_selector({**where, 'le': le})}", v) for le, v in le_counts.items()]
+        return [(f"{metric}_bucket{_sel(_labels({**where, 'le': le}))}", v) for le, v in le_counts.items()]
 
     t, above = f"{target_s:g}", f"{2 * target_s:g}"
     alert.fire = series({t: "0x60", above: "0+10x60", "+Inf": "0+10x60"})  # every observation in (target, 2 target]
@@ -118,22 +165,21 @@ def _quantile_alert(name, slo_name, record, metric, labels, target_s, match: str
     return alert
 
 
-def _ratio_alert(name, slo_name, labels, target) -> Alert:
-    alert = Alert(
-        name, slo_name, f"verisim:http_requests:error_ratio{_selector(labels)} > {target:g}", target, "", labels
-    )
-    total = f"verisim_http_requests_total{_selector({**labels, 'code': '202'})}"
-    errors = f"verisim_http_requests_total{_selector({**labels, 'code': '503'})}"
+def _ratio_alert(name, slo_name, labels, target, matchers: list[str] | None = None) -> Alert:
+    where = _labels(labels) if matchers is None else matchers
+    alert = Alert(name, slo_name, "verisim:http_requests:error_ratio", where, target, "", labels)
+    total = f"verisim_http_requests_total{_sel(_labels({**labels, 'code': '202'}))}"
+    errors = f"verisim_http_requests_total{_sel(_labels({**labels, 'code': '503'}))}"
     over, under = (2 * target, target / 2) if target else (0.05, 0.0)
     alert.fire = [(total, f"0+{100 * (1 - over):g}x60"), (errors, f"0+{100 * over:g}x60")]
     alert.calm = [(total, f"0+{100 * (1 - under):g}x60"), (errors, f"0+{100 * under:g}x60")]
     return alert
 
 
-def _count_alert(name, slo_name, expr, series, labels, limit, unit, rising: bool) -> Alert:
-    """``expr`` over ``limit``: a gauge (``rising`` False: its value) or a growing count (its increase)."""
-    alert = Alert(name, slo_name, f"{expr} > {limit:g}", limit, unit, labels)
-    selector = f"{series}{_selector(labels)}"
+def _count_alert(name, slo_name, figure, series, labels, limit, unit, matchers: list[str], rising: bool) -> Alert:
+    """``figure`` over ``limit``: a gauge's highest value in the window (``rising`` False) or a count's increase."""
+    alert = Alert(name, slo_name, figure, matchers, limit, unit, labels)
+    selector = f"{series}{_sel(_labels(labels))}"
     if rising:
         alert.fire, alert.calm = [(selector, f"0+{limit + 1:g}x60")], [(selector, f"{limit + 3:g}x60")]
     else:
@@ -141,26 +187,22 @@ def _count_alert(name, slo_name, expr, series, labels, limit, unit, rising: bool
     return alert
 
 
-def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
-    """Every alert ``slos`` gives, and the verdicts left to the suite (name -> why)."""
-    out: list[Alert] = []
-    left: dict[str, str] = {}
-    api = slos.get("api", {})
+def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
+    out = []
     default = {k: v for k, v in api.items() if not isinstance(v, dict)}
     named = {k: {**default, **v} for k, v in api.items() if isinstance(v, dict)}
-    sample_queue = "jobs"
     for endpoint, target in [*named.items(), ("{other endpoints}", default)]:
         if endpoint in CLIENT_SIDE:
             for key in ("p95 ms", "p99 ms", "error rate"):
                 left[f"api {endpoint} {key}"] = CLIENT_SIDE[endpoint]
             continue
         if endpoint == "{other endpoints}":
-            routes = "|".join(sorted({e.split()[-1] for e in named}))
-            labels, exclude = {"method": "GET", "route": "/api/v1/jobs/{job_id}"}, f'route!~"{routes}"'
+            routes = "|".join(sorted({e.split()[-1] for e in named} | set(SCRAPE_ROUTES)))
+            labels, matchers = {"method": "GET", "route": "/api/v1/jobs/{job_id}"}, [f'route!~"{routes}"']
         else:
             method, route = endpoint.split(" ", 1)
-            labels, exclude = {"method": method, "route": route}, None
-        stem = "VerisimApi" + ("OtherEndpoints" if exclude else _camel(endpoint))
+            labels, matchers = {"method": method, "route": route}, None
+        stem = "VerisimApi" + ("OtherEndpoints" if matchers else _camel(endpoint))
         for q in ("p95", "p99"):
             if f"{q}_ms" in target:
                 out.append(
@@ -171,37 +213,50 @@ def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
                         "verisim_http_request_duration_seconds",
                         labels,
                         target[f"{q}_ms"] / 1000,
-                        exclude,
+                        matchers,
                     )
                 )
         if "error_rate" in target:
-            alert = _ratio_alert(f"{stem}ErrorRate", f"api {endpoint} error rate", labels, target["error_rate"])
-            if exclude:
-                alert.expr = f"verisim:http_requests:error_ratio{{{exclude}}} > {target['error_rate']:g}"
-            out.append(alert)
-    for kind, target in slos.get("queue", {}).items():
-        labels = {"queue": sample_queue, "kind": kind}
+            out.append(
+                _ratio_alert(f"{stem}ErrorRate", f"api {endpoint} error rate", labels, target["error_rate"], matchers)
+            )
+    return out
+
+
+def _queue_alerts(queues: dict) -> list[Alert]:
+    out = []
+    for kind, target in queues.items():
+        labels = {"queue": SAMPLE_QUEUE, "kind": kind}
         for key, figure, record, metric in (
             ("wait_p95_ms", "enqueue->start", "verisim:job_queue_wait_seconds:p95", "verisim_job_queue_wait_seconds"),
             ("done_p95_ms", "enqueue->done", "verisim:job_turnaround_seconds:p95", "verisim_job_turnaround_seconds"),
         ):
             name = f"VerisimQueue{_camel(kind)}{'Wait' if key.startswith('wait') else 'Turnaround'}P95"
-            out.append(
-                _quantile_alert(
-                    name, f"queue {kind} {figure} p95 ms", record, metric, labels, target[key] / 1000, f'kind="{kind}"'
-                )
+            alert = _quantile_alert(
+                name, f"queue {kind} {figure} p95 ms", record, metric, labels, target[key] / 1000, [f'kind="{kind}"']
             )
-    delivery = slos.get("delivery", {})
+            alert.per_queue = True
+            out.append(alert)
+    return out
+
+
+SAMPLE_QUEUE = "jobs"  # the queue label of the test series
+
+
+def _delivery_alerts(delivery: dict) -> list[Alert]:
+    out = []
+    queue = {"queue": SAMPLE_QUEUE}
     if "max_dlq_messages" in delivery:
         out.append(
             _count_alert(
                 "VerisimDeadLetters",
                 "DLQ messages",
+                "max_over_time(verisim_dead_letter_messages<SEL>[<W>])",
                 "verisim_dead_letter_messages",
-                "verisim_dead_letter_messages",
-                {"queue": sample_queue},
+                queue,
                 delivery["max_dlq_messages"],
                 "messages",
+                [],
                 rising=False,
             )
         )
@@ -210,11 +265,12 @@ def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
             _count_alert(
                 "VerisimRedeliveries",
                 "redelivered jobs",
-                f"increase(verisim_job_redeliveries_total[{RATE_WINDOW}])",
+                "increase(verisim_job_redeliveries_total<SEL>[<W>])",
                 "verisim_job_redeliveries_total",
-                {"queue": sample_queue, "kind": "inference"},
+                {**queue, "kind": "inference"},
                 delivery["max_redelivered_jobs"],
-                f"redeliveries in {RATE_WINDOW}",
+                "redeliveries in <W>",
+                [],
                 rising=True,
             )
         )
@@ -223,14 +279,25 @@ def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
             _count_alert(
                 "VerisimFailedJobs",
                 "failed jobs",
-                f'delta(verisim_jobs{{state="failed"}}[{RATE_WINDOW}])',
+                "delta(verisim_jobs<SEL>[<W>])",
                 "verisim_jobs",
-                {"kind": "inference", "state": "failed"},
+                {**queue, "kind": "inference", "state": "failed"},
                 delivery["max_failed_jobs"],
-                f"jobs failed in {RATE_WINDOW}",
+                "jobs failed in <W>",
+                ['state="failed"'],
                 rising=True,
             )
         )
+    for alert in out:
+        alert.per_queue = True
+    return out
+
+
+def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
+    """Every alert ``slos`` gives, and the verdicts left to the suite (name -> why)."""
+    left: dict[str, str] = {}
+    out = [*_api_alerts(slos.get("api", {}), left), *_queue_alerts(slos.get("queue", {}))]
+    out += _delivery_alerts(slos.get("delivery", {}))
     for model, target in slos.get("models", {}).items():
         if "p95_ms" in target:
             out.append(
@@ -255,16 +322,30 @@ def alerts(slos: dict) -> tuple[list[Alert], dict[str, str]]:
 
 def rules_document(slos: dict) -> tuple[dict, dict[str, str]]:
     found, left = alerts(slos)
+    interval = PRODUCTION.interval
     return {
         "groups": [
             {
                 "name": "verisim-slo-figures",
-                "interval": INTERVAL,
-                "rules": [{"record": name, "expr": expr} for name, expr in RECORDING.items()],
+                "interval": interval,
+                "rules": [{"record": name, "expr": fill(t, [], PRODUCTION.window)} for name, t in FIGURES.items()],
             },
-            {"name": "verisim-slo-alerts", "interval": INTERVAL, "rules": [a.rule() for a in found]},
+            {"name": "verisim-slo-alerts", "interval": interval, "rules": [a.rule() for a in found]},
         ]
     }, left
+
+
+def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
+    """The same alerts over one bounded run, as the rule group ``group``: each figure read over the run's
+    ``seconds`` and only over the series ``scope`` selects (one system's), no hold, evaluated every second;
+    ``labels`` mark them as the run's."""
+    timing = over_interval(seconds)
+    found, _ = alerts(slos)
+    return {
+        "groups": [
+            {"name": group, "interval": timing.interval, "rules": [a.rule(timing, scope, labels) for a in found]}
+        ]
+    }
 
 
 def tests_document(slos: dict) -> dict:
@@ -284,12 +365,12 @@ def tests_document(slos: dict) -> dict:
             cases.append(
                 {
                     "name": f"{a.name} {case}",
-                    "interval": INTERVAL,
+                    "interval": PRODUCTION.interval,
                     "input_series": [{"series": s, "values": v} for s, v in series],
                     "alert_rule_test": [{"eval_time": TEST_AT, "alertname": a.name, "exp_alerts": expected}],
                 }
             )
-    return {"rule_files": [RULES.name], "evaluation_interval": INTERVAL, "tests": cases}
+    return {"rule_files": [RULES.name], "evaluation_interval": PRODUCTION.interval, "tests": cases}
 
 
 HEADER = """# Generated from slo.toml by `python -m harness.prometheus_rules`: edit slo.toml, not this file.

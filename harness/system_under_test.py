@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from harness.prometheus import PrometheusClient
 from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
@@ -68,6 +69,7 @@ class SystemUnderTest:
         self.flower: ManagedProcess | None = None
         self.flower_url: str | None = None
         self._started_workers = 0
+        self._scraped: list[str] = []  # the Prometheus target files this instance wrote
 
     @property
     def queue_name(self) -> str:
@@ -124,7 +126,18 @@ class SystemUnderTest:
 
         seconds = self.api.wait_ready(probe, timeout)
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
+        if self.stack.prometheus:  # the stack's Prometheus scrapes it until it stops
+            host = self.api_url.removeprefix("http://")
+            self._scraped.append(f"api-{host.replace(':', '-')}")
+            PrometheusClient(self.stack.prometheus).scrape(
+                self._scraped[-1], [host], {"component": "api", **self.prometheus_scope}
+            )
         return self.api_url
+
+    @property
+    def prometheus_scope(self) -> dict[str, str]:
+        """The labels that pick this system's series out of the stack's Prometheus (``harness.two_judges``)."""
+        return {"system": self.queue_name, "queue": self.queue_name}
 
     def worker_transports(self) -> list[str]:
         """The transports this system's jobs travel on: a worker of each is needed."""
@@ -236,6 +249,10 @@ class SystemUnderTest:
 
     def stop(self) -> None:
         """Every process this instance started, signalled together (their shutdowns overlap)."""
+        if self.stack.prometheus:
+            client = PrometheusClient(self.stack.prometheus)
+            for name in self._scraped:
+                client.forget(name)
         stop_all([*self.workers, self.api, self.flower])
         if self._own_workdir and not self.leftovers():
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -91,6 +91,7 @@ def specs() -> dict[str, ImageSpec]:
             _tree(d / "postgres", "."),
         ),
         ImageSpec("redis", "verisim/redis:7-bookworm", "base", d / "redis" / "Dockerfile", _tree(d / "redis", ".")),
+        ImageSpec("prometheus", "verisim/prometheus:bookworm", "base", d / "prometheus" / "Dockerfile"),
         ImageSpec(
             "kafka",
             "verisim/tansu:0.6.0",

@@ -83,7 +83,16 @@ class OpenAIEndpoint:
     api_key: str = "sk-verisim-mock"
 
 
-Endpoint = PostgresEndpoint | RedisEndpoint | KafkaEndpoint | AwsEndpoint | OpenAIEndpoint
+@dataclass(frozen=True)
+class PrometheusEndpoint:
+    """Prometheus: its HTTP API and web UI at ``url``; ``config_dir`` holds ``targets/`` (what it scrapes, one JSON
+    file per system) and ``rules/`` (what it evaluates; ``POST /-/reload`` after a change)."""
+
+    url: str
+    config_dir: str
+
+
+Endpoint = PostgresEndpoint | RedisEndpoint | KafkaEndpoint | AwsEndpoint | OpenAIEndpoint | PrometheusEndpoint
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class Stack:
     kafka: KafkaEndpoint | None = None
     aws: AwsEndpoint | None = None
     openai: OpenAIEndpoint | None = None
+    prometheus: PrometheusEndpoint | None = None
     ready_seconds: dict[str, float] = field(default_factory=dict)
     prepare_seconds: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
@@ -147,6 +157,7 @@ def assemble(
         kafka=s["kafka"].endpoint() if "kafka" in s else None,
         aws=s["localstack"].endpoint() if "localstack" in s else None,
         openai=s["mock_openai"].endpoint() if "mock_openai" in s else None,
+        prometheus=s["prometheus"].endpoint() if "prometheus" in s else None,
         ready_seconds={k: round(v, 3) for k, v in ready.items()},
         prepare_seconds={k: round(v, 3) for k, v in (prepared or dict.fromkeys(ready, 0.0)).items()},
         logs={n: str(svc.log_path) for n, svc in s.items()},

@@ -10,6 +10,7 @@ from harness.stack.endpoints import (
     KafkaEndpoint,
     OpenAIEndpoint,
     PostgresEndpoint,
+    PrometheusEndpoint,
     RedisEndpoint,
 )
 
@@ -75,3 +76,9 @@ def openai(ep: OpenAIEndpoint) -> None:
         models = json.load(r)
     if not models.get("data"):
         raise RuntimeError("/v1/models listed no model")
+
+
+def prometheus(ep: PrometheusEndpoint) -> None:
+    with urllib.request.urlopen(f"{ep.url}/-/ready", timeout=2) as r:
+        if r.status != 200:
+            raise RuntimeError(f"/-/ready answered {r.status}")

@@ -21,7 +21,7 @@ from harness.stack.endpoints import Stack, assemble
 from harness.stack.process import ServiceStartError, free_ports
 from harness.stack.service import BackingService
 
-SERVICES = ("postgres", "redis", "kafka", "localstack", "mock_openai")
+SERVICES = ("postgres", "redis", "kafka", "localstack", "mock_openai", "prometheus")
 
 
 class StackUnavailable(RuntimeError):

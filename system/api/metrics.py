@@ -110,9 +110,9 @@ class SystemCollector:
         except Exception as exc:
             log.warning("queue depth unavailable: %s", exc)
         with self.deps.store.pool.connection() as conn:
-            jobs = GaugeMetricFamily("verisim_jobs", "jobs by kind and state", labels=["kind", "state"])
-            for r in conn.execute("SELECT kind, status, count(*) AS n FROM jobs GROUP BY 1, 2"):
-                jobs.add_metric([r["kind"], r["status"]], r["n"])
+            jobs = GaugeMetricFamily("verisim_jobs", "jobs by queue, kind and state", labels=["queue", "kind", "state"])
+            for r in conn.execute("SELECT queue, kind, status, count(*) AS n FROM jobs GROUP BY 1, 2, 3"):
+                jobs.add_metric([str(r["queue"]), r["kind"], r["status"]], r["n"])
             yield jobs
             waits = "extract(epoch FROM started_at - enqueued_at)"
             turnaround = "extract(epoch FROM finished_at - enqueued_at)"

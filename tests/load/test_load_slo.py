@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness import load, report, slo
+from harness import load, report, slo, two_judges
 from harness.settings import current
 
 pytestmark = [pytest.mark.load, pytest.mark.timing]
@@ -19,8 +19,10 @@ def test_load_holds_the_slos(system, stack, report_paths, browser):
     run_dir = report.new_run_dir()
     figures = load.measure(stack, system.api_url, system.queue_name, system.dlq_name, USERS, DURATION, run_dir)
     verdicts = slo.evaluate(slo.load(), figures)
-    path = report.write(run_dir, figures, verdicts)
+    rows = two_judges.judge(slo.load(), verdicts, figures)  # appends their agreement to the verdicts
+    path = report.write(run_dir, figures, verdicts, extra={"two_judges": two_judges.as_dicts(rows)})
     report_paths.append(str(path))
+    print("\n" + two_judges.table(rows))
 
     assert figures["locust_exit"] in (0, 1), (run_dir / "locust.log").read_text()[-2000:]
     assert figures["jobs"] > 0 and figures["unfinished_jobs"] == 0
@@ -35,5 +37,8 @@ def test_load_holds_the_slos(system, stack, report_paths, browser):
     assert page.locator("table.slo tbody tr").count() == len(verdicts)
     page.screenshot(path=str(run_dir / "report.png"), full_page=True)
     page.close()
+    # Prometheus judged the same run from the system's /metrics: every alert read, none firing on a healthy run
+    assert len(rows) == len(figures["prometheus"]) >= 15 and sum(r.agree is not None for r in rows) >= 12, rows
+    assert [r.slo for r in rows if r.prometheus.firing] == [r.slo for r in rows if r.verisim and not r.verisim.ok]
     failed = "\n".join(v.line() for v in verdicts if not v.ok)
     assert not failed, f"SLOs missed (report: {path}):\n{failed}"

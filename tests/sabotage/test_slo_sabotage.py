@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import load, report, slo
+from harness import load, report, slo, two_judges
 
 # its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed) run beside other tests (red_verdicts: a neighbour can only make them redder); those that need a green verdict too,
 # or judge against a ceiling measured in the same run (the honest capacity, the raw forward pass), run alone (timing)
@@ -48,6 +48,14 @@ def test_slow_api_fails_the_submission_latency_slo(chaos_system, stack):
     assert "FAIL" in v.line() and "POST /api/v1/inference" in v.line()
     p99 = verdicts("api", figures)["api POST /api/v1/inference p99 ms"]
     assert not p99.ok and p99.measured >= 400, p99.line()
+    # the second judge: Prometheus' alerts from the same slo.toml over the API's own /metrics fire too, and agree
+    full = slo.evaluate(slo.load(), figures)
+    rows = {r.slo: r for r in two_judges.judge(slo.load(), full, figures)}
+    print("\n" + two_judges.table(list(rows.values())))
+    for name in ("api POST /api/v1/inference p95 ms", "api POST /api/v1/inference p99 ms"):
+        row = rows[name]
+        assert row.prometheus.firing and row.prometheus.figure >= 0.4 and row.agree, row.line()
+    assert full[-1].ok, full[-1].line()  # the judges agree on every SLO both measured
 
 
 @pytest.mark.red_verdicts

@@ -12,6 +12,7 @@ from harness.stack.services.kafka import KafkaContainer, LocalKafka
 from harness.stack.services.localstack import LocalLocalStack, LocalStackContainer
 from harness.stack.services.mock_openai import LocalMockOpenAI, MockOpenAIContainer
 from harness.stack.services.postgres import LocalPostgres, PostgresContainer
+from harness.stack.services.prometheus import LocalPrometheus, PrometheusContainer
 from harness.stack.services.redis import LocalRedis, RedisContainer
 
 RECIPES: dict[str, tuple[type[LocalService], type[ContainerService]]] = {
@@ -20,4 +21,5 @@ RECIPES: dict[str, tuple[type[LocalService], type[ContainerService]]] = {
     "kafka": (LocalKafka, KafkaContainer),
     "localstack": (LocalLocalStack, LocalStackContainer),
     "mock_openai": (LocalMockOpenAI, MockOpenAIContainer),
+    "prometheus": (LocalPrometheus, PrometheusContainer),
 }

@@ -1,0 +1,204 @@
+"""Two judges over one interval, which must agree: Verisim's verdicts (``harness.slo`` over what the clients measured
+and the stores hold) and the alerts Prometheus fired from slo.toml's rules (``harness.prometheus_rules``) over the
+system's own ``/metrics``.
+
+After a bounded run the suite loads the run's rules into the stack's Prometheus: every alert of the deployable file,
+its figure read over the run's whole interval and only over the judged system's series, no hold. Once Prometheus has
+scraped the system after the run and evaluated the rules, each alert is read (firing or calm, with its figure) and set
+beside the verdict of the same name. Where one judge passes and the other fails, the run fails, both figures shown.
+
+The two measure from different places — Locust times a request from the client, the API from its first byte to its
+last; Verisim reads the run's own jobs, Prometheus the jobs that ended in the interval — so they agree on which side of
+a target a figure lies, not on the figure. A verdict Verisim could not measure (``n/a``: an endpoint the run never
+called) is shown and not compared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import yaml
+
+from harness import prometheus_rules
+from harness.prometheus import PrometheusClient
+from harness.slo import Verdict
+from harness.stack.endpoints import PrometheusEndpoint
+
+OTHER = "{other endpoints}"
+_runs = itertools.count(1)
+
+
+@dataclass
+class Reading:
+    """Prometheus' judgement of one alert over the interval."""
+
+    slo: str
+    alert: str
+    firing: bool
+    figure: float | None  # the highest of its series (seconds, a ratio or a count), None when it has no series
+    target: float
+    unit: str
+
+    def text(self) -> str:
+        value = "no series" if self.figure is None else f"{self.figure:.4g}{' ' + self.unit if self.unit else ''}"
+        return f"{'FIRING' if self.firing else 'calm'}  {value} (> {self.target:g} fires)"
+
+
+@dataclass
+class Row:
+    slo: str
+    verisim: Verdict | None  # None: Verisim gave this alert's figure no verdict in the run
+    prometheus: Reading
+
+    @property
+    def agree(self) -> bool | None:
+        """None: nothing to compare (Verisim did not measure it)."""
+        if self.verisim is None or self.verisim.measured is None:
+            return None
+        return self.verisim.ok == (not self.prometheus.firing)
+
+    def line(self) -> str:
+        v = "n/a" if self.verisim is None else self.verisim.line().split()[0] + f" {_num(self.verisim.measured)}"
+        mark = {True: "agree", False: "DISAGREE", None: "–"}[self.agree]
+        return f"{self.slo:<44} Verisim {v:<16} Prometheus {self.prometheus.text():<36} {mark}"
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:g}"
+
+
+def _parse_time(text: str) -> float:
+    """Prometheus' RFC 3339 time (nanoseconds) as epoch seconds."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
+    except (ValueError, OverflowError):  # "0001-01-01T00:00:00Z": not evaluated yet
+        return 0.0
+
+
+def read(
+    endpoint: PrometheusEndpoint, slos: dict, scope: dict[str, str], since: float, timeout: float = 30
+) -> list[Reading]:
+    """Prometheus' alerts over ``[since, now]`` for the system ``scope`` names (``system``: its targets' label,
+    ``queue``: its job queue): waits for a scrape after now, loads the run's rules, waits for their first evaluation
+    and reads every alert, then removes the rules again."""
+    client = PrometheusClient(endpoint)
+    client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    name = f"verisim-run-{os.getpid()}-{next(_runs)}"
+    seconds = time.time() - since + 2  # the evaluation comes up to a second after the rules are loaded
+    doc = prometheus_rules.run_document(slos, seconds, scope, {"judge": name}, group=name)
+    window = f"[{prometheus_rules.over_interval(seconds).window}]"
+    asked = client.load_rules(name, yaml.safe_dump(doc, sort_keys=False))
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            group = client.group(name)
+            if group and group.get("lastEvaluation") and _parse_time(group["lastEvaluation"]) > asked:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus did not evaluate the run's rules ({name}) within {timeout:g} s")
+            time.sleep(0.2)
+        at = _parse_time(group["lastEvaluation"])
+        found = {a.name: a for a in prometheus_rules.alerts(slos)[0]}
+        out = []
+        for rule in group["rules"]:
+            assert window in rule["query"], (window, rule["query"])
+            alert = found[rule["name"]]
+            if rule.get("health") not in (None, "ok"):
+                raise RuntimeError(f"Prometheus could not evaluate {rule['name']}: {rule.get('lastError')}")
+            values = [v for _, v in client.query(alert.figure_expr(prometheus_rules.over_interval(seconds), scope), at)]
+            values = [v for v in values if v == v]  # NaN: a ratio over no requests
+            out.append(
+                Reading(
+                    alert.slo,
+                    alert.name,
+                    rule["state"] == "firing",
+                    max(values) if values else None,
+                    alert.target,
+                    alert.unit.split()[0] if alert.unit else "",
+                )
+            )
+        return out
+    finally:
+        client.drop_rules(name)
+
+
+def compare(slos: dict, verdicts: list[Verdict], readings: list[Reading]) -> list[Row]:
+    """Each alert beside the verdict of the same name. The alert over the API's other endpoints stands beside every
+    verdict of an endpoint ``slos`` does not name: it passes when each of them passes."""
+    by_name = {v.slo: v for v in verdicts}
+    named = {k for k, v in slos.get("api", {}).items() if isinstance(v, dict)}
+    rows = []
+    for r in readings:
+        if OTHER in r.slo:
+            key = r.slo.split(OTHER, 1)[1]  # " p95 ms"
+            others = [
+                v
+                for v in verdicts
+                if v.slo.startswith("api ") and v.slo.endswith(key) and v.slo[4 : -len(key)] not in named
+            ]
+            measured = [v for v in others if v.measured is not None]
+            verisim = (
+                Verdict(
+                    r.slo,
+                    others[0].target,
+                    max(v.measured for v in measured),
+                    all(v.ok for v in measured),
+                )
+                if measured
+                else None
+            )
+        else:
+            verisim = by_name.get(r.slo)
+        rows.append(Row(r.slo, verisim, r))
+    return rows
+
+
+def verdict(rows: list[Row]) -> Verdict:
+    """One verdict for the run: the judges disagree on no SLO (the rows that disagree are named)."""
+    against = [r for r in rows if r.agree is False]
+    names = "; ".join(
+        f"{r.slo}: Verisim {'PASS' if r.verisim.ok else 'FAIL'} {_num(r.verisim.measured)}, Prometheus "
+        f"{r.prometheus.text()}"
+        for r in against
+        if r.verisim is not None
+    )
+    return Verdict(
+        "two judges agree (Verisim's verdicts, Prometheus' alerts)" + (f" — they do not: {names}" if names else ""),
+        "<= 0",
+        float(len(against)),
+        not against,
+    )
+
+
+def table(rows: list[Row]) -> str:
+    return "\n".join(
+        ["two judges over the run: Verisim's verdicts and the alerts Prometheus fired", *(r.line() for r in rows)]
+    )
+
+
+def as_dicts(rows: list[Row]) -> list[dict]:
+    return [
+        {
+            "slo": r.slo,
+            "verisim": None if r.verisim is None else asdict(r.verisim),
+            "prometheus": asdict(r.prometheus),
+            "agree": r.agree,
+        }
+        for r in rows
+    ]
+
+
+def judge(slos: dict, verdicts: list[Verdict], figures: dict) -> list[Row]:
+    """The rows of a run whose ``figures`` carry Prometheus' readings (``harness.load.measure``), and the run's
+    agreement verdict appended to ``verdicts``; no rows when the run had no Prometheus."""
+    readings = [Reading(**r) for r in figures.get("prometheus") or []]
+    if not readings:
+        return []
+    rows = compare(slos, verdicts, readings)
+    verdicts.append(verdict(rows))
+    return rows
