@@ -74,10 +74,7 @@ def _num(v: float | None) -> str:
 def _parse_time(text: str) -> float:
     """Prometheus' RFC 3339 time (nanoseconds) as epoch seconds."""
     head, _, frac = text.rstrip("Z").partition(".")
-    try:
-        return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
-    except (ValueError, OverflowError):  # "0001-01-01T00:00:00Z": not evaluated yet
-        return 0.0
+    return datetime.fromisoformat(head + "+00:00").timestamp() + float(f"0.{frac or 0}")
 
 
 def read(
