@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in env.items():
             print(f"  export {k}={v}")
         print(f"  mock OpenAI admin: {stack.openai.admin_url}" if stack.openai else "", flush=True)
+        if stack.prometheus:
+            print(f"  Prometheus: {stack.prometheus.url} (targets: files in {stack.prometheus.config_dir}/targets)")
         if args.json:
             pids = {n: s.process.pid for n, s in provider.services.items() if isinstance(s, LocalService) and s.process}
             with open(args.json, "w") as fh:
