@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import psycopg
 
 from harness import journal as journals
-from harness import ledger, report
+from harness import ledger, report, two_judges
 from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
 from harness.faults.tcp import TcpProxy
 from harness.scenario import FAULTS, TARGETS, Scenario, Window
@@ -78,6 +78,7 @@ class Outcome:
     figures: dict
     report_path: Path | None = None
     timeline: list[dict] = field(default_factory=list)
+    judges: list = field(default_factory=list)  # harness.two_judges rows: each window's targets, Prometheus beside
 
     @property
     def ok(self) -> bool:
@@ -494,6 +495,7 @@ class ChaosLoad:
                     "verdicts": [v.__dict__ for v in wv],
                 }
             )
+        judges = self._second_judge(windows, verdicts)
         allowed = sc.ledger
         for kind in sorted(set(led.kinds) | set(allowed)):
             n = led.kinds.get(kind, 0)
@@ -508,7 +510,9 @@ class ChaosLoad:
         )
         verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
         figures = self._figures(requests, jobs, depth, load_ended, steady)
-        out = Outcome(sc, self.run_dir, self.phases, windows, verdicts, led, figures, timeline=self.timeline.as_dicts())
+        out = Outcome(
+            sc, self.run_dir, self.phases, windows, verdicts, led, figures, self.timeline.as_dicts(), judges=judges
+        )
         out.report_path = report.write(
             self.run_dir,
             figures,
@@ -518,9 +522,33 @@ class ChaosLoad:
                 "scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
                 "phases": [p.__dict__ for p in self.phases],
                 "ledger": ledger.as_dict(led),
+                "two_judges": two_judges.as_dicts(judges),
             },
         )
         return out
+
+    def _second_judge(self, windows: list[dict], verdicts: list[Verdict]) -> list:
+        """Prometheus' alerts over each window's targets that the system's metrics can judge, beside the window's
+        verdicts (``harness.two_judges``); their agreement is one more verdict of the run."""
+        if not self.stack.prometheus:
+            return []
+        targets = {w.name: w for w in self.scenario.windows}
+        spans = [
+            {
+                **{k: d[k] for k in ("name", "start", "end", "recovery_end")},
+                "targets": dict(targets[d["name"]].targets),
+                "expect": targets[d["name"]].expect_refusals,
+            }
+            for d in windows
+        ]
+        readings = two_judges.read_windows(self.stack.prometheus, spans, self.sut.prometheus_scope)
+        if not readings:
+            return []
+        rows = two_judges.compare({}, verdicts, readings)
+        verdicts.append(two_judges.verdict(rows))
+        for line in two_judges.table(rows).splitlines():
+            self.say(f"  {line}")
+        return rows
 
     def _s3_lost_before(self) -> float | None:
         """The local emulator keeps S3 in memory: a restart (or kill) of LocalStack loses every object written before

@@ -335,17 +335,79 @@ def rules_document(slos: dict) -> tuple[dict, dict[str, str]]:
     }, left
 
 
-def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
-    """The same alerts over one bounded run, as the rule group ``group``: each figure read over the run's
-    ``seconds`` and only over the series ``scope`` selects (one system's), no hold, evaluated every second;
-    ``labels`` mark them as the run's."""
-    timing = over_interval(seconds)
-    found, _ = alerts(slos)
+def run_rules(alerts_: list[Alert], timing: Timing, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
+    """``alerts_`` as the rule group ``group`` over one bounded run: each figure read over ``timing.window`` and only
+    over the series ``scope`` selects (one system's), no hold, evaluated every second; ``labels`` mark them."""
     return {
         "groups": [
-            {"name": group, "interval": timing.interval, "rules": [a.rule(timing, scope, labels) for a in found]}
+            {"name": group, "interval": timing.interval, "rules": [a.rule(timing, scope, labels) for a in alerts_]}
         ]
     }
+
+
+def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
+    """slo.toml's alerts over the last ``seconds`` (``run_rules``)."""
+    return run_rules(alerts(slos)[0], over_interval(seconds), scope, labels, group)
+
+
+# a chaos window's targets that the system's metrics can judge: the figure as PromQL over [<FROM>, <TO>] (seconds
+# before the evaluation), with <SEL> the system's series
+WINDOW_FIGURES = {
+    "server_errors": (
+        "5xx answers",
+        "sum(verisim_http_requests_total<SEL> offset <TO>s) - (sum(verisim_http_requests_total<SEL> offset <FROM>s)"
+        " or vector(0))",
+    ),
+    "api_p95_ms": (
+        "s",
+        "histogram_quantile(0.95, sum by (le) (increase(verisim_http_request_duration_seconds_bucket<SEL>"
+        "[<SPAN>s] offset <TO>s)))",
+    ),
+}
+WINDOW_NOT_ALERTABLE = {
+    "recover_s": "the time until the backlog the fault held back has finished: the suite's reading of the jobs",
+    "done_p95_ms": "over the jobs accepted during the window, wherever they ended: the suite's reading of the jobs",
+    "min_completed": "a floor of work done, judged from the jobs",
+    "min_accepted": "what the clients were told (their journal)",
+    "failed_jobs": "jobs accepted during the window that ended failed, whenever they ended",
+}
+
+
+def window_alerts(windows: list[dict], now: float) -> list[Alert]:
+    """The alerts of a chaos run's windows, judged at ``now``: per window (``name``; ``start``, ``end``: the fault;
+    ``recovery_end``; ``targets``; ``expect``: status codes the window may answer) and per target ``WINDOW_FIGURES``
+    can judge, an alert labelled ``slo="<window>: <target>"``, as the window's verdict is named. ``server_errors``
+    counts the window and its recovery, ``api_p95_ms`` the fault alone (every route but the scrapes), as the suite
+    does."""
+    out = []
+    for w in windows:
+        for key, limit in w["targets"].items():
+            if key not in WINDOW_FIGURES:
+                continue
+            unit, template = WINDOW_FIGURES[key]
+            t0, t1 = w["start"], w["recovery_end"] if key == "server_errors" else w["end"]
+            matchers = [f'route!~"{"|".join(SCRAPE_ROUTES)}"']
+            if key == "server_errors":
+                codes = "|".join(str(c) for c in w.get("expect") or ())
+                matchers = ['code=~"5.."', *([f'code!~"{codes}"'] if codes else [])]
+            figure = (
+                template.replace("<FROM>", f"{max(0, now - t0):.0f}")
+                .replace("<TO>", f"{max(0, now - t1):.0f}")
+                .replace("<SPAN>", f"{max(1, t1 - t0):.0f}")
+            )
+            target = limit / 1000 if key.endswith("_ms") else limit
+            out.append(
+                Alert(
+                    f"VerisimWindow{_camel(w['name'])}{_camel(key)}",
+                    f"{w['name']}: {key}",
+                    figure,
+                    matchers,
+                    target,
+                    unit,
+                    {},
+                )
+            )
+    return out
 
 
 def tests_document(slos: dict) -> dict:

@@ -80,15 +80,29 @@ def _parse_time(text: str) -> float:
 def read(
     endpoint: PrometheusEndpoint, slos: dict, scope: dict[str, str], since: float, timeout: float = 30
 ) -> list[Reading]:
-    """Prometheus' alerts over ``[since, now]`` for the system ``scope`` names (``system``: its targets' label,
-    ``queue``: its job queue): waits for a scrape after now, loads the run's rules, waits for their first evaluation
-    and reads every alert, then removes the rules again."""
+    """Prometheus' alerts of ``slos`` over ``[since, now]`` for the system ``scope`` names (``system``: its targets'
+    label, ``queue``: its job queue)."""
     client = PrometheusClient(endpoint)
     client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    timing = prometheus_rules.over_interval(time.time() - since + 2)  # evaluated up to a second after loading
+    return evaluate(client, prometheus_rules.alerts(slos)[0], timing, scope, timeout)
+
+
+def read_windows(endpoint: PrometheusEndpoint, windows: list[dict], scope: dict[str, str], timeout: float = 30):
+    """Prometheus' alerts over each chaos window (``prometheus_rules.window_alerts``), judged after the run."""
+    client = PrometheusClient(endpoint)
+    client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    found = prometheus_rules.window_alerts(windows, time.time() + 0.5)  # evaluated within a second of loading
+    return evaluate(client, found, prometheus_rules.over_interval(1), scope, timeout) if found else []
+
+
+def evaluate(
+    client: PrometheusClient, alerts: list, timing: prometheus_rules.Timing, scope: dict[str, str], timeout: float
+) -> list[Reading]:
+    """Load ``alerts`` as a rule group of their own, wait for its first evaluation, read each alert (firing or calm)
+    and its figure at that evaluation, then remove the group."""
     name = f"verisim-run-{os.getpid()}-{next(_runs)}"
-    seconds = time.time() - since + 2  # the evaluation comes up to a second after the rules are loaded
-    doc = prometheus_rules.run_document(slos, seconds, scope, {"judge": name}, group=name)
-    window = f"[{prometheus_rules.over_interval(seconds).window}]"
+    doc = prometheus_rules.run_rules(alerts, timing, scope, {"judge": name}, group=name)
     asked = client.load_rules(name, yaml.safe_dump(doc, sort_keys=False))
     try:
         deadline = time.monotonic() + timeout
@@ -100,14 +114,13 @@ def read(
                 raise TimeoutError(f"Prometheus did not evaluate the run's rules ({name}) within {timeout:g} s")
             time.sleep(0.2)
         at = _parse_time(group["lastEvaluation"])
-        found = {a.name: a for a in prometheus_rules.alerts(slos)[0]}
+        found = {a.name: a for a in alerts}
         out = []
         for rule in group["rules"]:
-            assert window in rule["query"], (window, rule["query"])
             alert = found[rule["name"]]
-            if rule.get("health") not in (None, "ok"):
+            if rule.get("health") not in (None, "ok", "unknown"):
                 raise RuntimeError(f"Prometheus could not evaluate {rule['name']}: {rule.get('lastError')}")
-            values = [v for _, v in client.query(alert.figure_expr(prometheus_rules.over_interval(seconds), scope), at)]
+            values = [v for _, v in client.query(alert.figure_expr(timing, scope), at)]
             values = [v for v in values if v == v]  # NaN: a ratio over no requests
             out.append(
                 Reading(

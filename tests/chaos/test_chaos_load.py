@@ -52,6 +52,14 @@ def test_window_holds_under_load(chaos_run, window):
     assert all(v.ok for v in chaos_run.verdicts if v.slo.startswith("backlog")), "accepted jobs left unfinished"
 
 
+def test_prometheus_judges_every_window_alike(chaos_run):
+    """Each window's targets that the API's own metrics can judge (its 5xx answers, its p95), read from Prometheus
+    over the same window: calm where the window held, firing where it did not — never the other way round."""
+    assert {r.slo.split(":")[0] for r in chaos_run.judges} == {w["name"] for w in chaos_run.windows}
+    agreement = next(v for v in chaos_run.verdicts if v.slo.startswith("two judges agree"))
+    assert agreement.ok, agreement.slo
+
+
 def test_ledger_over_every_accepted_job(chaos_run):
     led = chaos_run.ledger
     assert led.ok, led.summary()

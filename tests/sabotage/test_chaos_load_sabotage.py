@@ -216,3 +216,10 @@ def test_each_window_target_turns_red_on_the_defect_it_measures(stack, stack_pro
     assert v["window: failed_jobs"].measured >= 1, v["window: failed_jobs"].line()
     assert "invented_reason" in next(x.slo for x in out.verdicts if "failed jobs outside the budget" in x.slo)
     assert not out.ok
+    # the second judge: Prometheus, from the API's own /metrics over the same window, fires on the same two targets
+    judged = {r.slo: r for r in out.judges}
+    for key in ("api_p95_ms", "server_errors"):
+        row = judged[f"pg_latency: {key}"]
+        assert row.prometheus.firing and row.agree, row.line()
+    assert judged["pg_latency: api_p95_ms"].prometheus.figure >= 0.4
+    assert next(x for x in out.verdicts if x.slo.startswith("two judges agree")).ok
