@@ -6,6 +6,10 @@ each alert, series that must fire it and series that must not); ``--check`` fail
 ``slo.toml`` gives. Every verdict ``harness.slo.evaluate`` gives is either an alert here, labelled ``slo=<the
 verdict's name>`` so the two judges can be matched, or listed in ``NOT_ALERTABLE`` with the reason.
 
+The same alerts serve the suite's second judge (``harness.two_judges``): ``run_document`` reads each figure over a
+bounded run's interval, over one system's series, with no hold; ``window_alerts`` gives a chaos window's targets
+(``WINDOW_FIGURES``) over the window's own interval, read after the run.
+
 The rules read the system's own ``/metrics`` names (``system/api/metrics.py``), written here as strings: the harness
 never imports ``system/``.
 """
@@ -355,8 +359,8 @@ def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict
 WINDOW_FIGURES = {
     "server_errors": (
         "5xx answers",
-        "sum(verisim_http_requests_total<SEL> offset <TO>s) - (sum(verisim_http_requests_total<SEL> offset <FROM>s)"
-        " or vector(0))",
+        "(sum(verisim_http_requests_total<SEL> offset <TO>s) or vector(0))"
+        " - (sum(verisim_http_requests_total<SEL> offset <FROM>s) or vector(0))",
     ),
     "api_p95_ms": (
         "s",
