@@ -511,7 +511,15 @@ class ChaosLoad:
         verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
         figures = self._figures(requests, jobs, depth, load_ended, steady)
         out = Outcome(
-            sc, self.run_dir, self.phases, windows, verdicts, led, figures, self.timeline.as_dicts(), judges=judges
+            sc,
+            self.run_dir,
+            self.phases,
+            windows,
+            verdicts,
+            led,
+            figures,
+            timeline=self.timeline.as_dicts(),
+            judges=judges,
         )
         out.report_path = report.write(
             self.run_dir,

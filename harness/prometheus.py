@@ -10,6 +10,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from harness.stack.endpoints import PrometheusEndpoint
 
@@ -50,7 +51,7 @@ class PrometheusClient:
         return asked
 
     # -- its HTTP API ------------------------------------------------------------------------------------------------
-    def api(self, path: str, **params) -> dict | list:
+    def api(self, path: str, **params) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         with urllib.request.urlopen(f"{self.endpoint.url}/api/v1/{path}?{query}", timeout=10) as r:
             doc = json.load(r)
