@@ -128,7 +128,12 @@ def test_a_batch_shows_up_on_the_dashboard_api(system):
         recent = c.get("/api/v1/dashboard/recent", params={"limit": 10}).json()["results"]
         assert len(recent) == 10 and {r["job_id"] for r in recent} & set(r.json()["job_ids"])
         metrics = c.get("/metrics").text
-        assert 'verisim_jobs{kind="inference",state="completed"}' in metrics
+        from prometheus_client.parser import text_string_to_metric_families
+
+        jobs = next(f for f in text_string_to_metric_families(metrics) if f.name == "verisim_jobs")
+        assert {"queue": system.queue_name, "kind": "inference", "state": "completed"} in [
+            s.labels for s in jobs.samples
+        ]
         assert_prometheus_metrics(metrics, system.queue_name)
         ready = c.get("/readyz").json()
         brokers = {"sqs"} | ({"celery"} if system.transport != "sqs" else set())
