@@ -101,6 +101,29 @@ def _log_request(
     )
 
 
+LOAD_METRICS = None  # with $VERISIM_LOCUST_METRICS_PORT: this process's figures for Prometheus
+
+
+@events.init.add_listener
+def _serve_metrics(environment, **_):
+    """Locust's own figures on ``$VERISIM_LOCUST_METRICS_PORT`` (harness.locust_metrics), from the process that
+    makes the requests (a local run's; a distributed run's workers would each need a port of their own)."""
+    global LOAD_METRICS
+    from locust.runners import MasterRunner
+
+    if SETTINGS.locust_metrics_port and not isinstance(environment.runner, MasterRunner):
+        from harness.locust_metrics import LoadMetrics
+
+        LOAD_METRICS = LoadMetrics()
+        LOAD_METRICS.serve(SETTINGS.locust_metrics_port, lambda: environment.runner.user_count)
+
+
+@events.request.add_listener
+def _count_request(request_type, name, response_time, exception=None, **_):
+    if LOAD_METRICS is not None:
+        LOAD_METRICS.request(request_type, name, response_time, exception is not None)
+
+
 class InferenceSubmitter(HttpUser):
     """Time series in the five patterns, 1-5 per request, with held-out values so every model is scored."""
 

@@ -293,6 +293,7 @@ class ChaosLoad:
                         },
                         user_classes=sc.user_classes or None,
                         stop=load_done,
+                        scrape=(self.stack.prometheus, {"system": self.sut.prometheus_scope["system"]}),
                     )
                 ),
                 daemon=True,

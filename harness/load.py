@@ -25,7 +25,8 @@ from pathlib import Path
 import psycopg
 
 from harness import report, slo, two_judges
-from harness.stack.endpoints import Stack
+from harness.prometheus import PrometheusClient
+from harness.stack.endpoints import PrometheusEndpoint, Stack
 from harness.throughput import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +84,31 @@ def run_locust(
     user_classes: list[str] | None = None,
     stop: threading.Event | None = None,
     reset_stats: bool = False,
+    scrape: tuple[PrometheusEndpoint | None, dict[str, str]] | None = None,
 ) -> subprocess.CompletedProcess:
     """Headless Locust for ``duration_s`` seconds; CSV stats (with history) under ``out_dir``. ``user_classes``
     limits the run to those users of the locustfile (default: all three). ``stop`` (one process only): set it to end
-    the load sooner — Locust is sent SIGTERM, stops its users and writes its stats as at the end of its time."""
+    the load sooner — Locust is sent SIGTERM, stops its users and writes its stats as at the end of its time.
+    ``scrape`` (a Prometheus and the labels of the system under load; one process only): Prometheus scrapes Locust's
+    own figures (``harness.locust_metrics``) while it runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
+    prometheus, labels = scrape or (None, {})
+    if prometheus is None or workers:
+        return _run_locust(host, users, spawn_rate, duration_s, out_dir, workers, env, user_classes, stop, reset_stats)
+    port = _free_port()
+    client = PrometheusClient(prometheus)
+    client.scrape(f"locust-{port}", [f"127.0.0.1:{port}"], {"component": "locust", **labels})
+    try:
+        env["VERISIM_LOCUST_METRICS_PORT"] = str(port)
+        return _run_locust(host, users, spawn_rate, duration_s, out_dir, workers, env, user_classes, stop, reset_stats)
+    finally:
+        client.forget(f"locust-{port}")
+
+
+def _run_locust(
+    host, users, spawn_rate, duration_s, out_dir: Path, workers, env, user_classes, stop, reset_stats
+) -> subprocess.CompletedProcess:
     base = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--host", host]
     common = [
         "--headless",
@@ -375,6 +395,7 @@ def measure(
             extra_env={"VERISIM_JOURNAL": str(journal_path)},
             user_classes=user_classes,
             reset_stats=reset_stats,
+            scrape=(stack.prometheus, {"system": queue_name}),
         )
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)

@@ -50,6 +50,13 @@ class VerisimSettings(BaseSettings):
         None, description="a score file the Locust upload user sends (default: a corpus work)"
     )
     request_log: Path | None = Field(None, description="Locust writes one JSON line per request here when set")
+    locust_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Locust serves its own figures (requests by name and outcome, client-side latency, users) as "
+        "Prometheus /metrics on 127.0.0.1 at this port when set (harness.locust_metrics)",
+    )
     journal: Path | None = Field(
         None,
         description="Locust writes its client journal here when set: each accepted job id (kind, input digest) and "

@@ -126,13 +126,15 @@ class SystemUnderTest:
 
         seconds = self.api.wait_ready(probe, timeout)
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
-        if self.stack.prometheus:  # the stack's Prometheus scrapes it until it stops
-            host = self.api_url.removeprefix("http://")
-            self._scraped.append(f"api-{host.replace(':', '-')}")
-            PrometheusClient(self.stack.prometheus).scrape(
-                self._scraped[-1], [host], {"component": "api", **self.prometheus_scope}
-            )
+        self._scrape("api", self.api_url.removeprefix("http://"))
         return self.api_url
+
+    def _scrape(self, component: str, host: str) -> None:
+        """The stack's Prometheus scrapes ``host``'s ``/metrics`` until this system stops."""
+        if self.stack.prometheus:
+            self._scraped.append(f"{component}-{host.replace(':', '-')}")
+            labels = {"component": component, **self.prometheus_scope}
+            PrometheusClient(self.stack.prometheus).scrape(self._scraped[-1], [host], labels)
 
     @property
     def prometheus_scope(self) -> dict[str, str]:
@@ -174,11 +176,16 @@ class SystemUnderTest:
         args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
+        env = self.env
+        if self.stack.prometheus:  # its own /metrics, scraped from its start (a scrape before it answers reads down)
+            port = free_ports(1)[0]
+            env = {**env, "WORKER_METRICS_PORT": str(port)}
+            self._scrape("worker", f"127.0.0.1:{port}")
         proc = ManagedProcess(
             f"worker-{n}",
             [*_entry(WORKER_MODULES[kind], sabotage), *args],
             self.workdir / "logs" / f"worker-{n}.log",
-            env=self.env,
+            env=env,
             stop_grace=grace + 5,
             forkable=True,  # forked from the template that has torch and the OpenAI SDK imported
         ).start()

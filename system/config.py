@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         "fewer receive calls",
     )
     worker_retry_base_seconds: float = Field(1.0, ge=0)
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="serve a worker's Prometheus /metrics here (0: not)"
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="the address a worker's /metrics listens on")
     requeue_after_seconds: float = Field(300.0, gt=0, description="re-send jobs still queued after this long")
 
     @property

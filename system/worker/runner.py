@@ -36,6 +36,7 @@ from system.storage.jobs import Claim, Finish, job_message
 from system.storage.outbox import Outbox
 from system.storage.queues import CeleryQueue
 from system.wiring import Connections
+from system.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
@@ -82,6 +83,9 @@ class JobProcessor:
         self.stop_event = threading.Event()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
+        transport = "sqs" if queue is not None else "celery"
+        self.metrics = WorkerMetrics(settings.sqs_queue_name, transport, self.inflight_count)
+        self.metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
 
     def inflight_count(self) -> int:
         return 0
@@ -231,6 +235,13 @@ class JobProcessor:
         return outcome
 
     def process_many(self, deliveries: list[tuple[str, int]], max_receives: int) -> list[Disposition]:
+        """``_process_many``, counted in the worker's metrics."""
+        started = time.perf_counter()
+        out = self._process_many(deliveries, max_receives)
+        self.metrics.observe([d.action for d in out], time.perf_counter() - started)
+        return out
+
+    def _process_many(self, deliveries: list[tuple[str, int]], max_receives: int) -> list[Disposition]:
         """Take delivered messages (body, how many times delivered) to their jobs' outcomes, committed in Postgres,
         published to Kafka and cached in Redis, and say what becomes of each message. The states a delivery goes
         through: not a job message → left for the DLQ; a job already claimed or finished → ack (nothing new);

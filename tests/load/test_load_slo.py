@@ -40,5 +40,25 @@ def test_load_holds_the_slos(system, stack, report_paths, browser):
     # Prometheus judged the same run from the system's /metrics: every alert read, none firing on a healthy run
     assert len(rows) == len(figures["prometheus"]) >= 15 and sum(r.agree is not None for r in rows) >= 12, rows
     assert [r.slo for r in rows if r.prometheus.firing] == [r.slo for r in rows if r.verisim and not r.verisim.ok]
+    assert_scraped_the_workers_and_the_load_generator(stack, system.queue_name, figures)
     failed = "\n".join(v.line() for v in verdicts if not v.ok)
     assert not failed, f"SLOs missed (report: {path}):\n{failed}"
+
+
+def assert_scraped_the_workers_and_the_load_generator(stack, system_label: str, figures: dict) -> None:
+    """Prometheus scraped the system's workers (every job of the run acknowledged there) and Locust's own figures
+    (its users, its requests), each under the system's label."""
+    from harness.prometheus import PrometheusClient
+
+    prom = PrometheusClient(stack.prometheus)
+    sel = f'system="{system_label}"'
+
+    def value(expr: str) -> float:
+        got = prom.query(expr)
+        return got[0][1] if got else 0.0
+
+    assert value(f'count(up{{{sel},component="worker"}} == 1)') >= 2
+    acked = value(f'sum(max_over_time(verisim_worker_messages_total{{{sel},action="ack"}}[15m]))')
+    assert acked >= figures["jobs"], (acked, figures["jobs"])
+    assert value(f"max(max_over_time(verisim_load_users{{{sel}}}[15m]))") == USERS
+    assert value(f'sum(max_over_time(verisim_load_requests_total{{{sel},outcome="ok"}}[15m]))') > 0
