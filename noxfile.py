@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,10 +48,6 @@ class _Beside:
     """A CI step run in the background beside another: every command runs, output to a log shown when it ends."""
 
     def __init__(self, name: str, commands: list[list[str]], log: Path):
-        import shlex
-        import subprocess
-        import threading
-
         self.name, self.log = name, log
         self.started, self.busy_before = time.monotonic(), _cpu_jiffies()
         script = "rc=0; " + " ".join(f"{shlex.join(c)} || rc=1;" for c in commands) + " exit $rc"
