@@ -15,14 +15,17 @@ USERS = current().load_users
 DURATION = current().load_seconds
 
 
-def test_load_holds_the_slos(system, stack, report_paths, browser):
+def test_load_holds_the_slos(system, stack, report_paths, browser, request):
     run_dir = report.new_run_dir()
     figures = load.measure(stack, system.api_url, system.queue_name, system.dlq_name, USERS, DURATION, run_dir)
     verdicts = slo.evaluate(slo.load(), figures)
     rows = two_judges.judge(slo.load(), verdicts, figures)  # appends their agreement to the verdicts
     path = report.write(run_dir, figures, verdicts, extra={"two_judges": two_judges.as_dicts(rows)})
     report_paths.append(str(path))
-    print("\n" + two_judges.table(rows))
+    from harness.pytest_plugin import _say
+
+    for line in two_judges.table(rows).splitlines():  # both judges side by side, shown even when output is captured
+        _say(request.config)(line)
 
     assert figures["locust_exit"] in (0, 1), (run_dir / "locust.log").read_text()[-2000:]
     assert figures["jobs"] > 0 and figures["unfinished_jobs"] == 0
