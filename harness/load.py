@@ -399,10 +399,11 @@ def measure(
         )
         load_ended = time.time()
         figures = queue_figures(stack, started, load_ended)
-        if stack.prometheus:  # over the figures Locust reports: after the ramp-up when its stats were reset
+        if stack.prometheus:  # requests as Locust reports them: after the ramp-up when its stats were reset
             ramp_s = users / (spawn_rate or max(1.0, users / 5)) if reset_stats else 0.0
             scope = {"system": queue_name, "queue": queue_name}
-            readings = two_judges.read(stack.prometheus, slos or slo.load(), scope, started.timestamp() + ramp_s)
+            since = started.timestamp()
+            readings = two_judges.read(stack.prometheus, slos or slo.load(), scope, since, since + ramp_s)
             figures["prometheus"] = [asdict(r) for r in readings]
         time.sleep(1.1)  # one more depth sample after the drain
     if burst_requests:

@@ -116,6 +116,7 @@ class Alert:
     fire: list[tuple[str, str]] = field(default_factory=list)  # (series, promtool values)
     calm: list[tuple[str, str]] = field(default_factory=list)
     per_queue: bool = False  # its series carry the job queue's name (``queue``)
+    requests: bool = False  # it judges the API's requests (what a load generator times), not the jobs
 
     def figure_expr(self, timing: Timing = PRODUCTION, scope: dict[str, str] | None = None) -> str:
         """The figure alone. In production a recorded figure is read from its recording rule; with a ``scope``
@@ -192,7 +193,7 @@ def _count_alert(name, slo_name, figure, series, labels, limit, unit, matchers: 
 
 
 def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
-    out = []
+    out: list[Alert] = []
     default = {k: v for k, v in api.items() if not isinstance(v, dict)}
     named = {k: {**default, **v} for k, v in api.items() if isinstance(v, dict)}
     for endpoint, target in [*named.items(), ("{other endpoints}", default)]:
@@ -207,6 +208,7 @@ def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
             method, route = endpoint.split(" ", 1)
             labels, matchers = {"method": method, "route": route}, None
         stem = "VerisimApi" + ("OtherEndpoints" if matchers else _camel(endpoint))
+        first = len(out)
         for q in ("p95", "p99"):
             if f"{q}_ms" in target:
                 out.append(
@@ -224,6 +226,8 @@ def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
             out.append(
                 _ratio_alert(f"{stem}ErrorRate", f"api {endpoint} error rate", labels, target["error_rate"], matchers)
             )
+        for alert in out[first:]:
+            alert.requests = True
     return out
 
 
@@ -339,19 +343,17 @@ def rules_document(slos: dict) -> tuple[dict, dict[str, str]]:
     }, left
 
 
-def run_rules(alerts_: list[Alert], timing: Timing, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
-    """``alerts_`` as the rule group ``group`` over one bounded run: each figure read over ``timing.window`` and only
-    over the series ``scope`` selects (one system's), no hold, evaluated every second; ``labels`` mark them."""
-    return {
-        "groups": [
-            {"name": group, "interval": timing.interval, "rules": [a.rule(timing, scope, labels) for a in alerts_]}
-        ]
-    }
+def run_rules(timed: list[tuple[Alert, Timing]], scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
+    """Alerts as the rule group ``group`` over one bounded run: each figure read over its own ``Timing.window`` and
+    only over the series ``scope`` selects (one system's), no hold, evaluated every second; ``labels`` mark them."""
+    interval = min((t.interval for _, t in timed), default="1s")
+    return {"groups": [{"name": group, "interval": interval, "rules": [a.rule(t, scope, labels) for a, t in timed]}]}
 
 
 def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
     """slo.toml's alerts over the last ``seconds`` (``run_rules``)."""
-    return run_rules(alerts(slos)[0], over_interval(seconds), scope, labels, group)
+    timing = over_interval(seconds)
+    return run_rules([(a, timing) for a in alerts(slos)[0]], scope, labels, group)
 
 
 # a chaos window's targets that the system's metrics can judge: the figure as PromQL over [<FROM>, <TO>] (seconds

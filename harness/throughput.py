@@ -13,8 +13,8 @@ import psycopg
 
 from harness.contract import TERMINAL
 from harness.journal import Journal, file_digest, series_digest
+from harness.quantiles import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 from harness.stack.endpoints import AwsEndpoint, Stack
-from system.stats import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 
 
 def sqs_ceiling(aws: AwsEndpoint, n: int = 1000, body_bytes: int = 200, warm_up: int = 200, rounds: int = 3) -> dict:

@@ -78,14 +78,24 @@ def _parse_time(text: str) -> float:
 
 
 def read(
-    endpoint: PrometheusEndpoint, slos: dict, scope: dict[str, str], since: float, timeout: float = 30
+    endpoint: PrometheusEndpoint,
+    slos: dict,
+    scope: dict[str, str],
+    since: float,
+    requests_since: float | None = None,
+    timeout: float = 30,
 ) -> list[Reading]:
     """Prometheus' alerts of ``slos`` over ``[since, now]`` for the system ``scope`` names (``system``: its targets'
-    label, ``queue``: its job queue)."""
+    label, ``queue``: its job queue); the API's requests over ``[requests_since, now]`` when the load generator's
+    figures leave out its start (its ramp-up)."""
     client = PrometheusClient(endpoint)
     client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
-    timing = prometheus_rules.over_interval(time.time() - since + 2)  # evaluated up to a second after loading
-    return evaluate(client, prometheus_rules.alerts(slos)[0], timing, scope, timeout)
+    now = time.time() + 2  # evaluated up to a second after loading
+    timed = [
+        (a, prometheus_rules.over_interval(now - (requests_since if a.requests and requests_since else since)))
+        for a in prometheus_rules.alerts(slos)[0]
+    ]
+    return evaluate(client, timed, scope, timeout)
 
 
 def read_windows(endpoint: PrometheusEndpoint, windows: list[dict], scope: dict[str, str], timeout: float = 30):
@@ -93,16 +103,17 @@ def read_windows(endpoint: PrometheusEndpoint, windows: list[dict], scope: dict[
     client = PrometheusClient(endpoint)
     client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
     found = prometheus_rules.window_alerts(windows, time.time() + 0.5)  # evaluated within a second of loading
-    return evaluate(client, found, prometheus_rules.over_interval(1), scope, timeout) if found else []
+    timing = prometheus_rules.over_interval(1)
+    return evaluate(client, [(a, timing) for a in found], scope, timeout) if found else []
 
 
 def evaluate(
-    client: PrometheusClient, alerts: list, timing: prometheus_rules.Timing, scope: dict[str, str], timeout: float
+    client: PrometheusClient, timed: list[tuple[prometheus_rules.Alert, prometheus_rules.Timing]], scope, timeout
 ) -> list[Reading]:
-    """Load ``alerts`` as a rule group of their own, wait for its first evaluation, read each alert (firing or calm)
-    and its figure at that evaluation, then remove the group."""
+    """Load the alerts as a rule group of their own (each over its own window), wait for its first evaluation, read
+    each alert (firing or calm) and its figure at that evaluation, then remove the group."""
     name = f"verisim-run-{os.getpid()}-{next(_runs)}"
-    doc = prometheus_rules.run_rules(alerts, timing, scope, {"judge": name}, group=name)
+    doc = prometheus_rules.run_rules(timed, scope, {"judge": name}, group=name)
     asked = client.load_rules(name, yaml.safe_dump(doc, sort_keys=False))
     try:
         deadline = time.monotonic() + timeout
@@ -114,10 +125,10 @@ def evaluate(
                 raise TimeoutError(f"Prometheus did not evaluate the run's rules ({name}) within {timeout:g} s")
             time.sleep(0.2)
         at = _parse_time(group["lastEvaluation"])
-        found = {a.name: a for a in alerts}
+        found = {a.name: (a, t) for a, t in timed}
         out = []
         for rule in group["rules"]:
-            alert = found[rule["name"]]
+            alert, timing = found[rule["name"]]
             if rule.get("health") not in (None, "ok", "unknown"):
                 raise RuntimeError(f"Prometheus could not evaluate {rule['name']}: {rule.get('lastError')}")
             values = [v for _, v in client.query(alert.figure_expr(timing, scope), at)]
