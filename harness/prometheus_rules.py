@@ -54,11 +54,12 @@ def over_interval(seconds: float) -> Timing:
     return Timing(window=f"{max(1, math.ceil(seconds))}s", hold="0s", interval="1s")
 
 
-# verdicts of harness.slo that no rule over the system's metrics can judge, and why
+# endpoints whose figure only a client can time, judged over a synthetic client's metrics (verisim_load_*: Locust's,
+# harness/locust_metrics.py, or any prober that exports the same) by the request type it reports
 CLIENT_SIDE = {
-    "/api/v1/dashboard/ws": "connect + hello + the first job event is timed by the client (Locust's FeedWatcher); "
-    "the server does not see it",
+    "/api/v1/dashboard/ws": "WS",  # connect + hello + the first job event (Locust's FeedWatcher)
 }
+# verdicts of harness.slo that no rule over the metrics can judge, and why
 NOT_ALERTABLE = {
     "capacity jobs/s / raw SQS ceiling": "a ratio to the emulator's raw ceiling, measured by the suite in the same run",
     "backlog drain s": "the time from the end of a bounded load to an empty queue; production load has no end",
@@ -89,6 +90,11 @@ FIGURES = {
     "verisim:http_requests:error_ratio": '(sum by (method, route) (rate(verisim_http_requests_total<SEL+code=~"5..">[<W>]))'
     " or 0 * sum by (method, route) (rate(verisim_http_requests_total<SEL>[<W>])))"
     " / sum by (method, route) (rate(verisim_http_requests_total<SEL>[<W>]))",
+    "verisim:load_request_duration_seconds:p95": _quantile(0.95, "verisim_load_request_duration_seconds", "type, name"),
+    "verisim:load_request_duration_seconds:p99": _quantile(0.99, "verisim_load_request_duration_seconds", "type, name"),
+    "verisim:load_requests:failure_ratio": '(sum by (type, name) (rate(verisim_load_requests_total<SEL+outcome="failed">[<W>]))'
+    " or 0 * sum by (type, name) (rate(verisim_load_requests_total<SEL>[<W>])))"
+    " / sum by (type, name) (rate(verisim_load_requests_total<SEL>[<W>]))",
     "verisim:job_queue_wait_seconds:p95": _quantile(0.95, "verisim_job_queue_wait_seconds", "queue, kind"),
     "verisim:job_turnaround_seconds:p95": _quantile(0.95, "verisim_job_turnaround_seconds", "queue, kind"),
     "verisim:stage_duration_seconds:p95": _quantile(0.95, "verisim_stage_duration_seconds", "stage"),
@@ -170,11 +176,18 @@ def _quantile_alert(name, slo_name, record, metric, labels, target_s, matchers: 
     return alert
 
 
-def _ratio_alert(name, slo_name, labels, target, matchers: list[str] | None = None) -> Alert:
+def _ratio_alert(name, slo_name, labels, target, matchers: list[str] | None = None, client: bool = False) -> Alert:
+    """The share of failed requests over ``target``: the API's 5xx answers, or (``client``) the requests a synthetic
+    client counted as failed."""
     where = _labels(labels) if matchers is None else matchers
-    alert = Alert(name, slo_name, "verisim:http_requests:error_ratio", where, target, "", labels)
-    total = f"verisim_http_requests_total{_sel(_labels({**labels, 'code': '202'}))}"
-    errors = f"verisim_http_requests_total{_sel(_labels({**labels, 'code': '503'}))}"
+    figure = "verisim:load_requests:failure_ratio" if client else "verisim:http_requests:error_ratio"
+    alert = Alert(name, slo_name, figure, where, target, "", labels)
+    metric, (good, bad) = (
+        ("verisim_load_requests_total", ({"outcome": "ok"}, {"outcome": "failed"}))
+        if client
+        else ("verisim_http_requests_total", ({"code": "202"}, {"code": "503"}))
+    )
+    total, errors = (f"{metric}{_sel(_labels({**labels, **extra}))}" for extra in (good, bad))
     over, under = (2 * target, target / 2) if target else (0.05, 0.0)
     alert.fire = [(total, f"0+{100 * (1 - over):g}x60"), (errors, f"0+{100 * over:g}x60")]
     alert.calm = [(total, f"0+{100 * (1 - under):g}x60"), (errors, f"0+{100 * under:g}x60")]
@@ -197,17 +210,17 @@ def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
     default = {k: v for k, v in api.items() if not isinstance(v, dict)}
     named = {k: {**default, **v} for k, v in api.items() if isinstance(v, dict)}
     for endpoint, target in [*named.items(), ("{other endpoints}", default)]:
-        if endpoint in CLIENT_SIDE:
-            for key in ("p95 ms", "p99 ms", "error rate"):
-                left[f"api {endpoint} {key}"] = CLIENT_SIDE[endpoint]
-            continue
-        if endpoint == "{other endpoints}":
+        client = endpoint in CLIENT_SIDE
+        if client:
+            labels, matchers = {"type": CLIENT_SIDE[endpoint], "name": endpoint}, None
+        elif endpoint == "{other endpoints}":
             routes = "|".join(sorted({e.split()[-1] for e in named} | set(SCRAPE_ROUTES)))
             labels, matchers = {"method": "GET", "route": "/api/v1/jobs/{job_id}"}, [f'route!~"{routes}"']
         else:
             method, route = endpoint.split(" ", 1)
             labels, matchers = {"method": method, "route": route}, None
         stem = "VerisimApi" + ("OtherEndpoints" if matchers else _camel(endpoint))
+        metric = "verisim_load_request_duration_seconds" if client else "verisim_http_request_duration_seconds"
         first = len(out)
         for q in ("p95", "p99"):
             if f"{q}_ms" in target:
@@ -215,8 +228,8 @@ def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
                     _quantile_alert(
                         f"{stem}Latency{q.upper()}",
                         f"api {endpoint} {q} ms",
-                        f"verisim:http_request_duration_seconds:{q}",
-                        "verisim_http_request_duration_seconds",
+                        f"{metric.replace('verisim_', 'verisim:', 1)}:{q}",
+                        metric,
                         labels,
                         target[f"{q}_ms"] / 1000,
                         matchers,
@@ -224,7 +237,9 @@ def _api_alerts(api: dict, left: dict[str, str]) -> list[Alert]:
                 )
         if "error_rate" in target:
             out.append(
-                _ratio_alert(f"{stem}ErrorRate", f"api {endpoint} error rate", labels, target["error_rate"], matchers)
+                _ratio_alert(
+                    f"{stem}ErrorRate", f"api {endpoint} error rate", labels, target["error_rate"], matchers, client
+                )
             )
         for alert in out[first:]:
             alert.requests = True
@@ -444,6 +459,8 @@ def tests_document(slos: dict) -> dict:
 HEADER = """# Generated from slo.toml by `python -m harness.prometheus_rules`: edit slo.toml, not this file.
 # Recording rules for each SLO's figure over the system's /metrics, and an alert per target, labelled slo=<the name
 # of the verdict Verisim's merge gate gives for the same target>. Deploy: add this file to Prometheus' rule_files.
+# The WebSocket's figures (connect + hello + the first job event) are a client's: they read verisim_load_* series,
+# which Verisim's Locust exports and any synthetic prober can (harness/locust_metrics.py names them).
 """
 
 

@@ -66,6 +66,10 @@ def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
     assert ws["requests"] >= 3 and figures["jobs"] > 0  # jobs ran, so an honest feed would have pushed events
     v = verdicts("api", figures)["api /api/v1/dashboard/ws error rate"]
     assert not v.ok and v.measured == 1.0, v.line()  # every WebSocket wait ended without an event: all failures
+    # the second judge reads the same client's figures, as Prometheus scraped them from Locust, and fires too
+    rows = {r.slo: r for r in two_judges.judge(slo.load(), slo.evaluate(slo.load(), figures), figures)}
+    row = rows["api /api/v1/dashboard/ws error rate"]
+    assert row.prometheus.firing and row.prometheus.figure == 1.0 and row.agree, row.line()
 
 
 @pytest.mark.timing
