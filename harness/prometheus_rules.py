@@ -95,6 +95,8 @@ FIGURES = {
     "verisim:load_requests:failure_ratio": '(sum by (type, name) (rate(verisim_load_requests_total<SEL+outcome="failed">[<W>]))'
     " or 0 * sum by (type, name) (rate(verisim_load_requests_total<SEL>[<W>])))"
     " / sum by (type, name) (rate(verisim_load_requests_total<SEL>[<W>]))",
+    # no target of its own (the drain after a bounded load is the suite's), recorded to watch the backlog grow
+    "verisim:queue_messages:waiting": 'sum by (queue) (verisim_queue_messages<SEL+state=~"visible|delayed">)',
     "verisim:job_queue_wait_seconds:p95": _quantile(0.95, "verisim_job_queue_wait_seconds", "queue, kind"),
     "verisim:job_turnaround_seconds:p95": _quantile(0.95, "verisim_job_turnaround_seconds", "queue, kind"),
     "verisim:stage_duration_seconds:p95": _quantile(0.95, "verisim_stage_duration_seconds", "stage"),
