@@ -13,7 +13,7 @@ from psycopg_pool.base import AttemptWithBackoff
 
 # psycopg_pool re-tries a lost server with exponential backoff (1, 2, 4, 8 s …): after a 6 s outage its next attempt
 # can come 8 s after the server is back, while every job waits. A failed connect to the database is cheap: try about
-# once a second instead (measured in the chaos-under-load scenario: Postgres kill and restart windows).
+# once a second instead (the chaos-under-load scenarios' Postgres restart windows judge the recovery).
 AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 log = logging.getLogger(__name__)

@@ -43,8 +43,8 @@ class StatusCache:
 
     A Redis that is down refuses at once, but a frozen one (paused, blackholed) lets every call wait for its socket
     timeout — and redis-py retries three times by default. So: short timeouts, one retry, and a breaker: after a
-    connection error or timeout, calls fail at once for ``open_seconds`` (the redis_pause chaos test measured
-    25 s per API request on a frozen Redis before this).
+    connection error or timeout, calls fail at once for ``open_seconds`` (the redis_pause chaos test holds the API
+    to it).
     """
 
     def __init__(self, url: str, timeout: float = 2.0, open_seconds: float = 5.0):
