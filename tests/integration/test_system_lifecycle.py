@@ -135,6 +135,7 @@ def test_a_batch_shows_up_on_the_dashboard_api(system):
             s.labels for s in jobs.samples
         ]
         assert_prometheus_metrics(metrics, system.queue_name)
+        assert_prometheus_scrapes_the_api_and_every_worker(system)
         ready = c.get("/readyz").json()
         brokers = {"sqs"} | ({"celery"} if system.transport != "sqs" else set())
         assert ready["status"] == "ready" and set(ready["checks"]) == {"postgres", "redis", "s3", "kafka", *brokers}
@@ -296,3 +297,27 @@ def assert_prometheus_metrics(text: str, queue: str) -> None:
     assert samples["verisim_http_request_duration_seconds_count"].value >= 1
     checked = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def assert_prometheus_scrapes_the_api_and_every_worker(system) -> None:
+    """The stack's Prometheus scrapes this system's API and each of its workers (SQS or Celery: each serves its own
+    /metrics), and reads the workers' counts of the messages they acknowledged."""
+    from harness.polling import wait_for
+    from harness.prometheus import PrometheusClient
+
+    prom = PrometheusClient(system.stack.prometheus)
+    sel = f'system="{system.queue_name}"'
+
+    def up() -> dict[str, list[float]]:
+        got: dict[str, list[float]] = {}
+        for labels, value in prom.query(f"up{{{sel}}}"):
+            got.setdefault(labels["component"], []).append(value)
+        return got
+
+    wait_for(
+        lambda: (u := up()).get("api") == [1.0] and u.get("worker", [0.0]) == [1.0] * len(system.workers),
+        20,
+        what=f"Prometheus scraping the API and {len(system.workers)} worker(s) ({up()})",
+    )
+    acked = prom.query(f'sum(verisim_worker_messages_total{{{sel},action="ack"}})')
+    assert acked and acked[0][1] >= 5, acked
