@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if "celery" in sut.worker_transports():
             url = sut.start_flower(5555 if port_free(5555) else None)
             flower = f"\n  Flower          {url}   (workers {url}/api/workers, tasks {url}/tasks)"
-        if stack.prometheus:  # it scrapes the API every second and evaluates deploy/prometheus/verisim-rules.yml
+        if stack.prometheus:  # it scrapes the API and workers and evaluates deploy/prometheus/verisim-rules.yml
             prom = stack.prometheus.url
             flower += f"\n  Prometheus      {prom}   (slo.toml's alerts {prom}/alerts, scraped {prom}/targets)"
         print(

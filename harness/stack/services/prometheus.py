@@ -1,8 +1,8 @@
 """Prometheus: scrapes the system the suite runs and evaluates slo.toml's alert rules over what it scraped.
 
 Its configuration lives in the stack's work directory (``prometheus/``): ``prometheus.yml`` (scrape and evaluate every
-second), ``targets/*.json`` (file-based discovery: a system the suite starts writes its API there and removes it when
-it stops; Prometheus rereads the folder within a second) and ``rules/*.yml`` (the deployable rules from
+two seconds), ``targets/*.json`` (file-based discovery: a system the suite starts writes its API and workers there,
+removed when it stops; Prometheus rereads the folder within a second) and ``rules/*.yml`` (the deployable rules from
 ``deploy/prometheus/``, and the suite's own run rules, ``harness.two_judges``; reloaded through ``/-/reload``).
 Local: Debian's ``prometheus`` (``python3 dev.py setup`` installs it). Container: ``verisim/prometheus`` (Debian's
 package in an image; ``nox -s images``) on the host's network — what it scrapes listens on the host's loopback — with
@@ -25,7 +25,7 @@ from harness.stack.service import BackingService
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOYED_RULES = ROOT / "deploy" / "prometheus" / "verisim-rules.yml"
-SCRAPE_INTERVAL = "1s"  # a bounded run of a minute is read from ~60 scrapes
+SCRAPE_INTERVAL = "2s"  # a bounded run of a minute is read from ~30 scrapes; rules are evaluated as often
 
 
 def config() -> dict:
