@@ -22,7 +22,7 @@ from locust import HttpUser, between, events, task
 
 from harness.journal import Journal, file_digest, series_digest
 from harness.settings import current
-from system.simulators.patterns import PATTERNS, split
+from system.patterns import PATTERNS, split
 
 SETTINGS = current()  # VERISIM_API, VERISIM_LOAD_SCORE, … (python -m harness.settings lists them)
 DEFAULT_HOST = SETTINGS.api

@@ -32,7 +32,7 @@ from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
 from harness.system_under_test import SystemUnderTest
 from harness.throughput import dumps, inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
-from system.simulators.patterns import PATTERNS
+from system.patterns import PATTERNS
 
 SERIES_PER_REQUEST = len(PATTERNS)  # one series of each pattern per request
 

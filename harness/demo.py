@@ -30,9 +30,9 @@ from harness.throughput import (
     sqs_ceiling,
     submit_and_wait,
 )
+from system.patterns import PATTERNS
 from system.simulators import scores
 
-PATTERNS = ["linear", "seasonal", "exponential", "cyclical", "random_walk"]
 MUSICXML = scores.musicxml()
 
 

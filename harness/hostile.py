@@ -44,7 +44,7 @@ class Stream:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        from system.simulators.patterns import PATTERNS, generate
+        from system.patterns import PATTERNS, generate
 
         with httpx.Client(base_url=self.api, timeout=10) as c:
             i = 0

@@ -41,7 +41,7 @@ class Jobs:
         self.failures[code] = self.failures.get(code, 0) + n
 
     def inference(self, n: int = 5, seed: int = 0) -> list[str]:
-        from system.simulators.patterns import PATTERNS, split
+        from system.patterns import PATTERNS, split
 
         token = uuid.uuid4().hex
         series = []

@@ -330,7 +330,7 @@ def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: 
     than the workers take them (even through a slow API), timed from the jobs' own timestamps, and its share of the
     raw SQS ceiling measured in the same run."""
     from harness.throughput import inference_batch, submit_and_wait
-    from system.simulators.patterns import PATTERNS
+    from system.patterns import PATTERNS
 
     _, fig = submit_and_wait(
         host,

@@ -251,7 +251,7 @@ def inference_batch(patterns: Sequence[str], n_values: int = 48, seed: int = 0, 
     """One request carrying a series of each pattern (from the shared generators), with held-out true values. Each
     series is drawn with its own seed (``seed`` and its place in the request): no two jobs of a batch are alike, so a
     forecast handed to the wrong job shows."""
-    from system.simulators.patterns import split
+    from system.patterns import split
 
     def submit(client: httpx.Client, journal: Journal | None = None) -> list[str]:
         series = []

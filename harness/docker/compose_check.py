@@ -85,7 +85,7 @@ def wait_ready(timeout: float) -> float:
 
 
 def submit(scores: int, series: int) -> list[str]:
-    from system.simulators.patterns import PATTERNS, split
+    from system.patterns import PATTERNS, split
     from system.simulators.scores import musicxml
 
     ids = []

@@ -14,10 +14,11 @@ import redis
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
+from system.jobs.lifecycle import TERMINAL
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
-from system.storage.jobs import TERMINAL, job_message, job_summary
+from system.storage.jobs import job_message, job_summary
 from system.wiring import Connections
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, StrictFloat, StrictInt, field_validator, model_validator
 
-from system.config import PATTERNS
+from system.patterns import PATTERNS
 from system.pipelines.inference import MAX_ABS_VALUE, MODELS
 
 Pattern = Literal["linear", "seasonal", "exponential", "cyclical", "random_walk"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from system.patterns import PATTERNS, generate
 from system.pipelines.inference import errors, moving_average
 from system.pipelines.lstm import (
     CARD,
@@ -29,7 +30,6 @@ from system.pipelines.lstm import (
     forecast_batch,
     to_window,
 )
-from system.simulators.patterns import PATTERNS, generate
 
 
 def windows(seeds: range, length: int, stride: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed,
                 "epochs": args.epochs,
                 "optimizer": "Adam lr 5e-3, cosine, SmoothL1, batch 256",
-                "data": f"system.simulators.patterns, {args.train_seeds} series x 5 patterns x 160 values, stride 3; "
+                "data": f"system.patterns, {args.train_seeds} series x 5 patterns x 160 values, stride 3; "
                 f"{len(x)} windows; evaluated on held-out seeds 1000-1099 (next value after 64)",
                 "final_train_loss": history[-1],
                 "loss_history": history,

@@ -20,7 +20,7 @@ from collections import Counter
 
 import httpx
 
-from system.simulators.patterns import PATTERNS, split
+from system.patterns import PATTERNS, split
 
 
 def positive(kind):

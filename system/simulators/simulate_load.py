@@ -17,9 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from system.jobs.lifecycle import TERMINAL
 from system.stats import percentile
-
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 def positive_int(text: str) -> int:

@@ -12,10 +12,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from system.jobs.lifecycle import TERMINAL
 from system.storage import outbox
 from system.storage.db import DictPool, columns_of
-
-TERMINAL = ("completed", "completed_with_warnings", "failed")
 
 
 @dataclass

@@ -9,15 +9,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from system.jobs.lifecycle import lua_ranks
 from system.storage.jobs import dumps, job_summary
 
 CHANNEL = "jobs:events"
 STATUS_TTL_SECONDS = 7 * 24 * 3600
 
-# Status only moves forward (queued < running < terminal): a late writer — the API's "queued" landing after a fast
+# Status only moves forward (system.jobs.lifecycle: queued < running < terminal): a late writer — the API's "queued" landing after a fast
 # worker's "completed", or a stale redelivery — never overwrites a newer state. Publishes only what it wrote.
-_PUT_FORWARD = """
-local ranks = {queued=0, running=1, completed=2, completed_with_warnings=2, failed=2}
+_PUT_FORWARD = f"""
+local ranks = {lua_ranks()}
 local new = cjson.decode(ARGV[1])
 local cur = redis.call('GET', KEYS[1])
 if cur then

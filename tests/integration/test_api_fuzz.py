@@ -28,7 +28,7 @@ from harness import ledger
 from harness.fuzz import Tally
 from harness.report import reports_path
 from harness.settings import current
-from system.config import PATTERNS
+from system.patterns import PATTERNS
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 

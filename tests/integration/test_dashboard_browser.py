@@ -13,8 +13,8 @@ import httpx
 from playwright.sync_api import expect
 
 from harness.report import reports_path
+from system.patterns import PATTERNS, split
 from system.simulators import scores
-from system.simulators.patterns import PATTERNS, split
 
 SHOTS = reports_path("screenshots")
 

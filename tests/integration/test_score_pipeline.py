@@ -190,7 +190,7 @@ def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) 
 
     from harness.system_under_test import running_system
     from harness.throughput import inference_batch, score_upload
-    from system.simulators.patterns import PATTERNS
+    from system.patterns import PATTERNS
 
     env = {"WORKER_SCORE_SLOTS": str(score_slots)} if score_slots else None
     tmp_path.mkdir(parents=True, exist_ok=True)

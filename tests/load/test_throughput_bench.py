@@ -12,7 +12,7 @@ import pytest
 
 from harness import history, slo
 from harness.throughput import inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
-from system.simulators.patterns import PATTERNS
+from system.patterns import PATTERNS
 
 pytestmark = [pytest.mark.bench, pytest.mark.load, pytest.mark.timing]
 BATCHES = 400  # x5 series = 2 000 jobs per round

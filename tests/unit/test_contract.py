@@ -23,6 +23,20 @@ def test_statuses_and_their_order_match_the_system():
     assert {k: int(v) for k, v in lua.items()} == contract.RANK
 
 
+def test_the_lifecycle_is_declared_once_and_the_database_agrees():
+    """``system.jobs.lifecycle`` is the system's one declaration: the suite's own vocabulary matches it, the SQL
+    constraint admits exactly its statuses, the status cache's Lua is generated from its ranks."""
+    from system.jobs import lifecycle
+    from system.storage import status_cache
+
+    assert {s.value: s.rank for s in lifecycle.Status} == contract.RANK
+    assert lifecycle.TERMINAL == contract.TERMINAL
+    sql = (ROOT / "system" / "storage" / "migrations" / "0001_jobs.sql").read_text()
+    listed = re.search(r"status\s+text NOT NULL CHECK \(status IN \(([^)]*)\)\)", sql).group(1)
+    assert tuple(re.findall(r"'(\w+)'", listed)) == lifecycle.ALL
+    assert lifecycle.lua_ranks() in status_cache._PUT_FORWARD
+
+
 def test_keys_topics_and_message_match_the_system():
     from system.config import Settings
     from system.storage import jobs, status_cache

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from harness import history, slo
+from system.patterns import PATTERNS, generate
 from system.pipelines import lstm
 from system.pipelines.inference import moving_average
-from system.simulators.patterns import PATTERNS, generate
 
 pytestmark = pytest.mark.bench
 MEDIANS: dict[str, float] = {}

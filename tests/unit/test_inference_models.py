@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from system.patterns import PATTERNS, generate, split
 from system.pipelines import lstm
 from system.pipelines.inference import errors, moving_average
-from system.simulators.patterns import PATTERNS, generate, split
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

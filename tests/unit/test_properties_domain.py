@@ -15,9 +15,9 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from harness.throughput import percentile
+from system.patterns import PATTERNS, generate, split
 from system.pipelines import inference
 from system.pipelines.formats import ACCEPTED, midi_min_seconds, sniff, unpacked_bytes
-from system.simulators.patterns import PATTERNS, generate, split
 from system.storage.aws import artifact_key, upload_key
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
