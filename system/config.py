@@ -134,6 +134,15 @@ class Settings(BaseSettings):
         )
 
     @property
+    def kafka_topics(self) -> dict[str, str]:
+        """The event stream's topics by what they carry: each kind's results, and every job's status events."""
+        return {
+            "inference": self.kafka_topic_inference,
+            "score": self.kafka_topic_scores,
+            "events": self.kafka_topic_job_events,
+        }
+
+    @property
     def dlq_name(self) -> str:
         return self.sqs_dlq_name or f"{self.sqs_queue_name}-dlq"
 

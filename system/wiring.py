@@ -29,11 +29,7 @@ class Connections:
         migrate(settings.dsn)
         store = JobStore(
             make_pool(settings.dsn, pool_size),
-            {
-                "inference": settings.kafka_topic_inference,
-                "score": settings.kafka_topic_scores,
-                "events": settings.kafka_topic_job_events,
-            },
+            settings.kafka_topics,
             queue=settings.sqs_queue_name,
         )
         queue = JobRouter(settings, sqs=sqs, celery=celery)

@@ -14,7 +14,7 @@ import redis
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
-from system.jobs.lifecycle import TERMINAL
+from system.jobs.lifecycle import TERMINAL, new_job_id
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
@@ -59,7 +59,7 @@ def upload_score(
         raise HTTPException(
             413, f"the archive unpacks to {unpacked} bytes, over the limit of {settings.max_unpacked_bytes} bytes"
         )
-    job_id = uuid.uuid4()
+    job_id = new_job_id()
     key = upload_key(job_id)
     stem = PurePath((file.filename or "").replace("\x00", "")).stem[:200] or None
     deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})

@@ -4,6 +4,7 @@ overwrites a newer state."""
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 
@@ -39,3 +40,8 @@ class Kind(StrEnum):
 def lua_ranks() -> str:
     """The ranks as a Lua table literal, for scripts that run inside Redis."""
     return "{" + ", ".join(f"{s.value}={s.rank}" for s in Status) + "}"
+
+
+def new_job_id() -> uuid.UUID:
+    """Every job's id is minted here (random: ids say nothing about order or origin)."""
+    return uuid.uuid4()

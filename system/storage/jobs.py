@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from system.jobs.lifecycle import TERMINAL
+from system.jobs.lifecycle import TERMINAL, new_job_id
 from system.storage import outbox
 from system.storage.db import DictPool, columns_of
 
@@ -64,7 +64,7 @@ class JobStore:
     def create(
         self, kind: str, params: dict[str, Any], input_key: str | None = None, job_id: uuid.UUID | None = None
     ) -> dict[str, Any]:
-        job_id = job_id or uuid.uuid4()
+        job_id = job_id or new_job_id()
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
                 "INSERT INTO jobs (id, kind, status, params, input_key, queue) VALUES (%s, %s, 'queued', %s, %s, %s) "
@@ -78,7 +78,7 @@ class JobStore:
         """The jobs of one request, in one transaction: one INSERT for the rows, one for their events."""
         if not items:
             return []
-        ids = [uuid.uuid4() for _ in items]
+        ids = [new_job_id() for _ in items]
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             got = conn.execute(
                 "INSERT INTO jobs (id, kind, status, params, queue) SELECT t.id, %s, 'queued', t.params, %s "

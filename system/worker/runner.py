@@ -71,7 +71,7 @@ class JobProcessor:
     ):
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
-        topics = [settings.kafka_topic_inference, settings.kafka_topic_scores, settings.kafka_topic_job_events]
+        topics = list(settings.kafka_topics.values())
         ensure_topics(settings.kafka_bootstrap_servers, topics)
         self.connections = Connections.open(settings, self.concurrency + 2, sqs=queue, celery=celery)
         self.store, self.cache = self.connections.store, self.connections.cache
