@@ -40,9 +40,9 @@ def test_load_holds_the_slos(system, stack, report_paths, browser, request):
     assert page.locator("table.slo tbody tr").count() == len(verdicts)
     page.screenshot(path=str(run_dir / "report.png"), full_page=True)
     page.close()
-    # Prometheus judged the same run from the system's /metrics: every alert read, none firing on a healthy run
+    # Prometheus judged the same run from the system's /metrics: every alert read; whether the two agree is one of
+    # the verdicts below (a disagreement names each SLO with both figures)
     assert len(rows) == len(figures["prometheus"]) >= 15 and sum(r.agree is not None for r in rows) >= 12, rows
-    assert [r.slo for r in rows if r.prometheus.firing] == [r.slo for r in rows if r.verisim and not r.verisim.ok]
     assert_scraped_the_workers_and_the_load_generator(stack, system.queue_name, figures)
     failed = "\n".join(v.line() for v in verdicts if not v.ok)
     assert not failed, f"SLOs missed (report: {path}):\n{failed}"
