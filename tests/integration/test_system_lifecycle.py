@@ -321,5 +321,9 @@ def assert_prometheus_scrapes_the_api_and_every_worker(system) -> None:
         return u.get("api") == [1.0] and u.get("worker", []).count(1.0) == len(alive) >= 1
 
     wait_for(scraped, 20, what=f"Prometheus scraping the API and {len(alive)} worker(s)")
-    acked = prom.query(f'sum(verisim_worker_messages_total{{{sel},action="ack"}})')
-    assert acked and acked[0][1] >= 5, acked
+
+    def acked() -> float:  # the batch's last acknowledgement may come after the latest scrape
+        got = prom.query(f'sum(verisim_worker_messages_total{{{sel},action="ack"}})')
+        return got[0][1] if got else 0.0
+
+    wait_for(lambda: acked() >= 5, 20, what="the workers' acknowledged messages in Prometheus")
