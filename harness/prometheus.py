@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from harness.polling import wait_for
 from harness.stack.endpoints import PrometheusEndpoint
 
 
@@ -64,9 +65,6 @@ class PrometheusClient:
         data = self.api("query", query=expr, time=at)
         return [(s["metric"], float(s["value"][1])) for s in data.get("result", [])]
 
-    def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict]:
-        return self.api("query_range", query=expr, start=start, end=end, step=step).get("result", [])
-
     def group(self, name: str) -> dict | None:
         """A rule group as ``/api/v1/rules`` shows it: its rules, their state, its last evaluation."""
         for g in self.api("rules").get("groups", []):
@@ -76,11 +74,9 @@ class PrometheusClient:
 
     def scraped_since(self, selector: str, since: float, timeout: float = 15) -> float:
         """Wait until every target ``selector`` matches has been scraped after ``since``; returns the last scrape."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.query(f"timestamp({selector})")
-            if got and min(v for _, v in got) > since:
-                return max(v for _, v in got)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Prometheus has not scraped {selector} since {since:.1f} (last: {got})")
-            time.sleep(0.2)
+
+        def last() -> float:
+            got = [v for _, v in self.query(f"timestamp({selector})")]
+            return max(got) if got and min(got) > since else 0.0
+
+        return wait_for(last, timeout, interval=0.2, what=f"a scrape of {selector} after {since:.1f}")

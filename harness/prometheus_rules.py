@@ -6,7 +6,7 @@ each alert, series that must fire it and series that must not); ``--check`` fail
 ``slo.toml`` gives. Every verdict ``harness.slo.evaluate`` gives is either an alert here, labelled ``slo=<the
 verdict's name>`` so the two judges can be matched, or listed in ``NOT_ALERTABLE`` with the reason.
 
-The same alerts serve the suite's second judge (``harness.two_judges``): ``run_document`` reads each figure over a
+The same alerts serve the suite's second judge (``harness.two_judges``): ``run_rules`` reads each figure over a
 bounded run's interval, over one system's series, with no hold; ``window_alerts`` gives a chaos window's targets
 (``WINDOW_FIGURES``) over the window's own interval, read after the run.
 
@@ -365,12 +365,6 @@ def run_rules(timed: list[tuple[Alert, Timing]], scope: dict[str, str], labels: 
     only over the series ``scope`` selects (one system's), no hold, evaluated every second; ``labels`` mark them."""
     interval = min((t.interval for _, t in timed), default="1s")
     return {"groups": [{"name": group, "interval": interval, "rules": [a.rule(t, scope, labels) for a, t in timed]}]}
-
-
-def run_document(slos: dict, seconds: float, scope: dict[str, str], labels: dict[str, str], group: str) -> dict:
-    """slo.toml's alerts over the last ``seconds`` (``run_rules``)."""
-    timing = over_interval(seconds)
-    return run_rules([(a, timing) for a in alerts(slos)[0]], scope, labels, group)
 
 
 # a chaos window's targets that the system's metrics can judge: the figure as PromQL over [<FROM>, <TO>] (seconds

@@ -24,6 +24,7 @@ from datetime import datetime
 import yaml
 
 from harness import prometheus_rules
+from harness.polling import wait_for
 from harness.prometheus import PrometheusClient
 from harness.slo import Verdict
 from harness.stack.endpoints import PrometheusEndpoint
@@ -88,8 +89,7 @@ def read(
     """Prometheus' alerts of ``slos`` over ``[since, now]`` for the system ``scope`` names (``system``: its targets'
     label, ``queue``: its job queue); the API's requests over ``[requests_since, now]`` when the load generator's
     figures leave out its start (its ramp-up)."""
-    client = PrometheusClient(endpoint)
-    client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    client = _settled(endpoint, scope, timeout)
     now = time.time() + 2  # evaluated up to a second after loading
     timed = [
         (a, prometheus_rules.over_interval(now - (requests_since if a.requests and requests_since else since)))
@@ -100,11 +100,17 @@ def read(
 
 def read_windows(endpoint: PrometheusEndpoint, windows: list[dict], scope: dict[str, str], timeout: float = 30):
     """Prometheus' alerts over each chaos window (``prometheus_rules.window_alerts``), judged after the run."""
-    client = PrometheusClient(endpoint)
-    client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    client = _settled(endpoint, scope, timeout)
     found = prometheus_rules.window_alerts(windows, time.time() + 0.5)  # evaluated within a second of loading
     timing = prometheus_rules.over_interval(1)
     return evaluate(client, [(a, timing) for a in found], scope, timeout) if found else []
+
+
+def _settled(endpoint: PrometheusEndpoint, scope: dict[str, str], timeout: float) -> PrometheusClient:
+    """A client, once Prometheus has scraped the system after now: the run's last figures are in."""
+    client = PrometheusClient(endpoint)
+    client.scraped_since(f'up{{system="{scope["system"]}"}}', time.time(), timeout)
+    return client
 
 
 def evaluate(
@@ -116,14 +122,16 @@ def evaluate(
     doc = prometheus_rules.run_rules(timed, scope, {"judge": name}, group=name)
     asked = client.load_rules(name, yaml.safe_dump(doc, sort_keys=False))
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def evaluated() -> dict | None:
             group = client.group(name)
-            if group and group.get("lastEvaluation") and _parse_time(group["lastEvaluation"]) > asked:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Prometheus did not evaluate the run's rules ({name}) within {timeout:g} s")
-            time.sleep(0.2)
+            return (
+                group if group and _parse_time(group.get("lastEvaluation") or "0001-01-01T00:00:00Z") > asked else None
+            )
+
+        group = wait_for(
+            evaluated, timeout, interval=0.2, what=f"Prometheus' first evaluation of the run's rules ({name})"
+        )
         at = _parse_time(group["lastEvaluation"])
         found = {a.name: (a, t) for a, t in timed}
         out = []

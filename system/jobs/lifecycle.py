@@ -32,11 +32,6 @@ TERMINAL: tuple[str, ...] = tuple(s.value for s in Status if s.terminal)
 ALL: tuple[str, ...] = tuple(s.value for s in Status)
 
 
-class Kind(StrEnum):
-    INFERENCE = "inference"
-    SCORE = "score"
-
-
 def lua_ranks() -> str:
     """The ranks as a Lua table literal, for scripts that run inside Redis."""
     return "{" + ", ".join(f"{s.value}={s.rank}" for s in Status) + "}"
