@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import history, ledger
@@ -198,7 +199,7 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
     return [(f, c / max(total, 1)) for f, c in counts.most_common() if not any(g in f for g in generic)][:n]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness.capacity", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--stack",
@@ -227,118 +228,218 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--profile", action="store_true", help="py-spy one worker and the API during the 2-worker phase")
     ap.add_argument("--report-dir", default=str(REPORTS), help="where the JSON goes (default: reports/)")
-    args = ap.parse_args(argv)
-    counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    return ap
 
-    say = lambda m: print(m, flush=True)  # noqa: E731
-    cores = os.cpu_count() or 1
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class Run:
+    """One capacity run: its options, the system it measures and what it has measured so far."""
+
+    args: argparse.Namespace
+    sut: SystemUnderTest
+    meter: CpuMeter | None
+    journal: Journal
+    summary: dict
+    out_dir: Path
+    stamp: str
+    ceiling: float = 0.0
+    seed: int = 0
+
+    def next_seed(self) -> int:
+        self.seed += 10_000
+        return self.seed - 10_000
+
+
+def _ceiling(run: Run) -> None:
+    """The raw SQS ceiling (and what the emulator costs per message at it): the yardstick of every phase."""
+    stack = run.sut.stack
+    say("\nraw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
+    warm_sqs(stack.aws)  # untimed and unmetered: the emulator's first use loads its SQS provider
+    before = run.meter.read() if run.meter else None
+    run.summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000, warm_up=0)
+    run.ceiling = c["send_receive_delete_per_s"]
+    say(f"  {run.ceiling} msg/s end to end (the best of {c['rounds']} rounds: {c['round_per_s']})")
+    if run.meter and before:  # what the emulator itself costs per message at its best (batches of ten): a floor
+        c["localstack_cpu_ms_per_msg"] = CpuMeter.per_job_ms(before, run.meter.read(), c["received_all_rounds"])[
+            "localstack"
+        ]
+        say(f"  LocalStack CPU at its ceiling: {c['localstack_cpu_ms_per_msg']} ms per message (batches of 10)")
+
+
+def _restart_workers(run: Run, n: int) -> None:
+    """``n`` fresh workers, each with its connections open (a short warm-up) before any clock starts."""
+    sut = run.sut
+    for w in list(sut.workers):
+        w.stop()
+    sut.workers.clear()
+    sut.start_workers(n, concurrency=run.args.concurrency)
+    batches = [inference_batch(PATTERNS, seed=10**6 + i) for i in range(4 * n)]
+    submit_and_wait(sut.api_url, sut.stack, batches, f"{n} worker(s): warm-up", journal=run.journal)
+
+
+def _phase(run: Run, n: int, name: str, clients: int) -> None:
+    """One measured phase of ``args.jobs`` jobs at ``n`` workers (profiled when ``name`` is "profile")."""
+    args, sut = run.args, run.sut
+    profiles = []
+    if name == "profile":
+        est = max(5.0, args.jobs / 150)
+        for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid)):
+            path = run.out_dir / f"capacity-{run.stamp}-{who}.txt"
+            profiles.append((who, py_spy(pid, est, path), path))
+    note = {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(name, "")
+    say(f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads{note}")
+    _, fig = run_phase(sut, sut.stack, run.meter, args.jobs, clients, f"{n}w/{clients}c", run.next_seed(), run.journal)
+    fig.update(workers=n, phase=name, share_of_ceiling=round(fig["jobs_per_s"] / run.ceiling, 4))
+    fig["saturated"] = saturated(fig, run.summary["cores"])
+    run.summary["phases"].append(fig)
+    say(
+        f"  {fig['jobs_per_s']} jobs/s = {fig['share_of_ceiling']:.1%} of the ceiling; queue wait p95 "
+        f"{fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
+    )
+    if "cpu_ms_per_job" in fig:
+        say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
+        say(f"  busiest: {fig['saturated']}")
+    for who, proc, path in profiles:
+        if proc is not None:
+            proc.wait(timeout=120)
+            frames = top_frames(path)
+            fig.setdefault("profile", {})[who] = [(f, round(s, 3)) for f, s in frames]
+            say(f"  py-spy {who} (inclusive share of samples):")
+            for f, s in frames:
+                say(f"    {s:6.1%}  {f}")
+
+
+def _mixed(run: Run) -> None:
+    """Score uploads beside a steady inference stream: do short jobs wait behind score rendering?"""
+    sut = run.sut
+    say(
+        f"\nmixed: {run.args.mixed} score uploads at once, and inference requests at 10/s until they are done "
+        f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})"
+    )
+    fig = mixed_phase(sut, sut.stack, run.args.mixed, 10.0, journal=run.journal)
+    fig.pop("ids")
+    run.summary["mixed"] = fig
+    inf = fig.get("by_kind", {}).get("inference", {})
+    say(
+        f"  inference jobs: queue wait p95 {inf.get('queue_wait_ms_p95')} ms, longest "
+        f"{inf.get('queue_wait_ms_max')} ms (goal ≤ 1000 ms); {fig['scores']} scores done in {fig['span_s']} s"
+    )
+
+
+def _burst(run: Run) -> None:
+    say(f"\nburst: {run.args.burst} jobs at once, 2 workers (enqueue→done)")
+    _, fig = run_phase(run.sut, run.sut.stack, None, run.args.burst, 1, "burst", run.next_seed(), run.journal)
+    run.summary["burst"] = fig
+    say(f"  enqueue→done p50 {fig['enqueue_to_done_ms_p50']} ms, p95 {fig['enqueue_to_done_ms_p95']} ms")
+
+
+def _measure(run: Run, counts: list[int]) -> None:
+    """Every phase: at each worker count the main phase; at 2 workers also the headroom, profiled, mixed and burst
+    phases the options ask for."""
+    args = run.args
+    for n in counts:
+        _restart_workers(run, n)
+        phases = [("main", args.clients)]
+        if n == 2 and not args.no_headroom:
+            phases.append(("headroom", args.clients * 2))
+        if n == 2 and args.profile:
+            phases.append(("profile", args.clients))  # a phase of its own: sampling costs CPU too
+        for name, clients in phases:
+            _phase(run, n, name, clients)
+        if n == 2 and args.mixed:
+            _mixed(run)
+        if n == 2 and args.burst:
+            _burst(run)
+
+
+def _record(summary: dict, main_phases: list[dict]) -> None:
+    """The run's line in the history."""
+    history.append(
+        "capacity",
+        {
+            "sqs_ceiling_msgs_per_s": summary["sqs_ceiling"]["send_receive_delete_per_s"],
+            "by_workers": {
+                p["workers"]: {
+                    "jobs_per_s": p["jobs_per_s"],
+                    "share": p["share_of_ceiling"],
+                    "cpu_system_ms": p.get("cpu_ms_per_job", {}).get("system"),
+                }
+                for p in main_phases
+            },
+            "burst_p95_ms": summary.get("burst", {}).get("enqueue_to_done_ms_p95"),
+        },
+    )
+
+
+def _scaling_table(summary: dict, main_phases: list[dict]) -> None:
+    """Every phase side by side, and whether the client had headroom (2× threads gave < 10 % more)."""
+    print("\nscaling (the same run)")
+    fams = [k for k in (*SYSTEM, "client")]
+    print(
+        f"  {'workers':>7} {'jobs/s':>8} {'share':>6} {'sys ms/job':>10}  "
+        + " ".join(f"{f[:9]:>9}" for f in fams)
+        + "   busiest"
+    )
+    for p in summary["phases"]:
+        cpu = p.get("cpu_ms_per_job", {})
+        print(
+            f"  {p['workers']:>5}{p['phase'][0] if p['phase'] != 'main' else ' ':<2} {p['jobs_per_s']:>8} "
+            f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
+            + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams)
+            + f"   {p['saturated']}"
+        )
+    print(
+        "  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads; "
+        "p = the profiled phase)"
+    )
+    head = [p for p in summary["phases"] if p["phase"] == "headroom"]
+    two = [p for p in main_phases if p["workers"] == 2]
+    if head and two:
+        gain = head[0]["jobs_per_s"] / max(two[0]["jobs_per_s"], 1e-9) - 1
+        verdict = (
+            "the client had headroom"
+            if gain < 0.10
+            else "the client limited the 2-worker figure: more client threads gave more jobs/s"
+        )
+        summary["client_headroom"] = {"gain": round(gain, 3), "verdict": verdict}
+        print(f"  client: 2× threads gave {gain:+.1%} jobs/s → {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
     provider = choose_provider(args.stack, progress=say)
     summary: dict = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "cores": cores,
+        "cores": os.cpu_count() or 1,
         "jobs_per_phase": args.jobs,
         "concurrency": args.concurrency,
         "phases": [],
     }
-    journal = Journal(source="capacity")  # what the API told the clients: the ledger's accepted set
-    sut = None
-    code = 1
     out_dir = Path(args.report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    sut = None
+    code = 1
     try:
         stack = provider.start()
-        sut = SystemUnderTest(
-            stack, progress=say, env={"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None
-        )
-        meter = system_meter(provider, sut)
-        say("\nraw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
-        warm_sqs(stack.aws)  # untimed and unmetered: the emulator's first use loads its SQS provider
-        before = meter.read() if meter else None
-        summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000, warm_up=0)
-        ceiling = c["send_receive_delete_per_s"]
-        say(f"  {ceiling} msg/s end to end (the best of {c['rounds']} rounds: {c['round_per_s']})")
-        if meter and before:  # what the emulator itself costs per message at its best (batches of ten): a floor
-            c["localstack_cpu_ms_per_msg"] = CpuMeter.per_job_ms(before, meter.read(), c["received_all_rounds"])[
-                "localstack"
-            ]
-            say(f"  LocalStack CPU at its ceiling: {c['localstack_cpu_ms_per_msg']} ms per message (batches of 10)")
+        env = {"WORKER_SCORE_SLOTS": str(args.score_slots)} if args.score_slots else None
+        sut = SystemUnderTest(stack, progress=say, env=env)
+        # what the API told the clients: the ledger's accepted set
+        run = Run(args, sut, system_meter(provider, sut), Journal(source="capacity"), summary, out_dir, stamp)
+        _ceiling(run)
         sut.start_api()
-        seed = 0
-        for n in counts:
-            for w in list(sut.workers):
-                w.stop()
-            sut.workers.clear()
-            sut.start_workers(n, concurrency=args.concurrency)
-            # a short warm-up so every worker has its connections open before the clock starts
-            submit_and_wait(
-                sut.api_url,
-                sut.stack,
-                [inference_batch(PATTERNS, seed=10**6 + i) for i in range(4 * n)],
-                f"{n} worker(s): warm-up",
-                journal=journal,
-            )
-            phases = [("main", args.clients)]
-            if n == 2 and not args.no_headroom:
-                phases.append(("headroom", args.clients * 2))
-            if n == 2 and args.profile:
-                phases.append(("profile", args.clients))  # a phase of its own: sampling costs CPU too
-            for name, clients in phases:
-                profiles = []
-                if name == "profile":
-                    est = max(5.0, args.jobs / 150)
-                    for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid)):
-                        path = out_dir / f"capacity-{stamp}-{who}.txt"
-                        profiles.append((who, py_spy(pid, est, path), path))
-                say(
-                    f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads"
-                    + {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(
-                        name, ""
-                    )
-                )
-                ids, fig = run_phase(sut, stack, meter, args.jobs, clients, f"{n}w/{clients}c", seed, journal)
-                seed += 10_000
-                fig.update(workers=n, phase=name, share_of_ceiling=round(fig["jobs_per_s"] / ceiling, 4))
-                fig["saturated"] = saturated(fig, cores)
-                summary["phases"].append(fig)
-                say(
-                    f"  {fig['jobs_per_s']} jobs/s = {fig['share_of_ceiling']:.1%} of the ceiling; queue wait p95 "
-                    f"{fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
-                )
-                if "cpu_ms_per_job" in fig:
-                    say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
-                    say(f"  busiest: {fig['saturated']}")
-                for who, proc, path in profiles:
-                    if proc is not None:
-                        proc.wait(timeout=120)
-                        frames = top_frames(path)
-                        fig.setdefault("profile", {})[who] = [(f, round(s, 3)) for f, s in frames]
-                        say(f"  py-spy {who} (inclusive share of samples):")
-                        for f, s in frames:
-                            say(f"    {s:6.1%}  {f}")
-            if n == 2 and args.mixed:
-                say(
-                    f"\nmixed: {args.mixed} score uploads at once, and inference requests at 10/s until they are done "
-                    f"(2 workers; score slots per worker: {sut.env.get('WORKER_SCORE_SLOTS') or 'default (half)'})"
-                )
-                fig = mixed_phase(sut, stack, args.mixed, 10.0, journal=journal)
-                fig.pop("ids")
-                summary["mixed"] = fig
-                inf = fig.get("by_kind", {}).get("inference", {})
-                say(
-                    f"  inference jobs: queue wait p95 {inf.get('queue_wait_ms_p95')} ms, longest "
-                    f"{inf.get('queue_wait_ms_max')} ms (goal ≤ 1000 ms); {fig['scores']} scores done in "
-                    f"{fig['span_s']} s"
-                )
-            if n == 2 and args.burst:
-                say(f"\nburst: {args.burst} jobs at once, 2 workers (enqueue→done)")
-                ids, fig = run_phase(sut, stack, None, args.burst, 1, "burst", seed, journal)
-                seed += 10_000
-                summary["burst"] = fig
-                say(f"  enqueue→done p50 {fig['enqueue_to_done_ms_p50']} ms, p95 {fig['enqueue_to_done_ms_p95']} ms")
-
+        _measure(run, counts)
         summary["ledger"], code = ledger.final_verdict(
-            stack, journal, say, "\nledger over the client journal: every job, its outputs …", scope=[sut.queue_name]
+            stack,
+            run.journal,
+            say,
+            "\nledger over the client journal: every job, its outputs …",
+            scope=[sut.queue_name],
         )
     except KeyboardInterrupt:
         say("\ninterrupted")
@@ -348,55 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         provider.stop()
 
     out = out_dir / f"capacity-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dumps(summary))
     main_phases = [p for p in summary["phases"] if p["phase"] == "main"]
     if main_phases:
-        history.append(
-            "capacity",
-            {
-                "sqs_ceiling_msgs_per_s": summary["sqs_ceiling"]["send_receive_delete_per_s"],
-                "by_workers": {
-                    p["workers"]: {
-                        "jobs_per_s": p["jobs_per_s"],
-                        "share": p["share_of_ceiling"],
-                        "cpu_system_ms": p.get("cpu_ms_per_job", {}).get("system"),
-                    }
-                    for p in main_phases
-                },
-                "burst_p95_ms": summary.get("burst", {}).get("enqueue_to_done_ms_p95"),
-            },
-        )
-        print("\nscaling (the same run)")
-        fams = [k for k in (*SYSTEM, "client")]
-        print(
-            f"  {'workers':>7} {'jobs/s':>8} {'share':>6} {'sys ms/job':>10}  "
-            + " ".join(f"{f[:9]:>9}" for f in fams)
-            + "   busiest"
-        )
-        for p in summary["phases"]:
-            cpu = p.get("cpu_ms_per_job", {})
-            print(
-                f"  {p['workers']:>5}{p['phase'][0] if p['phase'] != 'main' else ' ':<2} {p['jobs_per_s']:>8} "
-                f"{p['share_of_ceiling']:>6.1%} {cpu.get('system', float('nan')):>10} "
-                + " ".join(f"{cpu.get(f, float('nan')):>9}" for f in fams)
-                + f"   {p['saturated']}"
-            )
-        print(
-            "  (ms/job columns: CPU per job in each process family; h = the headroom check, 2× client threads; "
-            "p = the profiled phase)"
-        )
-        head = [p for p in summary["phases"] if p["phase"] == "headroom"]
-        two = [p for p in main_phases if p["workers"] == 2]
-        if head and two:
-            gain = head[0]["jobs_per_s"] / max(two[0]["jobs_per_s"], 1e-9) - 1
-            verdict = (
-                "the client had headroom"
-                if gain < 0.10
-                else "the client limited the 2-worker figure: more client threads gave more jobs/s"
-            )
-            summary["client_headroom"] = {"gain": round(gain, 3), "verdict": verdict}
-            print(f"  client: 2× threads gave {gain:+.1%} jobs/s → {verdict}")
+        _record(summary, main_phases)
+        _scaling_table(summary, main_phases)
         out.write_text(dumps(summary))
     print(f"  figures saved to {out}")
     return code

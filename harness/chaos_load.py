@@ -33,9 +33,11 @@ import psycopg
 
 from harness import journal as journals
 from harness import ledger, report, two_judges
+from harness.contract import EVENTS_TOPIC, FAILED, OPEN, RUNNING, sql_in
 from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
+from harness.faults.catalog import CATALOG, Target
 from harness.faults.tcp import TcpProxy
-from harness.scenario import FAULTS, TARGETS, Scenario, Window
+from harness.scenario import TARGETS, Scenario, Window
 from harness.slo import Verdict
 from harness.stack.choice import CHOICES
 from harness.throughput import percentile
@@ -189,53 +191,18 @@ class ChaosLoad:
     # -- the faults -----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _inject(self, w: Window, http: HttpFaults, proc: ProcessFaults) -> Iterator[FaultWindow]:
-        p = w.params
-        if w.fault.startswith("http."):
-            op = {
-                "http.delay": lambda: http.delay(p["seconds"]),
-                "http.timeout": lambda: http.delay(p["seconds"]),
-                "http.error_rate": lambda: http.error_rate(p["rate"], p.get("status", 500)),
-                "http.rate_limit": lambda: http.rate_limit_rpm(p["rpm"], p.get("retry_after")),
-                "http.malformed_json": lambda: http.malformed_json(p.get("rate", 1.0)),
-                "http.connection_drop": lambda: http.connection_drop(p.get("rate", 1.0)),
-            }[w.fault]
-            with op():
-                yield self.timeline.windows[-1]
-        elif w.fault == "worker.kill":
-            victim = self.sut.workers[p.get("worker", 0)]
-            in_flight = self._await_in_flight(victim.pid)
-            proc.kill(victim, name=w.name)
-            fw = self.timeline.windows[-1]
-            fw.evidence["jobs_in_flight_at_kill"] = in_flight
+        target = Target(
+            self.sut,
+            http,
+            proc,
+            self.proxies,
+            self.timeline,
+            self.scenario.worker_concurrency,
+            self._await_in_flight,
+            self.sabotage,
+        )
+        with CATALOG[w.fault].inject(target, w.name, w.params) as fw:
             yield fw
-            fw.end = time.time()
-            # the replacement, as an orchestrator would start it: it takes the dead worker's place in the list
-            self.sut.workers.remove(victim)
-            new = self.sut.start_worker(concurrency=self.scenario.worker_concurrency, grace=5, sabotage=self.sabotage)
-            self.sut.workers.remove(new)
-            self.sut.workers.insert(p.get("worker", 0), new)
-            fw.end = time.time()
-        elif w.fault == "worker.pause":
-            victim = self.sut.workers[p.get("worker", 0)]
-            in_flight = self._await_in_flight(victim.pid)
-            with proc.pause(victim, name=w.name) as fw:
-                fw.evidence["jobs_in_flight_at_pause"] = in_flight
-                yield fw
-        elif w.fault.startswith("service."):
-            service_op: Callable[[str], contextlib.AbstractContextManager[FaultWindow]] = {
-                "service.restart": proc.service_down,
-                "service.kill": proc.service_killed,
-                "service.pause": proc.service_paused,
-            }[w.fault]
-            with service_op(w.service) as fw:
-                yield fw
-        elif w.fault.startswith("tcp."):
-            proxy = self.proxies[w.service]
-            attrs = {k: v for k, v in p.items() if k != "service"}
-            with proxy.toxic(w.fault.split(".", 1)[1], self.timeline, **attrs):
-                yield self.timeline.windows[-1]
-        else:  # parse() already refused it
-            raise ValueError(w.fault)
 
     def _await_in_flight(self, pid: int, timeout: float = 10) -> int:
         """Up to ``timeout`` s until the worker's heartbeat (``worker:heartbeat:<pid>`` in Redis, every second)
@@ -359,7 +326,7 @@ class ChaosLoad:
         last_report = 0.0
         while True:
             left = self._query(
-                "SELECT count(*) FROM jobs WHERE queue = %s AND status IN ('queued','running')", (self.sut.queue_name,)
+                f"SELECT count(*) FROM jobs WHERE queue = %s AND status IN {sql_in(OPEN)}", (self.sut.queue_name,)
             )[0][0]
             if left == 0:
                 return True
@@ -368,7 +335,7 @@ class ChaosLoad:
                 t0 = self.phases[0].start
                 for r in self._query(
                     "SELECT id, status, attempts, send_pending, extract(epoch FROM enqueued_at), "
-                    "extract(epoch FROM updated_at) FROM jobs WHERE queue = %s AND status IN ('queued','running') "
+                    f"extract(epoch FROM updated_at) FROM jobs WHERE queue = %s AND status IN {sql_in(OPEN)} "
                     "ORDER BY enqueued_at LIMIT 10",
                     (self.sut.queue_name,),
                 ):
@@ -398,9 +365,46 @@ class ChaosLoad:
         run=None,
         load_end: float | None = None,
     ) -> Outcome:
-        sc = self.scenario
+        """Every verdict of the run: the load generator's, each window's (from the journal, the stores and the
+        evidence), the ledger's, the drain's; then the report."""
         requests = [json.loads(x) for x in requests_log.read_text().splitlines() if x.strip()]
-        jobs = [
+        jobs = self._jobs()
+        told = journals.read(self.journal_path, started=0.0)  # the queue is the run's own: every job on it counts
+        led = self._settle_ledger(told, len(jobs), drained)
+        told_at = [e.t for e in told.entries if e.event == "accepted" and e.job_id]
+        steady = self._phase_figures(self.phases[1], requests, jobs, (), told_at)
+        seen = {
+            "mock": control.requests(),
+            "warnings": [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")],
+            "redeliveries": self._redeliveries(),
+        }
+        verdicts: list[Verdict] = generator_verdicts(run, requests, load_end or load_ended)
+        windows = []
+        for w in self.scenario.windows:
+            window, wv = self._judge_window(w, requests, jobs, told_at, steady, seen, load_ended)
+            windows.append(window)
+            verdicts += wv
+        judges = self._second_judge(windows, verdicts)
+        verdicts += self._ledger_verdicts(led)
+        verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
+        figures = self._figures(requests, jobs, depth, load_ended, steady)
+        out = Outcome(
+            self.scenario,
+            self.run_dir,
+            self.phases,
+            windows,
+            verdicts,
+            led,
+            figures,
+            timeline=self.timeline.as_dicts(),
+            judges=judges,
+        )
+        out.report_path = self._write_report(out)
+        return out
+
+    def _jobs(self) -> list[dict]:
+        """Every job on the run's queue, as the stores hold it (the journal says which were accepted)."""
+        return [
             {
                 "id": str(r[0]),
                 "kind": r[1],
@@ -416,20 +420,22 @@ class ChaosLoad:
                 (self.sut.queue_name,),
             )
         ]
-        redeliveries = [
+
+    def _redeliveries(self) -> list[float]:
+        """When each second (or later) attempt of a job began: its "running" event with attempts ≥ 2."""
+        return [
             float(r[0])
             for r in self._query(
                 "SELECT extract(epoch FROM o.created_at) FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE j.queue = %s "
-                "AND o.topic = %s AND o.payload->>'status' = 'running' AND (o.payload->>'attempts')::int >= 2",
-                (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", "job_events")),
+                "AND o.topic = %s AND o.payload->>'status' = %s AND (o.payload->>'attempts')::int >= 2",
+                (self.sut.queue_name, self.sut.env.get("KAFKA_TOPIC_JOB_EVENTS", EVENTS_TOPIC), RUNNING),
             )
         ]
-        mock = control.requests()
-        warnings = [(r["t"], str(r.get("msg", ""))[:80]) for r in self.sut.log_records("WARNING")]
-        told = journals.read(self.journal_path, started=0.0)  # the queue is the run's own: every job on it counts
+
+    def _settle_ledger(self, told, stored: int, drained: bool):
         self.say(
             f"  ledger over the client journal: {len(told.accepted_ids)} accepted job(s), {told.refusals} refused "
-            f"submission(s); the stores hold {len(jobs)} job(s) on the run's queue …"
+            f"submission(s); the stores hold {stored} job(s) on the run's queue …"
         )
         led = ledger.settle(  # an empty journal raises: a run that was told nothing proves nothing
             self.stack,
@@ -437,104 +443,91 @@ class ChaosLoad:
             timeout=60 if drained else 5,
             dlq_name=self.sut.dlq_name,
             scope=[self.sut.queue_name],
-            failures=sc.failure_budget(),
+            failures=self.scenario.failure_budget(),
             s3_lost_before=self._s3_lost_before(),
         )
         for line in ledger.content_lines(led):
             self.say(line)
-        told_at = [e.t for e in told.entries if e.event == "accepted" and e.job_id]
-        steady = self._phase_figures(self.phases[1], requests, jobs, (), told_at)
-        verdicts: list[Verdict] = generator_verdicts(run, requests, load_end or load_ended)
-        windows = []
-        for w in sc.windows:
-            fault = next(p for p in self.phases if p.kind == "fault" and p.window == w.name)
-            rec = next(p for p in self.phases if p.kind == "recovery" and p.window == w.name)
-            fw = self.fault_windows[w.name]
-            f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals, told_at)
-            r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals, told_at)
-            nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
-            # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the
-            # previous window's to answer for, and a straggler of its counts against it alone)
-            since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
-            recover = _time_to_recover(
-                jobs,
-                fault.end,
-                nxt,
-                steady["done_p95_ms"],
-                sc.recovery_tolerance,
-                since=since,
-                kind_p95_ms=steady["done_p95_ms_by_kind"],
-            )
-            evidence = self._evidence(w, fw, fault, rec, mock, warnings, redeliveries, requests)
-            evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since, steady)
-            fw.evidence.update(evidence)
-            trace = evidence.get(FAULTS[w.fault].trace, 0)
-            measured = {
-                "recover_s": recover,
-                "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
-                "api_p95_ms": f_fig["api_p95_ms"],
-                "done_p95_ms": f_fig["done_p95_ms"],
-                "min_completed": f_fig["completed"],
-                "min_accepted": f_fig["accepted"],
-                "failed_jobs": f_fig["failed"] + r_fig["failed"],
-            }
-            wv = window_verdicts(w.name, FAULTS[w.fault].trace, trace, w.targets, measured)
-            wv.append(failure_budget_verdict(w, jobs, fault.start, rec.end))
-            verdicts += wv
-            windows.append(
-                {
-                    "name": w.name,
-                    "fault": w.fault,
-                    "params": w.params,
-                    "start": fault.start,
-                    "end": fault.end,
-                    "recovery_end": rec.end,
-                    "evidence": evidence,
-                    "trace": trace,
-                    "recover_s": recover,
-                    "phases": {"fault": f_fig, "recovery": r_fig},
-                    "verdicts": [v.__dict__ for v in wv],
-                }
-            )
-        judges = self._second_judge(windows, verdicts)
-        allowed = sc.ledger
+        return led
+
+    def _judge_window(
+        self, w: Window, requests, jobs, told_at, steady: dict, seen: dict, load_ended: float
+    ) -> tuple[dict, list[Verdict]]:
+        """One window: its fault and recovery phases' figures, its time to recover, the evidence that the fault
+        reached the system, and its verdicts against its targets and its failure budget."""
+        fault = next(p for p in self.phases if p.kind == "fault" and p.window == w.name)
+        rec = next(p for p in self.phases if p.kind == "recovery" and p.window == w.name)
+        fw = self.fault_windows[w.name]
+        f_fig = self._phase_figures(fault, requests, jobs, w.expect_refusals, told_at)
+        r_fig = self._phase_figures(rec, requests, jobs, w.expect_refusals, told_at)
+        nxt = next((p.start for p in self.phases if p.kind == "fault" and p.start > fault.start), load_ended)
+        # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the previous
+        # window's to answer for, and a straggler of its counts against it alone)
+        since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
+        recover = _time_to_recover(
+            jobs,
+            fault.end,
+            nxt,
+            steady["done_p95_ms"],
+            self.scenario.recovery_tolerance,
+            since=since,
+            kind_p95_ms=steady["done_p95_ms_by_kind"],
+        )
+        evidence = self._evidence(w, fw, fault, rec, seen["mock"], seen["warnings"], seen["redeliveries"], requests)
+        evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since, steady)
+        fw.evidence.update(evidence)
+        trace = evidence.get(CATALOG[w.fault].trace, 0)
+        measured = {
+            "recover_s": recover,
+            "server_errors": f_fig["server_errors"] + r_fig["server_errors"],
+            "api_p95_ms": f_fig["api_p95_ms"],
+            "done_p95_ms": f_fig["done_p95_ms"],
+            "min_completed": f_fig["completed"],
+            "min_accepted": f_fig["accepted"],
+            "failed_jobs": f_fig["failed"] + r_fig["failed"],
+        }
+        wv = window_verdicts(w.name, CATALOG[w.fault].trace, trace, w.targets, measured)
+        wv.append(failure_budget_verdict(w, jobs, fault.start, rec.end))
+        window = {
+            "name": w.name,
+            "fault": w.fault,
+            "params": w.params,
+            "start": fault.start,
+            "end": fault.end,
+            "recovery_end": rec.end,
+            "evidence": evidence,
+            "trace": trace,
+            "recover_s": recover,
+            "phases": {"fault": f_fig, "recovery": r_fig},
+            "verdicts": [v.__dict__ for v in wv],
+        }
+        return window, wv
+
+    def _ledger_verdicts(self, led) -> list[Verdict]:
+        """Each kind of ledger problem against what the scenario allows (none by default), and their total."""
+        allowed = self.scenario.ledger
+        out = []
         for kind in sorted(set(led.kinds) | set(allowed)):
             n = led.kinds.get(kind, 0)
-            verdicts.append(Verdict(f"ledger: {kind}", f"<= {allowed.get(kind, 0)}", n, n <= allowed.get(kind, 0)))
-        verdicts.append(
-            Verdict(
-                "ledger: problems",
-                f"<= {sum(allowed.values())}",
-                len(led.problems),
-                len(led.problems) <= sum(allowed.values()),
-            )
-        )
-        verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
-        figures = self._figures(requests, jobs, depth, load_ended, steady)
-        out = Outcome(
-            sc,
+            out.append(Verdict(f"ledger: {kind}", f"<= {allowed.get(kind, 0)}", n, n <= allowed.get(kind, 0)))
+        total = sum(allowed.values())
+        out.append(Verdict("ledger: problems", f"<= {total}", len(led.problems), len(led.problems) <= total))
+        return out
+
+    def _write_report(self, out: Outcome) -> Path:
+        sc = self.scenario
+        return report.write(
             self.run_dir,
-            self.phases,
-            windows,
-            verdicts,
-            led,
-            figures,
-            timeline=self.timeline.as_dicts(),
-            judges=judges,
-        )
-        out.report_path = report.write(
-            self.run_dir,
-            figures,
-            verdicts,
-            faults=[{**w, "parameters": w["params"], **{"start": w["start"], "end": w["end"]}} for w in windows],
+            out.figures,
+            out.verdicts,
+            faults=[{**w, "parameters": w["params"], **{"start": w["start"], "end": w["end"]}} for w in out.windows],
             extra={
                 "scenario": {"name": sc.name, "path": str(sc.path), "users": sc.users, "load_s": sc.load_s},
                 "phases": [p.__dict__ for p in self.phases],
-                "ledger": ledger.as_dict(led),
-                "two_judges": two_judges.as_dicts(judges),
+                "ledger": ledger.as_dict(out.ledger),
+                "two_judges": two_judges.as_dicts(out.judges),
             },
         )
-        return out
 
     def _second_judge(self, windows: list[dict], verdicts: list[Verdict]) -> list:
         """Prometheus' alerts over each window's targets that the system's metrics can judge, beside the window's
@@ -622,7 +615,7 @@ class ChaosLoad:
             "accepted": sum(1 for t in told_at if ph.start <= t < ph.end),
             "stored": len(enq),
             "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
-            "failed": sum(1 for j in enq if j["status"] == "failed"),
+            "failed": sum(1 for j in enq if j["status"] == FAILED),
             "done_p95_ms": _r(percentile(dones, 95)),
             "done_p95_ms_by_kind": {
                 kind: _r(
@@ -791,7 +784,7 @@ def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float
     is not a success)."""
     failed: dict[str, list[str]] = {}
     for j in jobs:
-        if j["status"] == "failed" and j.get("done") is not None and start <= j["done"] < end:
+        if j["status"] == FAILED and j.get("done") is not None and start <= j["done"] < end:
             failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
     over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
     n = sum(len(ids) for ids in over.values())

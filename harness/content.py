@@ -31,6 +31,7 @@ from typing import Any
 
 from harness import journal as journal_mod
 from harness import reference as ref
+from harness.contract import FAILED
 
 CHECKS = {
     "prediction_wrong": "a model's forecast differs from the oracle's recomputation from the job's input",
@@ -153,7 +154,7 @@ def _lstm_references(rows: list[dict]) -> dict[str, ref.LstmForecast]:
     todo = [
         r
         for r in rows
-        if r["status"] != "failed" and "lstm" in ((r.get("params") or {}).get("models") or []) and _values(r)
+        if r["status"] != FAILED and "lstm" in ((r.get("params") or {}).get("models") or []) and _values(r)
     ]
     if not todo:
         return {}
@@ -179,7 +180,7 @@ def _judge_input(report: ContentReport, jid: str, row: dict, outputs: Outputs) -
         if obj is None:
             if _lost_with_the_store(outputs, row["enqueued_at"]):
                 report.unchecked["score: S3 object lost with the emulator (written before its restart)"] += 1
-            elif row["status"] != "failed" or row.get("error_code") != "input_lost":
+            elif row["status"] != FAILED or row.get("error_code") != "input_lost":
                 report.add("artifact_wrong", jid, f"the upload {row.get('input_key')!r} is not in S3")
             return
         if len(obj["bytes"]) != (row.get("params") or {}).get("bytes"):
@@ -286,7 +287,7 @@ def _judge_inference(
         by_model_events.setdefault(str(e.get("model")), []).append(e)
     for e in events:
         _judge_event_envelope(report, jid, row, e)
-    if row["status"] == "failed":
+    if row["status"] == FAILED:
         if results:
             report.add("copies_disagree", jid, f"failed, yet inference_results holds {sorted(results)}")
         for e in events:
@@ -395,7 +396,7 @@ def _judge_score(report: ContentReport, jid: str, row: dict, outputs: Outputs, e
         _judge_event_envelope(report, jid, row, e)
         if e.get("result") != row.get("result"):
             report.add("copies_disagree", jid, "the Kafka score event's result differs from jobs.result")
-    if row["status"] == "failed":
+    if row["status"] == FAILED:
         return
     result = row.get("result") or {}
     upload = outputs.objects.get(row.get("input_key") or "")

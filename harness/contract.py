@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import json
 
-STATUSES = ("queued", "running", "completed", "completed_with_warnings", "failed")
-TERMINAL = ("completed", "completed_with_warnings", "failed")
+QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_WARNINGS, FAILED = (
+    "queued",
+    "running",
+    "completed",
+    "completed_with_warnings",
+    "failed",
+)
+STATUSES = (QUEUED, RUNNING, COMPLETED, COMPLETED_WITH_WARNINGS, FAILED)
+TERMINAL = (COMPLETED, COMPLETED_WITH_WARNINGS, FAILED)
+OPEN = (QUEUED, RUNNING)  # not yet terminal
+SUCCEEDED = (COMPLETED, COMPLETED_WITH_WARNINGS)
 RANK = {"queued": 0, "running": 1, "completed": 2, "completed_with_warnings": 2, "failed": 2}  # only ever forward
 RESULT_TOPICS = {"inference": "inference_results", "score": "score_results"}  # one event per job and model
 EVENTS_TOPIC = "job_events"  # one event per status change
+
+
+def sql_in(statuses: tuple[str, ...]) -> str:
+    """``('a','b')`` for an SQL ``IN`` over the statuses above (never user input)."""
+    return "(" + ",".join(f"'{s}'" for s in statuses) + ")"
 
 
 def status_key(job_id) -> str:

@@ -36,7 +36,7 @@ from system.simulators import scores
 MUSICXML = scores.musicxml()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--stack",
@@ -64,130 +64,108 @@ def main(argv: list[str] | None = None) -> int:
         default=str(REPORTS),
         help="where the JSON summary goes (default: VERISIM_REPORTS_DIR, else reports/)",
     )
-    args = ap.parse_args(argv)
+    return ap
 
-    say = lambda m: print(m, flush=True)  # noqa: E731
-    provider = choose_provider(args.stack, progress=say)
-    sut = None
-    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    journal = Journal(source="demo")  # what the API told the demo's clients: the ledger's accepted set
-    scope: list[str] = []  # the queues whose every job must be in the journal
-    code = 1
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _phase_line(fig: dict) -> str:
+    return (
+        f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
+        f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
+    )
+
+
+def _sqs_ceiling(stack, summary: dict) -> None:
+    say("\n[1/5] raw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
+    summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
+    say(
+        f"  {c['send_receive_delete_per_s']} msg/s end to end (rounds {c['round_per_s']}; best round: send "
+        f"{c['send_per_s']}/s, receive+delete {c['receive_delete_per_s']}/s)"
+    )
+
+
+def _sqs_phases(sut: SystemUnderTest, meter, args, batches: int, summary: dict, journal: Journal) -> None:
+    """Trivial inference jobs through the API with 1 SQS worker, then 2 (CPU per job by process where measured)."""
+    sut.start_worker(concurrency=4)
+    for workers in (1, 2):
+        if workers == 2:
+            sut.start_worker(concurrency=4)
+        say(
+            f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs from {args.clients} client threads, "
+            f"{workers} worker(s) × 4 concurrent"
+        )
+        before = meter.read() if meter else None
+        ids, fig = submit_and_wait(
+            sut.api_url,
+            sut.stack,
+            [inference_batch(PATTERNS, seed=10_000 * workers + i) for i in range(batches)],
+            f"{workers} worker(s)",
+            concurrency=args.clients,
+            journal=journal,
+        )
+        if meter:
+            fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
+        summary[f"inference_{workers}_worker"] = fig
+        say(_phase_line(fig))
+        if "cpu_ms_per_job" in fig:
+            say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
+
+
+def _celery_phase(stack, small: int, summary: dict, journal: Journal, scope: list[str]) -> None:
+    """The same jobs on the Celery transport (a system of its own), against the raw Redis ceiling."""
+    say(
+        f"\n[4/5] {small * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
+        f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
+    )
+    summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
+    say(
+        f"  {rc['send_receive_delete_per_s']} msg/s end to end (push {rc['send_per_s']}/s, "
+        f"pop {rc['receive_delete_per_s']}/s)"
+    )
+    celery = SystemUnderTest(stack, progress=say, transport="celery", isolated=True)
+    scope.append(celery.queue_name)
     try:
-        stack = provider.start()
-        summary["stack_ready_s"] = stack.ready_seconds
-        say("\n[1/5] raw SQS ceiling (send batch + receive + delete, the best of 3 rounds of 1000 messages)")
-        summary["sqs_ceiling"] = c = sqs_ceiling(stack.aws, 1000)
-        say(
-            f"  {c['send_receive_delete_per_s']} msg/s end to end (rounds {c['round_per_s']}; best round: send "
-            f"{c['send_per_s']}/s, receive+delete {c['receive_delete_per_s']}/s)"
-        )
-
-        sut = SystemUnderTest(stack, progress=say)
-        scope.append(sut.queue_name)
-        api = sut.start_api()
-        sut.start_worker(concurrency=4)
-        batches = max(1, args.jobs // 5)
-        small = min(batches, 60)  # the Celery and mixed phases: 300 jobs
-        meter = system_meter(provider, sut)
-        for workers in (1, 2):
-            if workers == 2:
-                sut.start_worker(concurrency=4)
-            say(
-                f"\n[{workers + 1}/5] {batches * 5} trivial inference jobs from {args.clients} client threads, "
-                f"{workers} worker(s) × 4 concurrent"
-            )
-            before = meter.read() if meter else None
-            ids, fig = submit_and_wait(
-                api,
-                stack,
-                [inference_batch(PATTERNS, seed=10_000 * workers + i) for i in range(batches)],
-                f"{workers} worker(s)",
-                concurrency=args.clients,
-                journal=journal,
-            )
-            if meter:
-                fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
-            summary[f"inference_{workers}_worker"] = fig
-            say(
-                f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
-                f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
-            )
-            if "cpu_ms_per_job" in fig:
-                say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
-
-        say(
-            f"\n[4/5] {small * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
-            f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
-        )
-        summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
-        say(
-            f"  {rc['send_receive_delete_per_s']} msg/s end to end (push {rc['send_per_s']}/s, "
-            f"pop {rc['receive_delete_per_s']}/s)"
-        )
-        celery = SystemUnderTest(stack, progress=say, transport="celery", isolated=True)
-        scope.append(celery.queue_name)
-        try:
-            celery_api = celery.start_api()
-            celery.start_worker(concurrency=4)
-            celery.start_worker(concurrency=4)
-            ids, fig = submit_and_wait(
-                celery_api,
-                stack,
-                [inference_batch(PATTERNS, seed=i) for i in range(small)],
-                "celery, 2 workers",
-                journal=journal,
-            )
-        finally:
-            celery.stop()
-        summary["inference_2_worker_celery"] = fig
-        say(
-            f"  {fig['jobs_per_s']} jobs/s; queue wait p50 {fig['queue_wait_ms_p50']} ms, "
-            f"p95 {fig['queue_wait_ms_p95']} ms; enqueue→done p95 {fig['enqueue_to_done_ms_p95']} ms"
-        )
-
-        say(
-            f"\n[5/5] mixed load: {args.scores} score uploads + {small * 5} inference jobs, "
-            f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)"
-        )
-        control = MockOpenAIControl(stack.openai)
-        control.configure(error_rate=args.error_rate, jitter_seconds=0.05, seed=7)
-        mixed = []
-        for i in range(max(args.scores, small)):
-            if i < args.scores:
-                mixed.append(score_upload(MUSICXML, f"Chorale {i}"))
-            if i < small:
-                mixed.append(inference_batch(PATTERNS, seed=1000 + i))
-        ids, fig = submit_and_wait(api, stack, mixed, "mixed", journal=journal)
-        upstream = control.requests()
-        fig["mock_openai"] = {
-            "requests": len(upstream),
-            "injected_errors": sum(1 for r in upstream if (r["status"] or 0) >= 500),
-            "retried": sum(1 for r in upstream if (r["retry_count"] or 0) > 0),
-        }
-        summary["mixed"] = fig
-        control.reset()
-        for kind, k in fig.get("by_kind", {}).items():
-            say(f"  {kind:<9} jobs: queue wait p95 {k['queue_wait_ms_p95']} ms, longest {k['queue_wait_ms_max']} ms")
-
-        summary["ledger"], code = ledger.final_verdict(
-            stack,
-            journal,
-            say,
-            "\nledger: every job the clients were told was accepted (their journal) in exactly one terminal state, "
-            "none failed, alike in Postgres, Redis and Kafka, its outputs checked against the oracle's own …",
-            scope=scope,
-        )
-    except KeyboardInterrupt:
-        say("\ninterrupted")
+        celery_api = celery.start_api()
+        celery.start_workers(2, concurrency=4)
+        batches = [inference_batch(PATTERNS, seed=i) for i in range(small)]
+        _, fig = submit_and_wait(celery_api, stack, batches, "celery, 2 workers", journal=journal)
     finally:
-        if sut:
-            sut.stop()
-        provider.stop()
+        celery.stop()
+    summary["inference_2_worker_celery"] = fig
+    say(_phase_line(fig))
 
-    out = Path(args.report_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(dumps(summary))
+
+def _mixed_phase(sut: SystemUnderTest, args, small: int, summary: dict, journal: Journal) -> None:
+    """Score uploads and the five patterns together, with the mock OpenAI service answering a share with 500."""
+    say(
+        f"\n[5/5] mixed load: {args.scores} score uploads + {small * 5} inference jobs, "
+        f"mock OpenAI answering {args.error_rate:.0%} with HTTP 500 (the SDK retries)"
+    )
+    control = MockOpenAIControl(sut.stack.openai)
+    control.configure(error_rate=args.error_rate, jitter_seconds=0.05, seed=7)
+    mixed = []
+    for i in range(max(args.scores, small)):
+        if i < args.scores:
+            mixed.append(score_upload(MUSICXML, f"Chorale {i}"))
+        if i < small:
+            mixed.append(inference_batch(PATTERNS, seed=1000 + i))
+    _, fig = submit_and_wait(sut.api_url, sut.stack, mixed, "mixed", journal=journal)
+    upstream = control.requests()
+    fig["mock_openai"] = {
+        "requests": len(upstream),
+        "injected_errors": sum(1 for r in upstream if (r["status"] or 0) >= 500),
+        "retried": sum(1 for r in upstream if (r["retry_count"] or 0) > 0),
+    }
+    summary["mixed"] = fig
+    control.reset()
+    for kind, k in fig.get("by_kind", {}).items():
+        say(f"  {kind:<9} jobs: queue wait p95 {k['queue_wait_ms_p95']} ms, longest {k['queue_wait_ms_max']} ms")
+
+
+def _print_summary(summary: dict) -> None:
     print("\nsummary")
     if "sqs_ceiling" in summary:
         ceiling = summary["sqs_ceiling"]["send_receive_delete_per_s"]
@@ -229,6 +207,47 @@ def main(argv: list[str] | None = None) -> int:
             f"{lg['jobs']} judged, {len(lg['problems'])} problems; {checked} outputs checked against the oracle, "
             f"{lg['content'].get('mismatches', 0) if lg.get('content') else '?'} mismatches"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    provider = choose_provider(args.stack, progress=say)
+    sut = None
+    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    journal = Journal(source="demo")  # what the API told the demo's clients: the ledger's accepted set
+    scope: list[str] = []  # the queues whose every job must be in the journal
+    code = 1
+    batches = max(1, args.jobs // 5)
+    small = min(batches, 60)  # the Celery and mixed phases: 300 jobs
+    try:
+        stack = provider.start()
+        summary["stack_ready_s"] = stack.ready_seconds
+        _sqs_ceiling(stack, summary)
+        sut = SystemUnderTest(stack, progress=say)
+        scope.append(sut.queue_name)
+        sut.start_api()
+        _sqs_phases(sut, system_meter(provider, sut), args, batches, summary, journal)
+        _celery_phase(stack, small, summary, journal, scope)
+        _mixed_phase(sut, args, small, summary, journal)
+        summary["ledger"], code = ledger.final_verdict(
+            stack,
+            journal,
+            say,
+            "\nledger: every job the clients were told was accepted (their journal) in exactly one terminal state, "
+            "none failed, alike in Postgres, Redis and Kafka, its outputs checked against the oracle's own …",
+            scope=scope,
+        )
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+    finally:
+        if sut:
+            sut.stop()
+        provider.stop()
+
+    out = Path(args.report_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dumps(summary))
+    _print_summary(summary)
     print(f"  figures saved to {out}")
     return code
 

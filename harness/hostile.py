@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
-from harness.contract import TERMINAL
+from harness.contract import COMPLETED, FAILED, TERMINAL
 
 
 def dense_score(measures: int = 250, per_measure: int = 16) -> bytes:
@@ -73,8 +73,8 @@ def finished_between(dsn: str, ids: list[str], t0: float, t1: float) -> int:
     with psycopg.connect(dsn) as conn:
         return conn.execute(
             "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND finished_at BETWEEN "
-            "to_timestamp(%s) AND to_timestamp(%s) AND status = 'completed'",
-            (ids, t0, t1),
+            "to_timestamp(%s) AND to_timestamp(%s) AND status = %s",
+            (ids, t0, t1, COMPLETED),
         ).fetchone()[0]
 
 
@@ -192,7 +192,7 @@ def budget_problems(out: Outcome, code: str) -> list[str]:
     if out.http != 202:
         problems.append(f"the upload was refused ({out.http}), so the budget was never tested")
         return problems
-    if (out.job.get("status"), out.job.get("error_code")) != ("failed", code):
+    if (out.job.get("status"), out.job.get("error_code")) != (FAILED, code):
         problems.append(
             f"the job ended {out.job.get('status')!r} ({out.job.get('error_code')}), not failed with {code}"
         )

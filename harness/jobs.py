@@ -14,7 +14,7 @@ import httpx
 import psycopg
 
 from harness import ledger
-from harness.contract import TERMINAL
+from harness.contract import COMPLETED_WITH_WARNINGS, FAILED, SUCCEEDED, TERMINAL
 from harness.faults import FaultTimeline
 from harness.journal import Journal, file_digest, series_digest
 from harness.polling import wait_for
@@ -174,9 +174,9 @@ class Jobs:
                 "sent": len(self.accepted) + self.rejected,
                 "accepted": len(self.accepted),
                 "rejected": self.rejected,
-                "completed": report.by_status.get("completed", 0) + report.by_status.get("completed_with_warnings", 0),
-                "with_warnings": report.by_status.get("completed_with_warnings", 0),
-                "failed": report.by_status.get("failed", 0),
+                "completed": sum(report.by_status.get(s, 0) for s in SUCCEEDED),
+                "with_warnings": report.by_status.get(COMPLETED_WITH_WARNINGS, 0),
+                "failed": report.by_status.get(FAILED, 0),
                 "lost": report.kinds["lost"] + report.kinds["not_terminal"],
                 "duplicated": report.kinds["result_duplicate"] + report.kinds["events_duplicate"],
                 "deferred": self.deferred,

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import content
-from harness.contract import EVENTS_TOPIC, RESULT_TOPICS, TERMINAL, status_key
+from harness.contract import EVENTS_TOPIC, FAILED, OPEN, QUEUED, RESULT_TOPICS, RUNNING, TERMINAL, status_key
 from harness.events import TopicReadIncomplete, by_key, read_topic
 from harness.journal import Journal
 
@@ -237,9 +237,12 @@ def _read_dlq(stack, dlq_name: str) -> list[dict]:
     import redis
 
     sqs = stack.aws.client("sqs")
-    url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
     seen: dict[str, str] = {}
-    for _ in range(50):
+    try:
+        url = sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:  # a system whose jobs all travel on Celery never made an SQS queue
+        url = None
+    for _ in range(50 if url else 0):
         got = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0, AttributeNames=["All"]
         ).get("Messages", [])
@@ -294,7 +297,7 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
         if row["status"] not in TERMINAL:
             report.add("not_terminal", jid, f"not terminal in Postgres ({row['status']}): lost unless still running")
             continue
-        if row["status"] == "failed" and not row.get("error_code"):
+        if row["status"] == FAILED and not row.get("error_code"):
             report.add("failed_without_reason", jid, "failed without a recorded reason")
         _judge_cache(report, jid, row, state.cached.get(jid))
         _judge_results(report, jid, row, state.results.get(row["kind"], {}).get(jid, []))
@@ -333,7 +336,7 @@ def _judge_failures(report: LedgerReport, state: StoreState) -> None:
     failed: dict[str, list[str]] = {}
     for jid in state.job_ids:
         row = state.rows.get(jid)
-        if row is not None and row["status"] == "failed":
+        if row is not None and row["status"] == FAILED:
             failed.setdefault(row.get("error_code") or "no reason", []).append(jid)
     spare = state.failures.get("*", 0)
     for code, jids in sorted(failed.items()):
@@ -356,7 +359,7 @@ def _judge_dlq(report: LedgerReport, dlq: list[dict]) -> None:
     for m in dlq:
         if m["job_id"] is None:
             why = "not a job message"
-        elif m["status"] == "failed" and m["error_code"]:
+        elif m["status"] == FAILED and m["error_code"]:
             why = f"job failed: {m['error_code']}"
         else:
             report.add(
@@ -418,7 +421,7 @@ def _judge_job_events(
             report.add("events_duplicate", jid, f"job_events has {status!r} (attempt {attempts}) {n} times")
     statuses = [e.get("status") for e in got]
     terminal = [s for s in statuses if s in TERMINAL]
-    missing = [s for s in ("queued", "running") if s not in statuses]
+    missing = [s for s in OPEN if s not in statuses]
     if not terminal:
         missing.append(row["status"])
     if missing:
@@ -427,11 +430,11 @@ def _judge_job_events(
     unique = list(dict.fromkeys(zip(statuses, [e.get("attempts") for e in got], strict=True)))
     path = [s for s, _ in unique]
     forward = (
-        path[0] == "queued"
+        path[0] == QUEUED
         and path[-1] == row["status"]
         and len([s for s in path if s in TERMINAL]) == 1
-        and all(s == "running" for s in path[1:-1])
-        and [a for s, a in unique if s == "running"] == sorted(a for s, a in unique if s == "running")
+        and all(s == RUNNING for s in path[1:-1])
+        and [a for s, a in unique if s == RUNNING] == sorted(a for s, a in unique if s == RUNNING)
     )
     if not forward:
         report.add(
@@ -440,16 +443,14 @@ def _judge_job_events(
             f"job_events in the log's order {[f'{s}#{a}' for s, a in unique]} is not queued → running… → "
             f"{row['status']}",
         )
-    attempts = {a for s, a in unique if s == "running"}
+    attempts = {a for s, a in unique if s == RUNNING}
     if row.get("attempts") is not None and len(attempts) != row["attempts"]:
         report.add(
             "events_attempts", jid, f"{len(attempts)} running event(s) for {row['attempts']} attempt(s) in Postgres"
         )
     # a result comes from the job's last attempt, so it reaches the log after that attempt's running event: across
     # topics the log's order is the producer's timestamps (one producer clock per machine, milliseconds)
-    last_running = max(
-        (e["_ts"] for e in got if e.get("status") == "running" and e.get("_ts") is not None), default=None
-    )
+    last_running = max((e["_ts"] for e in got if e.get("status") == RUNNING and e.get("_ts") is not None), default=None)
     early = [
         r for r in results or [] if last_running is not None and r.get("_ts") is not None and r["_ts"] < last_running
     ]

@@ -25,6 +25,7 @@ from pathlib import Path
 import psycopg
 
 from harness import report, slo, two_judges
+from harness.contract import OPEN, sql_in
 from harness.prometheus import PrometheusClient
 from harness.stack.endpoints import PrometheusEndpoint, Stack
 from harness.throughput import percentile
@@ -33,31 +34,48 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class QueueSampler:
-    """SQS depth every ``period`` seconds, in a thread, while the load runs (and while the backlog drains)."""
+    """The system's queue depth every ``period`` seconds, in a thread, while the load runs (and while the backlog
+    drains): its SQS queue and DLQ when it has them, plus the Celery transport's lists of the same names on Redis
+    (waiting tasks; dead letters). Read from the brokers themselves."""
 
     def __init__(self, stack: Stack, queue_name: str, dlq_name: str, period: float = 1.0):
+        import redis
+
         self.sqs = stack.aws.client("sqs")
-        self.urls = (
-            self.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
-            self.sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"],
-        )
+        self.names = (queue_name, dlq_name)
+        self.redis = redis.Redis.from_url(stack.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        self.urls: tuple[str, str] | None = None
         self.period = period
         self.samples: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def _sqs(self) -> tuple[int, int, int]:
+        """(waiting, in flight, dead letters) on SQS; zeros while the system has no SQS queue (all on Celery)."""
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        if self.urls is None:
+            try:
+                self.urls = tuple(self.sqs.get_queue_url(QueueName=n)["QueueUrl"] for n in self.names)  # type: ignore[assignment]
+            except self.sqs.exceptions.QueueDoesNotExist:
+                return 0, 0, 0
+        a = self.sqs.get_queue_attributes(QueueUrl=self.urls[0], AttributeNames=names)["Attributes"]
+        d = self.sqs.get_queue_attributes(QueueUrl=self.urls[1], AttributeNames=names[:1])["Attributes"]
+        return int(a[names[0]]), int(a[names[1]]), int(d[names[0]])
+
+    def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                a = self.sqs.get_queue_attributes(QueueUrl=self.urls[0], AttributeNames=names)["Attributes"]
-                d = self.sqs.get_queue_attributes(QueueUrl=self.urls[1], AttributeNames=names[:1])["Attributes"]
+                waiting, in_flight, dlq = self._sqs()
+                pipe = self.redis.pipeline()
+                for name in self.names:
+                    pipe.llen(name)
+                celery_waiting, celery_dead = pipe.execute()
                 self.samples.append(
                     {
                         "t": time.time(),
-                        "waiting": int(a[names[0]]),
-                        "in_flight": int(a[names[1]]),
-                        "dlq": int(d[names[0]]),
+                        "waiting": waiting + celery_waiting,
+                        "in_flight": in_flight,
+                        "dlq": dlq + celery_dead,
                     }
                 )
             except Exception:  # a sample lost is not a run lost
@@ -71,6 +89,7 @@ class QueueSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
+        self.redis.close()
 
 
 def run_locust(
@@ -265,7 +284,7 @@ def queue_figures(stack: Stack, started: datetime, load_ended: float, timeout: f
     with psycopg.connect(stack.postgres.dsn) as conn:
         while True:
             left = conn.execute(
-                "SELECT count(*) FROM jobs WHERE enqueued_at >= %s AND status IN ('queued','running')", (started,)
+                f"SELECT count(*) FROM jobs WHERE enqueued_at >= %s AND status IN {sql_in(OPEN)}", (started,)
             ).fetchone()[0]
             if left == 0 or time.monotonic() > deadline:
                 break

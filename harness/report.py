@@ -161,34 +161,47 @@ def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render_html(doc: dict) -> str:
-    f = doc["figures"]
+_STYLE = """
+body{margin:0;font:14px/1.45 system-ui,sans-serif;background:#0f1420;color:#e6ebf5}
+header,main{padding:16px 24px} header{border-bottom:1px solid #263049} h1{margin:0;font-size:20px}
+.verdict{display:inline-block;margin-left:12px;padding:2px 12px;border-radius:99px;font-weight:700}
+.PASS{background:rgba(62,207,142,.15);color:#3ecf8e} .FAIL{background:rgba(255,107,107,.15);color:#ff6b6b}
+.grid3{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
+section{background:#171e2e;border:1px solid #263049;border-radius:10px;padding:12px 14px;margin-bottom:16px}
+h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#8b96ad;margin:0 0 8px}
+svg{width:100%;height:auto} svg text{fill:#8b96ad;font-size:10px} .grid{stroke:#263049}
+.fault{fill:rgba(255,107,107,.18)} .fault-label{fill:#ff9b9b;font-size:9px} .legend span{margin-right:14px;color:#8b96ad;font-size:12px}
+.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
+table{border-collapse:collapse;width:100%;font-size:13px} th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #263049}
+th{color:#8b96ad} .slo td:first-child{font-weight:700} .empty{color:#8b96ad}
+"""
+
+
+def _charts(f: dict, faults: list[dict]) -> list[str]:
+    """API latency, throughput and queue depth over the run, the fault windows shaded."""
     hist = f.get("api_history", [])
-    t0 = min([h["t"] for h in hist] + [s["t"] for s in f.get("queue_depth", [])] or [0])
-    finished = f.get("finished_times", [])
+    depth = f.get("queue_depth", [])
+    t0 = min([h["t"] for h in hist] + [s["t"] for s in depth] or [0])
     buckets: dict[int, int] = {}
-    for t in finished:
+    for t in f.get("finished_times", []):
         b = int((t - t0) // 5)
         buckets[b] = buckets.get(b, 0) + 1
     tput = [(b * 5 + 2.5, n / 5) for b, n in sorted(buckets.items())]
-    faults = doc.get("faults", [])
-    charts = [
+
+    def series(rows, key):
+        return [(r["t"] - t0, r[key]) for r in rows if r[key] is not None]
+
+    return [
         _chart(
             "API latency over time",
-            [
-                ("p50", "#5aa9ff", [(h["t"] - t0, h["p50_ms"]) for h in hist if h["p50_ms"] is not None]),
-                ("p95", "#c08bff", [(h["t"] - t0, h["p95_ms"]) for h in hist if h["p95_ms"] is not None]),
-            ],
+            [("p50", "#5aa9ff", series(hist, "p50_ms")), ("p95", "#c08bff", series(hist, "p95_ms"))],
             faults,
             t0,
             "ms",
         ),
         _chart(
             "Throughput",
-            [
-                ("jobs completed /s", "#3ecf8e", tput),
-                ("API requests /s", "#f5b942", [(h["t"] - t0, h["rps"]) for h in hist if h["rps"] is not None]),
-            ],
+            [("jobs completed /s", "#3ecf8e", tput), ("API requests /s", "#f5b942", series(hist, "rps"))],
             faults,
             t0,
             "per second",
@@ -196,15 +209,20 @@ def render_html(doc: dict) -> str:
         _chart(
             "Queue depth",
             [
-                ("waiting", "#5aa9ff", [(s["t"] - t0, s["waiting"]) for s in f.get("queue_depth", [])]),
-                ("in flight", "#f5b942", [(s["t"] - t0, s["in_flight"]) for s in f.get("queue_depth", [])]),
-                ("DLQ", "#ff6b6b", [(s["t"] - t0, s["dlq"]) for s in f.get("queue_depth", [])]),
+                ("waiting", "#5aa9ff", series(depth, "waiting")),
+                ("in flight", "#f5b942", series(depth, "in_flight")),
+                ("DLQ", "#ff6b6b", series(depth, "dlq")),
             ],
             faults,
             t0,
             "messages",
         ),
     ]
+
+
+def _tables(doc: dict) -> dict[str, str]:
+    """The report's tables, rendered: SLO verdicts, the API, the queue, the stages, the difference from the last run."""
+    f = doc["figures"]
     slo_rows = [[("PASS" if v["ok"] else "FAIL"), v["slo"], v["measured"], v["target"]] for v in doc["slo"]]
     api_rows = [
         [n, s["requests"], s["failures"], s["p50_ms"], s["p95_ms"], s["p99_ms"], s["rps"]]
@@ -228,6 +246,20 @@ def render_html(doc: dict) -> str:
         ]
         for d in doc["diff"]
     ]
+    return {
+        "slo": _table(["verdict", "SLO", "measured", "target"], slo_rows, "slo"),
+        "api": _table(["endpoint", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], api_rows),
+        "queue": _table(["kind", "jobs", "enqueue→start p50 ms", "p95 ms", "enqueue→done p50 ms", "p95 ms"], q_rows),
+        "stages": _table(["kind", "stage", "runs", "p50 ms", "p95 ms", "slowest ms"], stage_rows),
+        "diff": _table(["figure", "now", "previous", "change"], diff_rows),
+    }
+
+
+def render_html(doc: dict) -> str:
+    f = doc["figures"]
+    faults = doc.get("faults", [])
+    charts = _charts(f, faults)
+    tables = _tables(doc)
     passed = sum(1 for v in doc["slo"] if v["ok"])
     verdict = "PASS" if passed == len(doc["slo"]) else "FAIL"
     fault_note = (
@@ -236,20 +268,7 @@ def render_html(doc: dict) -> str:
         else "<p>No faults were injected in this run.</p>"
     )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Verisim run {html.escape(doc["created"])}</title>
-<style>
-body{{margin:0;font:14px/1.45 system-ui,sans-serif;background:#0f1420;color:#e6ebf5}}
-header,main{{padding:16px 24px}} header{{border-bottom:1px solid #263049}} h1{{margin:0;font-size:20px}}
-.verdict{{display:inline-block;margin-left:12px;padding:2px 12px;border-radius:99px;font-weight:700}}
-.PASS{{background:rgba(62,207,142,.15);color:#3ecf8e}} .FAIL{{background:rgba(255,107,107,.15);color:#ff6b6b}}
-.grid3{{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}}
-section{{background:#171e2e;border:1px solid #263049;border-radius:10px;padding:12px 14px;margin-bottom:16px}}
-h2{{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:#8b96ad;margin:0 0 8px}}
-svg{{width:100%;height:auto}} svg text{{fill:#8b96ad;font-size:10px}} .grid{{stroke:#263049}}
-.fault{{fill:rgba(255,107,107,.18)}} .fault-label{{fill:#ff9b9b;font-size:9px}} .legend span{{margin-right:14px;color:#8b96ad;font-size:12px}}
-.legend i{{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}}
-table{{border-collapse:collapse;width:100%;font-size:13px}} th,td{{text-align:left;padding:4px 8px;border-bottom:1px solid #263049}}
-th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad}}
-</style></head><body>
+<style>{_STYLE}</style></head><body>
 <header><h1>Verisim run {html.escape(doc["created"])}<span class="verdict {verdict}">{verdict}: {passed}/{len(doc["slo"])} SLOs</span></h1>
 <p>{f.get("users")} Locust users for {f.get("duration_s")} s{f" ({f.get('locust_workers')} Locust workers)" if f.get("locust_workers") else ""};
 {f.get("jobs")} jobs accepted, {f.get("by_status")}; throughput {f.get("throughput_jobs_per_s")} jobs/s
@@ -257,11 +276,11 @@ th{{color:#8b96ad}} .slo td:first-child{{font-weight:700}} .empty{{color:#8b96ad
 Previous run: {html.escape(str(doc.get("previous") or "none"))}.</p>{fault_note}</header>
 <main><div class="grid3">{"".join(charts)}</div>
 {_chaos_sections(doc)}
-<section><h2>SLO verdicts</h2>{_table(["verdict", "SLO", "measured", "target"], slo_rows, "slo")}</section>
-<section><h2>API (from Locust)</h2>{_table(["endpoint", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"], api_rows)}</section>
-<section><h2>Queue-native (from the jobs' own timestamps)</h2>{_table(["kind", "jobs", "enqueue→start p50 ms", "p95 ms", "enqueue→done p50 ms", "p95 ms"], q_rows)}</section>
-<section><h2>Pipeline stages (the worker's per-job stage timings)</h2>{_table(["kind", "stage", "runs", "p50 ms", "p95 ms", "slowest ms"], stage_rows)}</section>
-<section><h2>Against the previous run</h2>{_table(["figure", "now", "previous", "change"], diff_rows)}</section>
+<section><h2>SLO verdicts</h2>{tables["slo"]}</section>
+<section><h2>API (from Locust)</h2>{tables["api"]}</section>
+<section><h2>Queue-native (from the jobs' own timestamps)</h2>{tables["queue"]}</section>
+<section><h2>Pipeline stages (the worker's per-job stage timings)</h2>{tables["stages"]}</section>
+<section><h2>Against the previous run</h2>{tables["diff"]}</section>
 </main></body></html>"""
 
 

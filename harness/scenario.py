@@ -1,5 +1,5 @@
 """Chaos-under-load scenarios: the file format (``scenarios/*.toml``, documented in ``scenarios/README.md``) and
-the fault catalog a scenario's windows choose from.
+the targets a window may set; the faults its windows choose from are ``harness.faults.catalog``.
 
 A scenario is one Locust run on a timeline: a warm-up, a steady phase (the baseline every window is judged
 against), then its fault windows, each followed by a recovery phase. ``load(path)`` reads and checks a file; every
@@ -12,120 +12,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.faults.catalog import CATALOG, FaultName
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
-SERVICES = ("postgres", "redis", "kafka", "localstack")
 
-
-@dataclass(frozen=True)
-class Fault:
-    """One operation of ``harness/faults`` a window may inject."""
-
-    family: str  # http | tcp | process
-    params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
-    required: tuple[str, ...] = ()
-    trace: str = ""  # what counts as evidence that it reached the system (see harness.chaos_load.evidence)
-    doc: str = ""
-
-
-SERVICE = tuple(SERVICES)
-FAULTS: dict[str, Fault] = {
-    "http.delay": Fault(
-        "http", {"seconds": float}, ("seconds",), "openai_faulted", "every chat completion answers after `seconds`"
-    ),
-    "http.timeout": Fault(
-        "http",
-        {"seconds": float},
-        ("seconds",),
-        "openai_faulted",
-        "answers slower than the client's timeout (`seconds` > OPENAI_TIMEOUT_SECONDS)",
-    ),
-    "http.error_rate": Fault(
-        "http",
-        {"rate": float, "status": int},
-        ("rate",),
-        "openai_faulted",
-        "a share `rate` of chat calls answer `status` (default 500)",
-    ),
-    "http.rate_limit": Fault(
-        "http",
-        {"rpm": int, "retry_after": float},
-        ("rpm",),
-        "openai_faulted",
-        "more than `rpm` calls a minute answer 429 + Retry-After (`retry_after`, default: when "
-        "the minute frees a slot)",
-    ),
-    "http.malformed_json": Fault(
-        "http", {"rate": float}, (), "openai_faulted", "a share `rate` (default 1) of answers are not JSON"
-    ),
-    "http.connection_drop": Fault(
-        "http",
-        {"rate": float},
-        (),
-        "openai_faulted",
-        "a share `rate` (default 1) of answers drop the connection mid-body",
-    ),
-    "worker.kill": Fault(
-        "process",
-        {"worker": int},
-        (),
-        "interrupted_jobs",
-        "SIGKILL worker `worker` (default 0); a replacement starts when the window ends",
-    ),
-    "worker.pause": Fault(
-        "process",
-        {"worker": int},
-        (),
-        "interrupted_jobs",
-        "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its "
-        "messages go to the other workers), SIGCONT after",
-    ),
-    "service.restart": Fault(
-        "process",
-        {"service": SERVICE},
-        ("service",),
-        "service_trouble",
-        "stop the service (clean shutdown) for the window, start it again on the same port",
-    ),
-    "service.kill": Fault(
-        "process",
-        {"service": SERVICE},
-        ("service",),
-        "service_trouble",
-        "SIGKILL (docker kill) the service, start it again when the window ends",
-    ),
-    "service.pause": Fault(
-        "process",
-        {"service": SERVICE},
-        ("service",),
-        "service_trouble",
-        "SIGSTOP (docker pause) the service for the window",
-    ),
-    "tcp.latency": Fault(
-        "tcp",
-        {"service": SERVICE, "latency_ms": float, "jitter_ms": float},
-        ("service", "latency_ms"),
-        "proxy_hits",
-        "delay every chunk both ways",
-    ),
-    "tcp.bandwidth": Fault(
-        "tcp",
-        {"service": SERVICE, "rate_kbps": float},
-        ("service", "rate_kbps"),
-        "proxy_hits",
-        "cap the bandwidth both ways",
-    ),
-    "tcp.reset_peer": Fault(
-        "tcp", {"service": SERVICE}, ("service",), "proxy_hits", "reset every open connection and every new one (RST)"
-    ),
-    "tcp.timeout": Fault(
-        "tcp",
-        {"service": SERVICE},
-        ("service",),
-        "proxy_hits",
-        "blackhole: data is swallowed, connections stay open, nothing answers",
-    ),
-}
 
 TARGETS = {  # target key -> (what it limits, "max" | "min")
     "recover_s": (
@@ -144,7 +35,7 @@ TARGETS = {  # target key -> (what it limits, "max" | "min")
 @dataclass
 class Window:
     name: str
-    fault: str
+    fault: FaultName
     params: dict
     duration_s: float
     recovery_s: float
@@ -156,7 +47,7 @@ class Window:
 
     @property
     def family(self) -> str:
-        return FAULTS[self.fault].family
+        return CATALOG[self.fault].family
 
     @property
     def service(self) -> str | None:
@@ -255,9 +146,9 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         for key in ("name", "fault", "duration_s"):
             if key not in w:
                 raise ScenarioError(f"{label}: missing `{key}`")
-        if w["fault"] not in FAULTS:
-            raise ScenarioError(f"{label}: unknown fault {w['fault']!r}; choose from {', '.join(FAULTS)}")
-        fault = FAULTS[w["fault"]]
+        if w["fault"] not in CATALOG:
+            raise ScenarioError(f"{label}: unknown fault {w['fault']!r}; choose from {', '.join(CATALOG)}")
+        fault = CATALOG[FaultName(w["fault"])]
         params = dict(w.get("params", {}))
         _no_unknown(params, set(fault.params), f"{label} params")
         for key in fault.required:
@@ -271,7 +162,7 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         windows.append(
             Window(
                 w["name"],
-                w["fault"],
+                FaultName(w["fault"]),
                 params,
                 float(w["duration_s"]),
                 float(w.get("recovery_s", defaults.get("recovery_s", 15))),

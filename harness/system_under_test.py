@@ -29,7 +29,6 @@ TRANSPORTS = {
         "SCORE_TRANSPORT": "sqs",
     },  # 000: scores on SQS; 001: inference on Celery
 }
-WORKER_MODULES = {"sqs": "system.worker", "celery": "system.worker.celery_worker"}
 
 
 class SystemUnderTest:
@@ -173,7 +172,7 @@ class SystemUnderTest:
         return started
 
     def _launch_worker(self, concurrency: int, grace: float, sabotage: str | None, kind: str) -> ManagedProcess:
-        args = ["--concurrency", str(concurrency)] + (["--grace", str(grace)] if kind == "sqs" else [])
+        args = ["--transport", kind, "--concurrency", str(concurrency), "--grace", str(grace)]
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
         env = self.env
@@ -183,7 +182,7 @@ class SystemUnderTest:
             self._scrape("worker", f"127.0.0.1:{port}")
         proc = ManagedProcess(
             f"worker-{n}",
-            [*_entry(WORKER_MODULES[kind], sabotage), *args],
+            [*_entry("system.worker", sabotage), *args],
             self.workdir / "logs" / f"worker-{n}.log",
             env=env,
             stop_grace=grace + 5,
@@ -206,7 +205,7 @@ class SystemUnderTest:
         """Put a job message on the queue its kind travels on, as an at-least-once queue may deliver it again."""
         if TRANSPORTS[self.transport][f"{message['kind'].upper()}_TRANSPORT"] == "celery":
             from system.config import Settings
-            from system.storage.queues import CeleryQueue
+            from system.transports.celery import CeleryTransport
 
             settings = Settings(
                 redis_url=self.env["REDIS_URL"],
@@ -214,7 +213,7 @@ class SystemUnderTest:
                 sqs_queue_name=self.queue_name,
                 sqs_dlq_name=self.dlq_name,
             )
-            CeleryQueue(settings).send([message])
+            CeleryTransport(settings).send([message])
             return
         sqs = self.stack.aws.client("sqs")
         sqs.send_message(

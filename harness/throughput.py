@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import httpx
 import psycopg
 
-from harness.contract import TERMINAL
+from harness.contract import FAILED, TERMINAL
 from harness.journal import Journal, file_digest, series_digest
 from harness.quantiles import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
 from harness.stack.endpoints import AwsEndpoint, Stack
@@ -110,7 +110,7 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
             "extract(epoch FROM finished_at), kind FROM jobs WHERE id = ANY(%s::uuid[])",
             (job_ids,),
         ).fetchall()
-    done = [r for r in rows if r[0] in TERMINAL and r[0] != "failed" and r[3] is not None]
+    done = [r for r in rows if r[0] in TERMINAL and r[0] != FAILED and r[3] is not None]
     terminal = sum(1 for r in rows if r[0] in TERMINAL)
     if not done:
         return {"jobs": len(job_ids), "terminal": terminal, "completed": 0, "failed": terminal}
@@ -134,7 +134,7 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
         "jobs": len(job_ids),
         "terminal": terminal,
         "completed": len(done),
-        "failed": by_status.get("failed", 0),
+        "failed": by_status.get(FAILED, 0),
         "by_status": by_status,
         "by_kind": by_kind,
         "jobs_per_s": round(len(done) / max(last_finished - first_enqueued, 1e-6), 1),
@@ -150,8 +150,8 @@ def count_terminal(stack: Stack, job_ids: list[str]) -> tuple[int, int]:
     with psycopg.connect(stack.postgres.dsn) as conn:
         done, failed = conn.execute(
             "SELECT count(*) FILTER (WHERE status = ANY(%s)), "
-            "count(*) FILTER (WHERE status = 'failed') FROM jobs WHERE id = ANY(%s::uuid[])",
-            (list(TERMINAL), job_ids),
+            "count(*) FILTER (WHERE status = %s) FROM jobs WHERE id = ANY(%s::uuid[])",
+            (list(TERMINAL), FAILED, job_ids),
         ).fetchone()
     return done, failed
 

@@ -79,7 +79,7 @@ Try:
   locust -f locustfile.py --host {api} --users 20
 
 The system's environment, to run more workers by hand (python -m system.worker; Celery: python -m
-system.worker.celery_worker):""",
+system.worker --transport celery):""",
             flush=True,
         )
         for k, v in sut.env.items():

@@ -101,16 +101,16 @@ def plant(names: str) -> list[Defect]:
     reveals=("not_terminal", "window: recover_s"),
 )
 def _ack_before_commit() -> None:
-    from system.worker.runner import Worker
+    from system.transports.sqs import SqsConsumer
 
-    handle = Worker._handle
+    handle = SqsConsumer._handle
 
     def acked_first(self, messages):
         for message in messages:
             self._delete(message)  # the defect: the job is now only in this process's memory
         return handle(self, messages)
 
-    Worker._handle = acked_first
+    SqsConsumer._handle = acked_first
 
 
 @defect(
@@ -121,14 +121,14 @@ def _ack_before_commit() -> None:
     reveals=("not_terminal",),
 )
 def _celery_early_ack() -> None:
-    from system.storage import queues
+    from system.transports import celery
 
-    config = queues.celery_config
+    config = celery.celery_config
 
     def early(settings):
         return {**config(settings), "task_acks_late": False, "task_reject_on_worker_lost": False}
 
-    queues.celery_config = early
+    celery.celery_config = early
 
 
 @defect(

@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 from system.api import dashboard, health, jobs
 from system.api.metrics import RequestMetrics, SystemCollector, registry_with_http
 from system.config import Settings, get_settings
-from system.storage.outbox import Outbox
 from system.wiring import Connections
 
 log = logging.getLogger("system.api")
@@ -65,21 +64,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         deps = Connections.open(settings, settings.db_pool_size)
         app.state.deps = deps
-        app.state.outbox = Outbox(settings.kafka_bootstrap_servers, deps.store.pool, deps.store.queue)
         # the deployment's Kafka log marker (Outbox.restore_lost_log), set before its first event: a fresh queue has
         # nothing published, so this only creates it; later, its absence means the broker lost the log. Left to the
         # workers' first look, the marker came after the first jobs, and that look read the whole log to find none
         # of them lost (or, a Postgres kill cutting it short, never set it at all)
         try:
-            app.state.outbox.restore_lost_log()
+            deps.outbox.restore_lost_log()
         except Exception as exc:  # the broker or Postgres not answering yet: the workers look again every 2 s
             log.warning("kafka log check at start-up failed", extra={"error": str(exc)})
         collector = SystemCollector(deps)
         registry.register(collector)
-        log.info("api ready", extra={"queue": settings.sqs_queue_name, "transports": deps.queue.kinds})
+        log.info("api ready", extra={"queue": settings.sqs_queue_name, "transports": deps.router.kinds})
         yield
         registry.unregister(collector)
-        app.state.outbox.close()
         deps.close()
 
     registry, http_metrics = registry_with_http()

@@ -13,8 +13,9 @@ from fastapi.responses import FileResponse
 
 from system.api.schemas import refusals
 from system.storage.status_cache import CHANNEL
+from system.storage.views import JobViews
 
-# every dashboard read needs Postgres (the queue view: SQS): a 503 with a message when it is away
+# every dashboard read needs Postgres (the queue view: the broker): a 503 with a message when it is away
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"], responses=refusals(422, 503))
 log = logging.getLogger("system.api.dashboard")
 
@@ -28,40 +29,19 @@ def dashboard_page():
     return FileResponse(DASHBOARD_HTML, media_type="text/html")
 
 
-def _rows(request: Request, sql: str, params=()):
-    with request.app.state.deps.store.pool.connection() as conn:
-        return conn.execute(sql, params).fetchall()
+def _views(request: Request) -> JobViews:
+    return request.app.state.deps.views
 
 
 @router.get("/recent")
 def recent(request: Request, limit: int = Query(20, ge=1, le=500)):
     """Latest finished jobs: one row per inference model result, one per score job."""
-    rows = _rows(
-        request,
-        """
-        SELECT j.finished_at AS time, j.id AS job_id, j.kind, r.model_name AS model, j.params->>'pattern' AS pattern,
-               j.status, r.prediction, r.inference_ms, j.error_code, j.params->>'title' AS title
-        FROM jobs j LEFT JOIN inference_results r ON r.job_id = j.id
-        WHERE j.finished_at IS NOT NULL
-        ORDER BY j.finished_at DESC, r.model_name LIMIT %s""",
-        (limit,),
-    )
-    return {"results": rows}
+    return {"results": _views(request).recent(limit)}
 
 
 @router.get("/live-stats")
 def live_stats(request: Request):
-    [row] = _rows(
-        request,
-        """
-        SELECT count(*) AS total,
-               count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               count(*) FILTER (WHERE status = 'queued') AS queued,
-               count(*) FILTER (WHERE status = 'running') AS running,
-               count(*) FILTER (WHERE finished_at > now() - interval '60 seconds') AS finished_last_minute
-        FROM jobs""",
-    )
+    row = _views(request).live_stats()
     finished = row["completed"] + row["failed"]
     row["success_rate"] = round(row["completed"] / finished, 4) if finished else None
     row["throughput_per_minute"] = row.pop("finished_last_minute")
@@ -70,31 +50,14 @@ def live_stats(request: Request):
 
 @router.get("/model-comparison")
 def model_comparison(request: Request):
-    rows = _rows(
-        request,
-        """
-        SELECT model_name AS model, pattern, count(*) AS count,
-               avg(inference_ms) AS avg_inference_ms,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY inference_ms) AS p95_inference_ms,
-               avg(mae) AS mae, sqrt(avg(rmse * rmse)) AS rmse
-        FROM inference_results GROUP BY GROUPING SETS ((model_name), (model_name, pattern))
-        ORDER BY model_name, pattern NULLS FIRST""",
-    )
+    rows = _views(request).model_comparison()
     overall = [{k: v for k, v in r.items() if k != "pattern"} for r in rows if r["pattern"] is None]
     return {"models": overall, "by_pattern": [r for r in rows if r["pattern"] is not None]}
 
 
 @router.get("/patterns")
 def patterns(request: Request):
-    rows = _rows(
-        request,
-        """
-        SELECT params->>'pattern' AS pattern, count(*) AS jobs,
-               count(*) FILTER (WHERE status = 'completed') AS completed,
-               count(*) FILTER (WHERE status = 'failed') AS failed
-        FROM jobs WHERE kind = 'inference' GROUP BY 1 ORDER BY 1""",
-    )
-    return {"patterns": rows}
+    return {"patterns": _views(request).patterns()}
 
 
 @router.get("/throughput")
@@ -102,40 +65,20 @@ def throughput(
     request: Request, minutes: int = Query(10, ge=1, le=1440), bucket_seconds: int = Query(10, ge=1, le=3600)
 ):
     """Jobs finished per time bucket (completed / failed), oldest first, for the last ``minutes``."""
-    rows = _rows(
-        request,
-        """
-        SELECT to_timestamp(floor(extract(epoch FROM finished_at) / %(b)s) * %(b)s) AS t,
-               count(*) FILTER (WHERE status IN ('completed','completed_with_warnings')) AS completed,
-               count(*) FILTER (WHERE status = 'failed') AS failed
-        FROM jobs WHERE finished_at > now() - make_interval(mins => %(m)s)
-        GROUP BY 1 ORDER BY 1""",
-        {"b": bucket_seconds, "m": minutes},
-    )
-    return {"bucket_seconds": bucket_seconds, "buckets": rows}
+    return {"bucket_seconds": bucket_seconds, "buckets": _views(request).throughput(minutes, bucket_seconds)}
 
 
 @router.get("/queue")
 def queue(request: Request):
-    """The job queue right now: visible, in flight, delayed, and in the DLQ."""
-    return request.app.state.deps.queue.depth()
+    """The job queue right now: visible, in flight, delayed, and given up on (DLQ), over every transport."""
+    return request.app.state.deps.router.depth()
 
 
 @router.get("/scores")
 def scores(request: Request, limit: int = Query(10, ge=1, le=100)):
     """Latest score jobs: title, key, where they are, and their MP3 when there is one."""
     deps = request.app.state.deps
-    rows = _rows(
-        request,
-        """
-        SELECT j.id AS job_id, j.status, j.error_code, j.enqueued_at, j.finished_at,
-               coalesce(j.params->>'title', j.result->'analysis'->>'title', j.params->>'filename_stem') AS title,
-               j.result->'analysis'->'key'->>'name' AS key, j.result->'audio'->>'key' AS audio_key,
-               (j.result->'audio'->>'seconds')::float AS audio_seconds,
-               (SELECT stage FROM job_stages s WHERE s.job_id = j.id ORDER BY s.started_at DESC LIMIT 1) AS stage
-        FROM jobs j WHERE j.kind = 'score' ORDER BY j.enqueued_at DESC LIMIT %s""",
-        (limit,),
-    )
+    rows = deps.views.scores(limit)
     for r in rows:
         key = r.pop("audio_key")
         r["audio_url"] = deps.artifacts.presign(key) if key else None

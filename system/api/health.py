@@ -26,17 +26,12 @@ def readyz(request: Request):
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
 
-    def pg():
-        with deps.store.pool.connection(timeout=3) as conn:
-            conn.execute("SELECT 1")
-
-    check("postgres", pg)
+    check("postgres", deps.views.ping)
     check("redis", deps.cache.ping)
-    check("sqs", deps.queue.sqs.depth)
-    if deps.queue.celery is not None:
-        check("celery", deps.queue.celery.depth)
+    for name, transport in deps.router.transports.items():
+        check(name, transport.depth)
     check("s3", lambda: deps.artifacts.s3.head_bucket(Bucket=deps.artifacts.bucket))
-    check("kafka", lambda: request.app.state.outbox.producer.list_topics(timeout=3))
+    check("kafka", lambda: deps.outbox.producer.list_topics(timeout=3))
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 

@@ -14,11 +14,11 @@ import redis
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 
 from system.api.schemas import InferenceAccepted, InferenceIn, ScoreAccepted, refusals
-from system.jobs.lifecycle import TERMINAL, new_job_id
+from system.jobs.lifecycle import TERMINAL, Kind, Status, new_job_id
+from system.jobs.shapes import job_message, job_summary
 from system.pipelines.formats import ACCEPTED, ACCEPTED_HUMAN, sniff, unpacked_bytes
 from system.pipelines.inference import DEFAULT_MODELS
 from system.storage.aws import upload_key
-from system.storage.jobs import job_message, job_summary
 from system.wiring import Connections
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -64,13 +64,13 @@ def upload_score(
     stem = PurePath((file.filename or "").replace("\x00", "")).stem[:200] or None
     deps.artifacts.put(key, data, ACCEPTED[fmt], {"job-id": str(job_id), "format": fmt})
     row = deps.store.create(
-        "score",
+        Kind.SCORE,
         {"format": fmt, "bytes": len(data), "title": title, "filename_stem": stem, "target_language": target_language},
         input_key=key,
         job_id=job_id,
     )
-    deferred = enqueue(request, deps, [row])
-    return {"job_id": str(job_id), "status": "queued", "format": fmt, "deferred": bool(deferred)}
+    deferred = enqueue(deps, [row])
+    return {"job_id": str(job_id), "status": Status.QUEUED.value, "format": fmt, "deferred": bool(deferred)}
 
 
 @router.post("/inference", status_code=202, response_model=InferenceAccepted, responses=refusals(400, 413, 422, 503))
@@ -83,12 +83,12 @@ def submit_inference(request: Request, deps: AppDeps, body: InferenceIn):
         params = s.model_dump()
         params["models"] = params["models"] or list(DEFAULT_MODELS)
         items.append(params)
-    rows = deps.store.create_many("inference", items)
-    deferred = enqueue(request, deps, rows)
+    rows = deps.store.create_many(Kind.INFERENCE, items)
+    deferred = enqueue(deps, rows)
     return {"job_ids": [str(r["id"]) for r in rows], "count": len(rows), "deferred": deferred}
 
 
-def enqueue(request: Request, deps: Connections, rows) -> list[str]:
+def enqueue(deps: Connections, rows) -> list[str]:
     """The rows are committed: the jobs are accepted whatever the queue does now. Messages the queue does not take
     are flagged ``send_pending`` and sent by a worker's sweep; returns the ids left pending."""
     try:  # Redis is a cache: a job is accepted without it (the worker writes the later states)
@@ -96,7 +96,7 @@ def enqueue(request: Request, deps: Connections, rows) -> list[str]:
     except redis.RedisError as exc:
         log.warning("status cache unavailable", extra={"count": len(rows), "error": str(exc)})
     try:
-        pending = sorted(set(deps.queue.send([job_message(r) for r in rows])))
+        pending = sorted(set(deps.router.send([job_message(r) for r in rows])))
     except Exception as exc:  # the queue is down or slow: the sweep sends them once it answers
         log.warning("queue unavailable; jobs accepted, messages deferred", extra={"error": str(exc)})
         pending = [str(r["id"]) for r in rows]
@@ -105,7 +105,7 @@ def enqueue(request: Request, deps: Connections, rows) -> list[str]:
             deps.store.mark_send_pending([uuid.UUID(j) for j in pending])
         except psycopg.Error as exc:  # the stale-job sweep (REQUEUE_AFTER_SECONDS) still sends them
             log.warning("could not flag deferred jobs", extra={"error": str(exc), "count": len(pending)})
-    outbox = request.app.state.outbox
+    outbox = deps.outbox
     for r in rows:  # their "queued" events: published in the background, together with other requests' events
         outbox.publish_soon(r["id"])
     return pending
@@ -121,7 +121,7 @@ def get_job(deps: AppDeps, job_id: uuid.UUID):
     if cached is not None:
         out = json.loads(cached)
         out["source"] = "redis"
-        if out["status"] in TERMINAL or out["kind"] == "score":
+        if out["status"] in TERMINAL or out["kind"] == Kind.SCORE:
             row = deps.store.get(job_id)
             if row is not None:
                 out["artifacts"] = artifact_links(deps, row)

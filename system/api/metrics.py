@@ -87,28 +87,8 @@ def _histogram(name: str, doc: str, labels: list[str], rows, prefix: str, bounds
     return family
 
 
-def _histogram_sql(expr: str, prefix: str, bounds) -> str:
-    """The columns ``_histogram`` reads, over the rows where ``expr`` is not null."""
-    cells = [f"count({expr}) AS {prefix}n", f"coalesce(sum({expr}), 0) AS {prefix}s"]
-    return ", ".join(cells + [f"count(*) FILTER (WHERE {expr} <= {b}) AS {prefix}{i}" for i, b in enumerate(bounds)])
-
-
-WAIT = "extract(epoch FROM started_at - enqueued_at)"
-TURNAROUND = "extract(epoch FROM finished_at - enqueued_at)"
-# one pass over the jobs for every figure of theirs (a scrape a second reads the table once)
-JOBS_SQL = (
-    "SELECT queue, kind, status, count(*) AS jobs, sum(greatest(attempts - 1, 0)) AS again, "
-    f"{_histogram_sql(WAIT, 'w', QUEUE_BUCKETS_S)}, {_histogram_sql(TURNAROUND, 't', QUEUE_BUCKETS_S)} "
-    "FROM jobs GROUP BY 1, 2, 3"
-)
-STAGES_SQL = (
-    f"SELECT stage, {_histogram_sql('duration_ms / 1000.0', 'd', STAGE_BUCKETS_S)} FROM job_stages "
-    "WHERE duration_ms IS NOT NULL GROUP BY stage"
-)
-
-
 def _by_queue_and_kind(rows: list[dict]) -> list[dict]:
-    """``JOBS_SQL``'s rows summed over the jobs' states: one row per queue and kind."""
+    """``JobViews.job_figures``' job rows summed over the jobs' states: one row per queue and kind."""
     out: dict[tuple, dict] = {}
     for r in rows:
         key = (str(r["queue"]), r["kind"])
@@ -128,8 +108,12 @@ class SystemCollector:
     def collect(self):
         settings = self.deps.settings
         try:
-            depth = self.deps.queue.depth()
-            g = GaugeMetricFamily("verisim_queue_messages", "SQS messages by state", labels=["queue", "state"])
+            depth = self.deps.router.depth()
+            g = GaugeMetricFamily(
+                "verisim_queue_messages",
+                "job messages by state (every transport of the deployment)",
+                labels=["queue", "state"],
+            )
             for state in ("visible", "in_flight", "delayed"):
                 g.add_metric([settings.sqs_queue_name, state], depth[state])
             yield g
@@ -140,9 +124,7 @@ class SystemCollector:
             yield dead
         except Exception as exc:
             log.warning("queue depth unavailable: %s", exc)
-        with self.deps.store.pool.connection() as conn:
-            rows = conn.execute(JOBS_SQL).fetchall()
-            stages = conn.execute(STAGES_SQL).fetchall()
+        rows, stages = self.deps.views.job_figures(QUEUE_BUCKETS_S, STAGE_BUCKETS_S)
         jobs = GaugeMetricFamily("verisim_jobs", "jobs by queue, kind and state", labels=["queue", "kind", "state"])
         for r in rows:
             jobs.add_metric([str(r["queue"]), r["kind"], r["status"]], r["jobs"])

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -144,12 +144,20 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
     state = MockState(knobs or Knobs())
     app = FastAPI(title="Verisim mock OpenAI", version="1.0")
     app.state.mock = state
+    app.include_router(_openai_routes(state))
+    app.include_router(_admin_routes(state))
+    return app
 
-    @app.get("/healthz")
+
+def _openai_routes(state: MockState) -> APIRouter:
+    """The part of OpenAI's API the system uses: models and chat completions, answered as the knobs decide."""
+    router = APIRouter()
+
+    @router.get("/healthz")
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @router.get("/v1/models")
     def models():
         now = int(time.time())
         ids = [m.strip() for m in state.knobs.models.split(",") if m.strip()]
@@ -158,7 +166,7 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             "data": [{"id": m, "object": "model", "created": now, "owned_by": "verisim"} for m in ids],
         }
 
-    @app.post(
+    @router.post(
         "/v1/chat/completions",
         responses={
             400: {"description": "the body is not JSON or not a chat request (OpenAI's error object)"},
@@ -187,41 +195,50 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
             state.records.append(record)
         if decision["delay"]:
             await asyncio.sleep(decision["delay"])
-        if problem:
-            status, resp = 400, _error(400, problem, "invalid_request_error")
-        elif decision["status"] == 429:
-            retry = decision.get("retry_after")
-            headers = {
-                "x-ratelimit-limit-requests": str(state.knobs.rate_limit_rpm),
-                "x-ratelimit-remaining-requests": "0",
-            }
-            if retry is not None:
-                headers["Retry-After"] = _fmt_seconds(retry)
-                headers["retry-after-ms"] = str(int(retry * 1000))
-            status, resp = (
-                429,
-                _error(429, "Rate limit reached for requests (simulated).", "requests", "rate_limit_exceeded", headers),
-            )
-        elif decision["status"] >= 400:
-            status = decision["status"]
-            resp = _error(
-                status, f"The server had an error while processing your request (simulated {status}).", "server_error"
-            )
-        elif decision.get("reason") == "drop":
-            status, resp = 200, StreamingResponse(_cut_off(), media_type="application/json")
-        elif decision.get("reason") == "malformed":
-            status, resp = 200, Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
-        else:
-            status, resp = 200, JSONResponse(_completion(body, decision["seq"], state.knobs.response_prefix))
+        status, resp = _answer(state, body, problem, decision)
         record.update(status=status, reason=decision.get("reason"), answered_at=time.time())
         return resp
 
-    # -- admin: knobs, scripted responses, the request record ------------------------------------------------
-    @app.get("/admin/config")
+    return router
+
+
+def _answer(state: MockState, body: Any, problem: str | None, decision: dict) -> tuple[int, Response]:
+    """The answer a chat request gets: a 400 for a bad request, else what the decision drew (429 with its headers, a
+    simulated server error, a connection cut mid-body, a body that is not JSON, or a completion)."""
+    if problem:
+        return 400, _error(400, problem, "invalid_request_error")
+    if decision["status"] == 429:
+        retry = decision.get("retry_after")
+        headers = {
+            "x-ratelimit-limit-requests": str(state.knobs.rate_limit_rpm),
+            "x-ratelimit-remaining-requests": "0",
+        }
+        if retry is not None:
+            headers["Retry-After"] = _fmt_seconds(retry)
+            headers["retry-after-ms"] = str(int(retry * 1000))
+        return 429, _error(
+            429, "Rate limit reached for requests (simulated).", "requests", "rate_limit_exceeded", headers
+        )
+    if decision["status"] >= 400:
+        status = decision["status"]
+        message = f"The server had an error while processing your request (simulated {status})."
+        return status, _error(status, message, "server_error")
+    if decision.get("reason") == "drop":
+        return 200, StreamingResponse(_cut_off(), media_type="application/json")
+    if decision.get("reason") == "malformed":
+        return 200, Response(b'{"id": "chatcmpl-broken", "choices": [', media_type="application/json")
+    return 200, JSONResponse(_completion(body, decision["seq"], state.knobs.response_prefix))
+
+
+def _admin_routes(state: MockState) -> APIRouter:
+    """The knobs at run time, scripted responses, and the record of every request."""
+    router = APIRouter(prefix="/admin")
+
+    @router.get("/config")
     def get_config():
         return state.knobs.model_dump()
 
-    @app.patch("/admin/config", responses={400: {"description": "the body is not JSON"}})
+    @router.patch("/config", responses={400: {"description": "the body is not JSON"}})
     def patch_config(update: KnobUpdate):
         changes = update.model_dump(exclude_unset=True)
         with state.lock:
@@ -238,25 +255,25 @@ def create_app(knobs: Knobs | None = None) -> FastAPI:
                 state.window.clear()
         return state.knobs.model_dump()
 
-    @app.post("/admin/script", responses={400: {"description": "the body is not JSON"}})
+    @router.post("/script", responses={400: {"description": "the body is not JSON"}})
     def script(s: Script):
         with state.lock:
             state.script.extend(s.responses)
             return {"queued": len(state.script)}
 
-    @app.post("/admin/reset")
+    @router.post("/reset")
     def reset():
         state.reset()
         return state.knobs.model_dump()
 
-    @app.get("/admin/requests")
+    @router.get("/requests")
     def requests_(since: int = 0):
         """Every chat request, oldest first; ``status`` is null while the request is still being answered."""
         with state.lock:
             rows = [dict(r) for r in state.records if r["seq"] > since]
         return {"count": len(rows), "requests": rows}
 
-    return app
+    return router
 
 
 async def _cut_off():

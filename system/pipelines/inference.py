@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from system.jobs.lifecycle import Status
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer
 
 # beyond this magnitude a window's sums and squares (10 000 values) can leave float range: the API refuses such
@@ -178,4 +179,4 @@ def _models(pattern: str | None, spec: _Spec, timer: StageTimer, lstm: tuple | N
     result = {
         "models": {m["model"]: {k: m[k] for k in ("prediction", "inference_ms", "mae", "rmse")} for m in model_results}
     }
-    return PipelineResult("completed", result, model_results)
+    return PipelineResult(Status.COMPLETED, result, model_results)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from system.config import Settings
+from system.jobs.lifecycle import Status
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
 from system.pipelines.budget import run_within_budget
 from system.pipelines.formats import midi_min_seconds, sniff, unpacked_bytes
@@ -182,4 +183,4 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
         "artifacts": {"audio": key},
         "warnings": warnings,
     }
-    return PipelineResult("completed_with_warnings" if warnings else "completed", result)
+    return PipelineResult(Status.COMPLETED_WITH_WARNINGS if warnings else Status.COMPLETED, result)

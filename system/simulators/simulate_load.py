@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from system.jobs.lifecycle import TERMINAL
+from system.jobs.lifecycle import TERMINAL, Status
 from system.stats import percentile
 
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait and job_ids:
             states = wait_for_jobs(client, job_ids, args.timeout)
             print(f"jobs: {dict(states)}")
-            failed += states.get("failed", 0) + states.get("not finished", 0)
+            failed += states.get(Status.FAILED, 0) + states.get("not finished", 0)
     return 1 if failed else 0
 
 

@@ -5,14 +5,14 @@ The pool's connections are in autocommit (``system.storage.db.make_pool``): a si
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from system.jobs.lifecycle import TERMINAL, new_job_id
+from system.jobs.lifecycle import OPEN, TERMINAL, Status, new_job_id, sql_list
+from system.jobs.shapes import job_message, result_events, status_event, status_event_sql
 from system.storage import outbox
 from system.storage.db import DictPool, columns_of
 
@@ -54,6 +54,9 @@ def _stage_rows(job_id: uuid.UUID, stages: list[dict[str, Any]]) -> list[tuple]:
     ]
 
 
+OPEN_SQL = sql_list(OPEN)
+
+
 class JobStore:
     def __init__(self, pool: DictPool, topics: dict[str, str], queue: str | None = None):
         self.pool = pool
@@ -67,11 +70,11 @@ class JobStore:
         job_id = job_id or new_job_id()
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
-                "INSERT INTO jobs (id, kind, status, params, input_key, queue) VALUES (%s, %s, 'queued', %s, %s, %s) "
+                "INSERT INTO jobs (id, kind, status, params, input_key, queue) VALUES (%s, %s, %s, %s, %s, %s) "
                 "RETURNING *",
-                (job_id, kind, Jsonb(params), input_key, self.queue),
+                (job_id, kind, Status.QUEUED, Jsonb(params), input_key, self.queue),
             ).fetchone()
-            self._events(conn, [row], "queued")
+            self._events(conn, [row], Status.QUEUED)
         return row
 
     def create_many(self, kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,26 +84,28 @@ class JobStore:
         ids = [new_job_id() for _ in items]
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             got = conn.execute(
-                "INSERT INTO jobs (id, kind, status, params, queue) SELECT t.id, %s, 'queued', t.params, %s "
+                "INSERT INTO jobs (id, kind, status, params, queue) SELECT t.id, %s, %s, t.params, %s "
                 "FROM unnest(%s::uuid[], %s::jsonb[]) AS t(id, params) RETURNING *",
-                (kind, self.queue, ids, [Jsonb(p) for p in items]),
+                (kind, Status.QUEUED, self.queue, ids, [Jsonb(p) for p in items]),
             ).fetchall()
             by_id = {r["id"]: r for r in got}
             rows = [by_id[i] for i in ids]  # in the request's order
-            self._events(conn, rows, "queued")
+            self._events(conn, rows, Status.QUEUED)
         return rows
 
     def mark_send_pending(self, job_ids: list[uuid.UUID]) -> None:
         """The queue did not take these jobs' messages: they stay accepted and a worker's sweep sends them."""
         with self.pool.connection() as conn:
-            conn.execute("UPDATE jobs SET send_pending = true WHERE id = ANY(%s) AND status = 'queued'", (job_ids,))
+            conn.execute(
+                "UPDATE jobs SET send_pending = true WHERE id = ANY(%s) AND status = %s", (job_ids, Status.QUEUED)
+            )
 
     def send_pending(self, send, limit: int = 500) -> int:
         """Send the jobs whose messages the queue did not take (``send(messages) -> refused job ids``, may raise).
         The rows stay locked (SKIP LOCKED for other workers) until the queue answered; refused ones stay pending."""
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(
-                "SELECT id, kind FROM jobs WHERE send_pending AND status IN ('queued', 'running') "
+                f"SELECT id, kind FROM jobs WHERE send_pending AND status IN {OPEN_SQL} "
                 "AND (queue = %s OR queue IS NULL) "
                 "ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.queue, limit),
@@ -124,14 +129,13 @@ class JobStore:
             return {}
         with self.pool.connection() as conn:
             rows = conn.execute(
-                """WITH j AS (UPDATE jobs SET status='running', attempts=attempts+1,
+                f"""WITH j AS (UPDATE jobs SET status=%(status)s, attempts=attempts+1,
                                   started_at=coalesce(started_at, now()), updated_at=now()
-                              WHERE id = ANY(%(ids)s) AND status IN ('queued','running') RETURNING *),
+                              WHERE id = ANY(%(ids)s) AND status IN {OPEN_SQL} RETURNING *),
                         e AS (INSERT INTO outbox (job_id, topic, key, payload)
-                              SELECT id, %(topic)s, id::text, jsonb_build_object('job_id', id::text, 'kind', kind,
-                                  'status', 'running', 'attempts', attempts, 'at', updated_at) FROM j)
+                              SELECT id, %(topic)s, id::text, {status_event_sql()} FROM j)
                    SELECT * FROM j""",
-                {"ids": sorted(set(job_ids)), "topic": self.topics["events"]},
+                {"ids": sorted(set(job_ids)), "topic": self.topics["events"], "status": Status.RUNNING},
             ).fetchall()
         return {r["id"]: Claim(r, r["attempts"]) for r in rows}
 
@@ -189,7 +193,7 @@ class JobStore:
                 "error_message=t.error_message, finished_at=now(), updated_at=now() "
                 "FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::text[], %s::text[]) "
                 "AS t(id, status, result, error_code, error_message) "
-                "WHERE jobs.id = t.id AND jobs.status IN ('queued','running') RETURNING jobs.*",
+                f"WHERE jobs.id = t.id AND jobs.status IN {OPEN_SQL} RETURNING jobs.*",
                 columns_of(
                     [
                         (
@@ -235,11 +239,11 @@ class JobStore:
         with self.pool.connection() as conn:
             return conn.execute(
                 """UPDATE jobs SET updated_at = now() WHERE id IN (
-                       SELECT id FROM jobs WHERE status = 'queued' AND (queue = %s OR queue IS NULL)
+                       SELECT id FROM jobs WHERE status = %s AND (queue = %s OR queue IS NULL)
                        AND updated_at < now() - make_interval(secs => %s)
                        ORDER BY enqueued_at LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, kind""",
-                (self.queue, older_than_seconds, limit),
+                (Status.QUEUED, self.queue, older_than_seconds, limit),
             ).fetchall()
 
     def note_queue_epoch(self, created: str) -> int:
@@ -262,8 +266,7 @@ class JobStore:
             # queued jobs lost their messages; so may running ones (a worker whose release or delete failed while
             # the emulator was down never gets the message back): both are sent again — a duplicate is harmless
             return conn.execute(
-                "UPDATE jobs SET send_pending = true WHERE status IN ('queued', 'running') AND queue = %s "
-                "AND NOT send_pending",
+                f"UPDATE jobs SET send_pending = true WHERE status IN {OPEN_SQL} AND queue = %s AND NOT send_pending",
                 (self.queue,),
             ).rowcount
 
@@ -282,7 +285,7 @@ class JobStore:
         with self.pool.connection() as conn:
             conn.execute(
                 "UPDATE jobs SET error_code=%s, error_message=%s, updated_at=now() WHERE id=%s "
-                "AND status IN ('queued','running')",
+                f"AND status IN {OPEN_SQL}",
                 (code, message[:2000], job_id),
             )
 
@@ -293,55 +296,14 @@ class JobStore:
 
     def _status_entry(self, row: dict[str, Any], status: str) -> tuple:
         """A job's status event on the events topic: (job_id, topic, key, payload)."""
-        return (
-            row["id"],
-            self.topics["events"],
-            str(row["id"]),
-            Jsonb(
-                {
-                    "job_id": str(row["id"]),
-                    "kind": row["kind"],
-                    "status": status,
-                    "attempts": row["attempts"],
-                    "at": row["updated_at"].isoformat(),
-                }
-            ),
-        )
+        return (row["id"], self.topics["events"], str(row["id"]), Jsonb(status_event(row, status)))
 
     def _terminal_entries(self, row: dict[str, Any], model_results: list[dict[str, Any]]) -> list[tuple]:
-        """A finished job's events: its status, and its result on its kind's topic (one per model for inference)."""
-        entries = [self._status_entry(row, row["status"])]
-        base = {
-            "job_id": str(row["id"]),
-            "status": row["status"],
-            "error_code": row["error_code"],
-            "error_message": row["error_message"],
-            "finished_at": row["finished_at"].isoformat(),
-        }
-        if row["kind"] == "inference":
-            models = model_results or [{"model": m} for m in row["params"].get("models", [])]
-            entries += [
-                (
-                    row["id"],
-                    self.topics["inference"],
-                    str(row["id"]),
-                    Jsonb(
-                        {
-                            **base,
-                            "model": m["model"],
-                            "pattern": row["params"].get("pattern"),
-                            "prediction": m.get("prediction"),
-                            "inference_ms": m.get("inference_ms"),
-                            "mae": m.get("mae"),
-                            "rmse": m.get("rmse"),
-                        }
-                    ),
-                )
-                for m in models
-            ]
-        else:
-            entries.append((row["id"], self.topics["score"], str(row["id"]), Jsonb({**base, "result": row["result"]})))
-        return entries
+        """A finished job's events: its status, and its results on its kind's topic."""
+        return [self._status_entry(row, row["status"])] + [
+            (row["id"], self.topics[topic], str(row["id"]), Jsonb(payload))
+            for topic, payload in result_events(row, model_results)
+        ]
 
     # -- reads ---------------------------------------------------------------------------------------------------
     def get(self, job_id: uuid.UUID) -> dict[str, Any] | None:
@@ -360,34 +322,3 @@ class JobStore:
                 (job_id,),
             ).fetchall()
         return job
-
-
-def job_message(row: dict[str, Any]) -> dict[str, Any]:
-    """The SQS message body of a job (the API, the pending sweep and the stale sweep all send this)."""
-    return {"job_id": str(row["id"]), "kind": row["kind"], "v": 1}
-
-
-def job_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON kept in Redis ``job:status:<id>`` and pushed over pub/sub."""
-
-    def iso(v):
-        return v.isoformat() if v is not None else None
-
-    return {
-        "job_id": str(row["id"]),
-        "kind": row["kind"],
-        "status": row["status"],
-        "pattern": row["params"].get("pattern") if row["kind"] == "inference" else None,
-        "attempts": row["attempts"],
-        "error_code": row["error_code"],
-        "error_message": row["error_message"],
-        "enqueued_at": iso(row["enqueued_at"]),
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "result": row["result"],
-    }
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str, separators=(",", ":"))

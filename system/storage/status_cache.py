@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from system.jobs.lifecycle import lua_ranks
-from system.storage.jobs import dumps, job_summary
+from system.jobs.shapes import dumps, job_summary
 
 CHANNEL = "jobs:events"
 STATUS_TTL_SECONDS = 7 * 24 * 3600

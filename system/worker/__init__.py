@@ -1,1 +1,2 @@
-"""The SQS worker: ``python -m system.worker --processes N``."""
+"""The worker process: ``python -m system.worker --transport sqs|celery --processes N``; the job processing every
+transport shares is ``system.worker.processor``."""

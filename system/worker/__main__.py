@@ -1,4 +1,5 @@
-"""``python -m system.worker [--processes N] [--concurrency C] [--grace S]`` — settings from the environment."""
+"""``python -m system.worker [--transport T] [--processes N] [--concurrency C] [--grace S]`` — settings from the
+environment. The transport's own module (``system.transports``) runs the process: receiving, settling, stopping."""
 
 from __future__ import annotations
 
@@ -9,13 +10,19 @@ import subprocess
 import sys
 import time
 
+from system.transports import REGISTRY
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m system.worker",
-        description="Verisim worker: long-polls SQS (SQS_QUEUE_NAME at AWS_ENDPOINT_URL) and runs score and "
-        "inference jobs. Settings come from the environment or .env (POSTGRES_*, REDIS_URL, "
-        "KAFKA_BOOTSTRAP_SERVERS, S3_BUCKET_NAME, OPENAI_API_BASE, …).",
+        description="Verisim worker: takes score and inference jobs from a transport's queue (SQS_QUEUE_NAME: on "
+        "SQS at AWS_ENDPOINT_URL, or on Celery's Redis broker at CELERY_BROKER_URL, default REDIS_URL) and runs them. "
+        "Settings come from the environment or .env (POSTGRES_*, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, "
+        "S3_BUCKET_NAME, OPENAI_API_BASE, …).",
+    )
+    ap.add_argument(
+        "--transport", choices=sorted(REGISTRY), default="sqs", help="the queue to take jobs from (default sqs)"
     )
     ap.add_argument("--processes", type=int, default=1, help="worker processes to run (default 1)")
     ap.add_argument(
@@ -27,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         default=20.0,
         help="seconds to let in-flight jobs finish on SIGTERM before releasing them (default 20)",
     )
+    ap.add_argument("--name", default=None, help="the worker's node name where the transport has them (Celery)")
     args = ap.parse_args(argv)
     if args.processes < 1:
         ap.error("--processes must be at least 1")
@@ -35,16 +43,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from system.config import get_settings
     from system.logs import setup_logging
-    from system.worker.runner import Worker, install_signal_handlers
+    from system.transports import module
 
     settings = get_settings()
     setup_logging(settings.log_level)
-    worker = Worker(settings, concurrency=args.concurrency, grace=args.grace)
-    install_signal_handlers(worker)
-    try:
-        worker.run()
-    finally:
-        worker.close()
+    module(args.transport).serve(settings, args.concurrency, args.grace, args.name)
     sys.stdout.flush()
     sys.stderr.flush()
     _save_coverage()
@@ -63,7 +66,8 @@ def _save_coverage() -> None:
 
 def supervise(args) -> int:
     """N single-process workers; SIGTERM/SIGINT are passed on, and the supervisor waits for all of them."""
-    cmd = [sys.executable, "-m", "system.worker", "--processes", "1", "--grace", str(args.grace)]
+    cmd = [sys.executable, "-m", "system.worker", "--transport", args.transport, "--processes", "1"]
+    cmd += ["--grace", str(args.grace)]
     if args.concurrency:
         cmd += ["--concurrency", str(args.concurrency)]
     children = [subprocess.Popen(cmd) for _ in range(args.processes)]

@@ -1,5 +1,5 @@
 """The Celery transport end to end: jobs submitted through the API travel as Celery tasks on the Redis broker, run by
-``python -m system.worker.celery_worker``, and end exactly as on SQS — one terminal state in Postgres, Redis and Kafka.
+``python -m system.worker --transport celery``, and end exactly as on SQS — one terminal state in Postgres, Redis and Kafka.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
     """Not a job message: retried, then pushed to the ``<queue>-dlq`` list, where the ledger finds it."""
     from harness import ledger
     from system.config import Settings
-    from system.storage.queues import make_celery
+    from system.transports.celery import make_celery
 
     sut = system_factory(env={"SQS_MAX_RECEIVE_COUNT": "2", "WORKER_RETRY_BASE_SECONDS": "0.2"}, transport="celery")
     sut.start_worker(concurrency=2)

@@ -16,7 +16,7 @@ from harness.contract import TERMINAL
 from harness.events import by_key, read_topic
 from harness.polling import wait_for
 from harness.pytest_plugin import SYSTEM_ENV
-from harness.system_under_test import running_system
+from harness.system_under_test import TRANSPORTS, running_system
 from system.simulators import scores
 
 MUSICXML = scores.musicxml()
@@ -137,7 +137,7 @@ def test_a_batch_shows_up_on_the_dashboard_api(system):
         assert_prometheus_metrics(metrics, system.queue_name)
         assert_prometheus_scrapes_the_api_and_every_worker(system)
         ready = c.get("/readyz").json()
-        brokers = {"sqs"} | ({"celery"} if system.transport != "sqs" else set())
+        brokers = set(TRANSPORTS[system.transport].values())  # each transport its jobs travel on, no other
         assert ready["status"] == "ready" and set(ready["checks"]) == {"postgres", "redis", "s3", "kafka", *brokers}
 
 

@@ -22,10 +22,10 @@ def test_load_holds_the_slos(system, stack, report_paths, browser, request):
     rows = two_judges.judge(slo.load(), verdicts, figures)  # appends their agreement to the verdicts
     path = report.write(run_dir, figures, verdicts, extra={"two_judges": two_judges.as_dicts(rows)})
     report_paths.append(str(path))
-    from harness.pytest_plugin import _say
+    from harness.pytest_plugin import say_to
 
     for line in two_judges.table(rows).splitlines():  # both judges side by side, shown even when output is captured
-        _say(request.config)(line)
+        say_to(request.config)(line)
 
     assert figures["locust_exit"] in (0, 1), (run_dir / "locust.log").read_text()[-2000:]
     assert figures["jobs"] > 0 and figures["unfinished_jobs"] == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from system.storage.jobs import dumps, job_summary
+from system.jobs.shapes import dumps, job_summary
 from system.storage.outbox import OutboxTable
 from system.storage.status_cache import StatusCache, status_key
 from tests.integration.test_properties_stores import (

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_statuses_and_their_order_match_the_system():
-    from system.storage import jobs, status_cache
+    from system.jobs import lifecycle
+    from system.storage import status_cache
 
-    assert tuple(jobs.TERMINAL) == contract.TERMINAL
+    assert tuple(lifecycle.TERMINAL) == contract.TERMINAL
     lua = dict(re.findall(r"(\w+)=(\d)", re.search(r"local ranks = \{(.*?)\}", status_cache._PUT_FORWARD).group(1)))
     assert {k: int(v) for k, v in lua.items()} == contract.RANK
 
@@ -39,7 +40,8 @@ def test_the_lifecycle_is_declared_once_and_the_database_agrees():
 
 def test_keys_topics_and_message_match_the_system():
     from system.config import Settings
-    from system.storage import jobs, status_cache
+    from system.jobs import shapes
+    from system.storage import status_cache
 
     job = uuid.uuid4()
     assert status_cache.status_key(job) == contract.status_key(job)
@@ -48,7 +50,7 @@ def test_keys_topics_and_message_match_the_system():
     assert s.kafka_topic_job_events == contract.EVENTS_TOPIC
     import json
 
-    assert json.loads(contract.job_message(job, "inference")) == jobs.job_message({"id": job, "kind": "inference"})
+    assert json.loads(contract.job_message(job, "inference")) == shapes.job_message({"id": job, "kind": "inference"})
 
 
 # -- the import contract ----------------------------------------------------------------------------------------------

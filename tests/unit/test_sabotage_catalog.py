@@ -36,9 +36,9 @@ def test_defects_split_by_the_process_they_go_into():
 def test_planting_replaces_the_systems_code_in_a_fresh_process():
     """In a subprocess (planting is for good): the patched attribute is no longer the system's own."""
     code = (
-        "import system.worker.runner as r, system.storage.outbox as o; before = (r.Worker._handle, "
+        "import system.transports.sqs as r, system.storage.outbox as o; before = (r.SqsConsumer._handle, "
         "o.Outbox.publish); from harness.sabotage import plant; plant('ack_before_commit,double_publish');"
-        " assert r.Worker._handle is not before[0] and o.Outbox.publish is not before[1]; print('ok')"
+        " assert r.SqsConsumer._handle is not before[0] and o.Outbox.publish is not before[1]; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -7,6 +7,7 @@ import pytest
 
 from harness import scenario
 from harness.chaos_load import _time_to_recover, failure_budget_verdict, generator_verdicts, window_verdicts
+from harness.faults.catalog import SERVICES
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 
@@ -30,9 +31,9 @@ def test_shipped_scenarios_parse_and_cover_what_they_promise():
         "tcp.timeout",
     }
     restarted = {w.service for w in full.windows if w.fault == "service.restart"}
-    assert restarted == set(scenario.SERVICES)
+    assert restarted == set(SERVICES)
     for toxic in ("tcp.latency", "tcp.reset_peer", "tcp.timeout"):
-        assert {w.service for w in full.windows if w.fault == toxic} == set(scenario.SERVICES)
+        assert {w.service for w in full.windows if w.fault == toxic} == set(SERVICES)
     assert full.users == 20
     ci = scenario.load("ci")
     assert len({w.fault.split(".")[0] for w in ci.windows}) >= 4 and ci.users == 20

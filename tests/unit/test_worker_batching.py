@@ -8,7 +8,7 @@ import time
 
 from harness.polling import poll_until
 from system.batching import BackgroundBatcher
-from system.worker.runner import DeleteBatcher
+from system.transports.sqs import DeleteBatcher
 
 
 class FakeSqs:

@@ -1,14 +1,14 @@
-"""Running jobs, on either transport: ``JobProcessor`` takes one delivered message to its outcome and says what
-becomes of the message (``Disposition``); ``Worker`` is the SQS transport's process around it (the Celery one is
-``system.worker.celery_worker``). Neither loses or doubles a result.
+"""Running jobs, whatever the transport: ``JobProcessor`` takes delivered messages to their jobs' outcomes and says
+what becomes of each message (``system.jobs.lifecycle.Disposition``); the transports' worker programs
+(``system.transports``) receive the messages and settle them as it says. Nothing here knows a transport: re-sends go
+through the connections' router. No result is lost or doubled:
 
-* Visibility is extended while a job runs; a message is deleted only after the job's terminal state is committed in
-  Postgres with its events in the outbox (Kafka gets them from there, in the background, in batches; a sweep sends
-  what a dead worker left) and its status written to Redis. Deletes go in batches of up to 10.
-* Idempotent by job id: a redelivered message for a finished job publishes anything left unpublished and is deleted.
-* Transient errors release the message with exponential backoff; on the last attempt the queue's redrive policy
-  allows, the job is marked failed with the reason and the message is left to move to the DLQ.
-* SIGTERM: stop receiving, let in-flight jobs finish within ``grace`` seconds, release the rest to the queue.
+* A message is acknowledged only after the job's terminal state is committed in Postgres with its events in the
+  outbox (Kafka gets them from there, in the background, in batches; a sweep sends what a dead worker left) and its
+  status written to Redis.
+* Idempotent by job id: a redelivered message for a finished job publishes anything left unpublished and is acked.
+* Transient errors ask for a retry with exponential backoff; on the last attempt the transport allows, the job is
+  marked failed with the reason and the message is dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,79 +16,53 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from system.batching import BackgroundBatcher
 from system.config import Settings
+from system.jobs.lifecycle import ACK, DEAD_LETTER, Action, Disposition, Kind, Status
+from system.jobs.shapes import job_message
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, PipelineResult, StageTimer
-from system.storage.aws import JobQueue
 from system.storage.events import ensure_topics
-from system.storage.jobs import Claim, Finish, job_message
-from system.storage.outbox import Outbox
-from system.storage.queues import CeleryQueue
+from system.storage.jobs import Claim, Finish
+from system.transports.base import Transport
 from system.wiring import Connections
 from system.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
-# a held score message's lease, renewed every second (see Worker); longer than the running messages' renewal period
-# (≤ 5 s), so one that starts running just as the lease is renewed is extended again in time
-HOLD_VISIBILITY_SECONDS = 10
-
-
-@dataclass(frozen=True)
-class Disposition:
-    """What becomes of a delivered message once its job is dealt with: ``ack`` (delete it), ``retry`` (deliver it
-    again in ``delay`` seconds) or ``dead_letter`` (give up on it: the job, if there is one, is failed with its
-    reason). Each transport maps it onto its own calls."""
-
-    action: str
-    delay: int = 0
-
-
-ACK = Disposition("ack")
-DEAD_LETTER = Disposition("dead_letter")
 
 
 class JobProcessor:
     """The job store, status cache, outbox and pipelines one worker process shares between its jobs."""
 
     def __init__(
-        self,
-        settings: Settings,
-        concurrency: int | None = None,
-        queue: JobQueue | None = None,
-        celery: CeleryQueue | None = None,
+        self, settings: Settings, concurrency: int | None = None, transports: dict[str, Transport] | None = None
     ):
+        """``transports``: those the worker program already opened (the router opens the others it needs)."""
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
-        topics = list(settings.kafka_topics.values())
-        ensure_topics(settings.kafka_bootstrap_servers, topics)
-        self.connections = Connections.open(settings, self.concurrency + 2, sqs=queue, celery=celery)
+        ensure_topics(settings.kafka_bootstrap_servers, list(settings.kafka_topics.values()))
+        self.connections = Connections.open(settings, self.concurrency + 2, transports=transports)
         self.store, self.cache = self.connections.store, self.connections.cache
-        self.router = self.connections.queue  # re-sends go to each kind's transport
+        self.router = self.connections.router  # re-sends go to each kind's transport
         self.artifacts = self.connections.artifacts
-        self.outbox = Outbox(settings.kafka_bootstrap_servers, self.store.pool, self.store.queue, topics)
+        self.outbox = self.connections.outbox
         self.llm: Any = None  # the OpenAI client, made by _warm_up
         self._warm_up()
         self.stop_event = threading.Event()
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
-        transport = "sqs" if queue is not None else "celery"
-        self.metrics = WorkerMetrics(settings.sqs_queue_name, transport, self.inflight_count)
+        # the jobs the worker program holds (received, not settled): it sets this when it counts them
+        self.inflight_count: Callable[[], int] = lambda: 0
+        self.metrics = WorkerMetrics(
+            settings.sqs_queue_name, "+".join(transports or self.router.transports), lambda: self.inflight_count()
+        )
         self.metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
-
-    def inflight_count(self) -> int:
-        return 0
 
     def _warm_up(self) -> None:
         """Load the model and the heavy libraries now, so the first job does not pay for them."""
@@ -280,7 +254,11 @@ class JobProcessor:
             job_id = ids[i]
             if isinstance(outcome, PermanentJobError):
                 finishes[i] = Finish(
-                    job_id, "failed", error_code=outcome.code, error_message=outcome.message, stages=timers[i].records
+                    job_id,
+                    Status.FAILED,
+                    error_code=outcome.code,
+                    error_message=outcome.message,
+                    stages=timers[i].records,
                 )
             elif not isinstance(outcome, Exception):
                 finishes[i] = Finish(
@@ -290,7 +268,7 @@ class JobProcessor:
         total_ms = round((time.perf_counter() - started) * 1000, 3)  # of the whole batch, from claim to commit
         for (i, finish), row in zip(finishes.items(), rows, strict=True):
             job = claimed[i].job
-            if finish.status == "failed":
+            if finish.status == Status.FAILED:
                 log.info(
                     "job failed",
                     extra={"job_id": str(job["id"]), "error_code": finish.error_code, "reason": finish.error_message},
@@ -324,14 +302,14 @@ class JobProcessor:
     ) -> dict[int, PipelineResult | Exception]:
         """Each claimed job's pipeline: the inference jobs together (``inference.run_many``), score jobs one by one."""
         outcomes: dict[int, PipelineResult | Exception] = {}
-        batch = [i for i, c in claimed.items() if c.job["kind"] == "inference"]
+        batch = [i for i, c in claimed.items() if c.job["kind"] == Kind.INFERENCE]
         if batch:
             results = inference.run_many(
                 [(claimed[i].job, timers[i]) for i in batch], self.settings.moving_average_window
             )
             outcomes.update(zip(batch, results, strict=True))
         for i, c in claimed.items():
-            if c.job["kind"] != "inference":
+            if c.job["kind"] != Kind.INFERENCE:
                 try:
                     outcomes[i] = score.run(c.job, timers[i], self.artifacts, self.llm, self.settings)
                 except Exception as exc:
@@ -339,7 +317,7 @@ class JobProcessor:
         return outcomes
 
     def _retry_or_give_up(self, receives: int, max_receives: int) -> Disposition:
-        return DEAD_LETTER if receives >= max_receives else Disposition("retry", self._backoff(receives))
+        return DEAD_LETTER if receives >= max_receives else Disposition(Action.RETRY, self._backoff(receives))
 
     def _not_claimed(self, job_id: uuid.UUID, receives: int, max_receives: int) -> Disposition:
         job = self.store.get(job_id)
@@ -378,7 +356,7 @@ class JobProcessor:
         text = exc.message if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
         if receives >= max_receives:
             message = f"{code}: {text} (after {receives} attempts)"
-            self._finish(job_id, "failed", timer, error_code="max_attempts_exceeded", error_message=message)
+            self._finish(job_id, Status.FAILED, timer, error_code="max_attempts_exceeded", error_message=message)
             log.error(
                 "job failed on its last attempt; message goes to the DLQ",
                 extra={"job_id": str(job_id), "error_code": code, "reason": text, "receives": receives},
@@ -386,7 +364,7 @@ class JobProcessor:
             return DEAD_LETTER
         self.store.record_stages(job_id, timer.records)
         self.store.note_attempt_error(job_id, code, text)
-        retry = Disposition("retry", self._backoff(receives))
+        retry = Disposition(Action.RETRY, self._backoff(receives))
         log.warning(
             "attempt failed; retrying with backoff",
             extra={
@@ -403,256 +381,4 @@ class JobProcessor:
         return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
 
     def close(self) -> None:
-        self.outbox.close()
         self.connections.close()
-
-
-class Worker(JobProcessor):
-    """The SQS transport: long-polls the queue, runs up to ``concurrency`` jobs at once in threads, with up to
-    ``WORKER_PREFETCH`` more received and queued for the next free thread (renewed by the heartbeat like the running
-    ones; handed back at once on SIGTERM), so that receive calls come ten messages at a time."""
-
-    def __init__(self, settings: Settings, concurrency: int | None = None, grace: float = 20.0):
-        self.queue = JobQueue(settings)
-        self.max_receives = self.queue.max_receive_count()
-        super().__init__(settings, concurrency, queue=self.queue)
-        self.grace = grace
-        self.inflight: dict[str, dict] = {}  # receipt handle -> message (running or held)
-        self.inflight_lock = threading.Lock()
-        self.acks = DeleteBatcher(self.queue)
-        # Score jobs take seconds (reading, analysis, translation, audio), inference jobs milliseconds: score jobs
-        # may fill only ``score_slots`` of the slots (default half), so short jobs never queue behind score
-        # rendering; and a score's reading runs at a lower CPU priority (``budget.SCORE_CHILD_NICE``), so they do not
-        # starve for CPU while it runs either (the inference queue wait under score uploads is what the load test's
-        # SLOs judge). A score message received while the score slots are busy is held until one frees. A held
-        # message cannot be handed back without spending one of its attempts (SQS counts every receive), so a worker
-        # holds up to ``hold_limit`` of them and only then stops receiving. It is held on a short lease
-        # (``HOLD_VISIBILITY_SECONDS``, renewed every second): if this worker dies, what it held is back on the
-        # queue within seconds, not after the full visibility timeout.
-        self.score_slots = min(self.concurrency, settings.worker_score_slots or max(1, self.concurrency // 2))
-        self.scores_running = 0
-        self.held: deque[dict] = deque()
-        self.hold_limit = max(10, 4 * self.concurrency)
-        self.prefetch = settings.worker_prefetch
-
-    def inflight_count(self) -> int:
-        return len(self.inflight)
-
-    def run(self) -> None:
-        parent = os.getppid()
-        threading.Thread(target=self._heartbeat, name="visibility", daemon=True).start()
-        threading.Thread(target=self.housekeeping, name="housekeeping", daemon=True).start()
-        executor = self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
-        log.info(
-            "worker ready",
-            extra={
-                "queue": self.settings.sqs_queue_name,
-                "concurrency": self.concurrency,
-                "max_receives": self.max_receives,
-            },
-        )
-        while not self.stop_event.is_set():
-            if os.getppid() != parent:  # our supervisor died: behave as if told to stop
-                log.warning("parent process gone; stopping")
-                break
-            free = self._free_slots()
-            if free == 0 or len(self.held) >= self.hold_limit:
-                time.sleep(0.02)
-                continue
-            if self.prefetch and free < 10 and free <= self.prefetch:
-                # every thread has a job and more are queued: wait for room for a full receive (fewer calls)
-                time.sleep(0.005)
-                continue
-            try:
-                messages = self.queue.sqs.receive_message(
-                    QueueUrl=self.queue.url,
-                    MaxNumberOfMessages=min(10, free),
-                    WaitTimeSeconds=self.settings.sqs_wait_seconds,
-                    AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                    MessageAttributeNames=["kind"],
-                ).get("Messages", [])
-            except Exception as exc:
-                try:
-                    if self.queue.recreate_if_gone(exc):
-                        log.warning("the queue was gone (emulator restarted?); recreated it")
-                        continue
-                except Exception:
-                    pass
-                log.warning("receive failed; retrying", extra={"error": str(exc)})
-                self.stop_event.wait(1.0)
-                continue
-            batch: list[dict] = []  # the inference messages of this receive: run together, by one thread
-            for m in messages:
-                with self.inflight_lock:
-                    self.inflight[m["ReceiptHandle"]] = m
-                    run_now = self._take_slot(m)
-                if not run_now:  # held until a score slot frees (_pass_slot)
-                    self._set_visibility([m["ReceiptHandle"]], HOLD_VISIBILITY_SECONDS)
-                elif _is_score(m):
-                    executor.submit(self._run, [m])
-                else:
-                    batch.append(m)
-            if batch:
-                executor.submit(self._run, batch)
-        self._drain(executor)
-
-    def _free_slots(self) -> int:
-        """Slots (and prefetch places) not taken by a job running or queued for a thread (held messages wait for a
-        score slot, not for a thread)."""
-        with self.inflight_lock:
-            return self.concurrency + self.prefetch - (len(self.inflight) - len(self.held))
-
-    def _drain(self, executor: ThreadPoolExecutor) -> None:
-        deadline = time.monotonic() + self.grace
-        while self._free_slots() < self.concurrency + self.prefetch and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with self.inflight_lock:
-            left = list(self.inflight)
-        self._set_visibility(left, 0)  # unfinished: hand the messages back for another worker now
-        self.acks.close()  # the finished jobs' messages: deleted before this process goes
-        log.info("worker stopped", extra={"processed": self.processed, "released": len(left)})
-        executor.shutdown(wait=False, cancel_futures=True)
-
-    def _heartbeat(self) -> None:
-        """Keep in-flight messages invisible while their jobs run (every ``period``), and held ones on their short
-        lease (every second). Nothing here may block on a slow dependency: a missed extension hands a running job to
-        another worker."""
-        period = max(0.5, min(5.0, self.settings.sqs_visibility_timeout / 3))
-        last_running = time.monotonic()
-        while not self.stop_event.wait(min(1.0, period)):
-            with self.inflight_lock:
-                held = [m["ReceiptHandle"] for m in self.held]
-                running = list(self.inflight.keys() - set(held))
-            self._set_visibility(held, HOLD_VISIBILITY_SECONDS)
-            if time.monotonic() - last_running >= period:
-                last_running = time.monotonic()
-                self._set_visibility(running, self.settings.sqs_visibility_timeout)
-
-    def _set_visibility(self, handles: list[str], seconds: int) -> None:
-        for start in range(0, len(handles), 10):  # ten per request
-            try:
-                self.queue.sqs.change_message_visibility_batch(
-                    QueueUrl=self.queue.url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
-                        for i, h in enumerate(handles[start : start + 10])
-                    ],
-                )
-            except Exception as exc:
-                # not fatal: a message whose change is lost shows again after its current timeout
-                log.debug("visibility change failed", extra={"count": len(handles), "error": str(exc)})
-
-    def _run(self, messages: list[dict]) -> None:
-        """Messages a thread takes together: one score message, or the inference messages of one receive."""
-        try:
-            if self.stop_event.is_set():  # prefetched, not begun when the stop came: back to the queue at once
-                self._release_all(messages, 0)
-                return
-            self._handle(messages)
-        except Exception:
-            log.exception("unhandled error around messages; they will be redelivered", extra={"count": len(messages)})
-            self._release_all(messages, 2)  # back on a short, definite timer rather than after the visibility timeout
-        finally:
-            follows = []
-            with self.inflight_lock:
-                for message in messages:
-                    self.inflight.pop(message["ReceiptHandle"], None)
-                    follow = self._pass_slot(message)
-                    if follow is not None:
-                        follows.append(follow)
-            for follow in follows:  # off its short hold lease first
-                self._set_visibility([follow["ReceiptHandle"]], self.settings.sqs_visibility_timeout)
-                self._executor.submit(self._run, [follow])
-
-    # -- score slots (both under inflight_lock) --------------------------------------------------------------------
-    def _take_slot(self, message: dict) -> bool:
-        """A received message: True if it may run now; a score message while every score slot is busy is held."""
-        if not _is_score(message):
-            return True
-        if self.scores_running >= self.score_slots:
-            self.held.append(message)
-            return False
-        self.scores_running += 1
-        return True
-
-    def _pass_slot(self, message: dict) -> dict | None:
-        """A finished message: a score job's slot passes to the next held score message (returned), or frees."""
-        if not _is_score(message):
-            return None
-        if self.held and not self.stop_event.is_set():
-            return self.held.popleft()
-        self.scores_running -= 1
-        return None
-
-    def _handle(self, messages: list[dict]) -> None:
-        outcomes = self.process_many(
-            [(m["Body"], int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))) for m in messages],
-            self.max_receives,
-        )
-        for message, outcome in zip(messages, outcomes, strict=True):
-            if outcome.action == "ack":
-                self._delete(message)
-            else:  # retry: visible again after the backoff; dead letter: the redrive policy moves it on its next receive
-                self._release(message, outcome.delay)
-
-    def _delete(self, message: dict) -> None:
-        self.acks.delete(message["ReceiptHandle"])
-
-    def _release(self, message: dict, delay: int) -> None:
-        """Visible again after ``delay`` seconds (if SQS does not take the change, after the visibility timeout)."""
-        self._release_all([message], delay)
-
-    def _release_all(self, messages: list[dict], delay: int) -> None:
-        self._set_visibility([m["ReceiptHandle"] for m in messages], max(0, min(delay, 43200)))
-
-
-def _is_score(message: dict) -> bool:
-    """A score job's message (the API marks each message with its job's kind; the body says it too)."""
-    kind = message.get("MessageAttributes", {}).get("kind", {}).get("StringValue")
-    if kind is None:
-        try:
-            kind = json.loads(message["Body"]).get("kind")
-        except (ValueError, AttributeError, KeyError):
-            return False
-    return kind == "score"
-
-
-class DeleteBatcher(BackgroundBatcher[str]):
-    """Deletes acknowledged messages in batches of up to 10 (``delete_message_batch``) from a thread of its own: the
-    job threads hand over the receipt handle of a job whose outcome is committed and go on. A delete that is lost
-    (the process dies first, SQS refuses it) only means the message comes back after its visibility timeout, and a
-    redelivery of a finished job is harmless: it is recognised by the job's id and deleted."""
-
-    def __init__(self, queue: JobQueue, gather_s: float = 0.005):
-        self.queue = queue
-        super().__init__(self._send, name="sqs-deletes", batch_size=10, gather_s=gather_s)
-
-    def delete(self, handle: str) -> None:
-        self.put(handle)
-
-    def _send(self, handles: Sequence[str]) -> None:
-        try:
-            resp = self.queue.sqs.delete_message_batch(
-                QueueUrl=self.queue.url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
-            )
-            failed = resp.get("Failed", [])
-        except Exception as exc:
-            log.warning(
-                "could not delete finished jobs' messages; they will be redelivered and recognised",
-                extra={"count": len(handles), "error": str(exc)},
-            )
-            return
-        if failed:
-            log.warning(
-                "SQS refused deleting finished jobs' messages; they will be redelivered and recognised",
-                extra={"count": len(failed), "error": str(failed[0])},
-            )
-
-
-def install_signal_handlers(worker: Worker) -> None:
-    def stop(signum, frame):
-        log.info("signal received; finishing in-flight jobs", extra={"signal": signum})
-        worker.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,277 @@
+"""The fault catalog: every fault a chaos scenario's window may inject, one registry keyed by ``FaultName``. An
+entry holds what a scenario file may say of it (its parameters), the operation that injects it (on a ``Target``:
+the running system, the fault drivers, the proxies), the evidence that it reached the system (a trace the window is
+judged on: a window without one fails), and the stack providers it exists on.
+
+Adding a fault: a name in ``FaultName`` and an entry in ``CATALOG`` (its operation here, or in the driver module of
+its family when it needs new machinery)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.faults.http import HttpFaults
+    from harness.faults.process import ProcessFaults
+    from harness.faults.tcp import TcpProxy
+    from harness.faults.timeline import FaultTimeline, FaultWindow
+    from harness.system_under_test import SystemUnderTest
+
+SERVICES = ("postgres", "redis", "kafka", "localstack")
+PROVIDERS = frozenset({"local", "containers"})
+
+
+class FaultName(StrEnum):
+    HTTP_DELAY = "http.delay"
+    HTTP_TIMEOUT = "http.timeout"
+    HTTP_ERROR_RATE = "http.error_rate"
+    HTTP_RATE_LIMIT = "http.rate_limit"
+    HTTP_MALFORMED_JSON = "http.malformed_json"
+    HTTP_CONNECTION_DROP = "http.connection_drop"
+    WORKER_KILL = "worker.kill"
+    WORKER_PAUSE = "worker.pause"
+    SERVICE_RESTART = "service.restart"
+    SERVICE_KILL = "service.kill"
+    SERVICE_PAUSE = "service.pause"
+    TCP_LATENCY = "tcp.latency"
+    TCP_BANDWIDTH = "tcp.bandwidth"
+    TCP_RESET_PEER = "tcp.reset_peer"
+    TCP_TIMEOUT = "tcp.timeout"
+
+
+@dataclass
+class Target:
+    """What an operation acts on during one chaos run."""
+
+    sut: SystemUnderTest
+    http: HttpFaults
+    proc: ProcessFaults
+    proxies: dict[str, TcpProxy]
+    timeline: FaultTimeline
+    worker_concurrency: int
+    await_in_flight: Callable[[int], int]  # a worker's pid -> the jobs it holds once it holds some (0: none came)
+    sabotage: str | None = None  # defects planted in the workers (a replacement gets them too)
+
+
+Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextManager["FaultWindow"]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: FaultName
+    family: str  # http | tcp | process
+    params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
+    required: tuple[str, ...]
+    trace: str  # the evidence that it reached the system (see harness.chaos_load.evidence)
+    doc: str
+    inject: Operation  # (target, the window's name, its params) -> the fault window while it lasts
+    providers: frozenset[str] = field(default=PROVIDERS)
+
+
+# -- the operations ----------------------------------------------------------------------------------------------------
+def _http(call: Callable[[HttpFaults, dict[str, Any]], contextlib.AbstractContextManager]) -> Operation:
+    """A fault of the mock OpenAI service (its window is the one the HTTP driver records)."""
+
+    @contextlib.contextmanager
+    def inject(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+        with call(t.http, p):
+            yield t.timeline.windows[-1]
+
+    return inject
+
+
+@contextlib.contextmanager
+def _worker_kill(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    """SIGKILL a worker holding jobs; when the window ends a replacement takes its place, as an orchestrator would
+    start one."""
+    slot = p.get("worker", 0)
+    victim = t.sut.workers[slot]
+    in_flight = t.await_in_flight(victim.pid)
+    t.proc.kill(victim, name=name)
+    fw = t.timeline.windows[-1]
+    fw.evidence["jobs_in_flight_at_kill"] = in_flight
+    yield fw
+    fw.end = time.time()
+    t.sut.workers.remove(victim)
+    new = t.sut.start_worker(concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage)
+    t.sut.workers.remove(new)
+    t.sut.workers.insert(slot, new)
+    fw.end = time.time()
+
+
+@contextlib.contextmanager
+def _worker_pause(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    victim = t.sut.workers[p.get("worker", 0)]
+    in_flight = t.await_in_flight(victim.pid)
+    with t.proc.pause(victim, name=name) as fw:
+        fw.evidence["jobs_in_flight_at_pause"] = in_flight
+        yield fw
+
+
+def _service(op: str) -> Operation:
+    @contextlib.contextmanager
+    def inject(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+        with getattr(t.proc, op)(p["service"]) as fw:
+            yield fw
+
+    return inject
+
+
+def _tcp(toxic: str) -> Operation:
+    @contextlib.contextmanager
+    def inject(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+        attrs = {k: v for k, v in p.items() if k != "service"}
+        with t.proxies[p["service"]].toxic(toxic, t.timeline, **attrs):
+            yield t.timeline.windows[-1]
+
+    return inject
+
+
+# -- the catalog -------------------------------------------------------------------------------------------------------
+OPENAI = "openai_faulted"
+_ENTRIES = [
+    Fault(
+        FaultName.HTTP_DELAY,
+        "http",
+        {"seconds": float},
+        ("seconds",),
+        OPENAI,
+        "every chat completion answers after `seconds`",
+        _http(lambda h, p: h.delay(p["seconds"])),
+    ),
+    Fault(
+        FaultName.HTTP_TIMEOUT,
+        "http",
+        {"seconds": float},
+        ("seconds",),
+        OPENAI,
+        "answers slower than the client's timeout (`seconds` > OPENAI_TIMEOUT_SECONDS)",
+        _http(lambda h, p: h.delay(p["seconds"])),
+    ),
+    Fault(
+        FaultName.HTTP_ERROR_RATE,
+        "http",
+        {"rate": float, "status": int},
+        ("rate",),
+        OPENAI,
+        "a share `rate` of chat calls answer `status` (default 500)",
+        _http(lambda h, p: h.error_rate(p["rate"], p.get("status", 500))),
+    ),
+    Fault(
+        FaultName.HTTP_RATE_LIMIT,
+        "http",
+        {"rpm": int, "retry_after": float},
+        ("rpm",),
+        OPENAI,
+        "more than `rpm` calls a minute answer 429 + Retry-After (`retry_after`, default: when the minute frees a "
+        "slot)",
+        _http(lambda h, p: h.rate_limit_rpm(p["rpm"], p.get("retry_after"))),
+    ),
+    Fault(
+        FaultName.HTTP_MALFORMED_JSON,
+        "http",
+        {"rate": float},
+        (),
+        OPENAI,
+        "a share `rate` (default 1) of answers are not JSON",
+        _http(lambda h, p: h.malformed_json(p.get("rate", 1.0))),
+    ),
+    Fault(
+        FaultName.HTTP_CONNECTION_DROP,
+        "http",
+        {"rate": float},
+        (),
+        OPENAI,
+        "a share `rate` (default 1) of answers drop the connection mid-body",
+        _http(lambda h, p: h.connection_drop(p.get("rate", 1.0))),
+    ),
+    Fault(
+        FaultName.WORKER_KILL,
+        "process",
+        {"worker": int},
+        (),
+        "interrupted_jobs",
+        "SIGKILL worker `worker` (default 0); a replacement starts when the window ends",
+        _worker_kill,
+    ),
+    Fault(
+        FaultName.WORKER_PAUSE,
+        "process",
+        {"worker": int},
+        (),
+        "interrupted_jobs",
+        "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its messages go to the other "
+        "workers), SIGCONT after",
+        _worker_pause,
+    ),
+    Fault(
+        FaultName.SERVICE_RESTART,
+        "process",
+        {"service": SERVICES},
+        ("service",),
+        "service_trouble",
+        "stop the service (clean shutdown) for the window, start it again on the same port",
+        _service("service_down"),
+    ),
+    Fault(
+        FaultName.SERVICE_KILL,
+        "process",
+        {"service": SERVICES},
+        ("service",),
+        "service_trouble",
+        "SIGKILL (docker kill) the service, start it again when the window ends",
+        _service("service_killed"),
+    ),
+    Fault(
+        FaultName.SERVICE_PAUSE,
+        "process",
+        {"service": SERVICES},
+        ("service",),
+        "service_trouble",
+        "SIGSTOP (docker pause) the service for the window",
+        _service("service_paused"),
+    ),
+    Fault(
+        FaultName.TCP_LATENCY,
+        "tcp",
+        {"service": SERVICES, "latency_ms": float, "jitter_ms": float},
+        ("service", "latency_ms"),
+        "proxy_hits",
+        "delay every chunk both ways",
+        _tcp("latency"),
+    ),
+    Fault(
+        FaultName.TCP_BANDWIDTH,
+        "tcp",
+        {"service": SERVICES, "rate_kbps": float},
+        ("service", "rate_kbps"),
+        "proxy_hits",
+        "cap the bandwidth both ways",
+        _tcp("bandwidth"),
+    ),
+    Fault(
+        FaultName.TCP_RESET_PEER,
+        "tcp",
+        {"service": SERVICES},
+        ("service",),
+        "proxy_hits",
+        "reset every open connection and every new one (RST)",
+        _tcp("reset_peer"),
+    ),
+    Fault(
+        FaultName.TCP_TIMEOUT,
+        "tcp",
+        {"service": SERVICES},
+        ("service",),
+        "proxy_hits",
+        "blackhole: data is swallowed, connections stay open, nothing answers",
+        _tcp("timeout"),
+    ),
+]
+CATALOG: dict[FaultName, Fault] = {f.name: f for f in _ENTRIES}
+assert set(CATALOG) == set(FaultName), "every fault name has its entry"

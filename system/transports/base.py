@@ -1,0 +1,41 @@
+"""The protocol every transport implements, and what a worker program on it is given.
+
+A transport carries job messages (``system.jobs.shapes.job_message``) from whoever accepted the job to a worker, and
+settles each delivery as the worker's ``system.jobs.lifecycle.Disposition`` says (ack, retry after a delay, dead
+letter). The job store, the outbox and the status cache do not care which transport ran a job; the worker's job
+processing (``system.worker.processor.JobProcessor``) knows none of them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from system.config import Settings
+
+
+class Transport(Protocol):
+    """The sending side, held by the API and by every worker (whose sweeps re-send)."""
+
+    name: str
+
+    def send(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Publish the messages; returns the job ids the broker refused (raises when it refuses them all: the caller
+        defers them to the workers' re-send sweep)."""
+        ...
+
+    def depth(self) -> dict[str, int]:
+        """Messages by state: ``visible`` (waiting), ``in_flight``, ``delayed``, ``dlq`` (given up on)."""
+        ...
+
+    def created(self) -> str | None:
+        """A stamp that changes when the broker's queue was made anew (its messages lost), or None where the broker
+        cannot tell (the stale-job sweep still finds the jobs whose messages were lost)."""
+        ...
+
+
+class WorkerProgram(Protocol):
+    """The receiving side: what ``python -m system.worker --transport <name>`` runs in one process. It receives
+    deliveries, hands them to a ``JobProcessor`` (``process_many``), settles each as it is told, and on SIGTERM stops
+    receiving, lets running jobs finish within ``grace`` seconds and hands the rest back."""
+
+    def __call__(self, settings: Settings, concurrency: int | None, grace: float, name: str | None) -> int: ...

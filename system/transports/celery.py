@@ -1,0 +1,222 @@
+"""The Celery transport (the seeds' inference path): jobs as Celery tasks (``verisim.run_job``, task id = job id) on
+the Redis broker's list named after the deployment's queue (``SQS_QUEUE_NAME``). ``CeleryTransport`` sends and reports
+depth; ``serve`` is the worker program (``python -m system.worker --transport celery``, or
+``celery -A system.transports.celery worker --pool threads``).
+
+Celery's defaults lose and repeat work; these settings are deliberate (``celery_config``):
+
+* ``task_acks_late``: a task is acknowledged when it returns — after the job's terminal state is committed, its
+  events acknowledged by Kafka and its status written to Redis. Celery's default acknowledges on receipt, so a worker
+  lost mid-task loses the job for good.
+* ``task_reject_on_worker_lost``: a pool process that dies mid-task has its message put back, not acknowledged (the
+  default acknowledges it: acks_late alone does not cover a killed child).
+* ``worker_prefetch_multiplier = 1``: a worker reserves no more tasks than it has free slots, so a slow or frozen
+  worker holds back no one else's jobs.
+* ``visibility_timeout`` (``CELERY_VISIBILITY_TIMEOUT``): with the Redis broker a task that was received and never
+  acknowledged (its worker was killed) returns to the queue this long after delivery. Celery's default is an hour;
+  too short and a job still running is delivered again (harmless here — a job is claimed by id and finishes once —
+  but wasted). ``unacked_restore_interval``/``throttle``: look for such tasks every few seconds, not every 100.
+* Publishing retries a little, then gives up: the API has committed the job already and flags it for the workers'
+  re-send sweep, as it does when SQS is down, so a broker outage never blocks a request.
+
+Settling a delivery: ack = the task returns (acks_late: only now is the message acknowledged); retry = ``Task.retry``
+publishes the message again with a countdown (the backoff) before this one is acknowledged; dead letter = pushed to
+the list ``<queue>-dlq`` (Redis has no dead-letter queue of its own), then acknowledged.
+
+A thread pool (like the SQS worker's): the model and the score jobs' forkserver are loaded once per process, before
+the worker takes its first task. SIGTERM is Celery's warm shutdown: running jobs finish, reserved tasks go back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+from system.config import Settings
+from system.jobs.lifecycle import Action
+
+TASK_NAME = "verisim.run_job"
+log = logging.getLogger("system.worker")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    vt = settings.celery_visibility_timeout
+    return {
+        "broker_url": settings.celery_broker_url or settings.redis_url,
+        "task_default_queue": settings.sqs_queue_name,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_transport_options": {
+            "visibility_timeout": vt,
+            "unacked_restore_interval": max(1, min(10, vt // 2)),
+            "unacked_restore_throttle": 1,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "worker_hijack_root_logger": False,  # the system's JSON logs stay as they are
+        "worker_send_task_events": True,  # Flower's task list
+        "task_send_sent_event": True,
+    }
+
+
+def make_celery(settings: Settings):
+    from celery import Celery
+
+    app = Celery("verisim", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def open(settings: Settings) -> CeleryTransport:  # noqa: A001 - the registry's name for "the sending side"
+    return CeleryTransport(settings)
+
+
+class CeleryTransport:
+    """The sending side, and the dead-letter list of the workers' giving up (not a job, an unknown job, attempts
+    exhausted): ``<queue>-dlq``, the counterpart of the SQS dead-letter queue."""
+
+    name = "celery"
+
+    def __init__(self, settings: Settings, app=None):
+        self.app = app or make_celery(settings)
+        self.queue_name = settings.sqs_queue_name
+        self.dlq_name = settings.dlq_name
+
+    def _redis(self):
+        import redis
+
+        return redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
+
+    def send(self, messages: list[dict[str, Any]]) -> list[str]:
+        refused: list[str] = []
+        with self.app.producer_or_acquire() as producer:
+            for i, m in enumerate(messages):
+                try:
+                    self.app.send_task(
+                        TASK_NAME,
+                        args=[json.dumps(m)],
+                        queue=self.queue_name,
+                        task_id=str(m["job_id"]),
+                        producer=producer,
+                    )
+                except Exception:
+                    if i == 0:
+                        raise
+                    refused.append(str(m["job_id"]))
+        return refused
+
+    def dead_letter(self, body: str) -> None:
+        with self._redis() as r:
+            r.lpush(self.dlq_name, body)
+
+    def depth(self) -> dict[str, int]:
+        """Waiting tasks and dead letters of this queue; in flight: every received, unacknowledged task on the
+        broker (all queues: the broker keeps one table)."""
+        with self._redis() as r:
+            pipe = r.pipeline()
+            pipe.llen(self.queue_name)
+            pipe.hlen("unacked")
+            pipe.llen(self.dlq_name)
+            visible, in_flight, dlq = pipe.execute()
+        return {"visible": visible, "in_flight": in_flight, "delayed": 0, "dlq": dlq}
+
+    def created(self) -> str | None:
+        return None  # a Redis list has no creation stamp: the stale-job sweep finds messages a broker lost
+
+
+# -- the worker program ------------------------------------------------------------------------------------------------
+def worker_app(settings: Settings):
+    """The Celery app of a worker process: the one task, and the signals that build the job processor before the
+    first task and close it at shutdown."""
+    from celery import signals
+
+    app = make_celery(settings)
+    state: dict[str, Any] = {}
+
+    @signals.worker_init.connect(weak=False)
+    def build_processor(**_) -> None:
+        from system.logs import setup_logging
+        from system.worker.processor import JobProcessor
+
+        setup_logging(settings.log_level)
+        concurrency = app.conf.worker_concurrency or settings.worker_concurrency
+        state["transport"] = CeleryTransport(settings, app)
+        state["processor"] = JobProcessor(settings, concurrency, transports={"celery": state["transport"]})
+
+    @signals.worker_ready.connect(weak=False)
+    def ready(**_) -> None:
+        processor = state["processor"]
+        threading.Thread(target=processor.housekeeping, name="housekeeping", daemon=True).start()
+        log.info(
+            "worker ready",
+            extra={
+                "queue": settings.sqs_queue_name,
+                "transport": "celery",
+                "concurrency": processor.concurrency,
+                "max_receives": settings.sqs_max_receive_count,
+            },
+        )
+
+    @signals.worker_shutdown.connect(weak=False)
+    def stop(**_) -> None:
+        processor = state.get("processor")
+        if processor is not None:
+            processor.stop_event.set()
+            log.info("worker stopped", extra={"processed": processor.processed})
+            processor.close()
+
+    @app.task(name=TASK_NAME, bind=True)
+    def run_job(self, body: str) -> None:
+        [outcome] = state["processor"].process_many([(body, self.request.retries + 1)], settings.sqs_max_receive_count)
+        if outcome.action == Action.RETRY:
+            raise self.retry(countdown=outcome.delay, max_retries=None)
+        if outcome.action == Action.DEAD_LETTER:
+            state["transport"].dead_letter(body)
+
+    return app
+
+
+def serve(settings: Settings, concurrency: int | None, grace: float, name: str | None = None) -> int:
+    """One Celery worker process (a thread pool of ``concurrency``) until SIGTERM (Celery's warm shutdown; ``grace``
+    is Celery's to keep: running tasks finish)."""
+    concurrency = concurrency or settings.worker_concurrency
+    app = worker_app(settings)
+    app.conf.worker_concurrency = concurrency
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            settings.sqs_queue_name,
+            "--hostname",
+            name or f"verisim-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+            "--task-events",
+        ]
+    )
+    return 0
+
+
+def __getattr__(name: str):
+    """``celery -A system.transports.celery worker``: the worker app, made from the environment's settings when
+    Celery asks for it."""
+    if name in ("app", "celery"):
+        from system.config import get_settings
+
+        globals()[name] = app = worker_app(get_settings())
+        return app
+    raise AttributeError(name)
