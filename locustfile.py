@@ -20,7 +20,7 @@ from collections import deque
 
 from locust import HttpUser, between, events, task
 
-from harness.journal import Journal, file_digest, series_digest
+from harness.oracles.journal import Journal, file_digest, series_digest
 from harness.settings import current
 from system.patterns import PATTERNS, split
 
@@ -64,7 +64,7 @@ def submit_job(client, path: str, token: str, kind: str, digests: list[str], **k
 
 
 # opened at import, before any socket exists (a file opened among gevent's sockets can take a just-closed socket's
-# descriptor number: see harness.journal.Journal.open_file)
+# descriptor number: see harness.oracles.journal.Journal.open_file)
 _REQUEST_LOG = open(SETTINGS.request_log, "a", buffering=1) if SETTINGS.request_log else None  # noqa: SIM115
 
 
@@ -106,13 +106,13 @@ LOAD_METRICS = None  # with $VERISIM_LOCUST_METRICS_PORT: this process's figures
 
 @events.init.add_listener
 def _serve_metrics(environment, **_):
-    """Locust's own figures on ``$VERISIM_LOCUST_METRICS_PORT`` (harness.locust_metrics), from the process that
+    """Locust's own figures on ``$VERISIM_LOCUST_METRICS_PORT`` (harness.drivers.locust_metrics), from the process that
     makes the requests (a local run's; a distributed run's workers would each need a port of their own)."""
     global LOAD_METRICS
     from locust.runners import MasterRunner
 
     if SETTINGS.locust_metrics_port and not isinstance(environment.runner, MasterRunner):
-        from harness.locust_metrics import LoadMetrics
+        from harness.drivers.locust_metrics import LoadMetrics
 
         LOAD_METRICS = LoadMetrics()
         LOAD_METRICS.serve(SETTINGS.locust_metrics_port, lambda: environment.runner.user_count)

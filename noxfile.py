@@ -98,7 +98,7 @@ def verdict_time(session: nox.Session) -> None:
     """Time a cold `pytest tests/chaos -k rate_limit` (or the pytest arguments after --) from the command to its
     exit, split into start-up, stack and each test; appended to reports/verdict-time.jsonl."""
     _setup(session)
-    session.run(PY, "-m", "harness.verdict_time", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.verdict_time", *session.posargs, external=True)
 
 
 @nox.session(name="chaos-load", python=False)
@@ -107,7 +107,7 @@ def chaos_load(session: nox.Session) -> None:
     ledger over every job (-- --scenario ci|full|PATH --users 20 --stack local|containers --only WINDOW,…)."""
     _setup(session)
     Path(ROOT / "reports").mkdir(exist_ok=True)
-    session.run(PY, "-m", "harness.chaos_load", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.chaos_load", *session.posargs, external=True)
 
 
 @nox.session(python=False)
@@ -147,7 +147,7 @@ def load(session: nox.Session) -> None:
 def load_distributed(session: nox.Session) -> None:
     """The same load from a Locust master and 2 workers (-- --users 40 --duration 120 …)."""
     _setup(session)
-    session.run(PY, "-m", "harness.load", "--workers", "2", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.load", "--workers", "2", *session.posargs, external=True)
 
 
 @nox.session(python=False)
@@ -273,17 +273,19 @@ def _coverage_env() -> dict[str, str]:
 
 
 def _coverage_gate(session: nox.Session, html: bool = False) -> None:
-    """Combine every process's data; the per-package table and the gate (harness.coverage_report: 85 % of system/)."""
+    """Combine every process's data; the per-package table and the gate (harness.reports.coverage_report: 85 % of system/)."""
     env = {"COVERAGE_FILE": str(COVERAGE_DATA / ".coverage")}
     session.run(PY, "-m", "coverage", "combine", "--quiet", env=env, external=True)
-    # the gate is harness.coverage_report's (with its per-package table), not each of coverage's writers
+    # the gate is harness.reports.coverage_report's (with its per-package table), not each of coverage's writers
     written = ["--quiet", "--fail-under=0"]
     session.run(
         PY, "-m", "coverage", "json", *written, "-o", str(COVERAGE_DATA / "coverage.json"), env=env, external=True
     )
     if html:
         session.run(PY, "-m", "coverage", "html", *written, "-d", str(COVERAGE_DATA / "html"), env=env, external=True)
-    session.run(PY, "-m", "harness.coverage_report", "--json", str(COVERAGE_DATA / "coverage.json"), external=True)
+    session.run(
+        PY, "-m", "harness.reports.coverage_report", "--json", str(COVERAGE_DATA / "coverage.json"), external=True
+    )
 
 
 @nox.session(python=False)
@@ -402,7 +404,7 @@ PARALLEL_TESTS = 3
 def up(session: nox.Session) -> None:
     """Start the stack, the API and 2 workers, print every URL, run until Ctrl-C (-- --workers 4 …)."""
     _setup(session)
-    session.run(PY, "-m", "harness.up", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.up", *session.posargs, external=True)
 
 
 @nox.session(python=False)
@@ -410,11 +412,11 @@ def capacity(session: nox.Session) -> None:
     """Inference jobs at 1, 2 and 4 workers against the raw SQS ceiling, CPU per job by process, client headroom,
     a 300-job burst and a mixed phase (-- --profile for py-spy's top frames; -- --help)."""
     _setup(session)
-    session.run(PY, "-m", "harness.capacity", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.capacity", *session.posargs, external=True)
 
 
 @nox.session(python=False)
 def demo(session: nox.Session) -> None:
     """The main job: everything up on the local stack, a bounded mixed load with live progress, then a summary."""
     _setup(session)
-    session.run(PY, "-m", "harness.demo", *session.posargs, external=True)
+    session.run(PY, "-m", "harness.programs.demo", *session.posargs, external=True)

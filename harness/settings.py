@@ -55,12 +55,12 @@ class VerisimSettings(BaseSettings):
         ge=0,
         le=65535,
         description="Locust serves its own figures (requests by name and outcome, client-side latency, users) as "
-        "Prometheus /metrics on 127.0.0.1 at this port when set (harness.locust_metrics)",
+        "Prometheus /metrics on 127.0.0.1 at this port when set (harness.drivers.locust_metrics)",
     )
     journal: Path | None = Field(
         None,
         description="Locust writes its client journal here when set: each accepted job id (kind, input digest) and "
-        "each refusal, what the ledger judges (harness.journal)",
+        "each refusal, what the ledger judges (harness.oracles.journal)",
     )
     ws_event_timeout_s: float = Field(2.0, gt=0, description="how long the WebSocket user waits for an event")
     # -- generated inputs and chaos ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Fixtures the chaos, sabotage and load tests share (``report_paths`` too): a fault timeline per test (saved under reports/chaos/), the fault
 families, a system of the test's own (or one per module for tests that only turn the mock's knobs), and ``jobs_for``
-(harness.jobs.Jobs bound to it)."""
+(harness.drivers.jobs.Jobs bound to it)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import json
 import pytest
 from hypothesis import HealthCheck, settings
 
+from harness.drivers.jobs import Jobs
 from harness.faults import FaultTimeline, HttpFaults, ProcessFaults
-from harness.jobs import Jobs
-from harness.report import reports_path
+from harness.reports.report import reports_path
 from harness.settings import current
 
 # Hypothesis profiles: "ci" (the default; derandomized, so a run is repeatable and a red one is red again) and
@@ -91,8 +91,8 @@ def knob_system(stack, tmp_path_factory, request):
     nothing in it: they only turn the mock OpenAI service's knobs, reset before and after each test. Sharing it is
     safe for the verdicts: each test's ledger judges the jobs its own journal accepted, and counts any other job on
     the queue accepted since that journal began (none may exist), so earlier tests' jobs are neither judged nor hidden."""
+    from harness.drivers.system_under_test import SystemUnderTest
     from harness.pytest_plugin import SYSTEM_ENV, chosen_transport
-    from harness.system_under_test import SystemUnderTest
 
     sut = SystemUnderTest(
         stack,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from harness.contract import TERMINAL
-from harness.report import reports_path
+from harness.oracles.contract import TERMINAL
+from harness.reports.report import reports_path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "verisim-check"

@@ -16,11 +16,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.drivers.system_under_test import SystemUnderTest
     from harness.faults.http import HttpFaults
     from harness.faults.process import ProcessFaults
     from harness.faults.tcp import TcpProxy
     from harness.faults.timeline import FaultTimeline, FaultWindow
-    from harness.system_under_test import SystemUnderTest
 
 SERVICES = ("postgres", "redis", "kafka", "localstack")
 PROVIDERS = frozenset({"local", "containers"})
@@ -67,7 +67,7 @@ class Fault:
     family: str  # http | tcp | process
     params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
     required: tuple[str, ...]
-    trace: str  # the evidence that it reached the system (see harness.chaos_load.evidence)
+    trace: str  # the evidence that it reached the system (see harness.programs.chaos_load.evidence)
     doc: str
     inject: Operation  # (target, the window's name, its params) -> the fault window while it lasts
     providers: frozenset[str] = field(default=PROVIDERS)

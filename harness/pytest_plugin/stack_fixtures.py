@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness.pytest_plugin.terminal import say_to
-from harness.report import REPORTS
+from harness.reports.report import REPORTS
 from harness.stack import Stack, choose_provider
 from harness.stack.isolation import KafkaTopics, PgSchema, RedisNamespace, S3Prefix, SqsQueues
 

@@ -19,7 +19,7 @@ SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "SQS_VISIBILITY_TIMEOUT": "20"}
 def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The operation server and two worker processes on the session's stack (the stack's default queue).
     Their logs stay in pytest's temporary directory (``<basetemp>/system0/logs``; pytest keeps the last 3 runs)."""
-    from harness.system_under_test import SystemUnderTest
+    from harness.drivers.system_under_test import SystemUnderTest
 
     say = say_to(request.config)
     sut = SystemUnderTest(
@@ -47,7 +47,7 @@ def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest)
     """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``
     (``transport=`` overrides ``--transport``).
     Start its API and workers yourself; everything it started is stopped afterwards; logs stay under ``tmp_path``."""
-    from harness.system_under_test import SystemUnderTest
+    from harness.drivers.system_under_test import SystemUnderTest
 
     made: list[Any] = []
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.contract import TERMINAL
+from harness.oracles.contract import TERMINAL
 
 log = logging.getLogger("harness.sabotage")
 

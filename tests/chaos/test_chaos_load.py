@@ -7,15 +7,15 @@ the ledger is run over every job the run accepted.
     VERISIM_CHAOS_SCENARIO=full pytest tests/chaos -m load
 
 The run happens once per module, with the windows of the selected tests only. ``nox -s chaos-load`` runs the same
-outside pytest (``python -m harness.chaos_load``), printing the fault × phase table.
+outside pytest (``python -m harness.programs.chaos_load``), printing the fault × phase table.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from harness import scenario
-from harness.chaos_load import ChaosLoad
+from harness.programs import scenario
+from harness.programs.chaos_load import ChaosLoad
 from harness.settings import current
 
 SCENARIO = scenario.load(current().chaos_scenario)

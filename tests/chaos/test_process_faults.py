@@ -13,7 +13,7 @@ import time
 
 import psycopg
 
-from harness import ledger
+from harness.oracles import ledger
 from harness.polling import wait_for
 
 

@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import ledger
-from harness.fuzz import Tally
-from harness.report import reports_path
+from harness.oracles import ledger
+from harness.oracles.fuzz import Tally
+from harness.reports.report import reports_path
 from harness.settings import current
 from system.patterns import PATTERNS
 
@@ -41,7 +41,7 @@ TALLY = Tally()  # every request of this module
 
 @pytest.fixture(scope="module")
 def api(stack, tmp_path_factory):
-    from harness.system_under_test import running_system
+    from harness.drivers.system_under_test import running_system
 
     with running_system(stack, tmp_path_factory.mktemp("fuzz-system"), SYSTEM_ENV, workers=1) as sut:
         # a connection per request: one request's answer never depends on what an earlier one did to the connection

@@ -9,7 +9,7 @@ import json
 import httpx
 import redis
 
-from harness.jobs import Jobs
+from harness.drivers.jobs import Jobs
 from harness.polling import wait_for
 
 
@@ -50,7 +50,7 @@ def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline)
 
 def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
     """Not a job message: retried, then pushed to the ``<queue>-dlq`` list, where the ledger finds it."""
-    from harness import ledger
+    from harness.oracles import ledger
     from system.config import Settings
     from system.transports.celery import make_celery
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
-from harness.report import reports_path
+from harness.reports.report import reports_path
 from system.patterns import PATTERNS, split
 from system.simulators import scores
 

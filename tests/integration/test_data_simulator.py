@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from harness import journal, ledger
+from harness.oracles import journal, ledger
 from harness.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
-from harness.hostile import budget_problems, deal_with, dense_score
-from harness.report import reports_path
+from harness.drivers.hostile import budget_problems, deal_with, dense_score
+from harness.reports.report import reports_path
 from system.simulators.scores import midi, musicxml
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -151,7 +151,7 @@ CASES = {
 # -- the system and the parallel stream ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hostile_system(stack, tmp_path_factory):
-    from harness.system_under_test import running_system
+    from harness.drivers.system_under_test import running_system
 
     with running_system(stack, tmp_path_factory.mktemp("hostile-system"), ENV) as sut:
         yield sut

@@ -1,4 +1,4 @@
-"""The job lifecycle state machine (``harness.lifecycle``) against the real stack: sequences of submissions (valid and
+"""The job lifecycle state machine (``harness.programs.lifecycle``) against the real stack: sequences of submissions (valid and
 invalid), status reads, duplicate deliveries, worker kills and pauses and restarts of Redis, Postgres and Kafka; the
 invariants are listed there. Steps per sequence and sequences per run follow the Hypothesis profile (CI: 3 × 12;
 ``nox -s fuzz``: 10 × 30).
@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from harness.lifecycle import ENV, run_lifecycle
-from harness.report import reports_path
+from harness.programs.lifecycle import ENV, run_lifecycle
+from harness.reports.report import reports_path
 from harness.settings import current
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -22,7 +22,7 @@ SEQUENCES, STEPS = (10, 30) if FUZZ else (3, 12)
 
 @pytest.fixture(scope="module")
 def lifecycle_system(stack, tmp_path_factory):
-    from harness.system_under_test import running_system
+    from harness.drivers.system_under_test import running_system
 
     with running_system(stack, tmp_path_factory.mktemp("lifecycle-system"), ENV) as sut:
         yield sut

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.contract import RANK, status_key
+from harness.oracles.contract import RANK, status_key
 from system.storage.status_cache import StatusCache
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]

@@ -10,8 +10,8 @@ import miniaudio
 import pytest
 from music21 import converter, corpus, text
 
-from harness import ledger
-from harness.contract import TERMINAL
+from harness.oracles import ledger
+from harness.oracles.contract import TERMINAL
 from harness.polling import wait_for
 from system.simulators import scores
 
@@ -188,8 +188,8 @@ def started_before_any_score_finished(stack, tmp_path, score_slots: int | None) 
     the first score job finished (of how many)?"""
     import psycopg
 
-    from harness.system_under_test import running_system
-    from harness.throughput import inference_batch, score_upload
+    from harness.drivers.system_under_test import running_system
+    from harness.drivers.throughput import inference_batch, score_upload
     from system.patterns import PATTERNS
 
     env = {"WORKER_SCORE_SLOTS": str(score_slots)} if score_slots else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from harness.events import read_topic
+from harness.drivers.events import read_topic
 from harness.polling import wait_for
 
 # verbatim from the design document ("PostgreSQL 데이터 확인")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.stage_report import stage_durations, summarise
+from harness.reports.stage_report import stage_durations, summarise
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -297,7 +297,7 @@ def test_the_background_publisher_sends_what_piles_up_in_batches(pg_schema, stac
     claims than jobs (one claim, one produce-and-wait and one mark per batch)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from harness.events import read_topic
+    from harness.drivers.events import read_topic
     from system.storage.outbox import Outbox
 
     migrate(pg_schema.dsn)

@@ -9,9 +9,9 @@ import uuid
 import psycopg
 from psycopg.types.json import Jsonb
 
-from harness import ledger
-from harness.events import by_key, read_topic
-from harness.jobs import Jobs
+from harness.drivers.events import by_key, read_topic
+from harness.drivers.jobs import Jobs
+from harness.oracles import ledger
 from harness.polling import wait_for
 from system.simulators import scores
 

@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from harness import ledger
-from harness.contract import TERMINAL
-from harness.events import by_key, read_topic
+from harness.drivers.events import by_key, read_topic
+from harness.drivers.system_under_test import TRANSPORTS, running_system
+from harness.oracles import ledger
+from harness.oracles.contract import TERMINAL
 from harness.polling import wait_for
 from harness.pytest_plugin import SYSTEM_ENV
-from harness.system_under_test import TRANSPORTS, running_system
 from system.simulators import scores
 
 MUSICXML = scores.musicxml()
@@ -277,7 +277,7 @@ def assert_prometheus_metrics(text: str, queue: str) -> None:
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from harness.prometheus_rules import promtool
+    from harness.oracles.prometheus_rules import promtool
 
     samples = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
     families = {f.name for f in text_string_to_metric_families(text)}
@@ -302,8 +302,8 @@ def assert_prometheus_metrics(text: str, queue: str) -> None:
 def assert_prometheus_scrapes_the_api_and_every_worker(system) -> None:
     """The stack's Prometheus scrapes this system's API and each of its workers (SQS or Celery: each serves its own
     /metrics), and reads the workers' counts of the messages they acknowledged."""
+    from harness.drivers.prometheus import PrometheusClient
     from harness.polling import wait_for
-    from harness.prometheus import PrometheusClient
 
     prom = PrometheusClient(system.stack.prometheus)
     sel = f'system="{system.queue_name}"'

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from harness import load, report, slo, two_judges
+from harness.oracles import slo, two_judges
+from harness.programs import load
+from harness.reports import report
 from harness.settings import current
 
 pytestmark = [pytest.mark.load, pytest.mark.timing]
@@ -51,7 +53,7 @@ def test_load_holds_the_slos(system, stack, report_paths, browser, request):
 def assert_scraped_the_workers_and_the_load_generator(stack, system_label: str, figures: dict) -> None:
     """Prometheus scraped the system's workers (every job of the run acknowledged there) and Locust's own figures
     (its users, its requests), each under the system's label."""
-    from harness.prometheus import PrometheusClient
+    from harness.drivers.prometheus import PrometheusClient
 
     prom = PrometheusClient(stack.prometheus)
     sel = f'system="{system_label}"'

@@ -10,8 +10,9 @@ import statistics
 
 import pytest
 
-from harness import history, slo
-from harness.throughput import inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
+from harness.drivers.throughput import inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
+from harness.oracles import slo
+from harness.reports import history
 from system.patterns import PATTERNS
 
 pytestmark = [pytest.mark.bench, pytest.mark.load, pytest.mark.timing]

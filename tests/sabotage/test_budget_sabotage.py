@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from harness.hostile import budget_problems, deal_with, dense_score
+from harness.drivers.hostile import budget_problems, deal_with, dense_score
 
 
 def test_a_worker_without_job_budgets_is_caught(chaos_system, stack):

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from harness import ledger
+from harness.oracles import ledger
 from harness.stack.process import free_ports
 from harness.stack.services.redis import LocalRedis
 from system.storage.status_cache import status_key

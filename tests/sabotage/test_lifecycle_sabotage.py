@@ -1,4 +1,4 @@
-"""The lifecycle state machine's teeth (``harness.lifecycle``): run against workers with a planted defect, some
+"""The lifecycle state machine's teeth (``harness.programs.lifecycle``): run against workers with a planted defect, some
 sequence must break an invariant, and the failure must name the violation."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import traceback
 
 import pytest
 
-from harness.lifecycle import run_lifecycle
+from harness.programs.lifecycle import run_lifecycle
 
 # a defect -> the ledger's problem kinds that name it (one is enough to show the teeth; the ledger tests try them all).
 # double_publish sends every event twice, so a sequence shows it as a second result event or as a second job_events

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import load, report, slo, two_judges
+from harness.oracles import slo, two_judges
+from harness.programs import load
+from harness.reports import report
 
 # its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed) run beside other tests (red_verdicts: a neighbour can only make them redder); those that need a green verdict too,
 # or judge against a ceiling measured in the same run (the honest capacity, the raw forward pass), run alone (timing)
@@ -75,7 +77,7 @@ def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
 @pytest.mark.timing
 def test_slow_worker_fails_the_capacity_gate(chaos_system, stack):
     """The same burst through honest workers passes the capacity gate; through workers 5x slower it fails."""
-    from harness.throughput import sqs_ceiling
+    from harness.drivers.throughput import sqs_ceiling
 
     ceiling = sqs_ceiling(stack.aws, 1000)
     honest = chaos_system(workers=2)

@@ -1,5 +1,5 @@
 """The metrics a worker and the load generator serve for Prometheus (system/worker/metrics.py,
-harness/locust_metrics.py): each figure counted as it happens, every outcome's series there from the start, and names
+harness/drivers/locust_metrics.py): each figure counted as it happens, every outcome's series there from the start, and names
 that pass ``promtool check metrics``."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import subprocess
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.locust_metrics import LoadMetrics
-from harness.prometheus_rules import promtool
+from harness.drivers.locust_metrics import LoadMetrics
+from harness.oracles.prometheus_rules import promtool
 from system.worker.metrics import WorkerMetrics
 
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from harness import content
-from harness import reference as ref
-from harness.content import CHECKS, Outputs
-from harness.journal import Journal, file_digest, read, series_digest
+from harness.oracles import content
+from harness.oracles import reference as ref
+from harness.oracles.content import CHECKS, Outputs
+from harness.oracles.journal import Journal, file_digest, read, series_digest
 
 INF = "11111111-1111-1111-1111-111111111111"
 SCORE = "22222222-2222-2222-2222-222222222222"

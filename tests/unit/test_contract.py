@@ -1,4 +1,4 @@
-"""The suite's vocabulary of the system (``harness.contract``) agrees with the system's own, and the layers keep to
+"""The suite's vocabulary of the system (``harness.oracles.contract``) agrees with the system's own, and the layers keep to
 their direction: ``system/`` never imports ``harness/`` or ``tests/``; ``harness/`` never imports ``tests/``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import contract
+from harness.oracles import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,15 +74,22 @@ def violations(root: Path, package: str, banned: tuple[str, ...]) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize(("package", "banned"), [("system", ("harness", "tests")), ("harness", ("tests",))])
+@pytest.mark.parametrize(
+    ("package", "banned"),
+    [
+        ("system", ("harness", "tests")),
+        ("harness", ("tests",)),
+        ("harness/oracles", ("system", "tests")),  # the oracle never takes the system's word for anything
+    ],
+)
 def test_the_layers_import_only_downwards(package, banned):
     assert violations(ROOT, package, banned) == []
 
 
 def test_the_import_check_sees_a_planted_import(tmp_path):
     (tmp_path / "system" / "worker").mkdir(parents=True)
-    (tmp_path / "system" / "worker" / "x.py").write_text("def f():\n    from harness.ledger import judge\n")
-    assert violations(tmp_path, "system", ("harness", "tests")) == ["system/worker/x.py: harness.ledger"]
+    (tmp_path / "system" / "worker" / "x.py").write_text("def f():\n    from harness.oracles.ledger import judge\n")
+    assert violations(tmp_path, "system", ("harness", "tests")) == ["system/worker/x.py: harness.oracles.ledger"]
 
 
 def import_cycles(root: Path, package: str) -> list[list[str]]:
@@ -180,10 +187,10 @@ def test_the_citation_check_sees_a_dangling_or_outside_citation(tmp_path):
 
 # -- what judges time is marked so ------------------------------------------------------------------------------------
 # CI runs the fault tests several at a time (pytest-xdist) and those marked ``timing`` alone: a test in a module that
-# gates on time (an SLO of harness.slo, or the load harness.load / harness.chaos_load make) must carry that marker, or
+# gates on time (an SLO of harness.oracles.slo, or the load harness.programs.load / harness.programs.chaos_load make) must carry that marker, or
 # its verdict would measure its neighbour, unless it carries ``red_verdicts`` (it asserts only that a planted defect
 # turns verdicts red, which a busy neighbour cannot undo). Unit tests of the gates judge synthetic figures: exempt.
-JUDGES_TIME = {"harness.slo", "harness.load", "harness.chaos_load"}
+JUDGES_TIME = {"harness.oracles.slo", "harness.programs.load", "harness.programs.chaos_load"}
 TIME_MARKS = ("mark.timing", "mark.red_verdicts")
 
 
@@ -223,7 +230,7 @@ def test_every_test_that_judges_time_is_marked_timing():
 def test_the_timing_check_sees_an_unmarked_gate(tmp_path):
     (tmp_path / "tests" / "load").mkdir(parents=True)
     (tmp_path / "tests" / "unit").mkdir()
-    gate = "from harness import slo\n\ndef test_p95():\n    slo.load()\n"
+    gate = "from harness.oracles import slo\n\ndef test_p95():\n    slo.load()\n"
     (tmp_path / "tests" / "load" / "test_gate.py").write_text(gate)
     (tmp_path / "tests" / "unit" / "test_gate_maths.py").write_text(gate)  # exempt: synthetic figures
     (tmp_path / "tests" / "load" / "test_marked.py").write_text(
@@ -231,10 +238,10 @@ def test_the_timing_check_sees_an_unmarked_gate(tmp_path):
     )
     # one test of a module marked, one not: the unmarked one is named; red_verdicts counts as marked
     (tmp_path / "tests" / "load" / "test_mixed.py").write_text(
-        "import pytest\nfrom harness import load\n\n@pytest.mark.timing\ndef test_a():\n    pass\n\n"
+        "import pytest\nfrom harness.programs import load\n\n@pytest.mark.timing\ndef test_a():\n    pass\n\n"
         "@pytest.mark.red_verdicts\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n"
     )
     assert unmarked_timing(tmp_path) == [
-        "tests/load/test_gate.py::test_p95: uses harness.slo",
-        "tests/load/test_mixed.py::test_c: uses harness.load",
+        "tests/load/test_gate.py::test_p95: uses harness.oracles.slo",
+        "tests/load/test_mixed.py::test_c: uses harness.programs.load",
     ]

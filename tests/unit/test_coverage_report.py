@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness import coverage_report
+from harness.reports import coverage_report
 
 
 def coverage_json(tmp_path, files):

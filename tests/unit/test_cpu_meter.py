@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from harness.cpu import CpuMeter, family_cpu_seconds
+from harness.drivers.cpu import CpuMeter, family_cpu_seconds
 
 BURN = "import time\nt=time.process_time()\nwhile time.process_time()-t<{s}: pass\n{tail}"
 

@@ -1,11 +1,11 @@
-"""The fuzzer's oracle (harness.fuzz.Tally) turns red, naming the rule, on each kind of bad answer."""
+"""The fuzzer's oracle (harness.oracles.fuzz.Tally) turns red, naming the rule, on each kind of bad answer."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from harness.fuzz import Tally
+from harness.oracles.fuzz import Tally
 
 
 def answer(status: int, body=None, text: str | None = None) -> httpx.Response:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import history, slo
+from harness.oracles import slo
+from harness.reports import history
 from system.patterns import PATTERNS, generate
 from system.pipelines import lstm
 from system.pipelines.inference import moving_average

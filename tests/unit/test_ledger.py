@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from harness import content, ledger
-from harness.ledger import PROBLEMS, EmptyLedger, StoreState, judge
+from harness.oracles import content, ledger
+from harness.oracles.ledger import PROBLEMS, EmptyLedger, StoreState, judge
 
 INF, SCORE = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
 MODELS = ["lstm", "moving_average"]
@@ -197,7 +197,7 @@ def test_dlq_messages_that_are_explained_are_counted_not_flagged():
 
 
 def test_a_cut_short_topic_read_raises_instead_of_returning_a_partial_list():
-    from harness.events import TopicReadIncomplete
+    from harness.drivers.events import TopicReadIncomplete
 
     exc = TopicReadIncomplete("job_events", [{"key": "k", "value": {}}], 0.5, 1, 3)
     assert isinstance(exc, TimeoutError) and "incomplete" in str(exc) and "1/3 partition" in str(exc)
@@ -206,7 +206,7 @@ def test_a_cut_short_topic_read_raises_instead_of_returning_a_partial_list():
 
 def test_settle_stops_waiting_for_problems_no_wait_can_mend(monkeypatch):
     """Two reads that find the same failures outside the budget end the wait; a lagging store is waited for."""
-    from harness import ledger
+    from harness.oracles import ledger
 
     def report(kind):
         r = ledger.LedgerReport(jobs=1)

@@ -1,4 +1,4 @@
-"""slo.toml as Prometheus rules (harness.prometheus_rules): the committed files are slo.toml's, promtool passes them,
+"""slo.toml as Prometheus rules (harness.oracles.prometheus_rules): the committed files are slo.toml's, promtool passes them,
 and its tests turn red on a rule that would not page or would page too soon."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from harness import prometheus_rules as pr
-from harness import slo
+from harness.oracles import prometheus_rules as pr
+from harness.oracles import slo
 from system.api import metrics
 
 
@@ -25,8 +25,8 @@ def write(tmp_path, rules_slos: dict, tests_slos: dict, only: tuple[str, ...] = 
 
 def test_the_committed_rules_and_their_tests_are_slo_toml_s():
     rules, tests = pr.render(slo.load())
-    assert pr.RULES.read_text() == rules, "run python -m harness.prometheus_rules"
-    assert pr.TESTS.read_text() == tests, "run python -m harness.prometheus_rules"
+    assert pr.RULES.read_text() == rules, "run python -m harness.oracles.prometheus_rules"
+    assert pr.TESTS.read_text() == tests, "run python -m harness.oracles.prometheus_rules"
     assert pr.main(["--check"]) == 0
 
 

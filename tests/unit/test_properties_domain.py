@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from harness.throughput import percentile
+from harness.drivers.throughput import percentile
 from system.patterns import PATTERNS, generate, split
 from system.pipelines import inference
 from system.pipelines.formats import ACCEPTED, midi_min_seconds, sniff, unpacked_bytes

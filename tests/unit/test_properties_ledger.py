@@ -9,8 +9,8 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import contract
-from harness.ledger import StoreState, judge
+from harness.oracles import contract
+from harness.oracles.ledger import StoreState, judge
 
 MODELS = ["lstm", "moving_average", "linear_trend"]
 TERMINAL = list(contract.TERMINAL)

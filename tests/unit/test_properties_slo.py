@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.slo import evaluate
+from harness.oracles.slo import evaluate
 
 limits = st.floats(0, 1e6, allow_nan=False)
 figure = st.one_of(st.none(), st.floats(0, 2e6, allow_nan=False))

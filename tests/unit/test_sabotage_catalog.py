@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from harness import slo
-from harness.chaos_load import window_family, window_kinds
-from harness.ledger import PROBLEMS
-from harness.load import _split_defects
+from harness.oracles import slo
+from harness.oracles.ledger import PROBLEMS
+from harness.programs.chaos_load import window_family, window_kinds
+from harness.programs.load import _split_defects
 from harness.sabotage import CATALOG, missing_twins, plant
 
 

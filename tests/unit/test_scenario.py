@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import scenario
-from harness.chaos_load import _time_to_recover, failure_budget_verdict, generator_verdicts, window_verdicts
 from harness.faults.catalog import SERVICES
+from harness.programs import scenario
+from harness.programs.chaos_load import _time_to_recover, failure_budget_verdict, generator_verdicts, window_verdicts
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 

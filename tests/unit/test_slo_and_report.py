@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from harness import report, slo
+from harness.oracles import slo
+from harness.reports import report
 
 SLOS = {
     "api": {"p95_ms": 100, "error_rate": 0.01, "POST /x": {"p95_ms": 50}},

@@ -1,11 +1,11 @@
-"""The two judges' comparison (harness.two_judges): each alert beside the verdict of the same name, a disagreement
+"""The two judges' comparison (harness.oracles.two_judges): each alert beside the verdict of the same name, a disagreement
 red with both figures, the API's other endpoints judged together, and nothing compared that Verisim did not measure.
 Prometheus' side of it runs for real in tests/load and in the slow_api twin (tests/sabotage/test_slo_sabotage.py)."""
 
 from __future__ import annotations
 
-from harness import slo, two_judges
-from harness.two_judges import Reading
+from harness.oracles import slo, two_judges
+from harness.oracles.two_judges import Reading
 
 
 def reading(name: str, firing: bool, figure: float | None = 0.1, target: float = 0.25) -> Reading:

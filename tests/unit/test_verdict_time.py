@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from harness import verdict_time
+from harness.programs import verdict_time
 
 
 def test_runs_are_timed_split_recorded_and_keep_pytests_exit(tmp_path, monkeypatch, capsys):

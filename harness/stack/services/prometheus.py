@@ -3,7 +3,7 @@
 Its configuration lives in the stack's work directory (``prometheus/``): ``prometheus.yml`` (scrape and evaluate every
 two seconds), ``targets/*.json`` (file-based discovery: a system the suite starts writes its API and workers there,
 removed when it stops; Prometheus rereads the folder within a second) and ``rules/*.yml`` (the deployable rules from
-``deploy/prometheus/``, and the suite's own run rules, ``harness.two_judges``; reloaded through ``/-/reload``).
+``deploy/prometheus/``, and the suite's own run rules, ``harness.oracles.two_judges``; reloaded through ``/-/reload``).
 Local: Debian's ``prometheus`` (``python3 dev.py setup`` installs it). Container: ``verisim/prometheus`` (Debian's
 package in an image; ``nox -s images``) on the host's network — what it scrapes listens on the host's loopback — with
 the configuration folder mounted at the same path, its database inside the container.

@@ -1,12 +1,12 @@
 """``slo.toml`` as Prometheus rules: the merge gate's promises as the alerts production pages on, from one definition.
 
-``python -m harness.prometheus_rules`` writes ``deploy/prometheus/verisim-rules.yml`` (recording rules for each SLO's
+``python -m harness.oracles.prometheus_rules`` writes ``deploy/prometheus/verisim-rules.yml`` (recording rules for each SLO's
 figure, an alerting rule per target) and ``deploy/prometheus/verisim-rules.test.yml`` (``promtool test rules``: for
 each alert, series that must fire it and series that must not); ``--check`` fails when either file is not what
-``slo.toml`` gives. Every verdict ``harness.slo.evaluate`` gives is either an alert here, labelled ``slo=<the
+``slo.toml`` gives. Every verdict ``harness.oracles.slo.evaluate`` gives is either an alert here, labelled ``slo=<the
 verdict's name>`` so the two judges can be matched, or listed in ``NOT_ALERTABLE`` with the reason.
 
-The same alerts serve the suite's second judge (``harness.two_judges``): ``run_rules`` reads each figure over a
+The same alerts serve the suite's second judge (``harness.oracles.two_judges``): ``run_rules`` reads each figure over a
 bounded run's interval, over one system's series, with no hold; ``window_alerts`` gives a chaos window's targets
 (``WINDOW_FIGURES``) over the window's own interval, read after the run.
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from harness import slo
+from harness.oracles import slo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT_DIR = ROOT / "deploy" / "prometheus"
 RULES = OUT_DIR / "verisim-rules.yml"
 TESTS = OUT_DIR / "verisim-rules.test.yml"
@@ -38,7 +38,7 @@ TESTS = OUT_DIR / "verisim-rules.test.yml"
 @dataclass(frozen=True)
 class Timing:
     """How the rules read time: each figure over ``window``, a breach held ``hold`` before it pages, evaluated every
-    ``interval``. Production's defaults; ``over_interval`` gives a run's (``harness.two_judges``)."""
+    ``interval``. Production's defaults; ``over_interval`` gives a run's (``harness.oracles.two_judges``)."""
 
     window: str = "5m"
     hold: str = "2m"
@@ -55,11 +55,11 @@ def over_interval(seconds: float) -> Timing:
 
 
 # endpoints whose figure only a client can time, judged over a synthetic client's metrics (verisim_load_*: Locust's,
-# harness/locust_metrics.py, or any prober that exports the same) by the request type it reports
+# harness/drivers/locust_metrics.py, or any prober that exports the same) by the request type it reports
 CLIENT_SIDE = {
     "/api/v1/dashboard/ws": "WS",  # connect + hello + the first job event (Locust's FeedWatcher)
 }
-# verdicts of harness.slo that no rule over the metrics can judge, and why
+# verdicts of harness.oracles.slo that no rule over the metrics can judge, and why
 NOT_ALERTABLE = {
     "capacity jobs/s / raw SQS ceiling": "a ratio to the emulator's raw ceiling, measured by the suite in the same run",
     "backlog drain s": "the time from the end of a bounded load to an empty queue; production load has no end",
@@ -452,11 +452,11 @@ def tests_document(slos: dict) -> dict:
     return {"rule_files": [RULES.name], "evaluation_interval": PRODUCTION.interval, "tests": cases}
 
 
-HEADER = """# Generated from slo.toml by `python -m harness.prometheus_rules`: edit slo.toml, not this file.
+HEADER = """# Generated from slo.toml by `python -m harness.oracles.prometheus_rules`: edit slo.toml, not this file.
 # Recording rules for each SLO's figure over the system's /metrics, and an alert per target, labelled slo=<the name
 # of the verdict Verisim's merge gate gives for the same target>. Deploy: add this file to Prometheus' rule_files.
 # The WebSocket's figures (connect + hello + the first job event) are a client's: they read verisim_load_* series,
-# which Verisim's Locust exports and any synthetic prober can (harness/locust_metrics.py names them).
+# which Verisim's Locust exports and any synthetic prober can (harness/drivers/locust_metrics.py names them).
 """
 
 
@@ -493,7 +493,9 @@ def promtool_test(rules_dir: Path) -> subprocess.CompletedProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.prometheus_rules", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.oracles.prometheus_rules", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--check", action="store_true", help="fail if the files in deploy/prometheus/ are not slo.toml's")
     ap.add_argument("--test", action="store_true", help="then run promtool check rules and promtool test rules")
     args = ap.parse_args(argv)
@@ -503,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(
                 f"out of date with slo.toml: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; "
-                "run python -m harness.prometheus_rules",
+                "run python -m harness.oracles.prometheus_rules",
                 file=sys.stderr,
             )
             return 1

@@ -1,9 +1,9 @@
 """Load runs: Locust as a subprocess (never in-process: it monkey-patches with gevent), queue-depth sampling,
 queue-native figures from Postgres, SLO verdicts and one report per run.
 
-    python -m harness.load                         # its own stack + system, 20 users for 60 s, then the report
-    python -m harness.load --host http://127.0.0.1:8000 --users 20 --duration 60
-    python -m harness.load --workers 2             # distributed: a Locust master and 2 workers
+    python -m harness.programs.load                         # its own stack + system, 20 users for 60 s, then the report
+    python -m harness.programs.load --host http://127.0.0.1:8000 --users 20 --duration 60
+    python -m harness.programs.load --workers 2             # distributed: a Locust master and 2 workers
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from pathlib import Path
 
 import psycopg
 
-from harness import report, slo, two_judges
-from harness.contract import OPEN, sql_in
-from harness.prometheus import PrometheusClient
+from harness.drivers.prometheus import PrometheusClient
+from harness.drivers.throughput import percentile
+from harness.oracles import slo, two_judges
+from harness.oracles.contract import OPEN, sql_in
+from harness.reports import report
 from harness.stack.endpoints import PrometheusEndpoint, Stack
-from harness.throughput import percentile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class QueueSampler:
@@ -109,7 +110,7 @@ def run_locust(
     limits the run to those users of the locustfile (default: all three). ``stop`` (one process only): set it to end
     the load sooner — Locust is sent SIGTERM, stops its users and writes its stats as at the end of its time.
     ``scrape`` (a Prometheus and the labels of the system under load; one process only): Prometheus scrapes Locust's
-    own figures (``harness.locust_metrics``) while it runs."""
+    own figures (``harness.drivers.locust_metrics``) while it runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(extra_env or {}), "VERISIM_API": host}
     prometheus, labels = scrape or (None, {})
@@ -348,7 +349,7 @@ def capacity(stack: Stack, host: str, ceiling: dict, requests: int = 60, label: 
     """Jobs/s while a backlog exists: a burst of ``requests`` × 5 inference jobs sent from 8 client threads, faster
     than the workers take them (even through a slow API), timed from the jobs' own timestamps, and its share of the
     raw SQS ceiling measured in the same run."""
-    from harness.throughput import inference_batch, submit_and_wait
+    from harness.drivers.throughput import inference_batch, submit_and_wait
     from system.patterns import PATTERNS
 
     _, fig = submit_and_wait(
@@ -392,12 +393,12 @@ def measure(
     ``reset_stats``: Locust's own ``--reset-stats``, the ramp-up left out of the API figures (the first requests of a
     run meet cold connections: one of them alone can be a p99 of ~100 requests); a short run that must count every
     request (a planted defect's) passes False. When the stack has Prometheus, its alerts over the load
-    (``harness.two_judges``: the rules of ``slos``, default slo.toml) are read once the backlog has drained, before
+    (``harness.oracles.two_judges``: the rules of ``slos``, default slo.toml) are read once the backlog has drained, before
     the burst."""
-    from harness import journal as journals
-    from harness import ledger
-    from harness.model_ceiling import lstm_ceiling
-    from harness.throughput import sqs_ceiling
+    from harness.drivers.model_ceiling import lstm_ceiling
+    from harness.drivers.throughput import sqs_ceiling
+    from harness.oracles import journal as journals
+    from harness.oracles import ledger
 
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     model_ceilings = {"lstm": lstm_ceiling()}  # the model's raw forward pass on this machine, in the same run
@@ -464,14 +465,14 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.load", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.programs.load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default=None, help="a running API (its stack must be this machine's: see --stack-json)")
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
     ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
     ap.add_argument("--slo", type=Path, default=None, help="SLO file (default slo.toml)")
-    from harness.system_under_test import add_system_options, apply_system_options
+    from harness.drivers.system_under_test import add_system_options, apply_system_options
 
     add_system_options(ap, "the API / workers (e.g. slow_api)", "the gate")
     args = ap.parse_args(argv)
@@ -481,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             "--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
             "a stack and system of its own (or use `locust -f locustfile.py` for API-only load)"
         )
+    from harness.drivers.system_under_test import SystemUnderTest
     from harness.stack import choose_provider
-    from harness.system_under_test import SystemUnderTest
 
     provider = choose_provider("local")
     sut = None

@@ -1,6 +1,6 @@
 """Time to a verdict: how long an engineer waits, from a cold ``pytest`` to its exit, for a few chaos tests.
 
-``python -m harness.verdict_time`` (``nox -s verdict-time``) runs ``pytest tests/chaos -k rate_limit`` (or the
+``python -m harness.programs.verdict_time`` (``nox -s verdict-time``) runs ``pytest tests/chaos -k rate_limit`` (or the
 arguments given after ``--``) in a fresh interpreter, as a user would, and splits the wall time into what the
 command spent before the first test (interpreter, imports, collection), starting the stack (the plugin's own record
 in ``reports/stack-history.jsonl``), and each test (its fixtures — the system it starts — included). Every run is
@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
 HISTORY = REPORTS / "verdict-time.jsonl"
 DEFAULT_ARGS = ["tests/chaos", "-k", "rate_limit"]
@@ -87,7 +87,7 @@ def measure(args: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.verdict_time",
+        prog="python -m harness.programs.verdict_time",
         description="Time a cold pytest run of a few chaos tests, from the command to its exit, and say where the "
         "time went; each run is appended to reports/verdict-time.jsonl. Exits with pytest's own status.",
     )

@@ -1,11 +1,11 @@
-"""The content oracle: what each job *produced*, checked against the oracle's own reference (``harness.reference``)
-and across every store, field by field. The ledger (``harness.ledger``) calls it for every job it judges.
+"""The content oracle: what each job *produced*, checked against the oracle's own reference (``harness.oracles.reference``)
+and across every store, field by field. The ledger (``harness.oracles.ledger``) calls it for every job it judges.
 
 Per inference job that completed:
 
 * every model it asked for has one prediction of ``horizon`` finite values, equal to the reference: moving average
   and linear trend recomputed from the job's input, the LSTM re-run from its committed weights (tolerances in
-  ``harness.reference``); ``mae``/``rmse`` recomputed from the prediction and the held-out values;
+  ``harness.oracles.reference``); ``mae``/``rmse`` recomputed from the prediction and the held-out values;
 * the copies agree: ``jobs.result``, the ``inference_results`` rows (``model_name``, ``pattern``, prediction,
   metrics, ``created_at`` = the job's ``enqueued_at``, ``completed_at`` = its ``finished_at``), each Kafka result
   event (job id, status, model, pattern, prediction, metrics, error and ``finished_at``), and every field of the
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from harness import journal as journal_mod
-from harness import reference as ref
-from harness.contract import FAILED
+from harness.oracles import journal as journal_mod
+from harness.oracles import reference as ref
+from harness.oracles.contract import FAILED
 
 CHECKS = {
     "prediction_wrong": "a model's forecast differs from the oracle's recomputation from the job's input",

@@ -27,9 +27,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from harness.contract import RANK, TERMINAL, job_message
+from harness.drivers.jobs import Jobs
 from harness.faults import FaultTimeline, ProcessFaults
-from harness.jobs import Jobs
+from harness.oracles.contract import RANK, TERMINAL, job_message
 
 ENV = {
     "SQS_VISIBILITY_TIMEOUT": "4",

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from harness import report
+from harness.reports import report
 
 
 def path() -> Path:

@@ -16,12 +16,12 @@ What must hold, per accepted job:
 * Kafka ``job_events``, in the log's order (offsets in the job key's partition): one forward path — ``queued``,
   then ``running`` once per attempt (as many as the record's ``attempts``), then exactly one terminal event, the
   record's status, last — with no event twice; its result events after its last ``running`` event.
-* What it produced (``harness.content``): every output against the oracle's own reference, every copy alike field by
+* What it produced (``harness.oracles.content``): every output against the oracle's own reference, every copy alike field by
   field, its input what its client sent.
 * A failed job is within the run's failure budget (default: none may fail).
 * A topic read that hit its deadline is a problem (a cut-short read could hide a duplicate), never a pass.
 
-Across the run: the accepted jobs are those the clients were told of (their journal, ``harness.journal``), never
+Across the run: the accepted jobs are those the clients were told of (their journal, ``harness.oracles.journal``), never
 what the stores hold; a job on the run's queue that no client submitted is a problem; a refused submission (the API
 did not answer 2xx) never became a job; every DLQ message is a job that failed with its reason, or a body that is no
 job at all. An empty journal is an error: it proves nothing.
@@ -35,10 +35,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import content
-from harness.contract import EVENTS_TOPIC, FAILED, OPEN, QUEUED, RESULT_TOPICS, RUNNING, TERMINAL, status_key
-from harness.events import TopicReadIncomplete, by_key, read_topic
-from harness.journal import Journal
+from harness.drivers.events import TopicReadIncomplete, by_key, read_topic
+from harness.oracles import content
+from harness.oracles.contract import EVENTS_TOPIC, FAILED, OPEN, QUEUED, RESULT_TOPICS, RUNNING, TERMINAL, status_key
+from harness.oracles.journal import Journal
 
 # every kind of problem the ledger reports, with what it means
 PROBLEMS = {
@@ -61,7 +61,7 @@ PROBLEMS = {
     "failed_unbudgeted": "a job failed with a reason the run's failure budget does not allow (a failure is not a "
     "success)",
     "events_attempts": "the number of running events differs from the row's attempts",
-    **content.CHECKS,  # what each job produced (harness.content)
+    **content.CHECKS,  # what each job produced (harness.oracles.content)
 }
 
 

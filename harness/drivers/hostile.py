@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
-from harness.contract import COMPLETED, FAILED, TERMINAL
+from harness.oracles.contract import COMPLETED, FAILED, TERMINAL
 
 
 def dense_score(measures: int = 250, per_measure: int = 16) -> bytes:

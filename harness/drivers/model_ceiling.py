@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 
-from harness.reference import LSTM_CARD, LSTM_WEIGHTS
+from harness.oracles.reference import LSTM_CARD, LSTM_WEIGHTS
 
 BATCH = 8  # the worker's micro-batch size (system.pipelines.lstm.MicroBatcher's default)
 

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 import httpx
 import psycopg
 
-from harness.contract import FAILED, TERMINAL
-from harness.journal import Journal, file_digest, series_digest
-from harness.quantiles import percentile  # the gates' percentile (re-exported for harness.load and chaos_load)
+from harness.oracles.contract import FAILED, TERMINAL
+from harness.oracles.journal import Journal, file_digest, series_digest
+from harness.oracles.quantiles import (
+    percentile,  # the gates' percentile (re-exported for harness.programs.load and chaos_load)
+)
 from harness.stack.endpoints import AwsEndpoint, Stack
 
 

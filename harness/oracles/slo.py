@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _min(name: str, measured, limit) -> Verdict:
 
 
 def evaluate(slos: dict, figures: dict) -> list[Verdict]:
-    """``figures`` as ``harness.load.measure`` makes them. Every SLO the file names gets a verdict: one with no
+    """``figures`` as ``harness.programs.load.measure`` makes them. Every SLO the file names gets a verdict: one with no
     measurement (an endpoint Locust never hit, a queue kind or model with no finished job) fails as "n/a"."""
     out: list[Verdict] = []
     api_slos = slos.get("api", {})
@@ -95,7 +95,9 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
         m = figures.get("models", {}).get(model) or {}
         if "p95_ms" in target:
             out.append(_max(f"model {model} latency p95 ms", m.get("p95_ms"), target["p95_ms"]))
-        if "p95_over_raw_max" in target:  # over the raw forward pass timed in the same run (harness.model_ceiling)
+        if (
+            "p95_over_raw_max" in target
+        ):  # over the raw forward pass timed in the same run (harness.drivers.model_ceiling)
             raw = (figures.get("model_ceilings", {}).get(model) or {}).get("median_ms")
             ratio = round(m["p95_ms"] / raw, 3) if raw and m.get("p95_ms") is not None else None
             out.append(_max(f"model {model} latency p95 / raw forward", ratio, target["p95_over_raw_max"]))

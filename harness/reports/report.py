@@ -58,7 +58,7 @@ def _get(doc: dict | None, path):
 
 def noise_bands() -> dict[str, float]:
     """Run-to-run noise per key figure (percent), measured over repeated runs on this machine (slo.toml)."""
-    from harness import slo
+    from harness.oracles import slo
 
     return slo.load().get("noise_band_pct", {})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.faults.catalog import CATALOG, FaultName
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 
 
@@ -177,7 +177,7 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         raise ScenarioError(f"{where}: window names must be unique; repeated: {', '.join(dup)}")
     if not windows:
         raise ScenarioError(f"{where}: no [[window]]")
-    from harness.ledger import PROBLEMS
+    from harness.oracles.ledger import PROBLEMS
 
     ledger = doc.get("ledger", {})
     _no_unknown(ledger, set(PROBLEMS), f"{where} [ledger]")

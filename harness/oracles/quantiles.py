@@ -1,7 +1,7 @@
 """The percentile every gate of the suite judges with: nearest rank, the smallest observation with at least ``q`` % of
 all observations at or below it. "p95 <= 800 ms" then means what an SLO means — at least 95 % of the observations
 took 800 ms or less — and it is the decision Prometheus' ``histogram_quantile`` makes when the target is a bucket
-bound (``harness.two_judges``), so the two judges read one promise alike. The suite's own code: the system's
+bound (``harness.oracles.two_judges``), so the two judges read one promise alike. The suite's own code: the system's
 figures (``system/stats.py``) are never the yardstick they are judged by.
 """
 

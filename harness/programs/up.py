@@ -6,10 +6,10 @@ import argparse
 import socket
 import sys
 
+from harness.drivers.system_under_test import TRANSPORTS, SystemUnderTest
 from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
 from harness.stack.process import run_until_stopped, stop_on_sigterm
-from harness.system_under_test import TRANSPORTS, SystemUnderTest
 
 
 def port_free(port: int) -> bool:
@@ -22,7 +22,7 @@ def port_free(port: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.up", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m harness.programs.up", description=__doc__)
     ap.add_argument(
         "--stack",
         default=None,

@@ -1,6 +1,6 @@
 """The oracle's own computations, written from the system's documented contract and never imported from ``system/``:
 what each model must forecast for a series, the errors of a forecast, the LSTM's forward pass, and what music21
-reads in an uploaded score. ``harness.content`` compares every job's stored outputs with these.
+reads in an uploaded score. ``harness.oracles.content`` compares every job's stored outputs with these.
 
 * Moving average and linear trend: recomputed in float64 from the job's input (the same arithmetic a reader of the
   API's documentation would write), compared to ``DETERMINISTIC_REL_TOL``.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LSTM_WEIGHTS = ROOT / "system" / "models" / "lstm.pt"
 LSTM_CARD = ROOT / "system" / "models" / "lstm.json"
 MOVING_AVERAGE_WINDOW = 5  # the system's documented default (MOVING_AVERAGE_WINDOW); a job's ``window`` overrides it

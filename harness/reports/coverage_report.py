@@ -1,6 +1,6 @@
 """system/'s coverage by package, from the combined data of ``nox -s coverage``.
 
-    python -m harness.coverage_report [--fail-under 85]
+    python -m harness.reports.coverage_report [--fail-under 85]
 
 Prints one row per package (system/api, system/worker, …) and the total, saves ``reports/coverage/summary.json``
 (each run's figures, for the next to compare), and exits 1 when the total is under the gate.
@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from harness.report import REPORTS
+from harness.reports.report import REPORTS
 
 
 def by_package(files: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -35,7 +35,7 @@ def by_package(files: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.coverage_report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.reports.coverage_report", description=__doc__.split("\n")[0])
     parser.add_argument("--json", default=str(REPORTS / "coverage" / "coverage.json"), help="coverage's JSON report")
     parser.add_argument("--fail-under", type=float, default=85.0, help="the gate on the total, in percent")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Capacity of the queue path (``nox -s capacity`` / ``python -m harness.capacity``): inference jobs through the API
+"""Capacity of the queue path (``nox -s capacity`` / ``python -m harness.programs.capacity``): inference jobs through the API
 and the SQS workers at 1, 2 and 4 worker processes, each phase next to the raw SQS ceiling measured in the same run,
 with the CPU each job cost in every process (API, workers, Postgres, LocalStack, Kafka, Redis, the client).
 
@@ -23,16 +23,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import history, ledger
-from harness.cpu import SYSTEM, CpuMeter, system_meter
-from harness.cpu import table as cpu_table
-from harness.journal import Journal
+from harness.drivers.cpu import SYSTEM, CpuMeter, system_meter
+from harness.drivers.cpu import table as cpu_table
+from harness.drivers.system_under_test import SystemUnderTest
+from harness.drivers.throughput import dumps, inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
+from harness.oracles import ledger
+from harness.oracles.journal import Journal
 from harness.polling import poll_until
-from harness.report import REPORTS
+from harness.reports import history
+from harness.reports.report import REPORTS
 from harness.stack import choose_provider
 from harness.stack.choice import CHOICES
-from harness.system_under_test import SystemUnderTest
-from harness.throughput import dumps, inference_batch, sqs_ceiling, submit_and_wait, warm_sqs
 from system.patterns import PATTERNS
 
 SERIES_PER_REQUEST = len(PATTERNS)  # one series of each pattern per request
@@ -81,7 +82,7 @@ def mixed_phase(
 
     import httpx
 
-    from harness.throughput import count_terminal, job_figures, score_upload
+    from harness.drivers.throughput import count_terminal, job_figures, score_upload
     from system.simulators import scores as score_files
 
     content = score_files.musicxml()
@@ -200,7 +201,7 @@ def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.capacity", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.programs.capacity", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--stack",
         default="local",

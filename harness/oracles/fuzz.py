@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from harness.journal import Journal, series_digest
+from harness.oracles.journal import Journal, series_digest
 
 
 def _sent_series_digests(response, n: int) -> list[str | None]:

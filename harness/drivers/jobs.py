@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from harness import ledger
-from harness.contract import COMPLETED_WITH_WARNINGS, FAILED, SUCCEEDED, TERMINAL
 from harness.faults import FaultTimeline
-from harness.journal import Journal, file_digest, series_digest
+from harness.oracles import ledger
+from harness.oracles.contract import COMPLETED_WITH_WARNINGS, FAILED, SUCCEEDED, TERMINAL
+from harness.oracles.journal import Journal, file_digest, series_digest
 from harness.polling import wait_for
 
 

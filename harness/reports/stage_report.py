@@ -1,7 +1,8 @@
-"""Per-stage durations from the workers' JSON logs (``"msg": "stage done"`` records): ``python -m harness.stage_report LOG…``."""
+"""Per-stage durations from the workers' JSON logs (``"msg": "stage done"`` records): ``python -m harness.reports.stage_report LOG…``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -37,10 +38,10 @@ def summarise(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__)
-        return 2
-    for stage, row in summarise(stage_durations(argv)).items():
+    ap = argparse.ArgumentParser(prog="python -m harness.reports.stage_report", description=__doc__)
+    ap.add_argument("logs", nargs="+", metavar="LOG", help="a worker's JSON log (the system's logs/worker-N.log)")
+    args = ap.parse_args(argv)
+    for stage, row in summarise(stage_durations(args.logs)).items():
         print(
             f"{stage:<22} n={row['count']:<6} p50 {row['p50_ms']:>9.2f} ms  p95 {row['p95_ms']:>9.2f} ms  "
             f"max {row['max_ms']:>9.2f} ms"

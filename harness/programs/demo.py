@@ -13,16 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from harness import ledger
-from harness.cpu import CpuMeter, system_meter
-from harness.cpu import table as cpu_table
-from harness.faults import MockOpenAIControl
-from harness.journal import Journal
-from harness.report import REPORTS
-from harness.stack import choose_provider
-from harness.stack.choice import CHOICES
-from harness.system_under_test import SystemUnderTest
-from harness.throughput import (
+from harness.drivers.cpu import CpuMeter, system_meter
+from harness.drivers.cpu import table as cpu_table
+from harness.drivers.system_under_test import SystemUnderTest
+from harness.drivers.throughput import (
     dumps,
     inference_batch,
     redis_ceiling,
@@ -30,6 +24,12 @@ from harness.throughput import (
     sqs_ceiling,
     submit_and_wait,
 )
+from harness.faults import MockOpenAIControl
+from harness.oracles import ledger
+from harness.oracles.journal import Journal
+from harness.reports.report import REPORTS
+from harness.stack import choose_provider
+from harness.stack.choice import CHOICES
 from system.patterns import PATTERNS
 from system.simulators import scores
 
@@ -37,7 +37,7 @@ MUSICXML = scores.musicxml()
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m harness.programs.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--stack",
         default="local",

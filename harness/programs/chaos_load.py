@@ -2,9 +2,9 @@
 driven on a timeline from this process, then verdicts per phase, the ledger over every job the run accepted, and
 one report.
 
-    python -m harness.chaos_load                                  # scenarios/full.toml, 20 users, local stack
-    python -m harness.chaos_load --scenario ci --stack containers
-    python -m harness.chaos_load --scenario full --only redis_restart,worker_kill
+    python -m harness.programs.chaos_load                                  # scenarios/full.toml, 20 users, local stack
+    python -m harness.programs.chaos_load --scenario ci --stack containers
+    python -m harness.programs.chaos_load --scenario full --only redis_restart,worker_kill
     nox -s chaos-load -- --scenario scenarios/full.toml --users 20
 
 Phases: ``warmup``, ``steady`` (the baseline), then per window ``<name>`` (the fault) and ``<name>/recovery``.
@@ -31,20 +31,21 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from harness import journal as journals
-from harness import ledger, report, two_judges
-from harness.contract import EVENTS_TOPIC, FAILED, OPEN, RUNNING, sql_in
+from harness.drivers.throughput import percentile
 from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
 from harness.faults.catalog import CATALOG, Target
 from harness.faults.tcp import TcpProxy
-from harness.scenario import TARGETS, Scenario, Window
-from harness.slo import Verdict
+from harness.oracles import journal as journals
+from harness.oracles import ledger, two_judges
+from harness.oracles.contract import EVENTS_TOPIC, FAILED, OPEN, RUNNING, sql_in
+from harness.oracles.slo import Verdict
+from harness.programs.scenario import TARGETS, Scenario, Window
+from harness.reports import report
 from harness.stack.choice import CHOICES
-from harness.throughput import percentile
 
 if TYPE_CHECKING:
+    from harness.drivers.system_under_test import SystemUnderTest
     from harness.stack.services.kafka import LocalKafka
-    from harness.system_under_test import SystemUnderTest
 
 BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
     "SQS_VISIBILITY_TIMEOUT": "4",
@@ -80,7 +81,9 @@ class Outcome:
     figures: dict
     report_path: Path | None = None
     timeline: list[dict] = field(default_factory=list)
-    judges: list = field(default_factory=list)  # harness.two_judges rows: each window's targets, Prometheus beside
+    judges: list = field(
+        default_factory=list
+    )  # harness.oracles.two_judges rows: each window's targets, Prometheus beside
 
     @property
     def ok(self) -> bool:
@@ -172,7 +175,7 @@ class ChaosLoad:
         return env
 
     def _start_system(self) -> None:
-        from harness.system_under_test import SystemUnderTest
+        from harness.drivers.system_under_test import SystemUnderTest
 
         sc = self.scenario
         env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
@@ -224,7 +227,7 @@ class ChaosLoad:
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        from harness.load import QueueSampler, run_locust
+        from harness.programs.load import QueueSampler, run_locust
 
         sc = self.scenario
         try:
@@ -531,7 +534,7 @@ class ChaosLoad:
 
     def _second_judge(self, windows: list[dict], verdicts: list[Verdict]) -> list:
         """Prometheus' alerts over each window's targets that the system's metrics can judge, beside the window's
-        verdicts (``harness.two_judges``); their agreement is one more verdict of the run."""
+        verdicts (``harness.oracles.two_judges``); their agreement is one more verdict of the run."""
         if not self.stack.prometheus:
             return []
         targets = {w.name: w for w in self.scenario.windows}
@@ -663,7 +666,7 @@ class ChaosLoad:
         return ev
 
     def _figures(self, requests, jobs, depth, load_ended, steady) -> dict:
-        from harness.load import api_figures
+        from harness.programs.load import api_figures
 
         try:
             api, history = api_figures(self.run_dir)
@@ -847,10 +850,10 @@ def _time_to_recover(
 
 # -- command line -------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from harness import scenario as scenarios
+    from harness.programs import scenario as scenarios
 
     ap = argparse.ArgumentParser(
-        prog="python -m harness.chaos_load",
+        prog="python -m harness.programs.chaos_load",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Scenario format: scenarios/README.md. Shipped: "
@@ -865,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where the backing services run (default: local)",
     )
     ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
-    from harness.system_under_test import add_system_options, apply_system_options
+    from harness.drivers.system_under_test import add_system_options, apply_system_options
 
     add_system_options(ap, "the workers / API", "the run")
     args = ap.parse_args(argv)
@@ -875,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
         sc = sc.only([n.strip() for n in args.only.split(",") if n.strip()])
     if args.users:
         sc = replace(sc, users=args.users)
-    from harness.load import _split_defects
+    from harness.programs.load import _split_defects
     from harness.stack import choose_provider
 
     api_defects, worker_defects = _split_defects(args.sabotage)

@@ -1,5 +1,5 @@
-"""Two judges over one interval, which must agree: Verisim's verdicts (``harness.slo`` over what the clients measured
-and the stores hold) and the alerts Prometheus fired from slo.toml's rules (``harness.prometheus_rules``) over the
+"""Two judges over one interval, which must agree: Verisim's verdicts (``harness.oracles.slo`` over what the clients measured
+and the stores hold) and the alerts Prometheus fired from slo.toml's rules (``harness.oracles.prometheus_rules``) over the
 system's own ``/metrics``.
 
 After a bounded run the suite loads the run's rules into the stack's Prometheus: every alert of the deployable file,
@@ -23,10 +23,10 @@ from datetime import datetime
 
 import yaml
 
-from harness import prometheus_rules
+from harness.drivers.prometheus import PrometheusClient
+from harness.oracles import prometheus_rules
+from harness.oracles.slo import Verdict
 from harness.polling import wait_for
-from harness.prometheus import PrometheusClient
-from harness.slo import Verdict
 from harness.stack.endpoints import PrometheusEndpoint
 
 OTHER = "{other endpoints}"
@@ -223,7 +223,7 @@ def as_dicts(rows: list[Row]) -> list[dict]:
 
 
 def judge(slos: dict, verdicts: list[Verdict], figures: dict) -> list[Row]:
-    """The rows of a run whose ``figures`` carry Prometheus' readings (``harness.load.measure``), and the run's
+    """The rows of a run whose ``figures`` carry Prometheus' readings (``harness.programs.load.measure``), and the run's
     agreement verdict appended to ``verdicts``; no rows when the run had no Prometheus."""
     readings = [Reading(**r) for r in figures.get("prometheus") or []]
     if not readings:

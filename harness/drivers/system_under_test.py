@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from harness.prometheus import PrometheusClient
+from harness.drivers.prometheus import PrometheusClient
 from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
@@ -137,7 +137,7 @@ class SystemUnderTest:
 
     @property
     def prometheus_scope(self) -> dict[str, str]:
-        """The labels that pick this system's series out of the stack's Prometheus (``harness.two_judges``)."""
+        """The labels that pick this system's series out of the stack's Prometheus (``harness.oracles.two_judges``)."""
         return {"system": self.queue_name, "queue": self.queue_name}
 
     def worker_transports(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""What drives or measures the system from outside: starting it (system_under_test), submitting jobs, hostile uploads, the load generator's metrics, Prometheus' API, CPU per process, the raw ceilings (SQS, the model), Kafka reads."""

@@ -1,0 +1,1 @@
+"""What judges: the contract (the suite's own copy of the system's vocabulary), the client journal, the ledger, the content oracle and its independent reference, SLO verdicts and their quantile, slo.toml as Prometheus rules and the two judges, the API fuzzer's rules. None of it imports ``system/``."""

@@ -1,0 +1,1 @@
+"""What a person or a nox session runs (``python -m harness.programs.<name>``): the demo, capacity, load and chaos-under-load runs, the stack with a system (up), the lifecycle state machine, the time to a verdict; and the scenario format chaos-under-load reads."""
