@@ -32,8 +32,9 @@ def test_the_lifecycle_is_declared_once_and_the_database_agrees():
 
     assert {s.value: s.rank for s in lifecycle.Status} == contract.RANK
     assert lifecycle.TERMINAL == contract.TERMINAL
-    sql = (ROOT / "system" / "storage" / "migrations" / "0001_jobs.sql").read_text()
-    listed = re.search(r"status\s+text NOT NULL CHECK \(status IN \(([^)]*)\)\)", sql).group(1)
+    # the constraint as the last migration that sets it leaves it
+    sql = "\n".join(p.read_text() for p in sorted((ROOT / "system" / "storage" / "migrations").glob("*.sql")))
+    listed = re.findall(r"CHECK \(status IN \(([^)]*)\)\)", sql)[-1]
     assert tuple(re.findall(r"'(\w+)'", listed)) == lifecycle.ALL
     assert lifecycle.lua_ranks() in status_cache._PUT_FORWARD
 
@@ -245,3 +246,12 @@ def test_the_timing_check_sees_an_unmarked_gate(tmp_path):
         "tests/load/test_gate.py::test_p95: uses harness.oracles.slo",
         "tests/load/test_mixed.py::test_c: uses harness.programs.load",
     ]
+
+
+def test_the_tour_names_files_that_exist():
+    """docs/tour.md walks a newcomer through the code by path: every file or folder it names is there."""
+    text = (ROOT / "docs" / "tour.md").read_text()
+    named = set(re.findall(r"`((?:system|harness|tests|scenarios|deploy|docs)/[\w./-]*)`", text))
+    named |= {f"system/pipelines/{n}" for n in re.findall(r"`(score_\w+\.py)`", text)}
+    assert len(named) > 30
+    assert sorted(p for p in named if not (ROOT / p.split(" ")[0]).exists()) == []
