@@ -257,7 +257,7 @@ def coverage(session: nox.Session) -> None:
 
 # what the coverage gate measures: the system's own behaviour, not its timing. The chaos, sabotage and load tests judge
 # time and throughput, which the tracer would slow; the generated-input tests (fuzz) spend their time in Hypothesis's
-# engine, in the test process, which the tracer slows most (+64 s of a 113 s overhead, measured): those run unmeasured
+# engine, in the test process, which the tracer slows most: those run unmeasured
 UNMEASURED = "chaos or sabotage or load or fuzz"
 MEASURED_TESTS = ["tests", "-m", f"not bench and not ({UNMEASURED})", "--stack=local", "-p", "no:cacheprovider"]
 COVERAGE_DATA = ROOT / "reports" / "coverage"
