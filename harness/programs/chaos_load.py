@@ -39,7 +39,14 @@ from harness.oracles import journal as journals
 from harness.oracles import ledger, two_judges
 from harness.oracles.contract import EVENTS_TOPIC, FAILED, OPEN, RUNNING, sql_in
 from harness.oracles.slo import Verdict
-from harness.programs.scenario import TARGETS, Scenario, Window
+from harness.oracles.windows import (
+    failure_budget_verdict,
+    generator_verdicts,
+    held_back,
+    time_to_recover,
+    window_verdicts,
+)
+from harness.programs.scenario import Scenario, Window
 from harness.reports import report
 from harness.stack.choice import CHOICES
 
@@ -111,6 +118,49 @@ class Outcome:
 
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+class _Load:
+    """The run's Locust, in a thread of its own: it offers the scenario's load until told to stop. A fault window
+    lasts longer than its duration when bringing a service back takes a while (a container restarts in seconds): the
+    load goes on until the last recovery phase has ended, then stops (bounded by ``slack_s``)."""
+
+    def __init__(self, chaos: ChaosLoad, requests_log: Path):
+        from harness.programs.load import run_locust
+
+        sc = chaos.scenario
+        self.load_s = int(sc.load_s + 0.999)
+        self.slack_s = 15 * sum(w.family == "process" for w in sc.windows) + 30
+        self.done = threading.Event()
+        self.box: dict = {}
+        sut, stack = chaos.sut, chaos.stack
+        self.thread = threading.Thread(
+            target=lambda: self.box.update(
+                run=run_locust(
+                    sut.api_url,
+                    sc.users,
+                    sc.spawn_rate,
+                    self.load_s + self.slack_s,
+                    chaos.run_dir,
+                    extra_env={"VERISIM_REQUEST_LOG": str(requests_log), "VERISIM_JOURNAL": str(chaos.journal_path)},
+                    user_classes=sc.user_classes or None,
+                    stop=self.done,
+                    scrape=(stack.prometheus, {"system": sut.prometheus_scope["system"]}),
+                )
+            ),
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(self.load_s + self.slack_s + 180)
+
+    def result(self):
+        """Locust's finished process (its exit code and output), or None when it never finished."""
+        return self.box.get("run")
 
 
 class ChaosLoad:
@@ -227,7 +277,8 @@ class ChaosLoad:
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        from harness.programs.load import QueueSampler, run_locust
+        """Start the system, run the load with the scenario's timeline of faults, drain, judge."""
+        from harness.programs.load import QueueSampler
 
         sc = self.scenario
         try:
@@ -239,66 +290,22 @@ class ChaosLoad:
             http = HttpFaults(control, self.timeline)
             proc = ProcessFaults(self.timeline, self.provider, {"kafka": self.own_kafka} if self.own_kafka else {})
             requests_log = self.run_dir / "requests.jsonl"
-            load_s = int(sc.load_s + 0.999)
-            # a fault window lasts longer than its duration when bringing a service back takes a while (a container
-            # restarts in seconds): the load goes on until the last recovery phase has ended, then stops (bounded)
-            load_done = threading.Event()
-            slack_s = 15 * sum(w.family == "process" for w in sc.windows) + 30
             self.say(
-                f"chaos-load '{sc.name}': {sc.users} users for {load_s} s, {len(sc.windows)} fault window(s) "
-                f"({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
+                f"chaos-load '{sc.name}': {sc.users} users for {int(sc.load_s + 0.999)} s, {len(sc.windows)} fault "
+                f"window(s) ({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
             )
-            box: dict = {}
-            locust = threading.Thread(
-                target=lambda: box.update(
-                    run=run_locust(
-                        self.sut.api_url,
-                        sc.users,
-                        sc.spawn_rate,
-                        load_s + slack_s,
-                        self.run_dir,
-                        extra_env={
-                            "VERISIM_REQUEST_LOG": str(requests_log),
-                            "VERISIM_JOURNAL": str(self.journal_path),
-                        },
-                        user_classes=sc.user_classes or None,
-                        stop=load_done,
-                        scrape=(self.stack.prometheus, {"system": self.sut.prometheus_scope["system"]}),
-                    )
-                ),
-                daemon=True,
-            )
+            load = _Load(self, requests_log)
             with QueueSampler(self.stack, self.sut.queue_name, self.sut.dlq_name) as sampler:
-                locust.start()
-                self._wait_for_first_request(requests_log, locust)
-                t = time.time()
-                self._phase("warmup", "warmup", t, sc.warmup_s)
-                self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
-                for w in sc.windows:
-                    start = time.time()
-                    self.say(
-                        f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for "
-                        f"{w.duration_s:g} s"
-                    )
-                    hits_before = self.proxies[w.service].hits.copy() if w.family == "tcp" else None
-                    with self._inject(w, http, proc) as fw:
-                        _sleep_until(start + w.duration_s)
-                    end = time.time()
-                    fw.name = w.name  # the report labels each shaded window with the scenario's name for it
-                    self.fault_windows[w.name] = fw
-                    self.phases.append(Phase(w.name, "fault", start, end, w.name))
-                    if hits_before is not None:
-                        after = self.proxies[w.service].hits
-                        fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
-                    self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
+                load.start()
+                self._wait_for_first_request(requests_log, load.thread)
+                self._timeline(http, proc)
                 load_end = time.time()  # what the scenario asked for ends here
-                load_done.set()
-                locust.join(load_s + slack_s + 180)
+                load.stop()
                 load_ended = time.time()
                 self.say(f"  [{load_ended - self.phases[0].start:6.1f}s] load over; draining the backlog …")
                 drained = self._drain(sc.drain_timeout_s)
                 time.sleep(1.1)
-            run = box.get("run")
+            run = load.result()
             (self.run_dir / "locust.log").write_text((run.stdout + run.stderr) if run else "locust did not finish")
             return self._judge(control, requests_log, sampler.samples, load_ended, drained, run, load_end)
         finally:
@@ -310,6 +317,28 @@ class ChaosLoad:
                 p.stop()
             if self.own_kafka:
                 self.own_kafka.stop()
+
+    def _timeline(self, http: HttpFaults, proc: ProcessFaults) -> None:
+        """Warm-up, steady phase, then each window: its fault for its duration, then its recovery phase."""
+        sc = self.scenario
+        self._phase("warmup", "warmup", time.time(), sc.warmup_s)
+        self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
+        for w in sc.windows:
+            start = time.time()
+            self.say(
+                f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for {w.duration_s:g} s"
+            )
+            hits_before = self.proxies[w.service].hits.copy() if w.family == "tcp" else None
+            with self._inject(w, http, proc) as fw:
+                _sleep_until(start + w.duration_s)
+            end = time.time()
+            fw.name = w.name  # the report labels each shaded window with the scenario's name for it
+            self.fault_windows[w.name] = fw
+            self.phases.append(Phase(w.name, "fault", start, end, w.name))
+            if hits_before is not None:
+                after = self.proxies[w.service].hits
+                fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
+            self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
 
     def _phase(self, name: str, kind: str, start: float, seconds: float, window: str | None = None) -> None:
         self.phases.append(Phase(name, kind, start, start + seconds, window))
@@ -467,7 +496,7 @@ class ChaosLoad:
         # this window's backlog: what was accepted since the previous fault ended (earlier jobs are the previous
         # window's to answer for, and a straggler of its counts against it alone)
         since = max((p.end for p in self.phases if p.kind == "fault" and p.end <= fault.start), default=0.0)
-        recover = _time_to_recover(
+        recover = time_to_recover(
             jobs,
             fault.end,
             nxt,
@@ -708,144 +737,6 @@ def _r(v):
 def _sleep_until(t: float) -> None:
     while (left := t - time.time()) > 0:
         time.sleep(min(left, 0.5))
-
-
-WINDOW_CHECKS = ("the fault reached the system", "failed jobs outside the budget")  # besides the TARGETS
-
-
-def window_kinds() -> set[str]:
-    """Every kind of verdict a chaos window can give, as ``window_family`` names them: the sabotage catalog must hold
-    a twin for each (tests/unit/test_sabotage_catalog.py)."""
-    return {f"window: {k}" for k in (*WINDOW_CHECKS, *TARGETS)}
-
-
-def window_family(verdict: str) -> str | None:
-    """The kind of a window's verdict: ``worker_kill: recover_s`` -> ``window: recover_s``, ``openai_5xx: the fault
-    reached the system (openai_faulted)`` -> ``window: the fault reached the system``; None for any other verdict."""
-    _, sep, rest = verdict.partition(": ")
-    if not sep:
-        return None
-    for key in (*WINDOW_CHECKS, *TARGETS):
-        if rest == key or rest.startswith(f"{key} "):
-            return f"window: {key}"
-    return None
-
-
-def window_verdicts(
-    name: str, trace_name: str, trace: float, targets: dict[str, float], measured: dict[str, float | None]
-) -> list[Verdict]:
-    """A window's verdicts: the fault left a trace, and each of the scenario's targets held (a figure that could
-    not be measured, e.g. a recovery that never came, fails its target)."""
-    out = [Verdict(f"{name}: the fault reached the system ({trace_name})", ">= 1", trace, trace >= 1)]
-    for key, limit in targets.items():
-        _, sense = TARGETS[key]
-        v = measured.get(key)
-        ok = v is not None and (v <= limit if sense == "max" else v >= limit)
-        out.append(
-            Verdict(
-                f"{name}: {key}",
-                f"{'<=' if sense == 'max' else '>='} {limit:g}",
-                None if v is None else round(float(v), 3),
-                ok,
-            )
-        )
-    return out
-
-
-GENERATOR_GAP_S = 5.0  # the load generator's last answered request may precede the load's end by this much at most
-
-
-def generator_verdicts(run, requests: list[dict], load_end: float, gap_s: float = GENERATOR_GAP_S) -> list[Verdict]:
-    """The load generator outlived the faults it watched: Locust exited on its own terms (0, or 1 for failed
-    requests; a signal, e.g. gevent's libev abort -6, or no exit at all, is a run whose later windows were judged on
-    no traffic), and requests were still being answered until the load's end. Either failure makes the whole run
-    invalid, whatever the windows say."""
-    code = None if run is None else run.returncode
-    last = max((float(r["t"]) for r in requests), default=None)
-    gap = None if last is None else round(max(0.0, load_end - last), 3)
-    return [
-        Verdict(
-            "load generator: Locust exited on its own (0, or 1 with failed requests)"
-            + ("" if code in (0, 1) else f" — it did not (exit {code}): the run is invalid"),
-            "in (0, 1)",
-            None if code is None else float(code),
-            code in (0, 1),
-        ),
-        Verdict(
-            "load generator: requests answered until the load's end (s before it)"
-            + ("" if gap is not None and gap <= gap_s else " — the load stopped early: the run is invalid"),
-            f"<= {gap_s:g}",
-            gap,
-            gap is not None and gap <= gap_s,
-        ),
-    ]
-
-
-def failure_budget_verdict(w: Window, jobs: list[dict], start: float, end: float) -> Verdict:
-    """The jobs that failed during the window or its recovery (whenever they were accepted: a job accepted before a
-    fault can be the one it fails) beyond the window's ``expect_failures``: each named, with its reason (a failure
-    is not a success)."""
-    failed: dict[str, list[str]] = {}
-    for j in jobs:
-        if j["status"] == FAILED and j.get("done") is not None and start <= j["done"] < end:
-            failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
-    over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
-    n = sum(len(ids) for ids in over.values())
-    budget = ", ".join(f"{c} {k}" for c, k in sorted(w.expect_failures.items())) or "none"
-    named = "; ".join(f"{code}: {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}" for code, ids in over.items())
-    return Verdict(
-        f"{w.name}: failed jobs outside the budget ({budget})" + (f" — {named}" if named else ""), "<= 0", n, n == 0
-    )
-
-
-def held_back(
-    jobs: list[dict], steady_p95_ms: float, tolerance: float, kind_p95_ms: dict[str, float] | None = None
-) -> list[dict]:
-    """The finished jobs whose enqueue->done exceeded ``tolerance`` × the steady phase's p95 of their kind (of all
-    jobs, for a kind the steady phase did not finish): the ones a fault delayed."""
-    kind_limits = {k: v * tolerance for k, v in (kind_p95_ms or {}).items() if v is not None}
-    limit = steady_p95_ms * tolerance
-    return [
-        j
-        for j in jobs
-        if j["done"] is not None and (j["done"] - j["enq"]) * 1000 > kind_limits.get(j.get("kind", ""), limit)
-    ]
-
-
-def _time_to_recover(
-    jobs: list[dict],
-    fault_end: float,
-    horizon: float,
-    steady_p95_ms: float | None,
-    tolerance: float,
-    bucket_s: float = 5.0,
-    since: float = 0.0,
-    kind_p95_ms: dict[str, float] | None = None,
-) -> float | None:
-    """Seconds from ``fault_end`` until (a) every job accepted from ``since`` (the previous fault's end) until then
-    has finished, those the fault held back included, and (b) the jobs accepted in a ``bucket_s`` slice starting
-    then finish with an enqueue->done p95 within ``tolerance`` × the steady phase's. None when that never happened
-    before ``horizon`` (the next fault, or the end of the load).
-
-    A job of the backlog was held back when its enqueue->done exceeded ``tolerance`` × the steady p95 of its kind
-    (``kind_p95_ms``; the steady p95 of all jobs for a kind it lacks): a score job that took what score jobs take in
-    the steady phase was not delayed by the fault, and its finish says nothing about recovery."""
-    if steady_p95_ms is None:
-        return None
-    before = [j for j in jobs if since <= j["enq"] < fault_end]
-    if any(j["done"] is None for j in before):
-        return None
-    limit = steady_p95_ms * tolerance
-    held = held_back(before, steady_p95_ms, tolerance, kind_p95_ms)
-    drained = max((j["done"] for j in held), default=fault_end)
-    t = fault_end
-    while t + bucket_s <= horizon + 0.001:
-        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
-        dones = [(j["done"] - j["enq"]) * 1000 for j in slice_ if j["done"] is not None]
-        if slice_ and len(dones) == len(slice_) and percentile(dones, 95) <= limit:
-            return round(max(drained, t) - fault_end, 3)
-        t += 1.0
-    return None
 
 
 # -- command line -------------------------------------------------------------------------------------------------

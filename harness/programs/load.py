@@ -151,25 +151,36 @@ def _run_locust(
     ]
     timeout = duration_s + 120
     if not workers:
-        proc = subprocess.Popen(
-            base + common, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        with ThreadPoolExecutor(1) as reader:  # read its output meanwhile: a full pipe would stall it
-            output = reader.submit(proc.communicate)
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None and not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            overran = proc.poll() is None and time.monotonic() >= deadline
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # Locust stops its users and writes its stats, as at its end
-            try:
-                out, err = output.result(timeout=30)
-            except FuturesTimeout:
-                proc.kill()
-                out, err = output.result()
-        if overran:
-            raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        return _one_process(base + common, env, timeout, stop)
+    return _distributed(base, common, env, timeout, workers, reset_stats)
+
+
+def _one_process(cmd: list[str], env, timeout: float, stop: threading.Event | None) -> subprocess.CompletedProcess:
+    """Locust in one process until its time is up or ``stop`` is set (then SIGTERM: it stops its users and writes
+    its stats, as at its end); its output read meanwhile."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    with ThreadPoolExecutor(1) as reader:  # read its output meanwhile: a full pipe would stall it
+        output = reader.submit(proc.communicate)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        overran = proc.poll() is None and time.monotonic() >= deadline
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = output.result(timeout=30)
+        except FuturesTimeout:
+            proc.kill()
+            out, err = output.result()
+    if overran:
+        raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _distributed(
+    base: list[str], common: list[str], env, timeout: float, workers: int, reset_stats: bool
+) -> subprocess.CompletedProcess:
+    """A Locust master and ``workers`` Locust workers on loopback; the master's output and exit code."""
     master_port = _free_port()
     master = subprocess.Popen(
         base
@@ -398,7 +409,6 @@ def measure(
     from harness.drivers.model_ceiling import lstm_ceiling
     from harness.drivers.throughput import sqs_ceiling
     from harness.oracles import journal as journals
-    from harness.oracles import ledger
 
     ceiling = sqs_ceiling(stack.aws, 1000)  # the emulator's own ceiling, measured in the same run
     model_ceilings = {"lstm": lstm_ceiling()}  # the model's raw forward pass on this machine, in the same run
@@ -421,27 +431,14 @@ def measure(
         figures = queue_figures(stack, started, load_ended)
         if stack.prometheus:  # requests as Locust reports them: after the ramp-up when its stats were reset
             ramp_s = users / (spawn_rate or max(1.0, users / 5)) if reset_stats else 0.0
-            scope = {"system": queue_name, "queue": queue_name}
-            since = started.timestamp()
-            readings = two_judges.read(stack.prometheus, slos or slo.load(), scope, since, since + ramp_s)
-            figures["prometheus"] = [asdict(r) for r in readings]
+            figures["prometheus"] = _prometheus_readings(stack, slos, queue_name, started.timestamp(), ramp_s)
         time.sleep(1.1)  # one more depth sample after the drain
     if burst_requests:
         burst = journals.Journal(journal_path, source="capacity burst")
         figures["capacity"] = capacity(stack, host, ceiling, burst_requests, journal=burst)
         burst.close()
         figures["failed_jobs"] += figures["capacity"]["failed"]  # the burst's failures are judged too
-    told = journals.read(journal_path, started=started.timestamp())
-    figures["journal"] = told.summary()
-    print(
-        f"ledger over the client journal ({figures['journal']['accepted']} accepted, "
-        f"{figures['journal']['refused']} refused) …",
-        flush=True,
-    )
-    verdict = ledger.settle(stack, journal=told, scope=[queue_name], dlq_name=dlq_name, timeout=60)
-    figures["ledger"] = ledger.as_dict(verdict)
-    for line in ["  " + verdict.summary(), *ledger.content_lines(verdict)]:
-        print(line, flush=True)
+    _ledger(stack, journal_path, started, queue_name, dlq_name, figures)
     (out_dir / "locust.log").write_text(run.stdout + run.stderr)
     if not (out_dir / "locust_stats.csv").exists():
         raise RuntimeError(f"Locust produced no stats (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")
@@ -462,6 +459,31 @@ def measure(
         share_of_sqs_ceiling=round(figures["throughput_jobs_per_s"] / ceiling["send_receive_delete_per_s"], 5),
     )
     return figures
+
+
+def _prometheus_readings(stack: Stack, slos: dict | None, queue_name: str, since: float, ramp_s: float) -> list:
+    """Prometheus' alerts over the run, over this system's series only (``harness.oracles.two_judges``)."""
+    scope = {"system": queue_name, "queue": queue_name}
+    readings = two_judges.read(stack.prometheus, slos or slo.load(), scope, since, since + ramp_s)
+    return [asdict(r) for r in readings]
+
+
+def _ledger(stack: Stack, journal_path: Path, started: datetime, queue_name: str, dlq_name: str, figures: dict) -> None:
+    """The ledger over the clients' journal: every job they were told was accepted, its outputs, every store."""
+    from harness.oracles import journal as journals
+    from harness.oracles import ledger
+
+    told = journals.read(journal_path, started=started.timestamp())
+    figures["journal"] = told.summary()
+    print(
+        f"ledger over the client journal ({figures['journal']['accepted']} accepted, "
+        f"{figures['journal']['refused']} refused) …",
+        flush=True,
+    )
+    verdict = ledger.settle(stack, journal=told, scope=[queue_name], dlq_name=dlq_name, timeout=60)
+    figures["ledger"] = ledger.as_dict(verdict)
+    for line in ["  " + verdict.summary(), *ledger.content_lines(verdict)]:
+        print(line, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,23 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.faults.catalog import CATALOG, FaultName
+from harness.oracles.windows import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
-
-
-TARGETS = {  # target key -> (what it limits, "max" | "min")
-    "recover_s": (
-        "seconds from the fault's end until enqueue->done p95 is back and the jobs it held back finished",
-        "max",
-    ),
-    "server_errors": ("5xx answers other than the window's expected refusals, window + recovery", "max"),
-    "api_p95_ms": ("API p95 during the window (every request)", "max"),
-    "done_p95_ms": ("enqueue->done p95 of the jobs accepted during the window", "max"),
-    "min_completed": ("jobs that completed during the window", "min"),
-    "min_accepted": ("jobs the clients were told were accepted during the window (their journal)", "min"),
-    "failed_jobs": ("jobs accepted in the window or its recovery that ended failed", "max"),
-}
 
 
 @dataclass

@@ -21,7 +21,7 @@ def port_free(port: int) -> bool:
             return False
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness.programs.up", description=__doc__)
     ap.add_argument(
         "--stack",
@@ -39,8 +39,49 @@ def main(argv: list[str] | None = None) -> int:
         help="the queue jobs travel on: sqs, celery (with Flower on 5555), or seeds (the original designs: "
         "scores on SQS, inference on Celery); default VERISIM_TRANSPORT or sqs",
     )
-    args = ap.parse_args(argv)
+    return ap
 
+
+def _banner(stack, sut: SystemUnderTest, api: str) -> None:
+    """Flower where jobs travel on Celery; then every URL, what to try, and the environment to run more workers by
+    hand."""
+    carried = ", ".join(f"{k.split('_')[0].lower()} jobs on {v}" for k, v in TRANSPORTS[sut.transport].items())
+    flower = ""
+    if "celery" in sut.worker_transports():
+        url = sut.start_flower(5555 if port_free(5555) else None)
+        flower = f"\n  Flower          {url}   (workers {url}/api/workers, tasks {url}/tasks)"
+    if stack.prometheus:  # it scrapes the API and workers and evaluates deploy/prometheus/verisim-rules.yml
+        prom = stack.prometheus.url
+        flower += f"\n  Prometheus      {prom}   (slo.toml's alerts {prom}/alerts, scraped {prom}/targets)"
+    print(
+        f"""
+Verisim is up.
+  dashboard       {api}/
+  API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
+  dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace("http", "ws")}/api/v1/dashboard/ws
+  mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config){flower}
+  transports      {carried}
+  logs            {sut.workdir / "logs"}  and  {stack.logs.get("postgres", "").rsplit("/", 1)[0]}
+
+Try:
+  curl -s -X POST {api}/api/v1/inference -H 'content-type: application/json' \\
+   -d '{{"pattern": "linear", "values": [1, 2, 3, 4, 5]}}'
+  curl -s {api}/api/v1/jobs/<job_id>
+  python data_simulator.py --url {api} --interval 1
+  python simulate_load.py --url {api} --requests 20 --concurrency 5
+  locust -f locustfile.py --host {api} --users 20
+
+The system's environment, to run more workers by hand (python -m system.worker; Celery: python -m
+system.worker --transport celery):""",
+        flush=True,
+    )
+    for k, v in sut.env.items():
+        if k in stack.to_env() or k.startswith(("SQS_", "INFERENCE_", "SCORE_", "CELERY_")):
+            print(f"  export {k}={v}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     stop = stop_on_sigterm()
     provider = choose_provider(args.stack, progress=lambda m: print(m, flush=True))
     sut = None
@@ -52,39 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         for transport in sut.worker_transports():
             for _ in range(args.workers):
                 sut.start_worker(concurrency=args.concurrency, transport=transport)
-        carried = ", ".join(f"{k.split('_')[0].lower()} jobs on {v}" for k, v in TRANSPORTS[sut.transport].items())
-        flower = ""
-        if "celery" in sut.worker_transports():
-            url = sut.start_flower(5555 if port_free(5555) else None)
-            flower = f"\n  Flower          {url}   (workers {url}/api/workers, tasks {url}/tasks)"
-        if stack.prometheus:  # it scrapes the API and workers and evaluates deploy/prometheus/verisim-rules.yml
-            prom = stack.prometheus.url
-            flower += f"\n  Prometheus      {prom}   (slo.toml's alerts {prom}/alerts, scraped {prom}/targets)"
-        print(
-            f"""
-Verisim is up.
-  dashboard       {api}/
-  API             {api}   (docs {api}/docs, health {api}/healthz, ready {api}/readyz, metrics {api}/metrics)
-  dashboard API   {api}/api/v1/dashboard/live-stats   WebSocket {api.replace("http", "ws")}/api/v1/dashboard/ws
-  mock OpenAI     {stack.openai.base_url}   (knobs: PATCH {stack.openai.admin_url}/config){flower}
-  transports      {carried}
-  logs            {sut.workdir / "logs"}  and  {stack.logs.get("postgres", "").rsplit("/", 1)[0]}
-
-Try:
-  curl -s -X POST {api}/api/v1/inference -H 'content-type: application/json' \\
-       -d '{{"pattern": "linear", "values": [1, 2, 3, 4, 5]}}'
-  curl -s {api}/api/v1/jobs/<job_id>
-  python data_simulator.py --url {api} --interval 1
-  python simulate_load.py --url {api} --requests 20 --concurrency 5
-  locust -f locustfile.py --host {api} --users 20
-
-The system's environment, to run more workers by hand (python -m system.worker; Celery: python -m
-system.worker --transport celery):""",
-            flush=True,
-        )
-        for k, v in sut.env.items():
-            if k in stack.to_env() or k.startswith(("SQS_", "INFERENCE_", "SCORE_", "CELERY_")):
-                print(f"  export {k}={v}")
+        _banner(stack, sut, api)
         run_until_stopped(stop)
     except KeyboardInterrupt:  # during start-up
         pass

@@ -28,7 +28,7 @@ def positive_int(text: str) -> int:
     return v
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="simulate_load.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=positive_int, default=10, help="uploads to send (default 10)")
     ap.add_argument("--concurrency", type=positive_int, default=5, help="uploads in flight at once (default 5)")
@@ -43,8 +43,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-language", default=None, help="translation target (default: the server's)")
     ap.add_argument("--wait", action="store_true", help="then wait for every job to end and report their states")
     ap.add_argument("--timeout", type=float, default=600, help="seconds --wait waits at most (default 600)")
-    args = ap.parse_args(argv)
+    return ap
 
+
+class Uploads:
+    """The uploads of one run: each one's time, the ids of the accepted jobs, the refusals by reason; each upload
+    printed as it ends."""
+
+    def __init__(self, client: httpx.Client, name: str, content: bytes, data: dict, total: int):
+        self.client, self.name, self.content, self.data, self.total = client, name, content, data, total
+        self.lock = threading.Lock()
+        self.times: list[float] = []
+        self.errors: Counter = Counter()
+        self.job_ids: list[str] = []
+        self.counter = iter(range(1, total + 1))
+
+    def one(self, _: int) -> None:
+        t0 = time.monotonic()
+        try:
+            r = self.client.post("/api/v1/scores", files={"file": (self.name, self.content)}, data=self.data)
+            ok = r.status_code == 202
+            detail = f"job {r.json()['job_id']}" if ok else f"HTTP {r.status_code}: {r.text[:160]}"
+        except httpx.HTTPError as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        elapsed = time.monotonic() - t0
+        with self.lock:
+            n = next(self.counter)
+            self.times.append(elapsed)
+            if ok:
+                self.job_ids.append(detail.split()[1])
+            else:
+                self.errors[detail.split(":")[0]] += 1
+            print(f"[{n:>5}/{self.total}] {'ok    ' if ok else 'FAILED'} {elapsed:7.3f}s  {detail}", flush=True)
+
+    def summary(self, wall: float) -> str:
+        failed = sum(self.errors.values())
+        lines = [
+            f"\nsummary: {self.total} requests in {wall:.1f}s ({self.total / wall:.1f}/s), "
+            f"{self.total - failed} accepted, {failed} failed; request time p50 {percentile(self.times, 50):.3f}s, "
+            f"p95 {percentile(self.times, 95):.3f}s, max {max(self.times):.3f}s"
+        ]
+        return "\n".join(lines + [f"  {n} × {err}" for err, n in self.errors.most_common()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
     if args.file:
         if not args.file.is_file():
             ap.error(f"--file {args.file} does not exist")
@@ -59,47 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.concurrency} at a time",
         flush=True,
     )
-
-    lock = threading.Lock()
-    times: list[float] = []
-    errors: Counter = Counter()
-    job_ids: list[str] = []
-    counter = iter(range(1, args.requests + 1))
     started = time.monotonic()
-
     with httpx.Client(base_url=args.url, timeout=60, limits=httpx.Limits(max_connections=args.concurrency)) as client:
-
-        def one(_: int) -> None:
-            t0 = time.monotonic()
-            try:
-                r = client.post("/api/v1/scores", files={"file": (name, content)}, data=data)
-                ok = r.status_code == 202
-                detail = f"job {r.json()['job_id']}" if ok else f"HTTP {r.status_code}: {r.text[:160]}"
-            except httpx.HTTPError as exc:
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
-            elapsed = time.monotonic() - t0
-            with lock:
-                n = next(counter)
-                times.append(elapsed)
-                if ok:
-                    job_ids.append(detail.split()[1])
-                else:
-                    errors[detail.split(":")[0]] += 1
-                print(f"[{n:>5}/{args.requests}] {'ok    ' if ok else 'FAILED'} {elapsed:7.3f}s  {detail}", flush=True)
-
+        uploads = Uploads(client, name, content, data, args.requests)
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(one, range(args.requests)))
-        wall = time.monotonic() - started
-        failed = sum(errors.values())
-        print(
-            f"\nsummary: {args.requests} requests in {wall:.1f}s ({args.requests / wall:.1f}/s), "
-            f"{args.requests - failed} accepted, {failed} failed; request time p50 {percentile(times, 50):.3f}s, "
-            f"p95 {percentile(times, 95):.3f}s, max {max(times):.3f}s"
-        )
-        for err, n in errors.most_common():
-            print(f"  {n} × {err}")
-        if args.wait and job_ids:
-            states = wait_for_jobs(client, job_ids, args.timeout)
+            list(pool.map(uploads.one, range(args.requests)))
+        print(uploads.summary(time.monotonic() - started))
+        failed = sum(uploads.errors.values())
+        if args.wait and uploads.job_ids:
+            states = wait_for_jobs(client, uploads.job_ids, args.timeout)
             print(f"jobs: {dict(states)}")
             failed += states.get(Status.FAILED, 0) + states.get("not finished", 0)
     return 1 if failed else 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.oracles.windows import window_family
 from harness.programs import scenario
-from harness.programs.chaos_load import ChaosLoad, window_family
+from harness.programs.chaos_load import ChaosLoad
 
 # a run of chaos under load: its p95s and recovery times are verdicts too. Where the test asserts only what turned
 # red, it runs beside other tests (red_verdicts); where it asserts that nothing else did, alone (timing)

@@ -10,7 +10,7 @@ import pytest
 
 from harness.oracles import slo
 from harness.oracles.ledger import PROBLEMS
-from harness.programs.chaos_load import window_family, window_kinds
+from harness.oracles.windows import window_family, window_kinds
 from harness.programs.load import _split_defects
 from harness.sabotage import CATALOG, missing_twins, plant
 

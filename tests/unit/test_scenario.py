@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from harness.faults.catalog import SERVICES
+from harness.oracles.windows import failure_budget_verdict, generator_verdicts, time_to_recover, window_verdicts
 from harness.programs import scenario
-from harness.programs.chaos_load import _time_to_recover, failure_budget_verdict, generator_verdicts, window_verdicts
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
 
@@ -101,31 +101,31 @@ def jobs(*spec):
 def test_recovered_when_the_backlog_drained_and_latency_is_back():
     # fault ends at 100; the backlog accepted before it finishes at 103; jobs accepted from 100 on take 0.1 s
     js = jobs((95, 101.0), (99, 103.0), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
-    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 3.0
+    assert time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 3.0
 
 
 def test_not_recovered_while_latency_stays_high_or_a_job_never_ends():
     slow = jobs(*[(100 + i * 0.5, 102 + i * 0.5) for i in range(30)])  # 2 s each, steady was 0.1 s
-    assert _time_to_recover(slow, 100, 115, steady_p95_ms=100, tolerance=2) is None
+    assert time_to_recover(slow, 100, 115, steady_p95_ms=100, tolerance=2) is None
     stuck = jobs((99, None), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
-    assert _time_to_recover(stuck, 100, 115, steady_p95_ms=100, tolerance=2) is None
-    assert _time_to_recover(jobs((100, 100.1)), 100, 115, steady_p95_ms=None, tolerance=2) is None
+    assert time_to_recover(stuck, 100, 115, steady_p95_ms=100, tolerance=2) is None
+    assert time_to_recover(jobs((100, 100.1)), 100, 115, steady_p95_ms=None, tolerance=2) is None
 
 
 def test_recovery_found_later_in_the_phase():
     # slow until 106, fast after: the first 5 s slice whose p95 is back starts at 106
     js = jobs(*[(100 + i * 0.5, 100 + i * 0.5 + (3 if 100 + i * 0.5 < 106 else 0.05)) for i in range(40)])
-    assert _time_to_recover(js, 100, 125, steady_p95_ms=100, tolerance=1.5) == 6.0
+    assert time_to_recover(js, 100, 125, steady_p95_ms=100, tolerance=1.5) == 6.0
 
 
 def test_a_straggler_counts_against_its_own_window_only():
     # a job accepted at 60, during the previous window (fault ended at 70), finishes only at 130: it keeps that
     # window from recovering, not the one whose fault ends at 100
     js = jobs((60, 130.0), (95, 101.0), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
-    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5, since=70) == 1.0
-    assert _time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 30.0
+    assert time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5, since=70) == 1.0
+    assert time_to_recover(js, 100, 120, steady_p95_ms=100, tolerance=1.5) == 30.0
     stuck_earlier = jobs((60, None), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
-    assert _time_to_recover(stuck_earlier, 100, 115, steady_p95_ms=100, tolerance=2, since=70) == 0.0
+    assert time_to_recover(stuck_earlier, 100, 115, steady_p95_ms=100, tolerance=2, since=70) == 0.0
 
 
 def test_a_job_as_slow_as_its_kind_is_in_steady_state_does_not_hold_recovery_open():
@@ -137,11 +137,11 @@ def test_a_job_as_slow_as_its_kind_is_in_steady_state_does_not_hold_recovery_ope
         *({"enq": e, "done": d, "kind": "inference"} for e, d in fast),
     ]
     kinds = {"inference": 100, "score": 8000}
-    assert _time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5, kind_p95_ms=kinds) == 0.0
+    assert time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5, kind_p95_ms=kinds) == 0.0
     held = [{**usual[0], "done": 125.0}, *usual[1:]]
-    assert _time_to_recover(held, 100, 120, steady_p95_ms=100, tolerance=1.5, kind_p95_ms=kinds) == 25.0
+    assert time_to_recover(held, 100, 120, steady_p95_ms=100, tolerance=1.5, kind_p95_ms=kinds) == 25.0
     # without the per-kind figures every job is held to the steady p95 of all jobs
-    assert _time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5) == 7.0
+    assert time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5) == 7.0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,162 @@
+"""The verdicts of a chaos window and of the run around it, as pure functions of what was measured: the targets a
+scenario's window may set (``TARGETS``), each window's verdicts against them and the evidence that its fault
+landed, its failure budget, its time to recover, and whether the load generator outlived the faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.oracles.contract import FAILED
+from harness.oracles.quantiles import percentile
+from harness.oracles.slo import Verdict
+
+TARGETS = {  # target key -> (what it limits, "max" | "min")
+    "recover_s": (
+        "seconds from the fault's end until enqueue->done p95 is back and the jobs it held back finished",
+        "max",
+    ),
+    "server_errors": ("5xx answers other than the window's expected refusals, window + recovery", "max"),
+    "api_p95_ms": ("API p95 during the window (every request)", "max"),
+    "done_p95_ms": ("enqueue->done p95 of the jobs accepted during the window", "max"),
+    "min_completed": ("jobs that completed during the window", "min"),
+    "min_accepted": ("jobs the clients were told were accepted during the window (their journal)", "min"),
+    "failed_jobs": ("jobs accepted in the window or its recovery that ended failed", "max"),
+}
+
+
+WINDOW_CHECKS = ("the fault reached the system", "failed jobs outside the budget")  # besides the TARGETS
+
+
+def window_kinds() -> set[str]:
+    """Every kind of verdict a chaos window can give, as ``window_family`` names them: the sabotage catalog must hold
+    a twin for each (tests/unit/test_sabotage_catalog.py)."""
+    return {f"window: {k}" for k in (*WINDOW_CHECKS, *TARGETS)}
+
+
+def window_family(verdict: str) -> str | None:
+    """The kind of a window's verdict: ``worker_kill: recover_s`` -> ``window: recover_s``, ``openai_5xx: the fault
+    reached the system (openai_faulted)`` -> ``window: the fault reached the system``; None for any other verdict."""
+    _, sep, rest = verdict.partition(": ")
+    if not sep:
+        return None
+    for key in (*WINDOW_CHECKS, *TARGETS):
+        if rest == key or rest.startswith(f"{key} "):
+            return f"window: {key}"
+    return None
+
+
+def window_verdicts(
+    name: str, trace_name: str, trace: float, targets: dict[str, float], measured: dict[str, float | None]
+) -> list[Verdict]:
+    """A window's verdicts: the fault left a trace, and each of the scenario's targets held (a figure that could
+    not be measured, e.g. a recovery that never came, fails its target)."""
+    out = [Verdict(f"{name}: the fault reached the system ({trace_name})", ">= 1", trace, trace >= 1)]
+    for key, limit in targets.items():
+        _, sense = TARGETS[key]
+        v = measured.get(key)
+        ok = v is not None and (v <= limit if sense == "max" else v >= limit)
+        out.append(
+            Verdict(
+                f"{name}: {key}",
+                f"{'<=' if sense == 'max' else '>='} {limit:g}",
+                None if v is None else round(float(v), 3),
+                ok,
+            )
+        )
+    return out
+
+
+GENERATOR_GAP_S = 5.0  # the load generator's last answered request may precede the load's end by this much at most
+
+
+def generator_verdicts(run, requests: list[dict], load_end: float, gap_s: float = GENERATOR_GAP_S) -> list[Verdict]:
+    """The load generator outlived the faults it watched: Locust exited on its own terms (0, or 1 for failed
+    requests; a signal, e.g. gevent's libev abort -6, or no exit at all, is a run whose later windows were judged on
+    no traffic), and requests were still being answered until the load's end. Either failure makes the whole run
+    invalid, whatever the windows say."""
+    code = None if run is None else run.returncode
+    last = max((float(r["t"]) for r in requests), default=None)
+    gap = None if last is None else round(max(0.0, load_end - last), 3)
+    return [
+        Verdict(
+            "load generator: Locust exited on its own (0, or 1 with failed requests)"
+            + ("" if code in (0, 1) else f" — it did not (exit {code}): the run is invalid"),
+            "in (0, 1)",
+            None if code is None else float(code),
+            code in (0, 1),
+        ),
+        Verdict(
+            "load generator: requests answered until the load's end (s before it)"
+            + ("" if gap is not None and gap <= gap_s else " — the load stopped early: the run is invalid"),
+            f"<= {gap_s:g}",
+            gap,
+            gap is not None and gap <= gap_s,
+        ),
+    ]
+
+
+def failure_budget_verdict(w: Any, jobs: list[dict], start: float, end: float) -> Verdict:
+    """The jobs that failed during the window or its recovery (whenever they were accepted: a job accepted before a
+    fault can be the one it fails) beyond the window's ``expect_failures``: each named, with its reason (a failure
+    is not a success)."""
+    failed: dict[str, list[str]] = {}
+    for j in jobs:
+        if j["status"] == FAILED and j.get("done") is not None and start <= j["done"] < end:
+            failed.setdefault(j.get("error_code") or "no reason", []).append(j["id"])
+    over = {code: ids for code, ids in failed.items() if len(ids) > w.expect_failures.get(code, 0)}
+    n = sum(len(ids) for ids in over.values())
+    budget = ", ".join(f"{c} {k}" for c, k in sorted(w.expect_failures.items())) or "none"
+    named = "; ".join(f"{code}: {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}" for code, ids in over.items())
+    return Verdict(
+        f"{w.name}: failed jobs outside the budget ({budget})" + (f" — {named}" if named else ""), "<= 0", n, n == 0
+    )
+
+
+def held_back(
+    jobs: list[dict], steady_p95_ms: float, tolerance: float, kind_p95_ms: dict[str, float] | None = None
+) -> list[dict]:
+    """The finished jobs whose enqueue->done exceeded ``tolerance`` × the steady phase's p95 of their kind (of all
+    jobs, for a kind the steady phase did not finish): the ones a fault delayed."""
+    kind_limits = {k: v * tolerance for k, v in (kind_p95_ms or {}).items() if v is not None}
+    limit = steady_p95_ms * tolerance
+    return [
+        j
+        for j in jobs
+        if j["done"] is not None and (j["done"] - j["enq"]) * 1000 > kind_limits.get(j.get("kind", ""), limit)
+    ]
+
+
+def time_to_recover(
+    jobs: list[dict],
+    fault_end: float,
+    horizon: float,
+    steady_p95_ms: float | None,
+    tolerance: float,
+    bucket_s: float = 5.0,
+    since: float = 0.0,
+    kind_p95_ms: dict[str, float] | None = None,
+) -> float | None:
+    """Seconds from ``fault_end`` until (a) every job accepted from ``since`` (the previous fault's end) until then
+    has finished, those the fault held back included, and (b) the jobs accepted in a ``bucket_s`` slice starting
+    then finish with an enqueue->done p95 within ``tolerance`` × the steady phase's. None when that never happened
+    before ``horizon`` (the next fault, or the end of the load).
+
+    A job of the backlog was held back when its enqueue->done exceeded ``tolerance`` × the steady p95 of its kind
+    (``kind_p95_ms``; the steady p95 of all jobs for a kind it lacks): a score job that took what score jobs take in
+    the steady phase was not delayed by the fault, and its finish says nothing about recovery."""
+    if steady_p95_ms is None:
+        return None
+    before = [j for j in jobs if since <= j["enq"] < fault_end]
+    if any(j["done"] is None for j in before):
+        return None
+    limit = steady_p95_ms * tolerance
+    held = held_back(before, steady_p95_ms, tolerance, kind_p95_ms)
+    drained = max((j["done"] for j in held), default=fault_end)
+    t = fault_end
+    while t + bucket_s <= horizon + 0.001:
+        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
+        dones = [(j["done"] - j["enq"]) * 1000 for j in slice_ if j["done"] is not None]
+        if slice_ and len(dones) == len(slice_) and percentile(dones, 95) <= limit:
+            return round(max(drained, t) - fault_end, 3)
+        t += 1.0
+    return None
