@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     )
     worker_metrics_host: str = Field("127.0.0.1", description="the address a worker's /metrics listens on")
     requeue_after_seconds: float = Field(300.0, gt=0, description="re-send jobs still queued after this long")
+    worker_lost_after_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a worker whose transport cannot renew a delivery (Celery) and that gave no sign of life for "
+        "this long is lost: the jobs it was running are sent again",
+    )
 
     @property
     def dsn(self) -> str:

@@ -36,9 +36,11 @@ CHAOS_ENV = {
     "SQS_MAX_RECEIVE_COUNT": "8",
     "WORKER_RETRY_BASE_SECONDS": "0.5",
     "OPENAI_TIMEOUT_SECONDS": "2",
-    # Celery: a dead worker's task comes back this soon (looked for every 2 s); a job running longer may be delivered
-    # twice — harmless (claimed by id, finished once), and the ledger would show a second result if it were not
-    "CELERY_VISIBILITY_TIMEOUT": "5",
+    # Celery: a worker silent this long is lost, and the jobs it was running are sent again (its unacknowledged
+    # tasks come back only after CELERY_VISIBILITY_TIMEOUT, left at the system's default: it must outlast the
+    # longest job); a job of a worker only frozen may run twice — harmless (claimed by id, finished once), and the
+    # ledger would show a second result if it were not
+    "WORKER_LOST_AFTER_SECONDS": "4",
     # a job whose message a broker lost sits queued until the workers' stale-job sweep sends it again (300 s by
     # default, looked for every half of it): 30 s here. Seen in CI: Celery's Redis transport lost a message that a
     # worker killed mid-stream had popped but not yet recorded as unacknowledged; the job stayed queued past the

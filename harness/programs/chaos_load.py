@@ -59,6 +59,7 @@ BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [
     "SQS_MAX_RECEIVE_COUNT": "8",
     "WORKER_RETRY_BASE_SECONDS": "0.5",
     "OPENAI_TIMEOUT_SECONDS": "2",
+    "WORKER_LOST_AFTER_SECONDS": "4",  # a Celery worker silent this long is lost: its running jobs are sent again
 }
 SERVICE_TROUBLE = {  # a system log line (WARNING or worse) that shows a backing service's fault reached the system
     "postgres": ("dependency unavailable", "failed", "Postgres", "connection", "pool"),
@@ -173,8 +174,12 @@ class ChaosLoad:
         sabotage: str | None = None,
         api_sabotage: str | None = None,
         run_dir: Path | None = None,
+        transport: str | None = None,
     ):
+        """``transport``: the queue the system's jobs travel on (sqs, celery, seeds; default VERISIM_TRANSPORT or
+        sqs)."""
         self.scenario = scenario
+        self.transport = transport
         self.stack = stack
         self.provider = provider
         self.say = progress
@@ -231,7 +236,12 @@ class ChaosLoad:
         env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
         # the system's logs stay with the run's report (``<run>/system/logs``)
         self.sut = SystemUnderTest(
-            self.stack, workdir=self.run_dir / "system", env=env, isolated=True, progress=self.say
+            self.stack,
+            workdir=self.run_dir / "system",
+            env=env,
+            isolated=True,
+            progress=self.say,
+            transport=self.transport,
         )
         self.sut.start(
             sc.workers,

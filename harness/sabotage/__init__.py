@@ -132,6 +132,19 @@ def _celery_early_ack() -> None:
 
 
 @defect(
+    "no_worker_leases",
+    "worker",
+    "a Celery worker's lease sweep never re-sends a lost worker's running jobs: they wait for the broker's "
+    "visibility timeout (the system's default: longer than any job)",
+    reveals=("not_terminal",),
+)
+def _no_worker_leases() -> None:
+    from system.storage.jobs import JobStore
+
+    JobStore.reclaim_lost = lambda self, after_seconds: []
+
+
+@defect(
     "double_publish",
     "worker",
     "produces every outbox event to Kafka twice",

@@ -122,20 +122,25 @@ class JobStore:
         None if it is unknown or already terminal."""
         return self.claim_many([job_id]).get(job_id)
 
-    def claim_many(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, Claim]:
+    def claim_many(self, job_ids: list[uuid.UUID], worker: str | None = None) -> dict[uuid.UUID, Claim]:
         """``claim`` for several jobs in one statement: the claims made, by job id (the unknown and terminal ones
-        are absent)."""
+        are absent). ``worker``: the claiming worker's lease (``beat``), for the workers that keep one."""
         if not job_ids:
             return {}
         with self.pool.connection() as conn:
             rows = conn.execute(
-                f"""WITH j AS (UPDATE jobs SET status=%(status)s, attempts=attempts+1,
+                f"""WITH j AS (UPDATE jobs SET status=%(status)s, attempts=attempts+1, claimed_by=%(worker)s,
                                   started_at=coalesce(started_at, now()), updated_at=now()
                               WHERE id = ANY(%(ids)s) AND status IN {OPEN_SQL} RETURNING *),
                         e AS (INSERT INTO outbox (job_id, topic, key, payload)
                               SELECT id, %(topic)s, id::text, {status_event_sql()} FROM j)
                    SELECT * FROM j""",
-                {"ids": sorted(set(job_ids)), "topic": self.topics["events"], "status": Status.RUNNING},
+                {
+                    "ids": sorted(set(job_ids)),
+                    "topic": self.topics["events"],
+                    "status": Status.RUNNING,
+                    "worker": worker,
+                },
             ).fetchall()
         return {r["id"]: Claim(r, r["attempts"]) for r in rows}
 
@@ -269,6 +274,41 @@ class JobStore:
                 f"UPDATE jobs SET send_pending = true WHERE status IN {OPEN_SQL} AND queue = %s AND NOT send_pending",
                 (self.queue,),
             ).rowcount
+
+    # -- worker leases (see migrations/0006_worker_leases.sql) ------------------------------------------------------
+    def beat(self, worker: str) -> None:
+        """The worker is alive: its lease is renewed (one statement)."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO worker_leases (worker, queue) VALUES (%s, %s) "
+                "ON CONFLICT (worker) DO UPDATE SET seen_at = now()",
+                (worker, self.queue),
+            )
+
+    def end_lease(self, worker: str) -> None:
+        """A worker stopping cleanly: its lease goes (what it ran is finished or handed back)."""
+        with self.pool.connection() as conn:
+            conn.execute("DELETE FROM worker_leases WHERE worker = %s", (worker,))
+
+    def reclaim_lost(self, after_seconds: float) -> list[tuple[str, int]]:
+        """The workers of this deployment silent for ``after_seconds``: each lease removed and, in the same
+        statement, the jobs it was running flagged for re-sending. Returns (worker, jobs flagged) per lost worker;
+        a lease is removed once, so only one sweeper acts on it."""
+        with self.pool.connection() as conn, conn.transaction():
+            # a frozen worker may hold its jobs' rows mid-transaction: give up for now rather than wait (the lease
+            # stays, and the next sweep tries again)
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            rows = conn.execute(
+                """WITH lost AS (DELETE FROM worker_leases WHERE (queue = %(queue)s OR queue IS NULL)
+                                 AND seen_at < now() - make_interval(secs => %(after)s) RETURNING worker),
+                        flagged AS (UPDATE jobs SET send_pending = true, updated_at = now()
+                                    WHERE status = %(running)s AND claimed_by IN (SELECT worker FROM lost)
+                                    RETURNING claimed_by)
+                   SELECT l.worker, count(f.claimed_by) AS jobs FROM lost l
+                   LEFT JOIN flagged f ON f.claimed_by = l.worker GROUP BY l.worker""",
+                {"queue": self.queue, "after": after_seconds, "running": Status.RUNNING},
+            ).fetchall()
+        return [(r["worker"], r["jobs"]) for r in rows]
 
     def recently_finished(self, seconds: float, settled: float = 3.0, limit: int = 5000) -> list[dict[str, Any]]:
         """(id, status) of this deployment's jobs that turned terminal in the last ``seconds``, at least ``settled``

@@ -17,6 +17,11 @@ class Transport(Protocol):
     """The sending side, held by the API and by every worker (whose sweeps re-send)."""
 
     name: str
+    # True when a worker renews its delivery's lease while the job runs, so a lost worker's deliveries come back
+    # within the lease (SQS: the visibility timeout, extended every few seconds). False when they come back only
+    # after a timeout that must outlast the longest job (Celery on Redis): then the workers keep leases of their own
+    # in Postgres and re-send a lost worker's running jobs (``JobStore.reclaim_lost``)
+    leases_renewed: bool
 
     def send(self, messages: list[dict[str, Any]]) -> list[str]:
         """Publish the messages; returns the job ids the broker refused (raises when it refuses them all: the caller

@@ -84,6 +84,7 @@ class CeleryTransport:
     exhausted): ``<queue>-dlq``, the counterpart of the SQS dead-letter queue."""
 
     name = "celery"
+    leases_renewed = False  # an unacknowledged task returns only after the whole visibility timeout
 
     def __init__(self, settings: Settings, app=None):
         self.app = app or make_celery(settings)

@@ -56,6 +56,7 @@ class SqsTransport:
     """The SQS queue the API sends to and the workers long-poll; created with its DLQ (redrive policy) if missing."""
 
     name = "sqs"
+    leases_renewed = True  # the consumer extends each running message's visibility
 
     def __init__(self, settings: Settings):
         self.settings = settings

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -55,10 +56,18 @@ class JobProcessor:
         self.llm: Any = None  # the OpenAI client, made by _warm_up
         self._warm_up()
         self.stop_event = threading.Event()
+        # a lease of its own where its transport cannot renew a delivery: a worker id claims carry (host:pid)
+        leased = any(not t.leases_renewed for t in (transports or {}).values())
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}" if leased else None
+        if self.worker_id is not None:
+            self.store.beat(self.worker_id)  # the lease exists before the first claim that names it
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
-        # the jobs the worker program holds (received, not settled): it sets this when it counts them
-        self.inflight_count: Callable[[], int] = lambda: 0
+        # the jobs the worker program holds (received, not settled): by default those inside process_many; a
+        # program that holds more (the SQS consumer's prefetched and held messages) sets its own count
+        self.in_hand = 0
+        self._in_hand_lock = threading.Lock()
+        self.inflight_count: Callable[[], int] = lambda: self.in_hand
         self.metrics = WorkerMetrics(
             settings.sqs_queue_name, "+".join(transports or self.router.transports), lambda: self.inflight_count()
         )
@@ -89,6 +98,7 @@ class JobProcessor:
         that was lost (every 2 s), sweep the outbox (every 10 s; every second while Kafka is failing, so events flow as
         soon as it is back). Its own thread: these may wait on a dependency that is down."""
         last_sweep = last_requeue = last_recovery = last_reconcile = 0.0
+        threading.Thread(target=self._lease_loop, name="leases", daemon=True).start()
         while not self.stop_event.wait(1.0):
             try:
                 self._repair_cache()
@@ -127,6 +137,40 @@ class JobProcessor:
                     self.outbox.sweep(older_than_seconds=0 if failing else 10)
                 except Exception as exc:
                     log.warning("outbox sweep failed", extra={"error": str(exc)})
+
+    def _lease_loop(self) -> None:
+        """Every second: this worker's lease, and the lost workers' jobs. A thread of its own, like the SQS
+        visibility heartbeat: a sweep that waits on a dependency must not let this worker's lease lapse."""
+        leasing_since: float | None = None  # since when this worker's own lease has been renewed without a miss
+        while True:
+            leasing_since = self._leases(leasing_since)
+            if self.stop_event.wait(1.0):
+                return
+
+    def _leases(self, leasing_since: float | None) -> float | None:
+        """Renew this worker's lease (if it keeps one), then re-send the running jobs of workers whose leases went
+        stale. A worker sweeps only once its own lease has been renewed for a whole period: after Postgres was away
+        every lease is stale at first, its owners alive. Returns since when this worker's renewals have held."""
+        now = time.monotonic()
+        if self.worker_id is not None:
+            try:
+                self.store.beat(self.worker_id)
+            except Exception as exc:
+                log.warning("worker lease not renewed", extra={"error": str(exc)})
+                return None
+        leasing_since = now if leasing_since is None else leasing_since
+        after = self.settings.worker_lost_after_seconds
+        if now - leasing_since < after:
+            return leasing_since
+        try:
+            for worker, jobs in self.store.reclaim_lost(after):
+                log.warning(
+                    "a worker went silent: re-sending the jobs it was running",
+                    extra={"worker": worker, "count": jobs, "after_s": after},
+                )
+        except Exception as exc:
+            log.warning("lost-worker sweep failed", extra={"error": str(exc)})
+        return leasing_since
 
     def _recover_lost_stores(self) -> None:
         """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are
@@ -211,7 +255,13 @@ class JobProcessor:
     def process_many(self, deliveries: list[tuple[str, int]], max_receives: int) -> list[Disposition]:
         """``_process_many``, counted in the worker's metrics."""
         started = time.perf_counter()
-        out = self._process_many(deliveries, max_receives)
+        with self._in_hand_lock:
+            self.in_hand += len(deliveries)
+        try:
+            out = self._process_many(deliveries, max_receives)
+        finally:
+            with self._in_hand_lock:
+                self.in_hand -= len(deliveries)
         self.metrics.observe([d.action for d in out], time.perf_counter() - started)
         return out
 
@@ -237,7 +287,7 @@ class JobProcessor:
                     extra={"error": str(exc), "receives": receives, "body": body[:200]},
                 )
                 out[i] = self._retry_or_give_up(receives, max_receives)
-        claims = self.store.claim_many(list(ids.values()))
+        claims = self.store.claim_many(list(ids.values()), self.worker_id)
         claimed: dict[int, Claim] = {}
         for i, job_id in ids.items():
             claim = claims.pop(job_id, None)  # a job twice in one batch: its second message is a duplicate
@@ -381,4 +431,9 @@ class JobProcessor:
         return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
 
     def close(self) -> None:
+        if self.worker_id is not None:
+            try:
+                self.store.end_lease(self.worker_id)
+            except Exception as exc:
+                log.debug("worker lease not ended", extra={"error": str(exc)})
         self.connections.close()

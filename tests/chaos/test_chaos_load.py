@@ -28,7 +28,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def chaos_run(request, stack, stack_provider, report_paths):
-    from harness.pytest_plugin import say_to
+    from harness.pytest_plugin import chosen_transport, say_to
 
     chosen = [
         item.callspec.params["window"]
@@ -36,7 +36,9 @@ def chaos_run(request, stack, stack_provider, report_paths):
         if item.module is request.module and hasattr(item, "callspec") and "window" in item.callspec.params
     ]
     sc = SCENARIO.only(chosen) if chosen else SCENARIO
-    out = ChaosLoad(sc, stack, stack_provider, progress=say_to(request.config)).run()
+    out = ChaosLoad(
+        sc, stack, stack_provider, progress=say_to(request.config), transport=chosen_transport(request.config)
+    ).run()
     report_paths.append(str(out.report_path))
     say_to(request.config)("\n" + out.table())
     return out

@@ -54,6 +54,9 @@ def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(
         transport=on,
         CELERY_VISIBILITY_TIMEOUT="4",
         WORKER_SCORE_SLOTS="4",  # all three run at once: none is held back (a held message is not yet deleted)
+        # the workers' leases would send a dead Celery worker's running jobs again whatever its acknowledgements
+        # did: out of the way here, so what the defect alone loses is what the ledger must name
+        WORKER_LOST_AFTER_SECONDS="600",
     )
     jobs = jobs_for(sut)
     with http_faults.delay(3.0):  # translations hang: the jobs are mid-flight when the worker dies
@@ -78,6 +81,29 @@ def test_ack_before_commit_and_a_kill_mid_job_loses_the_job(
     # stuck where the dead worker left them: running, or still queued when it had taken (and acknowledged) the
     # message but not yet started the job
     assert all("(running)" in p or "(queued)" in p for p in hits), hits
+
+
+def test_without_worker_leases_a_dead_celery_workers_jobs_wait_for_the_visibility_timeout(
+    chaos_system, jobs_for, process_faults, http_faults, stack
+):
+    """The twin of the Celery worker kill (tests/chaos/test_process_faults.py): there the jobs a killed worker was
+    running come back within its lease (WORKER_LOST_AFTER_SECONDS, 4 s in the chaos tests), although their tasks
+    return only after Celery's visibility timeout (the system's default, 600 s). With the lease sweep planted away,
+    they are still running after the lease, a sweep and a job's run: the ledger names them."""
+    sut = chaos_system(
+        workers=1, concurrency=4, sabotage="no_worker_leases", transport="celery", WORKER_SCORE_SLOTS="4"
+    )
+    jobs = jobs_for(sut)
+    with http_faults.delay(3.0):  # translations hang: the jobs are mid-flight when the worker dies
+        ids = [i for n in range(3) for i in jobs.score(f"Stranded {n}")]
+        wait_for(lambda: jobs_in(stack, ids, "running"), 30, what="a score job running")
+        process_faults.kill(sut.workers[0])
+    sut.start_worker(concurrency=4, grace=5, sabotage="no_worker_leases")
+    time.sleep(4 + 2 + 6)  # the lease (4 s), a sweep and a re-send (about 2 s), a score job's run (under 6 s)
+    stranded = jobs_in(stack, ids, "running")
+    assert stranded, "no job was stranded: the kill hit no running job, or something else sent them again"
+    hits = red(jobs.verdict(timeout=2), "not_terminal", len(stranded))
+    assert all(any(j in p for p in hits) for j in stranded), hits  # the stranded jobs are named
 
 
 def test_a_job_that_never_finishes_is_not_terminal(chaos_system, jobs_for, stack):
