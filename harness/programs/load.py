@@ -56,7 +56,8 @@ class QueueSampler:
         names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         if self.urls is None:
             try:
-                self.urls = tuple(self.sqs.get_queue_url(QueueName=n)["QueueUrl"] for n in self.names)  # type: ignore[assignment]
+                queue_url, dlq_url = (self.sqs.get_queue_url(QueueName=n)["QueueUrl"] for n in self.names)
+                self.urls = (queue_url, dlq_url)
             except self.sqs.exceptions.QueueDoesNotExist:
                 return 0, 0, 0
         a = self.sqs.get_queue_attributes(QueueUrl=self.urls[0], AttributeNames=names)["Attributes"]

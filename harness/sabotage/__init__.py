@@ -618,14 +618,14 @@ def _vanishing_job() -> None:
 
     enqueue = api_jobs.enqueue
 
-    def all_but_last(request, deps, rows):
+    def all_but_last(deps, rows):
         if len(rows) < 2:
-            return enqueue(request, deps, rows)
+            return enqueue(deps, rows)
         victim = rows[-1]["id"]
         with deps.store.pool.connection() as conn, conn.transaction():
             conn.execute("DELETE FROM outbox WHERE job_id = %s", (victim,))
             conn.execute("DELETE FROM jobs WHERE id = %s", (victim,))
-        return enqueue(request, deps, rows[:-1])
+        return enqueue(deps, rows[:-1])
 
     api_jobs.enqueue = all_but_last
 
