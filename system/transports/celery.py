@@ -62,8 +62,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "worker_hijack_root_logger": False,  # the system's JSON logs stay as they are
-        "worker_send_task_events": True,  # Flower's task list
-        "task_send_sent_event": True,
+        "worker_send_task_events": True,  # Flower's task list: received, started, succeeded, retried, failed
+        # no "sent" event from the publisher: it is a second Redis publish for every task the API sends, inside the
+        # request; Flower lists a task from the moment a worker receives it
+        "task_send_sent_event": False,
     }
 
 
