@@ -431,9 +431,17 @@ class JobProcessor:
         return int(min(MAX_BACKOFF_SECONDS, self.settings.worker_retry_base_seconds * 2 ** (receives - 1)))
 
     def close(self) -> None:
+        """Stop cleanly: end the lease, publish the events this worker handed over, then any event of the
+        deployment still unpublished (a publish Kafka refused, a worker before this one that died): when the
+        deployment's last worker stops, no sweep is left to send them."""
         if self.worker_id is not None:
             try:
                 self.store.end_lease(self.worker_id)
             except Exception as exc:
                 log.debug("worker lease not ended", extra={"error": str(exc)})
+        try:
+            self.outbox.flush_pending()
+            self.outbox.sweep(older_than_seconds=0, budget_s=5)
+        except Exception as exc:
+            log.warning("final outbox sweep failed", extra={"error": str(exc)})
         self.connections.close()
