@@ -255,3 +255,15 @@ def test_the_tour_names_files_that_exist():
     named |= {f"system/pipelines/{n}" for n in re.findall(r"`(score_\w+\.py)`", text)}
     assert len(named) > 30
     assert sorted(p for p in named if not (ROOT / p.split(" ")[0]).exists()) == []
+
+
+def test_the_readmes_name_files_that_exist():
+    """Every source file README.md, scenarios/README.md and docs/ name by path is there (a move leaves none stale)."""
+    texts = [ROOT / "README.md", ROOT / "scenarios" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (t.relative_to(ROOT), p)
+        for t in texts
+        for p in re.findall(r"\b((?:harness|system|tests)/[\w/.-]*\.(?:py|sql|toml))", t.read_text())
+    }
+    assert len(named) > 20
+    assert sorted(f"{t}: {p}" for t, p in named if not (ROOT / p).exists()) == []
