@@ -37,6 +37,7 @@ SYSTEM_PACKAGES = {
     "/usr/lib/postgresql/*/bin/initdb": "postgresql",
     "chromium": "chromium",  # the dashboard's browser test (driven by Playwright, no browser download)
     "promtool": "prometheus",  # the generated alerting rules' unit tests (promtool test rules), promtool check metrics
+    "stress-ng": "stress-ng",  # the CPU and memory pressure faults (harness/faults/pressure.py)
 }
 
 

@@ -62,6 +62,20 @@ class VerisimSettings(BaseSettings):
         description="Locust writes its client journal here when set: each accepted job id (kind, input digest) and "
         "each refusal, what the ledger judges (harness.oracles.journal)",
     )
+    arrival: str | None = Field(
+        None,
+        description="offer the submissions as an arrival rate (the open model: harness.drivers.arrivals), e.g. "
+        "constant:10 or ramp:5:40:60; Locust's submitting users are then replaced by one OpenArrivals user",
+    )
+    arrival_mix: str = Field(
+        "inference:16,score:1", description="what each arrival submits, by weight (the closed users' mix at 20 users)"
+    )
+    arrival_max_in_flight: int = Field(
+        500, ge=1, description="arrivals waiting for their answer at most; one due beyond this is missed (shortfall)"
+    )
+    arrival_log: Path | None = Field(
+        None, description="the open model's generator writes its per-second tally here (sent, late, missed, answered)"
+    )
     ws_event_timeout_s: float = Field(2.0, gt=0, description="how long the WebSocket user waits for an event")
     # -- generated inputs and chaos ----------------------------------------------------------------------------------
     hypothesis_profile: str = Field("ci", description="Hypothesis profile: dev, ci or fuzz")

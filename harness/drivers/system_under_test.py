@@ -48,6 +48,7 @@ class SystemUnderTest:
         isolated: bool = False,
         progress: Callable[[str], None] = lambda _: None,
         transport: str | None = None,
+        role_env: dict[str, dict[str, str]] | None = None,
     ):
         self.stack = stack
         self._own_workdir = workdir is None  # a temporary one goes with stop(); a given one is the caller's to keep
@@ -62,6 +63,8 @@ class SystemUnderTest:
             raise ValueError(f"unknown transport {self.transport!r}: one of {', '.join(TRANSPORTS)}")
         self.env.update(TRANSPORTS[self.transport])
         self.env.update(env or {})
+        # "api" | "workers" -> settings for those processes alone (a partition gives one side a path of its own)
+        self.role_env = role_env or {}
         self.api: ManagedProcess | None = None
         self.api_url: str | None = None
         self.workers: list[ManagedProcess] = []
@@ -111,7 +114,7 @@ class SystemUnderTest:
             "api",
             [*_entry("system.api", sabotage), "--host", "127.0.0.1", "--port", str(port)],
             self.workdir / "logs" / "api.log",
-            env=self.env,
+            env={**self.env, **self.role_env.get("api", {})},
             stop_grace=10,
             forkable=True,  # forked from the template that has FastAPI and the AWS SDK imported
         ).start()
@@ -175,7 +178,7 @@ class SystemUnderTest:
         args = ["--transport", kind, "--concurrency", str(concurrency), "--grace", str(grace)]
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
-        env = self.env
+        env = {**self.env, **self.role_env.get("workers", {})}
         if self.stack.prometheus:  # its own /metrics, scraped from its start (a scrape before it answers reads down)
             port = free_ports(1)[0]
             env = {**env, "WORKER_METRICS_PORT": str(port)}

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from harness.faults.timeline import FaultTimeline, FaultWindow
 
 SERVICES = ("postgres", "redis", "kafka", "localstack")
+PARTITIONABLE = ("postgres", "redis", "localstack")  # a Kafka client follows the broker's metadata to one address
 PROVIDERS = frozenset({"local", "containers"})
 
 
@@ -42,6 +43,9 @@ class FaultName(StrEnum):
     TCP_BANDWIDTH = "tcp.bandwidth"
     TCP_RESET_PEER = "tcp.reset_peer"
     TCP_TIMEOUT = "tcp.timeout"
+    TCP_PARTITION = "tcp.partition"
+    CPU_PRESSURE = "host.cpu_pressure"
+    MEMORY_PRESSURE = "host.memory_pressure"
 
 
 @dataclass
@@ -64,7 +68,7 @@ Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextMa
 @dataclass(frozen=True)
 class Fault:
     name: FaultName
-    family: str  # http | tcp | process
+    family: str  # http | tcp | process | host
     params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
     required: tuple[str, ...]
     trace: str  # the evidence that it reached the system (see harness.programs.chaos_load.evidence)
@@ -125,9 +129,21 @@ def _service(op: str) -> Operation:
 def _tcp(toxic: str) -> Operation:
     @contextlib.contextmanager
     def inject(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
-        attrs = {k: v for k, v in p.items() if k != "service"}
-        with t.proxies[p["service"]].toxic(toxic, t.timeline, **attrs):
+        attrs = {k: v for k, v in p.items() if k not in ("service", "clients")}
+        key = f"{p['service']}@{p['clients']}" if "clients" in p else p["service"]
+        with t.proxies[key].toxic(toxic, t.timeline, **attrs):
             yield t.timeline.windows[-1]
+
+    return inject
+
+
+def _pressure(stressor: str) -> Operation:
+    @contextlib.contextmanager
+    def inject(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+        from harness.faults.pressure import pressure
+
+        with pressure(stressor, t.timeline, name, **p) as fw:
+            yield fw
 
     return inject
 
@@ -239,38 +255,68 @@ _ENTRIES = [
     Fault(
         FaultName.TCP_LATENCY,
         "tcp",
-        {"service": SERVICES, "latency_ms": float, "jitter_ms": float},
+        {"service": SERVICES, "latency_ms": float, "jitter_ms": float, "toxicity": float},
         ("service", "latency_ms"),
         "proxy_hits",
-        "delay every chunk both ways",
+        "delay every chunk both ways (on a share `toxicity` of the connections, default 1)",
         _tcp("latency"),
     ),
     Fault(
         FaultName.TCP_BANDWIDTH,
         "tcp",
-        {"service": SERVICES, "rate_kbps": float},
+        {"service": SERVICES, "rate_kbps": float, "toxicity": float},
         ("service", "rate_kbps"),
         "proxy_hits",
-        "cap the bandwidth both ways",
+        "cap the bandwidth both ways (on a share `toxicity` of the connections)",
         _tcp("bandwidth"),
     ),
     Fault(
         FaultName.TCP_RESET_PEER,
         "tcp",
-        {"service": SERVICES},
+        {"service": SERVICES, "toxicity": float},
         ("service",),
         "proxy_hits",
-        "reset every open connection and every new one (RST)",
+        "reset every open connection and every new one (RST) (a share `toxicity` of them)",
         _tcp("reset_peer"),
     ),
     Fault(
         FaultName.TCP_TIMEOUT,
         "tcp",
-        {"service": SERVICES},
+        {"service": SERVICES, "toxicity": float},
         ("service",),
         "proxy_hits",
-        "blackhole: data is swallowed, connections stay open, nothing answers",
+        "blackhole: data is swallowed, connections stay open, nothing answers (a share `toxicity` of them)",
         _tcp("timeout"),
+    ),
+    Fault(
+        FaultName.TCP_PARTITION,
+        "tcp",
+        {"service": PARTITIONABLE, "clients": ("workers", "api")},
+        ("service", "clients"),
+        "proxy_hits",
+        "cut `clients` (the workers or the API) from `service` (a blackhole on their own path to it, reset when "
+        "it heals) while the others still reach it",
+        _tcp("timeout"),
+    ),
+    Fault(
+        FaultName.CPU_PRESSURE,
+        "host",
+        {"workers": int, "load": int},
+        (),
+        "stressor_ops",
+        "stress-ng burns CPU beside the system for the window: `workers` processes (default: one per core) at "
+        "`load` % (default 100)",
+        _pressure("cpu"),
+    ),
+    Fault(
+        FaultName.MEMORY_PRESSURE,
+        "host",
+        {"workers": int, "bytes": str},
+        (),
+        "stressor_ops",
+        "stress-ng holds and touches memory beside the system for the window: `workers` processes (default 1) of "
+        "`bytes` each (default 25%: a share of the machine's memory, or a size as stress-ng takes it, e.g. 2G)",
+        _pressure("vm"),
     ),
 ]
 CATALOG: dict[FaultName, Fault] = {f.name: f for f in _ENTRIES}

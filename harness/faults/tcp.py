@@ -7,6 +7,10 @@
   when it is cleared, every connection that lost data is reset (as Toxiproxy's timeout toxic closes them): a stream
   with a hole in it can never be used again, and a client must not wait on it forever
 
+Every toxic takes ``toxicity`` (Toxiproxy's, 0-1, default 1): the share of connections it applies to. Each
+connection draws once, when it opens, from the proxy's seeded generator, so a toxic at 0.3 hits the same ~30 % of a
+pool's connections for as long as it lasts, and the others pass untouched (``spared`` counts what they carried).
+
     proxy = TcpProxy("127.0.0.1", stack.redis.port).start()      # proxy.port is what the system connects to
     with proxy.toxic("latency", timeline, latency_ms=100): ...
 """
@@ -42,6 +46,8 @@ class TcpProxy:
         self._pairs: dict = {}  # writer -> (client writer, upstream writer) of its connection
         self._holed: set = set()  # writers of connections that lost data to the blackhole
         self.hits: Counter = Counter()  # per toxic: connections reset, or chunks delayed, throttled or swallowed
+        self.spared: Counter = Counter()  # per toxic: chunks or connections its toxicity let through untouched
+        self._draws: dict = {}  # writer -> its connection's draw in [0, 1): a toxic applies when draw < toxicity
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> TcpProxy:
@@ -89,14 +95,15 @@ class TcpProxy:
             timeline.window(f"tcp_{name}", "tcp", target=self.name, **attrs) if timeline else contextlib.nullcontext()
         )
         with window as w:
-            before = self.hits[name]
+            before, spared = self.hits[name], self.spared[name]
             self.set_toxic(name, **attrs)
             try:
                 yield
             finally:
                 self.clear(name)
-                if w is not None:  # evidence that the toxic met real traffic
+                if w is not None:  # evidence that the toxic met real traffic, and (toxicity < 1) what it spared
                     w.evidence["hits"] = self.hits[name] - before
+                    w.evidence["spared"] = self.spared[name] - spared
 
     # -- the proxy ------------------------------------------------------------------------------------------------
     async def _reset_holed(self) -> None:
@@ -105,15 +112,28 @@ class TcpProxy:
             _rst(w)
         self._holed.clear()
 
+    def _applies(self, name: str, writer) -> bool:
+        """Whether toxic ``name`` applies to ``writer``'s connection (its ``toxicity``), counted either way."""
+        attrs = self.toxics.get(name)
+        if attrs is None:
+            return False
+        if self._draws.get(writer, 0.0) < attrs.get("toxicity", 1.0):
+            self.hits[name] += 1
+            return True
+        self.spared[name] += 1
+        return False
+
     async def _reset_all(self) -> None:
         for w in list(self._writers):
-            self.hits["reset_peer"] += 1
-            _rst(w)
+            if self._applies("reset_peer", w):
+                _rst(w)
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.connections += 1
-        if "reset_peer" in self.toxics:
-            self.hits["reset_peer"] += 1
+        draw = self.rng.random()
+        self._draws[client_w] = draw
+        if self._applies("reset_peer", client_w):
+            self._draws.pop(client_w, None)
             _rst(client_w)
             return
         try:
@@ -123,6 +143,7 @@ class TcpProxy:
             return
         self._writers.update((client_w, up_w))
         self._pairs[client_w] = self._pairs[up_w] = (client_w, up_w)
+        self._draws[up_w] = draw
         pumps = [asyncio.ensure_future(self._pump(client_r, up_w)), asyncio.ensure_future(self._pump(up_r, client_w))]
         try:
             # either direction ending ends the connection (as Toxiproxy does): a server that died must not leave
@@ -138,6 +159,7 @@ class TcpProxy:
             for w in (client_w, up_w):
                 self._writers.discard(w)
                 self._pairs.pop(w, None)
+                self._draws.pop(w, None)
                 if reset:
                     _rst(w)  # a reset on one side is passed on as a reset
                 else:
@@ -148,19 +170,15 @@ class TcpProxy:
             data = await reader.read(65536)
             if not data:
                 return
-            if "timeout" in self.toxics:
-                self.hits["timeout"] += 1
+            if self._applies("timeout", writer):
                 self._holed.update(self._pairs.get(writer, (writer,)))
                 continue  # swallowed: the peer waits for an answer that never comes
-            lat = self.toxics.get("latency")
-            if lat:
-                self.hits["latency"] += 1
+            if self._applies("latency", writer):
+                lat = self.toxics["latency"]
                 jitter = lat.get("jitter_ms", 0)
                 await asyncio.sleep(max(0.0, lat.get("latency_ms", 0) + self.rng.uniform(-jitter, jitter)) / 1000)
-            bw = self.toxics.get("bandwidth")
-            if bw:
-                self.hits["bandwidth"] += 1
-                await asyncio.sleep(len(data) / (bw["rate_kbps"] * 1024))
+            if self._applies("bandwidth", writer):
+                await asyncio.sleep(len(data) / (self.toxics["bandwidth"]["rate_kbps"] * 1024))
             writer.write(data)
             await writer.drain()
 

@@ -63,6 +63,8 @@ CLIENT_SIDE = {
 NOT_ALERTABLE = {
     "capacity jobs/s / raw SQS ceiling": "a ratio to the emulator's raw ceiling, measured by the suite in the same run",
     "backlog drain s": "the time from the end of a bounded load to an empty queue; production load has no end",
+    "backlog growth jobs/s": "a slope the suite fits to the broker's depth over a bounded load (the queue-depth "
+    "alert's deriv() over hours is a production rule, not this run's)",
     "ledger and content problems (client journal)": "the suite's oracle over what the clients were told",
     "model lstm latency p95 / raw forward": "a ratio to a raw forward pass the suite times in the same run",
     "throughput jobs/s": "offered load, not a promise of the system",

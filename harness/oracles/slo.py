@@ -75,6 +75,10 @@ def evaluate(slos: dict, figures: dict) -> list[Verdict]:
         )
     if "backlog" in slos:
         out.append(_max("backlog drain s", figures.get("drain_s"), slos["backlog"]["drain_max_s"]))
+        if "max_growth_per_s" in slos["backlog"]:
+            out.append(
+                _max("backlog growth jobs/s", figures.get("backlog_growth_per_s"), slos["backlog"]["max_growth_per_s"])
+            )
     d = slos.get("delivery", {})
     if "max_dlq_messages" in d:
         out.append(_max("DLQ messages", figures.get("dlq_messages"), d["max_dlq_messages"]))

@@ -95,6 +95,65 @@ def generator_verdicts(run, requests: list[dict], load_end: float, gap_s: float 
     ]
 
 
+MAX_SHORTFALL = 0.05  # the open model's generator may send this share of its arrivals late or not at all
+
+
+def arrival_verdict(offered: dict | None, limit: float = MAX_SHORTFALL) -> Verdict:
+    """The open model's generator offered what its shape asked: arrivals sent on time over arrivals asked
+    (``harness.drivers.arrivals.shortfall``). A generator that fell behind leaves the run invalid, not passed: the
+    system was judged on less load than was asked of it."""
+    sf = None if not offered else offered.get("shortfall")
+    detail = (
+        ""
+        if sf is not None and sf <= limit
+        else " — no arrival tally: the run is invalid"
+        if sf is None
+        else f" — {offered['asked']:g} asked, {offered['sent'] - offered['late']} sent on time, {offered['late']} "
+        f"late, {offered['missed']} missed: the run is invalid"
+    )
+    return Verdict(
+        f"load generator: arrivals short of the shape (share){detail}",
+        f"<= {limit:g}",
+        sf,
+        sf is not None and sf <= limit,
+    )
+
+
+def offered_load_verdict(short: dict[str, str]) -> Verdict:
+    """Every fault window met the load its scenario asked for (``short``: window -> what fell short, from
+    ``window_offered``): a window judged on less traffic than asked proves less than it claims, so the run is invalid."""
+    named = "; ".join(f"{w}: {why}" for w, why in short.items())
+    return Verdict(
+        "load generator: every window offered the load its scenario asked"
+        + (f" — {named}: the run is invalid" if short else ""),
+        "== 0 windows short",
+        float(len(short)),
+        not short,
+    )
+
+
+def window_offered(
+    span: tuple[float, float], users: int, history: list[dict], arrivals: dict | None, limit: float = MAX_SHORTFALL
+) -> str | None:
+    """What fell short in one window's span (None: nothing): with the open model, arrivals sent on time against its
+    shape (``arrivals``: the run's ``open_model_figures``); with users, Locust's own user count every second of it
+    (its stats history) against the scenario's."""
+    start, end = span
+    if arrivals and arrivals.get("series"):
+        seconds = [r for r in arrivals["series"] if start <= r["t"] < end - 1]
+        asked = sum(r["asked"] for r in seconds)
+        on_time = sum(r["sent"] - r["late"] for r in seconds)
+        if asked >= 1 and on_time < asked * (1 - limit):
+            return f"{on_time} arrivals sent on time of {asked:.0f} asked"
+        return None
+    counts = [h["users"] for h in history if start <= h["t"] < end]
+    if not counts:
+        return "no Locust statistics for it"
+    if min(counts) < users:
+        return f"{min(counts)} Locust users of {users}"
+    return None
+
+
 def failure_budget_verdict(w: Any, jobs: list[dict], start: float, end: float) -> Verdict:
     """The jobs that failed during the window or its recovery (whenever they were accepted: a job accepted before a
     fault can be the one it fails) beyond the window's ``expect_failures``: each named, with its reason (a failure
@@ -160,3 +219,129 @@ def time_to_recover(
             return round(max(drained, t) - fault_end, 3)
         t += 1.0
     return None
+
+
+# -- steady state, abort on breach, the resilience score ----------------------------------------------------------
+STEADY_TARGETS = {  # what a scenario's [steady_state] and [abort.targets] may set -> (what it limits, sense)
+    "api_p95_ms": ("API p95 over the span, every HTTP request, timed from when it was due", "max"),
+    "done_p95_ms": ("enqueue->done p95 of the jobs accepted in the span (a job still open: its age)", "max"),
+    "server_errors": ("5xx answers and unanswered requests in the span", "max"),
+    "min_completed_per_s": ("jobs completed per second in the span", "min"),
+}
+
+
+def _breaches(limit: float, sense: str, value: float | None) -> bool:
+    return value is not None and (value > limit if sense == "max" else value < limit)
+
+
+def steady_state_verdicts(when: str, targets: dict[str, float], measured: dict[str, float | None]) -> list[Verdict]:
+    """The scenario's steady-state hypothesis over one span (``when``: "before faults", "after recovery"): each
+    target met; a figure that could not be measured fails. Before faults, a failure means no fault is injected: the
+    system was unhealthy before anything was done to it."""
+    out = []
+    for key, limit in targets.items():
+        _, sense = STEADY_TARGETS[key]
+        v = measured.get(key)
+        ok = v is not None and not _breaches(limit, sense, v)
+        label = {"before faults": "unhealthy before faults", "after recovery": "unhealthy after recovery"}[when]
+        out.append(
+            Verdict(
+                f"steady state {when}: {key}" + ("" if ok else f" — {label}"),
+                f"{'<=' if sense == 'max' else '>='} {limit:g}",
+                None if v is None else round(float(v), 3),
+                ok,
+            )
+        )
+    return out
+
+
+class BreachWatch:
+    """Abort on breach: fed the run's figures over a trailing span once a second, it answers the first target that
+    stayed breached for ``hold_s`` seconds on end (a figure that cannot be measured that second neither breaks nor
+    extends a breach). ``breach`` holds it then: (target, limit, since, at, measured)."""
+
+    def __init__(self, targets: dict[str, float], hold_s: float):
+        self.targets, self.hold_s = targets, hold_s
+        self.since: dict[str, float] = {}
+        self.breach: dict | None = None
+
+    def observe(self, t: float, measured: dict[str, float | None]) -> dict | None:
+        for key, limit in self.targets.items():
+            _, sense = STEADY_TARGETS[key]
+            v = measured.get(key)
+            if v is None:
+                continue
+            if not _breaches(limit, sense, v):
+                self.since.pop(key, None)
+                continue
+            since = self.since.setdefault(key, t)
+            if t - since >= self.hold_s and self.breach is None:
+                self.breach = {"target": key, "limit": limit, "since": since, "at": t, "measured": round(float(v), 3)}
+        return self.breach
+
+
+def abort_verdict(breach: dict | None, hold_s: float, t0: float) -> Verdict:
+    """The run ran to its end, or the breach that stopped it: which target, from when (seconds into the run), what
+    was measured."""
+    if breach is None:
+        return Verdict(f"abort on breach: no target breached for {hold_s:g} s", "none", 0.0, True)
+    _, sense = STEADY_TARGETS[breach["target"]]
+    return Verdict(
+        f"abort on breach: {breach['target']} breached from {breach['since'] - t0:.1f} s for {hold_s:g} s — the run "
+        f"was stopped at {breach['at'] - t0:.1f} s",
+        f"{'<=' if sense == 'max' else '>='} {breach['limit']:g}",
+        breach["measured"],
+        False,
+    )
+
+
+# a verdict's weight in the resilience score: what failing it costs a user (README, "The resilience score")
+SCORE_WEIGHTS = {
+    "ledger": 10,  # a lost, duplicated or wrong job
+    "backlog drained": 10,  # an accepted job that never ended
+    "steady state": 5,
+    "abort on breach": 5,
+    "not run": 3,  # a window an abort or an unhealthy start left out
+    "window: recover_s": 3,
+    "window: failed_jobs": 3,
+    "window: failed jobs outside the budget": 3,
+    "window: server_errors": 2,
+}
+INVALIDATING = ("load generator:",)  # a run the generator did not carry has no score
+
+
+def score_weight(verdict: str) -> float:
+    if verdict.startswith(("ledger:", "backlog drained")):
+        return SCORE_WEIGHTS["ledger"]
+    if verdict.startswith(("steady state", "abort on breach")):
+        return SCORE_WEIGHTS["steady state"]
+    if verdict.endswith("not run"):
+        return SCORE_WEIGHTS["not run"]
+    fam = window_family(verdict)
+    if fam == "window: the fault reached the system":
+        return 0  # validity, not resilience: judged below
+    if fam is not None:
+        return SCORE_WEIGHTS.get(fam, 1)
+    return 0  # e.g. the two judges' agreement: about the judges, not the system
+
+
+def resilience_score(verdicts: list[Verdict]) -> dict:
+    """0-100: the weighted share of the run's verdicts that passed (``SCORE_WEIGHTS``; window targets not listed
+    weigh 1). None when the run is invalid: the load generator failed, or a window's fault left no trace (that
+    window measured nothing)."""
+    invalid = [
+        v.slo
+        for v in verdicts
+        if not v.ok
+        and (v.slo.startswith(INVALIDATING) or window_family(v.slo) == "window: the fault reached the system")
+    ]
+    weighed = [(score_weight(v.slo), v) for v in verdicts]
+    total = sum(w for w, _ in weighed)
+    lost = [(w, v.slo) for w, v in weighed if w and not v.ok]
+    score = None if invalid or not total else round(100 * (total - sum(w for w, _ in lost)) / total, 1)
+    return {
+        "score": score,
+        "weight": total,
+        "lost": [{"verdict": s, "weight": w} for w, s in sorted(lost, key=lambda x: -x[0])],
+        "invalid": invalid,
+    }

@@ -33,19 +33,27 @@ import psycopg
 
 from harness.drivers.throughput import percentile
 from harness.faults import FaultTimeline, FaultWindow, HttpFaults, MockOpenAIControl, ProcessFaults
-from harness.faults.catalog import CATALOG, Target
+from harness.faults.catalog import CATALOG, FaultName, Target
 from harness.faults.tcp import TcpProxy
 from harness.oracles import journal as journals
 from harness.oracles import ledger, two_judges
 from harness.oracles.contract import EVENTS_TOPIC, FAILED, OPEN, RUNNING, sql_in
 from harness.oracles.slo import Verdict
 from harness.oracles.windows import (
+    BreachWatch,
+    abort_verdict,
+    arrival_verdict,
     failure_budget_verdict,
     generator_verdicts,
     held_back,
+    offered_load_verdict,
+    resilience_score,
+    steady_state_verdicts,
     time_to_recover,
+    window_offered,
     window_verdicts,
 )
+from harness.programs.load import open_model_figures
 from harness.programs.scenario import Scenario, Window
 from harness.reports import report
 from harness.stack.choice import CHOICES
@@ -93,9 +101,15 @@ class Outcome:
         default_factory=list
     )  # harness.oracles.two_judges rows: each window's targets, Prometheus beside
 
+    breach: dict | None = None  # the abort's, when a breach stopped the run
+
     @property
     def ok(self) -> bool:
         return all(v.ok for v in self.verdicts)
+
+    @property
+    def score(self) -> float | None:
+        return (self.figures.get("resilience") or {}).get("score")
 
     def table(self) -> str:
         """The fault × phase table, as printed at the end of a run."""
@@ -127,7 +141,7 @@ class _Load:
     load goes on until the last recovery phase has ended, then stops (bounded by ``slack_s``)."""
 
     def __init__(self, chaos: ChaosLoad, requests_log: Path):
-        from harness.programs.load import run_locust
+        from harness.programs.load import open_model_env, run_locust
 
         sc = chaos.scenario
         self.load_s = int(sc.load_s + 0.999)
@@ -143,7 +157,11 @@ class _Load:
                     sc.spawn_rate,
                     self.load_s + self.slack_s,
                     chaos.run_dir,
-                    extra_env={"VERISIM_REQUEST_LOG": str(requests_log), "VERISIM_JOURNAL": str(chaos.journal_path)},
+                    extra_env={
+                        "VERISIM_REQUEST_LOG": str(requests_log),
+                        "VERISIM_JOURNAL": str(chaos.journal_path),
+                        **open_model_env(sc.arrival, chaos.run_dir),
+                    },
                     user_classes=sc.user_classes or None,
                     stop=self.done,
                     scrape=(stack.prometheus, {"system": sut.prometheus_scope["system"]}),
@@ -175,9 +193,11 @@ class ChaosLoad:
         api_sabotage: str | None = None,
         run_dir: Path | None = None,
         transport: str | None = None,
+        abort: bool = True,
     ):
         """``transport``: the queue the system's jobs travel on (sqs, celery, seeds; default VERISIM_TRANSPORT or
-        sqs)."""
+        sqs). ``abort``: a breach of the scenario's ``[abort]`` targets held for its ``hold_s`` stops the run (False:
+        ``--no-abort``, it runs to the end)."""
         self.scenario = scenario
         self.transport = transport
         self.stack = stack
@@ -194,25 +214,26 @@ class ChaosLoad:
         self.phases: list[Phase] = []
         self.fault_windows: dict[str, FaultWindow] = {}
         self._proxy_hits: dict[str, tuple[str, int]] = {}
+        self.watch = BreachWatch(scenario.abort.get("targets", {}), scenario.abort.get("hold_s", 0)) if abort else None
+        self.stopped = threading.Event()  # set by an abort: the timeline ends at once
+        self.not_run: list[str] = []  # windows an abort or an unhealthy steady state left out
+        self.steady_checks: list[Verdict] = []
+        self.role_env: dict[str, dict[str, str]] = {}  # "api" | "workers" -> its own settings (a partition's proxy)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _proxy_env(self) -> dict[str, str]:
         needed = {w.service for w in self.scenario.windows if w.family == "tcp"}
         env: dict[str, str] = {}
-        s = self.stack
-        if "postgres" in needed:
-            p = self.proxies["postgres"] = TcpProxy("127.0.0.1", s.postgres.port, "postgres").start()
-            env.update(
-                DATABASE_URL=s.postgres.dsn.replace(f":{s.postgres.port}/", f":{p.port}/"), POSTGRES_PORT=str(p.port)
-            )
-        if "redis" in needed:
-            p = self.proxies["redis"] = TcpProxy("127.0.0.1", s.redis.port, "redis").start()
-            env["REDIS_URL"] = f"redis://127.0.0.1:{p.port}/0"
-        if "localstack" in needed:
-            p = self.proxies["localstack"] = TcpProxy(
-                "127.0.0.1", urlparse(s.aws.endpoint_url).port, "localstack"
-            ).start()
-            env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{p.port}"
+        for svc in ("postgres", "redis", "localstack"):
+            if svc in needed:
+                p = self.proxies[svc] = TcpProxy("127.0.0.1", self._upstream_port(svc), svc).start()
+                env.update(self._service_env(svc, p.port))
+        for w in self.scenario.windows:
+            if w.fault == FaultName.TCP_PARTITION and w.proxy_key not in self.proxies:
+                # the partitioned clients reach the service through a proxy of their own, the others do not
+                svc, clients = w.service, w.params["clients"]
+                p = self.proxies[w.proxy_key] = TcpProxy("127.0.0.1", self._upstream_port(svc), w.proxy_key).start()
+                self.role_env.setdefault(clients, {}).update(self._service_env(svc, p.port))
         if "kafka" in needed:
             # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
             # the proxy, so every client (the system's and the ledger's) crosses it
@@ -229,6 +250,26 @@ class ChaosLoad:
             env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{p.port}"
         return env
 
+    def _upstream_port(self, svc: str) -> int:
+        s = self.stack
+        return {
+            "postgres": s.postgres.port,
+            "redis": s.redis.port,
+            "localstack": urlparse(s.aws.endpoint_url).port or 4566,
+        }[svc]
+
+    def _service_env(self, svc: str, port: int) -> dict[str, str]:
+        """The system's settings that point it at ``svc`` through the proxy on ``port``."""
+        s = self.stack
+        if svc == "postgres":
+            return {
+                "DATABASE_URL": s.postgres.dsn.replace(f":{s.postgres.port}/", f":{port}/"),
+                "POSTGRES_PORT": str(port),
+            }
+        if svc == "redis":
+            return {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+
     def _start_system(self) -> None:
         from harness.drivers.system_under_test import SystemUnderTest
 
@@ -242,6 +283,7 @@ class ChaosLoad:
             isolated=True,
             progress=self.say,
             transport=self.transport,
+            role_env=self.role_env,
         )
         self.sut.start(
             sc.workers,
@@ -305,10 +347,14 @@ class ChaosLoad:
                 f"window(s) ({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
             )
             load = _Load(self, requests_log)
+            self._watch_done = threading.Event()
             with QueueSampler(self.stack, self.sut.queue_name, self.sut.dlq_name) as sampler:
                 load.start()
                 self._wait_for_first_request(requests_log, load.thread)
+                if self.watch is not None and self.watch.targets:
+                    threading.Thread(target=self._watch, args=(requests_log,), daemon=True).start()
                 self._timeline(http, proc)
+                self._watch_done.set()
                 load_end = time.time()  # what the scenario asked for ends here
                 load.stop()
                 load_ended = time.time()
@@ -329,31 +375,112 @@ class ChaosLoad:
                 self.own_kafka.stop()
 
     def _timeline(self, http: HttpFaults, proc: ProcessFaults) -> None:
-        """Warm-up, steady phase, then each window: its fault for its duration, then its recovery phase."""
+        """Warm-up, steady phase (the steady state checked, when the scenario states one: no fault is injected into
+        an unhealthy system), then each window: its fault for its duration, then its recovery phase; then the steady
+        state again. An abort ends it wherever it is."""
         sc = self.scenario
-        self._phase("warmup", "warmup", time.time(), sc.warmup_s)
-        self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
+        try:
+            self._phase("warmup", "warmup", time.time(), sc.warmup_s)
+            self._phase("steady", "steady", self.phases[-1].end, sc.steady_s)
+            if not self._steady_state("before faults", self.phases[-1]):
+                self.not_run = [w.name for w in sc.windows]
+                return
+            self._windows(http, proc)
+            if sc.steady_state:
+                self._phase("after", "after", self.phases[-1].end, sc.steady_s)
+                self._steady_state("after recovery", self.phases[-1])
+        except _Stopped:
+            done = {p.window for p in self.phases if p.kind == "recovery"}
+            self.not_run = [w.name for w in sc.windows if w.name not in done]
+
+    def _steady_state(self, when: str, phase: Phase) -> bool:
+        """The scenario's steady-state hypothesis over ``phase`` (none stated: holds)."""
+        targets = self.scenario.steady_state
+        if not targets:
+            return True
+        verdicts = steady_state_verdicts(when, targets, self._span_measures(phase.start, phase.end))
+        self.steady_checks += verdicts
+        ok = all(v.ok for v in verdicts)
+        self.say(
+            f"  [{time.time() - self.phases[0].start:6.1f}s] steady state {when}: "
+            + ("holds" if ok else "; ".join(v.line() for v in verdicts if not v.ok))
+        )
+        return ok
+
+    def _windows(self, http: HttpFaults, proc: ProcessFaults) -> None:
+        sc = self.scenario
         for w in sc.windows:
             start = time.time()
             self.say(
                 f"  [{start - self.phases[0].start:6.1f}s] {w.name}: {w.fault} {w.params or ''} for {w.duration_s:g} s"
             )
-            hits_before = self.proxies[w.service].hits.copy() if w.family == "tcp" else None
+            hits_before = self.proxies[w.proxy_key].hits.copy() if w.family == "tcp" else None
             with self._inject(w, http, proc) as fw:
-                _sleep_until(start + w.duration_s)
+                try:
+                    self._sleep_until(start + w.duration_s)
+                except _Stopped:  # the fault ends here; its window is judged on what it had
+                    self.phases.append(Phase(w.name, "fault", start, time.time(), w.name))
+                    self.fault_windows[w.name] = fw
+                    fw.name = w.name
+                    self.phases.append(Phase(f"{w.name}/recovery", "recovery", time.time(), time.time(), w.name))
+                    raise
             end = time.time()
             fw.name = w.name  # the report labels each shaded window with the scenario's name for it
             self.fault_windows[w.name] = fw
             self.phases.append(Phase(w.name, "fault", start, end, w.name))
             if hits_before is not None:
-                after = self.proxies[w.service].hits
+                after = self.proxies[w.proxy_key].hits
                 fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
             self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
 
     def _phase(self, name: str, kind: str, start: float, seconds: float, window: str | None = None) -> None:
         self.phases.append(Phase(name, kind, start, start + seconds, window))
-        _sleep_until(start + seconds)
-        self.phases[-1].end = time.time()
+        try:
+            self._sleep_until(start + seconds)
+        finally:
+            self.phases[-1].end = time.time()
+
+    def _sleep_until(self, t: float) -> None:
+        while (left := t - time.time()) > 0:
+            if self.stopped.wait(min(left, 0.5)):
+                raise _Stopped
+
+    # -- abort on breach ------------------------------------------------------------------------------------------
+    def _watch(self, requests_log: Path) -> None:
+        """Once a second after the warm-up, the abort targets over the last ``ABORT_SPAN_S`` seconds; a breach held
+        for the scenario's ``hold_s`` stops the run."""
+        assert self.watch is not None
+        tail = _Tail(requests_log)
+        while not self.stopped.is_set() and not self._watch_done.is_set():
+            now = time.time()
+            if self.phases and now >= self.phases[0].start + self.scenario.warmup_s:
+                measured = self._span_measures(now - ABORT_SPAN_S, now, tail.read())
+                if breach := self.watch.observe(now, measured):
+                    self.say(
+                        f"  [{now - self.phases[0].start:6.1f}s] ABORT: {breach['target']} measured "
+                        f"{breach['measured']:g} (limit {breach['limit']:g}) for {self.watch.hold_s:g} s on end"
+                    )
+                    self.stopped.set()
+                    return
+            self._watch_done.wait(1.0)
+
+    def _span_measures(self, start: float, end: float, requests: list[dict] | None = None) -> dict:
+        """The steady-state and abort figures (``STEADY_TARGETS``) over ``start``..``end``, from the requests log and
+        the jobs accepted in it (one still open counts its age)."""
+        if requests is None:
+            requests = _Tail(self.run_dir / "requests.jsonl").read()
+        rs = [r for r in requests if start <= r["t"] + r["ms"] / 1000 < end and r["type"] != "WS"]
+        jobs = self._jobs(since=start - 1)
+        now = time.time()
+        ages = [((j["done"] or now) - j["enq"]) * 1000 for j in jobs if start <= j["enq"] < end]
+        return {
+            "api_p95_ms": _r(percentile([r["ms"] for r in rs], 95)),
+            "done_p95_ms": _r(percentile(ages, 95)),
+            "server_errors": float(sum(1 for r in rs if not r["status"] or r["status"] >= 500)) if rs else None,
+            "min_completed_per_s": round(
+                sum(1 for j in jobs if j["done"] and start <= j["done"] < end) / max(end - start, 1e-6), 3
+            ),
+        }
 
     def _wait_for_first_request(self, path: Path, locust: threading.Thread, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -421,8 +548,16 @@ class ChaosLoad:
             "redeliveries": self._redeliveries(),
         }
         verdicts: list[Verdict] = generator_verdicts(run, requests, load_end or load_ended)
+        if self.scenario.arrival:
+            verdicts.append(arrival_verdict(open_model_figures(self.run_dir, load_end or load_ended)))
+        verdicts += self.steady_checks
+        if self.watch is not None and self.watch.targets:
+            verdicts.append(abort_verdict(self.watch.breach, self.watch.hold_s, self.phases[0].start))
         windows = []
         for w in self.scenario.windows:
+            if w.name in self.not_run:
+                verdicts.append(Verdict(f"{w.name}: not run", "run", None, False))
+                continue
             window, wv = self._judge_window(w, requests, jobs, told_at, steady, seen, load_ended)
             windows.append(window)
             verdicts += wv
@@ -430,6 +565,10 @@ class ChaosLoad:
         verdicts += self._ledger_verdicts(led)
         verdicts.append(Verdict("backlog drained (every accepted job terminal)", "== 1", float(drained), drained))
         figures = self._figures(requests, jobs, depth, load_ended, steady)
+        if self.scenario.arrival:
+            figures["arrivals"] = open_model_figures(self.run_dir, load_end or load_ended)
+        verdicts.insert(2, self._offered_verdict(windows, figures))
+        figures["resilience"] = self._score(verdicts)
         out = Outcome(
             self.scenario,
             self.run_dir,
@@ -440,12 +579,14 @@ class ChaosLoad:
             figures,
             timeline=self.timeline.as_dicts(),
             judges=judges,
+            breach=self.watch.breach if self.watch else None,
         )
         out.report_path = self._write_report(out)
         return out
 
-    def _jobs(self) -> list[dict]:
-        """Every job on the run's queue, as the stores hold it (the journal says which were accepted)."""
+    def _jobs(self, since: float | None = None) -> list[dict]:
+        """Every job on the run's queue (accepted since ``since``, epoch s, when given), as the stores hold it (the
+        journal says which were accepted)."""
         return [
             {
                 "id": str(r[0]),
@@ -458,8 +599,8 @@ class ChaosLoad:
             }
             for r in self._query(
                 "SELECT id, kind, status, attempts, extract(epoch FROM enqueued_at), extract(epoch FROM finished_at), "
-                "error_code FROM jobs WHERE queue = %s",
-                (self.sut.queue_name,),
+                "error_code FROM jobs WHERE queue = %s AND enqueued_at >= to_timestamp(%s)",
+                (self.sut.queue_name, since or 0),
             )
         ]
 
@@ -544,6 +685,36 @@ class ChaosLoad:
             "verdicts": [v.__dict__ for v in wv],
         }
         return window, wv
+
+    def _offered_verdict(self, windows: list[dict], figures: dict) -> Verdict:
+        """Each window that ran met the load the scenario asked for, over its fault phase."""
+        users = self.scenario.users  # Locust's count: the arrivals' own user is one of them
+        short = {}
+        for w in windows:
+            why = window_offered((w["start"], w["end"]), users, figures.get("api_history", []), figures.get("arrivals"))
+            if why:
+                short[w["name"]] = why
+        return offered_load_verdict(short)
+
+    def _score(self, verdicts: list[Verdict]) -> dict:
+        """The run's resilience score (``harness.oracles.windows.resilience_score``), kept in the run history
+        (kind ``chaos-load:<scenario>``) and compared with the previous run of the scenario beyond its noise band
+        (slo.toml ``[noise_band_pct]``, "resilience score")."""
+        from harness.reports import history
+
+        res = resilience_score(verdicts)
+        kind = f"chaos-load:{self.scenario.name}"
+        before = history.previous(kind)
+        prev = None if before is None else before.get("score")
+        band = float(report.noise_bands().get("resilience score", 10))
+        res["previous"] = prev
+        res["worse"] = bool(res["score"] is not None and prev is not None and res["score"] < prev * (1 - band / 100))
+        history.append(kind, {"score": res["score"], "weight": res["weight"], "lost": res["lost"][:10]})
+        self.say(
+            f"  resilience score: {res['score'] if res['score'] is not None else 'none (the run is invalid)'}"
+            + ("" if prev is None else f" (previous {prev}{', worse beyond its noise band' if res['worse'] else ''})")
+        )
+        return res
 
     def _ledger_verdicts(self, led) -> list[Verdict]:
         """Each kind of ledger problem against what the scenario allows (none by default), and their total."""
@@ -744,9 +915,32 @@ def _r(v):
     return None if v is None else round(v, 3)
 
 
-def _sleep_until(t: float) -> None:
-    while (left := t - time.time()) > 0:
-        time.sleep(min(left, 0.5))
+ABORT_SPAN_S = 5.0  # the abort targets are measured over this many trailing seconds
+
+
+class _Stopped(Exception):
+    """An abort stopped the run's timeline."""
+
+
+class _Tail:
+    """A JSON-lines file read incrementally: every record so far, the new ones parsed once."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+        self.records: list[dict] = []
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return self.records
+        complete, newline, _ = chunk.rpartition(b"\n")
+        if newline:
+            self.records += [json.loads(x) for x in complete.split(b"\n") if x.strip()]
+            self.offset += len(complete) + 1
+        return self.records
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -769,6 +963,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where the backing services run (default: local)",
     )
     ap.add_argument("--only", default="", metavar="WINDOW[,…]", help="run only these windows of the scenario")
+    ap.add_argument(
+        "--no-abort",
+        action="store_true",
+        help="run to the end even when the scenario's [abort] targets are breached (default: stop, exit 3)",
+    )
+    ap.add_argument(
+        "--arrival",
+        default=None,
+        metavar="SHAPE",
+        help="offer the submissions as an arrival rate instead of the scenario's (e.g. constant:9; "
+        "harness/drivers/arrivals.py); --users then counts the readers beside them",
+    )
     from harness.drivers.system_under_test import add_system_options, apply_system_options
 
     add_system_options(ap, "the workers / API", "the run")
@@ -779,6 +985,13 @@ def main(argv: list[str] | None = None) -> int:
         sc = sc.only([n.strip() for n in args.only.split(",") if n.strip()])
     if args.users:
         sc = replace(sc, users=args.users)
+    if args.arrival:
+        from harness.drivers import arrivals
+
+        try:
+            sc = replace(sc, arrival=str(arrivals.parse(args.arrival)))
+        except arrivals.ShapeError as e:
+            ap.error(str(e))
     from harness.programs.load import _split_defects
     from harness.stack import choose_provider
 
@@ -786,7 +999,9 @@ def main(argv: list[str] | None = None) -> int:
     provider = choose_provider(args.stack, progress=print)
     try:
         stack = provider.start()
-        out = ChaosLoad(sc, stack, provider, sabotage=worker_defects, api_sabotage=api_defects).run()
+        out = ChaosLoad(
+            sc, stack, provider, sabotage=worker_defects, api_sabotage=api_defects, abort=not args.no_abort
+        ).run()
     finally:
         provider.stop()
     print()
@@ -794,8 +1009,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(v.line() for v in out.verdicts if not v.ok) or "every verdict passed")
     print(f"\n{out.ledger.summary()}")
-    print(f"\nreport: {out.report_path}")
+    print(f"\nresilience score: {out.score if out.score is not None else 'none (the run is invalid)'}")
+    print(f"report: {out.report_path}")
+    if out.breach:
+        return EXIT_ABORTED
     return 0 if out.ok else 1
+
+
+EXIT_ABORTED = 3  # a breach of the scenario's [abort] targets stopped the run
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from harness.drivers.prometheus import PrometheusClient
 from harness.drivers.throughput import percentile
 from harness.oracles import slo, two_judges
 from harness.oracles.contract import OPEN, sql_in
+from harness.oracles.windows import arrival_verdict
 from harness.reports import report
 from harness.stack.endpoints import PrometheusEndpoint, Stack
 
@@ -140,7 +141,8 @@ def _run_locust(
         "-t",
         f"{duration_s}s",
         "--stop-timeout",
-        "5",
+        # the open model's submissions in flight get their answers (harness.drivers.arrivals.ANSWER_GRACE_S)
+        "15" if env.get("VERISIM_ARRIVAL") else "5",
         "--csv",
         str(out_dir / "locust"),
         "--csv-full-history",
@@ -398,6 +400,8 @@ def measure(
     burst_requests: int = 60,
     reset_stats: bool = True,
     slos: dict | None = None,
+    arrival: str | None = None,
+    arrival_mix: str | None = None,
 ) -> dict:
     """One bounded load run and everything it measured (what ``slo.evaluate`` and the report take): the raw SQS
     ceiling, Locust for ``duration_s``, the drain, then a capacity burst (``burst_requests`` × 5 jobs; 0: none),
@@ -406,7 +410,8 @@ def measure(
     run meet cold connections: one of them alone can be a p99 of ~100 requests); a short run that must count every
     request (a planted defect's) passes False. When the stack has Prometheus, its alerts over the load
     (``harness.oracles.two_judges``: the rules of ``slos``, default slo.toml) are read once the backlog has drained, before
-    the burst."""
+    the burst. ``arrival`` (a shape, ``harness.drivers.arrivals``): the submissions are offered at that rate (the open
+    model) and ``users`` counts the dashboard readers and feed watchers beside them."""
     from harness.drivers.model_ceiling import lstm_ceiling
     from harness.drivers.throughput import sqs_ceiling
     from harness.oracles import journal as journals
@@ -423,13 +428,17 @@ def measure(
             duration_s,
             out_dir,
             workers,
-            extra_env={"VERISIM_JOURNAL": str(journal_path)},
+            extra_env={"VERISIM_JOURNAL": str(journal_path), **open_model_env(arrival, out_dir, arrival_mix)},
             user_classes=user_classes,
             reset_stats=reset_stats,
             scrape=(stack.prometheus, {"system": queue_name}),
         )
         load_ended = time.time()
+        growth = backlog_growth(sampler.samples, started.timestamp() + 5, load_ended)
         figures = queue_figures(stack, started, load_ended)
+        figures["backlog_growth_per_s"] = growth
+        if arrival:
+            figures["arrivals"] = open_model_figures(out_dir, load_ended)
         if stack.prometheus:  # requests as Locust reports them: after the ramp-up when its stats were reset
             ramp_s = users / (spawn_rate or max(1.0, users / 5)) if reset_stats else 0.0
             figures["prometheus"] = _prometheus_readings(stack, slos, queue_name, started.timestamp(), ramp_s)
@@ -462,6 +471,47 @@ def measure(
     return figures
 
 
+def open_model_env(arrival: str | None, out_dir: Path, mix: str | None = None) -> dict[str, str]:
+    """The environment that makes Locust offer ``arrival`` (a shape) as the open model, its tally in the run folder;
+    ``mix``: what the arrivals submit (``inference:16,score:1``, the default)."""
+    if not arrival:
+        return {}
+    from harness.drivers import arrivals
+
+    arrivals.parse(arrival)  # a mistake in the shape is told here, not by a Locust that fails to start
+    env = {"VERISIM_ARRIVAL": arrival, "VERISIM_ARRIVAL_LOG": str(out_dir / "arrivals.jsonl")}
+    return {**env, "VERISIM_ARRIVAL_MIX": mix} if mix else env
+
+
+def open_model_figures(out_dir: Path, load_ended: float) -> dict:
+    """What the open model's generator offered against what its shape asked (``arrivals.shortfall``), and per second
+    asked, sent, late, missed and answered (the report's offered / achieved / completed plot)."""
+    from harness.drivers import arrivals
+
+    start, end, shape, seconds = arrivals.read_log(out_dir / "arrivals.jsonl")
+    if shape is None or start is None:
+        return {"shape": None, "shortfall": None, "series": []}
+    return {
+        "shape": str(shape),
+        "start": start,
+        **arrivals.shortfall(seconds, shape, start, min(end or load_ended, load_ended)),
+        "series": arrivals.rollup(seconds, shape, start),
+    }
+
+
+def backlog_growth(samples: list[dict], since: float, until: float) -> float | None:
+    """How fast the queue's backlog (waiting + in flight) grew while the load ran, in jobs/s: the least-squares slope
+    of the depth samples between ``since`` and ``until``. A system that holds its load keeps it near 0; one offered
+    more than it can do grows it by the difference (None: fewer than 5 samples)."""
+    pts = [(s["t"], s["waiting"] + s["in_flight"]) for s in samples if since <= s["t"] <= until]
+    if len(pts) < 5:
+        return None
+    mt = sum(t for t, _ in pts) / len(pts)
+    md = sum(d for _, d in pts) / len(pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    return round(sum((t - mt) * (d - md) for t, d in pts) / var, 3) if var else None
+
+
 def _prometheus_readings(stack: Stack, slos: dict | None, queue_name: str, since: float, ramp_s: float) -> list:
     """Prometheus' alerts over the run, over this system's series only (``harness.oracles.two_judges``)."""
     scope = {"system": queue_name, "queue": queue_name}
@@ -490,7 +540,16 @@ def _ledger(stack: Stack, journal_path: Path, started: datetime, queue_name: str
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.programs.load", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default=None, help="a running API (its stack must be this machine's: see --stack-json)")
-    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument(
+        "--users", type=int, default=None, help="Locust users (default 20; with --arrival: 10 readers and watchers)"
+    )
+    ap.add_argument(
+        "--arrival",
+        default=None,
+        metavar="SHAPE",
+        help="offer the submissions as an arrival rate (the open model), e.g. constant:10, ramp:5:40:60, "
+        "step:5,10,20:30, spike:10:60:20:5 (submissions/s; harness/drivers/arrivals.py)",
+    )
     ap.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     ap.add_argument("--workers", type=int, default=0, help="Locust worker processes (0 = one local process)")
     ap.add_argument("--system-workers", type=int, default=2, help="system worker processes when starting our own")
@@ -500,6 +559,14 @@ def main(argv: list[str] | None = None) -> int:
     add_system_options(ap, "the API / workers (e.g. slow_api)", "the gate")
     args = ap.parse_args(argv)
     apply_system_options(args)
+    users = args.users or (10 if args.arrival else 20)
+    if args.arrival:
+        from harness.drivers import arrivals
+
+        try:
+            arrivals.parse(args.arrival)
+        except arrivals.ShapeError as e:
+            ap.error(str(e))
     if args.host:
         ap.error(
             "--host needs the stack's endpoints to read the jobs' timestamps; run without it to start "
@@ -518,8 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         api = sut.start_api(sabotage=api_defects)
         for _ in range(args.system_workers):
             sut.start_worker(sabotage=worker_defects)
+        offered = f"submissions at {args.arrival}/s and {users} readers" if args.arrival else f"{users} users"
         print(
-            f"\nLocust: {args.users} users for {args.duration}s against {api}"
+            f"\nLocust: {offered} for {args.duration}s against {api}"
             f"{f' ({args.workers} Locust workers)' if args.workers else ''} …",
             flush=True,
         )
@@ -529,17 +597,20 @@ def main(argv: list[str] | None = None) -> int:
             api,
             sut.queue_name,
             sut.dlq_name,
-            args.users,
+            users,
             args.duration,
             run_dir,
             workers=args.workers,
             slos=slos,
+            arrival=args.arrival,
         )
     finally:
         if sut:
             sut.stop()
         provider.stop()
     verdicts = slo.evaluate(slos, figures)
+    if args.arrival:
+        verdicts.insert(0, arrival_verdict(figures["arrivals"]))
     rows = two_judges.judge(slos, verdicts, figures)
     path = report.write(run_dir, figures, verdicts, extra={"two_judges": two_judges.as_dicts(rows)})
     print("\n".join(v.line() for v in verdicts))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.faults.catalog import CATALOG, FaultName
-from harness.oracles.windows import TARGETS
+from harness.oracles.windows import STEADY_TARGETS, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -40,6 +40,12 @@ class Window:
     def service(self) -> str | None:
         return self.params.get("service")
 
+    @property
+    def proxy_key(self) -> str | None:
+        """The TCP proxy this window's fault acts on: the service's, or (a partition) its clients' own to it."""
+        clients = self.params.get("clients")
+        return f"{self.service}@{clients}" if clients else self.service
+
 
 @dataclass
 class Scenario:
@@ -59,6 +65,12 @@ class Scenario:
     ledger: dict[str, int]  # problem kind -> how many are allowed (default 0 for every kind)
     user_classes: list[str] = field(default_factory=list)
     openai: dict = field(default_factory=dict)  # mock OpenAI knobs for the whole run (e.g. a realistic latency)
+    # the open model: submissions offered at this rate (a shape's text, harness.drivers.arrivals) instead of by
+    # submitting users; ``users`` then counts the dashboard readers and feed watchers beside the arrivals
+    arrival: str | None = None
+    steady_state: dict[str, float] = field(default_factory=dict)  # targets the system must meet before the first
+    # fault and after the last recovery (harness.oracles.windows.STEADY_TARGETS); empty: not checked
+    abort: dict = field(default_factory=dict)  # {"hold_s": s, "targets": {...}}: a breach held that long stops the run
 
     def failure_budget(self) -> dict[str, int]:
         """The run's failure budget: every window's ``expect_failures`` added up (none outside the windows)."""
@@ -70,7 +82,8 @@ class Scenario:
 
     @property
     def load_s(self) -> float:
-        return self.warmup_s + self.steady_s + sum(w.duration_s + w.recovery_s for w in self.windows)
+        after = self.steady_s if self.steady_state else 0.0  # the steady state again, after the last recovery
+        return self.warmup_s + self.steady_s + sum(w.duration_s + w.recovery_s for w in self.windows) + after
 
     def only(self, names: list[str]) -> Scenario:
         """The same scenario with only the named windows (a test selected by ``-k``)."""
@@ -117,6 +130,7 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         "recovery_tolerance",
         "drain_timeout_s",
         "user_classes",
+        "arrival",
     }
     _no_unknown(run, known_run, f"{where} [run]")
     defaults = doc.get("defaults", {})
@@ -168,6 +182,19 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
 
     ledger = doc.get("ledger", {})
     _no_unknown(ledger, set(PROBLEMS), f"{where} [ledger]")
+    arrival = None
+    if "arrival" in run:
+        from harness.drivers import arrivals
+
+        try:
+            arrival = str(arrivals.parse(run["arrival"]))
+        except arrivals.ShapeError as e:
+            raise ScenarioError(f"{where} [run] arrival: {e}") from None
+    steady_state = doc.get("steady_state", {})
+    _no_unknown(steady_state, set(STEADY_TARGETS), f"{where} [steady_state]")
+    abort = doc.get("abort", {})
+    _no_unknown(abort, {"hold_s", "targets"}, f"{where} [abort]")
+    _no_unknown(abort.get("targets", {}), set(STEADY_TARGETS), f"{where} [abort.targets]")
     return Scenario(
         name=doc.get("name") or (path.stem if path else "scenario"),
         path=path,
@@ -185,6 +212,9 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         ledger={k: int(v) for k, v in ledger.items()},
         user_classes=list(run.get("user_classes", [])),
         openai=dict(doc.get("openai", {})),
+        arrival=arrival,
+        steady_state={k: float(v) for k, v in steady_state.items()},
+        abort={"hold_s": float(abort.get("hold_s", 10)), "targets": dict(abort.get("targets", {}))} if abort else {},
     )
 
 

@@ -191,7 +191,7 @@ def _charts(f: dict, faults: list[dict]) -> list[str]:
     def series(rows, key):
         return [(r["t"] - t0, r[key]) for r in rows if r[key] is not None]
 
-    return [
+    charts = [
         _chart(
             "API latency over time",
             [("p50", "#5aa9ff", series(hist, "p50_ms")), ("p95", "#c08bff", series(hist, "p95_ms"))],
@@ -218,6 +218,24 @@ def _charts(f: dict, faults: list[dict]) -> list[str]:
             "messages",
         ),
     ]
+    arrivals = (f.get("arrivals") or {}).get("series")
+    if arrivals:  # the open model: what the shape asked, what the generator sent, what was answered
+        charts.insert(
+            0,
+            _chart(
+                f"Offered vs achieved vs completed ({f['arrivals']['shape']})",
+                [
+                    ("asked (offered) /s", "#8b96ad", series(arrivals, "asked")),
+                    ("sent on time (achieved) /s", "#5aa9ff", [(r["t"] - t0, r["sent"] - r["late"]) for r in arrivals]),
+                    ("answered /s", "#f5b942", series(arrivals, "answered")),
+                    ("jobs completed /s", "#3ecf8e", tput),
+                ],
+                faults,
+                t0,
+                "per second",
+            ),
+        )
+    return charts
 
 
 def _tables(doc: dict) -> dict[str, str]:

@@ -287,6 +287,7 @@ def _ghost_model_event() -> None:
         "slo: queue enqueue->start p95 ms",
         "slo: queue enqueue->done p95 ms",
         "slo: backlog drain s",
+        "slo: backlog growth jobs/s",
         "window: done_p95_ms",
         "window: min_completed",
     ),

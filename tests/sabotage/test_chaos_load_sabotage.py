@@ -3,6 +3,8 @@ job's result (``ack_before_commit``), killed mid-run, loses the jobs it held —
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness.oracles.windows import window_family
@@ -224,3 +226,38 @@ def test_each_window_target_turns_red_on_the_defect_it_measures(stack, stack_pro
         assert row.prometheus.firing and row.agree, row.line()
     assert judged["pg_latency: api_p95_ms"].prometheus.figure >= 0.4
     assert next(x for x in out.verdicts if x.slo.startswith("two judges agree")).ok
+
+
+@pytest.mark.red_verdicts
+def test_a_slow_api_aborts_the_run_early_with_the_slo_named(stack, stack_provider, report_paths):
+    """A planted slow API (every submission +0.4 s) against an abort target of 300 ms held for 4 s: the run stops
+    long before its 75 s of load, names the target, when and what it measured, and its windows are not run."""
+    sc = scenario.parse(
+        {
+            "name": "sabotage-abort",
+            "run": {"users": 4, "spawn_rate": 4, "warmup_s": 2, "steady_s": 40, "workers": 1},
+            "abort": {"hold_s": 4, "targets": {"api_p95_ms": 300}},
+            "window": [
+                {
+                    "name": "worker_kill",
+                    "fault": "worker.kill",
+                    "params": {"worker": 0},
+                    "duration_s": 3,
+                    "recovery_s": 30,
+                }
+            ],
+        }
+    )
+    started = time.monotonic()
+    out = ChaosLoad(sc, stack, stack_provider, api_sabotage="slow_api").run()
+    report_paths.append(str(out.report_path))
+    assert out.breach is not None, "the run was not aborted"
+    assert out.breach["target"] == "api_p95_ms" and out.breach["measured"] >= 300, out.breach
+    load_s = out.phases[-1].end - out.phases[0].start
+    assert load_s < sc.load_s / 3, f"aborted after {load_s:.0f} s of {sc.load_s:.0f}"
+    failing = {v.slo: v for v in out.verdicts if not v.ok}
+    abort = next(v for name, v in failing.items() if name.startswith("abort on breach"))
+    assert "api_p95_ms breached from" in abort.line() and "stopped at" in abort.line(), abort.line()
+    assert "worker_kill: not run" in failing
+    assert out.score is not None and out.score < 100
+    print(f"\n{abort.line()}\naborted after {load_s:.1f} s of load ({time.monotonic() - started:.0f} s in all)")

@@ -162,3 +162,32 @@ def test_a_slow_failing_worker_fails_the_queue_backlog_and_delivery_slos(chaos_s
         assert not got[name].ok and "FAIL" in got[name].line(), got[name].line()
     assert figures["failed_jobs"] == figures["jobs"] == figures["redelivered_jobs"] > 0
     assert figures["ledger"]["problem_count"] >= figures["jobs"]  # each failure outside the budget, named
+
+
+@pytest.mark.red_verdicts
+def test_an_open_model_above_capacity_shows_the_growing_backlog(chaos_system, stack):
+    """Submissions offered as an arrival rate (the open model) to a worker slowed below it: the generator keeps its
+    rate (its own verdict passes) and the backlog grows by the difference, which the backlog-growth SLO names."""
+    sut = chaos_system(workers=1, sabotage="slow_worker")
+    figures = load.measure(
+        stack,
+        sut.api_url,
+        sut.queue_name,
+        sut.dlq_name,
+        1,  # the OpenArrivals user alone: ~3 submissions/s, ~9 jobs/s against a worker that does ~4
+        SECONDS,
+        report.new_run_dir(),
+        user_classes=["OpenArrivals"],
+        burst_requests=0,
+        reset_stats=False,
+        arrival="constant:3",
+        arrival_mix="inference:1",
+    )
+    from harness.oracles.windows import arrival_verdict
+
+    offered = arrival_verdict(figures["arrivals"])
+    assert offered.ok, offered.line()  # the load was offered as asked: the red below is the system's
+    assert figures["arrivals"]["sent"] >= 3 * SECONDS * 0.9
+    growth = {v.slo: v for v in slo.evaluate(slo.load(), figures)}["backlog growth jobs/s"]
+    print("\n" + offered.line() + "\n" + growth.line())
+    assert not growth.ok and growth.measured > 1.0, growth.line()

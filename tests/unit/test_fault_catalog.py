@@ -10,14 +10,15 @@ import pytest
 
 from harness.faults.catalog import CATALOG, PROVIDERS, FaultName, Target
 
-TRACES = {"openai_faulted", "interrupted_jobs", "service_trouble", "proxy_hits"}  # what chaos_load.evidence counts
+# what chaos_load.evidence counts, and what stress-ng reports (harness.faults.pressure)
+TRACES = {"openai_faulted", "interrupted_jobs", "service_trouble", "proxy_hits", "stressor_ops"}
 
 
 @pytest.mark.parametrize("name", list(FaultName))
 def test_every_fault_is_declared_whole(name):
     fault = CATALOG[name]
-    assert fault.name == name and name.value.split(".")[0] in {"http", "worker", "service", "tcp"}
-    assert fault.family in {"http", "tcp", "process"} and fault.trace in TRACES and fault.doc
+    assert fault.name == name and name.value.split(".")[0] in {"http", "worker", "service", "tcp", "host"}
+    assert fault.family in {"http", "tcp", "process", "host"} and fault.trace in TRACES and fault.doc
     assert set(fault.required) <= set(fault.params) and fault.providers <= PROVIDERS
     assert callable(fault.inject)
 
@@ -41,7 +42,7 @@ class Recorder:
 def _target():
     timeline = SimpleNamespace(windows=[])
     http, proc, proxy = Recorder(timeline), Recorder(timeline), Recorder(timeline)
-    target = Target(None, http, proc, {"redis": proxy}, timeline, 4, lambda pid: 0)
+    target = Target(None, http, proc, {"redis": proxy, "redis@workers": proxy}, timeline, 4, lambda pid: 0)
     return target, http, proc, proxy
 
 
@@ -59,6 +60,18 @@ def _target():
             "proxy",
             ("toxic", ("latency",), {"latency_ms": 50.0}),
         ),
+        (
+            FaultName.TCP_RESET_PEER,
+            {"service": "redis", "toxicity": 0.3},
+            "proxy",
+            ("toxic", ("reset_peer",), {"toxicity": 0.3}),
+        ),
+        (  # a partition acts on the clients' own path to the service, not the shared one
+            FaultName.TCP_PARTITION,
+            {"service": "redis", "clients": "workers"},
+            "proxy",
+            ("toxic", ("timeout",), {}),
+        ),
     ],
 )
 def test_an_operation_drives_its_familys_driver(name, params, driver, call):
@@ -70,3 +83,26 @@ def test_an_operation_drives_its_familys_driver(name, params, driver, call):
             args = (args[0],)
         assert (op, args, kwargs) == call
         assert window is target.timeline.windows[-1]
+
+
+def test_host_pressure_runs_stress_ng_and_its_evidence_is_what_stress_ng_reports():
+    import shutil
+    import time
+
+    from harness.faults import pressure
+    from harness.faults.timeline import FaultTimeline
+
+    assert pressure.command("cpu", workers=2, load=40)[1:4] == ["--cpu", "2", "--metrics-brief"]
+    assert "--vm-keep" in pressure.command("vm", bytes="64M")
+    with pytest.raises(ValueError, match="unknown stressor"):
+        pressure.command("disk")
+    # a stressor that never ran reports nothing: the window's evidence check fails on it
+    assert pressure.bogo_ops("stress-ng: info:  [1] dispatching hogs: 1 cpu\n", "cpu") == 0
+    if shutil.which("stress-ng") is None:
+        pytest.skip("stress-ng is not installed (python3 dev.py installs it)")
+    timeline = FaultTimeline()
+    target = SimpleNamespace(timeline=timeline)
+    with CATALOG[FaultName.CPU_PRESSURE].inject(target, "cpu_hog", {"workers": 1, "load": 30}) as window:
+        time.sleep(0.5)
+    assert window.evidence["stressor_ops"] > 0 and window.evidence["stressor_exit"] == 0
+    assert (window.family, window.params["stressor"]) == ("host", "cpu")

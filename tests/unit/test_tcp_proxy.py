@@ -91,6 +91,29 @@ def test_timeout_swallows_data_until_cleared(proxy):
     assert roundtrip(proxy.port)[0] == b"ping"
 
 
+def test_toxicity_hits_a_share_of_connections_and_spares_the_rest(proxy):
+    """Toxiproxy's toxicity: each connection draws once; at 0.4, about 40 % of them are reset and the others carry
+    their data untouched, the proxy's counts saying which."""
+    tl = FaultTimeline()
+    reset = passed = 0
+    with proxy.toxic("reset_peer", tl, toxicity=0.4):
+        for _ in range(60):
+            try:
+                got, _ = roundtrip(proxy.port, timeout=2)
+            except OSError:
+                got = b""
+            if got == b"ping":
+                passed += 1
+            else:
+                reset += 1
+    assert 12 <= reset <= 36 and reset + passed == 60, (reset, passed)
+    [w] = tl.windows
+    assert w.evidence["hits"] == reset and w.evidence["spared"] >= passed
+    with proxy.toxic("latency", latency_ms=300, toxicity=0.0):  # a toxic that applies to no connection
+        assert roundtrip(proxy.port)[1] < 0.25
+    assert proxy.spared["latency"] >= 2 and proxy.hits["latency"] == 0
+
+
 def test_unknown_toxic_is_refused(proxy):
     with pytest.raises(ValueError, match="unknown toxic"):
         proxy.set_toxic("slow_close")
