@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.drivers.system_under_test import SystemUnderTest
+    from harness.faults.aws import AwsFaultProxy
     from harness.faults.http import HttpFaults
     from harness.faults.process import ProcessFaults
     from harness.faults.tcp import TcpProxy
@@ -44,6 +45,7 @@ class FaultName(StrEnum):
     TCP_RESET_PEER = "tcp.reset_peer"
     TCP_TIMEOUT = "tcp.timeout"
     TCP_PARTITION = "tcp.partition"
+    AWS_API_ERRORS = "aws.api_errors"
     CPU_PRESSURE = "host.cpu_pressure"
     MEMORY_PRESSURE = "host.memory_pressure"
 
@@ -60,6 +62,7 @@ class Target:
     worker_concurrency: int
     await_in_flight: Callable[[int], int]  # a worker's pid -> the jobs it holds once it holds some (0: none came)
     sabotage: str | None = None  # defects planted in the workers (a replacement gets them too)
+    aws: AwsFaultProxy | None = None  # between the system and the SQS/S3 emulator, when a window needs it
 
 
 Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextManager["FaultWindow"]]
@@ -68,7 +71,7 @@ Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextMa
 @dataclass(frozen=True)
 class Fault:
     name: FaultName
-    family: str  # http | tcp | process | host
+    family: str  # http | tcp | process | aws | host
     params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
     required: tuple[str, ...]
     trace: str  # the evidence that it reached the system (see harness.programs.chaos_load.evidence)
@@ -135,6 +138,13 @@ def _tcp(toxic: str) -> Operation:
             yield t.timeline.windows[-1]
 
     return inject
+
+
+@contextlib.contextmanager
+def _aws_errors(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    assert t.aws is not None, "an aws.* window needs the run's AWS fault proxy"
+    with t.aws.inject(p["service"], p["rate"], p.get("error", "internal"), p.get("operations"), t.timeline, name) as w:
+        yield w
 
 
 def _pressure(stressor: str) -> Operation:
@@ -297,6 +307,22 @@ _ENTRIES = [
         "cut `clients` (the workers or the API) from `service` (a blackhole on their own path to it, reset when "
         "it heals) while the others still reach it",
         _tcp("timeout"),
+    ),
+    Fault(
+        FaultName.AWS_API_ERRORS,
+        "aws",
+        {
+            "service": ("sqs", "s3"),
+            "rate": float,
+            "error": ("internal", "unavailable", "throttling"),
+            "operations": list,
+        },
+        ("service", "rate"),
+        "aws_errors",
+        "a share `rate` of the system's `service` calls (`operations`, default the job path's: SQS Send/Receive/Delete"
+        "[Batch], S3 PutObject/GetObject) answer AWS's `error` (internal 500, unavailable 503, throttling: SQS "
+        "ThrottlingException, S3 SlowDown) in the service's own protocol, as AWS FIS's inject-api-* actions do",
+        _aws_errors,
     ),
     Fault(
         FaultName.CPU_PRESSURE,

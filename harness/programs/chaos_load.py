@@ -60,6 +60,7 @@ from harness.stack.choice import CHOICES
 
 if TYPE_CHECKING:
     from harness.drivers.system_under_test import SystemUnderTest
+    from harness.faults.aws import AwsFaultProxy
     from harness.stack.services.kafka import LocalKafka
 
 BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
@@ -218,6 +219,7 @@ class ChaosLoad:
         self.stopped = threading.Event()  # set by an abort: the timeline ends at once
         self.not_run: list[str] = []  # windows an abort or an unhealthy steady state left out
         self.steady_checks: list[Verdict] = []
+        self.aws_proxy: AwsFaultProxy | None = None
         self.role_env: dict[str, dict[str, str]] = {}  # "api" | "workers" -> its own settings (a partition's proxy)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
@@ -234,6 +236,13 @@ class ChaosLoad:
                 svc, clients = w.service, w.params["clients"]
                 p = self.proxies[w.proxy_key] = TcpProxy("127.0.0.1", self._upstream_port(svc), w.proxy_key).start()
                 self.role_env.setdefault(clients, {}).update(self._service_env(svc, p.port))
+        if any(w.family == "aws" for w in self.scenario.windows):
+            # AWS API errors: the system's SQS and S3 calls cross a proxy that speaks their protocols
+            from harness.faults.aws import AwsFaultProxy
+
+            upstream = env.get("AWS_ENDPOINT_URL") or self.stack.aws.endpoint_url
+            self.aws_proxy = AwsFaultProxy(upstream, seed=7).start()
+            env["AWS_ENDPOINT_URL"] = self.aws_proxy.url
         if "kafka" in needed:
             # Kafka clients connect wherever the broker's metadata points: a broker of the run's own advertises
             # the proxy, so every client (the system's and the ledger's) crosses it
@@ -305,6 +314,7 @@ class ChaosLoad:
             self.scenario.worker_concurrency,
             self._await_in_flight,
             self.sabotage,
+            self.aws_proxy,
         )
         with CATALOG[w.fault].inject(target, w.name, w.params) as fw:
             yield fw
@@ -371,6 +381,8 @@ class ChaosLoad:
                 self.sut.stop()
             for p in self.proxies.values():
                 p.stop()
+            if self.aws_proxy:
+                self.aws_proxy.stop()
             if self.own_kafka:
                 self.own_kafka.stop()
 

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import redis
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,6 +23,11 @@ from system.api import dashboard, health, jobs
 from system.api.metrics import RequestMetrics, SystemCollector, registry_with_http
 from system.config import Settings, get_settings
 from system.wiring import Connections
+
+# the error codes AWS answers a client it throttles with (botocore's standard retry mode retries these too)
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestThrottled", "SlowDown", "TooManyRequestsException"}
+)
 
 log = logging.getLogger("system.api")
 
@@ -111,5 +116,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def dependency_down(request: Request, exc: Exception):
         log.warning("dependency unavailable", extra={"path": request.url.path, "error": str(exc)})
         return JSONResponse({"detail": f"a dependency is unavailable: {type(exc).__name__}"}, status_code=503)
+
+    @app.exception_handler(ClientError)
+    async def dependency_refused(request: Request, exc: ClientError):
+        # S3 or SQS answered an error that outlasted the SDK's retries: a 5xx or a throttle is the service's
+        # trouble, not the client's (a 503 that says which); anything else is this server's own mistake
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status < 500 and error.get("Code") not in THROTTLING_CODES:
+            raise exc
+        log.warning(
+            "dependency unavailable", extra={"path": request.url.path, "error": str(exc), "code": error.get("Code")}
+        )
+        return JSONResponse(
+            {"detail": f"a dependency is unavailable: {exc.operation_name} answered {error.get('Code')}"},
+            status_code=503,
+        )
 
     return app
