@@ -154,10 +154,14 @@ class SystemUnderTest:
         timeout: float = 60,
         sabotage: str | None = None,
         transport: str | None = None,
+        env: dict[str, str] | None = None,
+        forkable: bool = True,
     ) -> ManagedProcess:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this worker process (the sabotage tests).
-        ``transport``: the worker's kind (default: this system's transport; "seeds" needs one of each)."""
-        return self.start_workers(1, concurrency, grace, timeout, sabotage, transport)[0]
+        ``transport``: the worker's kind (default: this system's transport; "seeds" needs one of each). ``env``:
+        settings for this worker alone; ``forkable`` False: a process of its own from the start (what an
+        ``LD_PRELOAD`` needs: a fork of the template would not load it)."""
+        return self.start_workers(1, concurrency, grace, timeout, sabotage, transport, env, forkable)[0]
 
     def start_workers(
         self,
@@ -167,18 +171,28 @@ class SystemUnderTest:
         timeout: float = 60,
         sabotage: str | None = None,
         transport: str | None = None,
+        env: dict[str, str] | None = None,
+        forkable: bool = True,
     ) -> list[ManagedProcess]:
         """``count`` workers (as ``start_worker``), launched together and then waited for: their warm-ups overlap."""
         kind = transport or ("celery" if self.transport == "celery" else "sqs")
-        started = [self._launch_worker(concurrency, grace, sabotage, kind) for _ in range(count)]
+        started = [self._launch_worker(concurrency, grace, sabotage, kind, env, forkable) for _ in range(count)]
         self._wait_workers(started, timeout)
         return started
 
-    def _launch_worker(self, concurrency: int, grace: float, sabotage: str | None, kind: str) -> ManagedProcess:
+    def _launch_worker(
+        self,
+        concurrency: int,
+        grace: float,
+        sabotage: str | None,
+        kind: str,
+        own_env: dict[str, str] | None = None,
+        forkable: bool = True,
+    ) -> ManagedProcess:
         args = ["--transport", kind, "--concurrency", str(concurrency), "--grace", str(grace)]
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
-        env = {**self.env, **self.role_env.get("workers", {})}
+        env = {**self.env, **self.role_env.get("workers", {}), **(own_env or {})}
         if self.stack.prometheus:  # its own /metrics, scraped from its start (a scrape before it answers reads down)
             port = free_ports(1)[0]
             env = {**env, "WORKER_METRICS_PORT": str(port)}
@@ -189,7 +203,7 @@ class SystemUnderTest:
             self.workdir / "logs" / f"worker-{n}.log",
             env=env,
             stop_grace=grace + 5,
-            forkable=True,  # forked from the template that has torch and the OpenAI SDK imported
+            forkable=forkable,  # forked from the template that has torch and the OpenAI SDK imported
         ).start()
         self.workers.append(proc)
         return proc

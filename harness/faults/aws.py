@@ -94,8 +94,7 @@ class AwsFaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, name="aws-fault-proxy", daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self
@@ -149,6 +148,17 @@ class AwsFaultProxy:
                     by_op = {k: n - before.get(k, 0) for k, n in self.injected.items() if n > before.get(k, 0)}
                     w.evidence["aws_errors"] = sum(by_op.values())
                     w.evidence["aws_errors_by_operation"] = by_op
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # a client that vanished (a killed worker's connections) is not the proxy's error; anything else is
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

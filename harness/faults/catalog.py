@@ -37,6 +37,7 @@ class FaultName(StrEnum):
     HTTP_CONNECTION_DROP = "http.connection_drop"
     WORKER_KILL = "worker.kill"
     WORKER_PAUSE = "worker.pause"
+    WORKER_CLOCK_SKEW = "worker.clock_skew"
     SERVICE_RESTART = "service.restart"
     SERVICE_KILL = "service.kill"
     SERVICE_PAUSE = "service.pause"
@@ -117,6 +118,14 @@ def _worker_pause(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWind
     in_flight = t.await_in_flight(victim.pid)
     with t.proc.pause(victim, name=name) as fw:
         fw.evidence["jobs_in_flight_at_pause"] = in_flight
+        yield fw
+
+
+@contextlib.contextmanager
+def _clock_skew(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    from harness.faults.clock import skewed_worker
+
+    with skewed_worker(t.sut, t.timeline, name, p["offset_s"], t.worker_concurrency, t.sabotage) as fw:
         yield fw
 
 
@@ -234,6 +243,16 @@ _ENTRIES = [
         "SIGSTOP worker `worker` for the window (longer than the visibility timeout: its messages go to the other "
         "workers), SIGCONT after",
         _worker_pause,
+    ),
+    Fault(
+        FaultName.WORKER_CLOCK_SKEW,
+        "process",
+        {"offset_s": float},
+        ("offset_s",),
+        "skewed_jobs",
+        "one more worker for the window, its wall clock `offset_s` seconds off (negative: behind; "
+        "harness/faults/clock.py); every time it stores must still fall inside its job's life",
+        _clock_skew,
     ),
     Fault(
         FaultName.SERVICE_RESTART,

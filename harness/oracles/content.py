@@ -26,7 +26,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from harness.oracles import journal as journal_mod
@@ -38,7 +38,7 @@ CHECKS = {
     "metrics_wrong": "mae/rmse differ from those recomputed from the stored prediction and the held-out values",
     "copies_disagree": "Postgres (jobs.result, inference_results), Redis and Kafka hold different values for a field",
     "times_impossible": "a job's stored times run backwards or disagree (started before enqueued, results before "
-    "their job)",
+    "their job, a stage outside its job's life or of negative length)",
     "input_differs": "the stored input is not what the client sent (the journal's digest)",
     "artifact_wrong": "a score job's S3 object is missing or differs from the record (size, type)",
     "analysis_wrong": "a score's analysis differs from the oracle's own music21 read of the uploaded file",
@@ -57,6 +57,7 @@ class Outputs:
     # the artifact store lost every object written before this time (an in-memory emulator restarted): such objects
     # are counted as not checked, not as wrong; an object written afterwards must be there
     s3_lost_before: float | None = None
+    stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # job id -> its job_stages rows
 
 
 @dataclass
@@ -103,8 +104,15 @@ def gather(
         results: dict[str, dict[str, dict]] = {}
         for r in conn.execute("SELECT * FROM inference_results WHERE job_id = ANY(%s::uuid[])", (list(job_ids),)):
             results.setdefault(str(r["job_id"]), {})[r["model_name"]] = r
+        stages: dict[str, list[dict]] = {}
+        for r in conn.execute(
+            "SELECT job_id, stage, attempt, started_at, finished_at, duration_ms FROM job_stages "
+            "WHERE job_id = ANY(%s::uuid[])",
+            (list(job_ids),),
+        ):
+            stages.setdefault(str(r["job_id"]), []).append(r)
     objects = _read_objects(stack, [r for r in rows.values() if r["kind"] == "score"])
-    return Outputs(rows, results, objects, dict(digests or {}), s3_lost_before)
+    return Outputs(rows, results, objects, dict(digests or {}), s3_lost_before, stages)
 
 
 def _read_objects(stack, score_rows: list[dict]) -> dict[str, dict]:
@@ -141,6 +149,7 @@ def judge(
     for jid, row in outputs.rows.items():
         _judge_input(report, jid, row, outputs)
         _judge_times(report, jid, row)
+        _judge_stage_times(report, jid, row, outputs.stages.get(jid, []))
         _judge_cache_fields(report, jid, row, cached.get(jid))
         if row["kind"] == "inference":
             _judge_inference(report, jid, row, outputs.results.get(jid, {}), events.get(jid, []), lstm, ma_window)
@@ -210,6 +219,34 @@ def _judge_times(report: ContentReport, jid: str, row: dict) -> None:
         report.add("times_impossible", jid, f"finished {fin.isoformat()} before it started {start.isoformat()}")
     if fin is not None and fin < enq:
         report.add("times_impossible", jid, f"finished {fin.isoformat()} before it was enqueued {enq.isoformat()}")
+
+
+STAGE_CLOCK_TOL_S = 1.0  # a stage is timed by its worker's clock, the job by Postgres's: they may differ by this much
+
+
+def _judge_stage_times(report: ContentReport, jid: str, row: dict, stages: list[dict]) -> None:
+    """Each stage of the job inside the job's life (from its enqueueing to its end, give or take the two clocks'
+    tolerance) and of a length that is not negative: a worker whose clock is off writes stages that began before
+    the job existed."""
+    enq, fin = row.get("enqueued_at"), row.get("finished_at")
+    tol = timedelta(seconds=STAGE_CLOCK_TOL_S)
+    for st in stages:
+        report.checked[f"{row['kind']}: stage times"] += 1
+        name, start, end = f"{st['stage']} (attempt {st['attempt']})", st["started_at"], st["finished_at"]
+        if start is not None and enq is not None and start < enq - tol:
+            report.add(
+                "times_impossible",
+                jid,
+                f"stage {name} started {start.isoformat()}, before the job was enqueued {enq.isoformat()}",
+            )
+        if end is not None and fin is not None and end > fin + tol:
+            report.add(
+                "times_impossible",
+                jid,
+                f"stage {name} finished {end.isoformat()}, after the job ended {fin.isoformat()}",
+            )
+        if (end is not None and start is not None and end < start) or (st.get("duration_ms") or 0) < 0:
+            report.add("times_impossible", jid, f"stage {name} has a negative length")
 
 
 # the Redis summary's fields, and how each is read from the Postgres row

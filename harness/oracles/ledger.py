@@ -321,7 +321,12 @@ def judge(state: StoreState, refused: int = 0) -> LedgerReport:
                 events.setdefault(jid, []).extend(got)
         settled = {j: r for j, r in state.outputs.rows.items() if r["status"] in TERMINAL}
         outputs = content.Outputs(
-            settled, state.outputs.results, state.outputs.objects, state.outputs.digests, state.outputs.s3_lost_before
+            settled,
+            state.outputs.results,
+            state.outputs.objects,
+            state.outputs.digests,
+            state.outputs.s3_lost_before,
+            state.outputs.stages,
         )
         judged = content.judge(outputs, state.cached, events)
         for kind, jid, text in judged.problems:

@@ -880,7 +880,7 @@ class ChaosLoad:
         )
         msgs = Counter(m for t, m in warnings if lo <= t < hi)
         ev["system_warnings"] = dict(msgs.most_common(8))
-        if w.service:
+        if w.service in SERVICE_TROUBLE:  # a backing service's fault (an aws.* window names sqs or s3 instead)
             words = SERVICE_TROUBLE[w.service]
             ev["service_trouble"] = sum(n for m, n in msgs.items() if any(x.lower() in m.lower() for x in words))
             if w.service == "postgres":

@@ -145,6 +145,19 @@ def _no_worker_leases() -> None:
 
 
 @defect(
+    "no_clock_sync",
+    "worker",
+    "a worker never measures its clock against Postgres's: a worker whose clock is off stores its stages' times "
+    "as its own clock reads them",
+    reveals=("times_impossible",),
+)
+def _no_clock_sync() -> None:
+    from system.storage.jobs import JobStore
+
+    JobStore.sync_clock = lambda self: 0.0
+
+
+@defect(
     "double_publish",
     "worker",
     "produces every outbox event to Kafka twice",

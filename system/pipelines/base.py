@@ -34,6 +34,12 @@ class PipelineResult:
     model_results: list[dict[str, Any]] = field(default_factory=list)
 
 
+def wall_clock() -> datetime:
+    """Now, by this host's wall clock: the one way the system reads it (``time.time``), so that a host whose clock is
+    off is off everywhere alike (the clock-skew fault moves ``time.time``; Postgres's own now() stamps the jobs)."""
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
 class StageTimer:
     """``with timer.stage("analysis"):`` records start, end, duration and outcome of a stage.
 
@@ -48,7 +54,7 @@ class StageTimer:
 
     @contextlib.contextmanager
     def stage(self, name: str, detail: dict | None = None):
-        started = datetime.now(UTC)
+        started = wall_clock()
         t0 = time.perf_counter()
         status = "ok"
         detail = detail if detail is not None else {}
@@ -58,7 +64,7 @@ class StageTimer:
             status = f"error: {type(exc).__name__}"
             raise
         finally:
-            self.add(name, started, datetime.now(UTC), (time.perf_counter() - t0) * 1000, status, detail or None)
+            self.add(name, started, wall_clock(), (time.perf_counter() - t0) * 1000, status, detail or None)
 
     def add(
         self, name: str, started: datetime, finished: datetime, ms: float, status: str, detail: dict | None

@@ -12,10 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from system.jobs.lifecycle import Status
-from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer
+from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, wall_clock
 
 # beyond this magnitude a window's sums and squares (10 000 values) can leave float range: the API refuses such
 # values with a 422, and a job that carries them anyway fails permanently (invalid_series), never retried
@@ -131,9 +130,9 @@ def run_many(jobs: list[tuple[dict, StageTimer]], window: int) -> list[PipelineR
     lstm_jobs = [i for i, spec in specs.items() if "lstm" in spec.models]
     forecasts: dict[int, tuple] = {}
     if lstm_jobs:
-        started, t0 = datetime.now(UTC), time.perf_counter()
+        started, t0 = wall_clock(), time.perf_counter()
         answers = lstm_batcher().forecast_many([(specs[i].values, specs[i].horizon) for i in lstm_jobs])
-        span = (started, datetime.now(UTC), (time.perf_counter() - t0) * 1000)
+        span = (started, wall_clock(), (time.perf_counter() - t0) * 1000)
         forecasts = {i: (answer, span) for i, answer in zip(lstm_jobs, answers, strict=True)}
     for i, spec in specs.items():
         job, timer = jobs[i]

@@ -5,8 +5,10 @@ The pool's connections are in autocommit (``system.storage.db.make_pool``): a si
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -38,14 +40,15 @@ class Finish:
     stages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _stage_rows(job_id: uuid.UUID, stages: list[dict[str, Any]]) -> list[tuple]:
+def _stage_rows(job_id: uuid.UUID, stages: list[dict[str, Any]], skew: timedelta = timedelta(0)) -> list[tuple]:
+    """Rows of ``job_stages``; ``skew``: what to add to the worker's clock to read Postgres's."""
     return [
         (
             job_id,
             s["name"],
             s["attempt"],
-            s["started"],
-            s["finished"],
+            s["started"] + skew,
+            s["finished"] + skew,
             s["ms"],
             s["status"],
             Jsonb(s["detail"]) if s["detail"] is not None else None,
@@ -62,6 +65,10 @@ class JobStore:
         self.pool = pool
         self.topics = topics  # {"inference": ..., "score": ..., "events": ...}
         self.queue = queue  # the SQS queue this deployment sends to: its jobs are the only ones its sweeps touch
+        # Postgres's clock minus this process's: a stage is timed by the worker's clock, while every other stored
+        # time is Postgres's now(); a worker whose clock is off (NTP lost, a VM resumed) must not store a stage
+        # that began before its job was enqueued (``sync_clock``)
+        self.skew = timedelta(0)
 
     # -- writes --------------------------------------------------------------------------------------------------
     def create(
@@ -152,9 +159,19 @@ class JobStore:
         "status=excluded.status, detail=excluded.detail"
     )
 
+    def sync_clock(self) -> float:
+        """Measure how far Postgres's clock is from this process's (the round trip halved) and keep it for the stage
+        times this store writes. Returns the skew in seconds."""
+        with self.pool.connection() as conn:
+            before = time.time()
+            db = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").fetchone()["t"]
+            after = time.time()
+        self.skew = timedelta(seconds=float(db) - (before + after) / 2)
+        return self.skew.total_seconds()
+
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:
         """Stage records (``StageTimer.records``) in one statement; in ``conn``'s transaction when given."""
-        self._record_stage_rows(_stage_rows(job_id, stages), conn)
+        self._record_stage_rows(_stage_rows(job_id, stages, self.skew), conn)
 
     def _record_stage_rows(self, rows: list[tuple], conn=None) -> None:
         if not rows:
@@ -192,7 +209,7 @@ class JobStore:
         assert all(f.status in TERMINAL for f in finishes)
         assert len({f.job_id for f in finishes}) == len(finishes), "one finish per job"
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            self._record_stage_rows([r for f in finishes for r in _stage_rows(f.job_id, f.stages)], conn)
+            self._record_stage_rows([r for f in finishes for r in _stage_rows(f.job_id, f.stages, self.skew)], conn)
             got = conn.execute(
                 "UPDATE jobs SET status=t.status, result=t.result, error_code=t.error_code, "
                 "error_message=t.error_message, finished_at=now(), updated_at=now() "

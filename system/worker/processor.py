@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -36,6 +37,7 @@ from system.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("system.worker")
 MAX_BACKOFF_SECONDS = 300
+CLOCK_SYNC_S = 30.0  # how often a worker measures its clock against Postgres's (the stage times it writes)
 
 
 class JobProcessor:
@@ -139,13 +141,29 @@ class JobProcessor:
                     log.warning("outbox sweep failed", extra={"error": str(exc)})
 
     def _lease_loop(self) -> None:
-        """Every second: this worker's lease, and the lost workers' jobs. A thread of its own, like the SQS
-        visibility heartbeat: a sweep that waits on a dependency must not let this worker's lease lapse."""
+        """Every second: this worker's lease, and the lost workers' jobs; every ``CLOCK_SYNC_S`` its clock against
+        Postgres's. A thread of its own, like the SQS visibility heartbeat: a sweep that waits on a dependency must
+        not let this worker's lease lapse."""
         leasing_since: float | None = None  # since when this worker's own lease has been renewed without a miss
+        synced = -math.inf
         while True:
             leasing_since = self._leases(leasing_since)
+            if time.monotonic() - synced >= CLOCK_SYNC_S:
+                synced = time.monotonic()
+                self._sync_clock()
             if self.stop_event.wait(1.0):
                 return
+
+    def _sync_clock(self) -> None:
+        try:
+            skew = self.store.sync_clock()
+        except Exception as exc:
+            log.debug("clock sync failed", extra={"error": str(exc)})
+            return
+        if abs(skew) >= 1.0:
+            log.warning(
+                "this worker's clock is off Postgres's: stage times are corrected", extra={"skew_s": round(skew, 3)}
+            )
 
     def _leases(self, leasing_since: float | None) -> float | None:
         """Renew this worker's lease (if it keeps one), then re-send the running jobs of workers whose leases went

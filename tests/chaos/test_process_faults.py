@@ -12,6 +12,7 @@ import signal
 import time
 
 import psycopg
+import pytest
 
 from harness.oracles import ledger
 from harness.polling import wait_for
@@ -202,3 +203,25 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     assert sut.log_count("the queue was recreated") > 0  # the lost ones were re-sent on noticing the new queue
     assert len(rows) == 20 and {r[0] for r in rows.values()} == {"completed"}
     jobs.assert_ledger()
+
+
+@pytest.mark.parametrize("offset_s", [300, -300])
+def test_a_worker_minutes_off_stores_every_time_right(chaos_system, jobs_for, timeline, offset_s):
+    """The only worker runs with its wall clock 5 minutes ahead (or behind): its jobs complete,
+    it says its clock is off, and every stage time it stores falls inside its job's life (the ledger's
+    ``times_impossible`` check; ``no_clock_sync`` is its sabotage twin)."""
+    from harness.faults.clock import skewed_worker
+
+    sut = chaos_system(workers=1)
+    honest = sut.workers.pop()
+    honest.stop()
+    jobs = jobs_for(sut)
+    with skewed_worker(sut, timeline, "clock_skew", offset_s) as fw:
+        for i in range(3):
+            jobs.inference(5, seed=1200 + i)
+        jobs.score()
+        rows = jobs.wait(timeout=120)
+    failed = {j: r[2] for j, r in rows.items() if r[0] != "completed"}
+    assert not failed and len(rows) == 16, failed
+    assert fw.evidence["skewed_jobs"] >= 16 and fw.evidence["clock_warnings"] >= 1, fw.evidence
+    jobs.assert_ledger(timeout=60)

@@ -106,6 +106,21 @@ def test_without_worker_leases_a_dead_celery_workers_jobs_wait_for_the_visibilit
     assert all(any(j in p for p in hits) for j in stranded), hits  # the stranded jobs are named
 
 
+def test_a_worker_that_trusts_a_skewed_clock_stores_impossible_times(chaos_system, jobs_for, timeline):
+    """``no_clock_sync``: the worker 5 minutes ahead writes its stage times as its clock reads them, after the jobs
+    they belong to ended; the ledger names them."""
+    from harness.faults.clock import skewed_worker
+
+    sut = chaos_system(workers=1)
+    sut.workers.pop().stop()
+    jobs = jobs_for(sut)
+    with skewed_worker(sut, timeline, "clock_skew", 300, sabotage="no_clock_sync"):
+        ids = jobs.inference(3, seed=1300)
+        jobs.wait(timeout=60)
+    hits = red(jobs.verdict(timeout=5), "times_impossible", len(ids))
+    assert any("after the job ended" in p for p in hits), hits
+
+
 def test_a_job_that_never_finishes_is_not_terminal(chaos_system, jobs_for, stack):
     sut = chaos_system(workers=1, sabotage="never_finish")
     jobs = jobs_for(sut)

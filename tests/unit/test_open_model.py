@@ -199,3 +199,36 @@ def test_a_window_that_got_less_load_than_asked_is_named():
     v = offered_load_verdict({"redis_restart": "12 Locust users of 20"})
     assert not v.ok and "redis_restart: 12 Locust users of 20: the run is invalid" in v.line()
     assert offered_load_verdict({}).ok
+
+
+def test_the_system_reads_the_wall_clock_one_way():
+    """The clock-skew fault (harness/faults/clock.py) moves ``time.time``: a wall-clock read through ``datetime`` in
+    ``system/`` would escape it, and the fault would prove nothing about that code."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "system"
+    pattern = re.compile(r"\b(datetime|date)\.(now|utcnow|today)\(")
+    found = [
+        f"{p.relative_to(root.parent)}:{n}"
+        for p in root.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, f"read the wall clock through system.pipelines.base.wall_clock (time.time): {found}"
+
+
+def test_a_skewed_process_reads_its_wall_clock_off_and_its_monotonic_clock_true():
+    import os
+    import subprocess
+    import sys
+
+    from harness.faults.clock import skewed_env
+
+    probe = "import time; t = time.monotonic(); time.sleep(0.1); print(time.time(), time.monotonic() - t)"
+    env = {**os.environ, **skewed_env(-300, os.environ.get("PYTHONPATH"))}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    import time
+
+    wall, slept = (float(x) for x in out.split())
+    assert wall - time.time() == pytest.approx(-300, abs=5) and 0.09 <= slept < 1.0

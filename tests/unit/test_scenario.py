@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.faults.catalog import SERVICES
+from harness.faults.catalog import CATALOG, SERVICES
 from harness.oracles.windows import failure_budget_verdict, generator_verdicts, time_to_recover, window_verdicts
 from harness.programs import scenario
 
@@ -36,8 +36,13 @@ def test_shipped_scenarios_parse_and_cover_what_they_promise():
         assert {w.service for w in full.windows if w.fault == toxic} == set(SERVICES)
     assert full.users == 20
     ci = scenario.load("ci")
-    assert len({w.fault.split(".")[0] for w in ci.windows}) >= 4 and ci.users == 20
-    assert ci.load_s < 150  # it runs inside the README test command
+    families = {f.family for f in CATALOG.values()}
+    assert {w.family for w in ci.windows} == families and ci.users == 20  # every family, in CI
+    assert {"tcp.partition", "aws.api_errors", "host.cpu_pressure"} <= {w.fault for w in ci.windows}
+    assert ci.load_s < 200  # it runs inside the README test command
+    assert ci.steady_state and ci.abort["targets"]  # checked before the first fault and after the last, abortable
+    new = {"tcp.partition", "aws.api_errors", "host.cpu_pressure", "host.memory_pressure", "worker.clock_skew"}
+    assert new <= faults and any(w.params.get("toxicity", 1) < 1 for w in full.windows)
 
 
 @pytest.mark.parametrize(
