@@ -209,7 +209,6 @@ class JobStore:
         assert all(f.status in TERMINAL for f in finishes)
         assert len({f.job_id for f in finishes}) == len(finishes), "one finish per job"
         with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            self._record_stage_rows([r for f in finishes for r in _stage_rows(f.job_id, f.stages, self.skew)], conn)
             got = conn.execute(
                 "UPDATE jobs SET status=t.status, result=t.result, error_code=t.error_code, "
                 "error_message=t.error_message, finished_at=now(), updated_at=now() "
@@ -231,6 +230,9 @@ class JobStore:
             ).fetchall()
             rows = {r["id"]: r for r in got}
             made = [(f, rows[f.job_id]) for f in finishes if f.job_id in rows]
+            # the stages of the attempts that ended their jobs: an attempt that lost (its job ended by another, e.g.
+            # a paused worker's after its message was redelivered) writes nothing, stages included
+            self._record_stage_rows([r for f, _ in made for r in _stage_rows(f.job_id, f.stages, self.skew)], conn)
             results = [
                 (
                     f.job_id,

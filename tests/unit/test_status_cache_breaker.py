@@ -60,3 +60,25 @@ def test_the_breaker_closes_again_and_calls_go_through(frozen_redis):
     time.sleep(0.35)
     with pytest.raises(redis.TimeoutError):  # tried again for real once the window passed
         cache.get("a")
+
+
+def test_after_an_open_period_one_probe_waits_and_the_others_fail_at_once(frozen_redis):
+    """Half open: when the period ends, one call tries Redis again; the calls made meanwhile do not each wait out
+    the timeout (an API with many requests in flight would answer them all seconds late)."""
+    import threading
+
+    cache = StatusCache(frozen_redis, timeout=0.3, open_seconds=0.2)
+    with pytest.raises(redis.TimeoutError):
+        cache.get("a")
+    time.sleep(0.25)
+    probe = threading.Thread(target=lambda: pytest.raises(redis.TimeoutError, cache.get, "a"))
+    probe.start()
+    time.sleep(0.05)  # the probe is waiting on the frozen socket
+    t0 = time.monotonic()
+    for _ in range(10):
+        with pytest.raises(CacheUnavailable, match="probe"):
+            cache.get("b")
+    assert time.monotonic() - t0 < 0.1
+    probe.join(5)
+    with pytest.raises(CacheUnavailable, match="skipped for"):  # the probe failed: open for another period
+        cache.get("c")
