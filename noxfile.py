@@ -143,6 +143,15 @@ def load(session: nox.Session) -> None:
     _pytest(session, "tests/load", "-m", "not bench")
 
 
+@nox.session(name="load-open", python=False)
+def load_open(session: nox.Session) -> None:
+    """The open model: the submissions offered at an arrival rate that does not wait for answers, 9/s by default
+    (the closed 20 users' rate), gated on slo.toml and on the generator's own shortfall
+    (-- --arrival ramp:5:40:60 --duration 120)."""
+    _setup(session)
+    session.run(PY, "-m", "harness.programs.load", "--arrival", "constant:9", *session.posargs, external=True)
+
+
 @nox.session(name="load-distributed", python=False)
 def load_distributed(session: nox.Session) -> None:
     """The same load from a Locust master and 2 workers (-- --users 40 --duration 120 …)."""

@@ -23,6 +23,7 @@ KEY_FIGURES = [  # (label, path into report.json, lower is better)
     ("lstm p95 ms", ("figures", "models", "lstm", "p95_ms"), True),
     ("lstm raw forward (8 windows) median ms", ("figures", "model_ceilings", "lstm", "median_ms"), True),
     ("jobs", ("figures", "jobs"), False),
+    ("resilience score", ("figures", "resilience", "score"), False),  # chaos-load runs (harness.oracles.windows)
 ]
 
 
