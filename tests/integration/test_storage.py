@@ -189,6 +189,28 @@ def test_jobs_finished_together_commit_together_and_never_twice(outbox_with_a_jo
     assert status == "completed"  # the late "failed" changed nothing
 
 
+def test_an_attempt_that_lost_writes_no_stages_and_stage_times_follow_postgres_clock(outbox_with_a_job):
+    """The stages an attempt ran are written with its job's terminal transition, and only if that attempt made it: a
+    paused worker that finishes after its job was redelivered and ended elsewhere writes nothing (the full scenario's
+    worker_pause window found its stage stored after the job ended). The stage times are shifted by the store's
+    measured skew: a worker whose clock is minutes off stores them on Postgres's clock."""
+    from datetime import UTC, datetime, timedelta
+
+    store, table, job = outbox_with_a_job
+    store.claim_many([job["id"]])
+    assert abs(store.sync_clock()) < 1.0  # this process and Postgres share a clock
+    store.skew = timedelta(seconds=-300)  # as if this process's clock were 5 minutes ahead
+    ahead = datetime.now(UTC) + timedelta(seconds=300)
+    stage = {"name": "predict", "attempt": 2, "started": ahead, "finished": ahead, "ms": 1.0, "status": "ok"}
+    [won] = store.finish_many([Finish(job["id"], "completed", {"ok": True}, stages=[{**stage, "detail": None}])])
+    late = {**stage, "name": "audio", "attempt": 1, "detail": None}
+    assert store.finish_many([Finish(job["id"], "failed", error_code="late", stages=[late])]) == [None]
+    with store.pool.connection() as conn:
+        rows = conn.execute("SELECT stage, started_at FROM job_stages WHERE job_id = %s", (job["id"],)).fetchall()
+    assert [r["stage"] for r in rows] == ["predict"]  # the losing attempt's "audio" stage is not there
+    assert abs((rows[0]["started_at"] - won["finished_at"]).total_seconds()) < 2  # on Postgres's clock
+
+
 def test_sweeps_touch_only_their_own_queues_jobs(pg_schema):
     """Two deployments sharing a database (each with its own queue) never send each other's jobs or publish each
     other's events: each sweep — pending sends, stale re-sends, unpublished events — keeps to its own queue."""
