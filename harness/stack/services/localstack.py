@@ -9,6 +9,7 @@ an SQS and an S3 call) answers.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,12 @@ class LocalLocalStack(LocalStack, LocalService):
         link = root / "var" / "lib" / "localstack" / "cache"
         if not link.exists():
             link.symlink_to(shared_cache)
+        # the TLS certificate stays each instance's own: at every start LocalStack rewrites the .crt and .key it
+        # splits from server.test.pem, so instances starting together in the shared cache read each other's
+        # half-written files ("PEM routines: no start line", seen in CI's three-at-a-time fault step)
+        own_pem, shared_pem = root / "server.test.pem", shared_cache / "server.test.pem"
+        if shared_pem.exists() and not own_pem.exists():
+            shutil.copyfile(shared_pem, own_pem)
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_", "PYTHON", "VIRTUAL_ENV"))
         }
@@ -74,6 +81,7 @@ class LocalLocalStack(LocalStack, LocalService):
             OVERRIDE_IN_DOCKER="0",
             FILESYSTEM_ROOT=str(root),
             LOCALSTACK_TELEMETRY_DISABLED="1",
+            CUSTOM_SSL_CERT_PATH=str(own_pem),
         )
         argv = [str(localstack_python()), "-m", "localstack.runtime.main"]
         self.process = ManagedProcess(self.name, argv, self.log_path, env=env, cwd=root, stop_grace=10).start()
