@@ -18,7 +18,7 @@ from harness.drivers.prometheus import PrometheusClient
 from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
-from harness.stack.process import ManagedProcess, free_ports, stop_all
+from harness.stack.process import ManagedProcess, ServiceStartError, free_ports, stop_all
 
 # the job kinds' transports (INFERENCE_TRANSPORT, SCORE_TRANSPORT) of each choice; "seeds": the original designs
 TRANSPORTS = {
@@ -99,14 +99,14 @@ class SystemUnderTest:
             for kind in self.worker_transports()
             for _ in range(workers)
         ]
-        self._wait_api(timeout)
+        self._wait_api(timeout, None, api_sabotage)
         self._wait_workers(started, timeout)
         return self.api_url
 
     def start_api(self, port: int | None = None, timeout: float = 60, sabotage: str | None = None) -> str:
         """``sabotage``: defects of ``harness.sabotage`` to plant in this API process (the sabotage tests)."""
         self._launch_api(port, sabotage)
-        return self._wait_api(timeout)
+        return self._wait_api(timeout, port, sabotage)
 
     def _launch_api(self, port: int | None, sabotage: str | None) -> None:
         port = port or free_ports(1)[0]
@@ -120,13 +120,25 @@ class SystemUnderTest:
         ).start()
         self.api_url = f"http://127.0.0.1:{port}"
 
-    def _wait_api(self, timeout: float) -> str:
+    def _wait_api(self, timeout: float, port: int | None = None, sabotage: str | None = None) -> str:
+        """Until the API answers ready. A port of our choosing (``free_ports``) can be taken by another process before
+        the API binds it (tests run three at a time): then the API is started again on another, twice at most."""
         assert self.api is not None
 
         def probe():
             httpx.get(f"{self.api_url}/readyz", timeout=3).raise_for_status()
 
-        seconds = self.api.wait_ready(probe, timeout)
+        for attempt in range(3):
+            try:
+                seconds = self.api.wait_ready(probe, timeout)
+                break
+            except ServiceStartError:
+                taken = "address already in use" in self.api.log_path.read_text(errors="replace")
+                if port is not None or attempt == 2 or not taken:
+                    raise
+                self.progress(f"  api          port {self.api_url.rsplit(':', 1)[1]} was taken meanwhile: another")
+                self.api.log_path.rename(self.api.log_path.with_suffix(f".port-taken-{attempt}.log"))
+                self._launch_api(None, sabotage)
         self.progress(f"  api          ready in {seconds:5.2f}s at {self.api_url}")
         self._scrape("api", self.api_url.removeprefix("http://"))
         return self.api_url

@@ -33,15 +33,14 @@ def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline)
         assert r.llen(sut.queue_name) == 0 and r.llen(sut.dlq_name) == 0  # nothing left waiting or dead
     workers = httpx.get(f"{flower}/api/workers", timeout=30).json()
     assert any(name.startswith("verisim-") for name in workers), workers
-    # the task list fills from the workers' events as they arrive: every job is a task, by its id
-    tasks = wait_for(
-        lambda: (
-            set(rows) <= set(httpx.get(f"{flower}/api/tasks", timeout=10).json())
-            and httpx.get(f"{flower}/api/tasks", timeout=10).json()
-        ),
-        20,
-        what="Flower lists every job's task",
-    )
+
+    # the task list fills from the workers' events as they arrive: every job is a task, by its id, named once its
+    # "received" event is in (a "succeeded" event can be read first: the task is listed, its name still None)
+    def listed():
+        got = httpx.get(f"{flower}/api/tasks", timeout=10).json()
+        return set(rows) <= set(got) and all(got[j].get("name") for j in rows) and got
+
+    tasks = wait_for(listed, 20, what="Flower lists every job's task, named")
     assert {tasks[j]["name"] for j in rows} == {"verisim.run_job"}
     assert {tasks[j]["state"] for j in rows} == {"SUCCESS"}
     depth = httpx.get(f"{sut.api_url}/api/v1/dashboard/queue", timeout=10)
