@@ -58,6 +58,8 @@ def _stage_rows(job_id: uuid.UUID, stages: list[dict[str, Any]], skew: timedelta
 
 
 OPEN_SQL = sql_list(OPEN)
+SYNC_MAX_RTT_S = 0.2  # a clock measurement whose round trip took longer is not trusted
+SKEW_MIN_S = 0.5  # a smaller skew is not corrected: the oracle allows the two clocks 1 s
 
 
 class JobStore:
@@ -160,13 +162,18 @@ class JobStore:
     )
 
     def sync_clock(self) -> float:
-        """Measure how far Postgres's clock is from this process's (the round trip halved) and keep it for the stage
-        times this store writes. Returns the skew in seconds."""
+        """Measure how far Postgres's clock is from this process's (against the round trip's midpoint) and keep it
+        for the stage times this store writes. A measurement whose round trip took over ``SYNC_MAX_RTT_S`` is
+        dropped (a busy worker's thread, a stalled Postgres: its midpoint can be seconds off — seen on a loaded CI
+        machine, stages stored 5 s before their jobs), and a skew under ``SKEW_MIN_S`` is left alone (it is within
+        what the round trip can tell). Returns the skew in use, in seconds."""
         with self.pool.connection() as conn:
             before = time.time()
             db = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").fetchone()["t"]
             after = time.time()
-        self.skew = timedelta(seconds=float(db) - (before + after) / 2)
+        if after - before <= SYNC_MAX_RTT_S:
+            measured = float(db) - (before + after) / 2
+            self.skew = timedelta(seconds=measured if abs(measured) >= SKEW_MIN_S else 0.0)
         return self.skew.total_seconds()
 
     def record_stages(self, job_id: uuid.UUID, stages: list[dict[str, Any]], conn=None) -> None:

@@ -232,3 +232,36 @@ def test_a_skewed_process_reads_its_wall_clock_off_and_its_monotonic_clock_true(
 
     wall, slept = (float(x) for x in out.split())
     assert wall - time.time() == pytest.approx(-300, abs=5) and 0.09 <= slept < 1.0
+
+
+def test_a_clock_measurement_with_a_slow_round_trip_is_dropped():
+    """A worker's clock against Postgres's: a round trip slower than SYNC_MAX_RTT_S (a busy worker, a stalled
+    database) says nothing about the skew, and a skew under SKEW_MIN_S is not corrected."""
+    import contextlib
+    import time
+    from datetime import timedelta
+
+    from system.storage import jobs as store_module
+
+    class Pool:
+        def __init__(self, lag: float, offset: float):
+            self.lag, self.offset = lag, offset
+
+        @contextlib.contextmanager
+        def connection(self):
+            pool = self
+
+            class Conn:
+                def execute(self, *_):
+                    t = time.time() + pool.offset
+                    time.sleep(pool.lag)
+                    return type("R", (), {"fetchone": lambda _self: {"t": t}})()
+
+            yield Conn()
+
+    store = store_module.JobStore(Pool(0.0, 300.0), {})
+    assert store.sync_clock() == pytest.approx(300, abs=0.1)
+    store.pool = Pool(store_module.SYNC_MAX_RTT_S + 0.1, -50.0)  # slow: dropped, the last skew stays
+    assert store.sync_clock() == pytest.approx(300, abs=0.1)
+    store.pool = Pool(0.0, 0.2)  # within what a round trip can tell: no correction
+    assert store.sync_clock() == 0.0 and store.skew == timedelta(0)
