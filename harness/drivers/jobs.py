@@ -32,6 +32,7 @@ class Jobs:
         self.rejected = 0
         self.refused_tokens: list[str] = []  # each refused submission's token: the ledger checks none of them ran
         self.last_status: int | None = None  # of the latest submission (None: no answer at all)
+        self.last_detail = ""  # what the API said when it refused the latest submission
         self.deferred = 0  # accepted while the queue did not take the message (sent later by the pending sweep)
         self.journal = Journal(source=name or "jobs")  # what the API told this client: the ledger's accepted set
         self.failures: dict[str, int] = {}  # the failure budget: error_code -> jobs allowed to fail so (default none)
@@ -86,6 +87,7 @@ class Jobs:
         except httpx.HTTPError:
             r = None
         self.last_status = r.status_code if r is not None else None
+        self.last_detail = _detail(r)
         if r is None or r.status_code != 202:
             self.rejected += 1
             self.refused_tokens.append(token)
@@ -184,3 +186,13 @@ class Jobs:
                 "agree_s": round(max(0.0, agreed_at - fault_end), 2) if agreed_at and fault_end else None,
             }
         )
+
+
+def _detail(r: httpx.Response | None) -> str:
+    """A refusal's ``detail`` (its text when it is not the API's JSON; "" for an acceptance or no answer)."""
+    if r is None or r.status_code == 202:
+        return ""
+    try:
+        return str(r.json().get("detail", ""))
+    except ValueError:
+        return r.text[:500]

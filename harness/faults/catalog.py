@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SERVICES = ("postgres", "redis", "kafka", "localstack")
 PARTITIONABLE = ("postgres", "redis", "localstack")  # a Kafka client follows the broker's metadata to one address
+CAPPABLE = ("postgres",)  # services that can start on a capped disk (``data_cap``)
 PROVIDERS = frozenset({"local", "containers"})
 
 
@@ -49,6 +50,7 @@ class FaultName(StrEnum):
     AWS_API_ERRORS = "aws.api_errors"
     CPU_PRESSURE = "host.cpu_pressure"
     MEMORY_PRESSURE = "host.memory_pressure"
+    DISK_FULL = "disk.full"
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Target:
     await_in_flight: Callable[[int], int]  # a worker's pid -> the jobs it holds once it holds some (0: none came)
     sabotage: str | None = None  # defects planted in the workers (a replacement gets them too)
     aws: AwsFaultProxy | None = None  # between the system and the SQS/S3 emulator, when a window needs it
+    capped: dict[str, Any] = field(default_factory=dict)  # service -> the run's own instance on a capped disk
 
 
 Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextManager["FaultWindow"]]
@@ -72,7 +75,7 @@ Operation = Callable[[Target, str, dict[str, Any]], contextlib.AbstractContextMa
 @dataclass(frozen=True)
 class Fault:
     name: FaultName
-    family: str  # http | tcp | process | aws | host
+    family: str  # http | tcp | process | aws | host | disk
     params: dict[str, type | tuple]  # parameter -> type (a tuple: the allowed values)
     required: tuple[str, ...]
     trace: str  # the evidence that it reached the system (see harness.programs.chaos_load.evidence)
@@ -165,6 +168,16 @@ def _pressure(stressor: str) -> Operation:
             yield fw
 
     return inject
+
+
+@contextlib.contextmanager
+def _disk_full(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    from harness.faults.disk import disk_full
+
+    service = t.capped.get(p["service"])
+    assert service is not None, f"a disk.full window needs the run's own {p['service']} on a capped disk"
+    with disk_full(service, t.timeline, name) as fw:
+        yield fw
 
 
 # -- the catalog -------------------------------------------------------------------------------------------------------
@@ -362,6 +375,16 @@ _ENTRIES = [
         "stress-ng holds and touches memory beside the system for the window: `workers` processes (default 1) of "
         "`bytes` each (default 25%: a share of the machine's memory, or a size as stress-ng takes it, e.g. 2G)",
         _pressure("vm"),
+    ),
+    Fault(
+        FaultName.DISK_FULL,
+        "disk",
+        {"service": CAPPABLE},
+        ("service",),
+        "disk_full_errors",
+        "the filesystem under `service`'s data (the run's own instance, on a disk capped at start: "
+        "harness/faults/disk.py) is filled for the window and freed when it ends; writes that need space are refused",
+        _disk_full,
     ),
 ]
 CATALOG: dict[FaultName, Fault] = {f.name: f for f in _ENTRIES}

@@ -13,7 +13,7 @@ from pathlib import Path
 @dataclass
 class FaultWindow:
     name: str
-    family: str  # http | tcp | process
+    family: str  # http | tcp | process | aws | host | disk
     params: dict
     start: float
     end: float | None = None

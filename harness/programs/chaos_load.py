@@ -211,6 +211,7 @@ class ChaosLoad:
         self.timeline = FaultTimeline(seed=7)
         self.proxies: dict[str, TcpProxy] = {}
         self.own_kafka: LocalKafka | None = None
+        self.capped: dict = {}  # service -> the run's own instance on a capped disk (a disk.full window's)
         self.sut: SystemUnderTest | None = None
         self.phases: list[Phase] = []
         self.fault_windows: dict[str, FaultWindow] = {}
@@ -223,6 +224,17 @@ class ChaosLoad:
         self.role_env: dict[str, dict[str, str]] = {}  # "api" | "workers" -> its own settings (a partition's proxy)
 
     # -- set-up ---------------------------------------------------------------------------------------------------
+    def _capped_services(self) -> None:
+        """A disk.full window fills the disk under a service's data: the run gets its own instance of that service,
+        on a disk capped at start (the stack's own is shared and not capped), and everything — the system, the
+        proxies, the other faults, the ledger — uses it."""
+        from harness.faults.disk import DATA_CAP
+
+        for svc in sorted({w.service for w in self.scenario.windows if w.fault == FaultName.DISK_FULL}):
+            self.say(f"  {svc}: the run's own, its data on a disk capped at {DATA_CAP} (a disk.full window)")
+            own = self.capped[svc] = self.provider.another(svc, self.run_dir / f"{svc}-capped", data_cap=DATA_CAP)
+            self.stack = replace(self.stack, **{svc: own.endpoint()})
+
     def _proxy_env(self) -> dict[str, str]:
         needed = {w.service for w in self.scenario.windows if w.family == "tcp"}
         env: dict[str, str] = {}
@@ -283,6 +295,7 @@ class ChaosLoad:
         from harness.drivers.system_under_test import SystemUnderTest
 
         sc = self.scenario
+        self._capped_services()
         env = {**BASE_ENV, **sc.system_env, **self._proxy_env()}
         # the system's logs stay with the run's report (``<run>/system/logs``)
         self.sut = SystemUnderTest(
@@ -315,6 +328,7 @@ class ChaosLoad:
             self._await_in_flight,
             self.sabotage,
             self.aws_proxy,
+            self.capped,
         )
         with CATALOG[w.fault].inject(target, w.name, w.params) as fw:
             yield fw
@@ -350,7 +364,8 @@ class ChaosLoad:
             if sc.openai:  # the run's baseline: e.g. the latency a real completion API has
                 control.configure(**sc.openai)
             http = HttpFaults(control, self.timeline)
-            proc = ProcessFaults(self.timeline, self.provider, {"kafka": self.own_kafka} if self.own_kafka else {})
+            own = {**self.capped, **({"kafka": self.own_kafka} if self.own_kafka else {})}
+            proc = ProcessFaults(self.timeline, self.provider, own)
             requests_log = self.run_dir / "requests.jsonl"
             self.say(
                 f"chaos-load '{sc.name}': {sc.users} users for {int(sc.load_s + 0.999)} s, {len(sc.windows)} fault "
@@ -385,6 +400,8 @@ class ChaosLoad:
                 self.aws_proxy.stop()
             if self.own_kafka:
                 self.own_kafka.stop()
+            for svc in self.capped.values():
+                svc.stop()
 
     def _timeline(self, http: HttpFaults, proc: ProcessFaults) -> None:
         """Warm-up, steady phase (the steady state checked, when the scenario states one: no fault is injected into

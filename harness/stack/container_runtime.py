@@ -119,9 +119,12 @@ class ContainerService(BackingService):
         session: str,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        instance: str = "",
     ):
+        """``instance``: a suffix for the container's name, for one more of the service beside the stack's."""
         super().__init__(workdir, port)
         self.session = session
+        self.instance = instance
         self.extra_args = extra_args or []
         self.extra_env = env or {}
         self.image = self.chosen_image()
@@ -146,10 +149,14 @@ class ContainerService(BackingService):
         # published on loopback only, at the port chosen up front: docker-py takes (ip, port), which
         # ``with_bind_ports`` (a port, or "port/proto") cannot say; ``ports`` is the attribute it writes
         c.ports = {f"{self.container_port}/tcp": ("127.0.0.1", self.port)}  # type: ignore[dict-item]
-        c.with_envs(**self.extra_env).with_name(f"verisim-{self.session}-{self.name}")
+        c.with_envs(**self.extra_env).with_name(f"verisim-{self.session}-{self.name}{self.instance}")
         if self.probe_in_start:
             c.waiting_for(probe_wait(self))
         return c.with_kwargs(labels={LABEL: self.session, OWNER_LABEL: owner_tag(), "verisim.service": self.name})
+
+    def _running(self) -> bool:
+        """A container was created (testcontainers raises on asking an unstarted one for it)."""
+        return self.container is not None and getattr(self.container, "_container", None) is not None
 
     def _wrapped(self):
         assert self.container is not None, "not started"
@@ -210,7 +217,7 @@ class ContainerService(BackingService):
         )
 
     def save_logs(self) -> None:
-        if self.container is None or self.container.get_wrapped_container() is None:
+        if not self._running():
             return
         try:
             out = self._wrapped().logs()
@@ -241,7 +248,7 @@ class ContainerService(BackingService):
             wrapped.kill(signal=sig)
 
     def stop(self) -> None:
-        if self.container is None or self.container.get_wrapped_container() is None:
+        if not self._running():
             return
         self.save_logs()
         try:
@@ -255,7 +262,7 @@ class ContainerService(BackingService):
                 raise
 
     def leftovers(self) -> list[str]:
-        if self.container is None or self.container.get_wrapped_container() is None:
+        if not self._running():
             return []
         import docker.errors
 

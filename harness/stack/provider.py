@@ -55,7 +55,8 @@ class StackProvider:
         self._lock = threading.Lock()
 
     # -- what a runtime says ----------------------------------------------------------------------------------------
-    def make(self, name: str, port: int, **kwargs) -> BackingService:
+    def make(self, name: str, port: int, workdir: Path | None = None, **kwargs) -> BackingService:
+        """The service ``name`` on ``port`` (``workdir``: its own, for one beside the stack's; default the stack's)."""
         raise NotImplementedError
 
     def before_start(self) -> None:
@@ -120,6 +121,21 @@ class StackProvider:
                     list(pool.map(lambda s: s.stop(), services))
             if self._own_workdir and not self.leftovers():
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def another(self, name: str, workdir: Path, **kwargs) -> BackingService:
+        """One more instance of a service beside the stack's — its own port, work directory (logs) and name — e.g. a
+        run's own Postgres on a capped disk (``data_cap``). Started and answering when this returns (or it raises,
+        leaving nothing); the caller stops it."""
+        (port,) = free_ports(1)
+        svc = self.make(name, port, workdir=workdir, **kwargs)
+        try:
+            svc.prepare()
+            svc.spawn()
+            svc.wait_ready()
+        except BaseException:
+            svc.stop()
+            raise
+        return svc
 
     def service(self, name: str) -> BackingService:
         if name not in self.services:

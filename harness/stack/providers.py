@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 from harness.stack.container_runtime import ContainerService, image_exists, remove_orphans
 from harness.stack.local_runtime import LocalService
@@ -15,11 +16,11 @@ from harness.stack.services import RECIPES
 class LocalProvider(StackProvider):
     name = "local"
 
-    def make(self, name: str, port: int, **kwargs) -> LocalService:
+    def make(self, name: str, port: int, workdir: Path | None = None, **kwargs) -> LocalService:
         local, _ = RECIPES[name]
         if name == "localstack":
             kwargs.setdefault("progress", self.progress)  # building its venv (once) takes minutes: say so
-        return local(self.workdir, port, **kwargs)
+        return local(workdir or self.workdir, port, **kwargs)
 
     def started_note(self) -> str:
         return f" (logs in {self.workdir / 'logs'})"
@@ -36,9 +37,11 @@ class ContainersProvider(StackProvider):
     def before_start(self) -> None:
         remove_orphans(self.progress)
 
-    def make(self, name: str, port: int, **kwargs) -> ContainerService:
+    def make(self, name: str, port: int, workdir: Path | None = None, **kwargs) -> ContainerService:
         _, container = RECIPES[name]
-        return container(self.workdir, port, self.session, **kwargs)
+        if workdir is not None:  # one beside the stack's: a name of its own
+            kwargs.setdefault("instance", f"-{port}")
+        return container(workdir or self.workdir, port, self.session, **kwargs)
 
     def started_note(self) -> str:
         return f" (containers verisim-{self.session}-*)"

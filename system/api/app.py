@@ -117,6 +117,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("dependency unavailable", extra={"path": request.url.path, "error": str(exc)})
         return JSONResponse({"detail": f"a dependency is unavailable: {type(exc).__name__}"}, status_code=503)
 
+    @app.exception_handler(psycopg.errors.DiskFull)
+    async def store_full(request: Request, exc: Exception):
+        # Postgres is up but refused a write for want of space (SQLSTATE 53100): nothing was stored, and a retry
+        # succeeds once space frees
+        log.warning("job store out of disk space", extra={"path": request.url.path, "error": str(exc)})
+        return JSONResponse(
+            {"detail": "the job store is out of disk space: nothing was stored, retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(ClientError)
     async def dependency_refused(request: Request, exc: ClientError):
         # S3 or SQS answered an error that outlasted the SDK's retries: a 5xx or a throttle is the service's

@@ -13,13 +13,22 @@ from harness.faults.catalog import CATALOG, PROVIDERS, FaultName, Target
 # what chaos_load.evidence counts, and what stress-ng reports (harness.faults.pressure)
 TRACES = {"openai_faulted", "interrupted_jobs", "service_trouble", "proxy_hits", "stressor_ops", "aws_errors"}
 TRACES |= {"skewed_jobs"}  # the clock-skewed worker's own log (harness.faults.clock)
+TRACES |= {"disk_full_errors"}  # the capped service's own log (harness.faults.disk)
 
 
 @pytest.mark.parametrize("name", list(FaultName))
 def test_every_fault_is_declared_whole(name):
     fault = CATALOG[name]
-    assert fault.name == name and name.value.split(".")[0] in {"http", "worker", "service", "tcp", "host", "aws"}
-    assert fault.family in {"http", "tcp", "process", "host", "aws"} and fault.trace in TRACES and fault.doc
+    assert fault.name == name and name.value.split(".")[0] in {
+        "http",
+        "worker",
+        "service",
+        "tcp",
+        "host",
+        "aws",
+        "disk",
+    }
+    assert fault.family in {"http", "tcp", "process", "host", "aws", "disk"} and fault.trace in TRACES and fault.doc
     assert set(fault.required) <= set(fault.params) and fault.providers <= PROVIDERS
     assert callable(fault.inject)
 

@@ -38,10 +38,17 @@ def test_shipped_scenarios_parse_and_cover_what_they_promise():
     ci = scenario.load("ci")
     families = {f.family for f in CATALOG.values()}
     assert {w.family for w in ci.windows} == families and ci.users == 20  # every family, in CI
-    assert {"tcp.partition", "aws.api_errors", "host.cpu_pressure"} <= {w.fault for w in ci.windows}
+    assert {"tcp.partition", "aws.api_errors", "host.cpu_pressure", "disk.full"} <= {w.fault for w in ci.windows}
     assert ci.load_s < 200  # it runs inside the README test command
     assert ci.steady_state and ci.abort["targets"]  # checked before the first fault and after the last, abortable
-    new = {"tcp.partition", "aws.api_errors", "host.cpu_pressure", "host.memory_pressure", "worker.clock_skew"}
+    new = {
+        "tcp.partition",
+        "aws.api_errors",
+        "host.cpu_pressure",
+        "host.memory_pressure",
+        "worker.clock_skew",
+        "disk.full",
+    }
     assert new <= faults and any(w.params.get("toxicity", 1) < 1 for w in full.windows)
 
 

@@ -4,6 +4,9 @@ Local: the machine's binaries (Debian's ``postgresql``); ``initdb`` once into a 
 run as an unprivileged user (Postgres refuses root; docs/local-backends.md). Container: a testcontainers
 ``DockerContainer`` (the image's own env: user, password, database) on the offline image (Debian's postgresql-15)
 or ``postgres:16``, ready when our probe answers (``container_runtime.probe_wait``).
+
+``data_cap`` (e.g. ``"1G"``) puts its data on a filesystem of that size (``harness.stack.capped_disk``: a tmpfs
+mounted locally, a Docker tmpfs mount in a container), which ``fill_disk`` fills for the disk-full fault.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from harness.cache import cache_dir, cache_lock
 from harness.settings import current
-from harness.stack import probes
+from harness.stack import capped_disk, probes
 from harness.stack.container_runtime import ContainerService
 from harness.stack.endpoints import PostgresEndpoint
 from harness.stack.local_runtime import LocalService
@@ -33,8 +36,31 @@ INSTALL_HINT = "apt-get install -y postgresql   (or set VERISIM_PG_BIN to a dire
 
 
 class Postgres(BackingService, service="postgres", check=probes.postgres):
+    data_cap: str | None = None
+
     def endpoint(self) -> PostgresEndpoint:
         return PostgresEndpoint("127.0.0.1", self.port, USER, PASSWORD, DATABASE)
+
+    # -- the disk-full fault (a service started with ``data_cap``) -------------------------------------------------
+    def fill_disk(self) -> int:
+        """Fill the filesystem its data lives on; returns the ballast's bytes."""
+        raise NotImplementedError
+
+    def free_disk(self) -> None:
+        """Delete the ballast."""
+        raise NotImplementedError
+
+    def log_text(self) -> str:
+        """All it has logged so far."""
+        raise NotImplementedError
+
+    def disk_errors(self) -> int:
+        """How many times it has logged a write that found no space (ENOSPC) so far."""
+        return self.log_text().count(capped_disk.NO_SPACE)
+
+    def _require_cap(self) -> None:
+        if not self.data_cap:
+            raise RuntimeError("this Postgres has no capped data disk: start it with data_cap (e.g. '1G')")
 
 
 # -- a local process --------------------------------------------------------------------------------------------------
@@ -71,9 +97,10 @@ def _chown_tree(path: Path, uid: int | None, gid: int | None) -> None:
 
 
 class LocalPostgres(Postgres, LocalService):
-    def __init__(self, workdir: Path, port: int, extra_args: list[str] | None = None):
+    def __init__(self, workdir: Path, port: int, extra_args: list[str] | None = None, data_cap: str | None = None):
         super().__init__(workdir, port)
         self.extra_args = extra_args or []
+        self.data_cap = data_cap
         self.bin = find_pg_bin()
         self.uid, self.gid = server_identity()
         self.rundir: Path | None = None
@@ -124,6 +151,8 @@ class LocalPostgres(Postgres, LocalService):
         if self.rundir is None:  # a restart keeps its data directory
             # /tmp, not the session dir: the unprivileged server user must be able to reach it
             self.rundir = Path(tempfile.mkdtemp(prefix="verisim-pg-"))
+            if self.data_cap:
+                capped_disk.mount(self.name, self.rundir, self.data_cap)
             os.chmod(self.rundir, 0o755)
             shutil.copytree(self.template, self.rundir / "data", symlinks=True)
             os.chmod(self.rundir / "data", 0o700)
@@ -148,8 +177,25 @@ class LocalPostgres(Postgres, LocalService):
     def stop(self) -> None:
         super().stop()
         if self.rundir:
+            if self.data_cap:
+                capped_disk.unmount(self.rundir)
             shutil.rmtree(self.rundir, ignore_errors=True)
             self.rundir = None
+
+    def fill_disk(self) -> int:
+        self._require_cap()
+        assert self.rundir is not None, "not started"
+        return capped_disk.fill(self.rundir)
+
+    def free_disk(self) -> None:
+        if self.rundir is not None:
+            capped_disk.free(self.rundir)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
 
 # -- a container ------------------------------------------------------------------------------------------------------
@@ -157,13 +203,40 @@ IMAGES = ("verisim/postgres:15-bookworm", "postgres:16")  # (offline, upstream)
 
 
 class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMAGES):
+    DISK = "/var/lib/postgresql"  # PGDATA's parent in both images: the capped tmpfs, the ballast beside the data
+
+    def __init__(self, *args, data_cap: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_cap = data_cap
+
+    def fill_disk(self) -> int:
+        self._require_cap()
+        ballast = f"{self.DISK}/{capped_disk.BALLAST}"
+        # dd stops at the first refused write (ENOSPC); the ballast's size is what it wrote
+        r = self._wrapped().exec_run(
+            ["sh", "-c", f"dd if=/dev/zero of={ballast} bs=1M 2>/dev/null; stat -c %s {ballast}"]
+        )
+        return int(r.output.decode().strip().splitlines()[-1])
+
+    def free_disk(self) -> None:
+        self._wrapped().exec_run(["rm", "-f", f"{self.DISK}/{capped_disk.BALLAST}"])
+
+    def log_text(self) -> str:
+        try:
+            return self._wrapped().logs().decode(errors="replace")
+        except Exception:  # noqa: BLE001 - gone: what it logged was saved when it stopped
+            return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def make(self):
         from testcontainers.core.container import DockerContainer
 
-        return (
+        c = (
             DockerContainer(self.image)
             .with_envs(
                 POSTGRES_USER=USER, POSTGRES_PASSWORD=PASSWORD, POSTGRES_DB=DATABASE, POSTGRES_INITDB_ARGS="--no-sync"
             )
             .with_command(["postgres", *SERVER_FLAGS, *self.extra_args])
         )
+        if self.data_cap:  # Docker's tmpfs takes mount options: the size as "size=<cap>"
+            c.with_tmpfs_mount(self.DISK, f"size={self.data_cap}")
+        return c

@@ -1,0 +1,32 @@
+"""Disk full for a backing service (Jepsen's and Litmus' disk-fill): the filesystem its data lives on — capped when it
+started (``data_cap``: ``harness.stack.capped_disk``) — is filled with a ballast file for the window, and the ballast
+is deleted when the window ends. Writes that need new space fail (Postgres: SQLSTATE 53100, "could not extend file
+…: No space left on device"); what is already on disk stays.
+
+The evidence is the service's own word: the writes it logged as refused for want of space during the window (a
+window where the disk filled but nothing tried to write leaves none, and fails).
+
+    with disk_full(postgres, timeline, "postgres_disk_full") as fw: ...    # fw.evidence["disk_full_errors"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from harness.faults.timeline import FaultTimeline, FaultWindow
+
+DATA_CAP = "1G"  # a service that may get this fault starts on a disk this size (tmpfs: it costs only what is written)
+
+
+@contextlib.contextmanager
+def disk_full(service, timeline: FaultTimeline, name: str) -> Iterator[FaultWindow]:
+    """``service``: a backing service started with a ``data_cap`` (``fill_disk``, ``free_disk``, ``disk_errors``)."""
+    before = service.disk_errors()
+    with timeline.window(name, "disk", target=service.name, cap=service.data_cap) as fw:
+        fw.evidence["ballast_bytes"] = service.fill_disk()
+        try:
+            yield fw
+        finally:
+            service.free_disk()
+            fw.evidence["disk_full_errors"] = service.disk_errors() - before
