@@ -39,6 +39,7 @@ class FaultName(StrEnum):
     WORKER_KILL = "worker.kill"
     WORKER_PAUSE = "worker.pause"
     WORKER_CLOCK_SKEW = "worker.clock_skew"
+    WORKER_MEMORY_CAP = "worker.memory_cap"
     SERVICE_RESTART = "service.restart"
     SERVICE_KILL = "service.kill"
     SERVICE_PAUSE = "service.pause"
@@ -122,6 +123,24 @@ def _worker_pause(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWind
     with t.proc.pause(victim, name=name) as fw:
         fw.evidence["jobs_in_flight_at_pause"] = in_flight
         yield fw
+
+
+@contextlib.contextmanager
+def _memory_cap(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
+    """One worker under a memory cgroup for the window; one the kernel killed is replaced when it ends."""
+    from harness.faults.memory_cap import memory_cap
+
+    slot = p.get("worker", 0)
+    victim = t.sut.workers[slot]
+    with memory_cap(victim, t.timeline, name, p.get("headroom_mb", 2)) as fw:
+        yield fw
+    if not fw.evidence["worker_survived"]:
+        victim.stop()
+        t.sut.workers.remove(victim)
+        new = t.sut.start_worker(concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage)
+        t.sut.workers.remove(new)
+        t.sut.workers.insert(slot, new)
+        fw.end = time.time()
 
 
 @contextlib.contextmanager
@@ -266,6 +285,17 @@ _ENTRIES = [
         "one more worker for the window, its wall clock `offset_s` seconds off (negative: behind; "
         "harness/faults/clock.py); every time it stores must still fall inside its job's life",
         _clock_skew,
+    ),
+    Fault(
+        FaultName.WORKER_MEMORY_CAP,
+        "process",
+        {"worker": int, "headroom_mb": float},
+        (),
+        "cap_hits",
+        "worker `worker` (default 0) under a memory cgroup for the window, capped at what is charged to it plus "
+        "`headroom_mb` (default 2): the kernel reclaims, then kills inside the group (harness/faults/memory_cap.py); "
+        "a killed worker is replaced when the window ends",
+        _memory_cap,
     ),
     Fault(
         FaultName.SERVICE_RESTART,

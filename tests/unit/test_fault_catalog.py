@@ -14,6 +14,7 @@ from harness.faults.catalog import CATALOG, PROVIDERS, FaultName, Target
 TRACES = {"openai_faulted", "interrupted_jobs", "service_trouble", "proxy_hits", "stressor_ops", "aws_errors"}
 TRACES |= {"skewed_jobs"}  # the clock-skewed worker's own log (harness.faults.clock)
 TRACES |= {"disk_full_errors"}  # the capped service's own log (harness.faults.disk)
+TRACES |= {"cap_hits"}  # the kernel's count for the worker's memory cgroup (harness.faults.memory_cap)
 
 
 @pytest.mark.parametrize("name", list(FaultName))

@@ -48,6 +48,7 @@ def test_shipped_scenarios_parse_and_cover_what_they_promise():
         "host.memory_pressure",
         "worker.clock_skew",
         "disk.full",
+        "worker.memory_cap",
     }
     assert new <= faults and any(w.params.get("toxicity", 1) < 1 for w in full.windows)
 
