@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def skewed_worker(
     with timeline.window(name, "process", offset_s=offset_s) as fw:
         env = skewed_env(offset_s, sut.env.get("PYTHONPATH"))
         proc = sut.start_worker(concurrency=concurrency, grace=5, sabotage=sabotage, env=env, forkable=False)
+        # the fault is in effect once the worker runs (unforked, it imports torch first: seconds, ~20 under load);
+        # the window's time counts from then, or a slow start would leave it no time to run a job
+        fw.evidence["ready_after_s"] = round(time.time() - fw.start, 2)
+        fw.start = time.time()
         try:
             yield fw
         finally:

@@ -446,7 +446,9 @@ class ChaosLoad:
             hits_before = self.proxies[w.proxy_key].hits.copy() if w.family == "tcp" else None
             with self._inject(w, http, proc) as fw:
                 try:
-                    self._sleep_until(start + w.duration_s)
+                    # from when the fault took effect: one that first waits (a worker holding jobs, a worker
+                    # starting up) still lasts its whole duration
+                    self._sleep_until(max(start, fw.start) + w.duration_s)
                 except _Stopped:  # the fault ends here; its window is judged on what it had
                     self.phases.append(Phase(w.name, "fault", start, time.time(), w.name))
                     self.fault_windows[w.name] = fw
