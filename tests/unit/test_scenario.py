@@ -157,6 +157,17 @@ def test_a_job_as_slow_as_its_kind_is_in_steady_state_does_not_hold_recovery_ope
     assert time_to_recover(usual, 100, 120, steady_p95_ms=100, tolerance=1.5) == 7.0
 
 
+def test_the_slice_after_a_fault_is_judged_kind_by_kind():
+    # a slice of twenty inference jobs back at 0.1 s and two score jobs at their usual 2 s: recovered, though the
+    # slice's mixed p95 is a score's 2 s. The same slice with inference still at 0.5 s is not.
+    kinds = {"inference": 100, "score": 2000}
+    scores = [{"enq": 100.5 + i, "done": 102.5 + i, "kind": "score"} for i in range(2)]
+    fast = [{"enq": 100 + i * 0.25, "done": 100.1 + i * 0.25, "kind": "inference"} for i in range(20)]
+    assert time_to_recover(fast + scores, 100, 105, steady_p95_ms=150, tolerance=2, kind_p95_ms=kinds) == 0.0
+    slow = [{**j, "done": j["enq"] + 0.5} for j in fast]
+    assert time_to_recover(slow + scores, 100, 105, steady_p95_ms=150, tolerance=2, kind_p95_ms=kinds) is None
+
+
 @pytest.mark.parametrize(
     "key, limit, bad, good",
     [
