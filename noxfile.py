@@ -45,25 +45,27 @@ def _static_checks(session: nox.Session) -> None:
 
 
 class _Beside:
-    """A CI step run in the background beside another: every command runs, output to a log shown when it ends."""
+    """CI steps run in the background, one after another, beside a step in the foreground: each runs every one of
+    its commands (output to its own log, shown when it ends) and has its own figures and verdict."""
 
-    def __init__(self, name: str, commands: list[list[str]], log: Path):
-        self.name, self.log = name, log
-        self.started, self.busy_before = time.monotonic(), _cpu_jiffies()
-        script = "rc=0; " + " ".join(f"{shlex.join(c)} || rc=1;" for c in commands) + " exit $rc"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.figures: dict = {}
-        self.waiter = threading.Thread(target=self._wait, daemon=True)
+    def __init__(self, steps: list[tuple[str, list[list[str]], Path]]):
+        self.steps = steps
+        self.figures: list[dict] = []
+        self.waiter = threading.Thread(target=self._run, daemon=True)
         self.waiter.start()
 
-    def _wait(self) -> None:
-        code = self.proc.wait()
-        self.figures = _step_figures(self.name, self.started, self.busy_before, code == 0)
+    def _run(self) -> None:
+        for name, commands, log in self.steps:
+            started, busy_before = time.monotonic(), _cpu_jiffies()
+            script = "rc=0; " + " ".join(f"{shlex.join(c)} || rc=1;" for c in commands) + " exit $rc"
+            with open(log, "wb") as out:
+                code = subprocess.run(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+            self.figures.append(_step_figures(name, started, busy_before, code == 0))
 
-    def join(self, session: nox.Session) -> dict:
+    def join(self, session: nox.Session) -> list[dict]:
         self.waiter.join()
-        session.log(f"{self.name} ({self.log}):\n{self.log.read_text().rstrip()}")
+        for name, _, log in self.steps:
+            session.log(f"{name} ({log}):\n{log.read_text().rstrip()}")
         return self.figures
 
 
@@ -225,7 +227,13 @@ def containers(session: nox.Session) -> None:
 
 
 def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> None:
-    session.run(PY, "-m", "harness.docker.build", external=True)
+    for command in _containers_commands(tests, session.posargs):
+        session.run(*command, external=True)
+
+
+def _containers_commands(tests: list[str] | None = None, posargs: list[str] | tuple = ()) -> list[list[str]]:
+    """The image build (a no-op when the images are current), then the tests on the containers stack: ``tests``, or
+    CI's selection (CONTAINERS_CI_TESTS, less what does not depend on where the services run)."""
     Path(ROOT / "reports").mkdir(exist_ok=True)
     # what judges the API, the browser page or the lifecycle rather than the services runs once in CI, on the local
     # stack: generated inputs (marker fuzz), the dashboard in Chromium, the data simulator
@@ -235,22 +243,26 @@ def _containers_pass(session: nox.Session, tests: list[str] | None = None) -> No
         if tests
         else [*(f"--ignore={t}" for t in CONTAINERS_CI_SKIP), "--transport=sqs", "-k", CONTAINERS_CI_DESELECT]
     )
-    session.run(
-        PY,
-        "-m",
-        "pytest",
-        *(tests or CONTAINERS_CI_TESTS),
-        *ignore,
-        "-m",
-        marks,
-        "--stack=containers",
-        "--junitxml=reports/junit-containers.xml",
-        # two at a time, test by test, each xdist worker on a containers stack of its own: the process-fault file
-        # alone is most of the pass, so splitting by file would leave one worker idle
-        *(["-n", "2", "--dist", "load"] if not tests else []),
-        *session.posargs,
-        external=True,
-    )
+    return [
+        [PY, "-m", "harness.docker.build"],
+        [
+            PY,
+            "-m",
+            "pytest",
+            *(tests or CONTAINERS_CI_TESTS),
+            *ignore,
+            "-m",
+            marks,
+            "--stack=containers",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml=reports/junit-containers.xml",
+            # two at a time, test by test, each xdist worker on a containers stack of its own: the process-fault
+            # file alone is most of the pass, so splitting by file would leave one worker idle
+            *(["-n", "2", "--dist", "load"] if not tests else []),
+            *posargs,
+        ],
+    ]
 
 
 @nox.session(python=False)
@@ -301,10 +313,10 @@ def _coverage_gate(session: nox.Session, html: bool = False) -> None:
 def ci(session: nox.Session) -> None:
     """Everything that gates a merge: the unit and integration tests on the local stack, three at a time, with
     system/'s coverage measured and gated; the chaos, sabotage and fuzz tests that judge no time, three at a time,
-    with lint, the format check and the type check beside them; those that judge time (marker timing: load SLOs, the
-    CI chaos-under-load scenario) and the ratio benchmarks, one at a time; then the integration and process-fault
-    tests again on the containers stack (dockerd started and images built when needed). Every step runs; the session
-    fails if any did."""
+    with lint, the format check and the type check, then the integration and process-fault tests again on the
+    containers stack (dockerd started and images built when needed), beside them; then those that judge time (marker
+    timing: load SLOs, the CI chaos-under-load scenario) and the ratio benchmarks, one at a time. Every step runs; the
+    session fails if any did."""
     from nox.command import CommandFailed
 
     ci_started = time.monotonic()
@@ -343,16 +355,28 @@ def ci(session: nox.Session) -> None:
     # several at a time, each xdist worker on a local stack of its own, so one test's restarted Postgres is never
     # another's; they mostly wait (fault windows, visibility timeouts)
     faults = f"not bench and ({UNMEASURED}) and not timing"
-    # the static checks need one core for under a minute, which the fault step, waiting on its windows, leaves idle
-    static = _Beside(
-        "static checks (beside the fault step)",
-        [[PY, "-m", *check] for check in STATIC_CHECKS],
-        ROOT / "reports" / "static-checks.log",
+    # the fault step mostly waits on its windows and leaves about a quarter of the cores idle: beside it run the
+    # static checks (one core for two minutes), then the containers pass (integration and process faults on the
+    # Testcontainers stack, two at a time: it mostly waits on Docker), which neither judges time
+    beside = _Beside(
+        [
+            (
+                "static checks (beside the fault step)",
+                [[PY, "-m", *check] for check in STATIC_CHECKS],
+                ROOT / "reports" / "static-checks.log",
+            ),
+            (
+                "containers stack (beside the fault step)",
+                _containers_commands(posargs=session.posargs),
+                ROOT / "reports" / "containers.log",
+            ),
+        ]
     )
     pytest_step("chaos, sabotage and fuzz (3 at a time)", faults, True, "junit-faults.xml")
-    figures.append(static.join(session))
-    if not figures[-1]["ok"]:
-        failed.append(static.name)
+    for fig in beside.join(session):
+        figures.append(fig)
+        if not fig["ok"]:
+            failed.append(fig["step"])
     # what judges time then runs alone, in one pytest run (one stack, one system): the tests whose verdict is a wait
     # (marker timing: SLO gates, chaos under load, a score that must not hold up short jobs) and the ratio benchmarks
     # (same-run ratios, so a fresh clone needs no saved baseline; history in reports/)
@@ -363,7 +387,6 @@ def ci(session: nox.Session) -> None:
         "junit-timing.xml",
         more=("--benchmark-json=reports/bench-latest.json",),
     )
-    step("containers stack", lambda: _containers_pass(session))
     _report_steps(session, figures, time.monotonic() - ci_started)
     if failed:
         session.error(f"CI failed: {', '.join(failed)}")
