@@ -32,10 +32,12 @@ class CgroupUnavailable(RuntimeError):
 class MemoryGroup:
     """One memory cgroup of this run's own, v2 or v1, removed on exit (its processes back where they were)."""
 
-    def __init__(self, name: str, root: Path = CGROUP):
+    def __init__(self, name: str, root: Path = CGROUP, path: Path | None = None):
+        """``path``: an existing group's own directory (an orphan's, to remove it)."""
         self.v2 = (root / "cgroup.controllers").exists()
         self.base = root if self.v2 else root / "memory"
-        self.path = self.base / f"verisim-{name}-{os.getpid()}"
+        self.path = path or self.base / f"verisim-{name}-{os.getpid()}"
+        self.root = root
         self.pids: list[int] = []
 
     def _write(self, leaf: str, value: str | int, where: Path | None = None) -> None:
@@ -47,6 +49,7 @@ class MemoryGroup:
     def create(self) -> MemoryGroup:
         if not self.base.is_dir():
             raise CgroupUnavailable(f"no memory cgroup hierarchy at {self.base}")
+        self.remove_orphans()
         try:
             if self.v2 and "memory" not in (self.base / "cgroup.subtree_control").read_text().split():
                 self._write("cgroup.subtree_control", "+memory", self.base)
@@ -57,6 +60,14 @@ class MemoryGroup:
             with contextlib.suppress(OSError):
                 self._write("memory.move_charge_at_immigrate", 3)
         return self
+
+    def remove_orphans(self) -> None:
+        """Remove the groups a run that died left behind (their names end in its pid)."""
+        for group in self.base.glob("verisim-*-*"):
+            owner = group.name.rsplit("-", 1)[-1]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    MemoryGroup(group.name, self.root, path=group).remove()
 
     def usage(self) -> int:
         return int(self._read("memory.current" if self.v2 else "memory.usage_in_bytes"))

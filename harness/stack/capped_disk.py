@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,13 +19,16 @@ from harness.stack.process import ServiceStartError
 
 BALLAST = "ballast"  # the file that fills the disk, beside the service's data
 NO_SPACE = "No space left on device"  # strerror(ENOSPC), as every service logs it
+SOURCE = "verisim-disk-"  # a capped disk's mount source: verisim-disk-<service>-<pid of the process that mounted it>
 _CHUNK = 1 << 20
 
 
 def mount(service: str, path: Path, cap: str) -> None:
-    """Mount a tmpfs of size ``cap`` (e.g. ``1G``) on ``path``."""
+    """Mount a tmpfs of size ``cap`` (e.g. ``1G``) on ``path``; first unmount what a run that died left mounted (its
+    source names the process that mounted it)."""
+    remove_orphans()
     r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={cap},mode=0755", f"verisim-{service}-disk", str(path)],
+        ["mount", "-t", "tmpfs", "-o", f"size={cap},mode=0755", f"{SOURCE}{service}-{os.getpid()}", str(path)],
         capture_output=True,
         text=True,
     )
@@ -39,6 +43,24 @@ def mount(service: str, path: Path, cap: str) -> None:
 def unmount(path: Path) -> None:
     """Unmount it (lazily: a process that still holds a file there lets go of it on its own)."""
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def remove_orphans() -> list[str]:
+    """Unmount (and remove the directory of) every capped disk whose process is gone: a run killed before it could
+    (a tmpfs keeps its data and any ballast in memory until then)."""
+    removed: list[str] = []
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return removed
+    for line in mounts:
+        source, where, *_ = line.split()
+        owner = source.rsplit("-", 1)[-1]
+        if source.startswith(SOURCE) and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            unmount(Path(where))
+            shutil.rmtree(where, ignore_errors=True)
+            removed.append(where)
+    return removed
 
 
 def fill(path: Path) -> int:

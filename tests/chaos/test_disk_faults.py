@@ -77,3 +77,28 @@ def test_a_full_disk_that_nothing_wrote_to_leaves_no_evidence_and_fails_its_wind
     verdicts = window_verdicts("idle_disk_full", "disk_full_errors", 0, {}, {})
     failed = [v for v in verdicts if not v.ok]
     assert failed and "disk_full_errors" in failed[0].line(), [v.line() for v in verdicts]
+
+
+def test_a_capped_disk_a_dead_run_left_mounted_is_removed(tmp_path):
+    """A run killed before it could unmount leaves a tmpfs (its data, maybe a ballast, in memory): the next mount
+    removes it, going by the pid its source names."""
+    import subprocess
+
+    from harness.stack import capped_disk
+
+    left = tmp_path / "left"
+    left.mkdir()
+    dead = _dead_pid()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1M", f"{capped_disk.SOURCE}postgres-{dead}", str(left)], check=True
+    )
+    assert str(left) in capped_disk.remove_orphans()
+    assert str(left) not in open("/proc/mounts").read() and not left.exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid

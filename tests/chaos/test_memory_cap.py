@@ -35,3 +35,19 @@ def test_a_cap_the_worker_never_met_leaves_no_evidence_and_fails_its_window(chao
     assert fw.evidence["cap_hits"] == 0 and fw.evidence["worker_survived"], fw.evidence
     failed = [v for v in window_verdicts("roomy_cap", "cap_hits", 0, {}, {}) if not v.ok]
     assert failed and "cap_hits" in failed[0].line()
+
+
+def test_a_memory_group_a_dead_run_left_is_removed():
+    """A run killed before it could remove its group leaves it: the next one removes it, going by the pid its
+    name ends in."""
+    import subprocess
+
+    from harness.faults.memory_cap import MemoryGroup
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    probe = MemoryGroup("probe")
+    left = probe.base / f"verisim-left-{p.pid}"
+    left.mkdir()
+    probe.create().remove()
+    assert not left.exists() and not probe.path.exists()
