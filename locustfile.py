@@ -219,10 +219,8 @@ class OpenArrivals(HttpUser):
         self.pool = Pool(SETTINGS.arrival_max_in_flight)
         self.sessions: list[HttpSession] = []  # idle ones: a session serves one request at a time
         self.tally = arrivals.Tally(SETTINGS.arrival_log)
-        kinds = dict(part.split(":") for part in SETTINGS.arrival_mix.split(","))
-        if unknown := sorted(set(kinds) - set(SUBMISSIONS)):
-            raise ValueError(f"VERISIM_ARRIVAL_MIX: unknown kind(s) {unknown}; choose from {sorted(SUBMISSIONS)}")
-        self.kinds, self.weights = list(kinds), [float(w) for w in kinds.values()]
+        mix = arrivals.parse_mix(SETTINGS.arrival_mix)
+        self.kinds, self.weights = list(mix), list(mix.values())
 
     @task
     def arrive(self) -> None:

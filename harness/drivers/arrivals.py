@@ -125,6 +125,25 @@ def parse(spec: str | dict) -> Shape:
     return Shape({"shape": kind, **d, "text": text}, stages)
 
 
+MIX_KINDS = ("inference", "score")  # what an arrival may submit (locustfile.SUBMISSIONS)
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """``inference:16,score:1`` -> the share of arrivals each kind of submission gets (weights, not yet normalised)."""
+    mix: dict[str, float] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        kind, _, weight = part.partition(":")
+        try:
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise ShapeError(f"arrival mix {spec!r}: {part!r} is not kind:weight (e.g. inference:16,score:1)") from None
+    if unknown := sorted(set(mix) - set(MIX_KINDS)):
+        raise ShapeError(f"arrival mix {spec!r}: unknown kind(s) {unknown}; choose from {list(MIX_KINDS)}")
+    if not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise ShapeError(f"arrival mix {spec!r}: weights must be >= 0 and add up to more than 0")
+    return mix
+
+
 def _constant(rate: float):
     return [Stage(math.inf, rate, rate)], f"constant:{rate:g}"
 

@@ -478,7 +478,9 @@ def open_model_env(arrival: str | None, out_dir: Path, mix: str | None = None) -
         return {}
     from harness.drivers import arrivals
 
-    arrivals.parse(arrival)  # a mistake in the shape is told here, not by a Locust that fails to start
+    arrivals.parse(arrival)  # a mistake in the shape or the mix is told here, not by a Locust that fails to start
+    if mix:
+        arrivals.parse_mix(mix)
     env = {"VERISIM_ARRIVAL": arrival, "VERISIM_ARRIVAL_LOG": str(out_dir / "arrivals.jsonl")}
     return {**env, "VERISIM_ARRIVAL_MIX": mix} if mix else env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from itertools import islice, takewhile
 
 import pytest
@@ -80,6 +81,23 @@ def test_the_arrivals_due_by_any_time_are_the_shapes_integral(text, t):
 def test_a_wrong_shape_says_what_is_expected(bad, says):
     with pytest.raises(arrivals.ShapeError, match=says):
         arrivals.parse(bad)
+
+
+def test_the_arrival_mix_is_parsed_and_a_wrong_one_says_what_is_expected():
+    assert arrivals.parse_mix("inference:16,score:1") == {"inference": 16.0, "score": 1.0}
+    assert arrivals.parse_mix(" inference:1 ") == {"inference": 1.0}
+    for bad, says in [
+        ("inference", "is not kind:weight"),
+        ("inference:x", "is not kind:weight"),
+        ("video:1", "unknown kind(s) ['video']"),
+        ("inference:0,score:0", "add up to more than 0"),
+        ("", "add up to more than 0"),
+    ]:
+        with pytest.raises(arrivals.ShapeError, match=re.escape(says)):
+            arrivals.parse_mix(bad)
+    import locustfile
+
+    assert set(arrivals.MIX_KINDS) == set(locustfile.SUBMISSIONS)  # what a mix may name is what Locust can submit
 
 
 def test_the_tally_counts_late_and_missed_arrivals_and_the_shortfall_sees_them(tmp_path):
