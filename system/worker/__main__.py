@@ -24,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--transport", choices=sorted(REGISTRY), default="sqs", help="the queue to take jobs from (default sqs)"
     )
-    ap.add_argument("--processes", type=int, default=1, help="worker processes to run (default 1)")
+    ap.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        help="worker processes to run: a number, or 'auto' for one per usable core (default 1); never more than the "
+        "cores this process may use (its CPU affinity and cgroup quota): more would only take turns on them",
+    )
     ap.add_argument(
         "--concurrency", type=int, default=None, help="jobs each process runs at once (default WORKER_CONCURRENCY, 4)"
     )
@@ -36,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--name", default=None, help="the worker's node name where the transport has them (Celery)")
     args = ap.parse_args(argv)
-    if args.processes < 1:
-        ap.error("--processes must be at least 1")
+    cores = usable_cores()
+    asked, args.processes = args.processes, min(args.processes or cores, cores)
+    if asked and asked > cores:
+        print(
+            f"system.worker: {asked} processes asked, {cores} core(s) usable: running {cores} (each process runs its "
+            "jobs' model passes on the CPU; more processes than cores only take turns on them)",
+            file=sys.stderr,
+        )
     if args.processes > 1:
         return supervise(args)
 
@@ -52,6 +64,41 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     _save_coverage()
     os._exit(0)  # job threads that outlived the grace period must not hold the process open
+
+
+def _processes(text: str) -> int:
+    """``--processes``: a count >= 1, or ``auto`` (0 here: one per usable core)."""
+    if text == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes or 'auto'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (or 'auto')")
+    return n
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, less what a cgroup CPU quota allows (v2 ``cpu.max``,
+    v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), at least 1."""
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, int(quota))) if quota else max(1, cores)
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    try:
+        fields = open(f"{root}/cpu.max").read().split()
+        return None if fields[0] == "max" else int(fields[0]) / int(fields[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(open(f"{root}/cpu/cpu.cfs_quota_us").read())
+        period = int(open(f"{root}/cpu/cpu.cfs_period_us").read())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _save_coverage() -> None:
