@@ -1,10 +1,11 @@
-"""A size-capped filesystem for a local service's data, and the ballast that fills it (the disk-full fault,
+"""A size-capped filesystem for a service's data, and the ballast that fills it (the disk-full fault,
 ``harness.faults.disk``).
 
-Local: a tmpfs of the given size mounted over the service's run directory (``mount`` needs root, which the local
-stack has: it runs Postgres as an unprivileged user for that reason). Containers say the same with Docker's
-``--tmpfs <dir>:size=<cap>`` (testcontainers' ``with_tmpfs_mount``). A tmpfs holds only what is written to it, so the cap
-costs no memory until the ballast fills it; the ballast is deleted when the fault ends.
+A tmpfs of the given size mounted on this host (``mount`` needs root, which the local stack has: it runs Postgres as
+an unprivileged user for that reason): over the local service's run directory, or bound into its container (Docker's
+own ``--tmpfs`` would not do: its contents go when the container stops, and a service restart must keep the data).
+A tmpfs holds only what is written to it, so the cap costs no memory until the ballast fills it; the ballast is
+deleted when the fault ends.
 """
 
 from __future__ import annotations

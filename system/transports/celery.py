@@ -16,8 +16,9 @@ Celery's defaults lose and repeat work; these settings are deliberate (``celery_
   acknowledged (its worker was killed) returns to the queue this long after delivery. Celery's default is an hour;
   too short and a job still running is delivered again (harmless here — a job is claimed by id and finishes once —
   but wasted). ``unacked_restore_interval``/``throttle``: look for such tasks every few seconds, not every 100.
-* Publishing retries a little, then gives up: the API has committed the job already and flags it for the workers'
-  re-send sweep, as it does when SQS is down, so a broker outage never blocks a request.
+* A request's tasks go to the broker in one round trip (kombu's publish batch: one Redis pipeline), and a failure gives
+  up at once: the API has committed the jobs already and flags them for the workers' re-send sweep, as it does when
+  SQS is down, so a broker outage never blocks a request.
 
 Settling a delivery: ack = the task returns (acks_late: only now is the message acknowledged); retry = ``Task.retry``
 publishes the message again with a countdown (the backoff) before this one is acknowledged; dead letter = pushed to
@@ -99,22 +100,20 @@ class CeleryTransport:
         return redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
 
     def send(self, messages: list[dict[str, Any]]) -> list[str]:
-        refused: list[str] = []
-        with self.app.producer_or_acquire() as producer:
-            for i, m in enumerate(messages):
-                try:
-                    self.app.send_task(
-                        TASK_NAME,
-                        args=[json.dumps(m)],
-                        queue=self.queue_name,
-                        task_id=str(m["job_id"]),
-                        producer=producer,
-                    )
-                except Exception:
-                    if i == 0:
-                        raise
-                    refused.append(str(m["job_id"]))
-        return refused
+        """One task per job, all in one Redis round trip: kombu's publish batch (``Producer.batch``: the Redis
+        transport buffers each task's LPUSH in a pipeline and runs it once when the batch ends), as the SQS side
+        sends a request's jobs in one SendMessageBatch. A batch that fails raises, and the API flags the request's
+        jobs for the re-send sweep (a push that did land meanwhile runs once: a job is claimed by id)."""
+        with self.app.producer_or_acquire() as producer, producer.batch(max_size=max(1, len(messages)) * 2):
+            for m in messages:
+                self.app.send_task(
+                    TASK_NAME,
+                    args=[json.dumps(m)],
+                    queue=self.queue_name,
+                    task_id=str(m["job_id"]),
+                    producer=producer,
+                )
+        return []
 
     def dead_letter(self, body: str) -> None:
         with self._redis() as r:

@@ -62,3 +62,34 @@ def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
     assert ledger.explain_dlq(stack, sut.dlq_name) == ({"not a job message": 1}, [])
     records = sut.log_records("ERROR")
     assert sum(r["msg"].startswith("poison message") for r in records) == 2  # both attempts, then dead
+
+
+def test_a_requests_tasks_reach_the_broker_in_one_round_trip(stack, monkeypatch):
+    """The API's send of a request's jobs on Celery: every task is on the broker's list, carried there by one Redis
+    pipeline (kombu's publish batch), not a round trip per task."""
+    import uuid
+
+    from redis.client import Pipeline
+
+    from system.config import Settings
+    from system.transports.celery import CeleryTransport
+
+    queue = f"celery-batch-{uuid.uuid4().hex[:8]}"
+    transport = CeleryTransport(Settings(redis_url=stack.redis.url, sqs_queue_name=queue))
+    transport.send([{"job_id": str(uuid.uuid4())}])  # the first send connects
+    executed, commands = [], []
+    run_pipeline, run_command = Pipeline.execute, redis.Redis.execute_command
+    monkeypatch.setattr(
+        Pipeline, "execute", lambda self, *a, **k: executed.append(len(self)) or run_pipeline(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        redis.Redis, "execute_command", lambda self, *a, **k: commands.append(a[0]) or run_command(self, *a, **k)
+    )
+    ids = [str(uuid.uuid4()) for _ in range(10)]
+    assert transport.send([{"job_id": i, "kind": "inference"} for i in ids]) == []
+    monkeypatch.undo()
+    assert executed == [10] and "LPUSH" not in commands, (executed, commands)
+    with redis.Redis.from_url(stack.redis.url) as r:
+        bodies = [json.loads(b) for b in r.lrange(queue, 0, -1)]
+        r.delete(queue)
+    assert {b["headers"]["id"] for b in bodies} >= set(ids)

@@ -6,7 +6,7 @@ run as an unprivileged user (Postgres refuses root; docs/local-backends.md). Con
 or ``postgres:16``, ready when our probe answers (``container_runtime.probe_wait``).
 
 ``data_cap`` (e.g. ``"1G"``) puts its data on a filesystem of that size (``harness.stack.capped_disk``: a tmpfs
-mounted locally, a Docker tmpfs mount in a container), which ``fill_disk`` fills for the disk-full fault.
+mounted on this host, bound into the container on containers), which ``fill_disk`` fills for the disk-full fault.
 """
 
 from __future__ import annotations
@@ -203,23 +203,36 @@ IMAGES = ("verisim/postgres:15-bookworm", "postgres:16")  # (offline, upstream)
 
 
 class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMAGES):
-    DISK = "/var/lib/postgresql"  # PGDATA's parent in both images: the capped tmpfs, the ballast beside the data
+    DISK = "/var/lib/postgresql"  # PGDATA's parent in both images: where the capped disk goes, the ballast beside data
 
     def __init__(self, *args, data_cap: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.data_cap = data_cap
+        self.disk: Path | None = None  # the capped tmpfs on this host, bound into the container
+
+    def _capped_disk(self) -> Path:
+        """A tmpfs of ``data_cap`` on this host (as the local runtime's), bound into the container: unlike Docker's
+        own tmpfs mount, it outlives the container's stop and start (a service.restart keeps Postgres' data)."""
+        if self.disk is None:
+            self.disk = Path(tempfile.mkdtemp(prefix="verisim-pg-disk-"))
+            assert self.data_cap is not None
+            capped_disk.mount(self.name, self.disk, self.data_cap)
+        return self.disk
 
     def fill_disk(self) -> int:
         self._require_cap()
-        ballast = f"{self.DISK}/{capped_disk.BALLAST}"
-        # dd stops at the first refused write (ENOSPC); the ballast's size is what it wrote
-        r = self._wrapped().exec_run(
-            ["sh", "-c", f"dd if=/dev/zero of={ballast} bs=1M 2>/dev/null; stat -c %s {ballast}"]
-        )
-        return int(r.output.decode().strip().splitlines()[-1])
+        return capped_disk.fill(self._capped_disk())
 
     def free_disk(self) -> None:
-        self._wrapped().exec_run(["rm", "-f", f"{self.DISK}/{capped_disk.BALLAST}"])
+        if self.disk is not None:
+            capped_disk.free(self.disk)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.disk is not None:
+            capped_disk.unmount(self.disk)
+            shutil.rmtree(self.disk, ignore_errors=True)
+            self.disk = None
 
     def log_text(self) -> str:
         try:
@@ -237,6 +250,6 @@ class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMA
             )
             .with_command(["postgres", *SERVER_FLAGS, *self.extra_args])
         )
-        if self.data_cap:  # Docker's tmpfs takes mount options: the size as "size=<cap>"
-            c.with_tmpfs_mount(self.DISK, f"size={self.data_cap}")
+        if self.data_cap:
+            c.with_volume_mapping(str(self._capped_disk()), self.DISK, "rw")
         return c
