@@ -109,11 +109,17 @@ def _worker_kill(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindo
     fw.evidence["jobs_in_flight_at_kill"] = in_flight
     yield fw
     fw.end = time.time()
+    _replace_worker(t, slot, victim)
+    fw.end = time.time()
+
+
+def _replace_worker(t: Target, slot: int, victim) -> None:
+    """A new worker in a lost one's slot, as an orchestrator would start one (the planted defects too)."""
+    victim.stop()
     t.sut.workers.remove(victim)
     new = t.sut.start_worker(concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage)
     t.sut.workers.remove(new)
     t.sut.workers.insert(slot, new)
-    fw.end = time.time()
 
 
 @contextlib.contextmanager
@@ -128,18 +134,14 @@ def _worker_pause(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWind
 @contextlib.contextmanager
 def _memory_cap(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
     """One worker under a memory cgroup for the window; one the kernel killed is replaced when it ends."""
-    from harness.faults.memory_cap import memory_cap
+    from harness.faults.memory_cap import HEADROOM_MB, memory_cap
 
     slot = p.get("worker", 0)
     victim = t.sut.workers[slot]
-    with memory_cap(victim, t.timeline, name, p.get("headroom_mb", 2)) as fw:
+    with memory_cap(victim, t.timeline, name, p.get("headroom_mb", HEADROOM_MB)) as fw:
         yield fw
     if not fw.evidence["worker_survived"]:
-        victim.stop()
-        t.sut.workers.remove(victim)
-        new = t.sut.start_worker(concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage)
-        t.sut.workers.remove(new)
-        t.sut.workers.insert(slot, new)
+        _replace_worker(t, slot, victim)
         fw.end = time.time()
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from harness.faults.timeline import FaultTimeline, FaultWindow
 
 CGROUP = Path("/sys/fs/cgroup")
+HEADROOM_MB = 2.0  # what the worker may allocate past what the group holds when the window starts
 
 
 class CgroupUnavailable(RuntimeError):
@@ -117,7 +118,7 @@ class MemoryGroup:
 
 
 @contextlib.contextmanager
-def memory_cap(worker, timeline: FaultTimeline, name: str, headroom_mb: float = 2) -> Iterator[FaultWindow]:
+def memory_cap(worker, timeline: FaultTimeline, name: str, headroom_mb: float = HEADROOM_MB) -> Iterator[FaultWindow]:
     """``worker``: a ``ManagedProcess`` (its whole family goes under the cap)."""
     group = MemoryGroup(name)
     with timeline.window(name, "process", target=worker.name, headroom_mb=headroom_mb) as fw:
