@@ -48,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=2000,
-        help="inference jobs per SQS worker-count phase (2000: long enough for jobs/s and CPU per job to mean "
-        "something); the Celery and mixed phases send up to 300",
+        help="inference jobs per SQS worker-count phase and for the Celery phase (2000: long enough for jobs/s and "
+        "CPU per job to mean something); the mixed phase sends up to 300",
     )
     ap.add_argument("--clients", type=int, default=8, help="client threads submitting in those phases (8)")
     ap.add_argument("--scores", type=int, default=20, help="score uploads in the mixed phase (20)")
@@ -114,11 +114,12 @@ def _sqs_phases(sut: SystemUnderTest, meter, args, batches: int, summary: dict, 
             say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
 
-def _celery_phase(stack, small: int, summary: dict, journal: Journal, scope: list[str]) -> None:
-    """The same jobs on the Celery transport (a system of its own), against the raw Redis ceiling."""
+def _celery_phase(stack, provider, args, batches: int, summary: dict, journal: Journal, scope: list[str]) -> None:
+    """The same jobs, as many as an SQS phase, on the Celery transport (a system of its own, 2 Celery workers), with
+    CPU per job by process, against the raw Redis ceiling."""
     say(
-        f"\n[4/5] {small * 5} inference jobs on the Celery transport (Redis broker), 2 Celery workers "
-        f"× 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
+        f"\n[4/5] {batches * 5} trivial inference jobs on the Celery transport (Redis broker) from {args.clients} "
+        f"client threads, 2 Celery workers × 4 concurrent; the raw Redis ceiling (LPUSH + BRPOP, 1000 messages)"
     )
     summary["redis_ceiling"] = rc = redis_ceiling(stack.redis.url, 1000)
     say(
@@ -130,12 +131,24 @@ def _celery_phase(stack, small: int, summary: dict, journal: Journal, scope: lis
     try:
         celery_api = celery.start_api()
         celery.start_workers(2, concurrency=4)
-        batches = [inference_batch(PATTERNS, seed=i) for i in range(small)]
-        _, fig = submit_and_wait(celery_api, stack, batches, "celery, 2 workers", journal=journal)
+        meter = system_meter(provider, celery)
+        before = meter.read() if meter else None
+        ids, fig = submit_and_wait(
+            celery_api,
+            stack,
+            [inference_batch(PATTERNS, seed=20_000 + i) for i in range(batches)],
+            "celery, 2 workers",
+            concurrency=args.clients,
+            journal=journal,
+        )
+        if meter:
+            fig["cpu_ms_per_job"] = CpuMeter.per_job_ms(before, meter.read(), len(ids))
     finally:
         celery.stop()
     summary["inference_2_worker_celery"] = fig
     say(_phase_line(fig))
+    if "cpu_ms_per_job" in fig:
+        say("  CPU per job, by process:\n" + "\n".join(cpu_table(fig["cpu_ms_per_job"])))
 
 
 def _mixed_phase(sut: SystemUnderTest, args, small: int, summary: dict, journal: Journal) -> None:
@@ -185,8 +198,16 @@ def _print_summary(summary: dict) -> None:
         print(f"  raw Redis ceiling            {rc:>8} msg/s")
         print(
             f"  inference, 2 Celery workers  {f['jobs_per_s']:>8} jobs/s  ({f['jobs_per_s'] / rc:.1%} of "
-            f"the Redis ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms)"
+            f"the Redis ceiling; enqueue→done p95 {f['enqueue_to_done_ms_p95']} ms"
+            + (
+                f"; CPU {f['cpu_ms_per_job']['system']} ms/job in the system's processes)"
+                if "cpu_ms_per_job" in f
+                else ")"
+            )
         )
+        sqs = summary.get("inference_2_worker")
+        if sqs:
+            print(f"  Celery ÷ SQS, 2 workers      {f['jobs_per_s'] / sqs['jobs_per_s']:>8.2f}  (goal ≥ 1)")
     if "mixed" in summary:
         m = summary["mixed"]
         longest = m.get("by_kind", {}).get("inference", {}).get("queue_wait_ms_max")
@@ -218,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     scope: list[str] = []  # the queues whose every job must be in the journal
     code = 1
     batches = max(1, args.jobs // 5)
-    small = min(batches, 60)  # the Celery and mixed phases: 300 jobs
+    small = min(batches, 60)  # the mixed phase: 300 inference jobs
     try:
         stack = provider.start()
         summary["stack_ready_s"] = stack.ready_seconds
@@ -227,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         scope.append(sut.queue_name)
         sut.start_api()
         _sqs_phases(sut, system_meter(provider, sut), args, batches, summary, journal)
-        _celery_phase(stack, small, summary, journal, scope)
+        _celery_phase(stack, provider, args, batches, summary, journal, scope)
         _mixed_phase(sut, args, small, summary, journal)
         summary["ledger"], code = ledger.final_verdict(
             stack,
