@@ -71,6 +71,7 @@ class SystemUnderTest:
         self.flower: ManagedProcess | None = None
         self.flower_url: str | None = None
         self._started_workers = 0
+        self._relaunch: dict[str, tuple[Callable[[], ManagedProcess], str | None]] = {}
         self._scraped: list[str] = []  # the Prometheus target files this instance wrote
 
     @property
@@ -159,6 +160,12 @@ class SystemUnderTest:
         """The transports this system's jobs travel on: a worker of each is needed."""
         return sorted(set(TRANSPORTS[self.transport].values()))
 
+    @staticmethod
+    def transport_of(worker: ManagedProcess) -> str:
+        """The transport a worker takes its jobs from (its ``--transport``): a system on the seeds' layout runs
+        workers of both kinds, and a lost worker is replaced by one of its own kind."""
+        return worker.argv[worker.argv.index("--transport") + 1]
+
     def start_worker(
         self,
         concurrency: int = 4,
@@ -189,8 +196,7 @@ class SystemUnderTest:
         """``count`` workers (as ``start_worker``), launched together and then waited for: their warm-ups overlap."""
         kind = transport or ("celery" if self.transport == "celery" else "sqs")
         started = [self._launch_worker(concurrency, grace, sabotage, kind, env, forkable) for _ in range(count)]
-        self._wait_workers(started, timeout)
-        return started
+        return self._wait_workers(started, timeout)
 
     def _launch_worker(
         self,
@@ -205,10 +211,12 @@ class SystemUnderTest:
         n = self._started_workers  # never reused: a replacement gets a log of its own
         self._started_workers += 1
         env = {**self.env, **self.role_env.get("workers", {}), **(own_env or {})}
+        scraped = None
         if self.stack.prometheus:  # its own /metrics, scraped from its start (a scrape before it answers reads down)
             port = free_ports(1)[0]
             env = {**env, "WORKER_METRICS_PORT": str(port)}
             self._scrape("worker", f"127.0.0.1:{port}")
+            scraped = self._scraped[-1]
         proc = ManagedProcess(
             f"worker-{n}",
             [*_entry("system.worker", sabotage), *args],
@@ -218,17 +226,41 @@ class SystemUnderTest:
             forkable=forkable,  # forked from the template that has torch and the OpenAI SDK imported
         ).start()
         self.workers.append(proc)
+        # how to start it again on another metrics port (_wait_workers), and the scrape target to forget then
+        self._relaunch[proc.name] = (
+            lambda: self._launch_worker(concurrency, grace, sabotage, kind, own_env, forkable),
+            scraped,
+        )
         return proc
 
-    def _wait_workers(self, started: list[ManagedProcess], timeout: float) -> None:
+    def _wait_workers(self, started: list[ManagedProcess], timeout: float) -> list[ManagedProcess]:
+        """Until each worker says it is ready. The port of its /metrics is one of our choosing (``free_ports``), which
+        another process can take before the worker binds it (tests run three at a time): then the worker is started
+        again on another, twice at most, and Prometheus forgets the taken port (it would scrape whoever holds it)."""
+        ready = []
         for proc in started:
+            for attempt in range(3):
 
-            def probe(log=proc.log_path):
-                if '"msg": "worker ready"' not in log.read_text(errors="replace"):
-                    raise RuntimeError("no 'worker ready' line yet")
+                def probe(log=proc.log_path):
+                    if '"msg": "worker ready"' not in log.read_text(errors="replace"):
+                        raise RuntimeError("no 'worker ready' line yet")
 
-            seconds = proc.wait_ready(probe, timeout)
+                try:
+                    seconds = proc.wait_ready(probe, timeout)
+                    break
+                except ServiceStartError:
+                    relaunch, scraped = self._relaunch[proc.name]
+                    taken = "Address already in use" in proc.log_path.read_text(errors="replace")
+                    if attempt == 2 or not taken or scraped is None:
+                        raise
+                    self.progress(f"  {proc.name:<12} its metrics port was taken meanwhile: another")
+                    PrometheusClient(self.stack.prometheus).forget(scraped)
+                    self._scraped.remove(scraped)
+                    self.workers.remove(proc)
+                    proc = relaunch()
             self.progress(f"  {proc.name:<12} ready in {seconds:5.2f}s")
+            ready.append(proc)
+        return ready
 
     def send_message(self, message: dict) -> None:
         """Put a job message on the queue its kind travels on, as an at-least-once queue may deliver it again."""
@@ -355,9 +387,10 @@ def add_system_options(ap, planted_in: str, verdict: str) -> None:
     after parsing). ``planted_in``: where a defect goes; ``verdict``: what must then fail."""
     ap.add_argument(
         "--transport",
-        choices=("sqs", "celery"),
+        choices=sorted(TRANSPORTS),
         default=None,
-        help="the queue the system's jobs travel on (default VERISIM_TRANSPORT, else sqs)",
+        help="the queue the system's jobs travel on (seeds: score jobs on SQS, inference jobs on Celery; default "
+        "VERISIM_TRANSPORT, else the scenario's where it names one, else sqs)",
     )
     ap.add_argument(
         "--sabotage",

@@ -117,7 +117,9 @@ def _replace_worker(t: Target, slot: int, victim) -> None:
     """A new worker in a lost one's slot, as an orchestrator would start one (the planted defects too)."""
     victim.stop()
     t.sut.workers.remove(victim)
-    new = t.sut.start_worker(concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage)
+    new = t.sut.start_worker(
+        concurrency=t.worker_concurrency, grace=5, sabotage=t.sabotage, transport=t.sut.transport_of(victim)
+    )
     t.sut.workers.remove(new)
     t.sut.workers.insert(slot, new)
 

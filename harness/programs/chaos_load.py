@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -196,11 +197,11 @@ class ChaosLoad:
         transport: str | None = None,
         abort: bool = True,
     ):
-        """``transport``: the queue the system's jobs travel on (sqs, celery, seeds; default VERISIM_TRANSPORT or
-        sqs). ``abort``: a breach of the scenario's ``[abort]`` targets held for its ``hold_s`` stops the run (False:
+        """``transport``: the queue the system's jobs travel on (sqs, celery, seeds; default the scenario's, else
+        VERISIM_TRANSPORT, else sqs). ``abort``: a breach of the scenario's ``[abort]`` targets held for its ``hold_s`` stops the run (False:
         ``--no-abort``, it runs to the end)."""
         self.scenario = scenario
-        self.transport = transport
+        self.transport = transport or os.environ.get("VERISIM_TRANSPORT") or scenario.transport
         self.stack = stack
         self.provider = provider
         self.say = progress

@@ -71,6 +71,9 @@ class Scenario:
     steady_state: dict[str, float] = field(default_factory=dict)  # targets the system must meet before the first
     # fault and after the last recovery (harness.oracles.windows.STEADY_TARGETS); empty: not checked
     abort: dict = field(default_factory=dict)  # {"hold_s": s, "targets": {...}}: a breach held that long stops the run
+    # the queues the jobs travel on (sqs, celery, or seeds: score jobs on SQS, inference jobs on Celery); None: the
+    # run's own choice (--transport, VERISIM_TRANSPORT, else sqs). A transport asked for on the command line wins
+    transport: str | None = None
 
     def failure_budget(self) -> dict[str, int]:
         """The run's failure budget: every window's ``expect_failures`` added up (none outside the windows)."""
@@ -131,8 +134,15 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         "drain_timeout_s",
         "user_classes",
         "arrival",
+        "transport",
     }
     _no_unknown(run, known_run, f"{where} [run]")
+    from harness.drivers.system_under_test import TRANSPORTS
+
+    if run.get("transport") is not None and run["transport"] not in TRANSPORTS:
+        raise ScenarioError(
+            f"{where} [run] transport: {run['transport']!r} is not one of {', '.join(sorted(TRANSPORTS))}"
+        )
     defaults = doc.get("defaults", {})
     _no_unknown(defaults, {"recovery_s", "targets", "expect_refusals"}, f"{where} [defaults]")
     _check_targets(defaults.get("targets", {}), f"{where} [defaults.targets]")
@@ -215,6 +225,7 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         arrival=arrival,
         steady_state={k: float(v) for k, v in steady_state.items()},
         abort={"hold_s": float(abort.get("hold_s", 10)), "targets": dict(abort.get("targets", {}))} if abort else {},
+        transport=run.get("transport"),
     )
 
 

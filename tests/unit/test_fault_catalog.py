@@ -117,3 +117,30 @@ def test_host_pressure_runs_stress_ng_and_its_evidence_is_what_stress_ng_reports
         time.sleep(0.5)
     assert window.evidence["stressor_ops"] > 0 and window.evidence["stressor_exit"] == 0
     assert (window.family, window.params["stressor"]) == ("host", "cpu")
+
+
+def test_a_lost_worker_is_replaced_by_one_of_its_own_transport(tmp_path):
+    """On the seeds' layout (workers of both kinds) the worker that a kill or a memory cap took is replaced by a
+    worker of its own kind: a Celery worker by a Celery worker."""
+    from harness.drivers.system_under_test import SystemUnderTest
+    from harness.faults.catalog import _replace_worker
+    from harness.stack.process import ManagedProcess
+
+    def worker(kind: str) -> ManagedProcess:
+        argv = ["python", "-m", "system.worker", "--transport", kind, "--concurrency", "4"]
+        return ManagedProcess(f"worker-{kind}", argv, tmp_path / f"{kind}.log")
+
+    celery, sqs = worker("celery"), worker("sqs")
+    started: list[dict] = []
+
+    def start_worker(**kw):
+        started.append(kw)
+        new = worker(kw["transport"])
+        sut.workers.append(new)
+        return new
+
+    sut = SimpleNamespace(workers=[celery, sqs], start_worker=start_worker, transport_of=SystemUnderTest.transport_of)
+    target = SimpleNamespace(sut=sut, worker_concurrency=4, sabotage=None)
+    _replace_worker(target, 0, celery)
+    assert [SystemUnderTest.transport_of(w) for w in sut.workers] == ["celery", "sqs"]
+    assert started == [{"concurrency": 4, "grace": 5, "sabotage": None, "transport": "celery"}]

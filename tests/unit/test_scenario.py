@@ -237,3 +237,11 @@ def test_a_load_generator_that_died_or_stopped_early_fails_the_run():
     assert aborted[1].measured == 36.0 and "stopped early" in aborted[1].line()
     never = generator_verdicts(None, [], load_end=160.0)  # Locust never finished, nothing was answered
     assert [(v.ok, v.measured) for v in never] == [(False, None), (False, None)]
+
+
+def test_a_scenario_may_name_its_transport_and_a_wrong_one_is_refused_with_the_choices():
+    window = [{"name": "w", "fault": "worker.kill", "params": {"worker": 0}, "duration_s": 5}]
+    assert scenario.parse({"run": {"transport": "seeds"}, "window": window}).transport == "seeds"
+    assert scenario.parse({"window": window}).transport is None  # the run's own choice
+    with pytest.raises(scenario.ScenarioError, match=r"transport: 'rabbitmq' is not one of celery, seeds, sqs"):
+        scenario.parse({"run": {"transport": "rabbitmq"}, "window": window})
