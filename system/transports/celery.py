@@ -177,9 +177,27 @@ def worker_app(settings: Settings):
 
     @app.task(name=TASK_NAME, bind=True)
     def run_job(self, body: str) -> None:
-        [outcome] = state["processor"].process_many([(body, self.request.retries + 1)], settings.sqs_max_receive_count)
+        from celery.exceptions import Reject, Retry
+
+        processor, receives = state["processor"], self.request.retries + 1
+        try:
+            [outcome] = processor.process_many([(body, receives)], settings.sqs_max_receive_count)
+        except Exception as exc:
+            # a dependency failed around the job (Postgres out of reach while claiming or committing): the task comes
+            # back after the backoff, as an SQS message left undeleted does, and a job claimed already is claimed
+            # again. A task that raises would be acknowledged (acks_late acknowledges failures too): its job would
+            # wait for the stale-job sweep, minutes away
+            log.warning("job not settled: its task comes back", extra={"error": str(exc), "receives": receives})
+            outcome = processor.redeliver_later(receives, settings.sqs_max_receive_count)
         if outcome.action == Action.RETRY:
-            raise self.retry(countdown=outcome.delay, max_retries=None)
+            try:
+                raise self.retry(countdown=outcome.delay, max_retries=None)
+            except Retry:
+                raise
+            except Reject as exc:
+                # the broker refused the retry's message too: put this one back on the queue (Celery's own
+                # rejection drops it), or, with the broker away, leave it to come back after the visibility timeout
+                raise Reject(exc.reason, requeue=True) from exc
         if outcome.action == Action.DEAD_LETTER:
             state["transport"].dead_letter(body)
 

@@ -384,6 +384,11 @@ class JobProcessor:
                     outcomes[i] = exc
         return outcomes
 
+    def redeliver_later(self, receives: int, max_receives: int) -> Disposition:
+        """A delivery whose job could not be settled (a dependency failed around it): delivered again after the
+        backoff, or dead-lettered once its attempts are spent (the SQS queue's redrive policy does this itself)."""
+        return self._retry_or_give_up(receives, max_receives)
+
     def _retry_or_give_up(self, receives: int, max_receives: int) -> Disposition:
         return DEAD_LETTER if receives >= max_receives else Disposition(Action.RETRY, self._backoff(receives))
 

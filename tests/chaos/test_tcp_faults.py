@@ -155,3 +155,41 @@ def test_tcp_bandwidth_on_localstack(proxied_system, jobs_for, proxies, timeline
     assert all(r[3]["audio"]["bytes"] > 100_000 for r in rows.values())
     assert timeline.windows[-1].evidence["hits"] > 10  # the uploads and MP3s were throttled on the way
     jobs.assert_ledger()
+
+
+NOT_SETTLED = '"msg": "job not settled: its task comes back"'
+
+
+def a_task_failed(log: str) -> bool:
+    """The worker's log says a task's job met the outage: the worker's own line, or Celery's for a task that raised
+    (a worker that lets the exception through to Celery, whose acknowledgement then strands the job)."""
+    return NOT_SETTLED in log or "raised unexpected" in log
+
+
+def test_celery_jobs_whose_commit_met_a_lost_postgres_come_back(
+    proxied_system, jobs_for, proxies, timeline, http_faults
+):
+    """Celery acknowledges a task that raised, acks_late or not: a job whose claim or commit met a Postgres that was
+    away would sit 'running' until the stale-job sweep, minutes away. Its task comes back after the backoff instead
+    (as an undeleted SQS message does), the job is claimed again and completes."""
+    from harness.polling import wait_for
+
+    sut = proxied_system(workers=1, concurrency=2, transport="celery")
+    jobs = jobs_for(sut)
+    with http_faults.delay(1.5):  # translations take a while: both jobs are mid-flight when the reset comes
+        for i in range(2):
+            jobs.score(f"Chorale {i}")
+        wait_for(
+            lambda: [r[0] for r in jobs.rows().values()] == ["running", "running"], 30, 0.1, what="both jobs running"
+        )
+        # Postgres swallows what it is sent: the translations end meanwhile, and their commits wait for a connection
+        # until the worker's pool gives up (10 s). Lifted once that is seen (bounded)
+        log = sut.workdir / "logs" / "worker-0.log"
+        with proxies["postgres"].toxic("timeout", timeline):
+            wait_for(lambda: a_task_failed(log.read_text()), 40, 0.2, what="a job whose commit failed")
+        rows = jobs.wait(timeout=90)
+    assert [r[0] for r in rows.values()] == ["completed", "completed"]
+    assert timeline.windows[-1].evidence["hits"] > 0  # the worker's statements really were swallowed
+    assert NOT_SETTLED in log.read_text()  # each failed task came back
+    assert any(r[1] >= 2 for r in rows.values())  # claimed again on its task's return
+    jobs.assert_ledger(timeout=30)
