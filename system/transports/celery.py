@@ -175,7 +175,9 @@ def worker_app(settings: Settings):
             log.info("worker stopped", extra={"processed": processor.processed})
             processor.close()
 
-    @app.task(name=TASK_NAME, bind=True)
+    # max_retries=None: a retry's limit is the job's own (its attempts, SQS_MAX_RECEIVE_COUNT, then the dead letters),
+    # never Celery's default of 3, past which a retry raises and the job would be stranded
+    @app.task(name=TASK_NAME, bind=True, max_retries=None)
     def run_job(self, body: str) -> None:
         from celery.exceptions import Reject, Retry
 
@@ -191,7 +193,7 @@ def worker_app(settings: Settings):
             outcome = processor.redeliver_later(receives, settings.sqs_max_receive_count)
         if outcome.action == Action.RETRY:
             try:
-                raise self.retry(countdown=outcome.delay, max_retries=None)
+                raise self.retry(countdown=outcome.delay)
             except Retry:
                 raise
             except Reject as exc:
