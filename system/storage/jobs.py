@@ -264,6 +264,27 @@ class JobStore:
             outbox.add(conn, [e for f, row in made for e in self._terminal_entries(row, f.model_results or [])])
         return [rows.get(f.job_id) for f in finishes]
 
+    def queued_ids(self, older_than_seconds: float, limit: int = 5000) -> list[tuple[uuid.UUID, str]]:
+        """(id, kind) of this deployment's jobs still queued and untouched for longer than ``older_than_seconds``,
+        oldest first."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, kind FROM jobs WHERE status = %s AND (queue = %s OR queue IS NULL) "
+                "AND updated_at < now() - make_interval(secs => %s) ORDER BY enqueued_at LIMIT %s",
+                (Status.QUEUED, self.queue, older_than_seconds, limit),
+            ).fetchall()
+        return [(r["id"], r["kind"]) for r in rows]
+
+    def flag_for_sending(self, job_ids: list[uuid.UUID]) -> int:
+        """Have the workers' re-send sweep send these jobs again (those still queued); returns how many."""
+        if not job_ids:
+            return 0
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "UPDATE jobs SET send_pending = true, updated_at = now() WHERE id = ANY(%s) AND status = %s",
+                (job_ids, Status.QUEUED),
+            ).rowcount
+
     def stale_queued(self, older_than_seconds: float, limit: int = 500) -> list[dict[str, Any]]:
         """Jobs queued and untouched for longer than ``older_than_seconds``; their clock restarts (one worker takes
         them: SKIP LOCKED), so each is re-sent at most once per period."""

@@ -133,6 +133,40 @@ class CeleryTransport:
     def created(self) -> str | None:
         return None  # a Redis list has no creation stamp: the stale-job sweep finds messages a broker lost
 
+    def stranded(self, job_ids: list[str], held_longer_than: float) -> list[str]:
+        """Of these queued jobs, those whose task no live worker can be holding: not waiting on the broker's list,
+        and either not among the received, unacknowledged tasks at all (a worker killed between taking it from the
+        list and recording it), or received longer than ``held_longer_than`` seconds ago (a worker runs a task it
+        received at once: a queued job's task held that long was received by a worker that is gone). Asked when a
+        worker is found lost: its running jobs its lease names, these it could not."""
+        import time
+
+        with self._redis() as r:
+            pipe = r.pipeline()
+            pipe.lrange(self.queue_name, 0, -1)
+            pipe.hgetall("unacked")
+            pipe.zrange("unacked_index", 0, -1, withscores=True)
+            waiting, unacked, index = pipe.execute()
+        on_list = {_task_id(m) for m in waiting}
+        received_at = {tag: at for tag, at in index}
+        now = time.time()
+        held: dict[str, float] = {}
+        for tag, entry in unacked.items():
+            try:
+                held[_task_id(json.loads(entry)[0])] = float(received_at.get(tag, 0.0))
+            except (ValueError, TypeError, IndexError):
+                continue
+        return [j for j in job_ids if j not in on_list and (j not in held or now - held[j] > held_longer_than)]
+
+
+def _task_id(message) -> str | None:
+    """The task id (= job id) of a message as kombu keeps it on Redis (JSON text, or its parsed dict)."""
+    try:
+        doc = json.loads(message) if isinstance(message, (bytes, str)) else message
+        return doc["headers"]["id"]
+    except (ValueError, TypeError, KeyError):
+        return None
+
 
 # -- the worker program ------------------------------------------------------------------------------------------------
 def worker_app(settings: Settings):

@@ -181,14 +181,33 @@ class JobProcessor:
         if now - leasing_since < after:
             return leasing_since
         try:
-            for worker, jobs in self.store.reclaim_lost(after):
+            lost = self.store.reclaim_lost(after)
+            for worker, jobs in lost:
                 log.warning(
                     "a worker went silent: re-sending the jobs it was running",
                     extra={"worker": worker, "count": jobs, "after_s": after},
                 )
+            if lost:
+                self._resend_stranded(after)
         except Exception as exc:
             log.warning("lost-worker sweep failed", extra={"error": str(exc)})
         return leasing_since
+
+    def _resend_stranded(self, after: float) -> None:
+        """The queued jobs a lost worker had taken from its broker but not begun (its lease names only the jobs it
+        claimed): those no live worker can be holding are sent again (a duplicate is harmless: a job is claimed by
+        id). Where the transport cannot tell (it has no ``stranded``), the stale-job sweep finds them later."""
+        for name, transport in self.router.transports.items():
+            stranded = getattr(transport, "stranded", None)
+            if stranded is None:
+                continue
+            queued = [str(i) for i, kind in self.store.queued_ids(after) if self.router.transport(kind) == name]
+            found = stranded(queued, after) if queued else []
+            flagged = self.store.flag_for_sending([uuid.UUID(i) for i in found])
+            if flagged:
+                log.warning(
+                    "re-sending the queued jobs a lost worker had taken but not begun", extra={"count": flagged}
+                )
 
     def _recover_lost_stores(self) -> None:
         """An emulator or broker that keeps its data in memory loses it when it restarts. The queue: its jobs are

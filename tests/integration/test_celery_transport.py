@@ -95,3 +95,31 @@ def test_a_requests_tasks_reach_the_broker_in_one_round_trip(stack, monkeypatch)
         bodies = [json.loads(b) for b in r.lrange(queue, 0, -1)]
         r.delete(queue)
     assert {b["headers"]["id"] for b in bodies} >= set(ids)
+
+
+def test_tasks_no_live_worker_can_hold_are_told_apart_from_waiting_and_just_received_ones(stack):
+    """What the workers ask the broker when one of them is found lost (``CeleryTransport.stranded``): of some queued
+    jobs, a task still on the list is not stranded, nor one a worker received a moment ago; one received longer ago
+    than a worker takes to begin it is (its worker is gone), and so is one the broker has nowhere (taken from the
+    list by a worker killed before it recorded it)."""
+    import time
+    import uuid
+
+    from kombu import Connection
+
+    from system.config import Settings
+    from system.transports.celery import CeleryTransport
+
+    queue = f"celery-stranded-{uuid.uuid4().hex[:8]}"
+    transport = CeleryTransport(Settings(redis_url=stack.redis.url, sqs_queue_name=queue, sqs_dlq_name=f"{queue}-d"))
+    taken, waiting, nowhere = (str(uuid.uuid4()) for _ in range(3))
+    transport.send([{"job_id": j, "kind": "inference", "v": 1} for j in (taken, waiting)])
+    with Connection(transport.app.conf.broker_url) as conn:
+        inbox = conn.SimpleQueue(queue)
+        received = inbox.get(timeout=5)  # received and not acknowledged: in the broker's table of unacknowledged tasks
+        assert received.headers["id"] == taken
+        assert transport.stranded([taken, waiting, nowhere], held_longer_than=30) == [nowhere]
+        time.sleep(1.2)
+        assert transport.stranded([taken, waiting, nowhere], held_longer_than=1) == [taken, nowhere]
+        received.ack()
+        inbox.close()
