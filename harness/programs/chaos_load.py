@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import threading
 import time
@@ -201,7 +200,9 @@ class ChaosLoad:
         VERISIM_TRANSPORT, else sqs). ``abort``: a breach of the scenario's ``[abort]`` targets held for its ``hold_s`` stops the run (False:
         ``--no-abort``, it runs to the end)."""
         self.scenario = scenario
-        self.transport = transport or os.environ.get("VERISIM_TRANSPORT") or scenario.transport
+        from harness.settings import current
+
+        self.transport = transport or current().transport or scenario.transport
         self.stack = stack
         self.provider = provider
         self.say = progress
