@@ -4,7 +4,8 @@ afterwards. This module owns the ``outbox`` table and its publishing:
 - ``add`` writes events inside the caller's transaction (the job store's; its one-statement ``claim`` writes its
   ``running`` event in the same statement);
 - ``OutboxTable`` claims, marks, gives back and restores them (leases, claim tokens, the uncertain flag);
-- ``Outbox`` publishes them (idempotent producer, key = job id), in the background or by sweeps, behind a breaker.
+- ``Outbox`` publishes them (key = job id; an acknowledged send is a written one), in the background or by sweeps,
+  behind a breaker.
 
 The Kafka log is kept across a broker that loses it. Production Kafka keeps its log on disk; a broker that keeps it in
 memory (the local tansu) forgets every topic when it restarts. Postgres keeps every event in the outbox, so the
@@ -20,6 +21,16 @@ whenever its producer reports a broker error (a lost connection: the broker may 
 it looks for the marker topic, and if the marker is gone it restores the log first (or leaves its events for the
 worker doing so). Only then can a job's later event follow its restored earlier ones in the log, which the ledger
 judges in the log's own order.
+
+An acknowledgement must mean the event is in the log, so the producer is not Kafka's idempotent one and never retries
+by itself. An idempotent producer's sends carry the producer id a broker gave it; a broker that restarted empty hands
+the same ids out again, and a send under an id another producer now holds looks like that producer's duplicate:
+acknowledged, never written (seen on tansu: every send of a producer that outlived a restart, acknowledged, none in
+the log; the events were marked published and lost). A plain producer's acknowledgement is a write. Without
+librdkafka's retries a send that fails comes back as failed, and the outbox's own rule covers it: it may have
+reached the log, so it is looked for there before it is sent again (no duplicate). And so that a failed send never
+leaves a job's later event in the log ahead of it, one publish sends a job's events one at a time: its first events
+of every job in the batch, then, after their acknowledgements, its second ones, and so on; a failure ends the publish.
 """
 
 from __future__ import annotations
@@ -179,6 +190,19 @@ class OutboxTable:
                     (uncertain, ids, token, token),
                 )
 
+    def release_unsent(self, rows: list[dict], token: uuid.UUID | None) -> None:
+        """Give back claimed events this claim never sent: as certain as they were before it (``was_uncertain``); a
+        claim a log restore voided meanwhile is given back uncertain, as ``release`` does."""
+        if rows:
+            with self.pool.connection() as conn:
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = NULL, "
+                    "uncertain = claim_token IS NULL OR id = ANY(%s), claim_token = NULL "
+                    "WHERE id = ANY(%s) AND published_at IS NULL "
+                    "AND (%s::uuid IS NULL OR claim_token = %s OR claim_token IS NULL)",
+                    ([r["id"] for r in rows if r.get("was_uncertain")], [r["id"] for r in rows], token, token),
+                )
+
     def mark_published(self, ids: list[int], token: uuid.UUID | None = None) -> set[int]:
         """Mark them published; returns the ids marked. ``token``: only while they are still this claim's — a claim
         voided meanwhile (the broker lost its log: ``restore_unpublished``) is not marked: its publisher gives it
@@ -229,7 +253,6 @@ class Outbox:
         self._admin: AdminClient | None = None  # one for the periodic log check (it reconnects by itself)
         self.marker = f"verisim.log-epoch.{queue or 'default'}"
         self._log_seen = False  # this publisher has seen the log intact since its producer's last broker error
-        self._broker_errored = False  # its producer has seen a broker error since it was made
         self.producer = self._new_producer()
         # job ids whose new events are sent in the background (publish_soon)
         self._background = BackgroundBatcher(
@@ -238,13 +261,15 @@ class Outbox:
 
     def _new_producer(self) -> Producer:
         self._log_seen = False
-        self._broker_errored = False
         return Producer(
             {
                 "bootstrap.servers": self.bootstrap,
-                "enable.idempotence": True,
+                # an acknowledgement is a write (the module's docstring: why not the idempotent producer), and a send
+                # that fails is reported, not sent again behind the outbox's back
+                "enable.idempotence": False,
                 "acks": "all",
-                "linger.ms": 5,
+                "message.send.max.retries": 0,
+                "linger.ms": 2,
                 "message.timeout.ms": int(self.timeout_s * 1000),
                 "error_cb": self._on_broker_error,
             }
@@ -253,7 +278,6 @@ class Outbox:
     def _on_broker_error(self, err) -> None:
         """librdkafka's report of a broker error (served by ``poll``): the broker may have restarted, and lost its log."""
         self._log_seen = False
-        self._broker_errored = True
         log.debug("kafka reported an error; the log is looked at again before the next send", extra={"error": str(err)})
 
     def _admin_client(self) -> AdminClient:
@@ -270,7 +294,6 @@ class Outbox:
             return True
         try:
             if self._log_intact() or (self.restore_lost_log() is not None and self._log_intact()):
-                self._renew_after_broker_error()
                 return True
             why = "the broker lost its log and another publisher is restoring it"
         except Exception as exc:
@@ -278,16 +301,6 @@ class Outbox:
         self.open_until = time.monotonic() + self.cool_down
         log.warning("%s; the events stay in the outbox", why)
         return False
-
-    def _renew_after_broker_error(self) -> None:
-        """A producer that saw the broker fail may outlive the broker's memory of it: a broker that restarted empty
-        hands its producer ids out again, and when one goes to a new producer, this one's sends look like that one's
-        duplicates — acknowledged, never written (seen: a publisher whose breaker kept it idle through a Kafka
-        restart and the restore after it sent 99 jobs' events into nothing). So a producer that saw a broker error is
-        replaced before its next send; the new one gets its id from the broker as it is now."""
-        if self._broker_errored:
-            self._replace_producer(self.producer)
-            self._log_seen = True  # looked at just now, by this caller
 
     def _log_intact(self) -> bool:
         """Whether the broker still holds the log this deployment wrote (its marker topic is there). Set before the
@@ -323,28 +336,40 @@ class Outbox:
                 )
             if not rows:
                 return len(landed)
-        acked, failed, producer = self._produce_and_wait(rows)
-        if producer is None:  # produce() raised
-            self._give_back(rows, token, uncertain=True, why=f"the producer failed: {failed[0]}")
-            return len(landed)
+        acked: list[int] = []
+        waves = _waves(rows)
+        for i, wave in enumerate(waves):
+            unsent = [r for w in waves[i + 1 :] for r in w]
+            if i and not self._ready_to_send():  # kafka reported an error since the last wave, and the log is lost
+                self.table.release_unsent(wave + unsent, token)
+                break
+            wave_acked, failed, producer = self._produce_and_wait(wave)
+            acked += wave_acked
+            if producer is None:  # produce() raised
+                self.table.release_unsent(unsent, token)
+                self._give_back(wave, token, uncertain=True, why=f"the producer failed: {failed[0]}")
+                break
+            if len(wave_acked) < len(wave):
+                # refused or unanswered: an unanswered one may have reached the broker, so it is looked for in the
+                # log before a resend; the later waves were never sent
+                self.table.release_unsent(unsent, token)
+                why = f"kafka refused {len(wave) - len(wave_acked)} event(s): {failed[0] if failed else 'no report'}"
+                rest = [r for r in wave if r["id"] not in set(wave_acked)]
+                self._give_back(rest, token, uncertain=True, why=why, by=producer)
+                break
         marked = self.table.mark_published(acked, token)
-        voided = [i for i in acked if i not in marked]
+        voided = [e for e in acked if e not in marked]
         if voided:  # acknowledged by a broker that has since lost its log (restore_unpublished voided the claim)
             self.table.release_voided(voided)
             log.warning(
                 "events acknowledged by a broker that has since lost its log; they will be checked and sent again",
                 extra={"count": len(voided)},
             )
-        if len(acked) < len(rows):
-            # refused or unanswered: an unanswered one may have reached the broker, so it is checked before a resend
-            why = f"kafka refused {len(rows) - len(acked)} event(s): {failed[0] if failed else 'no delivery report'}"
-            self._give_back([r for r in rows if r["id"] not in set(acked)], token, uncertain=True, why=why, by=producer)
         return len(marked) + len(landed)
 
     def _produce_and_wait(self, rows) -> tuple[list[int], list[str], Producer | None]:
         """Send ``rows``; wait (bounded) for their delivery reports. (acknowledged ids, errors, the producer used),
-        the producer None when ``produce`` itself raised — e.g. the idempotent producer's fatal state after a broker
-        that lost its log: it refuses every produce from then on, so it is replaced."""
+        the producer None when ``produce`` itself raised (its queue full, or the producer broken): it is replaced."""
         acked: list[int] = []
         failed: list[str] = []
 
@@ -468,3 +493,16 @@ class Outbox:
     def close(self) -> None:
         self.flush_pending()
         self.producer.flush(10)
+
+
+def _waves(rows: list[dict]) -> list[list[dict]]:
+    """``rows`` (in id order) as waves: every job's first event, then every job's second, … — a job's event is sent
+    only once its earlier one is acknowledged."""
+    waves: list[list[dict]] = []
+    rank: dict = {}
+    for r in rows:
+        k = rank[r["job_id"]] = rank.get(r["job_id"], -1) + 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(r)
+    return waves
