@@ -1,5 +1,5 @@
-"""The Celery transport (the seeds' inference path): jobs as Celery tasks (``verisim.run_job``, task id = job id) on
-the Redis broker's list named after the deployment's queue (``SQS_QUEUE_NAME``). ``CeleryTransport`` sends and reports
+"""The Celery transport (the seeds' inference path): jobs as Celery tasks (``verisim.run_jobs``) on the Redis broker's
+list named after the deployment's queue (``SQS_QUEUE_NAME``). ``CeleryTransport`` sends and reports
 depth; ``serve`` is the worker program (``python -m system.worker --transport celery``, or
 ``celery -A system.transports.celery worker --pool threads``).
 
@@ -16,13 +16,20 @@ Celery's defaults lose and repeat work; these settings are deliberate (``celery_
   acknowledged (its worker was killed) returns to the queue this long after delivery. Celery's default is an hour;
   too short and a job still running is delivered again (harmless here — a job is claimed by id and finishes once —
   but wasted). ``unacked_restore_interval``/``throttle``: look for such tasks every few seconds, not every 100.
+* A task carries a request's jobs, as an SQS receive does: its inference jobs together (up to ``TASK_JOBS``), a
+  score job alone. The worker runs a task's jobs through the same batch path as the SQS worker (one claim, one Redis
+  round trip per state, shared forward passes, one commit), and Celery's own work per task (the broker's list and
+  its table of unacknowledged tasks, the task events Flower reads) is spent once per task, not per job. Celery's
+  own grouping of tasks (``celery-batches``) is not used: it acknowledges a whole batch as it is received (a worker
+  lost mid-batch loses it), keeps no count of a task's deliveries, and needs a prefetch as deep as the batch.
 * A request's tasks go to the broker in one round trip (kombu's publish batch: one Redis pipeline), and a failure gives
   up at once: the API has committed the jobs already and flags them for the workers' re-send sweep, as it does when
   SQS is down, so a broker outage never blocks a request.
 
-Settling a delivery: ack = the task returns (acks_late: only now is the message acknowledged); retry = ``Task.retry``
-publishes the message again with a countdown (the backoff) before this one is acknowledged; dead letter = pushed to
-the list ``<queue>-dlq`` (Redis has no dead-letter queue of its own), then acknowledged.
+Settling a task: each of its jobs has its own outcome. Acknowledged = the task returns (acks_late: only now is the
+message acknowledged); a job to retry = ``Task.retry`` publishes the task again, with only the jobs to retry and a
+countdown (the backoff), before this one is acknowledged; a dead letter = the job's message pushed to the list
+``<queue>-dlq`` (Redis has no dead-letter queue of its own). A task's deliveries count for each of its jobs.
 
 A thread pool (like the SQS worker's): the model and the score jobs' forkserver are loaded once per process, before
 the worker takes its first task. SIGTERM is Celery's warm shutdown: running jobs finish, reserved tasks go back.
@@ -33,13 +40,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
+import time
 from typing import Any
 
 from system.config import Settings
 from system.jobs.lifecycle import Action
 
-TASK_NAME = "verisim.run_job"
+TASK_NAME = "verisim.run_jobs"
+TASK_JOBS = 10  # inference jobs per task at most: an SQS receive's batch
+RESTARTS = 5  # a worker Celery stopped on an error starts again this many times in a row at most (``serve``)
 log = logging.getLogger("system.worker")
 
 
@@ -100,19 +111,14 @@ class CeleryTransport:
         return redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
 
     def send(self, messages: list[dict[str, Any]]) -> list[str]:
-        """One task per job, all in one Redis round trip: kombu's publish batch (``Producer.batch``: the Redis
-        transport buffers each task's LPUSH in a pipeline and runs it once when the batch ends), as the SQS side
-        sends a request's jobs in one SendMessageBatch. A batch that fails raises, and the API flags the request's
-        jobs for the re-send sweep (a push that did land meanwhile runs once: a job is claimed by id)."""
-        with self.app.producer_or_acquire() as producer, producer.batch(max_size=max(1, len(messages)) * 2):
-            for m in messages:
-                self.app.send_task(
-                    TASK_NAME,
-                    args=[json.dumps(m)],
-                    queue=self.queue_name,
-                    task_id=str(m["job_id"]),
-                    producer=producer,
-                )
+        """The jobs as tasks (``tasks_of``), all in one Redis round trip: kombu's publish batch (``Producer.batch``:
+        the Redis transport buffers each task's LPUSH in a pipeline and runs it once when the batch ends), as the SQS
+        side sends a request's jobs in one SendMessageBatch. A batch that fails raises, and the API flags the
+        request's jobs for the re-send sweep (a push that did land meanwhile runs once: a job is claimed by id)."""
+        tasks = tasks_of(messages)
+        with self.app.producer_or_acquire() as producer, producer.batch(max_size=max(1, len(tasks)) * 2):
+            for bodies in tasks:
+                self.app.send_task(TASK_NAME, args=[bodies], queue=self.queue_name, producer=producer)
         return []
 
     def dead_letter(self, body: str) -> None:
@@ -139,33 +145,48 @@ class CeleryTransport:
         list and recording it), or received longer than ``held_longer_than`` seconds ago (a worker runs a task it
         received at once: a queued job's task held that long was received by a worker that is gone). Asked when a
         worker is found lost: its running jobs its lease names, these it could not."""
-        import time
-
         with self._redis() as r:
             pipe = r.pipeline()
             pipe.lrange(self.queue_name, 0, -1)
             pipe.hgetall("unacked")
             pipe.zrange("unacked_index", 0, -1, withscores=True)
             waiting, unacked, index = pipe.execute()
-        on_list = {_task_id(m) for m in waiting}
+        on_list = {j for m in waiting for j in _job_ids(m)}
         received_at = {tag: at for tag, at in index}
         now = time.time()
         held: dict[str, float] = {}
         for tag, entry in unacked.items():
             try:
-                held[_task_id(json.loads(entry)[0])] = float(received_at.get(tag, 0.0))
+                message = json.loads(entry)[0]
             except (ValueError, TypeError, IndexError):
                 continue
+            for j in _job_ids(message):
+                held[j] = float(received_at.get(tag, 0.0))
         return [j for j in job_ids if j not in on_list and (j not in held or now - held[j] > held_longer_than)]
 
 
-def _task_id(message) -> str | None:
-    """The task id (= job id) of a message as kombu keeps it on Redis (JSON text, or its parsed dict)."""
+def tasks_of(messages: list[dict[str, Any]]) -> list[list[str]]:
+    """Job messages as the bodies of tasks: the inference jobs ``TASK_JOBS`` to a task, each score job alone (it
+    runs for seconds; the SQS worker runs one alone too)."""
+    inference = [json.dumps(m) for m in messages if m.get("kind") != "score"]
+    tasks = [inference[i : i + TASK_JOBS] for i in range(0, len(inference), TASK_JOBS)]
+    return tasks + [[json.dumps(m)] for m in messages if m.get("kind") == "score"]
+
+
+def _job_ids(message) -> list[str]:
+    """The job ids a task carries, from a message as kombu keeps it on Redis (JSON text, or its parsed dict; the
+    body base64-encoded JSON: [args, kwargs, embed], args = [the jobs' message bodies])."""
+    import base64
+
     try:
         doc = json.loads(message) if isinstance(message, (bytes, str)) else message
-        return doc["headers"]["id"]
-    except (ValueError, TypeError, KeyError):
-        return None
+        body = doc["body"]
+        if doc.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        bodies = json.loads(body)[0][0]
+        return [str(json.loads(b)["job_id"]) for b in ([bodies] if isinstance(bodies, str) else bodies)]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return []
 
 
 # -- the worker program ------------------------------------------------------------------------------------------------
@@ -212,40 +233,56 @@ def worker_app(settings: Settings):
     # max_retries=None: a retry's limit is the job's own (its attempts, SQS_MAX_RECEIVE_COUNT, then the dead letters),
     # never Celery's default of 3, past which a retry raises and the job would be stranded
     @app.task(name=TASK_NAME, bind=True, max_retries=None)
-    def run_job(self, body: str) -> None:
-        from celery.exceptions import Reject, Retry
+    def run_jobs(self, bodies) -> None:
+        from celery.exceptions import Reject
 
+        bodies = [bodies] if isinstance(bodies, str) else [b if isinstance(b, str) else json.dumps(b) for b in bodies]
         processor, receives = state["processor"], self.request.retries + 1
+        max_receives = settings.sqs_max_receive_count
         try:
-            [outcome] = processor.process_many([(body, receives)], settings.sqs_max_receive_count)
+            outcomes = processor.process_many([(b, receives) for b in bodies], max_receives)
         except Exception as exc:
-            # a dependency failed around the job (Postgres out of reach while claiming or committing): the task comes
+            # a dependency failed around the jobs (Postgres out of reach while claiming or committing): the task comes
             # back after the backoff, as an SQS message left undeleted does, and a job claimed already is claimed
-            # again. A task that raises would be acknowledged (acks_late acknowledges failures too): its job would
+            # again. A task that raises would be acknowledged (acks_late acknowledges failures too): its jobs would
             # wait for the stale-job sweep, minutes away
-            log.warning("job not settled: its task comes back", extra={"error": str(exc), "receives": receives})
-            outcome = processor.redeliver_later(receives, settings.sqs_max_receive_count)
-        if outcome.action == Action.RETRY:
-            try:
-                raise self.retry(countdown=outcome.delay)
-            except Retry:
-                raise
+            log.warning("jobs not settled: their task comes back", extra={"error": str(exc), "receives": receives})
+            outcomes = [processor.redeliver_later(receives, max_receives)] * len(bodies)
+        again = [(b, o.delay) for b, o in zip(bodies, outcomes, strict=True) if o.action == Action.RETRY]
+        retry = None
+        if again:
+            try:  # published now, raised once the dead letters are out: Celery then acknowledges this delivery
+                retry = self.retry(args=[[b for b, _ in again]], countdown=max(d for _, d in again), throw=False)
             except Reject as exc:
-                # the broker refused the retry's message too: put this one back on the queue (Celery's own
-                # rejection drops it), or, with the broker away, leave it to come back after the visibility timeout
+                # the broker refused the retry's message: put this one back on the queue (Celery's own rejection
+                # drops it), or, with the broker away, leave it to come back after the visibility timeout
                 raise Reject(exc.reason, requeue=True) from exc
-        if outcome.action == Action.DEAD_LETTER:
-            state["transport"].dead_letter(body)
+        for b, o in zip(bodies, outcomes, strict=True):
+            if o.action == Action.DEAD_LETTER:
+                state["transport"].dead_letter(b)
+        if retry is not None:
+            raise retry
 
     return app
 
 
 def serve(settings: Settings, concurrency: int | None, grace: float, name: str | None = None) -> int:
     """One Celery worker process (a thread pool of ``concurrency``) until SIGTERM (Celery's warm shutdown; ``grace``
-    is Celery's to keep: running tasks finish)."""
+    is Celery's to keep: running tasks finish).
+
+    A worker that Celery stops on an "unrecoverable error" starts again in the same process (``os.execv``: the same
+    pid, its lease and logs unchanged): kombu's Redis transport can fail while it closes a connection the broker
+    dropped (``conninfo.hostname`` of a released connection: seen when Redis restarted under load), and Celery then
+    exits a worker that would otherwise have reconnected. Its unacknowledged tasks come back as a lost worker's do.
+    At most ``RESTARTS`` times in a row (a minute's run begins the count again), a second apart."""
     concurrency = concurrency or settings.worker_concurrency
     app = worker_app(settings)
     app.conf.worker_concurrency = concurrency
+    from celery import signals
+
+    began, stopping, workers = time.monotonic(), threading.Event(), []
+    signals.worker_shutting_down.connect(lambda **_: stopping.set(), weak=False)  # SIGTERM: a stop asked for
+    signals.worker_init.connect(lambda sender=None, **_: workers.append(sender), weak=False)  # its exit code
     app.worker_main(
         [
             "worker",
@@ -264,7 +301,20 @@ def serve(settings: Settings, concurrency: int | None, grace: float, name: str |
             "--task-events",
         ]
     )
-    return 0
+    code = getattr(workers[0], "exitcode", None) if workers else 1
+    code = code if isinstance(code, int) else 0
+    # restarts in a row: a worker that ran for a minute since its last start begins the count again
+    restarts = int(os.environ.get("VERISIM_CELERY_RESTARTS", "0")) if time.monotonic() - began < 60 else 0
+    if code and not stopping.is_set() and restarts < RESTARTS:
+        log.error("the Celery worker stopped on an error; starting it again", extra={"exit_code": code})
+        time.sleep(1.0)
+        os.environ["VERISIM_CELERY_RESTARTS"] = str(restarts + 1)
+        argv = [sys.executable, "-m", "system.worker", "--transport", "celery", "--concurrency", str(concurrency)]
+        argv += ["--grace", str(grace)] + (["--name", name] if name else [])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, argv)
+    return code
 
 
 def __getattr__(name: str):

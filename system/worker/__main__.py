@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     setup_logging(settings.log_level)
-    module(args.transport).serve(settings, args.concurrency, args.grace, args.name)
+    code = module(args.transport).serve(settings, args.concurrency, args.grace, args.name)
     sys.stdout.flush()
     sys.stderr.flush()
     _save_coverage()
-    os._exit(0)  # job threads that outlived the grace period must not hold the process open
+    os._exit(code or 0)  # job threads that outlived the grace period must not hold the process open
 
 
 def _processes(text: str) -> int:

@@ -65,6 +65,7 @@ class JobProcessor:
             self.store.beat(self.worker_id)  # the lease exists before the first claim that names it
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
         self.processed = 0
+        self._stranded_until = 0.0  # until when the tasks lost workers took are looked for (``_leases``)
         # the jobs the worker program holds (received, not settled): by default those inside process_many; a
         # program that holds more (the SQS consumer's prefetched and held messages) sets its own count
         self.in_hand = 0
@@ -188,6 +189,10 @@ class JobProcessor:
                     extra={"worker": worker, "count": jobs, "after_s": after},
                 )
             if lost:
+                # the tasks a lost worker took shortly before it went are too young to tell from a live worker's
+                # at first (queued and received less than ``after`` ago): look again every second until they are not
+                self._stranded_until = now + after + 2
+            if now < self._stranded_until:
                 self._resend_stranded(after)
         except Exception as exc:
             log.warning("lost-worker sweep failed", extra={"error": str(exc)})

@@ -34,15 +34,18 @@ def test_inference_and_score_jobs_run_on_celery(system_factory, stack, timeline)
     workers = httpx.get(f"{flower}/api/workers", timeout=30).json()
     assert any(name.startswith("verisim-") for name in workers), workers
 
-    # the task list fills from the workers' events as they arrive: every job is a task, by its id, named once its
-    # "received" event is in (a "succeeded" event can be read first: the task is listed, its name still None)
+    # the task list fills from the workers' events as they arrive: every job is in a task (a request's inference jobs
+    # travel together, a score job alone), named once its "received" event is in (a "succeeded" event can be read
+    # first: the task is listed, its name still None)
     def listed():
         got = httpx.get(f"{flower}/api/tasks", timeout=10).json()
-        return set(rows) <= set(got) and all(got[j].get("name") for j in rows) and got
+        carried = {j for j in rows for t in got.values() if j in str(t.get("args"))}
+        return carried == set(rows) and all(t.get("name") for t in got.values()) and got
 
-    tasks = wait_for(listed, 20, what="Flower lists every job's task, named")
-    assert {tasks[j]["name"] for j in rows} == {"verisim.run_job"}
-    assert {tasks[j]["state"] for j in rows} == {"SUCCESS"}
+    tasks = wait_for(listed, 20, what="Flower lists a task for every job, named")
+    assert {t["name"] for t in tasks.values()} == {"verisim.run_jobs"}
+    assert {t["state"] for t in tasks.values()} == {"SUCCESS"}
+    assert len(tasks) == 7, "a task per request (5 inference jobs each), a score job alone"
     depth = httpx.get(f"{sut.api_url}/api/v1/dashboard/queue", timeout=10)
     assert depth.status_code == 200, depth.text  # the dashboard's queue chart reads the Celery queue too
 
@@ -58,7 +61,7 @@ def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
     sut = system_factory(env={"SQS_MAX_RECEIVE_COUNT": "5", "WORKER_RETRY_BASE_SECONDS": "0.05"}, transport="celery")
     sut.start_worker(concurrency=2)
     app = make_celery(Settings(redis_url=stack.redis.url, sqs_queue_name=sut.queue_name))
-    app.send_task("verisim.run_job", args=[json.dumps({"not": "a job"})], queue=sut.queue_name)
+    app.send_task("verisim.run_jobs", args=[[json.dumps({"not": "a job"})]], queue=sut.queue_name)
     with redis.Redis.from_url(stack.redis.url) as r:
         wait_for(lambda: r.llen(sut.dlq_name) == 1, 30, what="the poison task in the dead letters")
     assert ledger.explain_dlq(stack, sut.dlq_name) == ({"not a job message": 1}, [])
@@ -67,14 +70,15 @@ def test_a_poison_task_ends_in_the_dead_letters(system_factory, stack):
 
 
 def test_a_requests_tasks_reach_the_broker_in_one_round_trip(stack, monkeypatch):
-    """The API's send of a request's jobs on Celery: every task is on the broker's list, carried there by one Redis
-    pipeline (kombu's publish batch), not a round trip per task."""
+    """The API's send of a request's jobs on Celery: its inference jobs ten to a task, each score job alone, every
+    task on the broker's list, carried there by one Redis pipeline (kombu's publish batch), not a round trip per
+    task."""
     import uuid
 
     from redis.client import Pipeline
 
     from system.config import Settings
-    from system.transports.celery import CeleryTransport
+    from system.transports.celery import CeleryTransport, _job_ids
 
     queue = f"celery-batch-{uuid.uuid4().hex[:8]}"
     transport = CeleryTransport(Settings(redis_url=stack.redis.url, sqs_queue_name=queue))
@@ -87,14 +91,20 @@ def test_a_requests_tasks_reach_the_broker_in_one_round_trip(stack, monkeypatch)
     monkeypatch.setattr(
         redis.Redis, "execute_command", lambda self, *a, **k: commands.append(a[0]) or run_command(self, *a, **k)
     )
-    ids = [str(uuid.uuid4()) for _ in range(10)]
-    assert transport.send([{"job_id": i, "kind": "inference"} for i in ids]) == []
+    ids = [str(uuid.uuid4()) for _ in range(23)]
+    messages = [{"job_id": i, "kind": "inference"} for i in ids[:21]] + [
+        {"job_id": i, "kind": "score"} for i in ids[21:]
+    ]
+    assert transport.send(messages) == []
     monkeypatch.undo()
-    assert executed == [10] and "LPUSH" not in commands, (executed, commands)
+    assert executed == [5] and "LPUSH" not in commands, (executed, commands)
     with redis.Redis.from_url(stack.redis.url) as r:
-        bodies = [json.loads(b) for b in r.lrange(queue, 0, -1)]
+        bodies = r.lrange(queue, 0, -1)
         r.delete(queue)
-    assert {b["headers"]["id"] for b in bodies} >= set(ids)
+    carried = sorted(len(_job_ids(b)) for b in bodies)
+    # the first send's task, then 21 inference jobs in tasks of 10, 10 and 1, and each score job alone
+    assert carried == [1, 1, 1, 1, 10, 10], carried
+    assert {j for b in bodies for j in _job_ids(b)} >= set(ids)
 
 
 def test_tasks_no_live_worker_can_hold_are_told_apart_from_waiting_and_just_received_ones(stack):
@@ -113,13 +123,60 @@ def test_tasks_no_live_worker_can_hold_are_told_apart_from_waiting_and_just_rece
     queue = f"celery-stranded-{uuid.uuid4().hex[:8]}"
     transport = CeleryTransport(Settings(redis_url=stack.redis.url, sqs_queue_name=queue, sqs_dlq_name=f"{queue}-d"))
     taken, waiting, nowhere = (str(uuid.uuid4()) for _ in range(3))
-    transport.send([{"job_id": j, "kind": "inference", "v": 1} for j in (taken, waiting)])
+    for j in (taken, waiting):  # a task each (two requests)
+        transport.send([{"job_id": j, "kind": "inference", "v": 1}])
     with Connection(transport.app.conf.broker_url) as conn:
         inbox = conn.SimpleQueue(queue)
         received = inbox.get(timeout=5)  # received and not acknowledged: in the broker's table of unacknowledged tasks
-        assert received.headers["id"] == taken
+        assert [json.loads(b)["job_id"] for b in received.payload[0][0]] == [taken]
         assert transport.stranded([taken, waiting, nowhere], held_longer_than=30) == [nowhere]
         time.sleep(1.2)
         assert transport.stranded([taken, waiting, nowhere], held_longer_than=1) == [taken, nowhere]
         received.ack()
         inbox.close()
+
+
+CRASH_ONCE = """
+import os, runpy, sys
+if not os.environ.get("VERISIM_CELERY_RESTARTS"):  # the first start only: its consumer fails as kombu's can
+    from celery.worker.consumer import consumer
+
+    def fail(self):
+        raise AttributeError("'NoneType' object has no attribute 'hostname' (planted)")
+
+    consumer.Consumer.start = fail
+sys.argv = ["system.worker", *sys.argv[1:]]
+runpy.run_module("system.worker", run_name="__main__")
+"""
+
+
+def test_a_celery_worker_stopped_by_an_unrecoverable_error_starts_again(system_factory, stack):
+    """Seen in CI's scenario on the seeds' layout: a Redis restart under load made kombu fail while it closed the
+    dropped connection (``conninfo.hostname`` of a released connection), Celery called it unrecoverable and the
+    worker exited; its jobs waited for the other. The worker program starts again in the same process (same pid):
+    the jobs sent afterwards run."""
+    import sys
+
+    from harness.stack.process import ManagedProcess
+
+    sut = system_factory(transport="celery")
+    sut.start_api()
+    proc = ManagedProcess(
+        "worker-crash-once",
+        [sys.executable, "-c", CRASH_ONCE, "--transport", "celery", "--concurrency", "2", "--grace", "2"],
+        sut.workdir / "logs" / "worker-0.log",
+        env=sut.env,
+        stop_grace=5,
+    ).start()
+    try:
+        jobs = Jobs(sut, stack, "celery-restart")
+        jobs.inference(5, seed=900)
+        rows = jobs.wait(timeout=60)
+        assert {r[0] for r in rows.values()} == {"completed"}
+        assert proc.proc.poll() is None  # still running: the same process
+        records = sut.log_records("INFO")
+        assert any(r["msg"] == "the Celery worker stopped on an error; starting it again" for r in records)
+        assert len({r["pid"] for r in records if r["msg"] == "worker ready"}) == 1  # one pid, ready once, after
+        jobs.assert_ledger()
+    finally:
+        proc.stop()
