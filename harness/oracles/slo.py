@@ -135,6 +135,13 @@ def drain_verdict(share: float | None, slos: dict | None = None) -> Verdict:
     return _min("drain jobs/s / raw SQS ceiling", share, gates["drain_share_of_sqs_ceiling_min"])
 
 
+def celery_verdict(ratio: float | None, slos: dict | None = None) -> Verdict:
+    """The transports' benchmark gate (slo.toml ``[bench] celery_over_sqs_min``): Celery's jobs/s over SQS's, both
+    drained in the same run."""
+    gates = (slos if slos is not None else load())["bench"]
+    return _min("Celery jobs/s / SQS jobs/s", ratio, gates["celery_over_sqs_min"])
+
+
 def section(slos: dict, *names: str) -> dict:
     """Only the named sections of an SLO file (a run that measured only those, e.g. a capacity burst)."""
     return {k: v for k, v in slos.items() if k in names}

@@ -68,3 +68,41 @@ def test_drain_2000_inference_jobs(benchmark, system, stack):
     )
     verdict = slo.drain_verdict(share)  # a ratio of this run's figures, never a bare jobs/s
     assert verdict.ok, verdict.line()
+
+
+CELERY_ROUNDS = 2  # each transport's, alternated: S C S C
+CELERY_BATCHES = 200  # x5 series = 1 000 jobs per round
+
+
+def test_celery_drains_at_least_as_fast_as_sqs(benchmark, system_factory, stack):
+    """The seeds' two queues side by side, same run, same load: 1 000 inference jobs from 8 client threads into a
+    system on SQS and into one on Celery (2 worker processes × 4 each), the rounds alternated so the machine's drift
+    falls on both; gated on Celery's jobs/s over SQS's (the medians of their rounds), slo.toml [bench]
+    ``celery_over_sqs_min``. A Celery worker back to one job per task and commit reads far under it."""
+    systems = {}
+    for transport in ("sqs", "celery"):
+        systems[transport] = system_factory(transport=transport)
+        systems[transport].start(2, concurrency=4)
+    warm_sqs(stack.aws)
+    rates: dict[str, list[float]] = {"sqs": [], "celery": []}
+
+    def alternate():
+        for r in range(CELERY_ROUNDS):
+            for transport, sut in systems.items():
+                _, fig = submit_and_wait(
+                    sut.api_url,
+                    stack,
+                    [inference_batch(PATTERNS, seed=50_000 + 1000 * r + i) for i in range(CELERY_BATCHES)],
+                    f"{transport} round {r + 1}",
+                    concurrency=CLIENT_THREADS,
+                )
+                assert fig["terminal"] == fig["jobs"] == CELERY_BATCHES * 5
+                rates[transport].append(fig["jobs_per_s"])
+
+    benchmark.pedantic(alternate, rounds=1, iterations=1, warmup_rounds=0)
+    ratio = statistics.median(rates["celery"]) / statistics.median(rates["sqs"])
+    history.append("celery_vs_sqs", {**rates, "celery_over_sqs": round(ratio, 4)})
+    benchmark.extra_info.update(jobs_per_s=rates, celery_over_sqs=round(ratio, 4))
+    print(f"\njobs/s per round: SQS {rates['sqs']}, Celery {rates['celery']} (Celery / SQS {ratio:.2f})")
+    verdict = slo.celery_verdict(ratio)
+    assert verdict.ok, verdict.line()

@@ -140,6 +140,15 @@ def test_the_drain_benchmark_is_judged_by_its_own_gate():
     )  # the long drains run nearer the ceiling than a 300-job burst
 
 
+def test_the_transports_benchmark_is_judged_by_its_own_gate():
+    gates = {"bench": {"celery_over_sqs_min": 0.9}}
+    assert slo.celery_verdict(1.1, gates).ok
+    slow = slo.celery_verdict(0.45, gates)  # what the one-job-per-task Celery worker measured against SQS
+    assert not slow.ok and "Celery jobs/s / SQS jobs/s" in slow.line() and "0.45" in slow.line()
+    assert not slo.celery_verdict(None, gates).ok  # not measured: fails
+    assert slo.load()["bench"]["celery_over_sqs_min"] > 0.45
+
+
 def test_the_shipped_slo_file_parses():
     shipped = slo.load()
     assert shipped["api"]["POST /api/v1/inference"]["p95_ms"] > 0 and "lstm" in shipped["models"]
