@@ -20,7 +20,7 @@ class TopicReadIncomplete(TimeoutError):
         self.topic, self.partial = topic, partial
 
 
-def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: float = 30) -> list[dict]:
+def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.05, timeout: float = 30) -> list[dict]:
     """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``.
 
     Raises ``TopicReadIncomplete`` when ``timeout`` passes before every partition reached its end: a cut-short read
@@ -31,6 +31,9 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
             "group.id": "verisim-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # an empty partition's fetch is answered at once, not held for new messages (librdkafka's 500 ms): the
+            # end of each partition is known in milliseconds
+            "fetch.wait.max.ms": 10,
         }
     )
     try:
@@ -44,7 +47,7 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.2, timeout: f
         deadline = time.monotonic() + timeout
         last_msg = time.monotonic()
         while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
+            msg = consumer.poll(0.05)
             if msg is None:
                 if len(eof) == len(parts) and time.monotonic() - last_msg > idle_seconds:
                     break

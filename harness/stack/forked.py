@@ -87,6 +87,14 @@ def _start_coverage():
     return coverage.process_startup()
 
 
+def start_template() -> None:
+    """Start the template now (when services are forked at all): it imports its libraries (seconds of CPU) while the
+    caller starts other things — the stack — rather than when the first service is wanted. Returns at once."""
+    if enabled():
+        with _lock:
+            _ensure_template()
+
+
 def _ensure_template() -> None:
     """Start the template if it is not running, outside coverage even when this process is measured: a measured
     template would hand its tracer and its SIGTERM handler (save, exit 1) to every service forked from it."""
