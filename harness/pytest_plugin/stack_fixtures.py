@@ -27,7 +27,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     say = say_to(request.config)
     say("")
     provider = choose_provider(request.config.getoption("--stack"), progress=say)
-    if any("system" in name for item in request.session.items for name in item.fixturenames):
+    if any("system" in name for item in request.session.items for name in getattr(item, "fixturenames", ())):
         from harness.stack import forked
 
         forked.start_template()  # the systems' template imports torch and the rest while the stack starts

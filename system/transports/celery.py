@@ -304,11 +304,11 @@ def serve(settings: Settings, concurrency: int | None, grace: float, name: str |
     code = getattr(workers[0], "exitcode", None) if workers else 1
     code = code if isinstance(code, int) else 0
     # restarts in a row: a worker that ran for a minute since its last start begins the count again
-    restarts = int(os.environ.get("VERISIM_CELERY_RESTARTS", "0")) if time.monotonic() - began < 60 else 0
+    restarts = int(os.environ.get("CELERY_WORKER_RESTARTS", "0")) if time.monotonic() - began < 60 else 0
     if code and not stopping.is_set() and restarts < RESTARTS:
         log.error("the Celery worker stopped on an error; starting it again", extra={"exit_code": code})
         time.sleep(1.0)
-        os.environ["VERISIM_CELERY_RESTARTS"] = str(restarts + 1)
+        os.environ["CELERY_WORKER_RESTARTS"] = str(restarts + 1)
         argv = [sys.executable, "-m", "system.worker", "--transport", "celery", "--concurrency", str(concurrency)]
         argv += ["--grace", str(grace)] + (["--name", name] if name else [])
         sys.stdout.flush()

@@ -138,7 +138,7 @@ def test_tasks_no_live_worker_can_hold_are_told_apart_from_waiting_and_just_rece
 
 CRASH_ONCE = """
 import os, runpy, sys
-if not os.environ.get("VERISIM_CELERY_RESTARTS"):  # the first start only: its consumer fails as kombu's can
+if not os.environ.get("CELERY_WORKER_RESTARTS"):  # the first start only: its consumer fails as kombu's can
     from celery.worker.consumer import consumer
 
     def fail(self):
