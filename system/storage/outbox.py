@@ -20,7 +20,8 @@ No publisher sends into a log it has not seen intact. A publisher's view of the 
 whenever its producer reports a broker error (a lost connection: the broker may have restarted); before its next send
 it looks for the marker topic, and if the marker is gone it restores the log first (or leaves its events for the
 worker doing so). Only then can a job's later event follow its restored earlier ones in the log, which the ledger
-judges in the log's own order.
+judges in the log's own order. A publisher that has not yet heard of the restart cannot write into the new log
+either: no send creates a topic, and the restore makes the topics again only once the sends it overtook have failed.
 
 An acknowledgement must mean the event is in the log, so the producer is not Kafka's idempotent one and never retries
 by itself. An idempotent producer's sends carry the producer id a broker gave it; a broker that restarted empty hands
@@ -190,6 +191,16 @@ class OutboxTable:
                     (uncertain, ids, token, token),
                 )
 
+    def voided_in_flight(self) -> int:
+        """Claims of this deployment's events that a log restore voided and their publishers still hold (their sends
+        may still be on their way: they give them back once the broker has answered or the send timed out)."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT count(*) AS n FROM outbox o JOIN jobs j ON j.id = o.job_id WHERE o.published_at IS NULL "
+                "AND o.claim_token IS NULL AND o.claimed_until > now() AND (j.queue = %s OR j.queue IS NULL)",
+                (self.queue,),
+            ).fetchone()["n"]
+
     def release_unsent(self, rows: list[dict], token: uuid.UUID | None) -> None:
         """Give back claimed events this claim never sent: as certain as they were before it (``was_uncertain``); a
         claim a log restore voided meanwhile is given back uncertain, as ``release`` does."""
@@ -230,8 +241,8 @@ class OutboxTable:
 
 class Outbox:
     """Publishes the outbox. When Kafka fails, a breaker opens for ``cool_down`` seconds: job threads stop waiting
-    on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it, re-creating the topics
-    a restarted in-memory broker lost."""
+    on the broker (their events stay in the outbox) and only the periodic ``sweep`` probes it. The topics are made
+    by ``restore_lost_log`` only — on a new broker, or one that lost its log, after the restore — never by a send."""
 
     def __init__(
         self,
@@ -269,6 +280,9 @@ class Outbox:
                 "enable.idempotence": False,
                 "acks": "all",
                 "message.send.max.retries": 0,
+                # a send never creates a topic: after a broker lost its log, the topics come back with the log's
+                # restore (``restore_lost_log``), so no event reaches a new log before the events restored ahead of it
+                "allow.auto.create.topics": False,
                 "linger.ms": 2,
                 "message.timeout.ms": int(self.timeout_s * 1000),
                 "error_cb": self._on_broker_error,
@@ -445,25 +459,10 @@ class Outbox:
         Batch after batch while they come full (a restored log is thousands of events), for up to ``budget_s``."""
         total = 0
         deadline = time.monotonic() + budget_s
-        first = True
         while True:
             if not self._ready_to_send():
                 return total
             rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
-            if first and rows and self.topics and time.monotonic() < self.open_until + 60:
-                try:  # a restarted in-memory broker has forgotten its topics, and its log
-                    ensure_topics(self.bootstrap, self.topics)
-                    # what it lost goes back first, so no job's later event reaches the new log before its earlier
-                    # ones (their rows are marked unpublished again, and these rows' claims wait behind them)
-                    self.table.release([r["id"] for r in rows], token=rows[0].get("claim_token"))
-                    if self.restore_lost_log():
-                        return total
-                    rows = self.table.claim(older_than_seconds=older_than_seconds, limit=batch)
-                except Exception as exc:
-                    self.table.release([r["id"] for r in rows], token=rows[0].get("claim_token"))
-                    log.warning("kafka still unavailable: %s", exc)
-                    return 0
-            first = False
             delivered = self.publish(rows)
             total += delivered
             if rows and delivered == len(rows):
@@ -481,7 +480,16 @@ class Outbox:
         restored = self.table.restore_unpublished(marker, lambda topics: event_ids_in(self.bootstrap, topics))
         if restored is None:  # another worker is restoring
             return None
-        ensure_topics(self.bootstrap, [marker], partitions=1, admin=self._admin_client())
+        # the topics come back only now (no producer creates one: ``allow.auto.create.topics`` is off), after the
+        # sends of the claims the restore voided have failed for want of them: those claims were made before the
+        # restore, so a job's later event among them would otherwise reach the new log ahead of its restored
+        # earlier ones
+        deadline = time.monotonic() + self.timeout_s + 2  # by then librdkafka has failed every send made before
+        while self.table.voided_in_flight() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        admin = self._admin_client()
+        ensure_topics(self.bootstrap, self.topics, admin=admin)
+        ensure_topics(self.bootstrap, [marker], partitions=1, admin=admin)
         if restored:
             log.warning(
                 "the broker lost its log (restarted without persistence?): restoring events from the outbox",

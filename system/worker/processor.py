@@ -29,7 +29,6 @@ from system.jobs.lifecycle import ACK, DEAD_LETTER, Action, Disposition, Kind, S
 from system.jobs.shapes import job_message
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, PipelineResult, StageTimer
-from system.storage.events import ensure_topics
 from system.storage.jobs import Claim, Finish
 from system.transports.base import Transport
 from system.wiring import Connections
@@ -49,7 +48,6 @@ class JobProcessor:
         """``transports``: those the worker program already opened (the router opens the others it needs)."""
         self.settings = settings
         self.concurrency = concurrency or settings.worker_concurrency
-        ensure_topics(settings.kafka_bootstrap_servers, list(settings.kafka_topics.values()))
         self.connections = Connections.open(settings, self.concurrency + 2, transports=transports)
         self.store, self.cache = self.connections.store, self.connections.cache
         self.router = self.connections.router  # re-sends go to each kind's transport

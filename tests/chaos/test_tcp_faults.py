@@ -157,7 +157,7 @@ def test_tcp_bandwidth_on_localstack(proxied_system, jobs_for, proxies, timeline
     jobs.assert_ledger()
 
 
-NOT_SETTLED = '"msg": "job not settled: its task comes back"'
+NOT_SETTLED = '"msg": "jobs not settled: their task comes back"'
 
 
 def a_task_failed(log: str) -> bool:
