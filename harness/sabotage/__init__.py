@@ -245,8 +245,9 @@ def _running_event_late() -> None:
 
     from system.storage.outbox import Outbox
 
-    produce_and_wait = Outbox._produce_and_wait
+    produce_and_wait, publish = Outbox._produce_and_wait, Outbox.publish
     held: dict = {}  # job id -> its running rows, waiting for the job's terminal events to be sent
+    ended: set = set()  # jobs whose terminal event was sent: their running rows go once the publish is over
     lock = threading.Lock()
 
     def late(self, rows):
@@ -257,14 +258,23 @@ def _running_event_late() -> None:
                 held.setdefault(r["job_id"], []).append(r)
         acked, failed, producer = produce_and_wait(self, now) if now else ([], [], self.producer)
         sent = set(acked)
-        ended = {r["job_id"] for r in now if r["id"] in sent and r["payload"].get("status") in ("completed", "failed")}
         with lock:
-            after = [r for job in ended for r in held.pop(job, [])]
-        if after and producer is not None:
-            produce_and_wait(self, after)  # behind the terminal events of their jobs, every time
+            ended.update(
+                r["job_id"] for r in now if r["id"] in sent and r["payload"].get("status") in ("completed", "failed")
+            )
         return [*acked, *(r["id"] for r in running)], failed, producer
 
+    def then_late(self, rows):
+        marked = publish(self, rows)  # every event of the claim, its results and terminal event among them
+        with lock:
+            after = [r for job in list(ended) for r in held.pop(job, [])]
+            ended.clear()
+        if after:
+            produce_and_wait(self, after)  # behind the terminal and result events of their jobs, every time
+        return marked
+
     Outbox._produce_and_wait = late
+    Outbox.publish = then_late
 
 
 @defect(

@@ -56,9 +56,11 @@ class JobProcessor:
         self.llm: Any = None  # the OpenAI client, made by _warm_up
         self._warm_up()
         self.stop_event = threading.Event()
-        # a lease of its own where its transport cannot renew a delivery: a worker id claims carry (host:pid)
+        # a lease of its own where its transport cannot renew a delivery: a worker id claims carry (host:pid:start).
+        # Each start of the program is a worker of its own, a restart in the same process too (the Celery worker's,
+        # after an unrecoverable error): the lease of the one before lapses, and its jobs and tasks are sent again
         leased = any(not t.leases_renewed for t in (transports or {}).values())
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}" if leased else None
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}" if leased else None
         if self.worker_id is not None:
             self.store.beat(self.worker_id)  # the lease exists before the first claim that names it
         self.cache_backlog: set[uuid.UUID] = set()  # statuses Redis missed (it was down): rewritten from Postgres
@@ -200,11 +202,10 @@ class JobProcessor:
         """The queued jobs a lost worker had taken from its broker but not begun (its lease names only the jobs it
         claimed): those no live worker can be holding are sent again (a duplicate is harmless: a job is claimed by
         id). Where the transport cannot tell (it has no ``stranded``), the stale-job sweep finds them later."""
-        for name, transport in self.router.transports.items():
-            stranded = getattr(transport, "stranded", None)
-            if stranded is None:
-                continue
-            queued = [str(i) for i, kind in self.store.queued_ids(after) if self.router.transport(kind) == name]
+        asked = {n: t.stranded for n, t in self.router.transports.items() if hasattr(t, "stranded")}
+        waiting = self.store.queued_ids(after) if asked else []
+        for name, stranded in asked.items():
+            queued = [str(i) for i, kind in waiting if self.router.transport(kind) == name]
             found = stranded(queued, after) if queued else []
             flagged = self.store.flag_for_sending([uuid.UUID(i) for i in found])
             if flagged:
