@@ -81,9 +81,44 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def keep_kombu_conninfo() -> None:
+    """Work around a kombu 5 bug (its issues #582, #970): a Redis channel closed after its connection was released —
+    the Celery consumer closing the connection the broker dropped, after a failed acknowledgement — looks up the
+    released connection's address to put its unacknowledged tasks back, finds None, and raises AttributeError, which
+    Celery calls unrecoverable: the worker exits (seen on every Celery worker at once when Redis restarted under
+    load). Each channel keeps the address it was opened with and uses it then: the tasks go back on the queue (or,
+    with Redis still away, the connection error is one Celery shrugs off and reconnects after). Idempotent."""
+    from kombu.transport import redis as kombu_redis
+
+    channel = kombu_redis.Channel
+    if getattr(channel, "_verisim_conninfo_kept", False):
+        return
+    init, connparams = channel.__init__, channel._connparams
+
+    def __init__(self, *args, **kwargs):
+        transport = args[0] if args else kwargs.get("connection")
+        self._opened_with = getattr(transport, "client", None)
+        init(self, *args, **kwargs)
+
+    def _connparams(self, asynchronous=False):
+        transport = self.connection
+        if transport.client is not None or getattr(self, "_opened_with", None) is None:
+            return connparams(self, asynchronous)
+        transport.client = self._opened_with
+        try:
+            return connparams(self, asynchronous)
+        finally:
+            transport.client = None
+
+    setattr(channel, "__init__", __init__)  # noqa: B010 - a method replaced, as mypy would refuse
+    setattr(channel, "_connparams", _connparams)  # noqa: B010
+    setattr(channel, "_verisim_conninfo_kept", True)  # noqa: B010
+
+
 def make_celery(settings: Settings):
     from celery import Celery
 
+    keep_kombu_conninfo()
     app = Celery("verisim", set_as_current=False)
     app.conf.update(celery_config(settings))
     return app

@@ -180,3 +180,27 @@ def test_a_celery_worker_stopped_by_an_unrecoverable_error_starts_again(system_f
         jobs.assert_ledger()
     finally:
         proc.stop()
+
+
+def test_a_channel_closed_after_its_connection_was_released_puts_its_tasks_back(stack):
+    """kombu's bug behind the Celery workers' exits at a Redis restart: closing a channel whose connection had been
+    released raised AttributeError (``conninfo.hostname`` of None) before its unacknowledged task went back. With
+    ``keep_kombu_conninfo`` (every Celery app of the system applies it) the close puts the task back on the queue."""
+    import uuid
+
+    from kombu import Connection
+
+    from system.transports.celery import keep_kombu_conninfo
+
+    keep_kombu_conninfo()
+    queue = f"celery-released-{uuid.uuid4().hex[:8]}"
+    with Connection(stack.redis.url) as conn:
+        inbox = conn.SimpleQueue(queue)
+        inbox.put({"job": 1})
+        received = inbox.get(timeout=5)  # taken, not acknowledged: held in the broker's table of unacknowledged tasks
+        channel = received.channel
+        channel.connection.client = None  # what a released connection leaves behind
+        channel.close()  # raised AttributeError before
+    with redis.Redis.from_url(stack.redis.url) as r:
+        assert r.llen(queue) == 1, "the unacknowledged task is back on its queue"
+        r.delete(queue)
