@@ -37,6 +37,7 @@ the worker takes its first task. SIGTERM is Celery's warm shutdown: running jobs
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -211,8 +212,6 @@ def tasks_of(messages: list[dict[str, Any]]) -> list[list[str]]:
 def _job_ids(message) -> list[str]:
     """The job ids a task carries, from a message as kombu keeps it on Redis (JSON text, or its parsed dict; the
     body base64-encoded JSON: [args, kwargs, embed], args = [the jobs' message bodies])."""
-    import base64
-
     try:
         doc = json.loads(message) if isinstance(message, (bytes, str)) else message
         body = doc["body"]
@@ -306,9 +305,9 @@ def serve(settings: Settings, concurrency: int | None, grace: float, name: str |
     is Celery's to keep: running tasks finish).
 
     A worker that Celery stops on an "unrecoverable error" starts again in the same process (``os.execv``: the same
-    pid, its lease and logs unchanged): kombu's Redis transport can fail while it closes a connection the broker
-    dropped (``conninfo.hostname`` of a released connection: seen when Redis restarted under load), and Celery then
-    exits a worker that would otherwise have reconnected. Its unacknowledged tasks come back as a lost worker's do.
+    pid and log, a lease of its own): kombu's Redis transport has failed so (``keep_kombu_conninfo``), and Celery
+    then exits a worker that would otherwise have reconnected. The lease of the worker it was lapses, so its jobs and
+    unacknowledged tasks come back as a lost worker's do.
     At most ``RESTARTS`` times in a row (a minute's run begins the count again), a second apart."""
     concurrency = concurrency or settings.worker_concurrency
     app = worker_app(settings)
