@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from harness.faults.process import ProcessFaults
     from harness.faults.tcp import TcpProxy
     from harness.faults.timeline import FaultTimeline, FaultWindow
+    from harness.stack.process import ManagedProcess
 
 SERVICES = ("postgres", "redis", "kafka", "localstack")
 PARTITIONABLE = ("postgres", "redis", "localstack")  # a Kafka client follows the broker's metadata to one address
@@ -64,7 +65,7 @@ class Target:
     proxies: dict[str, TcpProxy]
     timeline: FaultTimeline
     worker_concurrency: int
-    await_in_flight: Callable[[int], int]  # a worker's pid -> the jobs it holds once it holds some (0: none came)
+    await_in_flight: Callable[[ManagedProcess], int]  # a worker -> the jobs it holds once it holds some (0: none)
     sabotage: str | None = None  # defects planted in the workers (a replacement gets them too)
     aws: AwsFaultProxy | None = None  # between the system and the SQS/S3 emulator, when a window needs it
     capped: dict[str, Any] = field(default_factory=dict)  # service -> the run's own instance on a capped disk
@@ -103,7 +104,7 @@ def _worker_kill(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindo
     start one."""
     slot = p.get("worker", 0)
     victim = t.sut.workers[slot]
-    in_flight = t.await_in_flight(victim.pid)
+    in_flight = t.await_in_flight(victim)
     t.proc.kill(victim, name=name)
     fw = t.timeline.windows[-1]
     fw.evidence["jobs_in_flight_at_kill"] = in_flight
@@ -127,7 +128,7 @@ def _replace_worker(t: Target, slot: int, victim) -> None:
 @contextlib.contextmanager
 def _worker_pause(t: Target, name: str, p: dict[str, Any]) -> Iterator[FaultWindow]:
     victim = t.sut.workers[p.get("worker", 0)]
-    in_flight = t.await_in_flight(victim.pid)
+    in_flight = t.await_in_flight(victim)
     with t.proc.pause(victim, name=name) as fw:
         fw.evidence["jobs_in_flight_at_pause"] = in_flight
         yield fw

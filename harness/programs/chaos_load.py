@@ -61,8 +61,10 @@ from harness.stack.choice import CHOICES
 if TYPE_CHECKING:
     from harness.drivers.system_under_test import SystemUnderTest
     from harness.faults.aws import AwsFaultProxy
+    from harness.stack.process import ManagedProcess
     from harness.stack.services.kafka import LocalKafka
 
+IN_HAND_GAUGE = "verisim_worker_inflight_jobs"  # a worker's /metrics: the jobs it holds now (system/worker/metrics.py)
 BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
     "SQS_VISIBILITY_TIMEOUT": "4",
     "SQS_MAX_RECEIVE_COUNT": "8",
@@ -335,23 +337,59 @@ class ChaosLoad:
         with CATALOG[w.fault].inject(target, w.name, w.params) as fw:
             yield fw
 
-    def _await_in_flight(self, pid: int, timeout: float = 10) -> int:
-        """Up to ``timeout`` s until the worker's heartbeat (``worker:heartbeat:<pid>`` in Redis, every second)
-        shows it holding jobs, so a kill interrupts work. Returns what it held then (0: it never held any)."""
+    def _await_in_flight(self, worker: ManagedProcess, timeout: float = 10) -> int:
+        """Up to ``timeout`` s until ``worker`` holds jobs, so a kill interrupts work. Returns what it held then (0: it
+        never held any). Read from the worker's own ``/metrics`` (its in-hand gauge, every 10 ms) when it serves one:
+        a Celery worker's inference task is in hand for tens of milliseconds, which a reading once a second rarely
+        meets; else from its heartbeat (``worker:heartbeat:<pid>`` in Redis, every second)."""
+        port = worker.env.get("WORKER_METRICS_PORT")
+        read = self._in_hand_reader(int(port)) if port else self._heartbeat_reader(worker.pid)
+        deadline = time.monotonic() + timeout
+        with read as in_hand:
+            while time.monotonic() < deadline:
+                held = in_hand()
+                if held > 0:
+                    return held
+                time.sleep(0.01 if port else 0.05)
+        return 0
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _in_hand_reader(port: int) -> Iterator[Callable[[], int]]:
+        """The worker's ``verisim_worker_inflight_jobs`` gauge, scraped at each call (0 while it does not answer)."""
+        import httpx
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1) as client:
+
+            def in_hand() -> int:
+                try:
+                    text = client.get("/metrics").text
+                except httpx.HTTPError:
+                    return 0
+                for line in text.splitlines():
+                    if line.startswith(IN_HAND_GAUGE + "{"):
+                        return int(float(line.rsplit(" ", 1)[1]))
+                return 0
+
+            yield in_hand
+
+    @contextlib.contextmanager
+    def _heartbeat_reader(self, pid: int) -> Iterator[Callable[[], int]]:
+        """The in-flight count of the worker's last heartbeat (0 while there is none or Redis does not answer)."""
         import redis
 
         r = redis.Redis.from_url(self.stack.redis.url, decode_responses=True, socket_timeout=2)
-        deadline = time.monotonic() + timeout
+
+        def in_hand() -> int:
+            try:
+                return int(json.loads(r.get(f"worker:heartbeat:{pid}") or "{}").get("inflight", 0))
+            except (redis.RedisError, ValueError):
+                return 0
+
         try:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(Exception):
-                    beat = json.loads(r.get(f"worker:heartbeat:{pid}") or "{}")
-                    if beat.get("inflight", 0) > 0:
-                        return int(beat["inflight"])
-                time.sleep(0.05)
+            yield in_hand
         finally:
             r.close()
-        return 0
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> Outcome:

@@ -53,7 +53,7 @@ class Recorder:
 def _target():
     timeline = SimpleNamespace(windows=[])
     http, proc, proxy = Recorder(timeline), Recorder(timeline), Recorder(timeline)
-    target = Target(None, http, proc, {"redis": proxy, "redis@workers": proxy}, timeline, 4, lambda pid: 0)
+    target = Target(None, http, proc, {"redis": proxy, "redis@workers": proxy}, timeline, 4, lambda worker: 0)
     return target, http, proc, proxy
 
 
@@ -144,3 +144,21 @@ def test_a_lost_worker_is_replaced_by_one_of_its_own_transport(tmp_path):
     _replace_worker(target, 0, celery)
     assert [SystemUnderTest.transport_of(w) for w in sut.workers] == ["celery", "sqs"]
     assert started == [{"concurrency": 4, "grace": 5, "sabotage": None, "transport": "celery"}]
+
+
+def test_a_worker_kill_waits_on_the_victims_own_in_hand_gauge():
+    """The kill's wait reads the jobs a worker holds from its /metrics (system/worker/metrics.py), by the gauge's
+    name: a Celery worker holds an inference task for milliseconds, which only a reading this frequent meets."""
+    from harness.programs.chaos_load import ChaosLoad
+    from harness.stack.process import free_ports
+    from system.worker.metrics import WorkerMetrics
+
+    held = [0]
+    port = free_ports(1)[0]
+    WorkerMetrics("q", "celery", lambda: held[0]).serve("127.0.0.1", port)
+    with ChaosLoad._in_hand_reader(port) as in_hand:
+        assert in_hand() == 0
+        held[0] = 3
+        assert in_hand() == 3
+    with ChaosLoad._in_hand_reader(free_ports(1)[0]) as in_hand:
+        assert in_hand() == 0  # nobody answers: not holding
