@@ -8,9 +8,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import psutil
 
+from harness.drivers import http
 from harness.oracles.contract import COMPLETED, FAILED, TERMINAL
 
 
@@ -46,7 +46,7 @@ class Stream:
     def _run(self):
         from system.patterns import PATTERNS, generate
 
-        with httpx.Client(base_url=self.api, timeout=10) as c:
+        with http.client(base_url=self.api, timeout=10) as c:
             i = 0
             while not self.stop.is_set() and i < 2000:
                 r = c.post(
@@ -156,7 +156,7 @@ def deal_with(sut, dsn: str, name: str, data: bytes, timeout: float = 60) -> Out
     sampler.start()
     t0 = time.time()
     with Stream(sut.api_url) as stream:
-        r = httpx.post(f"{sut.api_url}/api/v1/scores", files={"file": (name, data)}, timeout=30)
+        r = http.post(f"{sut.api_url}/api/v1/scores", files={"file": (name, data)}, timeout=30)
         out = Outcome(http=r.status_code, bytes=len(data))
         if r.status_code == 202:
             job = r.json()["job_id"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from harness.drivers import http
 from harness.faults import FaultTimeline
 from harness.oracles import ledger
 from harness.oracles.contract import COMPLETED_WITH_WARNINGS, FAILED, SUCCEEDED, TERMINAL
@@ -83,7 +84,7 @@ class Jobs:
 
     def _post(self, path, token, kind, digests, key, **kw) -> list[str]:
         try:
-            r = httpx.post(self.sut.api_url + path, timeout=30, **kw)
+            r = http.post(self.sut.api_url + path, timeout=30, **kw)
         except httpx.HTTPError:
             r = None
         self.last_status = r.status_code if r is not None else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from harness.drivers import http
 from harness.drivers.prometheus import PrometheusClient
 from harness.settings import current
 from harness.stack.endpoints import Stack
@@ -127,7 +128,7 @@ class SystemUnderTest:
         assert self.api is not None
 
         def probe():
-            httpx.get(f"{self.api_url}/readyz", timeout=3).raise_for_status()
+            http.get(f"{self.api_url}/readyz", timeout=3).raise_for_status()
 
         for attempt in range(3):
             try:
@@ -295,7 +296,7 @@ class SystemUnderTest:
         self.flower_url = f"http://127.0.0.1:{port}"
 
         def probe():
-            httpx.get(f"{self.flower_url}/healthcheck", timeout=3).raise_for_status()
+            http.get(f"{self.flower_url}/healthcheck", timeout=3).raise_for_status()
 
         seconds = self.flower.wait_ready(probe, timeout)
         self.progress(f"  flower       ready in {seconds:5.2f}s at {self.flower_url}")
@@ -312,7 +313,7 @@ class SystemUnderTest:
         return proc.proc.wait(timeout)
 
     def client(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=timeout)
+        return http.client(base_url=self.api_url, timeout=timeout)
 
     def stop(self) -> None:
         """Every process this instance started, signalled together (their shutdowns overlap)."""

@@ -359,7 +359,9 @@ class ChaosLoad:
         """The worker's ``verisim_worker_inflight_jobs`` gauge, scraped at each call (0 while it does not answer)."""
         import httpx
 
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1) as client:
+        from harness.drivers import http
+
+        with http.client(base_url=f"http://127.0.0.1:{port}", timeout=1) as client:
 
             def in_hand() -> int:
                 try:

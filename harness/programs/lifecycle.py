@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,6 +26,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from harness.drivers import http
 from harness.drivers.jobs import Jobs
 from harness.faults import FaultTimeline, ProcessFaults
 from harness.oracles.contract import RANK, TERMINAL, job_message
@@ -101,7 +101,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _refused(self, which: int) -> None:
         token = uuid.uuid4().hex
-        r = httpx.post(f"{self.ctx.sut.api_url}/api/v1/inference", json=INVALID[which](token), timeout=10)
+        r = http.post(f"{self.ctx.sut.api_url}/api/v1/inference", json=INVALID[which](token), timeout=10)
         assert 400 <= r.status_code < 500, f"invalid body #{which} got {r.status_code}: {r.text[:200]}"
         assert r.json().get("detail"), f"a {r.status_code} without a message"
         self.jobs.rejected += 1
@@ -112,7 +112,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def read_status(self, data):
         job = data.draw(st.sampled_from(self.jobs.accepted))
-        r = httpx.get(f"{self.ctx.sut.api_url}/api/v1/jobs/{job}", timeout=10)
+        r = http.get(f"{self.ctx.sut.api_url}/api/v1/jobs/{job}", timeout=10)
         assert r.status_code == 200, f"an accepted job reads as {r.status_code}"
         rank = RANK[r.json()["status"]]
         assert rank >= self.seen.get(job, 0), f"{job} went back to {r.json()['status']}"

@@ -79,8 +79,9 @@ class StackProvider:
                 self.services[name] = self.make(name, port, **self.overrides.get(name, {}))
             # 1. cached preparation (templates, venvs) in parallel
             prepared = self._parallel({n: _timed(s.prepare) for n, s in self.services.items()})
-            # 2. spawn on the main thread (PR_SET_PDEATHSIG belongs to the spawning thread)
-            for svc in self.services.values():
+            # 2. spawn on the main thread (PR_SET_PDEATHSIG belongs to the spawning thread), the slowest to answer
+            # first (the longest ready_timeout: LocalStack's seconds of imports start before the others' spawns)
+            for svc in sorted(self.services.values(), key=lambda s: -s.ready_timeout):
                 svc.spawn()
             # 3. a real round trip from each, in parallel, each bounded by its own timeout
             ready = self._parallel({n: s.wait_ready for n, s in self.services.items()})
