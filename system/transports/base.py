@@ -7,7 +7,7 @@ processing (``system.worker.processor.JobProcessor``) knows none of them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from system.config import Settings
@@ -35,6 +35,18 @@ class Transport(Protocol):
     def created(self) -> str | None:
         """A stamp that changes when the broker's queue was made anew (its messages lost), or None where the broker
         cannot tell (the stale-job sweep still finds the jobs whose messages were lost)."""
+        ...
+
+
+@runtime_checkable
+class FindsStranded(Protocol):
+    """What a transport whose deliveries are not leased (``leases_renewed`` False) can add: which queued jobs' messages
+    a lost worker had taken from the broker and can no longer run. A transport without it leaves those jobs to the
+    stale-job sweep (later)."""
+
+    def stranded(self, job_ids: list[str], held_longer_than: float) -> list[str]:
+        """Of these queued jobs, those whose message no live worker can be holding (held longer than
+        ``held_longer_than`` seconds, or taken and never recorded)."""
         ...
 
 

@@ -201,8 +201,10 @@ class JobProcessor:
     def _resend_stranded(self, after: float) -> None:
         """The queued jobs a lost worker had taken from its broker but not begun (its lease names only the jobs it
         claimed): those no live worker can be holding are sent again (a duplicate is harmless: a job is claimed by
-        id). Where the transport cannot tell (it has no ``stranded``), the stale-job sweep finds them later."""
-        asked = {n: t.stranded for n, t in self.router.transports.items() if hasattr(t, "stranded")}
+        id). Where the transport cannot tell (it is not ``FindsStranded``), the stale-job sweep finds them later."""
+        from system.transports.base import FindsStranded
+
+        asked = {n: t.stranded for n, t in self.router.transports.items() if isinstance(t, FindsStranded)}
         waiting = self.store.queued_ids(after) if asked else []
         for name, stranded in asked.items():
             queued = [str(i) for i, kind in waiting if self.router.transport(kind) == name]
