@@ -418,13 +418,13 @@ def measure(
     model) and ``users`` counts the dashboard readers and feed watchers beside them. ``ceilings``: the raw ceilings
     measured first, in the same run (of ``CEILINGS``): a run judged on no gate that divides by one leaves it out (the
     SQS ceiling alone is seconds of the emulator at full speed); the capacity burst needs ``sqs``."""
+    unknown = set(ceilings) - set(CEILINGS)
+    if unknown or (burst_requests and "sqs" not in ceilings):
+        raise ValueError(f"ceilings {ceilings!r}: of {CEILINGS}, and 'sqs' for a capacity burst")
     from harness.drivers.model_ceiling import lstm_ceiling
     from harness.drivers.throughput import sqs_ceiling
     from harness.oracles import journal as journals
 
-    unknown = set(ceilings) - set(CEILINGS)
-    if unknown or (burst_requests and "sqs" not in ceilings):
-        raise ValueError(f"ceilings {ceilings!r}: of {CEILINGS}, and 'sqs' for a capacity burst")
     # the emulator's own ceiling and the model's raw forward pass on this machine, measured in the same run
     ceiling = sqs_ceiling(stack.aws, 1000) if "sqs" in ceilings else None
     model_ceilings = {"lstm": lstm_ceiling()} if "lstm" in ceilings else {}

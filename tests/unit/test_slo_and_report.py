@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.oracles import slo
 from harness.reports import report
 
@@ -179,3 +181,15 @@ def test_the_diff_marks_only_moves_beyond_the_noise_band():
     assert rows["backlog drain s"]["noise_band_pct"] == 25
     faster = {"figures": {"throughput_jobs_per_s": 150.0, "drain_s": 1.0}}
     assert not any(r["worse"] for r in report.diff(faster, before, bands={}))  # better is never "worse"
+
+
+@pytest.mark.parametrize(
+    "ceilings, burst", [((), 60), (("lstm",), 60), (("sqs", "gpu"), 0)], ids=["burst-none", "burst-lstm", "unknown"]
+)
+def test_a_load_run_refuses_ceilings_its_verdicts_cannot_use(ceilings, burst):
+    """``load.measure`` times the raw ceilings a run's verdicts divide by, and only those: a capacity burst (judged
+    as a share of the SQS ceiling) without that ceiling, or a ceiling it cannot time, is refused before any load."""
+    from harness.programs import load
+
+    with pytest.raises(ValueError, match="ceilings"):
+        load.measure(None, "", "", "", 1, 1, None, burst_requests=burst, ceilings=ceilings)
