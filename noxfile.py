@@ -331,15 +331,20 @@ def ci(session: nox.Session) -> None:
     failed: list[str] = []
 
     figures: list[dict] = []
+    # the machine's CPU by kind of process, read once a second beside the steps (harness.reports.cpu_kinds)
+    CPU_BY_KIND.unlink(missing_ok=True)
+    sampler = subprocess.Popen([PY, "-m", "harness.reports.cpu_kinds", str(CPU_BY_KIND)], cwd=ROOT)
 
     def step(name: str, run: Callable[[], object]) -> None:
-        started, busy_before = time.monotonic(), _cpu_jiffies()
+        started, busy_before, kinds_before = time.monotonic(), _cpu_jiffies(), _cpu_by_kind()
         try:
             run()
         except CommandFailed:
             failed.append(name)
             session.warn(f"CI step failed: {name} (the next steps still run)")
-        figures.append(_step_figures(name, started, busy_before, name not in failed))
+        fig = _step_figures(name, started, busy_before, name not in failed)
+        fig["cpu_s_by_kind"] = _kinds_between(kinds_before, _cpu_by_kind())
+        figures.append(fig)
 
     def pytest_step(
         name: str, selection: str, parallel: bool, junit: str, env: dict | None = None, more: tuple[str, ...] = ()
@@ -393,6 +398,7 @@ def ci(session: nox.Session) -> None:
         "junit-timing.xml",
         more=("--benchmark-json=reports/bench-latest.json",),
     )
+    sampler.terminate()
     _report_steps(session, figures, time.monotonic() - ci_started)
     if failed:
         session.error(f"CI failed: {', '.join(failed)}")
@@ -406,6 +412,23 @@ def _cpu_jiffies() -> tuple[int, int]:
         return (0, 0)
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields) - idle, sum(fields))
+
+
+CPU_BY_KIND = ROOT / "reports" / "ci-cpu-by-kind.json"  # written by harness.reports.cpu_kinds while CI runs
+
+
+def _cpu_by_kind() -> dict[str, float]:
+    """CPU seconds by kind of process since CI's sampler started ({} before its first reading)."""
+    try:
+        return json.loads(CPU_BY_KIND.read_text())["cpu_s"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _kinds_between(before: dict[str, float], after: dict[str, float], top: int = 8) -> dict[str, float]:
+    """CPU seconds by kind of process from one reading to a later one: the ``top`` largest, largest first."""
+    used = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in used.items() if v >= 0.1), key=lambda kv: -kv[1])[:top])
 
 
 def _step_figures(name: str, started: float, before: tuple[int, int], ok: bool) -> dict:
@@ -427,6 +450,11 @@ def _report_steps(session: nox.Session, figures: list[dict], total_s: float) -> 
         busy = f"{f['cpu_busy']:.0%}" if f["cpu_busy"] is not None else "-"
         lines.append(f"{f['step'] + ('' if f['ok'] else ' (FAILED)'):<48} {f['wall_s']:>7.0f} {busy:>8}")
     lines.append(f"{'all steps (the session, set-up included)':<48} {total_s:>7.0f}")
+    lines.append("CPU seconds by kind of process during each step (what ran beside it included):")
+    for f in figures:
+        if f.get("cpu_s_by_kind"):
+            kinds = ", ".join(f"{k} {v:.0f}" for k, v in list(f["cpu_s_by_kind"].items())[:6])
+            lines.append(f"  {f['step']}: {kinds}")
     session.log("CI steps:\n" + "\n".join(lines))
     record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "steps": figures, "total_s": round(total_s)}
     with open(ROOT / "reports" / "ci-steps.jsonl", "a") as fh:

@@ -35,7 +35,9 @@ def by_package(files: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.reports.coverage_report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.reports.coverage_report", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--json", default=str(REPORTS / "coverage" / "coverage.json"), help="coverage's JSON report")
     parser.add_argument("--fail-under", type=float, default=85.0, help="the gate on the total, in percent")
     args = parser.parse_args(argv)

@@ -1,0 +1,43 @@
+"""CI's CPU by kind of process (harness/reports/cpu_kinds.py): what each command line counts as, and a sampler that
+counts a process's CPU as it is used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from harness.reports.cpu_kinds import kind_of
+
+
+def test_each_process_of_a_run_is_named_by_its_kind():
+    forked = "/w/.venv/bin/python -B -c from multiprocessing.forkserver import main; main(8, 9, ['torch'], **{})"
+    score = forked.replace("['torch']", "['music21', 'music21.converter']")
+    assert kind_of(forked) == "system: api, workers (forked)"
+    assert kind_of(score) == "score job children"
+    assert kind_of("/root/.cache/verisim/localstack-4.13.1/bin/python -m localstack.runtime.main") == "localstack"
+    assert kind_of("/usr/lib/postgresql/15/bin/postgres -D /tmp/x") == "postgres"
+    assert kind_of("python -c import sys;exec(eval(sys.stdin.readline()))") == "pytest (xdist workers)"
+    assert kind_of("", "kworker/0:1", "2") == "kernel threads"
+    assert kind_of("", "python", "4242") == "other: python"  # ended, not yet reaped: its name
+    assert kind_of("/usr/bin/something --flag") == "other: something"
+
+
+def test_the_sampler_counts_a_busy_process_by_its_kind(tmp_path):
+    """A process that burns 1.5 s of CPU (its command line names stress-ng) is counted under that kind."""
+    out = tmp_path / "cpu.json"
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.5: pass\ntime.sleep(30)"
+    sampler = subprocess.Popen([sys.executable, "-m", "harness.reports.cpu_kinds", str(out)])
+    busy = subprocess.Popen([sys.executable, "-c", burn, "stress-ng"])
+    try:
+        used, deadline = 0.0, time.monotonic() + 15
+        while used < 1.4 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if out.exists():
+                used = json.loads(out.read_text())["cpu_s"].get("stress-ng (faults)", 0.0)
+        assert 1.4 <= used < 3, out.read_text() if out.exists() else "no reading written"
+    finally:
+        busy.kill()
+        sampler.terminate()
+        sampler.wait(5)
