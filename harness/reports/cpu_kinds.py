@@ -4,8 +4,8 @@ has used since it started: the stack's services, the system's processes, the sco
 processes, the load generator, the static checks, Docker. CI (``nox -s ci``) runs it beside its steps and records each
 step's CPU by kind (``reports/ci-steps.jsonl``), so what bounds a step held by the CPU can be read off its record.
 
-A process is counted from the first time it is seen (its CPU until then included); what a process uses in the second
-before it ends is lost, and a process that starts and ends between two readings is not seen. It stops when its
+A process already running when the sampler starts is counted from then on; one started later from its start (its CPU
+until the first reading included). What a process uses in the second before it ends is lost, and a process that starts and ends between two readings is not seen. It stops when its
 parent does (or on SIGTERM).
 """
 
@@ -76,7 +76,8 @@ def _readings(tick: float) -> dict[tuple[str, str], tuple[str, float]]:
 def run(out: Path, interval: float = 1.0, until: float | None = None) -> None:
     tick = float(os.sysconf("SC_CLK_TCK"))
     parent = os.getppid()
-    seen: dict[tuple[str, str], tuple[str, float]] = {}  # process -> (its kind, CPU seconds counted so far)
+    # process -> (its kind, CPU seconds counted so far); what ran before the sampler started counts from now only
+    seen: dict[tuple[str, str], tuple[str, float]] = dict(_readings(tick))
     totals: dict[str, float] = {}
     started = time.time()
     while os.getppid() == parent and (until is None or time.time() < until):

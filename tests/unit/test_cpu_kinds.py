@@ -41,3 +41,24 @@ def test_the_sampler_counts_a_busy_process_by_its_kind(tmp_path):
         busy.kill()
         sampler.terminate()
         sampler.wait(5)
+
+
+def test_what_ran_before_the_sampler_started_counts_from_its_start_only(tmp_path):
+    """A process that had burnt 1 s of CPU before the sampler started, and burns none after, is counted at ~0."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1: pass\nprint(1, flush=True)\ntime.sleep(30)"
+    busy = subprocess.Popen([sys.executable, "-c", burn, "stress-ng"], stdout=subprocess.PIPE)
+    out = tmp_path / "cpu.json"
+    try:
+        busy.stdout.readline()  # it has burnt its second
+        sampler = subprocess.Popen([sys.executable, "-m", "harness.reports.cpu_kinds", str(out)])
+        try:
+            deadline = time.monotonic() + 15
+            while not out.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.5)
+            assert json.loads(out.read_text())["cpu_s"].get("stress-ng (faults)", 0.0) < 0.3, out.read_text()
+        finally:
+            sampler.terminate()
+            sampler.wait(5)
+    finally:
+        busy.kill()
