@@ -35,7 +35,7 @@ from typing import Any
 
 from system.pipelines.base import PermanentJobError
 
-PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pipelines.score"]
+PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pipelines.score_read"]
 WATCH_INTERVAL_SECONDS = 0.02  # how often the parent reads the child's resident memory
 AS_BACKSTOP_FACTOR, AS_BACKSTOP_EXTRA = 2, 512 * 2**20  # RLIMIT_AS: for an allocation too fast for the watch
 MEMORY_EXIT_CODE = 86  # the child ran out of its memory budget even while reporting it

@@ -25,10 +25,8 @@ from system.config import Settings
 from system.jobs.lifecycle import Status
 from system.pipelines.base import PermanentJobError, PipelineResult, StageTimer, TransientJobError
 from system.pipelines.budget import run_within_budget
-from system.pipelines.formats import midi_min_seconds, sniff, unpacked_bytes
-from system.pipelines.score_analysis import analyse, performed
-from system.pipelines.score_audio import render_midi, to_midi
-from system.pipelines.score_ingest import ingest
+from system.pipelines.score_audio import render_midi
+from system.pipelines.score_read import ReadLimits, read_score
 from system.storage.aws import artifact_key
 
 if TYPE_CHECKING:
@@ -76,46 +74,6 @@ def translate_all(client, model, job_id, items: dict[str, str], target: str) -> 
     return done, warnings
 
 
-def read_score(data: bytes, settings: Settings) -> dict:
-    """Ingest and analysis, and the performed score as MIDI: what an uploaded file controls the cost of. Runs in the
-    job's own child process (``budget``); returns the stage records, and ``error`` instead of raising a
-    ``PermanentJobError`` so the stages that ran are still recorded."""
-    timer = StageTimer(None, 0)
-    try:
-        with timer.stage("ingest") as detail:
-            fmt = sniff(data)
-            unpacked = unpacked_bytes(data)
-            if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
-                raise PermanentJobError(
-                    "archive_too_large",
-                    f"the archive unpacks to {unpacked} bytes, over the limit of {settings.max_unpacked_bytes} bytes",
-                )
-            least = midi_min_seconds(data) if fmt == "midi" else None
-            if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
-                raise PermanentJobError(
-                    "score_too_long",
-                    f"the MIDI file plays for at least {least:.0f}s, over the "
-                    f"limit of {settings.score_max_audio_seconds:.0f}s "
-                    "(SCORE_MAX_AUDIO_SECONDS)",
-                )
-            ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
-            detail.update(format=fmt, bytes=len(data), source=ingested.source)
-        with timer.stage("analysis") as detail:
-            analysis = analyse(ingested.score)
-            analysis["source"] = ingested.source
-            if analysis["duration_seconds"] > settings.score_max_audio_seconds:
-                raise PermanentJobError(
-                    "score_too_long",
-                    f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
-                    f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)",
-                )
-            midi = to_midi(performed(ingested.score))
-            detail.update(notes=analysis["notes"], midi_bytes=len(midi))
-    except PermanentJobError as exc:
-        return {"error": (exc.code, exc.message), "stages": timer.records}
-    return {"error": None, "stages": timer.records, "analysis": analysis, "midi": midi}
-
-
 def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: Settings) -> PipelineResult:
     params = job["params"]
     job_id = job["id"]
@@ -133,7 +91,11 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
             ) from exc
         raise TransientJobError("artifact_unavailable", f"cannot read the upload: {exc}") from exc  # a hiccup
     read = run_within_budget(
-        read_score, data, settings, seconds=settings.score_job_timeout_seconds, memory_mb=settings.score_job_memory_mb
+        read_score,
+        data,
+        ReadLimits.of(settings),
+        seconds=settings.score_job_timeout_seconds,
+        memory_mb=settings.score_job_memory_mb,
     )
     timer.replay(read["stages"])
     if read["error"]:
