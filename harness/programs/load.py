@@ -453,7 +453,7 @@ def measure(
             ramp_s = users / (spawn_rate or max(1.0, users / 5)) if reset_stats else 0.0
             figures["prometheus"] = _prometheus_readings(stack, slos, queue_name, started.timestamp(), ramp_s)
         time.sleep(1.1)  # one more depth sample after the drain
-    if burst_requests and ceiling is not None:
+    if burst_requests:
         burst = journals.Journal(journal_path, source="capacity burst")
         figures["capacity"] = capacity(stack, host, ceiling, burst_requests, journal=burst)
         burst.close()

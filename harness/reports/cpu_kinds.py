@@ -73,14 +73,14 @@ def _readings(tick: float) -> dict[tuple[str, str], tuple[str, float]]:
     return out
 
 
-def run(out: Path, interval: float = 1.0, until: float | None = None) -> None:
+def run(out: Path, interval: float = 1.0) -> None:
     tick = float(os.sysconf("SC_CLK_TCK"))
     parent = os.getppid()
     # process -> (its kind, CPU seconds counted so far); what ran before the sampler started counts from now only
     seen: dict[tuple[str, str], tuple[str, float]] = dict(_readings(tick))
     totals: dict[str, float] = {}
     started = time.time()
-    while os.getppid() == parent and (until is None or time.time() < until):
+    while os.getppid() == parent:
         for key, (kind_now, cpu) in _readings(tick).items():
             kind, counted = seen.get(key) or (kind_now, 0.0)  # a process keeps the kind it was first seen as
             totals[kind] = totals.get(kind, 0.0) + max(0.0, cpu - counted)

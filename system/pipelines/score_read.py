@@ -40,39 +40,39 @@ class ReadLimits:
         )
 
 
-def read_score(data: bytes, settings: ReadLimits) -> dict:
+def read_score(data: bytes, limits: ReadLimits) -> dict:
     """Ingest and analysis, and the performed score as MIDI: what an uploaded file controls the cost of. Runs in the
     job's own child process (``budget``); returns the stage records, and ``error`` instead of raising a
-    ``PermanentJobError`` so the stages that ran are still recorded. ``settings``: the limits it needs
+    ``PermanentJobError`` so the stages that ran are still recorded. ``limits``: the settings it obeys
     (``ReadLimits.of``), so the child never imports the settings' machinery."""
     timer = StageTimer(None, 0)
     try:
         with timer.stage("ingest") as detail:
             fmt = sniff(data)
             unpacked = unpacked_bytes(data)
-            if unpacked > settings.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
+            if unpacked > limits.max_unpacked_bytes:  # the API refuses these: a message from elsewhere
                 raise PermanentJobError(
                     "archive_too_large",
-                    f"the archive unpacks to {unpacked} bytes, over the limit of {settings.max_unpacked_bytes} bytes",
+                    f"the archive unpacks to {unpacked} bytes, over the limit of {limits.max_unpacked_bytes} bytes",
                 )
             least = midi_min_seconds(data) if fmt == "midi" else None
-            if least is not None and least > settings.score_max_audio_seconds:  # before music21 builds hours of rests
+            if least is not None and least > limits.score_max_audio_seconds:  # before music21 builds hours of rests
                 raise PermanentJobError(
                     "score_too_long",
                     f"the MIDI file plays for at least {least:.0f}s, over the "
-                    f"limit of {settings.score_max_audio_seconds:.0f}s "
+                    f"limit of {limits.score_max_audio_seconds:.0f}s "
                     "(SCORE_MAX_AUDIO_SECONDS)",
                 )
-            ingested = ingest(data, fmt, settings.score_omr_command, settings.score_omr_timeout_seconds)
+            ingested = ingest(data, fmt, limits.score_omr_command, limits.score_omr_timeout_seconds)
             detail.update(format=fmt, bytes=len(data), source=ingested.source)
         with timer.stage("analysis") as detail:
             analysis = analyse(ingested.score)
             analysis["source"] = ingested.source
-            if analysis["duration_seconds"] > settings.score_max_audio_seconds:
+            if analysis["duration_seconds"] > limits.score_max_audio_seconds:
                 raise PermanentJobError(
                     "score_too_long",
                     f"the score plays for {analysis['duration_seconds']:.0f}s, over the limit of "
-                    f"{settings.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)",
+                    f"{limits.score_max_audio_seconds:.0f}s (SCORE_MAX_AUDIO_SECONDS)",
                 )
             midi = to_midi(performed(ingested.score))
             detail.update(notes=analysis["notes"], midi_bytes=len(midi))

@@ -30,7 +30,7 @@ from system.jobs.shapes import job_message
 from system.pipelines import budget, inference, score
 from system.pipelines.base import JobError, PermanentJobError, PipelineResult, StageTimer
 from system.storage.jobs import Claim, Finish
-from system.transports.base import Transport
+from system.transports.base import FindsStranded, Transport
 from system.wiring import Connections
 from system.worker.metrics import WorkerMetrics
 
@@ -202,8 +202,6 @@ class JobProcessor:
         """The queued jobs a lost worker had taken from its broker but not begun (its lease names only the jobs it
         claimed): those no live worker can be holding are sent again (a duplicate is harmless: a job is claimed by
         id). Where the transport cannot tell (it is not ``FindsStranded``), the stale-job sweep finds them later."""
-        from system.transports.base import FindsStranded
-
         asked = {n: t.stranded for n, t in self.router.transports.items() if isinstance(t, FindsStranded)}
         waiting = self.store.queued_ids(after) if asked else []
         for name, stranded in asked.items():
