@@ -295,8 +295,17 @@ class SystemUnderTest:
         ).start()
         self.flower_url = f"http://127.0.0.1:{port}"
 
+        celery_workers = any(self.transport_of(w) == "celery" for w in self.workers)
+
         def probe():
             http.get(f"{self.flower_url}/healthcheck", timeout=3).raise_for_status()
+            # Flower's task list is built from the workers' events, which are not kept: it is ready once its event
+            # receiver has heard from a running Celery worker (a heartbeat comes every 2 s), or a task sent earlier
+            # would never be listed (seen in CI: its health check answers before the receiver has connected)
+            if celery_workers:
+                seen = http.get(f"{self.flower_url}/workers", params={"json": 1}, timeout=3).json()["data"]
+                if not any(w.get("status") for w in seen):
+                    raise RuntimeError("Flower has heard no worker's events yet")
 
         seconds = self.flower.wait_ready(probe, timeout)
         self.progress(f"  flower       ready in {seconds:5.2f}s at {self.flower_url}")
