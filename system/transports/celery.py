@@ -22,6 +22,11 @@ Celery's defaults lose and repeat work; these settings are deliberate (``celery_
   its table of unacknowledged tasks, the task events Flower reads) is spent once per task, not per job. Celery's
   own grouping of tasks (``celery-batches``) is not used: it acknowledges a whole batch as it is received (a worker
   lost mid-batch loses it), keeps no count of a task's deliveries, and needs a prefetch as deep as the batch.
+* Tasks running at once in one worker share a batch (``JoinedRuns``): while one batch of inference jobs runs, the
+  tasks the worker's other threads receive wait, then run as one batch (up to ``JOINED_JOBS``), each task still
+  settled by its own thread with its own jobs' outcomes, and acknowledged only after they are committed. An idle
+  worker runs a task at once, alone; a busy one runs 10-20 jobs a batch rather than a request's 5. A task that holds a
+  score job runs alone, outside the batches (seconds of work would hold their commit back).
 * A request's tasks go to the broker in one round trip (kombu's publish batch: one Redis pipeline), and a failure gives
   up at once: the API has committed the jobs already and flags them for the workers' re-send sweep, as it does when
   SQS is down, so a broker outage never blocks a request.
@@ -46,11 +51,16 @@ import threading
 import time
 from typing import Any
 
+from system.batching import JoinedRuns
 from system.config import Settings
 from system.jobs.lifecycle import Action
 
 TASK_NAME = "verisim.run_jobs"
 TASK_JOBS = 10  # inference jobs per task at most: an SQS receive's batch
+# A worker's inference tasks run through ``JoinedRuns``: one batch at a time (``JOINED_LANES``), and the tasks its other
+# threads received meanwhile wait and then run together, up to ``JOINED_JOBS`` jobs (see the module's text)
+JOINED_LANES = 1
+JOINED_JOBS = 20
 RESTARTS = 5  # a worker Celery stopped on an error starts again this many times in a row at most (``serve``)
 log = logging.getLogger("system.worker")
 
@@ -209,6 +219,16 @@ def tasks_of(messages: list[dict[str, Any]]) -> list[list[str]]:
     return tasks + [[json.dumps(m)] for m in messages if m.get("kind") == "score"]
 
 
+def _has_score_job(bodies: list[str]) -> bool:
+    for body in bodies:
+        try:
+            if json.loads(body).get("kind") == "score":
+                return True
+        except (ValueError, AttributeError):
+            pass
+    return False
+
+
 def _job_ids(message) -> list[str]:
     """The job ids a task carries, from a message as kombu keeps it on Redis (JSON text, or its parsed dict; the
     body base64-encoded JSON: [args, kwargs, embed], args = [the jobs' message bodies])."""
@@ -240,7 +260,12 @@ def worker_app(settings: Settings):
         setup_logging(settings.log_level)
         concurrency = app.conf.worker_concurrency or settings.worker_concurrency
         state["transport"] = CeleryTransport(settings, app)
-        state["processor"] = JobProcessor(settings, concurrency, transports={"celery": state["transport"]})
+        processor = state["processor"] = JobProcessor(settings, concurrency, transports={"celery": state["transport"]})
+        state["joined"] = JoinedRuns(
+            lambda deliveries: processor.process_many(deliveries, settings.sqs_max_receive_count),
+            lanes=JOINED_LANES,
+            max_items=JOINED_JOBS,
+        )
 
     @signals.worker_ready.connect(weak=False)
     def ready(**_) -> None:
@@ -273,8 +298,12 @@ def worker_app(settings: Settings):
         bodies = [bodies] if isinstance(bodies, str) else [b if isinstance(b, str) else json.dumps(b) for b in bodies]
         processor, receives = state["processor"], self.request.retries + 1
         max_receives = settings.sqs_max_receive_count
+        deliveries = [(b, receives) for b in bodies]
         try:
-            outcomes = processor.process_many([(b, receives) for b in bodies], max_receives)
+            if _has_score_job(bodies):  # seconds of work: its own thread, never in an inference batch's way
+                outcomes = processor.process_many(deliveries, max_receives)
+            else:
+                outcomes = state["joined"].run(deliveries)
         except Exception as exc:
             # a dependency failed around the jobs (Postgres out of reach while claiming or committing): the task comes
             # back after the backoff, as an SQS message left undeleted does, and a job claimed already is claimed
