@@ -410,7 +410,7 @@ class ChaosLoad:
             proc = ProcessFaults(self.timeline, self.provider, own)
             requests_log = self.run_dir / "requests.jsonl"
             self.say(
-                f"chaos-load '{sc.name}': {sc.users} users for {int(sc.load_s + 0.999)} s, {len(sc.windows)} fault "
+                f"chaos-load '{sc.name}': {sc.users} users for at most {int(sc.load_s + 0.999)} s, {len(sc.windows)} fault "
                 f"window(s) ({', '.join(w.name for w in sc.windows)}); system queue {self.sut.queue_name}"
             )
             load = _Load(self, requests_log)
@@ -504,7 +504,45 @@ class ChaosLoad:
             if hits_before is not None:
                 after = self.proxies[w.proxy_key].hits
                 fw.evidence["proxy_hits"] = sum(after.values()) - sum(hits_before.values())
-            self._phase(f"{w.name}/recovery", "recovery", end, w.recovery_s, w.name)
+            self._recovery(w, end)
+
+    def _recovery(self, w: Window, fault_end: float) -> None:
+        """A window's recovery phase: it ends once the window's time to recover can be seen (every job accepted since
+        the previous fault's end has finished, and a 5 s slice of jobs accepted after the fault finished within the
+        tolerance of the steady phase's enqueue->done p95: ``time_to_recover``, as the verdict computes it), or after
+        the window's ``recovery_s`` at the latest. Waiting out the whole ``recovery_s`` once
+        the system is back proves nothing more; the next fault begins on a system seen to have recovered."""
+        self.phases.append(Phase(f"{w.name}/recovery", "recovery", fault_end, fault_end + w.recovery_s, w.name))
+        since = max((p.end for p in self.phases if p.kind == "fault" and p.end < fault_end), default=0.0)
+        try:
+            while time.time() < fault_end + w.recovery_s:
+                self._sleep_until(min(fault_end + w.recovery_s, time.time() + 1.0))
+                if self._recovered(fault_end, since):
+                    break
+        finally:
+            self.phases[-1].end = time.time()
+
+    def _recovered(self, fault_end: float, since: float) -> bool:
+        """Whether the jobs seen so far already show the window's time to recover. The newest second is left out:
+        a job accepted in it may not be in Postgres yet. False while a job of the steady phase is still open (its
+        p95 is what the recovery is measured against)."""
+        steady_phase = self.phases[1]
+        jobs = self._jobs(since=min(since, steady_phase.start) - 1)
+        steady = self._phase_figures(steady_phase, [], jobs, (), [])
+        if any(j["done"] is None for j in jobs if steady_phase.start <= j["enq"] < steady_phase.end):
+            return False
+        return (
+            time_to_recover(
+                jobs,
+                fault_end,
+                time.time() - 1.0,
+                steady["done_p95_ms"],
+                self.scenario.recovery_tolerance,
+                since=since,
+                kind_p95_ms=steady["done_p95_ms_by_kind"],
+            )
+            is not None
+        )
 
     def _phase(self, name: str, kind: str, start: float, seconds: float, window: str | None = None) -> None:
         self.phases.append(Phase(name, kind, start, start + seconds, window))
