@@ -115,6 +115,11 @@ class _Popen(popen_forkserver.Popen):
         # coverage's multiprocessing support, when it measures the test process, hides a "stowaway" here that starts
         # the test process's tracer in the child: the service's own environment decides that instead (_start_coverage)
         prep_data.pop("stowaway", None)
+        # nor the caller's main module: multiprocessing would run it again in the child as ``__mp_main__`` (the
+        # ``pytest`` script, or ``harness.programs.demo`` and all it imports: 0.2-0.5 s of CPU a service), and the
+        # service runs a module of its own (``_run``, which this module defines)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
         buf = io.BytesIO()
         set_spawning_popen(self)
         try:
