@@ -70,3 +70,44 @@ def test_the_switch_means_an_ordinary_process(tmp_path, monkeypatch):
     assert isinstance(proc.proc, subprocess.Popen)
     started = time.monotonic()
     assert proc.proc.wait(60) == 0 and time.monotonic() - started < 60
+
+
+def test_a_fork_does_not_run_the_callers_main_module_again(tmp_path, monkeypatch):
+    """multiprocessing would run the caller's ``__main__`` again in every child (the ``pytest`` script, a harness
+    program and all it imports: CPU at every service start); a forked service runs its own module only."""
+    import types
+
+    marker = tmp_path / "main-ran"
+    script = tmp_path / "caller.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    caller = types.ModuleType("__main__")
+    caller.__file__ = str(script)
+    caller.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", caller)
+    proc = managed(tmp_path, "calendar", "2026", "12").start()
+    assert isinstance(proc.proc, forked.ForkedProcess) and proc.proc.wait(60) == 0
+    assert "December 2026" in proc.log_path.read_text()
+    assert not marker.exists(), "the fork ran the caller's main module"
+
+
+def test_a_forked_service_makes_aws_clients_from_the_templates_parsed_botocore_data(tmp_path):
+    """The template's warm-up (harness.stack.template_warmup) leaves botocore's endpoint data and the SQS and S3
+    models parsed in its default session: a service's client is made without reading a JSON file of them again, and
+    with the endpoint and region the service gives it, not the template's."""
+    (tmp_path / "aws_probe.py").write_text(
+        "import boto3, botocore.loaders as L\n"
+        "reads = []\n"
+        "load = L.JSONFileLoader.load_file\n"
+        "L.JSONFileLoader.load_file = lambda self, path: reads.append(path) or load(self, path)\n"
+        "c = boto3.client('sqs', region_name='eu-west-1', endpoint_url='http://127.0.0.1:4566',\n"
+        "                 aws_access_key_id='a', aws_secret_access_key='b')\n"
+        "print('endpoint', c.meta.endpoint_url, c.meta.region_name)\n"
+        "print('json files read', len(reads), reads[:3])\n"
+    )
+    proc = ManagedProcess(
+        "probe", [sys.executable, "-m", "aws_probe"], tmp_path / "probe.log", env=PLAIN_ENV, cwd=tmp_path, forkable=True
+    ).start()
+    assert isinstance(proc.proc, forked.ForkedProcess) and proc.proc.wait(60) == 0
+    out = proc.log_path.read_text()
+    assert "endpoint http://127.0.0.1:4566 eu-west-1" in out, out
+    assert "json files read 0 " in out, out
