@@ -53,7 +53,12 @@ class JobProcessor:
         self.router = self.connections.router  # re-sends go to each kind's transport
         self.artifacts = self.connections.artifacts
         self.outbox = self.connections.outbox
-        self.llm: Any = None  # the OpenAI client, made by _warm_up
+        self.llm: Any = None  # the OpenAI client, made by _warm_up or at the first score job (``_llm``)
+        self._llm_lock = threading.Lock()
+        # the kinds of job this worker's transports bring it: those whose transport (INFERENCE_TRANSPORT,
+        # SCORE_TRANSPORT) is one it receives from (every kind when it was given none)
+        own = set(transports or self.router.transports)
+        self.kinds_received = {kind for kind, name in self.router.kinds.items() if name in own}
         self._warm_up()
         self.stop_event = threading.Event()
         # a lease of its own where its transport cannot renew a delivery: a worker id claims carry (host:pid:start).
@@ -77,23 +82,37 @@ class JobProcessor:
         self.metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
 
     def _warm_up(self) -> None:
-        """Load the model and the heavy libraries now, so the first job does not pay for them."""
+        """Load now what the kinds of job this worker receives need, so the first job does not pay for it. A kind its
+        transports never bring (the seeds' layout: score jobs on SQS, inference jobs on Celery) costs it nothing at
+        start: the model or the score reader is loaded at such a job's arrival, should one ever come."""
         t0 = time.perf_counter()
-        inference.lstm_batcher()
-        budget.warm_up()  # the score jobs' forkserver imports music21 (0.5-1 s)
-        # The OpenAI client, before the worker answers: made at the first translation, the SDK's import (1-3 s of
-        # Python holding the GIL) would run beside this process's inference threads and inside that score job's time
-        import openai
-
-        self.llm = openai.OpenAI(
-            base_url=self.settings.openai_api_base,
-            api_key=self.settings.openai_api_key,
-            timeout=self.settings.openai_timeout_seconds,
-            max_retries=self.settings.openai_max_retries,
+        if Kind.INFERENCE in self.kinds_received:
+            inference.lstm_batcher()
+        if Kind.SCORE in self.kinds_received:
+            budget.warm_up()  # the score jobs' forkserver imports music21 (0.5-1 s)
+            self._llm()
+        log.info(
+            "models loaded",
+            extra={"seconds": round(time.perf_counter() - t0, 3), "kinds": sorted(self.kinds_received)},
         )
-        self.llm.chat.completions  # noqa: B018 - the SDK imports its resources at first use (~0.6 s)
 
-        log.info("models loaded", extra={"seconds": round(time.perf_counter() - t0, 3)})
+    def _llm(self) -> Any:
+        """The OpenAI client, made once. Made before the worker answers where it receives score jobs: made at the first
+        translation, the SDK's import (1-3 s of Python holding the GIL) would run beside this process's inference
+        threads and inside that score job's time."""
+        with self._llm_lock:
+            if self.llm is None:
+                import openai
+
+                llm = openai.OpenAI(
+                    base_url=self.settings.openai_api_base,
+                    api_key=self.settings.openai_api_key,
+                    timeout=self.settings.openai_timeout_seconds,
+                    max_retries=self.settings.openai_max_retries,
+                )
+                llm.chat.completions  # noqa: B018 - the SDK imports its resources at first use (~0.6 s)
+                self.llm = llm
+            return self.llm
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def housekeeping(self) -> None:
@@ -402,7 +421,7 @@ class JobProcessor:
         for i, c in claimed.items():
             if c.job["kind"] != Kind.INFERENCE:
                 try:
-                    outcomes[i] = score.run(c.job, timers[i], self.artifacts, self.llm, self.settings)
+                    outcomes[i] = score.run(c.job, timers[i], self.artifacts, self._llm(), self.settings)
                 except Exception as exc:
                     outcomes[i] = exc
         return outcomes

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import psutil
 import redis
 
 from harness.drivers.jobs import Jobs
@@ -204,3 +205,37 @@ def test_a_channel_closed_after_its_connection_was_released_puts_its_tasks_back(
     with redis.Redis.from_url(stack.redis.url) as r:
         assert r.llen(queue) == 1, "the unacknowledged task is back on its queue"
         r.delete(queue)
+
+
+def test_a_worker_loads_what_its_kinds_of_job_need_and_the_rest_when_such_a_job_comes(system_factory, stack):
+    """The seeds' workers take one kind of job each (score jobs on SQS, inference jobs on Celery): at start a worker
+    loads only what the kinds its transports bring need. One told that score jobs travel elsewhere (SCORE_TRANSPORT)
+    loads the model and not the score reader; a score job that reaches it all the same still runs, its reader and
+    OpenAI client made on arrival. And on the seeds' layout each kind of worker loads its own kind's."""
+    sut = system_factory()  # the SQS transport: the API sends both kinds to SQS
+    sut.start_api()
+    worker = sut.start_worker(concurrency=2, env={"SCORE_TRANSPORT": "celery"})
+
+    def score_readers() -> int:  # the score jobs' forkserver, a child of the worker once the reader is loaded
+        return sum("forkserver" in " ".join(c.cmdline()) for c in psutil.Process(worker.pid).children())
+
+    jobs = Jobs(sut, stack, "kinds-loaded")
+    jobs.inference(3, seed=910)
+    jobs.wait(timeout=60)
+    assert score_readers() == 0, "the score reader was loaded by a worker that receives no score jobs"
+    jobs.score("Comes all the same")
+    rows = jobs.wait(timeout=90)
+    assert {r[0] for r in rows.values()} == {"completed"}, rows
+    assert score_readers() == 1
+    jobs.assert_ledger()
+    loaded = [r for r in sut.log_records("INFO") if r["msg"] == "models loaded"]
+    assert [r["kinds"] for r in loaded] == [["inference"]], loaded
+
+    seeds = system_factory(transport="seeds")
+    seeds.start(1, concurrency=2)
+    records = seeds.log_records("INFO")
+    celery_pids = {r["pid"] for r in records if r["msg"] == "worker ready" and r.get("transport") == "celery"}
+    kinds = {
+        ("celery" if r["pid"] in celery_pids else "sqs"): r["kinds"] for r in records if r["msg"] == "models loaded"
+    }
+    assert kinds == {"celery": ["inference"], "sqs": ["score"]}, kinds
