@@ -525,9 +525,13 @@ class ChaosLoad:
     def _recovered(self, fault_end: float, since: float) -> bool:
         """Whether the jobs seen so far already show the window's time to recover. The newest second is left out:
         a job accepted in it may not be in Postgres yet. False while a job of the steady phase is still open (its
-        p95 is what the recovery is measured against)."""
+        p95 is what the recovery is measured against), and while Postgres cannot be read (a Postgres restarting after
+        its disk filled is not a recovered system)."""
         steady_phase = self.phases[1]
-        jobs = self._jobs(since=min(since, steady_phase.start) - 1)
+        try:
+            jobs = self._jobs(since=min(since, steady_phase.start) - 1)
+        except psycopg.Error:
+            return False
         steady = self._phase_figures(steady_phase, [], jobs, (), [])
         if any(j["done"] is None for j in jobs if steady_phase.start <= j["enq"] < steady_phase.end):
             return False

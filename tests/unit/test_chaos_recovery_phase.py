@@ -63,3 +63,20 @@ def test_the_recovery_phase_lasts_its_recovery_s_while_jobs_take_longer_than_ste
     w = replace(chaos.scenario.windows[0], name="w", recovery_s=9)
     chaos._recovery(w, fault_end)
     assert chaos.phases[-1].end >= fault_end + 9 - 0.05
+
+
+def test_a_postgres_that_cannot_be_read_is_not_recovered_and_does_not_end_the_run():
+    """CI: the disk-full window's Postgres refused connections during its recovery phase; the check must read that
+    as not recovered yet, not raise out of the timeline."""
+    import psycopg
+
+    fault_end = time.time() - 7
+    chaos = _chaos([], fault_end)
+
+    def refused(since=None):
+        raise psycopg.OperationalError("connection refused")
+
+    chaos._jobs = refused  # type: ignore[method-assign]
+    w = replace(chaos.scenario.windows[0], name="w", recovery_s=8)
+    chaos._recovery(w, fault_end)
+    assert chaos.phases[-1].end >= fault_end + 8 - 0.05
