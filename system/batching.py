@@ -103,7 +103,7 @@ class JoinedRuns(Generic[D, R]):
         self._cv = threading.Condition()
         self._waiting: deque[_Group[D, R]] = deque()
         self._running = 0
-        self.batches = 0  # batches run, and the callers they carried: for tests and the worker's figures
+        self.batches = 0  # batches run, and the callers they carried (the unit tests read them)
         self.joined = 0
 
     def run(self, items: list[D]) -> list[R]:
@@ -140,9 +140,10 @@ class JoinedRuns(Generic[D, R]):
 
     def _lead(self, batch: list[_Group[D, R]]) -> None:
         try:
-            results = self.run_batch([item for group in batch for item in group.items])
-            if len(results) != sum(len(g.items) for g in batch):
-                raise RuntimeError(f"a batch of {sum(len(g.items) for g in batch)} items gave {len(results)} results")
+            items = [item for group in batch for item in group.items]
+            results = self.run_batch(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"a batch of {len(items)} items gave {len(results)} results")
             at = 0
             for group in batch:
                 group.results = list(results[at : at + len(group.items)])

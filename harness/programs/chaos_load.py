@@ -510,8 +510,8 @@ class ChaosLoad:
         """A window's recovery phase: it ends once the window's time to recover can be seen (every job accepted since
         the previous fault's end has finished, and a 5 s slice of jobs accepted after the fault finished within the
         tolerance of the steady phase's enqueue->done p95: ``time_to_recover``, as the verdict computes it), or after
-        the window's ``recovery_s`` at the latest. Waiting out the whole ``recovery_s`` once
-        the system is back proves nothing more; the next fault begins on a system seen to have recovered."""
+        the window's ``recovery_s`` at the latest. Waiting out the whole ``recovery_s`` once the system is back proves
+        nothing more; the next fault begins on a system seen to have recovered."""
         self.phases.append(Phase(f"{w.name}/recovery", "recovery", fault_end, fault_end + w.recovery_s, w.name))
         since = max((p.end for p in self.phases if p.kind == "fault" and p.end < fault_end), default=0.0)
         try:
