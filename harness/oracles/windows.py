@@ -24,6 +24,10 @@ TARGETS = {  # target key -> (what it limits, "max" | "min")
 }
 
 
+# the span of arrivals whose enqueue->done p95 shows a recovery: a window's recovery phase needs this much room beyond
+# its recover_s target, or a recovery inside the target could not be seen (the scenario loader checks it)
+RECOVERY_SLICE_S = 5.0
+
 WINDOW_CHECKS = ("the fault reached the system", "failed jobs outside the budget")  # besides the TARGETS
 
 
@@ -191,7 +195,7 @@ def time_to_recover(
     horizon: float,
     steady_p95_ms: float | None,
     tolerance: float,
-    bucket_s: float = 5.0,
+    bucket_s: float = RECOVERY_SLICE_S,
     since: float = 0.0,
     kind_p95_ms: dict[str, float] | None = None,
 ) -> float | None:

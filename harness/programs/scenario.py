@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.faults.catalog import CATALOG, FaultName
-from harness.oracles.windows import STEADY_TARGETS, TARGETS
+from harness.oracles.windows import RECOVERY_SLICE_S, STEADY_TARGETS, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -170,13 +170,22 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
                 raise ScenarioError(f"{label}: params.{key} = {params[key]!r}; choose from {', '.join(kind)}")
         targets = {**defaults.get("targets", {}), **w.get("targets", {})}
         _check_targets(w.get("targets", {}), f"{label} targets")
+        recovery_s = float(w.get("recovery_s", defaults.get("recovery_s", 15)))
+        if "recover_s" in targets and recovery_s < float(targets["recover_s"]) + RECOVERY_SLICE_S:
+            # a recovery is seen in the arrivals of a slice that starts then: one at the target needs a slice more
+            raise ScenarioError(
+                f"{label}: recovery_s = {recovery_s:g} leaves no room to see a recovery within its recover_s target "
+                f"({float(targets['recover_s']):g} s): the arrivals of a {RECOVERY_SLICE_S:g} s slice starting then "
+                f"show it, so give it recovery_s >= {float(targets['recover_s']) + RECOVERY_SLICE_S:g} (the phase "
+                "ends as soon as recovery is seen)"
+            )
         windows.append(
             Window(
                 w["name"],
                 FaultName(w["fault"]),
                 params,
                 float(w["duration_s"]),
-                float(w.get("recovery_s", defaults.get("recovery_s", 15))),
+                recovery_s,
                 tuple(w.get("expect_refusals", defaults.get("expect_refusals", ()))),
                 targets,
                 {str(k): int(v) for k, v in w.get("expect_failures", {}).items()},
