@@ -113,14 +113,28 @@ class Jobs:
             }
 
     def wait(self, timeout: float = 90) -> dict[str, tuple]:
-        """Until every accepted job is terminal (bounded); returns their rows."""
+        """Until every accepted job is terminal (bounded); returns their rows. Polled every 0.1 s over one
+        connection (a count, not the rows), opened again when the previous one broke (a restarted Postgres)."""
+        terminal = list(TERMINAL)
+        conn: list[psycopg.Connection] = []
+
+        def all_terminal() -> bool:
+            query = "SELECT count(*) FILTER (WHERE status = ANY(%s)), count(*) FROM jobs WHERE id = ANY(%s::uuid[])"
+            for attempt in (1, 2):
+                try:
+                    if not conn or conn[0].closed:
+                        conn[:] = [psycopg.connect(self.stack.postgres.dsn, autocommit=True)]
+                    ended, stored = conn[0].execute(query, (terminal, self.accepted)).fetchone()
+                    return ended == stored == len(self.accepted)
+                except psycopg.OperationalError:
+                    if conn:
+                        conn.pop().close()
+                    if attempt == 2:
+                        raise
+            return False
+
         try:
-            wait_for(
-                lambda: all(r[0] in TERMINAL for r in self.rows().values()) and len(self.rows()) == len(self.accepted),
-                timeout,
-                interval=0.3,
-                what=f"{len(self.accepted)} jobs terminal",
-            )
+            wait_for(all_terminal, timeout, interval=0.1, what=f"{len(self.accepted)} jobs terminal")
         except TimeoutError as exc:
             rows = self.rows()
             missing = [i for i in self.accepted if i not in rows]
@@ -139,6 +153,9 @@ class Jobs:
                 f"{exc}: states {states}; accepted (202) but not in Postgres: {len(missing)} "
                 f"{missing[:5]}; not terminal: {stuck}\n" + "\n".join(trail[-40:])
             ) from None
+        finally:
+            for c in conn:
+                c.close()
         return self.rows()
 
     def verdict(self, timeout: float = 30) -> ledger.LedgerReport:
