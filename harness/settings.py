@@ -24,6 +24,11 @@ class VerisimSettings(BaseSettings):
     stack: str = Field(
         "auto", description="which stack provider: auto (containers if Docker answers), local, containers"
     )
+    stack_services: str = Field(
+        "",
+        description="the backing services the tests' stack starts, comma-separated (default: all); a project whose "
+        "tests need only Postgres and Redis starts those",
+    )
     transport: str | None = Field(None, description="the system's job transport in the tests: sqs (default) or celery")
     images: str = Field("auto", description="container images: offline (built here), upstream (registry) or auto")
     cache_dir: Path | None = Field(None, description="the shared cache (venvs, templates); default ~/.cache/verisim")

@@ -22,6 +22,9 @@ from harness.stack.isolation import short_uid
 from harness.stack.process import ManagedProcess, ServiceStartError, free_ports, stop_all
 
 # the job kinds' transports (INFERENCE_TRANSPORT, SCORE_TRANSPORT) of each choice; "seeds": the original designs
+# the backing services the API and workers talk to (Prometheus only watches them)
+SYSTEM_NEEDS = ("postgres", "redis", "kafka", "localstack", "mock_openai")
+
 TRANSPORTS = {
     "sqs": {"INFERENCE_TRANSPORT": "sqs", "SCORE_TRANSPORT": "sqs"},
     "celery": {"INFERENCE_TRANSPORT": "celery", "SCORE_TRANSPORT": "celery"},
@@ -51,6 +54,12 @@ class SystemUnderTest:
         transport: str | None = None,
         role_env: dict[str, dict[str, str]] | None = None,
     ):
+        missing = [name for name in SYSTEM_NEEDS if stack.endpoint(name) is None]
+        if missing:
+            raise ValueError(
+                f"the system under test needs {', '.join(missing)}, which this stack did not start "
+                "(--stack-services / VERISIM_STACK_SERVICES)"
+            )
         self.stack = stack
         self._own_workdir = workdir is None  # a temporary one goes with stop(); a given one is the caller's to keep
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="verisim-system-"))

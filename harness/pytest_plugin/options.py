@@ -9,6 +9,7 @@ import pytest
 
 from harness.settings import current
 from harness.stack.choice import CHOICES
+from harness.stack.provider import SERVICES
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -21,6 +22,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "exist, else local processes), local, or containers. Env: VERISIM_STACK. Default: auto.",
     )
     group.addoption(
+        "--stack-services",
+        default=current().stack_services,
+        metavar="NAME[,NAME…]",
+        help=f"start only these backing services (of {', '.join(SERVICES)}); a test whose fixture needs another "
+        "fails saying which. Env: VERISIM_STACK_SERVICES. Default: all.",
+    )
+    group.addoption(
         "--transport",
         choices=("sqs", "celery", "seeds"),
         default=None,
@@ -29,6 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "on Celery). Env: VERISIM_TRANSPORT. Default: sqs; tests that take the `transport` fixture run on sqs and "
         "celery both unless one is chosen.",
     )
+
+
+def chosen_services(config: pytest.Config) -> list[str]:
+    """The backing services asked for (``--stack-services``; all when none were), or a usage error naming the
+    unknown ones."""
+    asked = [s.strip() for s in (config.getoption("--stack-services") or "").split(",") if s.strip()]
+    unknown = sorted(set(asked) - set(SERVICES))
+    if unknown:
+        raise pytest.UsageError(f"--stack-services: unknown {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    return asked or list(SERVICES)
 
 
 def chosen_transport(config: pytest.Config) -> str | None:
@@ -59,6 +77,7 @@ MARKERS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    chosen_services(config)  # an unknown name is a usage error now, not a failure of the first test that starts it
     for name, what in MARKERS.items():  # registered by the plugin, so a project that installs Verisim has them too
         config.addinivalue_line("markers", f"{name}: {what}")
 

@@ -23,9 +23,13 @@ STARTED = pytest.StashKey[dict]()  # how long it took, service by service
 
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """Every backing service (Postgres, Redis, Kafka, SQS+S3, mock OpenAI), real and throwaway, for this session."""
+    """Every backing service (Postgres, Redis, Kafka, SQS+S3, mock OpenAI, Prometheus), real and throwaway, for this
+    session; only those ``--stack-services`` names when it names some."""
+    from harness.pytest_plugin.options import chosen_services
+
     say = say_to(request.config)
     say("")
+    services = chosen_services(request.config)
     provider = choose_provider(request.config.getoption("--stack"), progress=say)
     if any("system" in name for item in request.session.items for name in getattr(item, "fixturenames", ())):
         from harness.stack import forked
@@ -33,7 +37,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         forked.start_template()  # the systems' template imports torch and the rest while the stack starts
     started = time.monotonic()
     try:
-        s = provider.start()
+        s = provider.start(services)
     except BaseException:
         provider.stop()
         raise
@@ -82,10 +86,22 @@ def stack_provider(stack: Stack, request: pytest.FixtureRequest):
     return request.config.stash[PROVIDER]
 
 
+def require(stack: Stack, *services: str) -> None:
+    """Fail the test, naming them, when the session's stack did not start ``services`` (``--stack-services``)."""
+    missing = [name for name in services if stack.endpoint(name) is None]
+    if missing:
+        pytest.fail(
+            f"this test needs {', '.join(missing)}, which the session's stack did not start "
+            f"(--stack-services / VERISIM_STACK_SERVICES chose {', '.join(stack.ready_seconds) or 'none'})",
+            pytrace=False,
+        )
+
+
 # -- per-test isolation ---------------------------------------------------------------------------------------
 @pytest.fixture
 def sqs_queues(stack: Stack):
     """Factory: ``sqs_queues.create(dlq=True, max_receive_count=2)`` → a fresh queue (deleted afterwards)."""
+    require(stack, "localstack")
     queues = SqsQueues(stack.aws)
     yield queues
     queues.cleanup()
@@ -94,6 +110,7 @@ def sqs_queues(stack: Stack):
 @pytest.fixture
 def s3_prefix(stack: Stack):
     """A key prefix of this test's own in the stack's bucket (emptied afterwards)."""
+    require(stack, "localstack")
     prefix = S3Prefix(stack.aws)
     yield prefix
     prefix.cleanup()
@@ -102,6 +119,7 @@ def s3_prefix(stack: Stack):
 @pytest.fixture
 def kafka_topics(stack: Stack):
     """Factory: ``kafka_topics.create()`` → a fresh topic; ``group_id()``, ``consumer_config()`` for consumers."""
+    require(stack, "kafka")
     topics = KafkaTopics(stack.kafka)
     yield topics
     topics.cleanup()
@@ -110,6 +128,7 @@ def kafka_topics(stack: Stack):
 @pytest.fixture
 def redis_ns(stack: Stack):
     """A Redis key prefix of this test's own, with a client (``decode_responses=True``)."""
+    require(stack, "redis")
     ns = RedisNamespace(stack.redis)
     yield ns
     ns.cleanup()
@@ -118,6 +137,7 @@ def redis_ns(stack: Stack):
 @pytest.fixture
 def pg_schema(stack: Stack):
     """A Postgres schema of this test's own; ``pg_schema.dsn`` has ``search_path`` set to it. Dropped afterwards."""
+    require(stack, "postgres")
     schema = PgSchema(stack.postgres)
     yield schema
     schema.cleanup()
@@ -128,6 +148,7 @@ def mock_openai(stack: Stack):
     """Control of the mock OpenAI service, reset before and after the test so knobs never leak between tests."""
     from harness.faults import MockOpenAIControl
 
+    require(stack, "mock_openai")
     control = MockOpenAIControl(stack.openai)
     control.reset()
     yield control

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ class Stack:
     ready_seconds: dict[str, float] = field(default_factory=dict)
     prepare_seconds: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+
+    # a service's name (as providers and ``--stack-services`` call it) -> this object's field for its endpoint
+    FIELDS: ClassVar[dict[str, str]] = {
+        "postgres": "postgres",
+        "redis": "redis",
+        "kafka": "kafka",
+        "localstack": "aws",
+        "mock_openai": "openai",
+        "prometheus": "prometheus",
+    }
+
+    def endpoint(self, service: str) -> Endpoint | None:
+        """The endpoint of a service by its name (``localstack`` -> ``aws``); None when this stack did not start it."""
+        return getattr(self, self.FIELDS[service])
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,14 +22,35 @@ def test_their_code_against_a_real_stack(stack):
 """
 
 
-def test_another_project_gets_the_stack_fixture_from_the_installed_plugin(tmp_path):
-    (tmp_path / "test_theirs.py").write_text(THEIR_TEST)
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--stack=local", "test_theirs.py"],
-        cwd=tmp_path,
+THEIR_KAFKA_TEST = """
+def test_their_events(kafka_topics):
+    kafka_topics.create()
+"""
+
+
+def their_pytest(folder, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--stack=local", *args],
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=240,
     )
+
+
+def test_another_project_gets_the_stack_fixture_from_the_installed_plugin(tmp_path):
+    """Their tests need Postgres and Redis only: ``--stack-services`` starts those two, and a test of theirs whose
+    fixture needs another service fails naming it."""
+    (tmp_path / "test_theirs.py").write_text(THEIR_TEST)
+    r = their_pytest(tmp_path, "--stack-services=postgres,redis", "test_theirs.py")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "1 passed" in r.stdout, r.stdout[-2000:]
+    started = [line for line in r.stdout.splitlines() if "stack up in" in line]
+    assert started and "postgres" in started[0] and "redis" in started[0], r.stdout[-2000:]
+    assert "localstack" not in started[0] and "kafka" not in started[0], started
+    (tmp_path / "test_events.py").write_text(THEIR_KAFKA_TEST)
+    r = their_pytest(tmp_path, "--stack-services=postgres,redis", "test_events.py")
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "this test needs kafka, which the session's stack did not start" in r.stdout, r.stdout[-3000:]
+    r = their_pytest(tmp_path, "--stack-services=postgres,mongodb", "test_theirs.py")
+    assert r.returncode == 4 and "--stack-services: unknown mongodb" in r.stderr, r.stdout[-1000:] + r.stderr[-1000:]
