@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from harness.pytest_plugin.options import chosen_transport
+from harness.pytest_plugin.stack_fixtures import require
 from harness.pytest_plugin.terminal import say_to
 from harness.stack import Stack
 
@@ -19,8 +20,9 @@ SYSTEM_ENV = {"MAX_UPLOAD_BYTES": "1000000", "SQS_VISIBILITY_TIMEOUT": "20"}
 def system(stack: Stack, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The operation server and two worker processes on the session's stack (the stack's default queue).
     Their logs stay in pytest's temporary directory (``<basetemp>/system0/logs``; pytest keeps the last 3 runs)."""
-    from harness.drivers.system_under_test import SystemUnderTest
+    from harness.drivers.system_under_test import SYSTEM_NEEDS, SystemUnderTest
 
+    require(stack, *SYSTEM_NEEDS)
     say = say_to(request.config)
     sut = SystemUnderTest(
         stack,
@@ -47,8 +49,9 @@ def system_factory(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest)
     """Factory for a system instance of this test's own (own queue + DLQ): ``system_factory(env={...})``
     (``transport=`` overrides ``--transport``).
     Start its API and workers yourself; everything it started is stopped afterwards; logs stay under ``tmp_path``."""
-    from harness.drivers.system_under_test import SystemUnderTest
+    from harness.drivers.system_under_test import SYSTEM_NEEDS, SystemUnderTest
 
+    require(stack, *SYSTEM_NEEDS)
     made: list[Any] = []
 
     def make(env: dict[str, str] | None = None, transport: str | None = None) -> SystemUnderTest:
