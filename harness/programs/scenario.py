@@ -171,13 +171,13 @@ def parse(doc: dict, path: Path | None = None) -> Scenario:
         targets = {**defaults.get("targets", {}), **w.get("targets", {})}
         _check_targets(w.get("targets", {}), f"{label} targets")
         recovery_s = float(w.get("recovery_s", defaults.get("recovery_s", 15)))
-        if "recover_s" in targets and recovery_s < float(targets["recover_s"]) + RECOVERY_SLICE_S:
+        target = float(targets.get("recover_s", 0))
+        if "recover_s" in targets and recovery_s < target + RECOVERY_SLICE_S:
             # a recovery is seen in the arrivals of a slice that starts then: one at the target needs a slice more
             raise ScenarioError(
                 f"{label}: recovery_s = {recovery_s:g} leaves no room to see a recovery within its recover_s target "
-                f"({float(targets['recover_s']):g} s): the arrivals of a {RECOVERY_SLICE_S:g} s slice starting then "
-                f"show it, so give it recovery_s >= {float(targets['recover_s']) + RECOVERY_SLICE_S:g} (the phase "
-                "ends as soon as recovery is seen)"
+                f"({target:g} s): the arrivals of a {RECOVERY_SLICE_S:g} s slice starting then show it, so give it "
+                f"recovery_s >= {target + RECOVERY_SLICE_S:g} (the phase ends as soon as recovery is seen)"
             )
         windows.append(
             Window(
