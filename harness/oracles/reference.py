@@ -4,9 +4,9 @@ reads in an uploaded score. ``harness.oracles.content`` compares every job's sto
 
 * Moving average and linear trend: recomputed in float64 from the job's input (the same arithmetic a reader of the
   API's documentation would write), compared to ``DETERMINISTIC_REL_TOL``.
-* LSTM: the committed weights (``system/models/lstm.pt``, data, not code) run through an LSTM written out gate by
-  gate in float64 (``torch`` tensors, no ``nn.LSTM``), every window scaled by its own mean and standard deviation as
-  the model card says. The worker runs ``nn.LSTM`` in float32, in batches of up to 8, so the two differ by float32
+* LSTM: the committed weights (``system/models/lstm.pt``, data, not code) read from PyTorch's archive format
+  without torch (:func:`read_state`) and run through an LSTM written out gate by gate in float64 (numpy arrays, no
+  ``nn.LSTM``), every window scaled by its own mean and standard deviation as the model card says. The worker runs ``nn.LSTM`` in float32, in batches of up to 8, so the two differ by float32
   rounding: compared to ``LSTM_TOL_OF_SCALE`` × the window's scale (its standard deviation).
 * MAE/RMSE: recomputed from the stored prediction and the job's held-out ``actual`` values.
 """
@@ -72,18 +72,58 @@ class LstmForecast:
     scale: float  # the standard deviation (or floor) of the first window: the unit the tolerance is stated in
 
 
+# storage types of PyTorch's archive format -> numpy dtypes (only those a state dict of float weights needs)
+_STORAGE_DTYPES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8"}
+
+
+def read_state(path: Path) -> dict:
+    """A state dict saved by ``torch.save`` (its zip archive: ``data.pkl`` names each tensor's storage file, offset,
+    shape and strides), as float64 numpy arrays, read without importing torch: the oracle shares no code with the
+    worker's model, and a test process that judges forecasts does not pay torch's import (seconds of CPU)."""
+    import collections
+    import pickle
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as archive:
+        root = archive.namelist()[0].split("/")[0]
+        storages: dict[str, np.ndarray] = {}
+
+        def rebuild(storage, offset, shape, stride, *_):  # torch._utils._rebuild_tensor_v2's arguments
+            strides = [s * storage.itemsize for s in stride]
+            return np.lib.stride_tricks.as_strided(storage[offset:], shape=shape, strides=strides).astype(np.float64)
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module: str, name: str):
+                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                    return rebuild
+                if (module, name) == ("collections", "OrderedDict"):
+                    return collections.OrderedDict
+                if module == "torch" and name in _STORAGE_DTYPES:
+                    return name
+                raise pickle.UnpicklingError(f"{path.name}: {module}.{name} is not part of a state dict of tensors")
+
+            def persistent_load(self, pid):  # ("storage", storage type, key, location, element count)
+                _, kind, key, _, count = pid
+                if key not in storages:
+                    raw = archive.read(f"{root}/data/{key}")
+                    storages[key] = np.frombuffer(raw, dtype=_STORAGE_DTYPES[kind], count=count)
+                return storages[key]
+
+        return dict(Unpickler(archive.open(f"{root}/data.pkl")).load())
+
+
 class ReferenceLSTM:
     """The committed LSTM's weights, run gate by gate in float64 (input, forget, cell, output: PyTorch's order)."""
 
     def __init__(self, weights: Path = LSTM_WEIGHTS, card: Path = LSTM_CARD):
-        import torch
-
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.w_ih = state["lstm.weight_ih_l0"].double()
-        self.w_hh = state["lstm.weight_hh_l0"].double()
-        self.b = (state["lstm.bias_ih_l0"] + state["lstm.bias_hh_l0"]).double()
-        self.head_w = state["head.weight"].double()
-        self.head_b = state["head.bias"].double()
+        state = read_state(weights)
+        self.w_ih = state["lstm.weight_ih_l0"]
+        self.w_hh = state["lstm.weight_hh_l0"]
+        self.b = state["lstm.bias_ih_l0"] + state["lstm.bias_hh_l0"]
+        self.head_w = state["head.weight"]
+        self.head_b = state["head.bias"]
         self.hidden = self.w_hh.shape[1]
         self.horizon = self.head_w.shape[0]
         self.window = int(json.loads(card.read_text())["window"])
@@ -96,17 +136,20 @@ class ReferenceLSTM:
         scale = sd if sd > 1e-6 else max(abs(mean), 1.0) * 1e-3
         return [(v - mean) / scale for v in w], mean, scale
 
-    def _step_block(self, windows: list[list[float]]):
-        import torch
+    def _step_block(self, windows: list[list[float]]) -> list[list[float]]:
+        import numpy as np
 
-        x = torch.tensor(windows, dtype=torch.float64)  # (batch, window)
-        h = torch.zeros(len(windows), self.hidden, dtype=torch.float64)
-        c = torch.zeros_like(h)
+        def sigmoid(v):
+            return 1.0 / (1.0 + np.exp(-v))
+
+        x = np.asarray(windows, dtype=np.float64)  # (batch, window)
+        h = np.zeros((len(windows), self.hidden))
+        c = np.zeros_like(h)
         for t in range(x.shape[1]):
             gates = x[:, t : t + 1] @ self.w_ih.T + h @ self.w_hh.T + self.b
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            i, f, g, o = np.split(gates, 4, axis=1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
         return (h @ self.head_w.T + self.head_b).tolist()
 
     def forecast_many(self, items: Sequence[tuple[Sequence[float], int]]) -> list[LstmForecast]:
