@@ -33,6 +33,7 @@ from harness.stack.deathsig import die_with_parent
 # service's settings at import: those come from the environment each service is given)
 PRELOAD = ["torch", "openai", "openai.resources.chat", "numpy", "httpx", "psycopg", "redis", "boto3", "pydantic"]
 PRELOAD += ["fastapi", "uvicorn", "celery", "harness.stack.forked"]  # the API's, the Celery worker's
+PRELOAD += ["music21", "music21.converter", "music21.midi.translate"]  # what a worker's score forkserver preloads
 PRELOAD += ["harness.stack.template_warmup"]  # botocore's parsed endpoint data and service models
 
 _SERVER = ForkServer()

@@ -6,7 +6,9 @@ message, redelivered after the crash, would go on to hurt the next worker. So th
 run through :func:`run_within_budget`:
 
 * **A child per job**, forked from a forkserver that has music21 loaded already (a fork costs milliseconds; importing
-  music21 costs a second). Other jobs of the worker run in their own threads and children, untouched.
+  music21 costs a second). Other jobs of the worker run in their own threads and children, untouched. A worker that
+  starts the forkserver before its first thread (:func:`start_server`) forks it from itself, with what it has
+  imported, instead of multiprocessing's fresh interpreter that imports everything again.
 * **Memory**: the child's resident memory may grow by ``memory_mb`` over its size at start; the parent reads it
   every 20 ms and kills the child past it → the job fails ``memory_budget_exceeded``. An address-space limit
   (``RLIMIT_AS``, twice the budget and 512 MB more) stops an allocation too fast for the watch: it fails with
@@ -59,6 +61,70 @@ def context():
             ctx.set_forkserver_preload(PRELOAD)
             _context = ctx
         return _context
+
+
+def start_server() -> bool:
+    """Start the score jobs' forkserver as a fork of this process, which must still have a single thread (a fork copies
+    only the calling thread, and another's locks would stay held in the copy). multiprocessing's own start execs a
+    fresh interpreter that imports music21 and its dependencies again (half a second of CPU at every worker start);
+    the fork has whatever this process imported already, and imports the rest (``PRELOAD``) itself, beside the
+    worker's own start. The server then serves exactly as multiprocessing's: the same protocol, the same children.
+
+    False, and nothing started, when the process has threads already or the server runs: the first job (or
+    :func:`warm_up`) then starts multiprocessing's own, as before."""
+    import socket
+    from multiprocessing import connection, forkserver, resource_tracker
+
+    mp_connection: Any = connection  # arbitrary_address: not in the type stubs
+
+    context()
+    if len(os.listdir("/proc/self/task")) != 1:
+        return False
+    server: Any = (
+        forkserver._forkserver
+    )  # the forkserver context's server (private to multiprocessing: attributes below)
+    with server._lock:
+        if server._forkserver_pid is not None:
+            return False
+        resource_tracker.ensure_running()  # as multiprocessing's start does; its fd is handed to every child
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = mp_connection.arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()  # every client holds the write end: the server ends when all have gone
+            pid = os.fork()
+            if pid == 0:  # the server: never returns into the worker's code
+                try:
+                    _become_server(listener.fileno(), alive_r, alive_w)
+                finally:
+                    os._exit(0)
+            os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    return True
+
+
+def _become_server(listener: int, alive_r: int, alive_w: int) -> None:
+    """In the forked server: only its own descriptors (as the exec'd server is given), no measurement of its own (a
+    measured worker's coverage would save over the worker's data on SIGTERM; the children start their own), then
+    multiprocessing's server loop."""
+    import signal
+    import sys
+    from multiprocessing import forkserver
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.settrace(None)
+    threading.settrace(None)
+    os.close(alive_w)
+    for fd in (int(name) for name in os.listdir("/proc/self/fd")):
+        if fd > 2 and fd not in (listener, alive_r):
+            try:
+                os.close(fd)
+            except OSError:  # the descriptor of the listing itself, gone already
+                pass
+    forkserver.main(listener, alive_r, PRELOAD)
 
 
 def warm_up() -> None:

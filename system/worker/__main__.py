@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     from system.transports import module
 
     settings = get_settings()
+    if settings.score_transport == args.transport:
+        from system.pipelines import budget
+
+        budget.start_server()  # before the first thread: the score jobs' forkserver forked from this process
     setup_logging(settings.log_level)
     code = module(args.transport).serve(settings, args.concurrency, args.grace, args.name)
     sys.stdout.flush()

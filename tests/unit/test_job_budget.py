@@ -134,3 +134,53 @@ def running(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE  # an orphan's zombie waits for an init that may not reap it
     except psutil.NoSuchProcess:
         return False
+
+
+# -- the forkserver forked from the worker (start_server) ------------------------------------------------------------
+SERVER_CHECK = """
+import json, os, sys, threading, time
+import psutil
+from system.pipelines import budget
+from system.pipelines.base import PermanentJobError
+threads = sys.argv[1] == "threads"
+held = open(sys.argv[2], "w")  # a descriptor of the worker's own, which its server must not hold
+if threads:
+    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+forked = budget.start_server()
+ppid = budget.run_within_budget(os.getppid, seconds=30, memory_mb=100)
+from multiprocessing import forkserver
+server = psutil.Process(forkserver._forkserver._forkserver_pid)
+try:
+    budget.run_within_budget(time.sleep, 10, seconds=0.5, memory_mb=100)
+    breach = None
+except PermanentJobError as exc:
+    breach = exc.code
+print(json.dumps({"forked": forked, "server_parent": server.ppid(), "server_cmdline": server.cmdline(),
+                  "job_parent": ppid, "server": server.pid, "breach": breach, "me": os.getpid(),
+                  "server_files": [os.readlink(f"/proc/{server.pid}/fd/{f}") for f in os.listdir(f"/proc/{server.pid}/fd")]}))
+"""
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["single_threaded", "with_threads"])
+def test_a_single_threaded_worker_forks_its_score_server_and_a_threaded_one_execs_it(threads, tmp_path):
+    """``start_server`` in a process with one thread: the server is a fork of it (its command line, not the exec'd
+    interpreter's), holding only its own descriptors; jobs are its children and budgets still hold. With a second
+    thread it declines, and multiprocessing's own server starts at the first job, as before."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", SERVER_CHECK, "threads" if threads else "single", str(tmp_path / "held")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["forked"] is (not threads)
+    assert (got["server_parent"], got["job_parent"]) == (got["me"], got["server"]), got
+    exec_d = "from multiprocessing.forkserver import main" in " ".join(got["server_cmdline"])
+    assert exec_d is threads, got["server_cmdline"]
+    assert got["breach"] == "time_budget_exceeded"
+    assert str(tmp_path / "held") not in got["server_files"], got["server_files"]
