@@ -4,14 +4,14 @@ the stream's jobs/s, and whether a worker died or a job process was left behind.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 
-import psutil
-
 from harness.drivers import http
 from harness.oracles.contract import COMPLETED, FAILED, TERMINAL
+from harness.stack.process import family, process_table
 
 
 def dense_score(measures: int = 250, per_measure: int = 16) -> bytes:
@@ -90,16 +90,11 @@ def job_row(dsn: str, job_id: str) -> dict:
 
 
 def job_processes(worker_pids: list[int]) -> list[int]:
-    """The per-job processes alive under the workers (children of their forkservers)."""
-    found = []
-    for pid in worker_pids:
-        try:
-            for child in psutil.Process(pid).children():
-                if "forkserver" in " ".join(child.cmdline()):
-                    found += [c.pid for c in child.children()]
-        except psutil.Error:
-            pass
-    return found
+    """The per-job processes alive under the workers: their grandchildren (children of their score forkservers, the
+    worker's only children that fork)."""
+    table = process_table()
+    servers = {pid for pid, (ppid, _) in table.items() if ppid in worker_pids}
+    return sorted(pid for pid, (ppid, _) in table.items() if ppid in servers)
 
 
 @dataclass
@@ -131,25 +126,33 @@ class Outcome:
         }
 
 
-def _rss_with_descendants(p: psutil.Process) -> int:
-    return p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))
+def _rss_with_descendants(pids: list[int]) -> list[int]:
+    """Each process's resident bytes with its descendants' (job processes included), from one read of /proc."""
+    table = process_table()
+    return [sum(_rss(member) for member in family(pid, table)) for pid in pids]
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):  # ended meanwhile
+        return 0
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def deal_with(sut, dsn: str, name: str, data: bytes, timeout: float = 60) -> Outcome:
     """Upload ``data`` as ``name`` to ``sut`` while a :class:`Stream` runs; wait (≤ ``timeout``) for the job's end."""
-    procs = [psutil.Process(w.pid) for w in sut.workers]
     pids_before = [w.pid for w in sut.workers]
-    base = max(_rss_with_descendants(p) for p in procs)
+    base = max(_rss_with_descendants(pids_before))
     peak = [base]
     sampling = threading.Event()
 
     def sample():
         while not sampling.is_set():
-            for p in procs:
-                try:
-                    peak[0] = max(peak[0], _rss_with_descendants(p))
-                except psutil.Error:
-                    pass
+            peak[0] = max(peak[0], *_rss_with_descendants(pids_before))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)

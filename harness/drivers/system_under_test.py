@@ -19,7 +19,7 @@ from harness.drivers.prometheus import PrometheusClient
 from harness.settings import current
 from harness.stack.endpoints import Stack
 from harness.stack.isolation import short_uid
-from harness.stack.process import ManagedProcess, ServiceStartError, free_ports, stop_all
+from harness.stack.process import ManagedProcess, ServiceStartError, free_ports, process_table, stop_all
 
 # the job kinds' transports (INFERENCE_TRANSPORT, SCORE_TRANSPORT) of each choice; "seeds": the original designs
 # the backing services the API and workers talk to (Prometheus only watches them)
@@ -344,7 +344,8 @@ class SystemUnderTest:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def leftovers(self) -> list[int]:
-        return [pid for p in [*self.workers, self.api, self.flower] if p for pid in p.leftovers()]
+        table = process_table()  # one read of /proc for all of them
+        return [pid for p in [*self.workers, self.api, self.flower] if p for pid in p.leftovers(table)]
 
     def log_records(self, min_level: str = "WARNING") -> list[dict]:
         """Every JSON log record at ``min_level`` or worse from every process this instance ever started (a killed

@@ -64,27 +64,34 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (ppid, session id) for every live, non-zombie process."""
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, session id) for every live, non-zombie process. Read with bare descriptors (a Python file object
+    per process costs twice as much, and a busy machine has hundreds)."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
+            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY)
         except OSError:
             continue
+        try:
+            stat = os.read(fd, 4096)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         # fields after the parenthesised command name: state ppid pgrp session ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
+        fields = stat.rsplit(b")", 1)[1].split(None, 4)
+        if fields[0] != b"Z":
             table[int(entry)] = (int(fields[1]), int(fields[3]))
     return table
 
 
-def family(leader: int) -> list[int]:
-    """The leader, its descendants (Postgres' backends call setsid themselves) and the rest of its session."""
-    table = _process_table()
+def family(leader: int, table: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    """The leader, its descendants (Postgres' backends call setsid themselves) and the rest of its session
+    (in ``table``, a ``process_table()`` read by the caller, or a fresh one)."""
+    table = process_table() if table is None else table
     members = {pid for pid, (_, sid) in table.items() if sid == leader}
     if leader in table:
         members.add(leader)
@@ -98,9 +105,18 @@ def family(leader: int) -> list[int]:
     return sorted(members)
 
 
-def alive(pids) -> list[int]:
-    table = _process_table()
+def alive(pids, table: dict[int, tuple[int, int]] | None = None) -> list[int]:
+    table = process_table() if table is None else table
     return sorted(p for p in pids if p in table)
+
+
+def _running(pid: int) -> bool:
+    """``pid`` is a live, non-zombie process: one read of its own stat, not the whole table's."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class ManagedProcess:
@@ -137,7 +153,7 @@ class ManagedProcess:
         self.forkable = forkable
         self.proc: subprocess.Popen | ForkedProcess | None = None
         self.started_at: float | None = None
-        self._seen: set[int] = set()  # every pid ever seen in this process's family
+        self._seen: set[int] = set()  # the pids of this process's family, as last seen alive
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> ManagedProcess:
@@ -218,12 +234,21 @@ class ManagedProcess:
                 )
             time.sleep(interval)
 
-    def members(self) -> list[int]:
-        """Live pids of this process's family (remembered, so orphans re-parented to init still count)."""
+    def members(self, table: dict[int, tuple[int, int]] | None = None) -> list[int]:
+        """Live pids of this process's family (remembered, so orphans re-parented to init still count), in ``table``
+        (a ``process_table()`` the caller shares between processes) or a fresh read."""
         if self.proc is None:
             return []
-        self._seen.update(family(self.proc.pid))
-        return alive(self._seen)
+        table = process_table() if table is None else table  # one read of /proc (a few ms with hundreds of processes)
+        live = alive(self._seen.union(family(self.proc.pid, table)), table)
+        self._seen = set(live)  # a pid that has ended is forgotten: its number may come back as another's process
+        return live
+
+    def _stopping(self) -> bool:
+        """While a stop waits: whether any of the family is left. The pids already seen are checked one by one (the
+        family was read before the signal); the whole table is read again only once they are all gone, for a
+        descendant born since. Waiting costs a few reads of /proc a poll, not a scan of every process twice."""
+        return any(_running(pid) for pid in self._seen) or bool(self.members())
 
     def stop(self) -> None:
         """Signal the leader (it shuts its own children down), wait ``stop_grace``, then SIGKILL what is left."""
@@ -247,22 +272,24 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + self.stop_grace
-        while self.members() and time.monotonic() < deadline:
+        while (left := self._stopping()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        _kill(self.members(), signal.SIGKILL)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + 5  # SIGKILL is asynchronous: give the kernel a moment to finish them
-        while self.members() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if left:  # past the grace: what is left is killed
+            _kill(self.members(), signal.SIGKILL)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.monotonic() + 5  # SIGKILL is asynchronous: give the kernel a moment to finish them
+            while self._stopping() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.proc.poll()  # a leader that ended while the family was watched is reaped
         with self._registry_lock:
             if self in self._registry:
                 self._registry.remove(self)
 
-    def leftovers(self) -> list[int]:
-        return self.members()
+    def leftovers(self, table: dict[int, tuple[int, int]] | None = None) -> list[int]:
+        return self.members(table)
 
     @classmethod
     def kill_all(cls) -> None:
