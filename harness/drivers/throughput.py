@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import httpx
 import psycopg
 
+from harness.drivers import http
 from harness.oracles.contract import FAILED, TERMINAL
 from harness.oracles.journal import Journal, file_digest, series_digest
 from harness.oracles.quantiles import (
@@ -201,9 +202,7 @@ def submit_and_wait(
     job_ids: list[str] = []
     rejected = 0
     started = time.monotonic()
-    with httpx.Client(
-        base_url=api_url, timeout=30, limits=httpx.Limits(max_connections=max(10, concurrency))
-    ) as client:
+    with http.client(base_url=api_url, timeout=30, limits=httpx.Limits(max_connections=max(10, concurrency))) as client:
         p = ProgressLine(f"{label}: submit", len(submissions), started=started)
 
         def one(submit) -> list[str] | None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
+from harness.drivers import http
 from harness.stack.endpoints import OpenAIEndpoint
 
 
 class MockOpenAIControl:
     def __init__(self, endpoint: OpenAIEndpoint, timeout: float = 10.0):
         self.endpoint = endpoint
-        self._http = httpx.Client(base_url=endpoint.admin_url, timeout=timeout)
+        self._http = http.client(base_url=endpoint.admin_url, timeout=timeout)  # one shared TLS context
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change knobs at run time, e.g. ``configure(delay_seconds=0.5, error_rate=0.2)``."""

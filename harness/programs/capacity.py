@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.drivers import http
 from harness.drivers.cpu import SYSTEM, CpuMeter, system_meter
 from harness.drivers.cpu import table as cpu_table
 from harness.drivers.system_under_test import SystemUnderTest
@@ -80,8 +81,6 @@ def mixed_phase(
     in the queue while scores rendered? (Goal: ≤ 1 s; a worker keeps slots free for short jobs.)"""
     import threading
 
-    import httpx
-
     from harness.drivers.throughput import count_terminal, job_figures, score_upload
     from system.simulators import scores as score_files
 
@@ -91,7 +90,7 @@ def mixed_phase(
     stop = threading.Event()
 
     def stream():
-        with httpx.Client(base_url=sut.api_url, timeout=30) as c:
+        with http.client(base_url=sut.api_url, timeout=30) as c:
             i = 0
             while not stop.is_set():
                 t0 = time.monotonic()
@@ -102,7 +101,7 @@ def mixed_phase(
     t = threading.Thread(target=stream, daemon=True)
     t.start()
     started = time.monotonic()
-    with httpx.Client(base_url=sut.api_url, timeout=60) as c:
+    with http.client(base_url=sut.api_url, timeout=60) as c:
         for i in range(scores):
             score_ids.extend(score_upload(content, f"capacity {i}")(c, journal))
     poll_until(

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.drivers import http
 from harness.oracles import ledger
 from harness.oracles.fuzz import Tally
 from harness.reports.report import reports_path
@@ -45,7 +46,7 @@ def api(stack, tmp_path_factory):
 
     with running_system(stack, tmp_path_factory.mktemp("fuzz-system"), SYSTEM_ENV, workers=1) as sut:
         # a connection per request: one request's answer never depends on what an earlier one did to the connection
-        with httpx.Client(base_url=sut.api_url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        with http.client(base_url=sut.api_url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             yield sut, client
 
 
@@ -134,14 +135,14 @@ def mock_base(tmp_path_factory):
 def test_the_mock_openai_service_from_its_openapi_document(mock_base):
     """The mock's admin API (knobs, scripts, reset, request log) from its OpenAPI document."""
     base = mock_base
-    openapi = httpx.get(f"{base}/openapi.json").json()
+    openapi = http.get(f"{base}/openapi.json").json()
     n_ops = sum(len(v) for v in openapi["paths"].values())
     per = max(20, int(TOTAL * 0.1) // n_ops)
     TALLY.ran.add("mock schema")
     # the admin API first (it may script faults), then completions against a reset mock: a scripted 500 is the mock
     # doing its job, not a defect
     fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path.startswith("/admin") or op.method == "get")
-    assert httpx.post(f"{base}/admin/reset").status_code < 300
+    assert http.post(f"{base}/admin/reset").status_code < 300
     fuzz_schema(openapi, base, per, "mock ", only=lambda op: op.path == "/v1/chat/completions")
 
 
@@ -260,8 +261,8 @@ chat_bodies = st.one_of(
 
 def test_hostile_chat_completions(mock_base):
     """What the OpenAI SDK (or anyone) may send the mock: its answer is a completion or OpenAI's 400 error object."""
-    assert httpx.post(f"{mock_base}/admin/reset").status_code < 300
-    with httpx.Client(base_url=mock_base, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    assert http.post(f"{mock_base}/admin/reset").status_code < 300
+    with http.client(base_url=mock_base, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         TALLY.ran.add("hostile chat")
 
         @settings(max_examples=max(50, int(TOTAL * 0.05)), suppress_health_check=list(HealthCheck), deadline=None)
