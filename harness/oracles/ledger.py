@@ -180,7 +180,8 @@ def gather(
         rows = {
             str(r["id"]): r
             for r in conn.execute(
-                "SELECT id, kind, status, params, error_code, attempts FROM jobs WHERE id = ANY(%s::uuid[])", (ids,)
+                "SELECT id, kind, status, params, error_code, error_message, attempts FROM jobs WHERE id = ANY(%s::uuid[])",
+                (ids,),
             )
         }
         refused_rows: dict[str, list[dict]] = {}
@@ -356,7 +357,8 @@ def _judge_failures(report: LedgerReport, state: StoreState) -> None:
                     "failed_unbudgeted",
                     jid,
                     f"failed ({code}): {len(jids)} job(s) failed so, the budget allows {allowed}"
-                    + (f" (+{state.failures['*']} of any reason)" if state.failures.get("*") else ""),
+                    + (f" (+{state.failures['*']} of any reason)" if state.failures.get("*") else "")
+                    + f"; its reason: {str(state.rows[jid].get('error_message') or 'none recorded')[:300]}",
                 )
 
 

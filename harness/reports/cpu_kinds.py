@@ -18,9 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+SCORE_PROCESS_NAME = "verisim-score"  # system.pipelines.budget.PROCESS_NAME (the oracle's side keeps its own copy)
+
 # the first pattern found in a process's command line names its kind (order matters: the more specific first)
 KINDS: list[tuple[str, str]] = [
-    ("'music21'", "score job children"),  # the worker's forkserver for score jobs (its preload names music21)
+    # the worker's forkserver for score jobs, where multiprocessing execs it (its preload names the score reader); one
+    # the worker forked from itself, and every job child, is told by its name (SCORE_PROCESS_NAME), not its command line
+    ("'system.pipelines.score_read'", "score job children"),
     ("forkserver import main", "system: api, workers (forked)"),  # the harness's template and what it forks
     ("system.worker", "system: workers"),
     ("system.api", "system: api"),
@@ -46,6 +50,8 @@ KINDS: list[tuple[str, str]] = [
 def kind_of(cmdline: str, comm: str = "", ppid: str = "") -> str:
     """The kind of a process by its command line; one without (a kernel thread, or a process that has ended and not
     yet been reaped) by its name (``comm``) and parent."""
+    if comm == SCORE_PROCESS_NAME:
+        return "score job children"
     if not cmdline:
         return "kernel threads" if ppid in ("0", "2") else f"other: {comm}"
     for pattern, kind in KINDS:

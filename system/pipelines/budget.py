@@ -25,6 +25,7 @@ far more address space than it uses, and the OMR command has its own timeout.
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import os
@@ -41,6 +42,8 @@ PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pip
 WATCH_INTERVAL_SECONDS = 0.02  # how often the parent reads the child's resident memory
 AS_BACKSTOP_FACTOR, AS_BACKSTOP_EXTRA = 2, 512 * 2**20  # RLIMIT_AS: for an allocation too fast for the watch
 MEMORY_EXIT_CODE = 86  # the child ran out of its memory budget even while reporting it
+PROCESS_NAME = b"verisim-score"  # the score jobs' server and children, as ps and top show them (Linux comm): they
+# share their worker's command line when the server is forked from it
 SCORE_CHILD_NICE = 5  # a score child's CPU priority below its worker's (nice): inference jobs are not slowed by it
 CPU_GRACE_SECONDS = 5  # RLIMIT_CPU = the time budget + this: only a backstop for a child whose parent has died
 
@@ -114,6 +117,7 @@ def _become_server(listener: int, alive_r: int, alive_w: int) -> None:
     import sys
     from multiprocessing import forkserver
 
+    _name(PROCESS_NAME)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.settrace(None)
     threading.settrace(None)
@@ -124,7 +128,20 @@ def _become_server(listener: int, alive_r: int, alive_w: int) -> None:
                 os.close(fd)
             except OSError:  # the descriptor of the listing itself, gone already
                 pass
+    for module in PRELOAD:
+        __import__(module)
+    gc.freeze()  # what the server holds now is never collected in a child: no child copies its pages to scan them
     forkserver.main(listener, alive_r, PRELOAD)
+
+
+def _name(name: bytes) -> None:
+    """This process's name (Linux ``prctl(PR_SET_NAME)``; the command line stays). Nothing where it cannot be set."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def warm_up() -> None:
@@ -169,6 +186,7 @@ def _exit_with_worker(worker: int) -> None:
 
 
 def _child(conn, worker: int, fn: Callable[..., Any], args: tuple, memory_bytes: int, cpu_seconds: int) -> None:
+    _name(PROCESS_NAME)  # as the server's (a child of multiprocessing's exec'd server does not inherit it)
     hard_as = resource.getrlimit(resource.RLIMIT_AS)[1]
     backstop = address_space_bytes() + AS_BACKSTOP_FACTOR * memory_bytes + AS_BACKSTOP_EXTRA
     resource.setrlimit(resource.RLIMIT_AS, (backstop, hard_as))

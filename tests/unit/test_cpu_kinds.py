@@ -13,9 +13,17 @@ from harness.reports.cpu_kinds import kind_of
 
 def test_each_process_of_a_run_is_named_by_its_kind():
     forked = "/w/.venv/bin/python -B -c from multiprocessing.forkserver import main; main(8, 9, ['torch'], **{})"
-    score = forked.replace("['torch']", "['music21', 'music21.converter']")
+    score = forked.replace("['torch']", "['music21', 'music21.converter', 'system.pipelines.score_read']")
     assert kind_of(forked) == "system: api, workers (forked)"
+    assert kind_of(forked.replace("['torch']", "['torch', 'music21']")) == "system: api, workers (forked)"
     assert kind_of(score) == "score job children"
+    # a score server forked from its worker, and its job children, share the worker's command line: their name tells
+    assert (
+        kind_of(forked, "verisim-score", "4242")
+        == kind_of("python -m system.worker", "verisim-score")
+        == ("score job children")
+    )
+    assert kind_of("python -m system.worker", "python") == "system: workers"
     assert kind_of("/root/.cache/verisim/localstack-4.13.1/bin/python -m localstack.runtime.main") == "localstack"
     assert kind_of("/usr/lib/postgresql/15/bin/postgres -D /tmp/x") == "postgres"
     assert kind_of("python -c import sys;exec(eval(sys.stdin.readline()))") == "pytest (xdist workers)"

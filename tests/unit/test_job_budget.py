@@ -138,7 +138,7 @@ def running(p: psutil.Process) -> bool:
 
 # -- the forkserver forked from the worker (start_server) ------------------------------------------------------------
 SERVER_CHECK = """
-import json, os, sys, threading, time
+import json, os, pathlib, sys, threading, time
 import psutil
 from system.pipelines import budget
 from system.pipelines.base import PermanentJobError
@@ -148,6 +148,7 @@ if threads:
     threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
 forked = budget.start_server()
 ppid = budget.run_within_budget(os.getppid, seconds=30, memory_mb=100)
+job_name = budget.run_within_budget(pathlib.Path("/proc/self/comm").read_text, seconds=30, memory_mb=100).strip()
 from multiprocessing import forkserver
 server = psutil.Process(forkserver._forkserver._forkserver_pid)
 try:
@@ -156,7 +157,8 @@ try:
 except PermanentJobError as exc:
     breach = exc.code
 print(json.dumps({"forked": forked, "server_parent": server.ppid(), "server_cmdline": server.cmdline(),
-                  "job_parent": ppid, "server": server.pid, "breach": breach, "me": os.getpid(),
+                  "job_parent": ppid, "job_name": job_name,
+                  "server_name": pathlib.Path(f"/proc/{server.pid}/comm").read_text().strip(), "server": server.pid, "breach": breach, "me": os.getpid(),
                   "server_files": [os.readlink(f"/proc/{server.pid}/fd/{f}") for f in os.listdir(f"/proc/{server.pid}/fd")]}))
 """
 
@@ -183,4 +185,8 @@ def test_a_single_threaded_worker_forks_its_score_server_and_a_threaded_one_exec
     exec_d = "from multiprocessing.forkserver import main" in " ".join(got["server_cmdline"])
     assert exec_d is threads, got["server_cmdline"]
     assert got["breach"] == "time_budget_exceeded"
+    # ps and top tell the score processes from the worker whose command line they share (the exec'd server keeps its
+    # interpreter's name; its children take the name)
+    assert got["job_name"] == "verisim-score"
+    assert (got["server_name"] == "verisim-score") is (not threads), got["server_name"]
     assert str(tmp_path / "held") not in got["server_files"], got["server_files"]

@@ -146,7 +146,7 @@ CASES = {
 
 
 def _fail(s: StoreState, jid: str, code: str) -> None:
-    s.rows[jid].update(status="failed", error_code=code)
+    s.rows[jid].update(status="failed", error_code=code, error_message=f"the {code} reason, as the worker recorded it")
     s.cached[jid] = json.dumps({"status": "failed"})
     for e in s.results["score" if jid == SCORE else "inference"][jid]:
         e.update(status="failed")
@@ -166,6 +166,7 @@ def test_a_failure_within_its_budget_passes_and_one_more_does_not():
     _fail(state, INF, "input_lost")
     report = judge(state)
     assert report.kinds == {"failed_unbudgeted": 2}, report.summary()
+    assert all("its reason: the input_lost reason, as the worker recorded it" in p for p in report.problems)
     state.failures = {"input_lost": 1, "*": 1}  # any reason: the spare covers the second
     assert judge(state).ok
 
