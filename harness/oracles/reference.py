@@ -191,6 +191,7 @@ def read_score(data: bytes, fmt: str) -> dict | None:
     import tempfile
 
     from music21 import bar, converter, tempo
+    from music21.analysis.discrete import DiscreteAnalysisException
 
     suffix = {"musicxml": ".musicxml", "mxl": ".mxl", "midi": ".mid", "abc": ".abc"}[fmt]
     with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
@@ -206,7 +207,11 @@ def read_score(data: bytes, fmt: str) -> dict | None:
             played = score
     else:
         played = score
-    key = score.analyze("key")
+    try:
+        key = score.analyze("key")
+        key_name = f"{key.tonic.name} {key.mode}"
+    except DiscreteAnalysisException:  # nothing pitched sounds (rests, percussion): there is no key to name
+        key_name = None
     parts = list(getattr(score, "parts", None) or []) or [score]
     mm = next(iter(score.recurse().getElementsByClass(tempo.MetronomeMark)), None)
     sounding = [
@@ -216,7 +221,7 @@ def read_score(data: bytes, fmt: str) -> dict | None:
     ]
     ends = [e["offsetSeconds"] + e["durationSeconds"] for e in played.flatten().secondsMap]
     return {
-        "key": f"{key.tonic.name} {key.mode}",
+        "key": key_name,
         "tempo_qpm": round(float(mm.getQuarterBPM()), 3) if mm and mm.getQuarterBPM() else None,
         "parts": len(parts),
         "measures": max((len(p.getElementsByClass("Measure")) for p in parts), default=0),

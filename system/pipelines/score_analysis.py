@@ -28,6 +28,17 @@ def duration_seconds(score) -> float:
     return round(max((e["offsetSeconds"] + e["durationSeconds"] for e in entries), default=0.0), 3)
 
 
+def _key(score):
+    """The key music21 finds by weighing each pitch by how long it sounds (Krumhansl-Schmuckler); None for a score
+    with no pitch to weigh (only rests, or only unpitched percussion): no key, rather than a failed job."""
+    from music21.analysis.discrete import DiscreteAnalysisException
+
+    try:
+        return score.analyze("key")
+    except DiscreteAnalysisException:
+        return None
+
+
 def analyse(score, fallback_title: str | None = None) -> dict[str, Any]:
     from music21 import expressions, meter, tempo, text
 
@@ -35,7 +46,7 @@ def analyse(score, fallback_title: str | None = None) -> dict[str, Any]:
     title = (md.title if md and md.title else None) or (md.movementName if md and md.movementName else None)
     if title and title.startswith(("input.", "page.")):  # music21 names untitled scores after our temp file
         title = None
-    key = score.analyze("key")
+    key = _key(score)
     ts = next(iter(score.recurse().getElementsByClass(meter.TimeSignature)), None)
     mm = next(iter(score.recurse().getElementsByClass(tempo.MetronomeMark)), None)
     parts = list(score.parts) or [score]
@@ -60,7 +71,9 @@ def analyse(score, fallback_title: str | None = None) -> dict[str, Any]:
             "tonic": key.tonic.name,
             "mode": key.mode,
             "confidence": round(float(key.correlationCoefficient), 4),
-        },
+        }
+        if key is not None
+        else None,
         "time_signature": ts.ratioString if ts else None,
         "tempo_qpm": round(float(mm.getQuarterBPM()), 3) if mm and mm.getQuarterBPM() else None,
         "measures": max((len(p.getElementsByClass("Measure")) for p in parts), default=0),
