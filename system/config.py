@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     score_soundfont: str | None = Field(None, description="SoundFont for audio (default: pretty_midi's TimGM6mb.sf2)")
     score_max_audio_seconds: float = Field(600.0, gt=0, description="longest score (as played) rendered to audio")
     score_mp3_bitrate: int = Field(128, ge=32, le=320)
+    score_mp3_quality: int = Field(
+        7,
+        ge=2,
+        le=7,
+        description="LAME's encoding quality, 2 (best, slowest) to 7 (fastest): 7 takes half the CPU of 5, the largest "
+        "share of a score job's; the 6 MB General MIDI SoundFont, not the encoder, bounds how the MP3 sounds",
+    )
     score_job_timeout_seconds: float = Field(
         180.0,
         gt=0,

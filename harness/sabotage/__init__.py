@@ -576,10 +576,10 @@ def _silent_audio() -> None:
 
     render = score.render_midi
 
-    def silent(midi, soundfont, bitrate):
+    def silent(midi, soundfont, bitrate, quality=7):
         import lameenc
 
-        honest = render(midi, soundfont, bitrate)
+        honest = render(midi, soundfont, bitrate, quality)
         enc = lameenc.Encoder()
         enc.set_bit_rate(bitrate)
         enc.set_in_sample_rate(honest.sample_rate)

@@ -122,7 +122,7 @@ def run(job: dict, timer: StageTimer, artifacts, llm: openai.OpenAI, settings: S
     with timer.stage("audio") as detail:
         try:
             soundfont = Path(settings.score_soundfont) if settings.score_soundfont else None
-            audio = render_midi(read["midi"], soundfont, settings.score_mp3_bitrate)
+            audio = render_midi(read["midi"], soundfont, settings.score_mp3_bitrate, settings.score_mp3_quality)
         except FileNotFoundError as exc:
             raise PermanentJobError("soundfont_missing", str(exc)) from exc
         key = artifact_key(job_id, "audio.mp3")

@@ -42,11 +42,11 @@ def to_midi(score) -> bytes:
             defaults.ticksPerQuarter, defaults.ticksAtStart = saved
 
 
-def render(score, soundfont: Path | None = None, bitrate: int = 128) -> Rendered:
-    return render_midi(to_midi(score), soundfont, bitrate)
+def render(score, soundfont: Path | None = None, bitrate: int = 128, quality: int = 7) -> Rendered:
+    return render_midi(to_midi(score), soundfont, bitrate, quality)
 
 
-def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int = 128) -> Rendered:
+def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int = 128, quality: int = 7) -> Rendered:
     """MIDI (as ``to_midi`` writes it) → MP3. Its cost is bounded by the music's length, which the pipeline caps."""
     import lameenc
     import numpy as np
@@ -71,7 +71,7 @@ def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int =
     enc.set_bit_rate(bitrate)
     enc.set_in_sample_rate(SAMPLE_RATE)
     enc.set_channels(2)
-    enc.set_quality(5)
+    enc.set_quality(quality)  # LAME's: 2 best ... 7 fastest (SCORE_MP3_QUALITY)
     mp3 = enc.encode(pcm.tobytes()) + enc.flush()
     return Rendered(
         mp3=bytes(mp3),
