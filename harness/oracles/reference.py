@@ -114,6 +114,9 @@ def read_state(path: Path) -> dict:
         return dict(Unpickler(archive.open(f"{root}/data.pkl")).load())
 
 
+ROWS_PER_PASS = 64  # windows per forward pass of the reference: small enough for numpy's BLAS to stay on one thread
+
+
 class ReferenceLSTM:
     """The committed LSTM's weights, run gate by gate in float64 (input, forget, cell, output: PyTorch's order)."""
 
@@ -137,6 +140,15 @@ class ReferenceLSTM:
         return [(v - mean) / scale for v in w], mean, scale
 
     def _step_block(self, windows: list[list[float]]) -> list[list[float]]:
+        """One block of the model's horizon for each window, ``ROWS_PER_PASS`` windows at a time: numpy's BLAS runs a
+        larger product on every core and spins its threads between calls, and the oracle runs beside the system it
+        judges (3 000 forecasts: 0.9 s of one core this way, 1.6 CPU-s over two cores at once, in the same wall time)."""
+        out: list[list[float]] = []
+        for start in range(0, len(windows), ROWS_PER_PASS):
+            out += self._step_rows(windows[start : start + ROWS_PER_PASS])
+        return out
+
+    def _step_rows(self, windows: list[list[float]]) -> list[list[float]]:
         import numpy as np
 
         def sigmoid(v):

@@ -66,3 +66,20 @@ def test_the_reference_agrees_with_the_systems_model_within_the_oracles_toleranc
         abs(a - b) / f.scale for t, f in zip(theirs, moved, strict=True) for a, b in zip(t, f.prediction, strict=True)
     )
     assert off > 100 * ref.LSTM_TOL_OF_SCALE, off
+
+
+def test_forecasts_in_passes_of_rows_equal_forecasts_made_one_by_one(monkeypatch):
+    """The reference runs at most ``ROWS_PER_PASS`` windows per forward pass (numpy's BLAS then stays on one thread,
+    beside the system it judges); how the windows are cut into passes changes no forecast."""
+    reference = ref.ReferenceLSTM()
+    rng = random.Random(7)
+    items = [([rng.gauss(5, 2) for _ in range(rng.randint(8, 64))], rng.randint(1, 30)) for _ in range(150)]
+    sizes: list[int] = []
+    rows = reference._step_rows
+    monkeypatch.setattr(reference, "_step_rows", lambda windows: sizes.append(len(windows)) or rows(windows))
+    together = reference.forecast_many(items)
+    assert max(sizes) == ref.ROWS_PER_PASS and len(sizes) > len(items) // ref.ROWS_PER_PASS
+    alone = [reference.forecast_many([item])[0] for item in items]
+    for a, b in zip(together, alone, strict=True):
+        assert a.scale == b.scale
+        assert np.allclose(a.prediction, b.prediction, rtol=1e-12, atol=1e-12 * a.scale)
