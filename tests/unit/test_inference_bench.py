@@ -178,3 +178,17 @@ def test_the_interleaved_gate_catches_a_slowed_worker_path(model, windows, monke
     [_, worker] = _gate_verdicts(slo.load()["bench"], again["batch8_speedup"], again["worker_over_raw"])
     gate = slo.load()["bench"]["lstm_worker_over_raw_max"]
     assert not worker.ok and worker.measured > 1.5 * gate, worker.line()  # x2.8 on a machine at half speed, x4+ idle
+
+
+def test_the_interleaved_gate_catches_batching_undone(model, windows, monkeypatch):
+    """The speed-up gate has teeth: a forecast_batch that runs its windows one at a time misses it."""
+    batch = lstm.forecast_batch
+
+    def one_by_one(model, series, horizon):
+        return [batch(model, [s], horizon)[0] for s in series]
+
+    monkeypatch.setattr(lstm, "forecast_batch", one_by_one)
+    again = interleaved_ratios(model, windows, rounds=60)
+    [speedup, _] = _gate_verdicts(slo.load()["bench"], again["batch8_speedup"], again["worker_over_raw"])
+    print(f"\n{speedup.line()}")
+    assert not speedup.ok and speedup.measured < 1.5, speedup.line()
