@@ -122,7 +122,8 @@ def test_a_slow_failing_worker_fails_the_queue_backlog_and_delivery_slos(chaos_s
 
     from harness.sabotage import plant_in_stores
 
-    sut = chaos_system(workers=1, sabotage="invented_failure,slow_worker,flaky_first_attempt")
+    # one worker of concurrency 2: every attempt sleeps 1 s per job, so it finishes at most one job a second
+    sut = chaos_system(workers=1, concurrency=2, sabotage="invented_failure,slow_worker,flaky_first_attempt")
     stray: list[str] = []
 
     def plant_stray() -> None:  # once the first jobs have ended
@@ -145,7 +146,9 @@ def test_a_slow_failing_worker_fails_the_queue_backlog_and_delivery_slos(chaos_s
 
     planter = threading.Thread(target=plant_stray, daemon=True)
     planter.start()
-    # one user: ~3 jobs/s offered against ~4 jobs/s of a slowed worker, each job delivered twice: a backlog of ~10 s
+    # one user offers 2-3 jobs/s against that one a second: the backlog when the load stops is at least ~12 jobs, so
+    # the drain takes >= 12 s (a worker of concurrency 4 can finish two a second, and once drained in 4.1 s, under the
+    # 5 s target)
     figures = short_load(stack, sut, 1)
     planter.join(5)
     assert stray, "no failed job to send to the DLQ"
