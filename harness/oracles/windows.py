@@ -231,11 +231,44 @@ def _back_to_steady(
     inference jobs is the p95 of a mixed slice, so a mixed p95 would judge how many scores a slice happened to get."""
     if any(j["done"] is None for j in slice_):
         return False
+    return all(p95 <= limit for p95, limit in _slice_p95s(slice_, steady_p95_ms, tolerance, kind_p95_ms).values())
+
+
+def _slice_p95s(
+    slice_: list[dict], steady_p95_ms: float, tolerance: float, kind_p95_ms: dict[str, float] | None
+) -> dict[str, tuple[float, float]]:
+    """Kind -> (the slice's finished jobs' enqueue->done p95 ms, the most a recovered system may show)."""
     kinds: dict[str, list[float]] = {}
     for j in slice_:
-        kinds.setdefault(j.get("kind", ""), []).append((j["done"] - j["enq"]) * 1000)
+        if j["done"] is not None:
+            kinds.setdefault(j.get("kind", ""), []).append((j["done"] - j["enq"]) * 1000)
     limits = {k: v for k, v in (kind_p95_ms or {}).items() if v is not None}
-    return all(percentile(d, 95) <= limits.get(k, steady_p95_ms) * tolerance for k, d in kinds.items())
+    return {k: (percentile(d, 95), limits.get(k, steady_p95_ms) * tolerance) for k, d in kinds.items()}
+
+
+def why_not_recovered(
+    jobs: list[dict],
+    fault_end: float,
+    horizon: float,
+    steady_p95_ms: float | None,
+    tolerance: float,
+    bucket_s: float = RECOVERY_SLICE_S,
+    kind_p95_ms: dict[str, float] | None = None,
+) -> list[str]:
+    """What each slice ``time_to_recover`` looked at showed, one line a slice: its start after the fault's end, its
+    jobs still open, and each kind's enqueue->done p95 against the most a recovered system may show."""
+    if steady_p95_ms is None:
+        return ["no steady enqueue->done p95 to recover to"]
+    lines = []
+    t = fault_end
+    while t + bucket_s <= horizon + 0.001:
+        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
+        open_ = sum(1 for j in slice_ if j["done"] is None)
+        kinds = _slice_p95s(slice_, steady_p95_ms, tolerance, kind_p95_ms)
+        shown = ", ".join(f"{k} {p95:.0f}/{limit:.0f} ms" for k, (p95, limit) in sorted(kinds.items()))
+        lines.append(f"+{t - fault_end:.0f}s: {len(slice_)} jobs, {open_} open; p95/most {shown or '-'}")
+        t += 1.0
+    return lines
 
 
 # -- steady state, abort on breach, the resilience score ----------------------------------------------------------

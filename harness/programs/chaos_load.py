@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -50,12 +51,13 @@ from harness.oracles.windows import (
     resilience_score,
     steady_state_verdicts,
     time_to_recover,
+    why_not_recovered,
     window_offered,
     window_verdicts,
 )
 from harness.programs.load import open_model_figures
 from harness.programs.scenario import Scenario, Window
-from harness.reports import report
+from harness.reports import cpu_kinds, report
 from harness.stack.choice import CHOICES
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from harness.stack.process import ManagedProcess
     from harness.stack.services.kafka import LocalKafka
 
+CPU_TIMELINE = "cpu-by-kind.jsonl"  # the run dir's record of the CPU by kind of process, once a second
 IN_HAND_GAUGE = "verisim_worker_inflight_jobs"  # a worker's /metrics: the jobs it holds now (system/worker/metrics.py)
 BASE_ENV = {  # faults resolve in seconds, as in the chaos tests; a scenario's [system] table overrides these
     "SQS_VISIBILITY_TIMEOUT": "4",
@@ -226,6 +229,8 @@ class ChaosLoad:
         self.steady_checks: list[Verdict] = []
         self.aws_proxy: AwsFaultProxy | None = None
         self.role_env: dict[str, dict[str, str]] = {}  # "api" | "workers" -> its own settings (a partition's proxy)
+        self.cpu: list[dict] = []  # the run's CPU by kind of process, a reading a second (harness.reports.cpu_kinds)
+        self._cpu_sampler: subprocess.Popen | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------------------
     def _capped_services(self) -> None:
@@ -415,6 +420,11 @@ class ChaosLoad:
             )
             load = _Load(self, requests_log)
             self._watch_done = threading.Event()
+            # the machine's CPU by kind of process, once a second: what each phase spent it on (a window that did not
+            # recover shows whether its fault, its backlog or something else held the cores)
+            self._cpu_sampler = subprocess.Popen(
+                [sys.executable, "-m", "harness.reports.cpu_kinds", "--timeline", str(self.run_dir / CPU_TIMELINE)]
+            )
             with QueueSampler(self.stack, self.sut.queue_name, self.sut.dlq_name) as sampler:
                 load.start()
                 self._wait_for_first_request(requests_log, load.thread)
@@ -428,10 +438,13 @@ class ChaosLoad:
                 self.say(f"  [{load_ended - self.phases[0].start:6.1f}s] load over; draining the backlog …")
                 drained = self._drain(sc.drain_timeout_s)
                 time.sleep(1.1)
+            self._stop_cpu_sampler()
+            self.cpu = cpu_kinds.read_timeline(self.run_dir / CPU_TIMELINE)
             run = load.result()
             (self.run_dir / "locust.log").write_text((run.stdout + run.stderr) if run else "locust did not finish")
             return self._judge(control, requests_log, sampler.samples, load_ended, drained, run, load_end)
         finally:
+            self._stop_cpu_sampler()
             with contextlib.suppress(Exception):
                 MockOpenAIControl(self.stack.openai).reset()
             if self.sut:
@@ -444,6 +457,13 @@ class ChaosLoad:
                 self.own_kafka.stop()
             for svc in self.capped.values():
                 svc.stop()
+
+    def _stop_cpu_sampler(self) -> None:
+        if self._cpu_sampler is not None:
+            self._cpu_sampler.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._cpu_sampler.wait(10)
+            self._cpu_sampler = None
 
     def _timeline(self, http: HttpFaults, proc: ProcessFaults) -> None:
         """Warm-up, steady phase (the steady state checked, when the scenario states one: no fault is injected into
@@ -773,6 +793,21 @@ class ChaosLoad:
         )
         evidence = self._evidence(w, fw, fault, rec, seen["mock"], seen["warnings"], seen["redeliveries"], requests)
         evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since, steady)
+        if (
+            recover is None
+        ):  # what the recovery slices showed, and where the CPU went meanwhile against the steady phase
+            evidence["recovery_slices"] = why_not_recovered(  # the first 15 (a last window's run to the load's end)
+                jobs,
+                fault.end,
+                nxt,
+                steady["done_p95_ms"],
+                self.scenario.recovery_tolerance,
+                kind_p95_ms=steady["done_p95_ms_by_kind"],
+            )[:15]
+            evidence["cpu_per_s_by_kind"] = {
+                "steady": steady["cpu_per_s_by_kind"],
+                "recovery": r_fig["cpu_per_s_by_kind"],
+            }
         fw.evidence.update(evidence)
         trace = evidence.get(CATALOG[w.fault].trace, 0)
         measured = {
@@ -945,6 +980,7 @@ class ChaosLoad:
             "completed": sum(1 for j in jobs if j["done"] and ph.start <= j["done"] < ph.end),
             "failed": sum(1 for j in enq if j["status"] == FAILED),
             "done_p95_ms": _r(percentile(dones, 95)),
+            "cpu_per_s_by_kind": cpu_kinds.per_second(self.cpu, ph.start, ph.end),
             "done_p95_ms_by_kind": {
                 kind: _r(
                     percentile([(j["done"] - j["enq"]) * 1000 for j in enq if j["kind"] == kind and j["done"]], 95)

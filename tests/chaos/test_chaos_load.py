@@ -48,7 +48,14 @@ def chaos_run(request, stack, stack_provider, report_paths):
 def test_window_holds_under_load(chaos_run, window):
     w = next(x for x in chaos_run.windows if x["name"] == window)
     failing = [f"{v['slo']}: measured {v['measured']}, target {v['target']}" for v in w["verdicts"] if not v["ok"]]
-    assert not failing, f"{window} ({w['fault']} {w['params']}): " + "; ".join(failing) + f"\nevidence: {w['evidence']}"
+    evidence = {k: v for k, v in w["evidence"].items() if k != "recovery_slices"}
+    slices = "".join(f"\n  {line}" for line in w["evidence"].get("recovery_slices", []))
+    assert not failing, (
+        f"{window} ({w['fault']} {w['params']}): "
+        + "; ".join(failing)
+        + f"\nevidence: {evidence}"
+        + (f"\nrecovery slices (enqueue->done p95 / the most a recovered system shows):{slices}" if slices else "")
+    )
     # nothing was lost or doubled while it lasted, nor anywhere else in the run
     assert chaos_run.ledger.ok, chaos_run.ledger.summary()
     assert all(v.ok for v in chaos_run.verdicts if v.slo.startswith("backlog")), "accepted jobs left unfinished"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from harness.reports.cpu_kinds import kind_of
+from harness.reports.cpu_kinds import kind_of, per_second, read_timeline
 
 
 def test_each_process_of_a_run_is_named_by_its_kind():
@@ -70,3 +70,27 @@ def test_what_ran_before_the_sampler_started_counts_from_its_start_only(tmp_path
             sampler.wait(5)
     finally:
         busy.kill()
+
+
+def test_a_timeline_shows_each_second_and_a_phase_reads_its_share(tmp_path):
+    """--timeline appends a reading a second; a span of it reads as CPU seconds per second by kind (1.0: one core)."""
+    out = tmp_path / "cpu.jsonl"
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 2.5: pass\ntime.sleep(30)"
+    sampler = subprocess.Popen([sys.executable, "-m", "harness.reports.cpu_kinds", "--timeline", str(out)])
+    time.sleep(0.5)
+    started = time.time()
+    busy = subprocess.Popen([sys.executable, "-c", burn, "stress-ng"])
+    try:
+        deadline = time.monotonic() + 15
+        while sum(r["cpu_s"].get("stress-ng (faults)", 0) for r in read_timeline(out)) < 2.4:
+            assert time.monotonic() < deadline, out.read_text() if out.exists() else "no reading written"
+            time.sleep(0.5)
+    finally:
+        busy.kill()
+        sampler.terminate()
+        sampler.wait(5)
+    lines = read_timeline(out)
+    assert len(lines) >= 3 and all(b["t"] - a["t"] < 2 for a, b in zip(lines, lines[1:], strict=False))
+    share = per_second(lines, started, started + 2.5)["stress-ng (faults)"]
+    assert 0.6 <= share <= 1.1, share  # one core busy for most of the span
+    assert per_second(lines, started - 100, started - 50) == {} and read_timeline(tmp_path / "none") == []

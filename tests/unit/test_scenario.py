@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from harness.faults.catalog import CATALOG, SERVICES
-from harness.oracles.windows import failure_budget_verdict, generator_verdicts, time_to_recover, window_verdicts
+from harness.oracles.windows import (
+    failure_budget_verdict,
+    generator_verdicts,
+    time_to_recover,
+    why_not_recovered,
+    window_verdicts,
+)
 from harness.programs import scenario
 
 BASE = {"window": [{"name": "w", "fault": "service.restart", "params": {"service": "redis"}, "duration_s": 5}]}
@@ -125,6 +131,17 @@ def test_not_recovered_while_latency_stays_high_or_a_job_never_ends():
     stuck = jobs((99, None), *[(100 + i * 0.5, 100.1 + i * 0.5) for i in range(30)])
     assert time_to_recover(stuck, 100, 115, steady_p95_ms=100, tolerance=2) is None
     assert time_to_recover(jobs((100, 100.1)), 100, 115, steady_p95_ms=None, tolerance=2) is None
+
+
+def test_a_window_not_recovered_says_what_each_slice_showed():
+    slow = jobs(*[(100 + i * 0.5, 100.3 + i * 0.5) for i in range(30)]) + jobs((107.5, None))  # 0.3 s each, one open
+    lines = why_not_recovered(slow, 100, 112, steady_p95_ms=100, tolerance=2)
+    assert time_to_recover(slow, 100, 112, steady_p95_ms=100, tolerance=2) is None
+    assert lines[0] == "+0s: 10 jobs, 0 open; p95/most  300/200 ms"
+    assert lines[-1] == "+7s: 11 jobs, 1 open; p95/most  300/200 ms" and len(lines) == 8
+    assert why_not_recovered(slow, 100, 112, steady_p95_ms=None, tolerance=2) == [
+        "no steady enqueue->done p95 to recover to"
+    ]
 
 
 def test_recovery_found_later_in_the_phase():
