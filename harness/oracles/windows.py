@@ -4,6 +4,7 @@ landed, its failure budget, its time to recover, and whether the load generator 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from harness.oracles.contract import FAILED
@@ -214,13 +215,19 @@ def time_to_recover(
         return None
     held = held_back(before, steady_p95_ms, tolerance, kind_p95_ms)
     drained = max((j["done"] for j in held), default=fault_end)
-    t = fault_end
-    while t + bucket_s <= horizon + 0.001:
-        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
+    for t, slice_ in _slices(jobs, fault_end, horizon, bucket_s):
         if slice_ and _back_to_steady(slice_, steady_p95_ms, tolerance, kind_p95_ms):
             return round(max(drained, t) - fault_end, 3)
-        t += 1.0
     return None
+
+
+def _slices(jobs: list[dict], fault_end: float, horizon: float, bucket_s: float) -> Iterator[tuple[float, list[dict]]]:
+    """The recovery slices: (start, the jobs accepted in [start, start + ``bucket_s``)), a second apart from the
+    fault's end, each ending by ``horizon``."""
+    t = fault_end
+    while t + bucket_s <= horizon + 0.001:
+        yield t, [j for j in jobs if t <= j["enq"] < t + bucket_s]
+        t += 1.0
 
 
 def _back_to_steady(
@@ -260,14 +267,11 @@ def why_not_recovered(
     if steady_p95_ms is None:
         return ["no steady enqueue->done p95 to recover to"]
     lines = []
-    t = fault_end
-    while t + bucket_s <= horizon + 0.001:
-        slice_ = [j for j in jobs if t <= j["enq"] < t + bucket_s]
+    for t, slice_ in _slices(jobs, fault_end, horizon, bucket_s):
         open_ = sum(1 for j in slice_ if j["done"] is None)
         kinds = _slice_p95s(slice_, steady_p95_ms, tolerance, kind_p95_ms)
         shown = ", ".join(f"{k} {p95:.0f}/{limit:.0f} ms" for k, (p95, limit) in sorted(kinds.items()))
         lines.append(f"+{t - fault_end:.0f}s: {len(slice_)} jobs, {open_} open; p95/most {shown or '-'}")
-        t += 1.0
     return lines
 
 
