@@ -12,8 +12,9 @@ from harness.oracles import slo, two_judges
 from harness.programs import load
 from harness.reports import report
 
-# its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed) run beside other tests (red_verdicts: a neighbour can only make them redder); those that need a green verdict too,
-# or judge against a ceiling measured in the same run (the honest capacity, the raw forward pass), run alone (timing)
+# its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed, a worker slowed 1 s a job) run
+# beside other tests (red_verdicts: a neighbour can only make them redder); one that judges against a ceiling measured
+# in the same run whose contention could turn it green (the raw forward pass), runs alone (timing)
 
 SECONDS = 12  # of Locust per test: enough for ~100 requests of the kind under test
 
@@ -76,24 +77,22 @@ def test_ws_silent_fails_the_websocket_slo(chaos_system, stack):
     assert row.prometheus.firing and row.prometheus.figure == 1.0 and row.agree, row.line()
 
 
-@pytest.mark.timing
+@pytest.mark.red_verdicts
 def test_slow_worker_fails_the_capacity_gate(chaos_system, stack):
-    """The same burst through honest workers passes the capacity gate; through workers 5x slower it fails."""
+    """A burst through workers 5x slower fails the capacity gate and the drain gate. Its honest twin is
+    tests/load/test_load_holds_the_slos.py, whose capacity burst (the same 300 jobs, through the same workers unslowed)
+    must pass the same gate. Red here needs no quiet machine: a neighbour slows the slowed workers further, and the
+    raw ceiling it divides by would have to read under ~100 msg/s for them to come near the gate (they measure
+    0.002-0.003 of it alone, 2-3 jobs/s; the gate is 0.11)."""
     from harness.drivers.throughput import sqs_ceiling
 
     ceiling = sqs_ceiling(stack.aws, 1000)
-    honest = chaos_system(workers=2)
-    fine = load.capacity(stack, honest.api_url, ceiling, requests=60, label="honest")
-    honest.stop()
     slow = chaos_system(workers=2, sabotage="slow_worker")
-    bad = load.capacity(stack, slow.api_url, ceiling, requests=16, label="slow_worker")
-    ok_v = verdicts("throughput", {"capacity": fine})["capacity jobs/s / raw SQS ceiling"]
+    bad = load.capacity(stack, slow.api_url, ceiling, requests=8, label="slow_worker")
     bad_v = verdicts("throughput", {"capacity": bad})["capacity jobs/s / raw SQS ceiling"]
-    print(f"\nhonest: {ok_v.line()} ({fine['jobs_per_s']} jobs/s); slow_worker: {bad_v.line()}")
-    assert (fine["terminal"], bad["terminal"]) == (300, 80)
-    assert ok_v.ok, f"honest workers miss the capacity gate: {ok_v.line()} ({fine['jobs_per_s']} jobs/s)"
-    assert fine["jobs_per_s"] >= 5 * bad["jobs_per_s"], (fine, bad)
-    assert not bad_v.ok, bad_v.line()
+    print(f"\nslow_worker: {bad_v.line()} ({bad['jobs_per_s']} jobs/s)")
+    assert bad["terminal"] == 40 and bad["jobs_per_s"] <= 10  # 2 workers x 4 slots, each job 1 s longer
+    assert not bad_v.ok and bad_v.measured < slo.load()["throughput"]["min_capacity_share_of_sqs_ceiling"] / 2
     drained = slo.drain_verdict(bad["share_of_ceiling"])  # the throughput benchmark's gate, the same ratio
     assert not drained.ok and "drain jobs/s / raw SQS ceiling" in drained.line(), drained.line()
 
