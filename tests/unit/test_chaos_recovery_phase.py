@@ -16,6 +16,7 @@ def _chaos(jobs: list[dict], fault_end: float) -> ChaosLoad:
     chaos = ChaosLoad.__new__(ChaosLoad)  # no stack, no system: the phase logic over the jobs given
     chaos.scenario = scenarios.load("ci")
     chaos.stopped = threading.Event()
+    chaos.cpu = []  # no CPU timeline: the run never started its sampler
     steady = fault_end - 20
     chaos.phases = [
         Phase("warmup", "warmup", steady - 5, steady),
