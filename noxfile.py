@@ -353,7 +353,7 @@ def ci(session: nox.Session) -> None:
         tests together, each xdist worker on a local stack and system of its own) or alone."""
         args = ["tests", "-m", selection, "--stack=local", "-p", "no:cacheprovider", f"--junitxml=reports/{junit}"]
         args += more
-        extra = ["-n", str(PARALLEL_TESTS), "--dist", "loadfile"] if parallel else []
+        extra = ["-n", str(PARALLEL_TESTS), *BY_MODULE] if parallel else []
         step(name, lambda: session.run(PY, "-m", "pytest", *args, *extra, *session.posargs, env=env, external=True))
 
     # the unit and integration tests mostly wait on the processes and stores they drive: several at a time, measured
@@ -462,8 +462,11 @@ def _report_steps(session: nox.Session, figures: list[dict], total_s: float) -> 
 
 
 # xdist workers of CI's parallel steps: on 2 cores the tests mostly wait (fault windows, visibility timeouts, the
-# processes they drive), so three keep both cores busy; a file's tests stay on one worker (--dist loadfile)
+# processes they drive), so three keep both cores busy; a file's tests stay on one worker (--dist loadfile), and the
+# files are handed out longest first (tests/durations.json, by tests/conftest.py; xdist's own reorder would put the
+# files with the most tests first instead, and a step of minutes would end on a long file of few tests)
 PARALLEL_TESTS = 3
+BY_MODULE = ["--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 @nox.session(python=False)

@@ -31,6 +31,18 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None, print_blob=True)
 settings.load_profile(current().hypothesis_profile)
 
+
+def pytest_collection_modifyitems(config, items):
+    """Several at a time by module (``-n N --dist loadfile``, CI's parallel steps): the modules that take longest
+    (tests/durations.json, harness.reports.durations) are handed out first, so a step does not end on one module
+    of minutes started last. A run one test at a time keeps the collected order."""
+    if config.getoption("dist", default="no") not in ("loadfile", "loadscope"):
+        return
+    from harness.reports import durations
+
+    items[:] = durations.longest_first(items, durations.load(), config.rootpath)
+
+
 CHAOS_ENV = {
     "SQS_VISIBILITY_TIMEOUT": "4",  # a dead or frozen worker's message comes back quickly
     "SQS_MAX_RECEIVE_COUNT": "8",
