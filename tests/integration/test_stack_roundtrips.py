@@ -7,10 +7,13 @@ import time
 import uuid
 
 import httpx
-import openai
 import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from tests.lazy import lazy
+
+openai = lazy("openai")  # imported by the test that talks to the mock service, not by collection
 
 
 def test_postgres_sql_roundtrip_in_own_schema(pg_schema, stack):

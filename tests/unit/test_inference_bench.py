@@ -7,13 +7,15 @@ with headroom, never a bare wall-clock number.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from harness.oracles import slo
 from harness.reports import history
 from system.patterns import PATTERNS, generate
-from system.pipelines import lstm
 from system.pipelines.inference import moving_average
+from tests.lazy import lazy
+
+torch = lazy("torch")  # imported by the first test that runs, not by collection
+lstm = lazy("system.pipelines.lstm")
 
 pytestmark = pytest.mark.bench
 MEDIANS: dict[str, float] = {}

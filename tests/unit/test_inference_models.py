@@ -7,8 +7,10 @@ import threading
 import pytest
 
 from system.patterns import PATTERNS, generate, split
-from system.pipelines import lstm
 from system.pipelines.inference import errors, moving_average
+from tests.lazy import lazy
+
+lstm = lazy("system.pipelines.lstm")  # torch: imported by the first test that runs, not by collection
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 import httpx
-import openai
 import pytest
 import respx
 
 from system.pipelines.score import translate, translate_all
+from tests.lazy import lazy
+
+openai = lazy("openai")  # imported by the first test that runs, not by collection
 
 BASE = "http://mock-openai.test/v1"
 
