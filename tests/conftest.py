@@ -35,8 +35,10 @@ settings.load_profile(current().hypothesis_profile)
 def pytest_collection_modifyitems(config, items):
     """Several at a time by module (``-n N --dist loadfile``, CI's parallel steps): the modules that take longest
     (tests/durations.json, harness.reports.durations) are handed out first, so a step does not end on one module
-    of minutes started last. A run one test at a time keeps the collected order."""
-    if config.getoption("dist", default="no") not in ("loadfile", "loadscope"):
+    of minutes started last. A run one test at a time keeps the collected order. The xdist workers collect (the
+    order they report is the one handed out), and xdist sets their own ``--dist`` to "no": they are told by
+    ``workerinput``."""
+    if not hasattr(config, "workerinput") and config.getoption("dist", default="no") not in ("loadfile", "loadscope"):
         return
     from harness.reports import durations
 
