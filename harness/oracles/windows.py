@@ -259,8 +259,9 @@ def why_not_recovered(
     horizon: float,
     steady_p95_ms: float | None,
     tolerance: float,
-    bucket_s: float = RECOVERY_SLICE_S,
+    *,
     kind_p95_ms: dict[str, float] | None = None,
+    bucket_s: float = RECOVERY_SLICE_S,
 ) -> list[str]:
     """What each slice ``time_to_recover`` looked at showed, one line a slice: its start after the fault's end, its
     jobs still open, and each kind's enqueue->done p95 against the most a recovered system may show."""
