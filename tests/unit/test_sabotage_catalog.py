@@ -80,7 +80,8 @@ def test_every_kind_of_chaos_window_verdict_has_a_sabotage_twin():
 
 def test_every_kind_of_slo_verdict_has_a_sabotage_twin():
     """Each kind of verdict the shipped slo.toml gives (per endpoint, queue kind or model alike) is turned red by a
-    planted defect in tests/sabotage/test_slo_sabotage.py; a new kind of SLO without one fails here, by name."""
+    planted defect in tests/sabotage/test_slo_sabotage.py or test_backlog_sabotage.py; a new kind of SLO without one
+    fails here, by name."""
     kinds = slo.families(slo.load())
     assert {"slo: api p95 ms", "slo: queue enqueue->done p95 ms", "slo: redelivered jobs"} <= kinds
     assert missing_twins(CATALOG, kinds) == set()
