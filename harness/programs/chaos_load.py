@@ -793,10 +793,10 @@ class ChaosLoad:
         )
         evidence = self._evidence(w, fw, fault, rec, seen["mock"], seen["warnings"], seen["redeliveries"], requests)
         evidence["last_of_backlog"] = self._last_of_backlog(jobs, fault.end, since, steady)
-        if (
-            recover is None
-        ):  # what the recovery slices showed, and where the CPU went meanwhile against the steady phase
-            evidence["recovery_slices"] = why_not_recovered(  # the first 15 (a last window's run to the load's end)
+        # not recovered: what the recovery slices showed (the first 15: a last window's run on to the load's end), and
+        # where the CPU went meanwhile against the steady phase
+        if recover is None:
+            evidence["recovery_slices"] = why_not_recovered(
                 jobs,
                 fault.end,
                 nxt,

@@ -13,7 +13,7 @@ import pytest
 from harness.oracles import slo
 from harness.programs import load
 from harness.reports import report
-from tests.sabotage.test_slo_sabotage import SECONDS, short_load
+from tests.sabotage.short_load import SECONDS, short_load
 
 
 # every verdict it asserts is red, and a busy neighbour can only make those redder: its stray DLQ message lands while the

@@ -11,36 +11,15 @@ import pytest
 
 from harness.oracles import slo, two_judges
 from harness.programs import load
-from harness.reports import report
+from tests.sabotage.short_load import short_load
 
 # its verdicts are times. Those that assert only red (a planted 0.4 s, a silent feed, a worker slowed 1 s a job) run
 # beside other tests (red_verdicts: a neighbour can only make them redder); one that judges against a ceiling measured
 # in the same run whose contention could turn it green (the raw forward pass), runs alone (timing)
 
-SECONDS = 12  # of Locust per test: enough for ~100 requests of the kind under test
-
 
 def verdicts(section: str, figures: dict) -> dict[str, slo.Verdict]:
     return {v.slo: v for v in slo.evaluate(slo.section(slo.load(), section), figures)}
-
-
-def short_load(stack, sut, users: int, user_classes=("InferenceSubmitter",), ceilings: tuple[str, ...] = ()) -> dict:
-    """``SECONDS`` of Locust against ``sut`` and what it measured; no capacity burst, every request counts (no
-    ``--reset-stats``: in 12 s the ramp-up is most of the run), and no raw ceiling timed first unless the verdict
-    under test divides by it (``ceilings``)."""
-    return load.measure(
-        stack,
-        sut.api_url,
-        sut.queue_name,
-        sut.dlq_name,
-        users,
-        SECONDS,
-        report.new_run_dir(),
-        user_classes=list(user_classes),
-        burst_requests=0,
-        reset_stats=False,
-        ceilings=ceilings,
-    )
 
 
 @pytest.mark.red_verdicts
