@@ -407,7 +407,7 @@ def _wrap_app(change: Callable) -> None:
 def _no_job_budget() -> None:
     from system.pipelines import score
 
-    def in_thread(fn, *args, seconds, memory_mb):
+    def in_thread(fn, *args, seconds, memory_mb, task="reading the file"):
         return fn(*args)
 
     score.run_within_budget = in_thread
@@ -572,9 +572,10 @@ def _drop_result_event() -> None:
     reveals=("audio_wrong",),
 )
 def _silent_audio() -> None:
-    from system.pipelines import score
+    # patched in the worker before its score jobs' forkserver is forked from it: the children that render inherit it
+    from system.pipelines import score_audio
 
-    render = score.render_midi
+    render = score_audio.render_midi
 
     def silent(midi, soundfont, bitrate, quality=7):
         import lameenc
@@ -588,7 +589,7 @@ def _silent_audio() -> None:
         zeros = bytes(4 * int(honest.seconds * honest.sample_rate))
         return type(honest)(bytes(enc.encode(zeros) + enc.flush()), honest.seconds, honest.sample_rate, 0.0)
 
-    score.render_midi = silent  # type: ignore[assignment]
+    score_audio.render_midi = silent  # type: ignore[assignment]
 
 
 @defect(

@@ -38,7 +38,15 @@ from typing import Any
 
 from system.pipelines.base import PermanentJobError
 
-PRELOAD = ["music21", "music21.converter", "music21.midi.translate", "system.pipelines.score_read"]
+PRELOAD = [
+    "music21",
+    "music21.converter",
+    "music21.midi.translate",
+    "system.pipelines.score_read",
+    "tinysoundfont",
+    "lameenc",
+    "system.pipelines.score_warm",  # last: reads and renders a tiny score, so that every child starts warm
+]
 WATCH_INTERVAL_SECONDS = 0.02  # how often the parent reads the child's resident memory
 AS_BACKSTOP_FACTOR, AS_BACKSTOP_EXTRA = 2, 512 * 2**20  # RLIMIT_AS: for an allocation too fast for the watch
 MEMORY_EXIT_CODE = 86  # the child ran out of its memory budget even while reporting it
@@ -210,22 +218,21 @@ def _child(conn, worker: int, fn: Callable[..., Any], args: tuple, memory_bytes:
     conn.close()
 
 
-def _memory_breach(memory_mb: float) -> PermanentJobError:
+def _memory_breach(memory_mb: float, task: str) -> PermanentJobError:
     return PermanentJobError(
         "memory_budget_exceeded",
-        f"reading the file needed more than its memory budget of "
-        f"{memory_mb:g} MB (SCORE_JOB_MEMORY_MB) and was stopped",
+        f"{task} needed more than its memory budget of {memory_mb:g} MB (SCORE_JOB_MEMORY_MB) and was stopped",
     )
 
 
-def _time_breach(seconds: float) -> PermanentJobError:
+def _time_breach(seconds: float, task: str) -> PermanentJobError:
     return PermanentJobError(
         "time_budget_exceeded",
-        f"reading the file ran past its time budget of {seconds:g}s (SCORE_JOB_TIMEOUT_SECONDS) and was stopped",
+        f"{task} ran past its time budget of {seconds:g}s (SCORE_JOB_TIMEOUT_SECONDS) and was stopped",
     )
 
 
-def _watch(proc, receiver, seconds: float, memory_mb: float):
+def _watch(proc, receiver, seconds: float, memory_mb: float, task: str):
     """The child's outcome, or None if it died without one; a breach of either budget raises."""
     deadline = time.monotonic() + seconds
     base = None
@@ -239,18 +246,21 @@ def _watch(proc, receiver, seconds: float, memory_mb: float):
                 return message
             base = message[1]
         if time.monotonic() >= deadline:
-            raise _time_breach(seconds)
+            raise _time_breach(seconds, task)
         if base is not None:
             try:
                 grown = resident_bytes(proc.pid) - base
             except (OSError, IndexError):  # gone between the poll and the read: the next poll says how
                 continue
             if grown > memory_mb * 2**20:
-                raise _memory_breach(memory_mb)
+                raise _memory_breach(memory_mb, task)
 
 
-def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory_mb: float) -> Any:
-    """``fn(*args)`` in a child process; its return value (picklable), or the breach as a ``PermanentJobError``.
+def run_within_budget(
+    fn: Callable[..., Any], *args: Any, seconds: float, memory_mb: float, task: str = "reading the file"
+) -> Any:
+    """``fn(*args)`` in a child process; its return value (picklable), or the breach as a ``PermanentJobError`` whose
+    message names ``task``.
 
     A ``PermanentJobError`` raised by ``fn`` comes back as one; anything else unexpected as a :class:`BudgetError`."""
     ctx = context()
@@ -264,7 +274,7 @@ def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory
     proc.start()
     sender.close()
     try:
-        outcome = _watch(proc, receiver, seconds, memory_mb)
+        outcome = _watch(proc, receiver, seconds, memory_mb, task)
     finally:
         if proc.is_alive():
             proc.kill()
@@ -273,15 +283,15 @@ def run_within_budget(fn: Callable[..., Any], *args: Any, seconds: float, memory
     if outcome is None:  # died without a word
         code = proc.exitcode
         if code == MEMORY_EXIT_CODE:
-            raise _memory_breach(memory_mb)
+            raise _memory_breach(memory_mb, task)
         if code == -signal.SIGXCPU:
-            raise _time_breach(seconds)
+            raise _time_breach(seconds, task)
         how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        raise PermanentJobError("job_process_died", f"the process reading the file died ({how})")
+        raise PermanentJobError("job_process_died", f"the process {task} died ({how})")
     if outcome[0] == "ok":
         return outcome[1]
     if outcome[0] == "permanent":
         raise PermanentJobError(outcome[1], outcome[2])
     if outcome[0] == "memory":
-        raise _memory_breach(memory_mb)
+        raise _memory_breach(memory_mb, task)
     raise BudgetError(outcome[1])

@@ -10,9 +10,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.pipelines.base import PermanentJobError
+
 SAMPLE_RATE = 44100
 RELEASE_SECONDS = 0.25  # let the last notes ring out briefly
 _midi_lock = threading.Lock()  # music21.defaults is process-global
+# a synthesiser with its SoundFont loaded, by (SoundFont path, sample rate): made by ``preload`` for this process's next
+# render, which takes it (once: a synthesiser that has played keeps its voices)
+_loaded: dict[tuple[str, int], object] = {}
 
 
 @dataclass
@@ -24,9 +29,15 @@ class Rendered:
 
 
 def default_soundfont() -> Path:
-    import pretty_midi
+    """pretty_midi's TimGM6mb.sf2, found without importing pretty_midi (a score job's child would pay its import)."""
+    import importlib.util
 
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "no SoundFont: pretty_midi (which ships TimGM6mb.sf2) is not installed (SCORE_SOUNDFONT)"
+        )
+    return Path(spec.origin).parent / "TimGM6mb.sf2"
 
 
 def to_midi(score) -> bytes:
@@ -46,6 +57,37 @@ def render(score, soundfont: Path | None = None, bitrate: int = 128, quality: in
     return render_midi(to_midi(score), soundfont, bitrate, quality)
 
 
+def preload(soundfont: Path | None = None) -> None:
+    """Load the SoundFont (the default where None) into a synthesiser kept for this process's next render. The score
+    jobs' forkserver does it (``score_warm``): each job's child forked from it finds the SoundFont loaded."""
+    import tinysoundfont
+
+    sf2 = Path(soundfont) if soundfont else default_soundfont()
+    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+    synth.sfload(str(sf2))
+    _loaded[(str(sf2), SAMPLE_RATE)] = synth
+
+
+def _synth(sf2: Path):
+    """The preloaded synthesiser for this SoundFont, taken; or a new one that loads it."""
+    import tinysoundfont
+
+    synth = _loaded.pop((str(sf2), SAMPLE_RATE), None)
+    if synth is None:
+        synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
+        synth.sfload(str(sf2))
+    return synth
+
+
+def render_for_job(midi_bytes: bytes, soundfont: str | None, bitrate: int, quality: int) -> Rendered:
+    """``render_midi`` as a score job's child runs it (``system.pipelines.budget``): a SoundFont that is not there is
+    the deployment's fault, not the upload's, and fails the job ``soundfont_missing`` with its path."""
+    try:
+        return render_midi(midi_bytes, Path(soundfont) if soundfont else None, bitrate, quality)
+    except FileNotFoundError as exc:
+        raise PermanentJobError("soundfont_missing", str(exc)) from exc
+
+
 def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int = 128, quality: int = 7) -> Rendered:
     """MIDI (as ``to_midi`` writes it) → MP3. Its cost is bounded by the music's length, which the pipeline caps."""
     import lameenc
@@ -55,8 +97,7 @@ def render_midi(midi_bytes: bytes, soundfont: Path | None = None, bitrate: int =
     sf2 = Path(soundfont) if soundfont else default_soundfont()
     if not sf2.exists():
         raise FileNotFoundError(f"SoundFont {sf2} not found (SCORE_SOUNDFONT)")
-    synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
-    synth.sfload(str(sf2))
+    synth = _synth(sf2)
     seq = tinysoundfont.Sequencer(synth)
     seq.add(tinysoundfont.midi.load_memory(midi_bytes, persistent=False))
     chunks = []

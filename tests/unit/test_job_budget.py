@@ -61,6 +61,17 @@ def test_running_past_the_time_budget_stops_the_child_and_fails_permanently():
     assert not children(), "the child outlived its budget"
 
 
+def test_a_breach_names_the_work_it_stopped():
+    """The score pipeline runs two kinds of work in children (reading the file, rendering the audio): the failure says
+    which ran past its budget."""
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(time.sleep, 30, seconds=0.3, memory_mb=100, task="rendering the audio")
+    assert err.value.message.startswith("rendering the audio ran past its time budget of 0.3s"), err.value.message
+    with pytest.raises(PermanentJobError) as err:
+        run_within_budget(crash, "exit", seconds=30, memory_mb=100, task="rendering the audio")
+    assert err.value.message == "the process rendering the audio died (exit code 3)"
+
+
 def test_growing_past_the_memory_budget_stops_the_child_and_fails_permanently():
     t0 = time.monotonic()
     with pytest.raises(PermanentJobError) as err:
