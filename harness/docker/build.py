@@ -89,6 +89,7 @@ def specs() -> dict[str, ImageSpec]:
             "base",
             d / "postgres" / "Dockerfile",
             _tree(d / "postgres", "."),
+            build_args=_postgres_template_args(),
         ),
         ImageSpec("redis", "verisim/redis:7-bookworm", "base", d / "redis" / "Dockerfile", _tree(d / "redis", ".")),
         ImageSpec("prometheus", "verisim/prometheus:bookworm", "base", d / "prometheus" / "Dockerfile"),
@@ -143,6 +144,13 @@ def _stage_wheels(ctx: Path, patterns: list[str]) -> None:
 
 def docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, **kwargs)
+
+
+def _postgres_template_args() -> dict[str, str]:
+    """The settings the suite's Postgres containers ask for: the image makes its cluster for exactly these."""
+    from harness.stack.services import postgres
+
+    return postgres.CONTAINER_SETTINGS
 
 
 def image_label(tag: str) -> str | None:

@@ -150,3 +150,80 @@ def _containers_all() -> list[str]:
         check=True,
     )
     return r.stdout.split()
+
+
+# -- the offline images start warm: what a start would otherwise build is made at image build ------------------------
+def _run_container(image: str, port: int, env: dict[str, str], *args: str) -> str:
+    """A container of ``image`` with ``env``, its port published on ``port``, labelled as a dead session's (the next
+    session's cleanup removes it if this test is killed)."""
+    flags = [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
+    return subprocess.run(
+        ["docker", "run", "-d", "--rm", "--label", "verisim.stack=image-test", "-p", f"127.0.0.1:{port}:5432"]
+        + flags
+        + [image, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def _connects(port: int, user: str, password: str, database: str, timeout: float = 60) -> bool:
+    """Whether these credentials are let in (waits for the server to answer at all)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(
+                host="127.0.0.1", port=port, user=user, password=password, dbname=database, connect_timeout=2
+            ) as conn:
+                return conn.execute("SELECT current_user, current_database()").fetchone() == (user, database)
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                return False
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("settings", ["the suite's", "other"])
+def test_the_postgres_image_copies_its_cluster_only_for_the_settings_it_was_made_for(settings):
+    """The image holds a cluster made at build for the settings the suite's containers ask for: such a container
+    copies it (no initdb, no temporary server at start) and lets in only that password; a container asking for other
+    settings is initialised for them, as the official image's contract says."""
+    from harness.stack.process import free_ports
+    from harness.stack.services import postgres
+
+    env = dict(postgres.CONTAINER_SETTINGS)
+    if settings == "other":
+        env.update(POSTGRES_USER="someone", POSTGRES_PASSWORD="else", POSTGRES_DB="elsewhere")
+    (port,) = free_ports(1)
+    cid = _run_container(postgres.IMAGES[0], port, env, "postgres", *postgres.SERVER_FLAGS)
+    try:
+        user, password, database = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]
+        assert _connects(port, user, password, database)
+        assert not _connects(port, user, password + "-wrong", database)
+        log = subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stdout
+        copied, initialised = "cluster copied from the image" in log, "init process complete" in log
+        assert (copied, initialised) == ((True, False) if settings == "the suite's" else (False, True)), log[-2000:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def test_the_localstack_image_holds_the_service_catalog_its_localstack_looks_for():
+    """Built at image build under the name the installed LocalStack and botocore ask for: with a name that drifted
+    (a new pin), every container would build it again at start, slowly and silently."""
+    from harness.stack.services.localstack import IMAGES
+
+    look = (
+        "import os; from localstack import config; from localstack.aws.spec import _get_catalog_filename as name; "
+        "print(os.path.getsize(os.path.join(config.dirs.static_libs, name())))"
+    )
+    r = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", IMAGES[0], "-c", look],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout.split()[-1]) > 100_000, r.stdout

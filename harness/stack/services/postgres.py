@@ -29,6 +29,13 @@ from harness.stack.process import ManagedProcess, ServiceStartError
 from harness.stack.service import BackingService
 
 USER = PASSWORD = DATABASE = "verisim"
+# what a container is started with; the image's build makes its cluster for these (harness.docker.build)
+CONTAINER_SETTINGS = {
+    "POSTGRES_USER": USER,
+    "POSTGRES_PASSWORD": PASSWORD,
+    "POSTGRES_DB": DATABASE,
+    "POSTGRES_INITDB_ARGS": "--no-sync",
+}
 # fsync off (only an OS crash loses data) but synchronous_commit ON: with it off a killed postmaster loses commits it
 # already acknowledged — the postgres_kill chaos test caught exactly that
 SERVER_FLAGS = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300"]
@@ -245,9 +252,7 @@ class PostgresContainer(Postgres, ContainerService, port_inside=5432, images=IMA
 
         c = (
             DockerContainer(self.image)
-            .with_envs(
-                POSTGRES_USER=USER, POSTGRES_PASSWORD=PASSWORD, POSTGRES_DB=DATABASE, POSTGRES_INITDB_ARGS="--no-sync"
-            )
+            .with_envs(**CONTAINER_SETTINGS)
             .with_command(["postgres", *SERVER_FLAGS, *self.extra_args])
         )
         if self.data_cap:
