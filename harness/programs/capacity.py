@@ -289,7 +289,11 @@ def _phase(run: Run, n: int, name: str, clients: int) -> None:
         est = max(5.0, args.jobs / 150)
         for who, pid in (("worker", sut.workers[0].pid), ("api", sut.api.pid)):
             path = run.out_dir / f"capacity-{run.stamp}-{who}.txt"
-            profiles.append((who, py_spy(pid, est, path), path))
+            proc = py_spy(pid, est, path)
+            if proc is None:
+                say("  --profile: py-spy is not installed (it is a dev dependency: python3 dev.py setup); not profiled")
+                break
+            profiles.append((who, proc, path))
     note = {"headroom": " (headroom check)", "profile": " (profiled: py-spy on a worker and the API)"}.get(name, "")
     say(f"\n{args.jobs} inference jobs, {n} worker(s) × {args.concurrency}, {clients} client threads{note}")
     _, fig = run_phase(sut, sut.stack, run.meter, args.jobs, clients, f"{n}w/{clients}c", run.next_seed(), run.journal)
