@@ -5,6 +5,7 @@ under test (``system_fixtures``), a headless browser (``browser_fixture``). Sess
 
 The hooks and fixtures of those modules are gathered here, where pytest looks for them."""
 
+import harness.pytest_plugin.rewrite_scope  # noqa: F401 — first: which modules pytest rewrites
 from harness.pytest_plugin.browser_fixture import browser
 from harness.pytest_plugin.options import (
     MARKERS,
