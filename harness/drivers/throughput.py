@@ -124,7 +124,7 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r[0]] = by_status.get(r[0], 0) + 1
-    by_kind = {}  # queue wait per kind: in a mixed load, do short jobs wait behind long ones?
+    by_kind = {}  # per kind: in a mixed load, do short jobs wait behind long ones, and how long do long ones take?
     for kind in sorted({r[4] for r in done}):
         kw = [(float(r[2]) - float(r[1])) * 1000 for r in done if r[4] == kind and r[2] is not None]
         if kw:
@@ -132,6 +132,9 @@ def job_figures(stack: Stack, job_ids: list[str]) -> dict:
                 "jobs": len(kw),
                 "queue_wait_ms_p95": round(percentile(kw, 95), 1),
                 "queue_wait_ms_max": round(max(kw), 1),
+                "enqueue_to_done_ms_p95": round(
+                    percentile([(float(r[3]) - float(r[1])) * 1000 for r in done if r[4] == kind], 95), 1
+                ),
             }
     return {
         "jobs": len(job_ids),

@@ -175,7 +175,10 @@ def _mixed_phase(sut: SystemUnderTest, args, small: int, summary: dict, journal:
     summary["mixed"] = fig
     control.reset()
     for kind, k in fig.get("by_kind", {}).items():
-        say(f"  {kind:<9} jobs: queue wait p95 {k['queue_wait_ms_p95']} ms, longest {k['queue_wait_ms_max']} ms")
+        say(
+            f"  {kind:<9} jobs: queue wait p95 {k['queue_wait_ms_p95']} ms, longest {k['queue_wait_ms_max']} ms; "
+            f"enqueue→done p95 {k['enqueue_to_done_ms_p95']} ms"
+        )
 
 
 def _print_summary(summary: dict) -> None:
@@ -215,6 +218,12 @@ def _print_summary(summary: dict) -> None:
             print(
                 f"  inference behind scores      {longest:>8} ms  (the longest queue wait of an inference job in the "
                 f"mixed load; goal ≤ 1000 ms)"
+            )
+        score = m.get("by_kind", {}).get("score")
+        if score:
+            print(
+                f"  scores in the mixed load     {score['queue_wait_ms_p95']:>8} ms  (queue wait p95, goal ≤ 2000 ms; "
+                f"enqueue→done p95 {score['enqueue_to_done_ms_p95']} ms)"
             )
         print(
             f"  mixed load                   {m['jobs_per_s']:>8} jobs/s  {m['by_status']}; mock OpenAI saw "
