@@ -14,6 +14,7 @@ from harness.pytest_plugin.options import (
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_generate_tests,
+    pytest_load_initial_conftests,
 )
 from harness.pytest_plugin.stack_fixtures import (
     kafka_topics,
@@ -41,6 +42,7 @@ __all__ = [
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_generate_tests",
+    "pytest_load_initial_conftests",
     "pytest_terminal_summary",
     "redis_ns",
     "s3_prefix",

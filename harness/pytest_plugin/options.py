@@ -1,5 +1,6 @@
-"""The plugin's command-line options (``--stack``, ``--transport``), its markers, and the session-wide hooks: a test
-that takes ``transport`` runs once per transport; benchmarks run only when asked for; SIGTERM tears down like Ctrl-C."""
+"""The plugin's command-line options (``--stack``, ``--transport``), its ini option (which plugin modules pytest
+rewrites), its markers, and the session-wide hooks: a test that takes ``transport`` runs once per transport;
+benchmarks run only when asked for; SIGTERM tears down like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,12 +8,28 @@ import signal
 
 import pytest
 
+from harness.pytest_plugin import rewrite_scope
 from harness.settings import current
 from harness.stack.choice import CHOICES
 from harness.stack.provider import SERVICES
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before the first conftest file is imported (and with it, here, Hypothesis): the project's choice of which
+    plugin modules pytest rewrites (``rewrite_scope``)."""
+    if early_config.getini(rewrite_scope.INI):
+        rewrite_scope.narrow()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        rewrite_scope.INI,
+        type="bool",
+        default=False,
+        help="rewrite the asserts of other pytest plugins' entry-point modules only, not of their whole packages "
+        "(a faster start where bytecode is not written; harness.pytest_plugin.rewrite_scope)",
+    )
     group = parser.getgroup("verisim")
     group.addoption(
         "--stack",

@@ -1,20 +1,30 @@
-"""Which modules pytest rewrites the asserts of: each plugin's entry-point module, not its whole distribution.
+"""Which modules pytest rewrites the asserts of: a plugin distribution's entry-point modules, not its whole packages.
 
 For every distribution with a ``pytest11`` entry point pytest marks all its top-level packages for assertion
 rewriting: for this one ``harness`` and ``system``; for the plugins installed beside it ``hypothesis``,
-``schemathesis``, ``locust``, ``xdist``, ``pytest_benchmark`` and more (whether loaded or ``-p no:``-ed). Every
-pytest process, each xdist worker too, then parses, rewrites and compiles those modules again at import wherever
-bytecode is not written (``PYTHONDONTWRITEBYTECODE``: this kind of machine sets it), hundreds of modules whose asserts
-are internal invariants, not test verdicts; and the system under test should run its own code as written. Imported by
-this plugin before anything else of ``harness``, this narrows each distribution's mark to the modules its entry points
-name (a plugin's own hooks and fixtures keep pytest's assertion messages). Test modules and conftest files are
-rewritten as always. A rewritten assert and a plain one fail alike; only the message differs.
+``schemathesis``, ``xdist``, ``pytest_benchmark`` and more (whether loaded or ``-p no:``-ed). Every pytest process,
+each xdist worker too, then parses, rewrites and compiles those modules again at import wherever bytecode is not
+written (``PYTHONDONTWRITEBYTECODE``: this kind of machine sets it): hundreds of modules whose asserts are internal
+invariants, not test verdicts.
+
+* Verisim's own distribution is always narrowed to its plugin (``harness.pytest_plugin``): imported by the plugin
+  before anything else of ``harness``, so the harness's library and the system under test run as written, in any
+  project that installs Verisim.
+* The other plugin distributions are narrowed to their entry-point modules only where a project asks for it, with the
+  ini option ``verisim_rewrite_plugin_entry_points = true`` (Verisim's own ``pyproject.toml`` does): a project whose
+  own plugin package relies on rewritten asserts in its helper modules keeps them unless it opts in.
+
+Test modules and conftest files are rewritten as always, and so is what ``-p`` or ``register_assert_rewrite`` marks. A
+rewritten assert and a plain one fail alike; only the message differs.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import sys
+
+OWN = {"harness", "system"}  # this distribution's top-level packages
+INI = "verisim_rewrite_plugin_entry_points"
 
 
 def plugin_distributions() -> tuple[set[str], set[str]]:
@@ -36,17 +46,22 @@ def plugin_distributions() -> tuple[set[str], set[str]]:
     return tops, entries
 
 
-def narrow() -> None:
-    """In pytest's rewriting import hook (on ``sys.meta_path`` while pytest runs), the plugin distributions' marks
-    replaced by their entry-point modules; what else is marked (``-p`` modules, ``register_assert_rewrite``) stays.
-    Nothing where pytest does not rewrite (``--assert=plain``)."""
+def narrow(within: set[str] | None = None) -> None:
+    """In pytest's rewriting import hook (on ``sys.meta_path`` while pytest runs), plugin distributions' marks replaced
+    by their entry-point modules: those under the top-level names ``within``, or every plugin distribution's (None).
+    Other marks stay. Nothing where pytest does not rewrite (``--assert=plain``)."""
     for finder in sys.meta_path:
         marked = getattr(finder, "_must_rewrite", None)
-        if isinstance(marked, set):
-            tops, entries = plugin_distributions()
-            # an editable install that lists no files is marked by its entry points' outermost packages instead
-            marked -= (tops | {e.split(".")[0] for e in entries}) - entries
-            marked |= entries
+        if not isinstance(marked, set):
+            continue
+        tops, entries = plugin_distributions()
+        # an editable install that lists no files is marked by its entry points' outermost packages instead
+        tops |= {e.split(".")[0] for e in entries}
+        if within is not None:
+            tops &= within
+            entries = {e for e in entries if e.split(".")[0] in within}
+        marked -= tops - entries
+        marked |= entries
 
 
-narrow()
+narrow(OWN)
