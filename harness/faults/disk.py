@@ -6,6 +6,12 @@ is deleted when the window ends. Writes that need new space fail (Postgres: SQLS
 The evidence is the service's own word: the writes it logged as refused for want of space during the window (a
 window where the disk filled but nothing tried to write leaves none, and fails).
 
+A service may not survive a full disk: Postgres PANICs when its WAL needs a new segment and there is no room, and its
+crash recovery, needing one too, shuts the server down. Once the disk is freed such a service is started again, as its
+supervisor (systemd's ``Restart=``, a container's restart policy) would, and the window says so
+(``exited_in_window``: the log's last lines; ``restarted_s``): the system is judged on how it lives through a database
+that ran out of disk, crashed and came back, as it would be in production.
+
     with disk_full(postgres, timeline, "postgres_disk_full") as fw: ...    # fw.evidence["disk_full_errors"]
 """
 
@@ -30,3 +36,6 @@ def disk_full(service, timeline: FaultTimeline, name: str) -> Iterator[FaultWind
         finally:
             service.free_disk()
             fw.evidence["disk_full_errors"] = service.disk_errors() - before
+            if service.exited():
+                fw.evidence["exited_in_window"] = service.log_tail(6)
+                fw.evidence["restarted_s"] = round(service.start_again(), 2)

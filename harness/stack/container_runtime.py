@@ -238,6 +238,13 @@ class ContainerService(BackingService):
         self.after_restart()
         return seconds
 
+    def exited(self) -> bool:
+        if not self._running():
+            return False
+        wrapped = self._wrapped()
+        wrapped.reload()
+        return wrapped.status in ("exited", "dead")
+
     def signal(self, sig: int) -> None:
         wrapped = self._wrapped()
         if sig == signals.SIGSTOP:

@@ -46,6 +46,9 @@ class LocalService(BackingService):
         self.after_restart()
         return seconds
 
+    def exited(self) -> bool:
+        return self.process is not None and self.process.proc is not None and not self.process.alive()
+
     def signal(self, sig: int) -> None:
         assert self.process is not None, "not started"
         for pid in self.process.members():

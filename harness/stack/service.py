@@ -108,6 +108,10 @@ class BackingService(abc.ABC):
         """Start it again on the same port and wait for a real round trip; returns the seconds it took."""
 
     @abc.abstractmethod
+    def exited(self) -> bool:
+        """It was started and has exited since, unasked (a crash, or a server that shut itself down)."""
+
+    @abc.abstractmethod
     def signal(self, sig: int) -> None:
         """Send ``sig`` to all of it: SIGSTOP/SIGCONT pause and resume it, SIGKILL kills it."""
 

@@ -79,6 +79,28 @@ def test_a_full_disk_that_nothing_wrote_to_leaves_no_evidence_and_fails_its_wind
     assert failed and "disk_full_errors" in failed[0].line(), [v.line() for v in verdicts]
 
 
+def test_a_postgres_that_shut_down_on_the_full_disk_is_started_again_once_it_is_freed(capped_postgres, timeline):
+    """Postgres gives up when its crash recovery cannot write a WAL segment (seen in CI: the disk filled as the WAL
+    crossed into a new segment; the server shut down for good and the chaos run after it found no database). Here it
+    dies inside the window (killed: the same outcome, on cue); the fault starts it again on its own disk once the
+    ballast is gone, and the data written before is still there."""
+    import signal
+
+    import psycopg
+
+    dsn = capped_postgres.endpoint().dsn
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+    with disk_full(capped_postgres, timeline, "postgres_disk_full") as fw:
+        capped_postgres.signal(signal.SIGKILL)
+        assert capped_postgres.exited()
+    assert fw.evidence["restarted_s"] > 0 and "exited_in_window" in fw.evidence, fw.evidence
+    assert not capped_postgres.exited()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchall() == [(7,)]
+
+
 def test_a_capped_disk_a_dead_run_left_mounted_is_removed(tmp_path):
     """A run killed before it could unmount leaves a tmpfs (its data, maybe a ballast, in memory): the next mount
     removes it, going by the pid its source names."""
