@@ -20,6 +20,7 @@ rewritten assert and a plain one fail alike; only the message differs.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import sys
 
@@ -27,9 +28,11 @@ OWN = {"harness", "system"}  # this distribution's top-level packages
 INI = "verisim_rewrite_plugin_entry_points"
 
 
-def plugin_distributions() -> tuple[set[str], set[str]]:
+@functools.cache
+def plugin_distributions() -> tuple[frozenset[str], frozenset[str]]:
     """What pytest marked for the installed plugin distributions (their top-level modules and packages, as it reads
-    them from each distribution's file list), and the modules their ``pytest11`` entry points name."""
+    them from each distribution's file list), and the modules their ``pytest11`` entry points name. Read once: the
+    plugin's import and the ini option's hook both narrow."""
     tops: set[str] = set()
     entries: set[str] = set()
     for dist in importlib.metadata.distributions():
@@ -43,7 +46,7 @@ def plugin_distributions() -> tuple[set[str], set[str]]:
                 tops.add(parts[0][:-3])
             elif len(parts) > 1 and parts[-1] == "__init__.py" and "." not in parts[0]:
                 tops.add(parts[0])
-    return tops, entries
+    return frozenset(tops), frozenset(entries)
 
 
 def narrow(within: set[str] | None = None) -> None:
@@ -56,10 +59,10 @@ def narrow(within: set[str] | None = None) -> None:
             continue
         tops, entries = plugin_distributions()
         # an editable install that lists no files is marked by its entry points' outermost packages instead
-        tops |= {e.split(".")[0] for e in entries}
+        tops = tops | {e.split(".")[0] for e in entries}
         if within is not None:
             tops &= within
-            entries = {e for e in entries if e.split(".")[0] in within}
+            entries = frozenset(e for e in entries if e.split(".")[0] in within)
         marked -= tops - entries
         marked |= entries
 

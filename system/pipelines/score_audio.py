@@ -60,23 +60,22 @@ def render(score, soundfont: Path | None = None, bitrate: int = 128, quality: in
 def preload(soundfont: Path | None = None) -> None:
     """Load the SoundFont (the default where None) into a synthesiser kept for this process's next render. The score
     jobs' forkserver does it (``score_warm``): each job's child forked from it finds the SoundFont loaded."""
+    sf2 = Path(soundfont) if soundfont else default_soundfont()
+    _loaded[(str(sf2), SAMPLE_RATE)] = _load(sf2)
+
+
+def _load(sf2: Path):
+    """A new synthesiser with this SoundFont loaded."""
     import tinysoundfont
 
-    sf2 = Path(soundfont) if soundfont else default_soundfont()
     synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
     synth.sfload(str(sf2))
-    _loaded[(str(sf2), SAMPLE_RATE)] = synth
+    return synth
 
 
 def _synth(sf2: Path):
-    """The preloaded synthesiser for this SoundFont, taken; or a new one that loads it."""
-    import tinysoundfont
-
-    synth = _loaded.pop((str(sf2), SAMPLE_RATE), None)
-    if synth is None:
-        synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
-        synth.sfload(str(sf2))
-    return synth
+    """The preloaded synthesiser for this SoundFont, taken; or a new one."""
+    return _loaded.pop((str(sf2), SAMPLE_RATE), None) or _load(sf2)
 
 
 def render_for_job(midi_bytes: bytes, soundfont: str | None, bitrate: int, quality: int) -> Rendered:
