@@ -9,7 +9,13 @@ The evidence is the kernel's count: how often the group hit its cap (v1 ``memory
 ``max``) and the OOM kills in it. Needs root and a writable cgroup filesystem (``/sys/fs/cgroup``); where there is
 none the window fails with that said.
 
-    with memory_cap(worker, timeline, "worker_memory_cap", headroom_mb=2) as fw: ...   # fw.evidence["cap_hits"]
+    with memory_cap(worker, timeline, "worker_memory_cap", headroom_mb=2) as fw:
+        ...                        # load; live_events(fw)["cap_hits"] says whether the kernel has counted a hit yet
+    fw.evidence["cap_hits"]
+
+A group's peak at its cap is no evidence: the kernel charges a group in per-CPU batches of 64 pages ahead of use, so
+a worker that needs less than its headroom can still take the group's count to the cap. Only a refused charge
+(``max``) or a kill shows the cap held the worker back; a load that must show it runs until ``live_events`` does.
 """
 
 from __future__ import annotations
@@ -117,6 +123,12 @@ class MemoryGroup:
                 time.sleep(0.1)
 
 
+def live_events(fw: FaultWindow) -> dict[str, int]:
+    """The kernel's counts for an open ``memory_cap`` window's group, read now (the window's evidence gets them only
+    when it ends)."""
+    return MemoryGroup(fw.name, path=Path(fw.evidence["cgroup"])).events()
+
+
 @contextlib.contextmanager
 def memory_cap(worker, timeline: FaultTimeline, name: str, headroom_mb: float = HEADROOM_MB) -> Iterator[FaultWindow]:
     """``worker``: a ``ManagedProcess`` (its whole family goes under the cap)."""
@@ -128,6 +140,7 @@ def memory_cap(worker, timeline: FaultTimeline, name: str, headroom_mb: float = 
             held = group.usage()
             group.limit(held + int(headroom_mb * 2**20))
             fw.evidence["held_bytes"] = held
+            fw.evidence["cgroup"] = str(group.path)
             yield fw
         finally:
             try:
