@@ -20,8 +20,10 @@ class TopicReadIncomplete(TimeoutError):
         self.topic, self.partial = topic, partial
 
 
-def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.05, timeout: float = 30) -> list[dict]:
-    """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``.
+def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list[dict]:
+    """Every message on ``topic`` from the beginning: ``[{"key", "value" (parsed JSON), "partition", "offset"}]``,
+    as far as each partition's end when the read reached it (the broker's end-of-partition event, not a quiet spell:
+    a read ends as soon as the last partition reports its end).
 
     Raises ``TopicReadIncomplete`` when ``timeout`` passes before every partition reached its end: a cut-short read
     could hide a duplicate or a missing event, so it is never returned as if it were whole."""
@@ -41,23 +43,23 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 0.05, timeout: 
         if topic not in md.topics or md.topics[topic].error is not None:
             return []
         parts = list(md.topics[topic].partitions)
+        if not parts:
+            return []
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         out: list[dict] = []
         eof: set[int] = set()
         deadline = time.monotonic() + timeout
-        last_msg = time.monotonic()
         while time.monotonic() < deadline:
             msg = consumer.poll(0.05)
             if msg is None:
-                if len(eof) == len(parts) and time.monotonic() - last_msg > idle_seconds:
-                    break
                 continue
             if msg.error():
                 if msg.error().code() == msg.error()._PARTITION_EOF:
                     eof.add(msg.partition())
+                    if len(eof) == len(parts):
+                        break
                     continue
                 raise RuntimeError(msg.error())
-            last_msg = time.monotonic()
             eof.discard(msg.partition())
             out.append(
                 {

@@ -20,12 +20,14 @@ from harness.pytest_plugin.stack_fixtures import (
     kafka_topics,
     mock_openai,
     pg_schema,
+    pytest_collection_finish,
     pytest_terminal_summary,
     redis_ns,
     s3_prefix,
     sqs_queues,
     stack,
     stack_provider,
+    start_template_early,
 )
 from harness.pytest_plugin.system_fixtures import SYSTEM_ENV, system, system_factory
 from harness.pytest_plugin.terminal import say_to
@@ -39,6 +41,7 @@ __all__ = [
     "mock_openai",
     "pg_schema",
     "pytest_addoption",
+    "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_generate_tests",
@@ -49,6 +52,7 @@ __all__ = [
     "say_to",
     "sqs_queues",
     "stack",
+    "start_template_early",
     "stack_provider",
     "system",
     "system_factory",

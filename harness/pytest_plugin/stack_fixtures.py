@@ -6,6 +6,7 @@ backend that cannot start fails the session with its log tail — nothing is ski
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,59 @@ from harness.stack.isolation import KafkaTopics, PgSchema, RedisNamespace, S3Pre
 
 PROVIDER = pytest.StashKey[Any]()  # the provider that started the session's stack
 STARTED = pytest.StashKey[dict]()  # how long it took, service by service
+EARLY = pytest.StashKey[bool]()  # the systems' fork template was started before collection (start_template_early)
+
+
+def needs_system(items) -> bool:
+    """Whether any of these tests runs the system under test (asks for a fixture named for it)."""
+    return any("system" in name for item in items for name in getattr(item, "fixturenames", ()))
+
+
+# what the tests' own process would otherwise import at its first verdict or upload: the reference's decoder and
+# score analysis, the Kafka client
+WARM_IMPORTS = ("numpy", "miniaudio", "music21.converter", "music21.analysis.discrete", "confluent_kafka")
+
+
+def _warm_test_process() -> None:
+    """The test process's first-use costs, paid while the stack starts (its threads mostly wait on probes): the
+    libraries the verdicts import lazily, and the score the clients upload (written out once, then cached). A failure
+    here is left for the test that needs the same thing to meet and report."""
+    import importlib
+    import os
+
+    try:
+        # at a lower priority than the stack's and the template's start-ups, which the first test waits for
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        for name in WARM_IMPORTS:
+            importlib.import_module(name)
+        from system.simulators.scores import musicxml
+
+        musicxml()
+    except Exception:  # noqa: BLE001, S110 - the test that needs it raises it where it is reported
+        pass
+
+
+def start_template_early(config: pytest.Config) -> None:
+    """For a conftest whose directory's tests nearly all run a system, called from its ``pytest_configure`` (which
+    pytest calls as it imports the conftest: at start-up when pytest was pointed there, else when collection reaches
+    it). The systems' fork template (``harness.stack.forked``: seconds of imports) starts now, beside collection,
+    rather than once the first test asks for the stack. An xdist controller, which runs no test, and
+    ``--collect-only`` start none; a run whose selected tests turn out to need no system stops it once collected."""
+    from harness.stack import forked
+
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    if config.getoption("collectonly", default=False):
+        return
+    forked.start_template()
+    config.stash[EARLY] = True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.stash.get(EARLY, False) and not needs_system(session.items):
+        from harness.stack import forked
+
+        forked.stop_template()
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +85,11 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     say("")
     services = chosen_services(request.config)
     provider = choose_provider(request.config.getoption("--stack"), progress=say)
-    if any("system" in name for item in request.session.items for name in getattr(item, "fixturenames", ())):
+    if needs_system(request.session.items):
         from harness.stack import forked
 
         forked.start_template()  # the systems' template imports torch and the rest while the stack starts
+    threading.Thread(target=_warm_test_process, name="verisim-warm", daemon=True).start()
     started = time.monotonic()
     try:
         s = provider.start(services)

@@ -97,6 +97,12 @@ def start_template() -> None:
             _ensure_template()
 
 
+def stop_template() -> None:
+    """Stop the template if it runs (one started early for a run that turned out to need none)."""
+    with _lock:
+        _SERVER._stop()  # type: ignore[attr-defined]
+
+
 def _ensure_template() -> None:
     """Start the template if it is not running, outside coverage even when this process is measured: a measured
     template would hand its tracer and its SIGTERM handler (save, exit 1) to every service forked from it."""

@@ -15,6 +15,9 @@ class LocalService(BackingService):
     """Subclasses set ``self.process`` in ``spawn``."""
 
     process: ManagedProcess | None = None
+    # whether ``stop`` kills it outright, as the containers runtime's force removal does: for a process whose graceful
+    # shutdown only tidies state under a work directory that goes with it (``halt``, which keeps the data, still asks)
+    killed_on_stop = False
 
     def ready_note(self, prepared_s: float) -> str:
         return f" (+{prepared_s:.2f}s preparing caches)" if prepared_s > 0.05 else ""
@@ -32,7 +35,7 @@ class LocalService(BackingService):
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.stop()
+            self.process.kill() if self.killed_on_stop else self.process.stop()
 
     # -- faults: the same process, on the same port ---------------------------------------------------------------
     def halt(self) -> None:

@@ -254,6 +254,13 @@ class ManagedProcess:
         """Signal the leader (it shuts its own children down), wait ``stop_grace``, then SIGKILL what is left."""
         stop_all([self])
 
+    def kill(self) -> None:
+        """SIGKILL the whole family at once, and wait until it is gone."""
+        if self.proc is None:
+            return
+        _kill(self.members(), signal.SIGKILL)
+        self._finish_stop()
+
     def _signal_stop(self) -> None:
         if self.proc is None:
             return

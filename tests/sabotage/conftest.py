@@ -2,6 +2,13 @@
 
 import pytest
 
+from harness.pytest_plugin import start_template_early
+
+
+def pytest_configure(config):
+    """Nearly every test here runs a system: its fork template starts importing as pytest collects."""
+    start_template_early(config)
+
 
 def pytest_collection_modifyitems(items):
     for item in items:

@@ -51,6 +51,22 @@ def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
     assert p.leftovers() == [] and alive(pids) == []
 
 
+def test_kill_ends_the_whole_family_at_once_without_the_grace(tmp_path):
+    """What a local service whose data goes with it gets on ``stop`` (``LocalService.killed_on_stop``: LocalStack)."""
+    code = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True);"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    p = ManagedProcess("doomed", [sys.executable, "-c", code], tmp_path / "k.log", stop_grace=30).start()
+    pids = poll_until(lambda: len(p.members()) == 2 and p.members(), 5, interval=0.05)
+    assert pids and len(pids) == 2
+    started = time.monotonic()
+    p.kill()
+    assert p.leftovers() == [] and alive(pids) == []
+    assert time.monotonic() - started < 5, "kill waited for the stop grace"
+
+
 def test_spawning_off_the_main_thread_is_refused(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

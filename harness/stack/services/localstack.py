@@ -42,6 +42,10 @@ class LocalStack(BackingService, service="localstack", ready_timeout=120, check=
 
 # -- a local process --------------------------------------------------------------------------------------------------
 class LocalLocalStack(LocalStack, LocalService):
+    # its SIGTERM runs its services' stop hooks, joins its thread pools and rm -rf's its temporary directory — most
+    # of a second of a session's teardown, spent on a root the stack deletes
+    killed_on_stop = True
+
     def __init__(self, workdir: Path, port: int, progress: Callable[[str], None] = print):
         super().__init__(workdir, port)
         self.progress = progress
