@@ -52,6 +52,17 @@ def _warm_test_process() -> None:
         pass
 
 
+def _template_yielding(provider):
+    """Containers start through dockerd and their own init, CPU the template's imports would take: the template
+    yields to them while they start (it has time to spare there; on the local stack it is what the first system
+    waits for, so it does not)."""
+    import contextlib
+
+    from harness.stack import forked
+
+    return forked.template_yielding() if provider.name == "containers" else contextlib.nullcontext()
+
+
 def start_template_early(config: pytest.Config) -> None:
     """For a conftest whose directory's tests nearly all run a system, called from its ``pytest_configure`` (which
     pytest calls as it imports the conftest: at start-up when pytest was pointed there, else when collection reaches
@@ -92,7 +103,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     threading.Thread(target=_warm_test_process, name="verisim-warm", daemon=True).start()
     started = time.monotonic()
     try:
-        s = provider.start(services)
+        with _template_yielding(provider):
+            s = provider.start(services)
     except BaseException:
         provider.stop()
         raise

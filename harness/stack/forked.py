@@ -16,12 +16,14 @@ and saves its data when it ends, as a ``python -m`` start with coverage's ``.pth
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import runpy
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from multiprocessing import popen_forkserver, reduction, spawn, util
 from multiprocessing import process as mp_process
 from multiprocessing.context import set_spawning_popen
@@ -95,6 +97,25 @@ def start_template() -> None:
     if enabled():
         with _lock:
             _ensure_template()
+
+
+@contextlib.contextmanager
+def template_yielding(niceness: int = 10) -> Iterator[None]:
+    """The template at a lower CPU priority for the block, back to normal once it ends: for start-ups beside its
+    imports that the caller waits for first. Nothing may be forked from it inside the block (a fork would keep the
+    lower priority). Only as root: anyone else may lower a priority but not raise it back, and every service forked
+    afterwards would run at the lower one."""
+    pid = _SERVER._forkserver_pid  # type: ignore[attr-defined]
+    if pid is None or os.geteuid() != 0:
+        yield
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, 0)
 
 
 def stop_template() -> None:

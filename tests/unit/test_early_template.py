@@ -68,3 +68,20 @@ def test_an_xdist_worker_starts_its_own(calls):
 def test_a_run_that_never_started_it_early_stops_nothing(calls):
     _collected(_config(), ["tmp_path"])
     assert calls == []
+
+
+def test_the_template_yields_for_the_block_and_is_back_at_normal_priority_after(monkeypatch):
+    import os
+
+    set_to: list[tuple[int, int]] = []
+    monkeypatch.setattr(forked._SERVER, "_forkserver_pid", 4242)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "setpriority", lambda which, pid, value: set_to.append((pid, value)))
+    with forked.template_yielding(10):
+        assert set_to == [(4242, 10)]
+    assert set_to == [(4242, 10), (4242, 0)]
+    set_to.clear()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # could not raise it back: left alone
+    with forked.template_yielding(10):
+        pass
+    assert set_to == []
