@@ -35,14 +35,17 @@ def test_process_that_exits_fails_at_once_with_its_log(tmp_path):
     assert "exited with code 3" in str(info.value) and "boom: bad config" in str(info.value)
 
 
+# a parent that ignores SIGTERM and has a child in its own new session
+STUBBORN = (
+    "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True);"
+    "print('up', flush=True); time.sleep(60)"
+)
+
+
 def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
-    # a parent that ignores SIGTERM and has a child in its own new session: stop must still clean both up
-    code = (
-        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True);"
-        "print('up', flush=True); time.sleep(60)"
-    )
-    p = ManagedProcess("stubborn", [sys.executable, "-c", code], tmp_path / "s.log", stop_grace=0.5).start()
+    # stop must still clean both up
+    p = ManagedProcess("stubborn", [sys.executable, "-c", STUBBORN], tmp_path / "s.log", stop_grace=0.5).start()
     with pytest.raises(ServiceStartError, match="not ready after 1s"):
         p.wait_ready(lambda: (_ for _ in ()).throw(TimeoutError("nope")), timeout=0.6)
     pids = poll_until(lambda: len(p.members()) == 2 and p.members(), 5, interval=0.05)
@@ -53,12 +56,7 @@ def test_wait_is_bounded_and_stop_kills_the_whole_family(tmp_path):
 
 def test_kill_ends_the_whole_family_at_once_without_the_grace(tmp_path):
     """What a local service whose data goes with it gets on ``stop`` (``LocalService.killed_on_stop``: LocalStack)."""
-    code = (
-        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True);"
-        "print('up', flush=True); time.sleep(60)"
-    )
-    p = ManagedProcess("doomed", [sys.executable, "-c", code], tmp_path / "k.log", stop_grace=30).start()
+    p = ManagedProcess("doomed", [sys.executable, "-c", STUBBORN], tmp_path / "k.log", stop_grace=30).start()
     pids = poll_until(lambda: len(p.members()) == 2 and p.members(), 5, interval=0.05)
     assert pids and len(pids) == 2
     started = time.monotonic()
