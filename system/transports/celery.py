@@ -49,6 +49,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 from system.batching import JoinedRuns
@@ -182,8 +183,18 @@ class CeleryTransport:
             visible, in_flight, dlq = pipe.execute()
         return {"visible": visible, "in_flight": in_flight, "delayed": 0, "dlq": dlq}
 
-    def created(self) -> str | None:
-        return None  # a Redis list has no creation stamp: the stale-job sweep finds messages a broker lost
+    def created(self) -> str:
+        """A stamp this deployment keeps on the broker beside its queue (``verisim:queue-epoch:<queue>``), made where
+        there is none. A Redis list has no creation stamp of its own; a Redis that comes back without its data (no
+        persistence, a new instance) has lost this stamp with the queue's tasks, and the one made anew differs, as
+        SQS's CreatedTimestamp does for a queue made anew. One round trip; raises where the broker does not answer."""
+        key = f"verisim:queue-epoch:{self.queue_name}"
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=False)
+            pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.get(key)
+            _, stamp = pipe.execute()
+        return stamp.decode()
 
     def stranded(self, job_ids: list[str], held_longer_than: float) -> list[str]:
         """Of these queued jobs, those whose task no live worker can be holding: not waiting on the broker's list,

@@ -218,8 +218,9 @@ class JobProcessor:
         return leasing_since
 
     def _resend_stranded(self, after: float) -> None:
-        """The queued jobs a lost worker had taken from its broker but not begun (its lease names only the jobs it
-        claimed): those no live worker can be holding are sent again (a duplicate is harmless: a job is claimed by
+        """The queued jobs whose task no live worker can be holding and the broker does not hold either: a lost
+        worker had taken it but not begun (its lease names only the jobs it claimed), or the broker went away while
+        a worker was taking it (``_broker_unreachable``). Sent again (a duplicate is harmless: a job is claimed by
         id). Where the transport cannot tell (it is not ``FindsStranded``), the stale-job sweep finds them later."""
         asked = {n: t.stranded for n, t in self.router.transports.items() if isinstance(t, FindsStranded)}
         waiting = self.store.queued_ids(after) if asked else []
@@ -229,7 +230,8 @@ class JobProcessor:
             flagged = self.store.flag_for_sending([uuid.UUID(i) for i in found])
             if flagged:
                 log.warning(
-                    "re-sending the queued jobs a lost worker had taken but not begun", extra={"count": flagged}
+                    "re-sending queued jobs whose task is nowhere (a lost worker took it, or a lost broker)",
+                    extra={"count": flagged},
                 )
 
     def _recover_lost_stores(self) -> None:
@@ -237,7 +239,13 @@ class JobProcessor:
         flagged for re-sending (see ``JobStore.note_queue_epoch``). The Kafka log: restored from the outbox (see
         ``Outbox.restore_lost_log``). Each costs one request when nothing was lost."""
         try:
-            flagged = self.store.note_queue_epoch(self.router.created())
+            created = self.router.created()
+        except Exception as exc:
+            self._broker_unreachable()
+            log.debug("queue epoch check failed", extra={"error": str(exc)})
+            created = None
+        try:
+            flagged = self.store.note_queue_epoch(created) if created is not None else 0
             if flagged:
                 log.warning(
                     "the queue was recreated (its messages are gone): re-sending its queued jobs",
@@ -249,6 +257,14 @@ class JobProcessor:
             self.outbox.restore_lost_log()
         except Exception as exc:
             log.debug("kafka log check failed", extra={"error": str(exc)})
+
+    def _broker_unreachable(self) -> None:
+        """A task a worker took from the broker as it went away may be gone: kombu's Redis transport takes a task off
+        the list and then records it as unacknowledged, two commands, and a broker lost between them leaves the task
+        in no list and in no worker's hands (its job stays queued). Until the broker has answered again for a lease
+        period, the queued jobs whose task is nowhere are looked for every second (``_resend_stranded``), rather
+        than waiting for the stale-job sweep (``REQUEUE_AFTER_SECONDS``)."""
+        self._stranded_until = max(self._stranded_until, time.monotonic() + self.settings.worker_lost_after_seconds + 4)
 
     def _requeue_stale(self) -> None:
         """A job still queued long after it was accepted has lost its message (an emulator restarted without

@@ -205,6 +205,77 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     jobs.assert_ledger()
 
 
+def _celery_queue_waiting(sut, stack) -> tuple[object, str]:
+    """A Celery system's one worker frozen once it has stamped its queue (the stamp it keeps on the broker beside the
+    queue: ``CeleryTransport.created``): its tasks wait on the list. Returns a Redis client and the stamp's key."""
+    import redis
+
+    r = redis.Redis.from_url(stack.redis.url)
+    key = f"verisim:queue-epoch:{sut.queue_name}"
+
+    def recorded() -> bool:  # on the broker, and noted in Postgres as this deployment's queue's
+        with psycopg.connect(stack.postgres.dsn) as conn:
+            row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s", (sut.queue_name,)).fetchone()
+        return bool(row and r.exists(key) and row[0].endswith(r.get(key).decode()))
+
+    wait_for(recorded, 30, 0.2, what="the worker's queue stamp on the broker and in Postgres")
+    sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait on the list
+    return r, key
+
+
+def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for, stack):
+    """Redis that comes back without its data (no persistence, a new instance) has lost the queue's tasks, and with
+    them the stamp the deployment keeps beside the queue. A worker notices the new stamp and re-sends the queued
+    jobs at once, well before the stale-job period (REQUEUE_AFTER_SECONDS, 300 s by default), as the SQS side does
+    for a recreated queue. The loss is made directly, this queue's tasks and stamp deleted: the session's Redis keeps
+    every other test's keys."""
+    sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
+    jobs = jobs_for(sut)
+    r, key = _celery_queue_waiting(sut, stack)
+    jobs.inference(5, seed=320)
+    jobs.inference(5, seed=325)
+    wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
+    assert r.delete(sut.queue_name, key) == 2  # the broker lost this queue's data
+    sut.workers[0].proc.send_signal(signal.SIGCONT)
+    began = time.monotonic()
+    rows = jobs.wait(timeout=60)
+    assert time.monotonic() - began < 45, "the lost tasks waited for the stale-job sweep"
+    assert sut.log_count("the queue was recreated") > 0  # re-sent on noticing the new stamp
+    assert len(rows) == 10 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()
+
+
+def test_tasks_lost_as_the_celery_broker_went_away_are_sent_again_once_it_is_back(
+    chaos_system, jobs_for, process_faults, stack
+):
+    """kombu's Redis transport takes a task off the list, then records it as unacknowledged: a broker that goes away
+    between the two leaves the task nowhere and its job queued (seen in CI's chaos under load: a Redis restart, four
+    jobs queued for 51 s). Once the broker answers again, the workers look for queued jobs whose task is neither on
+    the list nor held, and send them again, well before the stale-job period. Here the tasks are taken off the list
+    directly before a restart (Redis keeps its data across it: the queue stamp is unchanged, so only this search can
+    find them)."""
+    sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
+    jobs = jobs_for(sut)
+    r, key = _celery_queue_waiting(sut, stack)
+    jobs.inference(5, seed=330)
+    jobs.inference(5, seed=335)
+    wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
+    assert r.delete(sut.queue_name) == 1  # taken off the list, never recorded as held
+    sut.workers[0].proc.send_signal(signal.SIGCONT)
+    time.sleep(5)  # a lease period: nothing else sends them again (the stale-job sweep is 300 s away)
+    assert {row[0] for row in jobs.rows().values()} >= {"queued"}
+    stamp = r.get(key)
+    with process_faults.service_down("redis"):
+        time.sleep(3)  # longer than the workers' 2 s look at the broker: they see it gone
+    began = time.monotonic()
+    rows = jobs.wait(timeout=60)
+    assert time.monotonic() - began < 45, "the lost tasks waited for the stale-job sweep"
+    assert r.get(key) == stamp and sut.log_count("the queue was recreated") == 0  # not the stamp's path
+    assert sut.log_count("re-sending queued jobs whose task is nowhere") > 0
+    assert len(rows) == 10 and {r[0] for r in rows.values()} == {"completed"}
+    jobs.assert_ledger()
+
+
 @pytest.mark.parametrize("offset_s", [300, -300])
 def test_a_worker_minutes_off_stores_every_time_right(chaos_system, jobs_for, timeline, offset_s):
     """The only worker runs with its wall clock 5 minutes ahead (or behind): its jobs complete,
