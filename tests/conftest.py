@@ -126,6 +126,37 @@ def knob_system(stack, tmp_path_factory, request):
 
 
 @pytest.fixture
+def celery_frozen(stack):
+    """``celery_frozen(sut)``: a Celery system's one worker frozen (SIGSTOP; the test sends SIGCONT) once it has
+    stamped its queue (the stamp it keeps on the broker beside the queue, ``CeleryTransport.created``, noted in
+    Postgres): the tasks sent next wait on the list, for a test to take away as a broker would lose them. Returns a
+    Redis client and the stamp's key."""
+    import signal
+
+    import psycopg
+    import redis
+
+    from harness.polling import wait_for
+
+    r = redis.Redis.from_url(stack.redis.url)
+
+    def freeze(sut):
+        key = f"verisim:queue-epoch:{sut.queue_name}"
+
+        def recorded() -> bool:  # on the broker, and noted in Postgres as this deployment's queue's
+            with psycopg.connect(stack.postgres.dsn) as conn:
+                row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s", (sut.queue_name,)).fetchone()
+            return bool(row and r.exists(key) and row[0].endswith(r.get(key).decode()))
+
+        wait_for(recorded, 30, 0.2, what="the worker's queue stamp on the broker and in Postgres")
+        sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait on the list
+        return r, key
+
+    yield freeze
+    r.close()
+
+
+@pytest.fixture
 def jobs_for(stack, request, timeline):
     matrix = MATRIX if "tests/chaos/" in str(request.node.fspath) else None
     return lambda sut: Jobs(sut, stack, request.node.name, timeline, matrix)

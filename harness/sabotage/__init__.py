@@ -145,6 +145,38 @@ def _no_worker_leases() -> None:
 
 
 @defect(
+    "no_stranded_search_after_broker_outage",
+    "worker",
+    "a worker that found the broker out of reach does not look for the tasks lost with it: their jobs wait queued "
+    "for the stale-job sweep (REQUEUE_AFTER_SECONDS)",
+    reveals=("not_terminal",),
+)
+def _no_stranded_search_after_broker_outage() -> None:
+    from system.worker.processor import JobProcessor
+
+    JobProcessor._broker_unreachable = lambda self: None
+
+
+@defect(
+    "cached_queue_stamp",
+    "worker",
+    "the worker reads the Celery queue's stamp once and trusts it ever after: a Redis that came back without its "
+    "data is not noticed and its queue's jobs wait for the stale-job sweep",
+    reveals=("not_terminal",),
+)
+def _cached_queue_stamp() -> None:
+    from system.transports.celery import CeleryTransport
+
+    read = CeleryTransport.created
+    first: dict[str, str] = {}
+
+    def cached(self):
+        return first.setdefault(self.queue_name, read(self))
+
+    CeleryTransport.created = cached
+
+
+@defect(
     "no_clock_sync",
     "worker",
     "a worker never measures its clock against Postgres's: a worker whose clock is off stores its stages' times "

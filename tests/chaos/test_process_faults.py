@@ -205,25 +205,7 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     jobs.assert_ledger()
 
 
-def _celery_queue_waiting(sut, stack) -> tuple[object, str]:
-    """A Celery system's one worker frozen once it has stamped its queue (the stamp it keeps on the broker beside the
-    queue: ``CeleryTransport.created``): its tasks wait on the list. Returns a Redis client and the stamp's key."""
-    import redis
-
-    r = redis.Redis.from_url(stack.redis.url)
-    key = f"verisim:queue-epoch:{sut.queue_name}"
-
-    def recorded() -> bool:  # on the broker, and noted in Postgres as this deployment's queue's
-        with psycopg.connect(stack.postgres.dsn) as conn:
-            row = conn.execute("SELECT created FROM queue_epochs WHERE queue = %s", (sut.queue_name,)).fetchone()
-        return bool(row and r.exists(key) and row[0].endswith(r.get(key).decode()))
-
-    wait_for(recorded, 30, 0.2, what="the worker's queue stamp on the broker and in Postgres")
-    sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait on the list
-    return r, key
-
-
-def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for, stack):
+def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for, celery_frozen):
     """Redis that comes back without its data (no persistence, a new instance) has lost the queue's tasks, and with
     them the stamp the deployment keeps beside the queue. A worker notices the new stamp and re-sends the queued
     jobs at once, well before the stale-job period (REQUEUE_AFTER_SECONDS, 300 s by default), as the SQS side does
@@ -231,7 +213,7 @@ def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for
     every other test's keys."""
     sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
     jobs = jobs_for(sut)
-    r, key = _celery_queue_waiting(sut, stack)
+    r, key = celery_frozen(sut)
     jobs.inference(5, seed=320)
     jobs.inference(5, seed=325)
     wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
@@ -246,7 +228,7 @@ def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for
 
 
 def test_tasks_lost_as_the_celery_broker_went_away_are_sent_again_once_it_is_back(
-    chaos_system, jobs_for, process_faults, stack
+    chaos_system, jobs_for, process_faults, celery_frozen
 ):
     """kombu's Redis transport takes a task off the list, then records it as unacknowledged: a broker that goes away
     between the two leaves the task nowhere and its job queued (seen in CI's chaos under load: a Redis restart, four
@@ -256,7 +238,7 @@ def test_tasks_lost_as_the_celery_broker_went_away_are_sent_again_once_it_is_bac
     find them)."""
     sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
     jobs = jobs_for(sut)
-    r, key = _celery_queue_waiting(sut, stack)
+    r, key = celery_frozen(sut)
     jobs.inference(5, seed=330)
     jobs.inference(5, seed=335)
     wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
