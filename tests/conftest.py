@@ -126,11 +126,12 @@ def knob_system(stack, tmp_path_factory, request):
 
 
 @pytest.fixture
-def celery_frozen(stack):
-    """``celery_frozen(sut)``: a Celery system's one worker frozen (SIGSTOP; the test sends SIGCONT) once it has
-    stamped its queue (the stamp it keeps on the broker beside the queue, ``CeleryTransport.created``, noted in
-    Postgres): the tasks sent next wait on the list, for a test to take away as a broker would lose them. Returns a
-    Redis client and the stamp's key."""
+def celery_tasks_lost(stack):
+    """``celery_tasks_lost(sut, jobs, seed, stamp_too=False)``: a Celery system's tasks lost as a broker loses them.
+    Its one worker is frozen (SIGSTOP) once it has stamped its queue (the stamp it keeps on the broker beside the
+    queue, ``CeleryTransport.created``, noted in Postgres); two requests of five inference jobs are sent, their
+    tasks taken off the list (and the stamp with them where ``stamp_too``: a broker that lost its data), and the
+    worker resumes. Returns the jobs' ids, a Redis client and the stamp's key."""
     import signal
 
     import psycopg
@@ -140,7 +141,7 @@ def celery_frozen(stack):
 
     r = redis.Redis.from_url(stack.redis.url)
 
-    def freeze(sut):
+    def lose(sut, jobs, seed: int, stamp_too: bool = False):
         key = f"verisim:queue-epoch:{sut.queue_name}"
 
         def recorded() -> bool:  # on the broker, and noted in Postgres as this deployment's queue's
@@ -150,9 +151,13 @@ def celery_frozen(stack):
 
         wait_for(recorded, 30, 0.2, what="the worker's queue stamp on the broker and in Postgres")
         sut.workers[0].proc.send_signal(signal.SIGSTOP)  # a worker that takes nothing: these wait on the list
-        return r, key
+        ids = jobs.inference(5, seed=seed) + jobs.inference(5, seed=seed + 5)
+        wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
+        assert r.delete(sut.queue_name, *([key] if stamp_too else [])) == 1 + stamp_too  # what the broker lost
+        sut.workers[0].proc.send_signal(signal.SIGCONT)
+        return ids, r, key
 
-    yield freeze
+    yield lose
     r.close()
 
 

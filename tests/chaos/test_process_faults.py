@@ -205,7 +205,7 @@ def test_localstack_restart_loses_queued_messages_but_no_job(chaos_system, jobs_
     jobs.assert_ledger()
 
 
-def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for, celery_frozen):
+def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for, celery_tasks_lost):
     """Redis that comes back without its data (no persistence, a new instance) has lost the queue's tasks, and with
     them the stamp the deployment keeps beside the queue. A worker notices the new stamp and re-sends the queued
     jobs at once, well before the stale-job period (REQUEUE_AFTER_SECONDS, 300 s by default), as the SQS side does
@@ -213,12 +213,7 @@ def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for
     every other test's keys."""
     sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
     jobs = jobs_for(sut)
-    r, key = celery_frozen(sut)
-    jobs.inference(5, seed=320)
-    jobs.inference(5, seed=325)
-    wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
-    assert r.delete(sut.queue_name, key) == 2  # the broker lost this queue's data
-    sut.workers[0].proc.send_signal(signal.SIGCONT)
+    celery_tasks_lost(sut, jobs, seed=320, stamp_too=True)  # the broker lost this queue's data
     began = time.monotonic()
     rows = jobs.wait(timeout=60)
     assert time.monotonic() - began < 45, "the lost tasks waited for the stale-job sweep"
@@ -228,7 +223,7 @@ def test_a_celery_broker_that_lost_its_queue_loses_no_job(chaos_system, jobs_for
 
 
 def test_tasks_lost_as_the_celery_broker_went_away_are_sent_again_once_it_is_back(
-    chaos_system, jobs_for, process_faults, celery_frozen
+    chaos_system, jobs_for, process_faults, celery_tasks_lost
 ):
     """kombu's Redis transport takes a task off the list, then records it as unacknowledged: a broker that goes away
     between the two leaves the task nowhere and its job queued (seen in CI's chaos under load: a Redis restart, four
@@ -238,12 +233,7 @@ def test_tasks_lost_as_the_celery_broker_went_away_are_sent_again_once_it_is_bac
     find them)."""
     sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300")
     jobs = jobs_for(sut)
-    r, key = celery_frozen(sut)
-    jobs.inference(5, seed=330)
-    jobs.inference(5, seed=335)
-    wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
-    assert r.delete(sut.queue_name) == 1  # taken off the list, never recorded as held
-    sut.workers[0].proc.send_signal(signal.SIGCONT)
+    _, r, key = celery_tasks_lost(sut, jobs, seed=330)  # taken off the list, never recorded as held
     time.sleep(5)  # a lease period: nothing else sends them again (the stale-job sweep is 300 s away)
     assert {row[0] for row in jobs.rows().values()} >= {"queued"}
     stamp = r.get(key)

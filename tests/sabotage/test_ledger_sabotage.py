@@ -106,25 +106,11 @@ def test_without_worker_leases_a_dead_celery_workers_jobs_wait_for_the_visibilit
     assert all(any(j in p for p in hits) for j in stranded), hits  # the stranded jobs are named
 
 
-def _lost_from_the_broker(sut, jobs, celery_frozen, seed: int, stamp_too: bool) -> list[str]:
-    """Two requests' tasks taken off the frozen worker's list (and the queue's stamp with them where ``stamp_too``),
-    as a broker loses them; the worker resumes. Returns the jobs still queued a lease period later."""
-    import signal
-
-    r, key = celery_frozen(sut)
-    ids = jobs.inference(5, seed=seed) + jobs.inference(5, seed=seed + 5)
-    wait_for(lambda: r.llen(sut.queue_name), 10, 0.1, what="tasks waiting on the list")
-    r.delete(sut.queue_name, *([key] if stamp_too else []))
-    sut.workers[0].proc.send_signal(signal.SIGCONT)
-    time.sleep(5)
-    return ids
-
-
 @pytest.mark.parametrize(
     "defect", ["no_stranded_search_after_broker_outage", "cached_queue_stamp"], ids=["outage", "stamp"]
 )
 def test_tasks_a_celery_broker_lost_wait_for_the_stale_sweep_without_their_search(
-    chaos_system, jobs_for, process_faults, celery_frozen, stack, defect
+    chaos_system, jobs_for, process_faults, celery_tasks_lost, stack, defect
 ):
     """The twins of the two Celery broker-loss tests (tests/chaos/test_process_faults.py): there the jobs whose
     tasks the broker lost are sent again within seconds, once the broker answers again (``outage``: the search for
@@ -133,7 +119,8 @@ def test_tasks_a_celery_broker_lost_wait_for_the_stale_sweep_without_their_searc
     them."""
     sut = chaos_system(workers=1, concurrency=4, transport="celery", REQUEUE_AFTER_SECONDS="300", sabotage=defect)
     jobs = jobs_for(sut)
-    ids = _lost_from_the_broker(sut, jobs, celery_frozen, seed=1400, stamp_too=defect == "cached_queue_stamp")
+    ids, _, _ = celery_tasks_lost(sut, jobs, seed=1400, stamp_too=defect == "cached_queue_stamp")
+    time.sleep(5)
     if defect == "no_stranded_search_after_broker_outage":
         with process_faults.service_down("redis"):
             time.sleep(3)
